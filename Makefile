@@ -1,0 +1,42 @@
+# shoal: `make test` installs what the tests need and runs them all; `make demo` runs the examples
+# on an embedded one-node cluster.
+GO        ?= go
+PYTHON    ?= python3
+export PATH := $(CURDIR)/bin:$(PATH)
+export SHOAL_BIN := $(CURDIR)/bin/shoal
+
+.PHONY: all build deps test test-go test-python test-e2e demo fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/shoal ./cmd/shoal
+	mkdir -p python/shoal/bin && cp bin/shoal python/shoal/bin/shoal
+
+deps:
+	./scripts/deps.sh
+
+test: deps build test-go test-python test-e2e
+
+test-go:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+test-python: build
+	$(PYTHON) -m pytest -q python/tests
+
+test-e2e: build
+	./test/e2e.sh
+
+demo: build
+	@if ! $(PYTHON) -c "import numpy, msgpack, cloudpickle" 2>/dev/null; then ./scripts/deps.sh; fi
+	./examples/demo.sh
+
+fuzz:
+	$(GO) test ./wire -run '^$$' -fuzz FuzzParseFrame -fuzztime 30s
+
+bench: build
+	./bin/shoal bench core
+
+clean:
+	rm -rf bin python/shoal/bin

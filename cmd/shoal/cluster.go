@@ -1,0 +1,339 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-hpc/shoal/launcher"
+	"github.com/shoal-hpc/shoal/slurm"
+	"github.com/shoal-hpc/shoal/wire"
+)
+
+func clusterFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.Float64Flag{Name: "num-cpus", EnvVars: []string{"SHOAL_NUM_CPUS"},
+			Usage: "CPUs to offer (default: the CPUs this process may run on, lowered to its cgroup quota)"},
+		&cli.Float64Flag{Name: "num-gpus", EnvVars: []string{"SHOAL_NUM_GPUS"}, Usage: "GPUs to offer (default 0)"},
+		&cli.StringFlag{Name: "memory", EnvVars: []string{"SHOAL_MEMORY"},
+			Usage: "memory to offer, e.g. 8g (default: what the cgroup allows)"},
+		&cli.StringFlag{Name: "object-store-memory", EnvVars: []string{"SHOAL_OBJECT_STORE_MEMORY"},
+			Usage: "object store size in bytes, e.g. 2g or 2147483648 (default: 30% of memory, at most /dev/shm's free space)"},
+		&cli.StringFlag{Name: "resources", EnvVars: []string{"SHOAL_RESOURCES"},
+			Usage: `custom resources as JSON, e.g. '{"disk": 2}'`},
+		&cli.StringFlag{Name: "spill-dir", EnvVars: []string{"SHOAL_SPILL_DIR"},
+			Usage: "directory for objects spilled from a full store (default: the session directory)"},
+		&cli.StringFlag{Name: "tmpdir", EnvVars: []string{"SHOAL_TMPDIR"},
+			Usage: "parent of session directories (default: the system temp dir)"},
+	}
+}
+
+func options(c *cli.Context) (launcher.Options, error) {
+	o := launcher.Options{NumCPUs: c.Float64("num-cpus"), NumGPUs: c.Float64("num-gpus"),
+		SpillDir: c.String("spill-dir"), TmpRoot: c.String("tmpdir"), Scrub: slurm.Scrub}
+	var err error
+	if s := c.String("memory"); s != "" {
+		if o.Memory, err = parseBytes(s); err != nil {
+			return o, cli.Exit(fmt.Sprintf("--memory: %v", err), 2)
+		}
+	}
+	if s := c.String("object-store-memory"); s != "" {
+		if o.ObjectStoreMemory, err = parseBytes(s); err != nil {
+			return o, cli.Exit(fmt.Sprintf("--object-store-memory: %v", err), 2)
+		}
+	}
+	if s := c.String("resources"); s != "" {
+		if err := json.Unmarshal([]byte(s), &o.Resources); err != nil {
+			return o, cli.Exit(fmt.Sprintf(`--resources %q: %v; write JSON such as '{"disk": 2}'`, s, err), 2)
+		}
+	}
+	if o.NumCPUs < 0 || o.NumGPUs < 0 {
+		return o, cli.Exit("--num-cpus and --num-gpus must not be negative", 2)
+	}
+	return o, nil
+}
+
+// parseBytes reads "2147483648", "512m", "2g", "1.5GiB".
+func parseBytes(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "ib"), "b")
+	mult := 1.0
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k':
+			mult = 1 << 10
+		case 'm':
+			mult = 1 << 20
+		case 'g':
+			mult = 1 << 30
+		case 't':
+			mult = 1 << 40
+		}
+		if mult != 1 {
+			t = t[:n-1]
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%q is not a size; write bytes or a number with k, m, g or t", s)
+	}
+	return int64(v * mult), nil
+}
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "start a one-node cluster, run a command in it, and tear the cluster down",
+		ArgsUsage: "-- CMD [ARGS...]",
+		UsageText: "shoal run [options] -- python script.py\n\n" +
+			"   Example: shoal run --num-cpus 4 --object-store-memory 2g -- python examples/python/fanout.py\n" +
+			"   The command gets SHOAL_ADDRESS, SHOAL_SECRET and SHOAL_CLUSTER_ID; shoal exits with its exit code.",
+		Flags: clusterFlags(),
+		Action: func(c *cli.Context) error {
+			o, err := options(c)
+			if err != nil {
+				return err
+			}
+			code, err := launcher.Run(context.Background(), logger(c), o, c.Args().Slice())
+			if err != nil {
+				return cli.Exit(err.Error(), code)
+			}
+			if code != 0 {
+				return cli.Exit("", code)
+			}
+			return nil
+		},
+	}
+}
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "serve",
+		Usage:  "run a one-node cluster in the foreground (used by `shoal up` and by shoal.init())",
+		Hidden: true,
+		Flags: append(clusterFlags(),
+			&cli.BoolFlag{Name: "watch-stdin", Usage: "stop when standard input closes (the parent died)"},
+			&cli.StringFlag{Name: "log-file", Usage: "after start-up, send logs here"},
+		),
+		Action: func(c *cli.Context) error {
+			o, err := options(c)
+			if err != nil {
+				return err
+			}
+			o.ClusterID = os.Getenv("SHOAL_NEW_CLUSTER_ID")
+			os.Unsetenv("SHOAL_NEW_CLUSTER_ID")
+			log := logger(c)
+			unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+			cl, err := launcher.Start(log, o)
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			defer cl.Close()
+			if err := cl.WriteInfo(); err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			b, _ := json.Marshal(cl.Info())
+			fmt.Println(string(b))
+			if lf := c.String("log-file"); lf != "" {
+				if f, err := os.OpenFile(lf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+					unix.Dup2(int(f.Fd()), 1)
+					unix.Dup2(int(f.Fd()), 2)
+				}
+			}
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+			stdinClosed := make(chan struct{})
+			if c.Bool("watch-stdin") {
+				go func() { io.Copy(io.Discard, os.Stdin); close(stdinClosed) }()
+			}
+			select {
+			case <-sigs:
+			case <-cl.Shutdown:
+			case <-stdinClosed:
+			}
+			return nil
+		},
+	}
+}
+
+func upCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "up",
+		Usage: "start a one-node cluster in the background that outlives this command",
+		UsageText: "shoal up [options]\n\n   Example:\n     eval $(shoal up --num-cpus 2)   # exports SHOAL_ADDRESS, SHOAL_SECRET, SHOAL_CLUSTER_ID\n" +
+			"     python script.py\n     shoal status\n     shoal down",
+		Flags: append(clusterFlags(), &cli.BoolFlag{Name: "json", Usage: "print the cluster's record as JSON"}),
+		Action: func(c *cli.Context) error {
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			id := launcher.NewID()
+			args := []string{"--log-level", c.String("log-level"), "serve",
+				"--log-file", filepath.Join(launcher.BaseDir(c.String("tmpdir")), id+".log")}
+			for _, f := range []string{"num-cpus", "num-gpus", "memory", "object-store-memory", "resources", "spill-dir", "tmpdir"} {
+				if c.IsSet(f) {
+					args = append(args, "--"+f, c.String(f))
+				}
+			}
+			cmd := exec.Command(exe, args...)
+			cmd.Env = append(os.Environ(), "SHOAL_NEW_CLUSTER_ID="+id)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+			cmd.Stderr = os.Stderr
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				return err
+			}
+			if err := cmd.Start(); err != nil {
+				return fmt.Errorf("start cluster process: %w", err)
+			}
+			line, err := bufio.NewReader(out).ReadString('\n')
+			if err != nil {
+				cmd.Wait()
+				return cli.Exit("the cluster did not start (see the error above)", 1)
+			}
+			cmd.Process.Release()
+			var info launcher.Info
+			if err := json.Unmarshal([]byte(line), &info); err != nil {
+				return fmt.Errorf("read the cluster's record: %w", err)
+			}
+			if c.Bool("json") {
+				fmt.Print(line)
+				return nil
+			}
+			fmt.Printf("export SHOAL_ADDRESS=%s SHOAL_SECRET=%s SHOAL_CLUSTER_ID=%s\n", info.Address, info.Secret, info.ID)
+			fmt.Fprintf(os.Stderr, "shoal: cluster %s is up (pid %d); `shoal status` shows it, `shoal down` stops it\n", info.ID, info.PID)
+			return nil
+		},
+	}
+}
+
+func targetFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "cluster", EnvVars: []string{"SHOAL_CLUSTER"}, Usage: "cluster id (default: SHOAL_ADDRESS, or the only running cluster)"},
+		&cli.StringFlag{Name: "tmpdir", EnvVars: []string{"SHOAL_TMPDIR"}, Usage: "parent of session directories"},
+	}
+}
+
+func dialCLI(c *cli.Context) (*wire.Conn, launcher.Info, error) {
+	info, err := launcher.Find(c.String("tmpdir"), c.String("cluster"))
+	if err != nil {
+		return nil, info, cli.Exit(err.Error(), 1)
+	}
+	conn, _, err := wire.Dial(info.Address, info.Secret, wire.Auth{Role: "cli", PID: os.Getpid()})
+	if err != nil {
+		return nil, info, cli.Exit(err.Error(), 1)
+	}
+	return conn, info, nil
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show a running cluster's nodes, resources, workers and objects",
+		UsageText: "shoal status [--cluster ID] [--json]\n\n   Example: shoal status --json | jq .available",
+		Flags:     append(targetFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+		Action: func(c *cli.Context) error {
+			conn, _, err := dialCLI(c)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			var r wire.InfoReply
+			if err := conn.Call(wire.TInfo, 1, struct{}{}, &r); err != nil {
+				return cli.Exit(fmt.Sprintf("ask the cluster for its status: %v", err), 1)
+			}
+			if c.Bool("json") {
+				b, _ := json.MarshalIndent(r, "", "  ")
+				fmt.Println(string(b))
+				return nil
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "cluster\t%s\n", r.Cluster)
+			fmt.Fprintf(tw, "nodes\t%d\n", len(r.Nodes))
+			for _, n := range r.Nodes {
+				fmt.Fprintf(tw, "  %s\t%s\talive=%v\n", n.ID, n.Addr, n.Alive)
+			}
+			fmt.Fprintf(tw, "resources\t%s\n", fmtRes(r.Total, r.Available))
+			fmt.Fprintf(tw, "jobs\t%d\nworkers\t%d\nactors\t%d\n", r.Jobs, r.Workers, r.Actors)
+			fmt.Fprintf(tw, "objects\t%d (%s of %s in shared memory; %d spilled, %s)\n", r.Objects.Objects,
+				hb(r.Objects.Bytes), hb(r.Objects.Capacity), r.Objects.Spilled, hb(r.Objects.SpilledBytes))
+			return tw.Flush()
+		},
+	}
+}
+
+func fmtRes(total, avail map[string]float64) string {
+	keys := make([]string, 0, len(total))
+	for k := range total {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		if k == "memory" || k == "object_store_memory" {
+			parts = append(parts, fmt.Sprintf("%s %s/%s", k, hb(int64(avail[k])), hb(int64(total[k]))))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s %g/%g", k, avail[k], total[k]))
+		}
+	}
+	return strings.Join(parts, ", ") + " (available/total)"
+}
+
+func hb(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func downCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "down",
+		Usage:     "stop a cluster started with `shoal up`",
+		UsageText: "shoal down [--cluster ID]\n\n   Example: shoal down --cluster 3f9a1c0b2d4e",
+		Flags:     targetFlags(),
+		Action: func(c *cli.Context) error {
+			conn, info, err := dialCLI(c)
+			if err != nil {
+				return err
+			}
+			err = conn.Call(wire.TShutdown, 1, struct{}{}, nil)
+			conn.Close()
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("ask cluster %s to stop: %v", info.ID, err), 1)
+			}
+			if info.PID > 0 {
+				deadline := time.Now().Add(15 * time.Second)
+				for unix.Kill(info.PID, 0) == nil && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				if unix.Kill(info.PID, 0) == nil {
+					return cli.Exit(fmt.Sprintf("cluster %s (pid %d) did not stop within 15s", info.ID, info.PID), 1)
+				}
+			}
+			fmt.Fprintf(os.Stderr, "shoal: cluster %s stopped\n", info.ID)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,62 @@
+// Command shoal turns a Slurm allocation, a YARN container set or one machine into an
+// ephemeral cluster for distributed Python and Go programs. main builds the CLI and maps
+// errors to exit codes; the work happens in the domain packages.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/urfave/cli/v2"
+)
+
+// version is set by the build (-ldflags "-X main.version=...").
+var version = "0.1.0-dev"
+
+func main() {
+	app := newApp()
+	if err := app.Run(os.Args); err != nil {
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			if msg := err.Error(); msg != "" {
+				fmt.Fprintln(os.Stderr, "shoal:", msg)
+			}
+			os.Exit(ec.ExitCode())
+		}
+		fmt.Fprintln(os.Stderr, "shoal:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "shoal",
+		Usage:   "turn an allocation into an ephemeral cluster for distributed Python and Go programs",
+		Version: version,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-level", Value: "warn", EnvVars: []string{"SHOAL_LOG_LEVEL"},
+				Usage: "log level: trace, debug, info, warn or error"},
+		},
+		Commands: []*cli.Command{
+			runCommand(),
+			upCommand(),
+			statusCommand(),
+			downCommand(),
+			serveCommand(),
+			hostlistCommand(),
+			benchCommand(),
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
+	}
+}
+
+// logger builds the root logger from the global flags.
+func logger(c *cli.Context) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:   "shoal",
+		Level:  hclog.LevelFromString(c.String("log-level")),
+		Output: os.Stderr,
+	})
+}

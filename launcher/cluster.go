@@ -1,0 +1,349 @@
+// Package launcher turns an allocation into an ephemeral shoal cluster and back into nothing:
+// it makes the cluster's id, secret and directories, starts the head and the node agent,
+// runs the driver command with the cluster in its environment, forwards signals, and on exit
+// removes every process, socket, directory and shared-memory file it made.
+//
+// Allocation lifecycle:
+//
+//	Start: id+secret ─> session dir (0700) ─> head (SQLite) ─> agent (shm arena, sockets)
+//	Run:   driver ─> wait (signals forwarded) ─> exit code (128+sig when killed)
+//	Close: workers killed ─> orphans reaped ─> shm, spill, sockets, session dir removed
+package launcher
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-hpc/shoal/head"
+	"github.com/shoal-hpc/shoal/nodeagent"
+	"github.com/shoal-hpc/shoal/nodeagent/fingerprint"
+	"github.com/shoal-hpc/shoal/sched"
+	"github.com/shoal-hpc/shoal/wire"
+)
+
+// Options configure a one-node cluster. Zero values mean "detect" or the documented default.
+type Options struct {
+	NumCPUs           float64            // default: CPUs in this process's affinity (and cgroup quota)
+	NumGPUs           float64            // default 0 until GPU discovery lands
+	Memory            int64              // bytes; default: memory allowed by the cgroup
+	ObjectStoreMemory int64              // bytes; default: 30% of Memory, at most /dev/shm's free space
+	Resources         map[string]float64 // custom resources
+	ShmRoot           string             // default /dev/shm
+	TmpRoot           string             // default $SHOAL_TMPDIR or the system temp dir
+	SpillDir          string             // default <session dir>/spill
+	ListenTCP         string             // default 127.0.0.1:0
+	ClusterID         string             // default random
+	Secret            string             // default random
+	Scrub             func([]string) []string
+	Stdout, Stderr    *os.File
+}
+
+// Cluster is a running one-node cluster.
+type Cluster struct {
+	ID     string
+	Secret string
+	Dir    string // session directory
+	Addr   string // agent address for local clients
+	log    hclog.Logger
+	head   *head.Head
+	agent  *nodeagent.Agent
+	base   string
+	// Shutdown is closed when a client asked the cluster to stop (shoal down).
+	Shutdown chan struct{}
+}
+
+// Info is what `shoal up` records about a cluster, in <session dir>/cluster.json (0600).
+type Info struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	TCP     string `json:"tcp"`
+	Secret  string `json:"secret"`
+	PID     int    `json:"pid"`
+	Dir     string `json:"dir"`
+}
+
+// BaseDir returns the per-user directory that holds session directories.
+func BaseDir(tmpRoot string) string {
+	if tmpRoot == "" {
+		tmpRoot = os.Getenv("SHOAL_TMPDIR")
+	}
+	if tmpRoot == "" {
+		tmpRoot = os.TempDir()
+	}
+	return filepath.Join(tmpRoot, "shoal-"+strconv.Itoa(os.Getuid()))
+}
+
+// NewID returns a random cluster id.
+func NewID() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Start brings up a head and an agent on this machine.
+func Start(log hclog.Logger, o Options) (*Cluster, error) {
+	if o.ClusterID == "" {
+		o.ClusterID = NewID()
+	}
+	if o.Secret == "" {
+		o.Secret = wire.NewSecret()
+	}
+	base := BaseDir(o.TmpRoot)
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", base, err)
+	}
+	dir := filepath.Join(base, o.ClusterID)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create session directory %s: %w", dir, err)
+	}
+	c := &Cluster{ID: o.ClusterID, Secret: o.Secret, Dir: dir, log: log, base: base, Shutdown: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
+	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte(o.Secret+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write cluster secret: %w", err)
+	}
+	res, storeBytes, shmDir, err := resources(log, o, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	h, err := head.Open(filepath.Join(dir, "head.db"))
+	if err != nil {
+		return nil, err
+	}
+	c.head = h
+	spill := o.SpillDir
+	if spill == "" {
+		spill = filepath.Join(dir, "spill")
+	} else {
+		spill = filepath.Join(spill, "shoal-"+c.ID)
+	}
+	listen := o.ListenTCP
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	if listen == "none" {
+		listen = ""
+	}
+	stdout, stderr := o.Stdout, o.Stderr
+	if stdout == nil {
+		stdout = os.Stdout
+	}
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	var once bool
+	a, err := nodeagent.New(log.Named("agent"), h, nodeagent.Config{
+		ClusterID: c.ID, Secret: c.Secret, NodeID: nodeID(), SessionDir: dir, StoreDir: shmDir,
+		SpillDir: spill, Resources: res, ObjectStoreMemory: storeBytes, ListenTCP: listen,
+		Scrub: o.Scrub, Stdout: stdout, Stderr: stderr, PrestartWorkers: int(min(res["CPU"], 4)),
+		OnShutdown: func() {
+			if !once {
+				once = true
+				close(c.Shutdown)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.agent = a
+	if err := a.Start(); err != nil {
+		return nil, err
+	}
+	c.Addr = a.Addr()
+	ok = true
+	return c, nil
+}
+
+func nodeID() string {
+	if n := os.Getenv("SLURMD_NODENAME"); n != "" {
+		return n
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
+// resources works out what the node offers and where the object store lives.
+func resources(log hclog.Logger, o Options, id string) (sched.Resources, int64, string, error) {
+	fp, err := fingerprint.Detect(log.Named("fingerprint"))
+	if err != nil {
+		return nil, 0, "", fmt.Errorf("discover this node's resources: %w", err)
+	}
+	res := sched.Resources{}
+	for k, v := range o.Resources {
+		if v < 0 {
+			return nil, 0, "", fmt.Errorf("resource %q: amount %g must not be negative", k, v)
+		}
+		res[k] = v
+	}
+	cpus := o.NumCPUs
+	if cpus <= 0 {
+		cpus = fp.OfferCPUs()
+	}
+	res["CPU"] = cpus
+	if o.NumGPUs > 0 {
+		res["GPU"] = o.NumGPUs
+	}
+	mem := o.Memory
+	if mem <= 0 {
+		mem = int64(fp.MemoryBytes)
+	}
+	store := o.ObjectStoreMemory
+	asked := store > 0
+	if !asked {
+		store = mem * 3 / 10
+	}
+	shmRoot := o.ShmRoot
+	if shmRoot == "" {
+		shmRoot = "/dev/shm"
+	}
+	if st, err := statfsFree(shmRoot); err != nil {
+		fallback := filepath.Join(BaseDir(o.TmpRoot), id)
+		log.Warn("shared memory directory is unusable; the object store falls back to a disk-backed directory (slower)",
+			"shm", shmRoot, "fallback", fallback, "error", err)
+		shmRoot = ""
+	} else if store > st {
+		smaller := st * 9 / 10
+		if asked {
+			log.Warn(fmt.Sprintf("%s has only %s free, less than the %s object store asked for; using %s, and objects beyond it spill to disk",
+				shmRoot, human(st), human(store), human(smaller)), "shm", shmRoot)
+		}
+		store = smaller
+	}
+	if store < 1<<20 {
+		store = 1 << 20
+	}
+	res["memory"] = float64(mem - store)
+	if res["memory"] < 0 {
+		res["memory"] = 0
+	}
+	res["object_store_memory"] = float64(store)
+	dir := filepath.Join(shmRoot, "shoal-"+id)
+	if shmRoot == "" {
+		dir = filepath.Join(BaseDir(o.TmpRoot), id, "store")
+	}
+	return res, store, dir, nil
+}
+
+func statfsFree(p string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(p, &st); err != nil {
+		return 0, err
+	}
+	if unix.Access(p, unix.W_OK) != nil {
+		return 0, fmt.Errorf("%s is not writable", p)
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// Env returns the variables a driver needs to reach the cluster.
+func (c *Cluster) Env() []string {
+	return []string{"SHOAL_ADDRESS=" + c.Addr, "SHOAL_SECRET=" + c.Secret, "SHOAL_CLUSTER_ID=" + c.ID}
+}
+
+// Info describes the cluster.
+func (c *Cluster) Info() Info {
+	return Info{ID: c.ID, Address: c.Addr, TCP: c.agent.TCPAddr(), Secret: c.Secret, PID: os.Getpid(), Dir: c.Dir}
+}
+
+// WriteInfo records the cluster in its session directory for `shoal status` and `shoal down`.
+func (c *Cluster) WriteInfo() error {
+	b, _ := json.MarshalIndent(c.Info(), "", "  ")
+	p := filepath.Join(c.Dir, "cluster.json")
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+// Agent returns the node agent.
+func (c *Cluster) Agent() *nodeagent.Agent { return c.agent }
+
+// Close stops the agent and the head and removes the session directory.
+func (c *Cluster) Close() error {
+	var errs []error
+	if c.agent != nil {
+		errs = append(errs, c.agent.Close())
+	}
+	if c.head != nil {
+		errs = append(errs, c.head.Close())
+	}
+	errs = append(errs, os.RemoveAll(c.Dir))
+	os.Remove(c.base) // only when empty: other clusters of this user keep it
+	return errors.Join(errs...)
+}
+
+// Clusters lists the clusters of this user recorded under the base directory.
+func Clusters(tmpRoot string) ([]Info, error) {
+	base := BaseDir(tmpRoot)
+	ents, err := os.ReadDir(base)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(base, e.Name(), "cluster.json"))
+		if err != nil {
+			continue
+		}
+		var in Info
+		if json.Unmarshal(b, &in) == nil {
+			if unix.Kill(in.PID, 0) != nil && !errors.Is(unix.Kill(in.PID, 0), unix.EPERM) {
+				continue // stale: its process is gone
+			}
+			out = append(out, in)
+		}
+	}
+	return out, nil
+}
+
+// Find picks the cluster to talk to: the one with the given id, or the one in SHOAL_ADDRESS,
+// or the only one running.
+func Find(tmpRoot, id string) (Info, error) {
+	if id == "" && os.Getenv("SHOAL_ADDRESS") != "" && os.Getenv("SHOAL_SECRET") != "" {
+		return Info{ID: os.Getenv("SHOAL_CLUSTER_ID"), Address: os.Getenv("SHOAL_ADDRESS"), Secret: os.Getenv("SHOAL_SECRET")}, nil
+	}
+	cs, err := Clusters(tmpRoot)
+	if err != nil {
+		return Info{}, err
+	}
+	var ids []string
+	for _, c := range cs {
+		if id == "" || c.ID == id {
+			return c, nil
+		}
+		ids = append(ids, c.ID)
+	}
+	if id != "" {
+		return Info{}, fmt.Errorf("no running cluster with id %q (running: %s)", id, strings.Join(ids, ", "))
+	}
+	return Info{}, errors.New("no running shoal cluster found; start one with `shoal up` or set SHOAL_ADDRESS and SHOAL_SECRET")
+}

@@ -1,0 +1,549 @@
+// Package nodeagent is the process that runs on every node of a shoal cluster: it accepts
+// authenticated connections from drivers, workers and the CLI, runs the node's object store,
+// starts and reuses worker processes, and schedules tasks, actors and placement-group bundles
+// on the node's resources.
+//
+// Lifecycle of an agent:
+//
+//	New ──> Start (listeners up) ──> serving ──> Close (workers killed, sockets,
+//	                                                    shm and spill files removed)
+//
+// All state lives under one mutex; sockets are written by each connection's own goroutine, so
+// holding the lock never waits on a peer.
+package nodeagent
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/shoal-hpc/shoal/head"
+	"github.com/shoal-hpc/shoal/nodeagent/objstore"
+	"github.com/shoal-hpc/shoal/sched"
+	"github.com/shoal-hpc/shoal/wire"
+)
+
+// Config configures an agent.
+type Config struct {
+	ClusterID  string
+	Secret     string
+	NodeID     string
+	SessionDir string // sockets and logs; must exist, mode 0700
+	StoreDir   string // /dev/shm/shoal-<cluster>
+	SpillDir   string
+	// Resources offered; CPU, memory and object_store_memory are filled by the caller.
+	Resources sched.Resources
+	// ObjectStoreMemory is the arena size in bytes.
+	ObjectStoreMemory int64
+	// ListenTCP, when set (e.g. "127.0.0.1:0"), also serves authenticated TCP.
+	ListenTCP string
+	// WorkerEnv is added to every worker's environment.
+	WorkerEnv []string
+	// Scrub removes variables from workers' environments (e.g. Slurm rank variables).
+	Scrub func([]string) []string
+	// Stdout and Stderr receive the workers' output.
+	Stdout, Stderr *os.File
+	// PrestartWorkers is how many Python workers to start when a Python driver connects.
+	PrestartWorkers int
+	// OnShutdown is called (once, in its own goroutine) when a CLI asks the cluster to stop.
+	OnShutdown func()
+}
+
+// Agent is a node agent.
+type Agent struct {
+	cfg   Config
+	log   hclog.Logger
+	head  *head.Head
+	store *objstore.Store
+
+	lnUnix, lnTCP net.Listener
+	sockPath      string
+	wg            sync.WaitGroup
+
+	mu       sync.Mutex
+	closed   bool
+	nextConn uint64
+	nextJob  int
+	conns    map[uint64]*client
+	jobs     map[string]*job
+	workers  map[string]*worker
+	tasks    map[wire.ID]*task
+	ready    []*task // deps resolved, waiting for resources or a worker
+	depWait  map[wire.ID][]*task
+	waiters  map[wire.ID][]*waiter
+	actors   map[wire.ID]*actor
+	pgs      map[wire.ID]*pgroup
+	pendPGs  []*pgroup
+	fns      map[wire.ID][]byte
+	total    sched.Resources
+	avail    sched.Resources
+	shutOnce sync.Once
+}
+
+// New creates an agent: the object store is made, nothing listens yet.
+func New(log hclog.Logger, h *head.Head, cfg Config) (*Agent, error) {
+	if cfg.Secret == "" || cfg.ClusterID == "" || cfg.SessionDir == "" {
+		return nil, errors.New("[internal error] agent config needs a cluster id, a secret and a session directory")
+	}
+	st, err := objstore.New(log.Named("objstore"), cfg.StoreDir, cfg.SpillDir, cfg.ObjectStoreMemory)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, log: log, head: h, store: st,
+		conns: map[uint64]*client{}, jobs: map[string]*job{}, workers: map[string]*worker{},
+		tasks: map[wire.ID]*task{}, depWait: map[wire.ID][]*task{}, waiters: map[wire.ID][]*waiter{},
+		actors: map[wire.ID]*actor{}, pgs: map[wire.ID]*pgroup{}, fns: map[wire.ID][]byte{},
+		total: cfg.Resources.Clone(), avail: cfg.Resources.Clone()}
+	return a, nil
+}
+
+// Start opens the agent's Unix socket (and TCP listener when configured) and serves.
+func (a *Agent) Start() error {
+	a.sockPath = filepath.Join(a.cfg.SessionDir, "agent.sock")
+	ln, err := net.Listen("unix", a.sockPath)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.sockPath, err)
+	}
+	os.Chmod(a.sockPath, 0o600)
+	a.lnUnix = ln
+	a.serve(ln)
+	if a.cfg.ListenTCP != "" {
+		tl, err := net.Listen("tcp", a.cfg.ListenTCP)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on tcp %s: %w", a.cfg.ListenTCP, err)
+		}
+		a.lnTCP = tl
+		a.serve(tl)
+	}
+	if a.head != nil {
+		if err := a.head.JoinNode(head.Node{ID: a.cfg.NodeID, Addr: a.TCPAddr(), Resources: a.total}); err != nil {
+			return err
+		}
+	}
+	a.log.Debug("agent serving", "socket", a.sockPath, "tcp", a.TCPAddr(), "resources", a.total.String())
+	return nil
+}
+
+// Addr returns the agent's local address ("unix:/path").
+func (a *Agent) Addr() string { return "unix:" + a.sockPath }
+
+// TCPAddr returns "tcp:host:port" or "".
+func (a *Agent) TCPAddr() string {
+	if a.lnTCP == nil {
+		return ""
+	}
+	return "tcp:" + a.lnTCP.Addr().String()
+}
+
+// ArenaPath returns the object store's arena file.
+func (a *Agent) ArenaPath() string { return a.store.ArenaPath() }
+
+func (a *Agent) serve(ln net.Listener) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go a.handshake(nc)
+		}
+	}()
+}
+
+// Close stops the agent: listeners close, every worker process (and its process group) is
+// killed and reaped, connections close, and the object store's files are removed.
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	ws := make([]*worker, 0, len(a.workers))
+	for _, w := range a.workers {
+		ws = append(ws, w)
+	}
+	conns := make([]*client, 0, len(a.conns))
+	for _, c := range a.conns {
+		conns = append(conns, c)
+	}
+	a.mu.Unlock()
+	if a.lnUnix != nil {
+		a.lnUnix.Close()
+	}
+	if a.lnTCP != nil {
+		a.lnTCP.Close()
+	}
+	for _, w := range ws {
+		w.signal(syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for _, w := range ws {
+		select {
+		case <-w.exited:
+		case <-time.After(time.Until(deadline)):
+			w.signal(syscall.SIGKILL)
+			<-w.exited
+		}
+		w.signal(syscall.SIGKILL) // leftovers in the worker's process group
+	}
+	for _, c := range conns {
+		c.conn.Close()
+	}
+	a.wg.Wait()
+	os.Remove(a.sockPath)
+	a.mu.Lock()
+	err := a.store.Close()
+	a.mu.Unlock()
+	return err
+}
+
+// newID returns 8 random bytes for a client prefix.
+func newPrefix() []byte {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return b
+}
+
+func (a *Agent) welcome(au *wire.Auth) (*wire.Welcome, error) {
+	switch au.Role {
+	case "driver", "worker", "cli":
+	default:
+		return nil, fmt.Errorf("unknown client role %q; want driver, worker or cli", au.Role)
+	}
+	res := map[string]float64(a.total.Clone())
+	return &wire.Welcome{Node: a.cfg.NodeID, Client: newPrefix(), Arena: a.store.ArenaPath(),
+		ArenaSize: a.store.Capacity(), Resources: res}, nil
+}
+
+func (a *Agent) handshake(nc net.Conn) {
+	conn, au, err := wire.Accept(nc, a.cfg.Secret, a.cfg.ClusterID, a.welcome)
+	if err != nil {
+		if errors.Is(err, wire.ErrAuth) {
+			a.log.Warn("refused a connection", "remote", nc.RemoteAddr().String(), "error", err)
+		} else {
+			a.log.Debug("handshake failed", "error", err)
+		}
+		return
+	}
+	c := &client{conn: conn, role: au.Role, lang: au.Lang, pid: au.PID}
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		conn.Close()
+		return
+	}
+	a.nextConn++
+	c.id = a.nextConn
+	a.conns[c.id] = c
+	switch au.Role {
+	case "worker":
+		w := a.workers[au.WorkerID]
+		if w == nil || w.client != nil {
+			a.mu.Unlock()
+			conn.SendError(0, "refused", fmt.Sprintf("unknown worker id %q", au.WorkerID))
+			conn.Close()
+			a.mu.Lock()
+			delete(a.conns, c.id)
+			a.mu.Unlock()
+			return
+		}
+		w.client = c
+		c.worker = w
+		c.job = w.job
+		a.workerReady(w)
+	case "driver":
+		j := a.newJob(c, au)
+		c.job = j
+	}
+	a.mu.Unlock()
+	a.readLoop(c)
+}
+
+func (a *Agent) readLoop(c *client) {
+	for {
+		f, err := c.conn.Read()
+		if err != nil {
+			if errors.Is(err, wire.ErrCorruptFrame) {
+				a.log.Warn("closing a connection that sent a corrupt frame", "client", c.id, "role", c.role, "error", err)
+				c.conn.SendError(0, "corrupt_frame", err.Error())
+			}
+			break
+		}
+		if err := a.handle(c, f); err != nil {
+			code := "bad_request"
+			if errors.Is(err, wire.ErrCorruptFrame) {
+				code = "corrupt_frame"
+				a.log.Warn("closing a connection that sent a corrupt frame", "client", c.id, "role", c.role, "error", err)
+				c.conn.SendError(f.Seq, code, err.Error())
+				break
+			}
+			c.conn.SendError(f.Seq, code, err.Error())
+		}
+	}
+	a.disconnect(c)
+}
+
+func (a *Agent) disconnect(c *client) {
+	c.conn.Close()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.conns, c.id)
+	for id, ws := range a.waiters {
+		keep := ws[:0]
+		for _, w := range ws {
+			if w.c != c {
+				keep = append(keep, w)
+			}
+		}
+		if len(keep) == 0 {
+			delete(a.waiters, id)
+		} else {
+			a.waiters[id] = keep
+		}
+	}
+	a.store.DropOwner(c.id)
+	if c.worker != nil {
+		a.workerLost(c.worker, "its connection closed")
+	}
+	if c.role == "driver" && c.job != nil && c.job.driver == c {
+		a.endJob(c.job, "driver disconnected")
+	}
+	a.schedule()
+}
+
+// handle dispatches one frame; the returned error is sent back as ERROR.
+func (a *Agent) handle(c *client, f wire.Frame) error {
+	switch f.Type {
+	case wire.TPut:
+		var m wire.Put
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if len(m.Data) > wire.InlineMax*2 {
+			return fmt.Errorf("inline object of %d bytes is too large; objects over %d bytes go through CREATE", len(m.Data), wire.InlineMax)
+		}
+		if o := a.store.PutInline(m.ID, m.Fmt, m.Data, m.Refs, c.id); o != nil {
+			a.sealed(o)
+		}
+		return nil
+	case wire.TCreate:
+		var m wire.Create
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		owner := c.id
+		if c.worker != nil && c.worker.owns(m.ID) {
+			owner = 0 // a task's return value: its submitter holds the reference
+		}
+		o, err := a.store.Create(m.ID, m.Fmt, m.Size, m.Refs, owner)
+		if err != nil {
+			if errors.Is(err, objstore.ErrFull) {
+				return c.conn.SendError(f.Seq, "store_full", err.Error())
+			}
+			return err
+		}
+		return c.conn.Send(wire.TOK, f.Seq, &wire.CreateReply{Path: o.Path, Offset: o.Offset})
+	case wire.TSeal:
+		var m wire.One
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		o, err := a.store.Seal(m.ID)
+		if err != nil {
+			return err
+		}
+		if a.store.Lookup(m.ID) == o {
+			a.sealed(o)
+		}
+		return nil
+	case wire.TGet:
+		var m wire.Get
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.get(c, f.Seq, m.IDs, m.TimeoutMS, -1)
+		return nil
+	case wire.TWait:
+		var m wire.Wait
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		if m.Num < 0 || m.Num > len(m.IDs) {
+			return fmt.Errorf("wait for %d of %d objects: num_returns must be between 0 and the number of refs", m.Num, len(m.IDs))
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.get(c, f.Seq, m.IDs, m.TimeoutMS, m.Num)
+		return nil
+	case wire.TDecref, wire.TIncref, wire.TRelease:
+		var m wire.IDs
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		for _, id := range m.IDs {
+			switch f.Type {
+			case wire.TDecref:
+				a.store.Decref(id, c.id)
+			case wire.TIncref:
+				a.store.Incref(id, c.id)
+			default:
+				a.store.Release(id, c.id)
+			}
+		}
+		if f.Type != wire.TIncref {
+			a.schedule() // freed room may unblock spilled creates later
+		}
+		return nil
+	case wire.TSubmit:
+		var m wire.Task
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if err := a.submit(c, &m); err != nil {
+			return err
+		}
+		if f.Seq != 0 {
+			return c.conn.Send(wire.TOK, f.Seq, nil)
+		}
+		return nil
+	case wire.TDone:
+		var m wire.Done
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.done(c, &m)
+	case wire.TKill:
+		var m wire.Kill
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if err := a.killActor(m.Actor, m.NoRestart, "killed by kill()"); err != nil {
+			return err
+		}
+		return c.conn.Send(wire.TOK, f.Seq, nil)
+	case wire.TGetActor:
+		var m wire.GetActor
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		return a.getActor(c, f.Seq, &m)
+	case wire.TCancel:
+		return nil
+	case wire.TInfo:
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return c.conn.Send(wire.TOK, f.Seq, a.info())
+	case wire.TPGCreate:
+		var m wire.PGCreate
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if err := a.createPG(c, &m); err != nil {
+			return err
+		}
+		return c.conn.Send(wire.TOK, f.Seq, nil)
+	case wire.TPGRemove:
+		var m wire.One
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if err := a.removePG(m.ID); err != nil {
+			return err
+		}
+		return c.conn.Send(wire.TOK, f.Seq, nil)
+	case wire.TShutdown:
+		if c.role != "cli" {
+			return errors.New("only a CLI connection (shoal down) may shut the cluster down")
+		}
+		c.conn.Send(wire.TOK, f.Seq, nil)
+		a.shutOnce.Do(func() {
+			if a.cfg.OnShutdown != nil {
+				go a.cfg.OnShutdown()
+			}
+		})
+		return nil
+	}
+	return fmt.Errorf("%w: unknown message type %d", wire.ErrCorruptFrame, f.Type)
+}
+
+func (a *Agent) info() *wire.InfoReply {
+	r := &wire.InfoReply{Cluster: a.cfg.ClusterID, Total: a.total, Available: a.availView(),
+		Objects: a.store.Stats(), Workers: len(a.workers), Jobs: len(a.jobs)}
+	for _, ac := range a.actors {
+		if ac.state != actorDead {
+			r.Actors++
+		}
+	}
+	r.Nodes = []wire.NodeInfo{{ID: a.cfg.NodeID, Addr: a.TCPAddr(), Alive: true, Total: a.total, Available: r.Available}}
+	return r
+}
+
+// availView is the available resources with placement-group reservations counted as used,
+// never below zero (blocked workers may oversubscribe for a moment).
+func (a *Agent) availView() map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range a.avail {
+		if v < 0 {
+			v = 0
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// Stats returns the object store's figures (for tests and `shoal status`).
+func (a *Agent) Stats() wire.StoreStats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.store.Stats()
+}
+
+// WorkerPIDs lists the worker processes' pids.
+func (a *Agent) WorkerPIDs() []int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []int
+	for _, w := range a.workers {
+		if w.cmd != nil && w.cmd.Process != nil {
+			out = append(out, w.cmd.Process.Pid)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+var _ = exec.Command

@@ -1,0 +1,142 @@
+package nodeagent
+
+import (
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/shoal-hpc/shoal/nodeagent/objstore"
+	"github.com/shoal-hpc/shoal/wire"
+)
+
+// waiter is a GET or WAIT that is not answered yet.
+type waiter struct {
+	c         *client
+	seq       uint64
+	ids       []wire.ID
+	num       int // -1 for GET
+	remaining int
+	timer     *time.Timer
+	done      bool
+	blocked   bool // the client is a worker that gave its CPUs back while waiting
+}
+
+// errorData encodes an error object's bytes.
+func errorData(kind, msg string) []byte {
+	b, _ := msgpack.Marshal(map[string]any{"kind": kind, "msg": msg})
+	return b
+}
+
+func lostObj(id wire.ID) wire.Obj {
+	return wire.Obj{ID: id, Fmt: wire.FmtError, Data: errorData("object_lost",
+		"object "+id.String()+" was freed: every reference to it was dropped (or its owner exited) before this get")}
+}
+
+func (a *Agent) isReady(id wire.ID) bool {
+	o := a.store.Lookup(id)
+	return o == nil || o.Freed() || o.State == objstore.Sealed
+}
+
+// objFor describes a ready object for client c, counting a use when c will map it.
+func (a *Agent) objFor(c *client, id wire.ID) wire.Obj {
+	o := a.store.Lookup(id)
+	if o == nil || o.Freed() {
+		return lostObj(id)
+	}
+	if o.Stored() {
+		a.store.Use(o, c.id)
+	}
+	return o.Obj()
+}
+
+// get answers a GET (num < 0) or WAIT (num >= 0) now or registers a waiter.
+func (a *Agent) get(c *client, seq uint64, ids []wire.ID, timeoutMS int64, num int) {
+	w := &waiter{c: c, seq: seq, ids: ids, num: num}
+	nready := 0
+	for _, id := range ids {
+		if a.isReady(id) {
+			nready++
+		}
+	}
+	w.remaining = len(ids) - nready
+	if (num < 0 && w.remaining == 0) || (num >= 0 && nready >= num) || timeoutMS == 0 {
+		a.complete(w, num < 0 && w.remaining > 0)
+		return
+	}
+	for _, id := range ids {
+		if !a.isReady(id) {
+			a.waiters[id] = append(a.waiters[id], w)
+		}
+	}
+	if timeoutMS > 0 {
+		w.timer = time.AfterFunc(time.Duration(timeoutMS)*time.Millisecond, func() {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			if !w.done {
+				a.complete(w, w.num < 0)
+			}
+		})
+	}
+	if c.worker != nil {
+		w.blocked = a.blockWorker(c.worker)
+	}
+}
+
+// complete answers a waiter.
+func (a *Agent) complete(w *waiter, timedOut bool) {
+	w.done = true
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	if w.blocked {
+		a.unblockWorker(w.c.worker)
+	}
+	if w.num >= 0 {
+		var ready []int
+		for i, id := range w.ids {
+			if a.isReady(id) {
+				ready = append(ready, i)
+			}
+		}
+		w.c.conn.Send(wire.TOK, w.seq, &wire.WaitReply{Ready: ready})
+		return
+	}
+	if timedOut {
+		w.c.conn.Send(wire.TOK, w.seq, &wire.GetReply{Objs: []wire.Obj{}, Timeout: true})
+		return
+	}
+	objs := make([]wire.Obj, len(w.ids))
+	for i, id := range w.ids {
+		objs[i] = a.objFor(w.c, id)
+	}
+	w.c.conn.Send(wire.TOK, w.seq, &wire.GetReply{Objs: objs})
+}
+
+// sealed is called when an object becomes readable: it answers waiters and releases tasks
+// whose dependencies are now all ready.
+func (a *Agent) sealed(o *objstore.Object) {
+	id := o.ID
+	if ws, ok := a.waiters[id]; ok {
+		delete(a.waiters, id)
+		for _, w := range ws {
+			if w.done {
+				continue
+			}
+			w.remaining--
+			if w.num < 0 && w.remaining <= 0 {
+				a.complete(w, false)
+			} else if w.num >= 0 && len(w.ids)-w.remaining >= w.num {
+				a.complete(w, false)
+			}
+		}
+	}
+	if ts, ok := a.depWait[id]; ok {
+		delete(a.depWait, id)
+		for _, t := range ts {
+			t.pendingDeps--
+			if t.pendingDeps == 0 {
+				a.depsReady(t)
+			}
+		}
+	}
+}

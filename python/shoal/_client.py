@@ -1,0 +1,433 @@
+"""The connection of a driver or worker to its node agent: ids, object refs, puts and gets,
+task submission, and the leader/follower pump that lets several threads wait on one socket."""
+import mmap
+import os
+import struct
+import sys
+import threading
+import time
+import weakref
+
+from . import _serial
+from . import _wire as w
+from . import exceptions as exc
+
+MADV_POPULATE_WRITE = 23
+_counter_fmt = struct.Struct(">I")
+
+_client = None  # the process's connected Client
+
+
+def current():
+    if _client is None:
+        raise RuntimeError("shoal is not initialized; call shoal.init() first")
+    return _client
+
+
+class ObjectRef:
+    """A reference to an object in the cluster. Dropping the last ObjectRef of an id lets the
+    cluster free the object."""
+
+    __slots__ = ("_id", "_cl", "__weakref__")
+
+    def __init__(self, oid, _client_obj=None, _owned=False):
+        self._id = oid
+        cl = _client_obj or _client
+        self._cl = cl
+        if cl is not None:
+            cl._ref_added(oid, owned=_owned)
+
+    def binary(self):
+        return self._id
+
+    def hex(self):
+        return self._id.hex()
+
+    def task_id(self):
+        return self._id[:12] + b"\0\0\0\0"
+
+    def __repr__(self):
+        return f"ObjectRef({self._id.hex()})"
+
+    def __eq__(self, other):
+        return isinstance(other, ObjectRef) and other._id == self._id
+
+    def __hash__(self):
+        return hash(self._id)
+
+    def __reduce__(self):
+        refs = _serial.collecting()
+        if refs is not None:
+            refs.append(self._id)
+        return (_rebuild_ref, (self._id,))
+
+    def __del__(self):
+        cl = self._cl
+        if cl is not None:
+            try:
+                cl._ref_dropped(self._id)
+            except Exception:
+                pass
+
+    def future(self):
+        import concurrent.futures
+        f = concurrent.futures.Future()
+
+        def run():
+            try:
+                f.set_result(current().get([self], None)[0])
+            except BaseException as e:  # noqa
+                f.set_exception(e)
+        threading.Thread(target=run, daemon=True).start()
+        return f
+
+    def __await__(self):
+        import asyncio
+        return asyncio.wrap_future(self.future()).__await__()
+
+
+def _rebuild_ref(oid):
+    return ObjectRef(oid)
+
+
+class Client:
+    def __init__(self, address, secret, role="driver", worker_id=""):
+        self.address = address
+        self.conn = w.Conn.dial(address)
+        self.hello, self.welcome = w.handshake(self.conn, secret, role, worker_id=worker_id,
+                                               sys_path=[os.path.abspath(p) if p else os.getcwd() for p in sys.path],
+                                               exe=sys.executable)
+        self.role = role
+        self.prefix = self.welcome["client"]
+        self.node_id = self.welcome["node"]
+        self.cluster_id = self.hello["cluster"]
+        self._counter = 0
+        self._count_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._cv = threading.Condition()
+        self._reading = False
+        self._seq = 0
+        self._replies = {}
+        self._pending = set()   # ids of my tasks' returns not yet pushed as READY
+        self._ready = {}        # id -> (fmt, data or None when stored)
+        self._execq = []        # EXEC bodies (workers)
+        self._local = {}        # id -> count of live ObjectRefs in this process
+        self._outq = []         # queued one-way frames (DECREF/RELEASE), sent before the next message
+        self._decref = set()
+        self._release = []
+        self._fns_sent = set()
+        self._arena = None
+        self._closed = False
+        self._dead = None
+
+    # ---- ids
+    def next_id(self, tail):
+        with self._count_lock:
+            self._counter += 1
+            c = self._counter
+        return self.prefix + _counter_fmt.pack(c) + tail
+
+    # ---- sending
+    def _flush_locked(self, extra=None):
+        parts = []
+        if self._decref:
+            parts.append(w.encode(w.DECREF, 0, {"ids": list(self._decref)}))
+            self._decref.clear()
+        if self._release:
+            parts.append(w.encode(w.RELEASE, 0, {"ids": self._release}))
+            self._release = []
+        if extra is not None:
+            parts.append(extra)
+        if parts:
+            self.conn.send(b"".join(parts) if len(parts) > 1 else parts[0])
+
+    def send(self, t, body, seq=0):
+        if self._dead:
+            raise self._dead
+        data = w.encode(t, seq, body)
+        with self._send_lock:
+            self._flush_locked(data)
+
+    def flush(self):
+        with self._send_lock:
+            self._flush_locked()
+
+    def request(self, t, body, timeout=None):
+        with self._count_lock:
+            self._seq += 1
+            seq = self._seq
+        self.send(t, body, seq)
+        self.pump(lambda: seq in self._replies, timeout)
+        rt, body = self._replies.pop(seq)
+        if rt == w.ERROR:
+            raise _error_from(body)
+        return body
+
+    # ---- reading: leader/follower over one socket
+    def pump(self, cond, timeout=None):
+        """Wait until cond() holds, reading frames as the leader when no other thread is."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._cv:
+                while True:
+                    if cond():
+                        return True
+                    if self._dead:
+                        raise self._dead
+                    if not self._reading:
+                        self._reading = True
+                        break
+                    rem = None if deadline is None else deadline - time.monotonic()
+                    if rem is not None and rem <= 0:
+                        return False
+                    self._cv.wait(rem)
+            try:
+                if deadline is not None:
+                    rem = deadline - time.monotonic()
+                    if rem <= 0:
+                        with self._cv:
+                            self._reading = False
+                            self._cv.notify_all()
+                        return False
+                    self.conn.sock.settimeout(rem)
+                try:
+                    frame = self.conn.recv()
+                except TimeoutError:
+                    frame = None
+                except (OSError, w.ProtocolError) as e:
+                    self._dead = exc.RaySystemError(f"lost the connection to the shoal agent at {self.address}: {e}")
+                    frame = None
+                finally:
+                    if deadline is not None and not self._dead:
+                        try:
+                            self.conn.sock.settimeout(None)
+                        except OSError:
+                            pass
+            except BaseException:
+                with self._cv:
+                    self._reading = False
+                    self._cv.notify_all()
+                raise
+            with self._cv:
+                self._reading = False
+                if frame is not None:
+                    self._dispatch(frame)
+                self._cv.notify_all()
+            if frame is None and not self._dead:
+                return cond()
+
+    def _dispatch(self, frame):
+        t, seq, body = frame
+        if t == w.READY:
+            for o in body["objs"]:
+                oid = o["id"]
+                self._pending.discard(oid)
+                self._ready[oid] = (o["fmt"], o.get("data"))
+        elif t == w.EXEC:
+            self._execq.append(body)
+        elif seq:
+            self._replies[seq] = (t, body)
+        elif t == w.ERROR:
+            self._dead = exc.RaySystemError(f"the shoal agent closed this connection: {body.get('msg')}")
+
+    # ---- local reference counts
+    def _ref_added(self, oid, owned):
+        n = self._local.get(oid, 0)
+        self._local[oid] = n + 1
+        if n == 0 and not owned:
+            if oid in self._decref:
+                self._decref.discard(oid)  # cancel a queued DECREF instead of sending INCREF
+            else:
+                self.send(w.INCREF, {"ids": [oid]})
+
+    def _ref_dropped(self, oid):
+        if self._closed:
+            return
+        n = self._local.get(oid, 0) - 1
+        if n > 0:
+            self._local[oid] = n
+            return
+        self._local.pop(oid, None)
+        self._ready.pop(oid, None)
+        self._pending.discard(oid)
+        self._decref.add(oid)
+        if len(self._decref) >= 256:
+            try:
+                if self._send_lock.acquire(blocking=False):
+                    try:
+                        self._flush_locked()
+                    finally:
+                        self._send_lock.release()
+            except OSError:
+                pass
+
+    def _released(self, oid):
+        if not self._closed:
+            self._release.append(oid)
+
+    # ---- objects
+    def put_serialized(self, oid, ser, fmt=w.FMT_PYTHON, owner_ref=True):
+        """Store a serialized value under oid (the caller makes the ObjectRef)."""
+        if ser.size < w.INLINE_MAX:
+            data = ser.to_bytes()
+            self.send(w.PUT, {"id": oid, "fmt": fmt, "data": data, "refs": ser.refs})
+            self._ready[oid] = (fmt, data)
+            return
+        reply = self.request(w.CREATE, {"id": oid, "fmt": fmt, "size": ser.size, "refs": ser.refs})
+        self._write(reply["path"], reply["offset"], ser)
+        self.send(w.SEAL, {"id": oid})
+        self._ready[oid] = (fmt, None)
+
+    def _write(self, path, offset, ser):
+        if path == self.welcome["arena"]:
+            if self._arena is None:
+                fd = os.open(path, os.O_RDWR)
+                try:
+                    self._arena = mmap.mmap(fd, self.welcome["arena_size"], mmap.MAP_SHARED)
+                finally:
+                    os.close(fd)
+            mm, base = self._arena, offset
+        else:
+            fd = os.open(path, os.O_RDWR)
+            try:
+                mm = mmap.mmap(fd, ser.size, mmap.MAP_SHARED)
+            finally:
+                os.close(fd)
+            base = 0
+        if ser.size >= (1 << 20):
+            start = base // mmap.PAGESIZE * mmap.PAGESIZE
+            try:
+                mm.madvise(MADV_POPULATE_WRITE, start, (base - start + ser.size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE)
+            except (OSError, ValueError):
+                pass
+        mv = memoryview(mm)
+        try:
+            ser.write_into(mv[base:base + ser.size])
+        finally:
+            mv.release()
+        if mm is not self._arena:
+            mm.close()
+
+    def _read_stored(self, oid, o):
+        """Map a stored object read-only; the mapping's collection sends RELEASE."""
+        size = o["size"]
+        fd = os.open(o["path"], os.O_RDONLY)
+        try:
+            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ, offset=o.get("offset", 0)) if size else b""
+        finally:
+            os.close(fd)
+        if size:
+            weakref.finalize(mm, self._released, oid)
+        else:
+            self._released(oid)
+        return memoryview(mm)
+
+    def value_of(self, oid, fmt, data):
+        return _serial.decode(fmt, memoryview(data))
+
+    def get(self, refs, timeout):
+        ids = [r._id for r in refs]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # wait for READY pushes of my own tasks first
+        mine = [i for i in ids if i in self._pending]
+        if mine:
+            ok = self.pump(lambda: not any(i in self._pending for i in mine),
+                           None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if not ok:
+                raise exc.GetTimeoutError(f"get timed out after {timeout}s: {len(mine)} object(s) not ready")
+        out = [None] * len(ids)
+        need = []
+        for k, i in enumerate(ids):
+            r = self._ready.get(i)
+            if r is not None and r[1] is not None:
+                out[k] = _serial.decode(r[0], memoryview(r[1]))
+            else:
+                need.append(k)
+        if need:
+            tms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            reply = self.request(w.GET, {"ids": [ids[k] for k in need], "timeout_ms": tms})
+            if reply.get("timeout"):
+                raise exc.GetTimeoutError(f"get timed out after {timeout}s: {len(need)} object(s) not ready")
+            for k, o in zip(need, reply["objs"]):
+                if o.get("path"):
+                    out[k] = _serial.decode(o["fmt"], self._read_stored(o["id"], o))
+                else:
+                    data = o.get("data") or b""
+                    if len(data) < 65536 and o["id"] in self._local:
+                        self._ready[o["id"]] = (o["fmt"], data)
+                    out[k] = _serial.decode(o["fmt"], memoryview(data))
+        for k, v in enumerate(out):
+            if isinstance(v, _serial._Raise):
+                raise v.error
+        return out
+
+    def is_ready_locally(self, oid):
+        r = self._ready.get(oid)
+        return r is not None
+
+    def wait(self, refs, num_returns, timeout):
+        ids = [r._id for r in refs]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ready = {i for i in ids if self.is_ready_locally(i)}
+        if len(ready) < num_returns:
+            mine = [i for i in ids if i in self._pending]
+            others = [i for i in ids if i not in self._pending and i not in ready]
+            if not others:
+                self.pump(lambda: sum(1 for i in ids if self.is_ready_locally(i)) >= num_returns,
+                          None if deadline is None else max(0.0, deadline - time.monotonic()))
+                ready = {i for i in ids if self.is_ready_locally(i)}
+            else:
+                tms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+                need = max(0, num_returns - len(ready))
+                ask = [i for i in ids if i not in ready]
+                reply = self.request(w.WAIT, {"ids": ask, "num": min(need, len(ask)), "timeout_ms": tms})
+                for k in reply.get("ready") or []:
+                    ready.add(ask[k])
+                ready |= {i for i in mine if self.is_ready_locally(i)}
+        r, nr = [], []
+        for ref in refs:
+            (r if ref._id in ready and len(r) < num_returns else nr).append(ref)
+        return r, nr
+
+    # ---- tasks
+    def submit(self, spec, nret, wait_ok=False):
+        tid = spec["task"]
+        rets = [tid[:12] + _counter_fmt.pack(i + 1) for i in range(nret)]
+        for r in rets:
+            self._pending.add(r)
+        if wait_ok:
+            try:
+                self.request(w.SUBMIT, spec)
+            except Exception:
+                for r in rets:
+                    self._pending.discard(r)
+                raise
+        else:
+            self.send(w.SUBMIT, spec)
+        return [ObjectRef(r, self, _owned=True) for r in rets]
+
+    def close(self):
+        if self._closed:
+            return
+        try:
+            self.flush()
+        except OSError:
+            pass
+        self._closed = True
+        self.conn.close()
+        if self._arena is not None:
+            try:
+                self._arena.close()
+            except Exception:
+                pass
+
+
+def _error_from(body):
+    code, msg = body.get("code"), body.get("msg", "")
+    if code == "store_full":
+        return exc.ObjectStoreFullError(msg)
+    if code == "not_found":
+        return ValueError(msg)
+    if code == "auth":
+        return w.AuthError(msg)
+    return exc.RaySystemError(f"{code}: {msg}")

@@ -1,0 +1,141 @@
+"""Object bytes: the "SHB1" bundle (pickle protocol 5 with out-of-band buffers), and the
+bookkeeping of ObjectRefs met while pickling (they are pinned by the agent)."""
+import pickle
+import struct
+import threading
+
+import cloudpickle
+import msgpack
+
+from . import exceptions as exc
+from ._wire import FMT_ERROR, FMT_MSGPACK, FMT_PYTHON, FMT_RAW
+
+MAGIC = b"SHB1"
+ALIGN = 64
+_head = struct.Struct("<4sIQ")
+_pair = struct.Struct("<QQ")
+
+_tls = threading.local()
+
+
+def collecting():
+    """Return the list that ObjectRef.__reduce__ appends contained ids to, or None."""
+    return getattr(_tls, "refs", None)
+
+
+class Serialized:
+    """A value ready to be written: header + pickle + buffers, with its total size."""
+
+    __slots__ = ("pickled", "buffers", "refs", "size", "offsets")
+
+    def __init__(self, pickled, buffers, refs):
+        self.pickled = pickled
+        self.buffers = buffers
+        self.refs = refs
+        n = len(buffers)
+        off = _head.size + _pair.size * n + len(pickled)
+        offsets = []
+        for b in buffers:
+            off = (off + ALIGN - 1) // ALIGN * ALIGN
+            offsets.append((off, b.nbytes))
+            off += b.nbytes
+        self.offsets = offsets
+        self.size = off
+
+    def write_into(self, mv):
+        """Write the bundle into a writable memoryview of at least self.size bytes."""
+        n = len(self.buffers)
+        _head.pack_into(mv, 0, MAGIC, n, len(self.pickled))
+        p = _head.size
+        for off, ln in self.offsets:
+            _pair.pack_into(mv, p, off, ln)
+            p += _pair.size
+        mv[p:p + len(self.pickled)] = self.pickled
+        for (off, ln), b in zip(self.offsets, self.buffers):
+            mv[off:off + ln] = b
+
+    def to_bytes(self):
+        out = bytearray(self.size)
+        self.write_into(memoryview(out))
+        return bytes(out)
+
+
+def serialize(value):
+    buffers = []
+    refs = []
+    prev = getattr(_tls, "refs", None)
+    _tls.refs = refs
+    try:
+        pickled = cloudpickle.dumps(value, protocol=5, buffer_callback=lambda pb: buffers.append(pb.raw()))
+    finally:
+        _tls.refs = prev
+    return Serialized(pickled, buffers, refs)
+
+
+def deserialize_bundle(mv):
+    """Read a bundle from a memoryview; buffers stay views into it (zero copy)."""
+    magic, n, plen = _head.unpack_from(mv, 0)
+    if magic != MAGIC:
+        raise exc.RaySystemError("object bytes are not a shoal Python bundle (bad magic)")
+    p = _head.size
+    bufs = []
+    for _ in range(n):
+        off, ln = _pair.unpack_from(mv, p)
+        p += _pair.size
+        bufs.append(mv[off:off + ln])
+    pickled = mv[p:p + plen]
+    return pickle.loads(pickled, buffers=bufs)
+
+
+_error_kinds = {
+    "worker_died": exc.WorkerCrashedError,
+    "actor_died": exc.ActorDiedError,
+    "object_lost": exc.ObjectFreedError,
+    "store_full": exc.ObjectStoreFullError,
+    "infeasible": exc.TaskUnschedulableError,
+    "cancelled": exc.TaskCancelledError,
+}
+
+
+def error_to_exception(data):
+    e = msgpack.unpackb(data, raw=False)
+    py = e.get("py")
+    if py:
+        try:
+            err = pickle.loads(py)
+            if isinstance(err, exc.RayTaskError):
+                return err.as_instanceof_cause()
+            return err
+        except Exception as ue:  # the exception's class cannot be loaded here
+            return exc.RayTaskError("", f"{e.get('msg')}\n(could not unpickle the original exception: {ue})")
+    cls = _error_kinds.get(e.get("kind"), exc.RaySystemError)
+    return cls(e.get("msg", ""))
+
+
+def error_data(kind, msg, py=None):
+    d = {"kind": kind, "msg": msg}
+    if py is not None:
+        d["py"] = py
+    return msgpack.packb(d, use_bin_type=True)
+
+
+def decode(fmt, mv):
+    """Turn stored bytes into a value; an error object is returned as an exception instance."""
+    if fmt == FMT_PYTHON:
+        return deserialize_bundle(mv)
+    if fmt == FMT_ERROR:
+        return _Raise(error_to_exception(bytes(mv)))
+    if fmt == FMT_MSGPACK:
+        return msgpack.unpackb(bytes(mv), raw=False)
+    if fmt == FMT_RAW:
+        return bytes(mv)
+    raise exc.RaySystemError(f"unknown object format {fmt}")
+
+
+class _Raise:
+    """An error object's value: get() raises it."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error):
+        self.error = error

@@ -1,0 +1,136 @@
+"""A worker process: connects to its agent, runs the tasks and actor methods it is sent, and
+answers with their return values (inline when small, written to the store when large)."""
+import os
+import sys
+import traceback
+
+import cloudpickle
+
+from . import _client as C
+from . import _serial
+from . import _wire as w
+from . import exceptions as exc
+from ._api import _Dep
+
+current_task = None
+current_actor_id = None
+_fns = {}
+_actor = None
+
+
+def _resolve(depv, client):
+    vals = []
+    for o in depv:
+        if o.get("path"):
+            vals.append(_serial.decode(o["fmt"], client._read_stored(o["id"], o)))
+        else:
+            vals.append(_serial.decode(o["fmt"], memoryview(o.get("data") or b"")))
+    return vals
+
+
+def _subst(v, vals):
+    if isinstance(v, _Dep):
+        x = vals[v.i]
+        if isinstance(x, _serial._Raise):
+            raise x.error
+        return x
+    return v
+
+
+def _run(client, spec):
+    global current_task, current_actor_id, _actor
+    kind = spec["kind"]
+    fid = spec.get("fn")
+    if spec.get("fnb"):
+        _fns[fid] = cloudpickle.loads(spec["fnb"])
+    depv = spec.get("depv") or []
+    vals = _resolve(depv, client)
+    if spec.get("argobj"):
+        argv = vals.pop()
+        if isinstance(argv, _serial._Raise):
+            raise argv.error
+        args, kwargs = argv
+    else:
+        args, kwargs = _serial.deserialize_bundle(memoryview(spec["args"]))
+    args = [_subst(a, vals) for a in args]
+    kwargs = {k: _subst(v, vals) for k, v in kwargs.items()}
+    current_task = spec["task"]
+    if kind == w.KIND_TASK:
+        fn = _fns.get(fid)
+        if fn is None:
+            raise exc.RaySystemError(f"the agent sent task {spec['name']} without its code")
+        return fn(*args, **kwargs)
+    if kind == w.KIND_ACTOR_CREATE:
+        cls = _fns.get(fid)
+        current_actor_id = spec["actor"]
+        _actor = cls(*args, **kwargs)
+        return None
+    if _actor is None:
+        raise exc.RaySystemError("actor method sent to a worker that holds no actor")
+    return getattr(_actor, spec["method"])(*args, **kwargs)
+
+
+def _ret(client, oid, value):
+    ser = _serial.serialize(value)
+    if ser.size < w.INLINE_MAX:
+        return {"id": oid, "fmt": w.FMT_PYTHON, "data": ser.to_bytes(), "refs": ser.refs, "stored": False}
+    client.put_serialized(oid, ser)
+    return {"id": oid, "stored": True}
+
+
+def _execute(client, spec):
+    tid = spec["task"]
+    nret = spec["nret"]
+    ids = [tid[:12] + (i + 1).to_bytes(4, "big") for i in range(nret)]
+    try:
+        result = _run(client, spec)
+        if spec["kind"] == w.KIND_ACTOR_CREATE or nret == 1:
+            values = [result]
+        else:
+            values = list(result) if result is not None else [None] * nret
+            if len(values) != nret:
+                raise ValueError(f"Task returned {len(values)} objects, but num_returns={nret}.")
+        rets = [_ret(client, i, v) for i, v in zip(ids, values)]
+        client.send(w.DONE, {"task": tid, "rets": rets, "err": False})
+    except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
+        if isinstance(e, SystemExit) and spec["kind"] != w.KIND_ACTOR_CREATE and False:
+            raise
+        tb = traceback.format_exc()
+        cause = e
+        if isinstance(e, exc.RayTaskError):
+            cause = e  # propagate the upstream task's error as is
+            err = e
+        else:
+            err = exc.RayTaskError(spec.get("name", ""), tb, cause, os.getpid())
+        try:
+            py = cloudpickle.dumps(err)
+        except Exception:
+            py = cloudpickle.dumps(exc.RayTaskError(spec.get("name", ""), tb, None, os.getpid()))
+        data = _serial.error_data("task_error", f"{type(e).__name__}: {e}", py)
+        rets = [{"id": i, "fmt": w.FMT_ERROR, "data": data, "refs": [], "stored": False} for i in ids]
+        client.send(w.DONE, {"task": tid, "rets": rets, "err": True})
+        if isinstance(e, (KeyboardInterrupt, SystemExit)) and spec["kind"] != w.KIND_ACTOR_METHOD:
+            pass
+    finally:
+        globals()["current_task"] = None
+
+
+def main():
+    addr = os.environ["SHOAL_ADDRESS"]
+    secret = os.environ["SHOAL_SECRET"]
+    wid = os.environ["SHOAL_WORKER_ID"]
+    client = C.Client(addr, secret, role="worker", worker_id=wid)
+    C._client = client
+    try:
+        while True:
+            client.pump(lambda: bool(client._execq))
+            spec = client._execq.pop(0)
+            _execute(client, spec)
+    except exc.RaySystemError:
+        pass  # the agent went away: exit quietly
+    finally:
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the tests need, idempotently: Debian packages, Python packages, and the Python
+# SDK in editable mode. Fast when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PKGS=(slurm-client util-linux iproute2)
+PIP_PKGS=(numpy msgpack cloudpickle pytest)
+
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+need=()
+for p in "${PIP_PKGS[@]}"; do
+  "$PY" -c "import $p" 2>/dev/null || need+=("$p")
+done
+if ((${#need[@]})); then
+  echo "deps: installing Python packages: ${need[*]}"
+  "$PY" -m pip install -q "${need[@]}"
+fi
+if ! "$PY" -c "import shoal, os, sys; sys.exit(0 if os.path.realpath(shoal.__file__).startswith(os.path.realpath('python')) else 1)" 2>/dev/null; then
+  echo "deps: installing the Python SDK (pip install -e python)"
+  "$PY" -m pip install -q --no-build-isolation --no-deps -e python >/dev/null
+fi

@@ -1,0 +1,50 @@
+package wire
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+)
+
+// ErrAuth is wrapped by handshake failures caused by a wrong or missing secret.
+var ErrAuth = errors.New("authentication failed")
+
+// NewSecret returns a fresh cluster secret: 32 random bytes as 64 hex characters.
+func NewSecret() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("[internal error] read random bytes: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// NewNonce returns 32 random bytes.
+func NewNonce() []byte {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("[internal error] read random bytes: %v", err))
+	}
+	return b
+}
+
+// MAC computes HMAC-SHA256(secret, nonce || label); label is "shoal/1 client" or "shoal/1 server".
+func MAC(secret string, nonce []byte, label string) []byte {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(nonce)
+	m.Write([]byte(label))
+	return m.Sum(nil)
+}
+
+// Labels of the two MACs.
+const (
+	ClientLabel = "shoal/1 client"
+	ServerLabel = "shoal/1 server"
+)
+
+// CheckMAC reports whether mac is the right MAC for secret, nonce and label.
+func CheckMAC(secret string, nonce, mac []byte, label string) bool {
+	return hmac.Equal(MAC(secret, nonce, label), mac)
+}

@@ -1,0 +1,279 @@
+package wire
+
+import (
+	"encoding/hex"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ID is a 16-byte identifier of a task, object, actor or placement group. It travels as
+// MessagePack bin; nil decodes to the zero ID, which means "none".
+type ID [16]byte
+
+// IsZero reports whether id is the zero ID.
+func (id ID) IsZero() bool { return id == ID{} }
+
+// String returns the hex form of id.
+func (id ID) String() string { return hex.EncodeToString(id[:]) }
+
+// Index returns the id's last four bytes as a big-endian number (return index + 1 for returns).
+func (id ID) Index() uint32 {
+	return uint32(id[12])<<24 | uint32(id[13])<<16 | uint32(id[14])<<8 | uint32(id[15])
+}
+
+// WithIndex returns id with its last four bytes set to i.
+func (id ID) WithIndex(i uint32) ID {
+	id[12], id[13], id[14], id[15] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
+	return id
+}
+
+// EncodeMsgpack writes id as bin 16, or nil for the zero ID.
+func (id ID) EncodeMsgpack(e *msgpack.Encoder) error {
+	if id.IsZero() {
+		return e.EncodeNil()
+	}
+	return e.EncodeBytes(id[:])
+}
+
+// DecodeMsgpack reads a bin of 16 bytes or nil.
+func (id *ID) DecodeMsgpack(d *msgpack.Decoder) error {
+	b, err := d.DecodeBytes()
+	if err != nil {
+		return err
+	}
+	if b == nil {
+		*id = ID{}
+		return nil
+	}
+	if len(b) != 16 {
+		return fmt.Errorf("id is %d bytes, want 16", len(b))
+	}
+	copy(id[:], b)
+	return nil
+}
+
+// Object formats.
+const (
+	FmtRaw     = 0
+	FmtPython  = 1
+	FmtMsgpack = 2
+	FmtError   = 3
+)
+
+// Task kinds.
+const (
+	KindTask        = 0
+	KindActorCreate = 1
+	KindActorMethod = 2
+)
+
+// Error is the body of an ERROR message.
+type Error struct {
+	Code string `msgpack:"code"`
+	Msg  string `msgpack:"msg"`
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Hello opens the handshake.
+type Hello struct {
+	Proto   int    `msgpack:"proto"`
+	Nonce   []byte `msgpack:"nonce"`
+	Cluster string `msgpack:"cluster"`
+}
+
+// Auth answers Hello.
+type Auth struct {
+	Proto    int      `msgpack:"proto"`
+	MAC      []byte   `msgpack:"mac"`
+	Role     string   `msgpack:"role"`
+	Lang     string   `msgpack:"lang"`
+	PID      int      `msgpack:"pid"`
+	Exe      string   `msgpack:"exe"`
+	Path     []string `msgpack:"path"`
+	Cwd      string   `msgpack:"cwd"`
+	WorkerID string   `msgpack:"worker_id"`
+	Job      string   `msgpack:"job"`
+}
+
+// Welcome closes the handshake.
+type Welcome struct {
+	Node      string             `msgpack:"node"`
+	Client    []byte             `msgpack:"client"`
+	Job       string             `msgpack:"job"`
+	MAC       []byte             `msgpack:"mac"`
+	Arena     string             `msgpack:"arena"`
+	ArenaSize int64              `msgpack:"arena_size"`
+	Resources map[string]float64 `msgpack:"resources"`
+}
+
+// Put stores a small sealed object inline.
+type Put struct {
+	ID   ID     `msgpack:"id"`
+	Fmt  int    `msgpack:"fmt"`
+	Data []byte `msgpack:"data"`
+	Refs []ID   `msgpack:"refs"`
+}
+
+// Create reserves room for an object in the arena.
+type Create struct {
+	ID   ID    `msgpack:"id"`
+	Fmt  int   `msgpack:"fmt"`
+	Size int64 `msgpack:"size"`
+	Refs []ID  `msgpack:"refs"`
+}
+
+// CreateReply says where to write the object's bytes.
+type CreateReply struct {
+	Path   string `msgpack:"path"`
+	Offset int64  `msgpack:"offset"`
+}
+
+// One carries one id (SEAL, PG_REMOVE, CANCEL).
+type One struct {
+	ID ID `msgpack:"id"`
+}
+
+// IDs carries ids (DECREF, INCREF, RELEASE).
+type IDs struct {
+	IDs []ID `msgpack:"ids"`
+}
+
+// Get asks for objects.
+type Get struct {
+	IDs       []ID  `msgpack:"ids"`
+	TimeoutMS int64 `msgpack:"timeout_ms"`
+}
+
+// Obj describes a ready object: inline (Path empty) or stored in a file at Offset.
+type Obj struct {
+	ID     ID     `msgpack:"id"`
+	Fmt    int    `msgpack:"fmt"`
+	Data   []byte `msgpack:"data,omitempty"`
+	Path   string `msgpack:"path,omitempty"`
+	Offset int64  `msgpack:"offset,omitempty"`
+	Size   int64  `msgpack:"size,omitempty"`
+}
+
+// GetReply answers Get.
+type GetReply struct {
+	Objs    []Obj `msgpack:"objs"`
+	Timeout bool  `msgpack:"timeout"`
+}
+
+// Wait asks for num of ids to be ready.
+type Wait struct {
+	IDs       []ID  `msgpack:"ids"`
+	Num       int   `msgpack:"num"`
+	TimeoutMS int64 `msgpack:"timeout_ms"`
+}
+
+// WaitReply answers Wait.
+type WaitReply struct {
+	Ready []int `msgpack:"ready"`
+}
+
+// Ready pushes finished return values to their submitter.
+type Ready struct {
+	Objs []Obj `msgpack:"objs"`
+}
+
+// Task is a task spec (SUBMIT and EXEC).
+type Task struct {
+	Task     ID                 `msgpack:"task"`
+	Kind     int                `msgpack:"kind"`
+	Fn       ID                 `msgpack:"fn"`
+	Fnb      []byte             `msgpack:"fnb,omitempty"`
+	Name     string             `msgpack:"name"`
+	Lang     string             `msgpack:"lang"`
+	Args     []byte             `msgpack:"args"`
+	ArgObj   ID                 `msgpack:"argobj"`
+	Deps     []ID               `msgpack:"deps"`
+	Refs     []ID               `msgpack:"refs"`
+	Nret     int                `msgpack:"nret"`
+	Res      map[string]float64 `msgpack:"res"`
+	Retries  int                `msgpack:"retries"`
+	Actor    ID                 `msgpack:"actor"`
+	Method   string             `msgpack:"method"`
+	Restarts int                `msgpack:"restarts"`
+	AName    string             `msgpack:"aname"`
+	NS       string             `msgpack:"ns"`
+	Meta     []byte             `msgpack:"meta"`
+	PG       ID                 `msgpack:"pg"`
+	Bundle   int                `msgpack:"bundle"`
+	Depv     []Obj              `msgpack:"depv,omitempty"`
+	Attempt  int                `msgpack:"attempt"`
+}
+
+// Ret is one return value in Done.
+type Ret struct {
+	ID     ID     `msgpack:"id"`
+	Fmt    int    `msgpack:"fmt"`
+	Data   []byte `msgpack:"data"`
+	Refs   []ID   `msgpack:"refs"`
+	Stored bool   `msgpack:"stored"`
+}
+
+// Done reports a finished task.
+type Done struct {
+	Task ID    `msgpack:"task"`
+	Rets []Ret `msgpack:"rets"`
+	Err  bool  `msgpack:"err"`
+}
+
+// Kill kills an actor.
+type Kill struct {
+	Actor     ID   `msgpack:"actor"`
+	NoRestart bool `msgpack:"no_restart"`
+}
+
+// GetActor looks up a named actor.
+type GetActor struct {
+	Name string `msgpack:"name"`
+	NS   string `msgpack:"ns"`
+}
+
+// GetActorReply answers GetActor.
+type GetActorReply struct {
+	Actor ID     `msgpack:"actor"`
+	Meta  []byte `msgpack:"meta"`
+}
+
+// PGCreate creates a placement group.
+type PGCreate struct {
+	PG       ID                   `msgpack:"pg"`
+	Bundles  []map[string]float64 `msgpack:"bundles"`
+	Strategy string               `msgpack:"strategy"`
+	Name     string               `msgpack:"name"`
+}
+
+// NodeInfo describes one node in Info.
+type NodeInfo struct {
+	ID        string             `msgpack:"id"`
+	Addr      string             `msgpack:"addr"`
+	Alive     bool               `msgpack:"alive"`
+	Total     map[string]float64 `msgpack:"total"`
+	Available map[string]float64 `msgpack:"available"`
+}
+
+// StoreStats describes a node's object store.
+type StoreStats struct {
+	Objects      int   `msgpack:"objects"`
+	Bytes        int64 `msgpack:"bytes"`
+	Capacity     int64 `msgpack:"capacity"`
+	Spilled      int   `msgpack:"spilled"`
+	SpilledBytes int64 `msgpack:"spilled_bytes"`
+}
+
+// InfoReply answers Info.
+type InfoReply struct {
+	Cluster   string             `msgpack:"cluster"`
+	Nodes     []NodeInfo         `msgpack:"nodes"`
+	Total     map[string]float64 `msgpack:"total"`
+	Available map[string]float64 `msgpack:"available"`
+	Objects   StoreStats         `msgpack:"objects"`
+	Workers   int                `msgpack:"workers"`
+	Actors    int                `msgpack:"actors"`
+	Jobs      int                `msgpack:"jobs"`
+}
