@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PKGS=(slurm-client util-linux iproute2)
-PIP_PKGS=(numpy msgpack cloudpickle pytest)
+PIP_PKGS=(numpy msgpack cloudpickle pytest wheel setuptools)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -329,7 +329,9 @@ class Client:
         ids = [r._id for r in refs]
         deadline = None if timeout is None else time.monotonic() + timeout
         # wait for READY pushes of my own tasks first
-        mine = [i for i in ids if i in self._pending]
+        # A worker asks the agent instead of waiting for pushes, so the agent knows it is
+        # blocked and lends its CPUs to the tasks it waits for.
+        mine = [i for i in ids if i in self._pending] if self.role != "worker" else []
         if mine:
             ok = self.pump(lambda: not any(i in self._pending for i in mine),
                            None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -372,7 +374,7 @@ class Client:
         if len(ready) < num_returns:
             mine = [i for i in ids if i in self._pending]
             others = [i for i in ids if i not in self._pending and i not in ready]
-            if not others:
+            if not others and self.role != "worker":
                 self.pump(lambda: sum(1 for i in ids if self.is_ready_locally(i)) >= num_returns,
                           None if deadline is None else max(0.0, deadline - time.monotonic()))
                 ready = {i for i in ids if self.is_ready_locally(i)}
