@@ -73,6 +73,19 @@ func PlaceBundles(strategy Strategy, bundles []Resources, nodes []Node) (assign 
 			return nil, false, &ErrInfeasible{fmt.Sprintf("STRICT_PACK needs %s on one node", total)}
 		}
 	}
+	if strategy == StrictPack {
+		total := Sum(bundles)
+		for _, ni := range nodeOrder(strategy, nodes, map[int]bool{}, 0, nil) {
+			if nodes[ni].Available.Fits(total) {
+				assign = make([]int, len(bundles))
+				for i := range assign {
+					assign[i] = ni
+				}
+				return assign, true, nil
+			}
+		}
+		return nil, false, nil
+	}
 	avail := make([]Resources, len(nodes))
 	for i, n := range nodes {
 		avail[i] = n.Available.Clone()

@@ -31,30 +31,30 @@ type Type uint8
 
 // Message types; see docs/protocol.md.
 const (
-	TError     Type = 0
-	THello     Type = 1
-	TAuth      Type = 2
-	TWelcome   Type = 3
-	TOK        Type = 4
-	TPut       Type = 10
-	TCreate    Type = 11
-	TSeal      Type = 12
-	TGet       Type = 13
-	TWait      Type = 14
-	TDecref    Type = 15
-	TIncref    Type = 16
-	TRelease   Type = 17
-	TReady     Type = 18
-	TSubmit    Type = 20
-	TKill      Type = 21
-	TGetActor  Type = 22
-	TCancel    Type = 23
-	TExec      Type = 30
-	TDone      Type = 31
-	TInfo      Type = 40
-	TPGCreate  Type = 41
-	TPGRemove  Type = 42
-	TShutdown  Type = 50
+	TError    Type = 0
+	THello    Type = 1
+	TAuth     Type = 2
+	TWelcome  Type = 3
+	TOK       Type = 4
+	TPut      Type = 10
+	TCreate   Type = 11
+	TSeal     Type = 12
+	TGet      Type = 13
+	TWait     Type = 14
+	TDecref   Type = 15
+	TIncref   Type = 16
+	TRelease  Type = 17
+	TReady    Type = 18
+	TSubmit   Type = 20
+	TKill     Type = 21
+	TGetActor Type = 22
+	TCancel   Type = 23
+	TExec     Type = 30
+	TDone     Type = 31
+	TInfo     Type = 40
+	TPGCreate Type = 41
+	TPGRemove Type = 42
+	TShutdown Type = 50
 )
 
 // ErrCorruptFrame is wrapped by every error about a frame that does not follow the protocol.
@@ -133,12 +133,12 @@ func ParseFrame(payload []byte) (Frame, error) {
 	if err != nil || l != 3 {
 		return Frame{}, fmt.Errorf("%w: payload is not a 3-element array", ErrCorruptFrame)
 	}
-	t, err := d.DecodeUint64()
-	if err != nil || t > 255 {
+	t, err := d.DecodeInt64()
+	if err != nil || t < 0 || t > 255 {
 		return Frame{}, fmt.Errorf("%w: message type is not a small unsigned integer", ErrCorruptFrame)
 	}
-	seq, err := d.DecodeUint64()
-	if err != nil {
+	seq, err := d.DecodeInt64()
+	if err != nil || seq < 0 {
 		return Frame{}, fmt.Errorf("%w: sequence number is not an unsigned integer", ErrCorruptFrame)
 	}
 	start := len(payload) - br.Len()
@@ -148,5 +148,5 @@ func ParseFrame(payload []byte) (Frame, error) {
 	if left := br.Len(); left != 0 {
 		return Frame{}, fmt.Errorf("%w: %d trailing bytes after the body", ErrCorruptFrame, left)
 	}
-	return Frame{Type: Type(t), Seq: seq, Body: payload[start:]}, nil
+	return Frame{Type: Type(t), Seq: uint64(seq), Body: payload[start:]}, nil
 }
