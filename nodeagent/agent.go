@@ -426,6 +426,9 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		if err := a.submit(c, &m); err != nil {
+			if errors.Is(err, head.ErrNameTaken) {
+				return c.conn.SendError(f.Seq, "name_taken", err.Error())
+			}
 			return err
 		}
 		if f.Seq != 0 {

@@ -79,6 +79,9 @@ func (a *Agent) get(c *client, seq uint64, ids []wire.ID, timeoutMS int64, num i
 	}
 	if c.worker != nil {
 		w.blocked = a.blockWorker(c.worker)
+		if w.blocked {
+			c.worker.blockW = w
+		}
 	}
 }
 

@@ -52,6 +52,7 @@ type worker struct {
 	task    *task
 	actor   *actor
 	blocked bool
+	blockW  *waiter // the waiter that blocked it
 	dead    bool
 	fnsSent map[wire.ID]bool
 	forAct  *actor // started for this actor's creation
@@ -348,8 +349,14 @@ func (a *Agent) releaseRes(t *task) {
 		return
 	}
 	t.allocated = false
-	if t.worker != nil && t.worker.blocked {
-		return // given back already while the worker waited
+	if w := t.worker; w != nil && w.blocked && w.task == t {
+		// given back already while the worker waited; the wait no longer blocks this task
+		w.blocked = false
+		if w.blockW != nil {
+			w.blockW.blocked = false
+			w.blockW = nil
+		}
+		return
 	}
 	a.pool(t).Add(t.res)
 }
@@ -573,6 +580,7 @@ func (a *Agent) unblockWorker(w *worker) {
 		return
 	}
 	w.blocked = false
+	w.blockW = nil
 	if t := w.task; t != nil && t.allocated {
 		a.pool(t).Sub(t.res)
 	}

@@ -14,18 +14,21 @@
 //
 // The grammar accepted is Slurm 22.05's, made stricter where 22.05 accepts input it then
 // misreads. Every input that `scontrol show hostnames` rejects is rejected here too, and
-// every input accepted here expands to exactly what scontrol prints. Rejected on purpose,
+// every input accepted here expands to exactly what scontrol prints, with one exception: a
+// name outside brackets whose numeric suffix does not fit in 64 bits ("n99999999999999999999")
+// is kept as written, where 22.05 clamps it to 18446744073709551615. Rejected on purpose,
 // although 22.05 accepts them:
 //
 //   - unbalanced or nested brackets ("a[1", "a]1", "a[b[1-2]"), which 22.05 patches up
 //     into names that were never meant ("a[1" becomes "a]");
 //   - whitespace, signs or an empty bound inside brackets ("n[ 1-3]", "n[+1]", "n[1-]"),
 //     which 22.05 reads with strtoul and turns into odd zero padding;
-//   - numbers that do not fit in 64 bits, which 22.05 silently clamps to 18446744073709551615;
+//   - numbers in brackets that do not fit in 64 bits, which 22.05 clamps the same way;
 //   - control characters, including newlines, which 22.05 keeps inside host names;
-//   - a bracketed name that expands to more than [MaxRange] names in total. 22.05 limits each
-//     range and each bracket before the last to [MaxRange] hosts but not their product
-//     ("a[1-2000]b[1-2000]" is 4 million names); no real allocation comes near it.
+//   - a bracketed name that expands to more than [MaxRange] names in total, and a hostlist of
+//     more than [MaxNames] names. 22.05 limits each range and each bracket before the last
+//     to [MaxRange] hosts, but not their product ("a[1-2000]b[1-2000]" is 4 million names)
+//     nor the list; no real allocation comes near either limit.
 //
 // Like 22.05, and unlike Slurm 23.11 and later, a name may not go on after its last bracket
 // ("gpu[1-2]-ib" is an error).

@@ -137,6 +137,9 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
+	if e.NodeList != "" && len(e.nodes) == 0 {
+		return nil, invalid("%s=%q holds no host names", nodesVar, e.NodeList)
+	}
 
 	if v := getenv("SLURM_HET_SIZE"); v != "" {
 		n, err := parseCount(v)
@@ -151,15 +154,12 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 		}
 	}
 
-	if e.nodes == nil {
+	if e.NodeList == "" {
 		for _, g := range e.HetGroups {
 			e.nodes = appendNew(e.nodes, g.Nodes)
 		}
 	}
 	if len(e.nodes) == 0 {
-		if e.NodeList != "" {
-			return nil, invalid("%s=%q holds no host names", nodesVar, e.NodeList)
-		}
 		return nil, notInJob("SLURM_JOB_ID is set but SLURM_JOB_NODELIST is not; run this inside an sbatch/salloc allocation or under srun")
 	}
 	return e, nil
@@ -249,18 +249,18 @@ func (e *Env) GPUs() []int {
 // variables) stay: they are true for every process on the node, and ParseEnv needs them.
 func RankVars() []string {
 	return []string{
-		"SLURM_PROCID",   // rank in the step
-		"SLURM_LOCALID",  // rank on the node
-		"SLURM_NODEID",   // node's rank in the step
-		"SLURM_GTIDS",    // global task IDs on this node
-		"SLURM_TASK_PID", // PID of the task
-		"SLURM_NTASKS",   // step size: Lightning's test for "launched by srun"
-		"SLURM_NPROCS",   // old name of SLURM_NTASKS
-		"SLURM_NTASKS_PER_NODE",
-		"SLURM_TASKS_PER_NODE",
-		"SLURM_STEPID",      // old name of SLURM_STEP_ID
-		"SLURM_STEP_*",      // SLURM_STEP_ID, _NODELIST, _NUM_TASKS, _GPUS, _LAUNCHER_PORT...
-		"SLURM_SRUN_COMM_*", // how tasks reach their srun
+		"SLURM_PROCID",          // rank in the step
+		"SLURM_LOCALID",         // rank on the node
+		"SLURM_NODEID",          // node's rank in the step
+		"SLURM_GTIDS",           // global task IDs on this node
+		"SLURM_TASK_PID",        // PID of the task
+		"SLURM_NTASKS",          // step size: Lightning's test for "launched by srun"
+		"SLURM_NPROCS",          // old name of SLURM_NTASKS
+		"SLURM_NTASKS_PER_NODE", // the step's layout, which Lightning checks against its devices
+		"SLURM_TASKS_PER_NODE",  // the step's layout
+		"SLURM_STEPID",          // old name of SLURM_STEP_ID
+		"SLURM_STEP_*",          // SLURM_STEP_ID, _NODELIST, _NUM_TASKS, _GPUS, _LAUNCHER_PORT...
+		"SLURM_SRUN_COMM_*",     // how tasks reach their srun
 		"SLURM_LAUNCH_NODE_IPADDR",
 		"SLURM_CPU_BIND*", // the task's CPU binding, not the worker's
 		"PMI_*",           // PMI-1/PMI-2 rank and size set by srun --mpi
@@ -323,6 +323,17 @@ func (e *causeError) Unwrap() []error { return []error{ErrInvalidEnv, e.cause} }
 type envReader struct {
 	get func(string) string
 	err error
+	// used counts the host names, counts and device indices read so far. Each list is
+	// bounded on its own, but a heterogeneous job has up to MaxHetGroups of each; the total is
+	// held to MaxNames so that no environment makes ParseEnv take gigabytes.
+	used int
+}
+
+// spend records n more list elements read from name and fails once the total is too large.
+func (r *envReader) spend(name string, n int) {
+	if r.used += n; r.used > MaxNames {
+		r.fail(invalid("%s: the Slurm variables hold more than %d host names, counts and device indices in total", name, MaxNames))
+	}
 }
 
 // first returns the first of names that is set, with its value.
@@ -342,11 +353,15 @@ func (r *envReader) fail(err error) {
 }
 
 func (r *envReader) hostlist(name, value string) []string {
+	if r.err != nil {
+		return nil
+	}
 	names, err := Expand(value)
 	if err != nil {
 		r.fail(invalidWrap(name, err))
 		return nil
 	}
+	r.spend(name, len(names))
 	return names
 }
 
@@ -373,13 +388,14 @@ func (r *envReader) id(name string) int {
 
 func (r *envReader) counts(name string) []int {
 	v := r.get(name)
-	if v == "" {
+	if v == "" || r.err != nil {
 		return nil
 	}
 	c, err := ExpandCounts(v)
 	if err != nil {
 		r.fail(invalidWrap(name, err))
 	}
+	r.spend(name, len(c))
 	return c
 }
 
@@ -397,17 +413,21 @@ func (r *envReader) megabytes(name string) uint64 {
 
 func (r *envReader) indices(name string) []int {
 	v := r.get(name)
-	if v == "" {
+	if v == "" || r.err != nil {
 		return nil
 	}
 	idx, err := parseIndices(v)
 	if err != nil {
 		r.fail(invalid("%s=%q: %v", name, v, err))
 	}
+	r.spend(name, len(idx))
 	return idx
 }
 
 func (r *envReader) hetGroup(i, size int, g *HetGroup) error {
+	if r.err != nil {
+		return r.err
+	}
 	suffix := "_HET_GROUP_" + strconv.Itoa(i)
 	_, g.JobID, _ = r.first("SLURM_JOB_ID" + suffix)
 	if g.JobID != "" && !isDigits(g.JobID) {

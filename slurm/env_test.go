@@ -219,6 +219,8 @@ func TestParseEnvErrors(t *testing.T) {
 			`read slurm environment: SLURM_MEM_PER_NODE="4G" is not a size in megabytes (decimal digits)`},
 		{"bad gpu list", map[string]string{"SLURM_JOB_ID": "1", "SLURM_JOB_NODELIST": "n1", "SLURM_JOB_GPUS": "gpu0"}, []error{ErrInvalidEnv},
 			`read slurm environment: SLURM_JOB_GPUS="gpu0": "gpu0" is not a device index or an index range`},
+		{"too much in total", map[string]string{"SLURM_JOB_ID": "1", "SLURM_JOB_NODELIST": "n1", "SLURM_JOB_CPUS_PER_NODE": "1(x1048576)"}, []error{ErrInvalidEnv},
+			`read slurm environment: SLURM_JOB_CPUS_PER_NODE: the Slurm variables hold more than 1048576 host names, counts and device indices in total`},
 		{"het size zero", map[string]string{"SLURM_JOB_ID": "1", "SLURM_JOB_NODELIST": "n1", "SLURM_HET_SIZE": "0"}, []error{ErrInvalidEnv},
 			`read slurm environment: SLURM_HET_SIZE="0" is not a component count from 1 to 128`},
 		{"het size too big", map[string]string{"SLURM_JOB_ID": "1", "SLURM_JOB_NODELIST": "n1", "SLURM_HET_SIZE": "129"}, []error{ErrInvalidEnv},

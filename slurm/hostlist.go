@@ -14,6 +14,11 @@ import (
 // expanding into millions of names.
 const MaxRange = 65536
 
+// MaxNames is the most host names Expand returns for a whole hostlist. It is far above the
+// node count of any cluster built so far (Fugaku has about 160,000 nodes), and keeps a few
+// kilobytes of input from taking gigabytes.
+const MaxNames = 1 << 20
+
 // ErrHostlist is wrapped by every error that Expand returns.
 var ErrHostlist = errors.New("invalid hostlist")
 
@@ -32,7 +37,7 @@ func (e *detailError) Error() string { return e.msg }
 func (e *detailError) Unwrap() error { return e.sentinel }
 
 func hostlistError(s, format string, args ...any) error {
-	return fmt.Errorf("parse hostlist %q: %w", s,
+	return fmt.Errorf("parse hostlist %q: %w", abbreviate(s),
 		&detailError{msg: fmt.Sprintf(format, args...), sentinel: ErrHostlist})
 }
 
@@ -43,12 +48,6 @@ func isSep(c byte) bool { return c == ' ' || c == '\t' || c == ',' }
 // isControl reports whether c is an ASCII control character other than tab.
 func isControl(c byte) bool { return (c < 0x20 && c != '\t') || c == 0x7f }
 
-// token is one name pattern of a hostlist, such as "rack[1-2]-node[01-02]".
-type token struct {
-	text   string
-	offset int // byte offset of text in the whole hostlist, for error messages
-}
-
 // Expand returns the host names of the hostlist s in the order `scontrol show hostnames`
 // prints them: tokens left to right, ranges in the order written, and in a name with two
 // brackets the first varies slowest ("rack[1-2]-node[01-02]" gives rack1-node01,
@@ -58,27 +57,48 @@ type token struct {
 // padding comes from the width of each range's low bound ("n[01-3]" gives n01, n02, n03).
 // Duplicates are kept.
 //
-// An empty or all-separator s gives an empty list. Errors wrap ErrHostlist and name the input
-// and what is wrong with it; see the package documentation for the grammar.
+// An empty or all-separator s gives an empty list. A bracketed name may stand for at most
+// MaxRange names and the whole list for at most MaxNames. Errors wrap ErrHostlist and name
+// the input (shortened when long) and what is wrong with it; see the package documentation
+// for the grammar.
 func Expand(s string) ([]string, error) {
 	toks, err := tokenize(s)
 	if err != nil {
 		return nil, err
 	}
-	var names []string
-	for _, tok := range toks {
-		expanded, err := expandToken(s, tok)
-		if err != nil {
+	parsed := make([][]piece, len(toks))
+	total := 0
+	for i, tok := range toks {
+		var n int
+		if parsed[i], n, err = parseToken(s, tok); err != nil {
 			return nil, err
 		}
-		names = append(names, expanded...)
+		if total += n; total > MaxNames {
+			return nil, hostlistError(s, "stands for more than %d host names", MaxNames)
+		}
+	}
+	var names []string
+	if total > 0 {
+		names = make([]string, 0, total)
+	}
+	for _, pieces := range parsed {
+		names = appendNames(names, pieces)
 	}
 	return names, nil
 }
 
+// abbreviate shortens a long hostlist for an error message.
+func abbreviate(s string) string {
+	if len(s) <= 200 {
+		return s
+	}
+	return s[:100] + "..." + s[len(s)-100:]
+}
+
 // tokenize splits s at separators outside brackets and checks that brackets balance.
-func tokenize(s string) ([]token, error) {
-	var toks []token
+// Each token is one name pattern, such as "rack[1-2]-node[01-02]".
+func tokenize(s string) ([]string, error) {
+	var toks []string
 	start := -1 // start of the current token, -1 between tokens
 	open := -1  // offset of the unclosed '[', -1 outside brackets
 	for i := 0; i < len(s); i++ {
@@ -97,7 +117,7 @@ func tokenize(s string) ([]token, error) {
 			}
 		case isSep(c):
 			if start >= 0 {
-				toks = append(toks, token{text: s[start:i], offset: start})
+				toks = append(toks, s[start:i])
 				start = -1
 			}
 		default:
@@ -116,7 +136,7 @@ func tokenize(s string) ([]token, error) {
 		return nil, hostlistError(s, "'[' at offset %d is never closed", open)
 	}
 	if start >= 0 {
-		toks = append(toks, token{text: s[start:], offset: start})
+		toks = append(toks, s[start:])
 	}
 	return toks, nil
 }
@@ -135,17 +155,18 @@ type piece struct {
 	ranges  []numRange
 }
 
-// expandToken expands one token; s is the whole hostlist, for error messages.
-func expandToken(s string, tok token) ([]string, error) {
+// parseToken splits a token into literals and brackets and counts the names it stands for;
+// s is the whole hostlist, for error messages.
+func parseToken(s, tok string) ([]piece, int, error) {
 	var pieces []piece
-	text := tok.text
+	text := tok
 	total := uint64(1)
 	for len(text) > 0 {
 		i := strings.IndexByte(text, '[')
 		if i < 0 {
 			if len(pieces) > 0 {
-				return nil, hostlistError(s, "%q follows the last ']' in %q; Slurm 22.05 does not allow text after the last bracket of a name",
-					text, tok.text)
+				return nil, 0, hostlistError(s, "%q follows the last ']' in %q; Slurm 22.05 does not allow text after the last bracket of a name",
+					text, tok)
 			}
 			pieces = append(pieces, piece{literal: text})
 			break
@@ -156,32 +177,31 @@ func expandToken(s string, tok token) ([]string, error) {
 		j := strings.IndexByte(text, ']') // tokenize guarantees it follows i
 		ranges, err := parseBracket(s, text[i+1:j])
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		var n uint64
 		for _, r := range ranges {
-			n += r.count() // at most MaxRange ranges of at most MaxRange each: no overflow
+			n += r.count() // stops at the first excess, so it cannot overflow
 			if n > MaxRange {
-				return nil, hostlistError(s, "bracket [%s] stands for more than %d hosts", text[i+1:j], MaxRange)
+				return nil, 0, hostlistError(s, "bracket [%s] stands for more than %d hosts", text[i+1:j], MaxRange)
 			}
 		}
 		total *= n
 		if total > MaxRange {
-			return nil, hostlistError(s, "%q stands for more than %d host names", tok.text, MaxRange)
+			return nil, 0, hostlistError(s, "%q stands for more than %d host names", tok, MaxRange)
 		}
 		pieces = append(pieces, piece{ranges: ranges})
 		text = text[j+1:]
 	}
-
-	return combine(pieces, int(total)), nil
+	return pieces, int(total), nil
 }
 
-// combine builds the names of a token in Slurm 22.05's order. Slurm expands the last
-// bracket as the host range and every earlier bracket as part of the prefix, taking the
-// prefix brackets from the right, each one an outer loop around the ones to its left: the
-// second-to-last bracket varies slowest, then the ones before it towards the first, and the
-// last bracket fastest. With two brackets this is simply "the first varies slowest".
-func combine(pieces []piece, total int) []string {
+// appendNames appends the names of a token to names, in Slurm 22.05's order. Slurm expands
+// the last bracket as the host range and every earlier bracket as part of the prefix, taking
+// the prefix brackets from the right, each one an outer loop around the ones to its left:
+// the second-to-last bracket varies slowest, then the ones before it towards the first, and
+// the last bracket fastest. With two brackets this is simply "the first varies slowest".
+func appendNames(names []string, pieces []piece) []string {
 	var groups []int // indices of the brackets in pieces
 	for i, p := range pieces {
 		if p.ranges != nil {
@@ -189,7 +209,7 @@ func combine(pieces []piece, total int) []string {
 		}
 	}
 	if len(groups) == 0 {
-		return []string{pieces[0].literal}
+		return append(names, pieces[0].literal)
 	}
 	order := make([]int, 0, len(groups)) // outermost loop first
 	for k := len(groups) - 2; k >= 0; k-- {
@@ -197,7 +217,6 @@ func combine(pieces []piece, total int) []string {
 	}
 	order = append(order, groups[len(groups)-1])
 
-	names := make([]string, 0, total)
 	chosen := make([]string, len(pieces)) // the current number of each bracket
 	var b strings.Builder
 	var loop func(level int)
@@ -316,7 +335,8 @@ type hostRun struct {
 //
 // A valid host name is non-empty and holds no space, tab, comma, bracket or control
 // character; Expand(Compress(names)) equals names for every list of valid names. Other names
-// are copied into the result as they are, so the result does not expand back to them.
+// are copied into the result as they are, so the result does not expand back to them. A
+// numeric suffix too large for 64 bits is kept as written, where scontrol clamps it.
 func Compress(names []string) string {
 	runs := make([]hostRun, 0, len(names))
 	for _, name := range names {

@@ -107,6 +107,9 @@ func TestExpandErrors(t *testing.T) {
 		{"a[1-65536,1]b[1]", `parse hostlist "a[1-65536,1]b[1]": bracket [1-65536,1] stands for more than 65536 hosts`},
 		{"a[1-300]b[1-300]", `parse hostlist "a[1-300]b[1-300]": "a[1-300]b[1-300]" stands for more than 65536 host names`},
 		{"ok1,bad[2-1]", `parse hostlist "ok1,bad[2-1]": range 2-1 has low bound above high bound`},
+		// Long inputs are shortened in the message.
+		{strings.Repeat("n[1-65536] ", 20), `parse hostlist "` + strings.Repeat("n[1-65536] ", 20)[:100] + "..." +
+			strings.Repeat("n[1-65536] ", 20)[120:] + `": stands for more than 1048576 host names`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

@@ -84,7 +84,10 @@ func (s *scontrol) hostnames(t testing.TB, in string) (names []string, rejected 
 	if err != nil || stderr != "" {
 		t.Fatalf("scontrol show hostnames %q: %v: %s", in, err, stderr)
 	}
-	return strings.Fields(out), false
+	if out == "" {
+		return nil, false
+	}
+	return strings.Split(strings.TrimSuffix(out, "\n"), "\n"), false
 }
 
 // hostlist returns what `scontrol show hostlist` prints for names. The names go through a
@@ -156,8 +159,7 @@ var scontrolCases = []struct {
 	{in: "n1x,n01a"},
 	{in: "/n1,-n2"},
 	{in: "n[1-65536]"},
-	{in: "n[0-65535]"},
-	{in: "a[1-256]b[1-256]"},
+	{in: "a[1-2]b[1-300]"},
 	{in: "a[1-2]b[1-2]c[1-2]"},
 	{in: "a[1-2]b[1-2]c[1-2]d[0-1]"},
 	{in: "r[1-2]-[3-4]-[5-6]-n[01-02]"},
@@ -273,6 +275,9 @@ func TestCompressAgainstScontrol(t *testing.T) {
 	}
 }
 
+// longNumber finds numbers that 22.05 may clamp to 64 bits.
+var longNumber = regexp.MustCompile(`[0-9]{19}`)
+
 // FuzzAgainstScontrol looks for hostlists on which Expand or Compress and Slurm 22.05
 // disagree: go test -fuzz FuzzAgainstScontrol ./slurm (needs scontrol).
 func FuzzAgainstScontrol(f *testing.F) {
@@ -281,11 +286,14 @@ func FuzzAgainstScontrol(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		if strings.HasPrefix(in, "-") || regexp.MustCompile(`[0-9]{19}`).MatchString(in) {
-			t.Skip("scontrol would take it for an option, or 22.05 clamps numbers this long")
+		if strings.HasPrefix(in, "-") || strings.ContainsRune(in, 0) || longNumber.MatchString(in) {
+			t.Skip("not a possible argument, taken for an option, or a number 22.05 clamps")
+		}
+		got, err := Expand(in)
+		if err != nil && strings.Contains(err.Error(), "stands for more than") {
+			t.Skip("scontrol may print millions of names for it")
 		}
 		want, rejected := s.hostnames(t, in)
-		got, err := Expand(in)
 		if rejected {
 			if err == nil {
 				t.Fatalf("scontrol rejects %q but Expand gives %q", in, got)

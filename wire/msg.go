@@ -150,7 +150,7 @@ type Get struct {
 type Obj struct {
 	ID     ID     `msgpack:"id"`
 	Fmt    int    `msgpack:"fmt"`
-	Data   []byte `msgpack:"data,omitempty"`
+	Data   []byte `msgpack:"data"` // nil: stored (read Path, or GET it when Path is empty)
 	Path   string `msgpack:"path,omitempty"`
 	Offset int64  `msgpack:"offset,omitempty"`
 	Size   int64  `msgpack:"size,omitempty"`

@@ -1,10 +1,13 @@
 package objstore
 
-import "sort"
+import (
+	"os"
+	"sort"
+)
 
 // PageSize is the alignment of every object in the arena, so that a client can map one object
-// alone (mmap offsets must be page aligned).
-const PageSize = 4096
+// alone (mmap offsets must be page aligned): at least 4 KiB, more on 64 KiB-page machines.
+var PageSize = int64(max(4096, os.Getpagesize()))
 
 type span struct{ off, len int64 }
 

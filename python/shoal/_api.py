@@ -369,9 +369,7 @@ class ActorClass:
             spec["fnb"] = fnb
         try:
             (ready,) = cl.submit(spec, 1, wait_ok=bool(name))
-        except exc.RaySystemError as e:
-            if "already exists" in str(e):
-                raise ValueError(str(e).split(": ", 1)[-1]) from None
+        except ValueError:
             raise
         if argobj is not None:
             cl._decref.add(argobj)

@@ -428,6 +428,8 @@ def _error_from(body):
     code, msg = body.get("code"), body.get("msg", "")
     if code == "store_full":
         return exc.ObjectStoreFullError(msg)
+    if code == "name_taken":
+        return ValueError(msg)
     if code == "not_found":
         return ValueError(msg)
     if code == "auth":
