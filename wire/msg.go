@@ -250,30 +250,30 @@ type PGCreate struct {
 
 // NodeInfo describes one node in Info.
 type NodeInfo struct {
-	ID        string             `msgpack:"id"`
-	Addr      string             `msgpack:"addr"`
-	Alive     bool               `msgpack:"alive"`
-	Total     map[string]float64 `msgpack:"total"`
-	Available map[string]float64 `msgpack:"available"`
+	ID        string             `msgpack:"id" json:"id"`
+	Addr      string             `msgpack:"addr" json:"addr"`
+	Alive     bool               `msgpack:"alive" json:"alive"`
+	Total     map[string]float64 `msgpack:"total" json:"total"`
+	Available map[string]float64 `msgpack:"available" json:"available"`
 }
 
 // StoreStats describes a node's object store.
 type StoreStats struct {
-	Objects      int   `msgpack:"objects"`
-	Bytes        int64 `msgpack:"bytes"`
-	Capacity     int64 `msgpack:"capacity"`
-	Spilled      int   `msgpack:"spilled"`
-	SpilledBytes int64 `msgpack:"spilled_bytes"`
+	Objects      int   `msgpack:"objects" json:"objects"`
+	Bytes        int64 `msgpack:"bytes" json:"bytes"`
+	Capacity     int64 `msgpack:"capacity" json:"capacity"`
+	Spilled      int   `msgpack:"spilled" json:"spilled"`
+	SpilledBytes int64 `msgpack:"spilled_bytes" json:"spilled_bytes"`
 }
 
 // InfoReply answers Info.
 type InfoReply struct {
-	Cluster   string             `msgpack:"cluster"`
-	Nodes     []NodeInfo         `msgpack:"nodes"`
-	Total     map[string]float64 `msgpack:"total"`
-	Available map[string]float64 `msgpack:"available"`
-	Objects   StoreStats         `msgpack:"objects"`
-	Workers   int                `msgpack:"workers"`
-	Actors    int                `msgpack:"actors"`
-	Jobs      int                `msgpack:"jobs"`
+	Cluster   string             `msgpack:"cluster" json:"cluster"`
+	Nodes     []NodeInfo         `msgpack:"nodes" json:"nodes"`
+	Total     map[string]float64 `msgpack:"total" json:"total"`
+	Available map[string]float64 `msgpack:"available" json:"available"`
+	Objects   StoreStats         `msgpack:"objects" json:"objects"`
+	Workers   int                `msgpack:"workers" json:"workers"`
+	Actors    int                `msgpack:"actors" json:"actors"`
+	Jobs      int                `msgpack:"jobs" json:"jobs"`
 }
