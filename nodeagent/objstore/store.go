@@ -17,7 +17,6 @@ import (
 	"sort"
 
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/sys/unix"
 
 	"github.com/shoal-hpc/shoal/wire"
 )
@@ -286,11 +285,10 @@ func (s *Store) spillOne() bool {
 }
 
 func (s *Store) releaseRange(o *Object) {
+	// The pages stay allocated: the next object written here reuses them at memcpy speed,
+	// while fresh tmpfs pages are written about ten times slower (docs/architecture.md).
+	// The arena never holds more than its capacity, so this costs no more than a full store.
 	s.alloc.release(o.Offset, o.Size)
-	// Give the pages back to the system; a later object's writer faults them in again.
-	if o.Size >= 1<<20 {
-		unix.Fallocate(int(s.arena.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, o.Offset, roundUp(o.Size))
-	}
 }
 
 // Seal makes a created object readable.
