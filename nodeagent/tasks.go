@@ -137,6 +137,9 @@ func (a *Agent) endJob(j *job, reason string) {
 	}
 	keep := a.ready[:0]
 	for _, t := range a.ready {
+		if t == nil {
+			continue
+		}
 		if t.job == j {
 			a.finish(t)
 		} else {
@@ -399,7 +402,8 @@ func (a *Agent) tryAlloc(t *task) bool {
 }
 
 // schedule places ready tasks on idle workers, starting workers where needed, and retries
-// pending placement groups.
+// pending placement groups. It looks at no more than scanMax waiting tasks per call, so a long
+// queue costs O(1) per event; runnable tasks are nearly always at the front (FIFO).
 func (a *Agent) schedule() {
 	if a.closed {
 		return
@@ -408,47 +412,84 @@ func (a *Agent) schedule() {
 	if len(a.ready) == 0 {
 		return
 	}
+	const scanMax = 128
 	blocked := map[string]bool{}
 	need := map[*job]int{}
-	keep := a.ready[:0]
-	for i, t := range a.ready {
-		if t.finished {
+	scanned, end := 0, 0
+	for i := 0; i < len(a.ready) && scanned < scanMax; i++ {
+		end = i + 1
+		t := a.ready[i]
+		if t == nil {
 			continue
 		}
+		if t.finished {
+			a.ready[i] = nil
+			continue
+		}
+		scanned++
 		key := t.resKey
 		if t.pg != nil {
 			key += t.pg.id.String()
 		}
-		if blocked[key] || (t.job.ended) {
-			keep = append(keep, t)
+		if blocked[key] || t.job.ended {
+			continue
+		}
+		if !a.fitsNow(t) {
+			blocked[key] = true
 			continue
 		}
 		w := a.idleWorker(t.job)
 		if w == nil {
 			need[t.job]++
-			keep = append(keep, t)
-			if need[t.job] > 64 {
-				keep = append(keep, a.ready[i+1:]...)
-				break
-			}
 			continue
 		}
-		if !a.tryAlloc(t) {
-			t.job.idle = append(t.job.idle, w)
-			blocked[key] = true
-			keep = append(keep, t)
-			continue
-		}
+		a.tryAlloc(t)
+		a.ready[i] = nil
 		a.run(t, w)
 	}
-	// clear the tail so finished tasks can be collected
-	for i := len(keep); i < len(a.ready); i++ {
+	// squeeze the holes out of the scanned prefix and drop them from the front
+	k := end
+	for i := end - 1; i >= 0; i-- {
+		if a.ready[i] != nil {
+			k--
+			a.ready[k] = a.ready[i]
+		}
+	}
+	for i := 0; i < k; i++ {
 		a.ready[i] = nil
 	}
-	a.ready = keep
+	a.ready = a.ready[k:]
 	for j, n := range need {
 		a.ensureWorkers(j, n)
 	}
+}
+
+// fitsNow reports whether t's resources are available now, without taking them.
+func (a *Agent) fitsNow(t *task) bool {
+	if t.pg == nil {
+		return a.avail.Fits(t.res)
+	}
+	if t.pg.state != pgCreated {
+		return false
+	}
+	for i := range t.pg.bundles {
+		if (t.spec.Bundle < 0 || i == t.spec.Bundle) && t.pg.avail[i].Fits(t.res) {
+			return true
+		}
+	}
+	return false
+}
+
+// blockedCount is the number of j's workers waiting in a GET inside a task: they hold no
+// CPUs, so the pool may grow by that many.
+func (j *job) blockedCount() int {
+	n := 0
+	for _, w := range j.workers {
+		if w.blocked {
+			n++
+		}
+	}
+	return n
 }
 
 func (a *Agent) idleWorker(j *job) *worker {
@@ -462,13 +503,21 @@ func (a *Agent) idleWorker(j *job) *worker {
 	return nil
 }
 
-// ensureWorkers starts workers for n waiting tasks, a few at a time.
+// ensureWorkers starts workers for n runnable tasks that have none: a few at a time, and no
+// more task workers in all than the node has CPUs (plus two spares for tasks that need none).
 func (a *Agent) ensureWorkers(j *job, n int) {
 	limit := int(a.total["CPU"]) + 2
 	if limit < 4 {
 		limit = 4
 	}
-	for j.starting < n && j.starting < limit {
+	pool := 0
+	for _, w := range j.workers {
+		if w.actor == nil && w.forAct == nil && !w.dead {
+			pool++
+		}
+	}
+	for j.starting < n && j.starting < limit && pool < limit+j.blockedCount() {
+		pool++
 		if a.spawnWorker(j, nil) == nil {
 			return
 		}

@@ -36,6 +36,9 @@ leftovers() {
 out=$("$SHOAL" run --resources '{bad' -- true 2>&1); rc=$?
 check "run: malformed --resources is exit 2 with a message" eval '[ $rc -eq 2 ] && has "$out" --resources'
 
+out=$("$SHOAL" run --object-store-memory 64t -- "$PY" -c 'import shoal; shoal.init(); print("store", shoal.cluster_resources()["object_store_memory"])' 2>&1); rc=$?
+check "run: a store larger than /dev/shm is a warning, not a crash" eval '[ $rc -eq 0 ] && has "$out" "has only" && has "$out" "store "'
+
 # 2. a Python driver with workers and actors leaves nothing behind
 cat > "$SHOAL_TMPDIR/driver.py" <<'PYEOF'
 import os, shoal as ray, numpy as np
