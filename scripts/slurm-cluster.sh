@@ -84,14 +84,16 @@ install_packages() {
   fi
   export DEBIAN_FRONTEND=noninteractive
   if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-      { [[ -n $created_policy ]] && rm -f /usr/sbin/policy-rc.d; die "apt-get install ${missing[*]} failed"; }
+    if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
+      [[ -n $created_policy ]] && rm -f /usr/sbin/policy-rc.d
+      die "apt-get install ${missing[*]} failed"
+    fi
   fi
   [[ -n $created_policy ]] && rm -f /usr/sbin/policy-rc.d
   return 0
 }
 
-munge_ok() { timeout 5 munge -n -s "$MUNGE_SOCKET" 2>/dev/null | timeout 5 unmunge -s "$MUNGE_SOCKET" >/dev/null 2>&1; }
+munge_ok() { timeout 5 munge -n -S "$MUNGE_SOCKET" 2>/dev/null | timeout 5 unmunge -S "$MUNGE_SOCKET" >/dev/null 2>&1; }
 
 start_munge() {
   if [[ ! -s /etc/munge/munge.key ]]; then
@@ -194,9 +196,10 @@ KillWait=5
 MessageTimeout=10
 SlurmdTimeout=30
 InactiveLimit=0
+MailProg=/bin/true
 EOF
     for n in $(node_names); do
-      echo "NodeName=$n NodeAddr=$(addr_of "$n") CPUs=2 RealMemory=$real_mem Gres=gpu:4 State=UNKNOWN"
+      echo "NodeName=$n NodeAddr=$(addr_of "$n") CPUs=2 Sockets=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=$real_mem Gres=gpu:4 State=UNKNOWN"
     done
     echo "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES"
   } | write_if_changed "$CONF" || changed=
@@ -272,9 +275,10 @@ wait_idle() {
 
 cmd_up() {
   need_root up
-  local t0=$SECONDS restart=
+  local t0=$SECONDS restart= n
   install_packages
-  mkdir -p "$DIR"/{ctld,spool,run,log}
+  mkdir -p "$DIR"/{ctld,run,log}
+  for n in $(node_names); do mkdir -p "$DIR/spool/$n"; done
   start_munge
   setup_network
   hosts_add

@@ -60,7 +60,25 @@ class Serialized:
         return bytes(out)
 
 
+_SIMPLE = frozenset([int, float, str, bytes, bool, type(None)])
+
+
+def _simple(v, depth=0):
+    """True for plain data that the standard pickler handles exactly as cloudpickle would."""
+    t = type(v)
+    if t in _SIMPLE:
+        return True
+    if depth < 2 and (t is tuple or t is list) and len(v) <= 16:
+        return all(_simple(x, depth + 1) for x in v)
+    if depth < 2 and t is dict and len(v) <= 16:
+        return all(type(k) is str and _simple(x, depth + 1) for k, x in v.items())
+    return t.__name__ == "_Dep" and t.__module__ == "shoal._api"
+
+
 def serialize(value):
+    if _simple(value):
+        # fast path: the C pickler, no out-of-band buffers, no refs possible
+        return Serialized(pickle.dumps(value, protocol=5), [], [])
     buffers = []
     refs = []
     prev = getattr(_tls, "refs", None)
