@@ -275,7 +275,7 @@ wait_idle() {
 
 cmd_up() {
   need_root up
-  local t0=$SECONDS restart= n
+  local t0=$SECONDS restart='' n
   install_packages
   mkdir -p "$DIR"/{ctld,run,log}
   for n in $(node_names); do mkdir -p "$DIR/spool/$n"; done
@@ -317,10 +317,11 @@ cmd_down() {
   pid=$(alive "$DIR/run/munged.pid" munged) && stop_pids 5 "$pid"
   for n in $(node_names); do
     ns=$(ns_of "$n")
-    [[ -e /run/netns/$ns ]] && ip netns del "$ns"
-    [[ -d /sys/class/net/shoal-v${n#node} ]] && ip link del "shoal-v${n#node}"
+    # Deleting the namespace deletes its veth pair too, but not at once.
+    if [[ -e /run/netns/$ns ]]; then ip netns del "$ns"; fi
+    ip link del "shoal-v${n#node}" 2>/dev/null || true
   done
-  [[ -d /sys/class/net/$BR ]] && ip link del "$BR"
+  ip link del "$BR" 2>/dev/null || true
   hosts_remove
   rm -rf "$DIR"
   log "down"

@@ -82,6 +82,12 @@ unset SHOAL_ADDRESS SHOAL_SECRET SHOAL_CLUSTER_ID
 eval "$("$SHOAL" up --num-cpus 1 2>/dev/null)"; id2=$SHOAL_CLUSTER_ID
 unset SHOAL_ADDRESS SHOAL_SECRET SHOAL_CLUSTER_ID
 check "up: two clusters side by side" bash -c "'$SHOAL' status --cluster $id1 | grep -q 'CPU 3/3' && '$SHOAL' status --cluster $id2 | grep -q 'CPU 1/1'"
+if id nobody >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  # another user's cluster on the same machine, while ours runs: no shared path, socket or shm name
+  other=$(runuser -u nobody -- env -u SHOAL_TMPDIR "$SHOAL" run -- sh -c 'echo "$SHOAL_CLUSTER_ID $SHOAL_ADDRESS"; ls -ld /dev/shm/shoal-$SHOAL_CLUSTER_ID' 2>&1); rc=$?
+  check "up: another user's cluster runs beside ours, in its own dirs" eval '[ $rc -eq 0 ] && has "$other" "/tmp/shoal-65534/" && has "$other" "nobody" && ! has "$other" "$id1"'
+  check "up: ours still serves after the other user's run" bash -c "'$SHOAL' status --cluster $id1 >/dev/null"
+fi
 "$SHOAL" down --cluster "$id1" 2>/dev/null; check "down: first cluster stops" test $? -eq 0
 check "down: the second cluster still serves" bash -c "'$SHOAL' status --cluster $id2 >/dev/null"
 "$SHOAL" down --cluster "$id2" 2>/dev/null
