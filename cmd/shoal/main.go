@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
+
+	_ "github.com/shoal-hpc/shoal/internal/cgotrace" // C frames in crash tracebacks
 )
 
 // version is set by the build (-ldflags "-X main.version=...").
