@@ -16,6 +16,7 @@ package cgotrace
 #include <dlfcn.h>
 #include <execinfo.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct cgoTracebackArg {
@@ -96,11 +97,25 @@ static size_t shoalCrashInLibc(void) {
 	volatile const char* p = 0;
 	return strlen((const char*)p);
 }
+
+// shoalCallInLibrary calls a void(void) function of a library opened at run time, the way
+// shoal reaches NCCL and UCX; for tests. It returns -1 when the library or symbol is missing.
+static int shoalCallInLibrary(const char* path, const char* sym) {
+	void* h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	void (*fn)(void);
+	if (h == 0) return -1;
+	fn = (void (*)(void))dlsym(h, sym);
+	if (fn == 0) return -1;
+	fn();
+	return 0;
+}
 */
 import "C"
 
 import (
+	"fmt"
 	"runtime"
+	"unsafe"
 )
 
 func init() {
@@ -110,3 +125,15 @@ func init() {
 
 // crashInLibc crashes inside libc's strlen; the test uses it to see C frames in a traceback.
 func crashInLibc() { C.shoalCrashInLibc() }
+
+// callInLibrary dlopens path and calls its void(void) function sym; the test uses it to crash
+// inside a library loaded at run time.
+func callInLibrary(path, sym string) error {
+	p, s := C.CString(path), C.CString(sym)
+	defer C.free(unsafe.Pointer(p))
+	defer C.free(unsafe.Pointer(s))
+	if C.shoalCallInLibrary(p, s) != 0 {
+		return fmt.Errorf("call %s in %s: library or symbol not found", sym, path)
+	}
+	return nil
+}
