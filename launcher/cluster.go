@@ -26,6 +26,7 @@ import (
 
 	"github.com/shoal-hpc/shoal/head"
 	"github.com/shoal-hpc/shoal/nodeagent"
+	"github.com/shoal-hpc/shoal/nodeagent/confine"
 	"github.com/shoal-hpc/shoal/nodeagent/fingerprint"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
@@ -46,6 +47,9 @@ type Options struct {
 	Secret            string             // default random
 	Scrub             func([]string) []string
 	Stdout, Stderr    *os.File
+	// Confinement is "auto" (default: confine workers' devices on GPU nodes where the agent
+	// may), "on" (fail when it cannot) or "off".
+	Confinement string
 }
 
 // Cluster is a running one-node cluster.
@@ -57,6 +61,7 @@ type Cluster struct {
 	log    hclog.Logger
 	head   *head.Head
 	agent  *nodeagent.Agent
+	conf   *confine.Confiner
 	base   string
 	// Shutdown is closed when a client asked the cluster to stop (shoal down).
 	Shutdown chan struct{}
@@ -116,9 +121,38 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte(o.Secret+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("write cluster secret: %w", err)
 	}
-	res, storeBytes, shmDir, err := resources(log, o, c.ID)
+	res, storeBytes, shmDir, node, err := resources(log, o, c.ID)
 	if err != nil {
 		return nil, err
+	}
+	topo, err := discoverGPUs(log)
+	if err != nil {
+		return nil, err
+	}
+	if o.NumGPUs <= 0 && len(topo.Devices) > 0 {
+		res["GPU"] = float64(len(topo.Devices))
+	}
+	var majors confine.Majors
+	switch o.Confinement {
+	case "", "auto", "on":
+		if len(topo.Devices) == 0 && o.Confinement != "on" {
+			break
+		}
+		cf, err := confine.New(log.Named("confine"))
+		if err != nil {
+			if o.Confinement == "on" {
+				return nil, fmt.Errorf("--gpu-confinement=on: %w", err)
+			}
+			break // confine.New said why, once, at Warn
+		}
+		c.conf = cf
+		if f, err := os.Open("/proc/devices"); err == nil {
+			majors, _ = confine.ReadMajors(f)
+			f.Close()
+		}
+	case "off":
+	default:
+		return nil, fmt.Errorf("--gpu-confinement %q: use auto, on or off", o.Confinement)
 	}
 	h, err := head.Open(filepath.Join(dir, "head.db"))
 	if err != nil {
@@ -150,6 +184,7 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		ClusterID: c.ID, Secret: c.Secret, NodeID: nodeID(), SessionDir: dir, StoreDir: shmDir,
 		SpillDir: spill, Resources: res, ObjectStoreMemory: storeBytes, ListenTCP: listen,
 		Scrub: o.Scrub, Stdout: stdout, Stderr: stderr, PrestartWorkers: int(min(res["CPU"], 4)),
+		GPUs: topo, CPUs: node.CPUs, Confine: c.conf, GPUMajors: majors,
 		OnShutdown: func() {
 			if !once {
 				once = true
@@ -178,15 +213,15 @@ func nodeID() string {
 }
 
 // resources works out what the node offers and where the object store lives.
-func resources(log hclog.Logger, o Options, id string) (sched.Resources, int64, string, error) {
+func resources(log hclog.Logger, o Options, id string) (sched.Resources, int64, string, *fingerprint.Node, error) {
 	fp, err := fingerprint.Detect(log.Named("fingerprint"))
 	if err != nil {
-		return nil, 0, "", fmt.Errorf("discover this node's resources: %w", err)
+		return nil, 0, "", nil, fmt.Errorf("discover this node's resources: %w", err)
 	}
 	res := sched.Resources{}
 	for k, v := range o.Resources {
 		if v < 0 {
-			return nil, 0, "", fmt.Errorf("resource %q: amount %g must not be negative", k, v)
+			return nil, 0, "", nil, fmt.Errorf("resource %q: amount %g must not be negative", k, v)
 		}
 		res[k] = v
 	}
@@ -236,7 +271,7 @@ func resources(log hclog.Logger, o Options, id string) (sched.Resources, int64, 
 	if shmRoot == "" {
 		dir = filepath.Join(BaseDir(o.TmpRoot), id, "store")
 	}
-	return res, store, dir, nil
+	return res, store, dir, fp, nil
 }
 
 func statfsFree(p string) (int64, error) {
@@ -292,6 +327,9 @@ func (c *Cluster) Close() error {
 	}
 	if c.head != nil {
 		errs = append(errs, c.head.Close())
+	}
+	if c.conf != nil {
+		errs = append(errs, c.conf.Close())
 	}
 	errs = append(errs, os.RemoveAll(c.Dir))
 	os.Remove(c.base) // only when empty: other clusters of this user keep it

@@ -164,6 +164,10 @@ func (a *Agent) releaseActorRes(ac *actor) {
 		t.allocated = false
 		a.pool(t).Add(t.res)
 	}
+	if t := ac.create; t != nil && t.gpus != nil {
+		a.freeGPUs(t.gpus)
+		t.gpus = nil
+	}
 }
 
 // actorDead marks ac dead and fails its queued calls.

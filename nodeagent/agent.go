@@ -28,6 +28,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/shoal-hpc/shoal/head"
+	"github.com/shoal-hpc/shoal/nodeagent/confine"
+	"github.com/shoal-hpc/shoal/nodeagent/gpu"
 	"github.com/shoal-hpc/shoal/nodeagent/objstore"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
@@ -57,6 +59,15 @@ type Config struct {
 	PrestartWorkers int
 	// OnShutdown is called (once, in its own goroutine) when a CLI asks the cluster to stop.
 	OnShutdown func()
+	// GPUs is what GPU discovery found; the agent places tasks on these GPUs. Nil: none.
+	GPUs *gpu.Topology
+	// CPUs are the CPUs the agent may use (its affinity), for pinning GPU workers.
+	CPUs []int
+	// Confine, when set, puts every worker in a cgroup whose device program admits only the
+	// ordinary character devices, its GPUs and ExtraDevices.
+	Confine      *confine.Confiner
+	GPUMajors    confine.Majors
+	ExtraDevices []confine.Rule
 }
 
 // Agent is a node agent.
@@ -85,6 +96,7 @@ type Agent struct {
 	pgs      map[wire.ID]*pgroup
 	pendPGs  []*pgroup
 	fns      map[wire.ID][]byte
+	gpuUsed  map[int]bool
 	total    sched.Resources
 	avail    sched.Resources
 	shutOnce sync.Once
@@ -102,7 +114,7 @@ func New(log hclog.Logger, h *head.Head, cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, head: h, store: st,
 		conns: map[uint64]*client{}, jobs: map[string]*job{}, workers: map[string]*worker{},
 		tasks: map[wire.ID]*task{}, depWait: map[wire.ID][]*task{}, waiters: map[wire.ID][]*waiter{},
-		actors: map[wire.ID]*actor{}, pgs: map[wire.ID]*pgroup{}, fns: map[wire.ID][]byte{},
+		actors: map[wire.ID]*actor{}, pgs: map[wire.ID]*pgroup{}, fns: map[wire.ID][]byte{}, gpuUsed: map[int]bool{},
 		total: cfg.Resources.Clone(), avail: cfg.Resources.Clone()}
 	return a, nil
 }
@@ -200,6 +212,11 @@ func (a *Agent) Close() error {
 		}
 		w.signal(syscall.SIGKILL) // leftovers in the worker's process group
 	}
+	a.mu.Lock()
+	for _, w := range ws {
+		a.closeGroup(w)
+	}
+	a.mu.Unlock()
 	for _, c := range conns {
 		c.conn.Close()
 	}

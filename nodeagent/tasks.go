@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shoal-hpc/shoal/nodeagent/confine"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
 )
@@ -56,6 +57,9 @@ type worker struct {
 	dead    bool
 	fnsSent map[wire.ID]bool
 	forAct  *actor // started for this actor's creation
+	gpus    []int  // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
+	group   *confine.Group
+	pending *task // a GPU task waiting for this worker, started for it
 }
 
 func (w *worker) signal(sig syscall.Signal) {
@@ -98,6 +102,7 @@ type task struct {
 	bundle      int // bundle the resources came from, -1 for the node
 	actor       *actor
 	allocated   bool
+	gpus        []int
 }
 
 func resKey(r sched.Resources) string { return r.String() }
@@ -339,6 +344,10 @@ func (a *Agent) finish(t *task) {
 	if t.allocated && t.spec.Kind == wire.KindTask {
 		a.releaseRes(t)
 	}
+	if t.spec.Kind == wire.KindTask && t.gpus != nil {
+		a.freeGPUs(t.gpus)
+		t.gpus = nil
+	}
 	if t.worker != nil && t.worker.task == t {
 		t.worker.task = nil
 	}
@@ -438,6 +447,27 @@ func (a *Agent) schedule() {
 			blocked[key] = true
 			continue
 		}
+		if n := gpuCount(t.res["GPU"]); n > 0 && a.hasGPUs() {
+			ids := a.pickGPUs(n)
+			if ids == nil {
+				blocked[key] = true
+				continue
+			}
+			a.tryAlloc(t)
+			a.takeGPUs(ids)
+			t.gpus = ids
+			a.ready[i] = nil
+			if w := a.idleWorkerFor(t.job, gpuKey(ids)); w != nil {
+				a.run(t, w)
+			} else if w := a.spawnWorkerGPUs(t.job, nil, ids); w != nil {
+				w.pending = t
+				t.worker = w
+			} else {
+				a.releaseGPUTask(t)
+				a.fail(t, "worker_died", fmt.Sprintf("%s: could not start a worker for GPUs %s", t.spec.Name, gpuKey(ids)))
+			}
+			continue
+		}
 		w := a.idleWorker(t.job)
 		if w == nil {
 			need[t.job]++
@@ -492,15 +522,32 @@ func (j *job) blockedCount() int {
 	return n
 }
 
-func (a *Agent) idleWorker(j *job) *worker {
-	for len(j.idle) > 0 {
-		w := j.idle[len(j.idle)-1]
-		j.idle = j.idle[:len(j.idle)-1]
-		if !w.dead && w.task == nil && w.actor == nil {
+func (a *Agent) idleWorker(j *job) *worker { return a.idleWorkerFor(j, "") }
+
+// idleWorkerFor takes an idle worker of j that owns exactly the GPU set key.
+func (a *Agent) idleWorkerFor(j *job, key string) *worker {
+	for i := len(j.idle) - 1; i >= 0; i-- {
+		w := j.idle[i]
+		if w.dead || w.task != nil || w.actor != nil {
+			j.idle = append(j.idle[:i], j.idle[i+1:]...)
+			continue
+		}
+		if gpuKey(w.gpus) == key {
+			j.idle = append(j.idle[:i], j.idle[i+1:]...)
 			return w
 		}
 	}
 	return nil
+}
+
+// releaseGPUTask gives back what a GPU task took before it ran.
+func (a *Agent) releaseGPUTask(t *task) {
+	a.freeGPUs(t.gpus)
+	t.gpus = nil
+	if t.allocated {
+		t.allocated = false
+		a.pool(t).Add(t.res)
+	}
 }
 
 // ensureWorkers starts workers for n runnable tasks that have none: a few at a time, and no
@@ -540,6 +587,7 @@ func (a *Agent) run(t *task, w *worker) {
 func (a *Agent) exec(t *task, w *worker) {
 	spec := *t.spec
 	spec.Attempt = t.spec.Attempt
+	spec.GPUs = t.gpus
 	if !w.fnsSent[spec.Fn] {
 		spec.Fnb = a.fns[spec.Fn]
 		w.fnsSent[spec.Fn] = true
@@ -635,8 +683,11 @@ func (a *Agent) unblockWorker(w *worker) {
 	}
 }
 
-// spawnWorker starts a worker process for j.
-func (a *Agent) spawnWorker(j *job, forAct *actor) *worker {
+// spawnWorker starts a worker process for j that owns no GPUs.
+func (a *Agent) spawnWorker(j *job, forAct *actor) *worker { return a.spawnWorkerGPUs(j, forAct, nil) }
+
+// spawnWorkerGPUs starts a worker process for j that owns the GPUs gpus.
+func (a *Agent) spawnWorkerGPUs(j *job, forAct *actor, gpus []int) *worker {
 	if a.closed || j.ended {
 		return nil
 	}
@@ -669,6 +720,7 @@ func (a *Agent) spawnWorker(j *job, forAct *actor) *worker {
 		}
 		env = append(env, "PYTHONPATH="+strings.Join(p, string(filepath.ListSeparator)))
 	}
+	env = append(env, a.gpuEnv(gpus)...)
 	cmd.Env = env
 	if j.cwd != "" {
 		if st, err := os.Stat(j.cwd); err == nil && st.IsDir() {
@@ -677,11 +729,25 @@ func (a *Agent) spawnWorker(j *job, forAct *actor) *worker {
 	}
 	cmd.Stdout, cmd.Stderr = a.cfg.Stdout, a.cfg.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	w := &worker{id: id, job: j, cmd: cmd, exited: make(chan struct{}), fnsSent: map[wire.ID]bool{}, forAct: forAct}
-	if err := cmd.Start(); err != nil {
+	w := &worker{id: id, job: j, cmd: cmd, exited: make(chan struct{}), fnsSent: map[wire.ID]bool{}, forAct: forAct, gpus: gpus}
+	cg, err := a.confineWorker(w)
+	if err != nil {
+		a.log.Error("confine worker; starting it unconfined", "worker", id, "error", err)
+	}
+	if cg != nil {
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = int(cg.Fd())
+	}
+	err = cmd.Start()
+	if cg != nil {
+		cg.Close()
+	}
+	if err != nil {
+		a.closeGroup(w)
 		a.log.Error("start worker", "job", j.id, "exe", j.exe, "error", err)
 		return nil
 	}
+	a.setAffinity(cmd.Process.Pid, a.gpuCPUs(gpus))
 	j.starting++
 	j.workers[id] = w
 	a.workers[id] = w
@@ -695,6 +761,7 @@ func (a *Agent) spawnWorker(j *job, forAct *actor) *worker {
 			why = err.Error()
 		}
 		a.workerLost(w, "worker process "+why)
+		a.closeGroup(w)
 		delete(a.workers, w.id)
 		delete(w.job.workers, w.id)
 		a.schedule()
@@ -724,6 +791,13 @@ func (a *Agent) workerReady(w *worker) {
 	if w.forAct != nil && w.forAct.state != actorDead && w.forAct.worker == nil {
 		// reserved for an actor whose resources are already held
 	}
+	if t := w.pending; t != nil {
+		w.pending = nil
+		if !t.finished {
+			a.run(t, w)
+			return
+		}
+	}
 	w.job.idle = append(w.job.idle, w)
 	a.schedule()
 }
@@ -741,6 +815,16 @@ func (a *Agent) workerLost(w *worker, why string) {
 		}
 	}
 	w.signal(syscall.SIGKILL)
+	if t := w.pending; t != nil && !t.finished {
+		w.pending = nil
+		t.worker = nil
+		a.releaseGPUTask(t)
+		if t.spec.Kind == wire.KindActorCreate {
+			a.actorDead(t.actor, "its worker could not start ("+why+")")
+		} else {
+			a.fail(t, "worker_died", fmt.Sprintf("the worker started for %s exited before it connected (%s)", t.spec.Name, why))
+		}
+	}
 	if t := w.task; t != nil && !t.finished {
 		a.releaseRes(t)
 		w.task = nil

@@ -204,6 +204,7 @@ type Task struct {
 	Bundle   int                `msgpack:"bundle"`
 	Depv     []Obj              `msgpack:"depv,omitempty"`
 	Attempt  int                `msgpack:"attempt"`
+	GPUs     []int              `msgpack:"gpus,omitempty"` // EXEC: the GPUs the task was given
 }
 
 // Ret is one return value in Done.

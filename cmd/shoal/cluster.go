@@ -29,7 +29,7 @@ func clusterFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.Float64Flag{Name: "num-cpus", EnvVars: []string{"SHOAL_NUM_CPUS"},
 			Usage: "CPUs to offer (default: the CPUs this process may run on, lowered to its cgroup quota)"},
-		&cli.Float64Flag{Name: "num-gpus", EnvVars: []string{"SHOAL_NUM_GPUS"}, Usage: "GPUs to offer (default 0)"},
+		&cli.Float64Flag{Name: "num-gpus", EnvVars: []string{"SHOAL_NUM_GPUS"}, Usage: "GPUs to offer (default: the GPUs NVML finds)"},
 		&cli.StringFlag{Name: "memory", EnvVars: []string{"SHOAL_MEMORY"},
 			Usage: "memory to offer, e.g. 8g (default: what the cgroup allows)"},
 		&cli.StringFlag{Name: "object-store-memory", EnvVars: []string{"SHOAL_OBJECT_STORE_MEMORY"},
@@ -40,12 +40,15 @@ func clusterFlags() []cli.Flag {
 			Usage: "directory for objects spilled from a full store (default: the session directory)"},
 		&cli.StringFlag{Name: "tmpdir", EnvVars: []string{"SHOAL_TMPDIR"},
 			Usage: "parent of session directories (default: the system temp dir)"},
+		&cli.StringFlag{Name: "gpu-confinement", Value: "auto", EnvVars: []string{"SHOAL_GPU_CONFINEMENT"},
+			Usage: "confine workers' devices with an eBPF cgroup program: auto (on GPU nodes, where permitted), on, off"},
 	}
 }
 
 func options(c *cli.Context) (launcher.Options, error) {
 	o := launcher.Options{NumCPUs: c.Float64("num-cpus"), NumGPUs: c.Float64("num-gpus"),
-		SpillDir: c.String("spill-dir"), TmpRoot: c.String("tmpdir"), Scrub: slurm.Scrub}
+		SpillDir: c.String("spill-dir"), TmpRoot: c.String("tmpdir"), Scrub: slurm.Scrub,
+		Confinement: c.String("gpu-confinement")}
 	var err error
 	if s := c.String("memory"); s != "" {
 		if o.Memory, err = parseBytes(s); err != nil {
@@ -101,7 +104,7 @@ func runCommand() *cli.Command {
 		Usage:     "start a one-node cluster, run a command in it, and tear the cluster down",
 		ArgsUsage: "-- CMD [ARGS...]",
 		UsageText: "shoal run [options] -- python script.py\n\n" +
-			"   Example: shoal run --num-cpus 4 --object-store-memory 2g -- python examples/python/fanout.py\n" +
+			"   Example: shoal run --num-cpus 4 --object-store-memory 2g -- python examples/python/demo.py\n" +
 			"   The command gets SHOAL_ADDRESS, SHOAL_SECRET and SHOAL_CLUSTER_ID; shoal exits with its exit code.",
 		Flags: clusterFlags(),
 		Action: func(c *cli.Context) error {
@@ -186,7 +189,7 @@ func upCommand() *cli.Command {
 			id := launcher.NewID()
 			args := []string{"--log-level", c.String("log-level"), "serve",
 				"--log-file", filepath.Join(launcher.BaseDir(c.String("tmpdir")), id+".log")}
-			for _, f := range []string{"num-cpus", "num-gpus", "memory", "object-store-memory", "resources", "spill-dir", "tmpdir"} {
+			for _, f := range []string{"num-cpus", "num-gpus", "memory", "object-store-memory", "resources", "spill-dir", "tmpdir", "gpu-confinement"} {
 				if c.IsSet(f) {
 					args = append(args, "--"+f, c.String(f))
 				}

@@ -511,3 +511,12 @@ class RuntimeContext:
 
 def get_runtime_context():
     return RuntimeContext()
+
+
+def get_gpu_ids():
+    """The GPUs (indices, as in CUDA_VISIBLE_DEVICES) given to the current task or actor."""
+    from . import _worker
+    if _worker.current_gpus is not None:
+        return list(_worker.current_gpus)
+    ids = os.environ.get("SHOAL_GPU_IDS", "")
+    return [int(x) for x in ids.split(",") if x]

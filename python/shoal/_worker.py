@@ -14,6 +14,7 @@ from ._api import _Dep
 
 current_task = None
 current_actor_id = None
+current_gpus = None
 _fns = {}
 _actor = None
 
@@ -55,6 +56,7 @@ def _run(client, spec):
     args = [_subst(a, vals) for a in args]
     kwargs = {k: _subst(v, vals) for k, v in kwargs.items()}
     current_task = spec["task"]
+    globals()["current_gpus"] = spec.get("gpus") or []
     if kind == w.KIND_TASK:
         fn = _fns.get(fid)
         if fn is None:
