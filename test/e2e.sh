@@ -39,6 +39,9 @@ check "run: malformed --resources is exit 2 with a message" eval '[ $rc -eq 2 ] 
 out=$("$SHOAL" run --object-store-memory 64t -- "$PY" -c 'import shoal; shoal.init(); print("store", shoal.cluster_resources()["object_store_memory"])' 2>&1); rc=$?
 check "run: a store larger than /dev/shm is a warning, not a crash" eval '[ $rc -eq 0 ] && has "$out" "has only" && has "$out" "store "'
 
+check "node info: offers this machine's CPUs" bash -c "'$SHOAL' node info --json | $PY -c 'import json,sys,os; r=json.load(sys.stdin); assert r[\"offer\"][\"CPU\"]==len(os.sched_getaffinity(0)), r'"
+check "node info: GPUs from NVML (go-nvml's DGX H100 mock)" bash -c "SHOAL_NVML_MOCK=dgxh100 '$SHOAL' node info | grep -q 'offers .*GPU 8'"
+
 # 2. a Python driver with workers and actors leaves nothing behind
 cat > "$SHOAL_TMPDIR/driver.py" <<'PYEOF'
 import os, shoal as ray, numpy as np

@@ -47,6 +47,7 @@ func newApp() *cli.App {
 			statusCommand(),
 			downCommand(),
 			serveCommand(),
+			nodeCommand(),
 			hostlistCommand(),
 			benchCommand(),
 		},
