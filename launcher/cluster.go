@@ -24,6 +24,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-hpc/shoal/config"
 	"github.com/shoal-hpc/shoal/head"
 	"github.com/shoal-hpc/shoal/nodeagent"
 	"github.com/shoal-hpc/shoal/nodeagent/confine"
@@ -47,6 +48,11 @@ type Options struct {
 	Secret            string             // default random
 	Scrub             func([]string) []string
 	Stdout, Stderr    *os.File
+	// PortRange limits the agent's TCP port ("30000-30999"); empty: any.
+	PortRange string
+	// AllowedInterfaces are the interfaces agents may use between nodes (recorded for the
+	// multi-node launcher).
+	AllowedInterfaces []string
 	// Confinement is "auto" (default: confine workers' devices on GPU nodes where the agent
 	// may), "on" (fail when it cannot) or "off".
 	Confinement string
@@ -180,7 +186,14 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		stderr = os.Stderr
 	}
 	var once bool
+	var portLo, portHi int
+	if o.PortRange != "" {
+		if portLo, portHi, err = config.ParsePortRange(o.PortRange); err != nil {
+			return nil, fmt.Errorf("--port-range: %w", err)
+		}
+	}
 	a, err := nodeagent.New(log.Named("agent"), h, nodeagent.Config{
+		PortLo: portLo, PortHi: portHi,
 		ClusterID: c.ID, Secret: c.Secret, NodeID: nodeID(), SessionDir: dir, StoreDir: shmDir,
 		SpillDir: spill, Resources: res, ObjectStoreMemory: storeBytes, ListenTCP: listen,
 		Scrub: o.Scrub, Stdout: stdout, Stderr: stderr, PrestartWorkers: int(min(res["CPU"], 4)),

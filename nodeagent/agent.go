@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -49,6 +50,8 @@ type Config struct {
 	ObjectStoreMemory int64
 	// ListenTCP, when set (e.g. "127.0.0.1:0"), also serves authenticated TCP.
 	ListenTCP string
+	// PortLo and PortHi, when set, confine the TCP port to that range.
+	PortLo, PortHi int
 	// WorkerEnv is added to every worker's environment.
 	WorkerEnv []string
 	// Scrub removes variables from workers' environments (e.g. Slurm rank variables).
@@ -130,7 +133,7 @@ func (a *Agent) Start() error {
 	a.lnUnix = ln
 	a.serve(ln)
 	if a.cfg.ListenTCP != "" {
-		tl, err := net.Listen("tcp", a.cfg.ListenTCP)
+		tl, err := a.listenTCP()
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("listen on tcp %s: %w", a.cfg.ListenTCP, err)
@@ -145,6 +148,29 @@ func (a *Agent) Start() error {
 	}
 	a.log.Debug("agent serving", "socket", a.sockPath, "tcp", a.TCPAddr(), "resources", a.total.String())
 	return nil
+}
+
+// listenTCP listens on ListenTCP, on the first free port of the configured range if any
+// (starting at a random offset, so that agents of several jobs on a node spread out).
+func (a *Agent) listenTCP() (net.Listener, error) {
+	if a.cfg.PortLo == 0 {
+		return net.Listen("tcp", a.cfg.ListenTCP)
+	}
+	host, _, err := net.SplitHostPort(a.cfg.ListenTCP)
+	if err != nil {
+		return nil, err
+	}
+	n := a.cfg.PortHi - a.cfg.PortLo + 1
+	var off [2]byte
+	rand.Read(off[:])
+	start := int(off[0])<<8 | int(off[1])
+	for i := 0; i < n; i++ {
+		p := a.cfg.PortLo + (start+i)%n
+		if ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p))); err == nil {
+			return ln, nil
+		}
+	}
+	return nil, fmt.Errorf("no free TCP port in %d-%d; widen port_range in the shoal config", a.cfg.PortLo, a.cfg.PortHi)
 }
 
 // Addr returns the agent's local address ("unix:/path").

@@ -42,6 +42,20 @@ check "run: a store larger than /dev/shm is a warning, not a crash" eval '[ $rc 
 check "node info: offers this machine's CPUs" bash -c "'$SHOAL' node info --json | $PY -c 'import json,sys,os; r=json.load(sys.stdin); assert r[\"offer\"][\"CPU\"]==len(os.sched_getaffinity(0)), r'"
 check "node info: GPUs from NVML (go-nvml's DGX H100 mock)" bash -c "SHOAL_NVML_MOCK=dgxh100 '$SHOAL' node info | grep -q 'offers .*GPU 8'"
 
+# admin config: /etc/shoal/shoal.toml (here SHOAL_CONFIG), overridden by flags and variables
+cat > "$SHOAL_TMPDIR/shoal.toml" <<'TOML'
+[node]
+object_store_memory = "64m"
+port_range = "31000-31009"
+TOML
+out=$(SHOAL_CONFIG="$SHOAL_TMPDIR/shoal.toml" "$SHOAL" run -- sh -c "'$SHOAL' status --json" 2>&1)
+check "config: the file sets the store size and the port range" eval '$PY -c "import json,sys; r=json.loads(sys.argv[1]); assert r[\"total\"][\"object_store_memory\"]==64<<20, r; p=int(r[\"nodes\"][0][\"addr\"].rsplit(\":\",1)[1]); assert 31000<=p<=31009, p" "$out"'
+out=$(SHOAL_CONFIG="$SHOAL_TMPDIR/shoal.toml" SHOAL_OBJECT_STORE_MEMORY=32m "$SHOAL" config show 2>&1)
+check "config show: value and source of each setting" eval 'has "$out" "object-store-memory  *32m  *env SHOAL_OBJECT_STORE_MEMORY" && has "$out" "port-range  *31000-31009  *file"'
+printf '[node]\nobject_store_memroy = "1g"\n' > "$SHOAL_TMPDIR/bad.toml"
+out=$(SHOAL_CONFIG="$SHOAL_TMPDIR/bad.toml" "$SHOAL" run -- true 2>&1); rc=$?
+check "config: a misspelt setting is exit 2 naming it" eval '[ $rc -eq 2 ] && has "$out" "node.object_store_memroy"'
+
 # 2. a Python driver with workers and actors leaves nothing behind
 cat > "$SHOAL_TMPDIR/driver.py" <<'PYEOF'
 import os, shoal as ray, numpy as np
@@ -104,6 +118,8 @@ id=$(head -1 <<<"$out")
 check "init(): a local cluster for a plain python script" eval '[ $rc -eq 0 ] && [ "$(tail -1 <<<"$out")" = 42 ]'
 sleep 0.5
 check "init(): its cluster is gone after the script exits" leftovers "$id"
+
+check "nothing of any cluster is left under the session root" test ! -e "$SHOAL_TMPDIR/shoal-$(id -u)"
 
 echo "e2e: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

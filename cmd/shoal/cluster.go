@@ -42,13 +42,26 @@ func clusterFlags() []cli.Flag {
 			Usage: "parent of session directories (default: the system temp dir)"},
 		&cli.StringFlag{Name: "gpu-confinement", Value: "auto", EnvVars: []string{"SHOAL_GPU_CONFINEMENT"},
 			Usage: "confine workers' devices with an eBPF cgroup program: auto (on GPU nodes, where permitted), on, off"},
+		&cli.StringFlag{Name: "object-store-dir", Value: "/dev/shm", EnvVars: []string{"SHOAL_OBJECT_STORE_DIR"},
+			Usage: "tmpfs directory for the object store (falls back to disk, with a warning, when unusable)"},
+		&cli.StringFlag{Name: "port-range", EnvVars: []string{"SHOAL_PORT_RANGE"},
+			Usage: "TCP ports the agent may listen on, e.g. 30000-30999 (default: any the OS picks)"},
+		&cli.StringFlag{Name: "allowed-interfaces", EnvVars: []string{"SHOAL_ALLOWED_INTERFACES"},
+			Usage: "comma-separated network interfaces (names or globs) agents may use between nodes"},
 	}
 }
 
 func options(c *cli.Context) (launcher.Options, error) {
+	if err := applyConfig(c); err != nil {
+		return launcher.Options{}, err
+	}
 	o := launcher.Options{NumCPUs: c.Float64("num-cpus"), NumGPUs: c.Float64("num-gpus"),
 		SpillDir: c.String("spill-dir"), TmpRoot: c.String("tmpdir"), Scrub: slurm.Scrub,
-		Confinement: c.String("gpu-confinement")}
+		Confinement: c.String("gpu-confinement"), ShmRoot: c.String("object-store-dir"),
+		PortRange: c.String("port-range")}
+	if s := c.String("allowed-interfaces"); s != "" {
+		o.AllowedInterfaces = strings.Split(s, ",")
+	}
 	var err error
 	if s := c.String("memory"); s != "" {
 		if o.Memory, err = parseBytes(s); err != nil {
@@ -131,7 +144,7 @@ func serveCommand() *cli.Command {
 		Hidden: true,
 		Flags: append(clusterFlags(),
 			&cli.BoolFlag{Name: "watch-stdin", Usage: "stop when standard input closes (the parent died)"},
-			&cli.StringFlag{Name: "log-file", Usage: "after start-up, send logs here"},
+			&cli.StringFlag{Name: "log-file", Usage: "after start-up, send logs here (\"session\": shoal.log in the session directory)"},
 		),
 		Action: func(c *cli.Context) error {
 			o, err := options(c)
@@ -153,6 +166,9 @@ func serveCommand() *cli.Command {
 			b, _ := json.Marshal(cl.Info())
 			fmt.Println(string(b))
 			if lf := c.String("log-file"); lf != "" {
+				if lf == "session" {
+					lf = filepath.Join(cl.Dir, "shoal.log")
+				}
 				if f, err := os.OpenFile(lf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
 					unix.Dup2(int(f.Fd()), 1)
 					unix.Dup2(int(f.Fd()), 2)
@@ -187,9 +203,12 @@ func upCommand() *cli.Command {
 				return err
 			}
 			id := launcher.NewID()
-			args := []string{"--log-level", c.String("log-level"), "serve",
-				"--log-file", filepath.Join(launcher.BaseDir(c.String("tmpdir")), id+".log")}
-			for _, f := range []string{"num-cpus", "num-gpus", "memory", "object-store-memory", "resources", "spill-dir", "tmpdir", "gpu-confinement"} {
+			args := []string{"--log-level", c.String("log-level"), "--log-format", c.String("log-format")}
+			if c.IsSet("config") {
+				args = append(args, "--config", c.String("config"))
+			}
+			args = append(args, "serve", "--log-file", "session")
+			for _, f := range []string{"num-cpus", "num-gpus", "memory", "object-store-memory", "resources", "spill-dir", "tmpdir", "gpu-confinement", "object-store-dir", "port-range", "allowed-interfaces"} {
 				if c.IsSet(f) {
 					args = append(args, "--"+f, c.String(f))
 				}

@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
 
+	"github.com/shoal-hpc/shoal/config"
+
 	_ "github.com/shoal-hpc/shoal/internal/cgotrace" // C frames in crash tracebacks
 )
 
@@ -40,7 +42,12 @@ func newApp() *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "warn", EnvVars: []string{"SHOAL_LOG_LEVEL"},
 				Usage: "log level: trace, debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"SHOAL_LOG_FORMAT"},
+				Usage: "log format: text or json"},
+			&cli.StringFlag{Name: "config", Value: config.DefaultPath, EnvVars: []string{"SHOAL_CONFIG"},
+				Usage: "the admin's node defaults (TOML); flags and SHOAL_* variables override it"},
 		},
+		Before: loadConfig,
 		Commands: []*cli.Command{
 			runCommand(),
 			upCommand(),
@@ -48,6 +55,7 @@ func newApp() *cli.App {
 			downCommand(),
 			serveCommand(),
 			nodeCommand(),
+			configCommand(),
 			hostlistCommand(),
 			benchCommand(),
 		},
@@ -58,8 +66,9 @@ func newApp() *cli.App {
 // logger builds the root logger from the global flags.
 func logger(c *cli.Context) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
-		Name:   "shoal",
-		Level:  hclog.LevelFromString(c.String("log-level")),
-		Output: os.Stderr,
+		Name:       "shoal",
+		Level:      hclog.LevelFromString(c.String("log-level")),
+		JSONFormat: c.String("log-format") == "json",
+		Output:     os.Stderr,
 	})
 }
