@@ -5,6 +5,7 @@ import (
 
 	"github.com/shoal-hpc/shoal/nodeagent/fingerprint"
 	"github.com/shoal-hpc/shoal/nodeagent/gpu"
+	"github.com/shoal-hpc/shoal/nodeagent/netdev"
 	"github.com/shoal-hpc/shoal/sched"
 )
 
@@ -14,6 +15,7 @@ type NodeReport struct {
 	NodeID    string            `json:"node_id"`
 	Host      *fingerprint.Node `json:"host"`
 	GPUs      *gpu.Topology     `json:"gpus"`
+	Net       *netdev.Node      `json:"network"`
 	Offer     sched.Resources   `json:"offer"`
 	StoreDir  string            `json:"object_store_dir"`
 	StoreSize int64             `json:"object_store_bytes"`
@@ -32,5 +34,10 @@ func Describe(log hclog.Logger, o Options) (*NodeReport, error) {
 	if o.NumGPUs <= 0 && len(topo.Devices) > 0 {
 		res["GPU"] = float64(len(topo.Devices))
 	}
-	return &NodeReport{NodeID: nodeID(), Host: fp, GPUs: topo, Offer: res, StoreDir: dir, StoreSize: store}, nil
+	nd, err := netdev.Detect(log.Named("netdev"))
+	if err != nil {
+		log.Warn("network discovery failed", "error", err)
+		nd = &netdev.Node{}
+	}
+	return &NodeReport{NodeID: nodeID(), Host: fp, GPUs: topo, Net: nd, Offer: res, StoreDir: dir, StoreSize: store}, nil
 }

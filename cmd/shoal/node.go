@@ -63,6 +63,21 @@ func printNode(r *launcher.NodeReport) error {
 			fmt.Fprintf(tw, "  gpu %d\t%s %s, %s, bus %s, numa %d, /dev/nvidia%d\n", d.Index, d.Name, d.UUID, hb(int64(d.MemoryBytes)), d.PCIBusID, d.NUMANode, d.MinorNumber)
 		}
 	}
+	for _, n := range r.Net.NICs {
+		speed := "speed unknown"
+		if n.SpeedMbps > 0 {
+			speed = fmt.Sprintf("%d Mb/s", n.SpeedMbps)
+		}
+		fmt.Fprintf(tw, "  nic %s\t%s, up=%v, %v, mtu %d, %s, numa %d\n", n.Name, n.Kind, n.Up, n.Addrs, n.MTU, speed, n.NUMANode)
+	}
+	if len(r.Net.RDMA) == 0 {
+		fmt.Fprintf(tw, "rdma\tnone\n")
+	}
+	for _, d := range r.Net.RDMA {
+		for _, p := range d.Ports {
+			fmt.Fprintf(tw, "  hca %s:%d\t%s %s, %g Gb/s, netdev %v, numa %d\n", d.Name, p.Port, p.LinkLayer, p.State, p.RateGbps, d.NetDevs, d.NUMANode)
+		}
+	}
 	fmt.Fprintf(tw, "object store\t%s in %s\n", hb(r.StoreSize), r.StoreDir)
 	keys := make([]string, 0, len(r.Offer))
 	for k := range r.Offer {
