@@ -10,6 +10,7 @@
 # metric names), COLD_RUNS (cold starts timed per backend, default 3), OUT (folder for the JSON
 # results and table.md; default a new temp folder), PYTHON (default python3), SHOAL_BIN (a built
 # shoal; default: `make build`, then bin/shoal), RAY_VERSION (pip requirement, default: the newest).
+# Both backends get 2 CPUs (Ray: ray.init(num_cpus=2); shoal: SHOAL_NUM_CPUS=2).
 # It exits non-zero on errors only (a metric that failed, a missing tool), never on slowness.
 set -euo pipefail
 
@@ -69,8 +70,8 @@ status=0
 # ---- the microbenchmarks, shoal first, then ray
 if [[ -z "$ONLY" || -n "$shoal_only" ]]; then
     args=("${common[@]}"); [[ -n "$shoal_only" ]] && args+=(--only "$shoal_only")
-    say "shoal: $SHOAL_BIN bench core ${args[*]}"
-    "$SHOAL_BIN" bench core "${args[@]}" --json "$OUT/shoal.json" >&2 || status=1
+    say "shoal: SHOAL_NUM_CPUS=2 $SHOAL_BIN bench core ${args[*]}"
+    SHOAL_NUM_CPUS=2 "$SHOAL_BIN" bench core "${args[@]}" --json "$OUT/shoal.json" >&2 || status=1
 fi
 if [[ -z "$ONLY" || -n "$ray_only" ]]; then
     args=("${common[@]}"); [[ -n "$ray_only" ]] && args+=(--only "$ray_only")
@@ -85,7 +86,7 @@ if [[ -z "$ONLY" || ",$ONLY," == *",cold_start_seconds,"* ]]; then
 import json, statistics, subprocess, sys, time
 out, runs, shoal, py = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 cmds = {
-    "shoal": [shoal, "run", "--", py, "-c", "import shoal; shoal.init(); shoal.shutdown()"],
+    "shoal": [shoal, "run", "--num-cpus", "2", "--", py, "-c", "import shoal; shoal.init(); shoal.shutdown()"],
     "ray": [py, "-c", "import ray; ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False); ray.shutdown()"],
 }
 res = {}

@@ -117,6 +117,7 @@ class Client:
         self._release = []
         self._fns_sent = set()
         self._arena = None
+        self._populated = 0     # this process's arena mapping has page tables up to here
         self._closed = False
         self._dead = None
 
@@ -294,10 +295,18 @@ class Client:
             finally:
                 os.close(fd)
             base = 0
-        if ser.size >= (1 << 20):
+        end = base + ser.size
+        if ser.size >= (1 << 20) and not (mm is self._arena and end <= self._populated):
+            # Fault the range in with one call instead of a page fault per 4 KiB. The agent
+            # allocates from the arena's start first, so a high-water mark is enough to skip
+            # ranges this process has mapped before.
             start = base // mmap.PAGESIZE * mmap.PAGESIZE
+            if mm is self._arena and start < self._populated:
+                start = self._populated
             try:
-                mm.madvise(MADV_POPULATE_WRITE, start, (base - start + ser.size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE)
+                mm.madvise(MADV_POPULATE_WRITE, start, (end - start + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE)
+                if mm is self._arena and base <= self._populated:
+                    self._populated = max(self._populated, end)
             except (OSError, ValueError):
                 pass
         mv = memoryview(mm)
