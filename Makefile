@@ -5,7 +5,7 @@ PYTHON    ?= python3
 export PATH := $(CURDIR)/bin:$(PATH)
 export SHOAL_BIN := $(CURDIR)/bin/shoal
 
-.PHONY: all build deps test test-go test-python test-e2e demo fuzz bench clean
+.PHONY: all build deps test test-go test-python test-e2e test-slurm demo fuzz bench clean
 
 all: build
 
@@ -16,7 +16,7 @@ build:
 deps:
 	./scripts/deps.sh
 
-test: deps build test-go test-python test-e2e
+test: deps build test-go test-python test-e2e test-slurm
 
 test-go:
 	$(GO) vet ./...
@@ -27,6 +27,10 @@ test-python: build
 
 test-e2e: build
 	./test/e2e.sh
+
+# a real 3-node Slurm 22.05 cluster (slurmctld + slurmd in network namespaces) on this machine
+test-slurm: build
+	./test/slurm/smoke.sh
 
 demo: build
 	@if ! $(PYTHON) -c "import numpy, msgpack, cloudpickle" 2>/dev/null; then ./scripts/deps.sh; fi

@@ -18,14 +18,28 @@
 # shows the node's interfaces) with the host's /sys/fs/cgroup moved back in. `ip netns exec`
 # would do the first but drop the cgroup mounts, which node discovery and GPU confinement need.
 #
+# What jobs should know (all checked by test/slurm/smoke.sh):
+#   - A nested srun inherits the batch environment: pass -N and -n explicitly.
+#   - Parallel steps in one job need `srun --exact` (or --overlap): by default a step takes all of
+#     the job's CPUs on its nodes, and the next step waits without a word.
+#   - Completed jobs leave squeue 5-65 s after they end (MinJobAge=5, which keeps
+#     `sbatch --wait` polling every 2 s); take a job's result from `sbatch --wait`'s exit status.
+#   - With proctrack/linuxproc (the default), a process of the batch step whose parent has died
+#     is no longer tracked: if it ignores SIGTERM, scancel leaves it running. SHOAL_SLURM_PROCTRACK
+#     =cgroup tracks by cgroup, as production clusters do, and kills it; srun takes ~0.25 s, not
+#     ~0.08 s.
+#
 # Environment: SHOAL_SLURM_DIR (state dir, default /tmp/shoal-slurm), SHOAL_SLURM_NODES (1-9,
-# default 3), SHOAL_SLURM_TIMEOUT (seconds `up` waits for idle nodes, default 60).
+# default 3), SHOAL_SLURM_TIMEOUT (seconds `up` waits for idle nodes, default 60),
+# SHOAL_SLURM_PROCTRACK (linuxproc or cgroup, default linuxproc).
 # Root only. One such cluster per machine: the bridge and namespace names are fixed.
+# `status` exits 3 unless slurmctld and every slurmd run.
 set -euo pipefail
 
 DIR=${SHOAL_SLURM_DIR:-/tmp/shoal-slurm}
 NODES=${SHOAL_SLURM_NODES:-3}
 TIMEOUT=${SHOAL_SLURM_TIMEOUT:-60}
+PROCTRACK=${SHOAL_SLURM_PROCTRACK:-linuxproc}
 CONF=$DIR/slurm.conf
 BR=shoalbr0
 NET=198.18.0
@@ -38,6 +52,8 @@ export SLURM_CONF=$CONF
 log() { echo "slurm-cluster: $*"; }
 die() { echo "slurm-cluster: error: $*" >&2; exit 1; }
 
+[[ $PROCTRACK == linuxproc || $PROCTRACK == cgroup ]] ||
+  die "SHOAL_SLURM_PROCTRACK=$PROCTRACK: want linuxproc or cgroup"
 [[ $NODES =~ ^[1-9]$ ]] || die "SHOAL_SLURM_NODES=$NODES: want a number from 1 to 9"
 [[ $DIR == /* && $DIR != / ]] || die "SHOAL_SLURM_DIR=$DIR: want an absolute path other than /"
 
@@ -45,25 +61,37 @@ node_names() { local k; for ((k = 1; k <= NODES; k++)); do echo "node$k"; done; 
 ns_of()   { echo "shoal-n${1#node}"; }  # node2 -> shoal-n2
 addr_of() { echo "$NET.$((10 + ${1#node}))"; }
 
-# alive PIDFILE [COMM]: prints the pid when the file names a live process (with that command name).
+# running PID: the process exists and is not a zombie (PID 1 of this VM reaps only every ~2 s).
+running() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
+}
+
+# alive PIDFILE [COMM]: prints the pid when the file names a running process (with that name).
 alive() {
   local pid
   [[ -r $1 ]] || return 1
   pid=$(tr -dc 0-9 <"$1")
-  [[ -n $pid && -d /proc/$pid ]] || return 1
+  [[ -n $pid ]] && running "$pid" || return 1
   [[ -z ${2:-} || $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]] || return 1
   echo "$pid"
 }
 
-# stop_pids SIGNAL_GRACE_SECONDS PID...: TERM, wait, then KILL what is left.
+# stop_pids GRACE_SECONDS PID...: TERM, wait up to GRACE, then KILL what is left.
 stop_pids() {
-  local grace=$1 pid i; shift
+  local grace=$1 pid i left; shift
   (($#)) || return 0
   kill -TERM "$@" 2>/dev/null || true
-  for ((i = 0; i < grace * 10; i++)); do
-    for pid in "$@"; do [[ -d /proc/$pid ]] && break; pid=; done
-    [[ -z $pid ]] && return 0
-    sleep 0.1
+  for ((i = 0; i < grace * 20; i++)); do
+    left=
+    for pid in "$@"; do running "$pid" && { left=1; break; }; done
+    [[ -z $left ]] && return 0
+    sleep 0.05
+  done
+  for pid in "$@"; do
+    running "$pid" && log "no exit ${grace}s after SIGTERM, sending SIGKILL: $pid $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"
   done
   kill -KILL "$@" 2>/dev/null || true
 }
@@ -160,6 +188,9 @@ write_config() {
   real_mem=$((mem_mb * 9 / 10 < 4000 ? mem_mb * 9 / 10 : 4000))
   # Memory is a consumable resource (CR_Core_Memory): without a default, a job would take the
   # whole node's memory and no second job could share it.
+  # MinJobAge=5 keeps `sbatch --wait` polling every 2 s; with the default 300 it sleeps 2, 8, 32 s
+  # (sbatch.c _job_wait), so a 3 s job takes 10 s. Completed jobs vanish from squeue 5-65 s after
+  # they end. batch_sched_delay=0 starts a batch job in ~0.5 s instead of ~2.5 s.
   {
     cat <<EOF
 # Written by scripts/slurm-cluster.sh; \`down\` removes it.
@@ -179,7 +210,7 @@ SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
-ProctrackType=proctrack/linuxproc
+ProctrackType=proctrack/$PROCTRACK
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
@@ -196,6 +227,8 @@ KillWait=5
 MessageTimeout=10
 SlurmdTimeout=30
 InactiveLimit=0
+MinJobAge=5
+SchedulerParameters=batch_sched_delay=0
 MailProg=/bin/true
 EOF
     for n in $(node_names); do
@@ -261,10 +294,10 @@ wait_idle() {
     ((${#missing[@]})) || break
     if ((SECONDS - t0 >= TIMEOUT)); then
       for n in $(node_names); do
-        echo "--- $DIR/log/slurmd-$n.log (tail)" >&2; tail -n 5 "$DIR/log/slurmd-$n.log" 2>/dev/null >&2 || true
+        echo "--- $DIR/log/slurmd-$n.log (tail)" >&2; tail -n 5 "$DIR/log/slurmd-$n.log" >&2 2>/dev/null || true
       done
-      echo "--- $DIR/log/slurmctld.log (tail)" >&2; tail -n 10 "$DIR/log/slurmctld.log" 2>/dev/null >&2 || true
-      die "after ${TIMEOUT}s these nodes are not idle: ${missing[*]}"
+      echo "--- $DIR/log/slurmctld.log (tail)" >&2; tail -n 10 "$DIR/log/slurmctld.log" >&2 2>/dev/null || true
+      die "after ${TIMEOUT}s these nodes are not idle: ${missing[*]}; the logs are in $DIR/log; \`$0 down\` then \`up\` starts afresh"
     fi
     if ((SECONDS >= next)); then
       log "waiting for nodes: ${missing[*]} ($((SECONDS - t0))s)"; next=$((SECONDS + 5))
@@ -299,22 +332,48 @@ pids_with_conf() {
   return 0
 }
 
-cmd_down() {
-  need_root down
-  local n ns pids pid
-  # Every process in a node's network namespace belongs to that node: slurmd, slurmstepd, tasks.
+# Pids of the processes on the nodes other than slurmd: slurmstepd and the jobs' tasks. Every
+# process in a node's network namespace belongs to that node.
+job_pids() {
+  local n ns p
   for n in $(node_names); do
     ns=$(ns_of "$n")
-    pids=()
-    pid=$(alive "$DIR/run/slurmd-$n.pid" slurmd) && pids+=("$pid")
-    [[ -e /run/netns/$ns ]] && mapfile -t -O "${#pids[@]}" pids < <(ip netns pids "$ns" 2>/dev/null)
-    ((${#pids[@]})) && stop_pids 5 "${pids[@]}"
+    [[ -e /run/netns/$ns ]] || continue
+    for p in $(ip netns pids "$ns"); do
+      [[ $(cat "/proc/$p/comm" 2>/dev/null) == slurmd ]] || echo "$p"
+    done
   done
+}
+
+cmd_down() {
+  need_root down
+  local n ns pids=() pid d jobs i
+  # Cancel the jobs first, so that their processes get what any scancel gives: SIGTERM, then
+  # SIGKILL after KillWait.
+  if alive "$DIR/run/slurmctld.pid" slurmctld >/dev/null &&
+     jobs=$(timeout 5 squeue -h -t PD,R,S,CG -o %A 2>/dev/null) && [[ -n $jobs ]]; then
+    log "cancelling jobs: $(echo "$jobs" | paste -sd' ')"
+    # shellcheck disable=SC2086
+    timeout 5 scancel $jobs 2>/dev/null || true
+    for ((i = 0; i < 70; i++)); do [[ -z $(job_pids) ]] && break; sleep 0.1; done
+  fi
+  # slurmstepd ignores SIGTERM: whatever is left of the jobs gets SIGKILL.
+  mapfile -t pids < <(job_pids)
+  ((${#pids[@]})) && kill -KILL "${pids[@]}" 2>/dev/null
   pids=()
-  pid=$(alive "$DIR/run/slurmctld.pid" slurmctld) && pids+=("$pid")
+  for n in $(node_names); do
+    if pid=$(alive "$DIR/run/slurmd-$n.pid" slurmd); then pids+=("$pid"); fi
+  done
+  if pid=$(alive "$DIR/run/slurmctld.pid" slurmctld); then pids+=("$pid"); fi
   mapfile -t -O "${#pids[@]}" pids < <(pids_with_conf slurmctld; pids_with_conf slurmd)
-  ((${#pids[@]})) && stop_pids 10 "${pids[@]}"
-  pid=$(alive "$DIR/run/munged.pid" munged) && stop_pids 5 "$pid"
+  stop_pids 10 "${pids[@]}"
+  if pid=$(alive "$DIR/run/munged.pid" munged); then stop_pids 5 "$pid"; fi
+  # proctrack/cgroup leaves a slurm_NODE hierarchy in the cgroup controllers it used.
+  for n in $(node_names); do
+    for d in /sys/fs/cgroup/*/slurm_"$n"; do
+      if [[ -d $d ]]; then find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true; fi
+    done
+  done
   for n in $(node_names); do
     ns=$(ns_of "$n")
     # Deleting the namespace deletes its veth pair too, but not at once.
@@ -328,15 +387,18 @@ cmd_down() {
 }
 
 cmd_status() {
-  local n pid
-  if pid=$(alive "$DIR/run/slurmctld.pid" slurmctld); then echo "slurmctld: pid $pid"; else echo "slurmctld: not running"; fi
+  local n pid rc=0
+  if pid=$(alive "$DIR/run/slurmctld.pid" slurmctld); then echo "slurmctld: pid $pid"
+  else echo "slurmctld: not running"; rc=3; fi
   for n in $(node_names); do
     if pid=$(alive "$DIR/run/slurmd-$n.pid" slurmd); then echo "slurmd $n: pid $pid in $(ns_of "$n") at $(addr_of "$n")"
-    else echo "slurmd $n: not running"; fi
+    else echo "slurmd $n: not running"; rc=3; fi
   done
-  [[ -f $CONF ]] || { echo "no cluster (no $CONF)"; return 3; }
-  timeout 10 sinfo || true
-  timeout 10 squeue || true
+  if ((rc == 0)); then
+    timeout 10 sinfo || true
+    timeout 10 squeue || true
+  fi
+  return "$rc"
 }
 
 cmd_exec() {
