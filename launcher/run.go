@@ -39,6 +39,12 @@ func Run(ctx context.Context, log hclog.Logger, o Options, argv []string) (int, 
 		c.Close()
 		reapOrphans(log)
 	}()
+	return runDriver(ctx, log, c, path, argv)
+}
+
+// runDriver runs argv (path resolved) with the cluster in its environment, forwarding signals,
+// and returns its exit code.
+func runDriver(ctx context.Context, log hclog.Logger, c *Cluster, path string, argv []string) (int, error) {
 	cmd := exec.Command(path, argv[1:]...)
 	cmd.Args = argv
 	cmd.Env = append(os.Environ(), c.Env()...)

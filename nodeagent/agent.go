@@ -100,8 +100,12 @@ type Agent struct {
 	pendPGs  []*pgroup
 	fns      map[wire.ID][]byte
 	gpuUsed  map[int]bool
-	total    sched.Resources
+	total    sched.Resources // this node's (the local node's maps)
 	avail    sched.Resources
+	local    *node
+	nodes    []*node // this node first, then members as they joined
+	nodeCond *sync.Cond
+	stopping bool
 	shutOnce sync.Once
 }
 
@@ -119,6 +123,9 @@ func New(log hclog.Logger, h *head.Head, cfg Config) (*Agent, error) {
 		tasks: map[wire.ID]*task{}, depWait: map[wire.ID][]*task{}, waiters: map[wire.ID][]*waiter{},
 		actors: map[wire.ID]*actor{}, pgs: map[wire.ID]*pgroup{}, fns: map[wire.ID][]byte{}, gpuUsed: map[int]bool{},
 		total: cfg.Resources.Clone(), avail: cfg.Resources.Clone()}
+	a.local = &node{id: cfg.NodeID, total: a.total, avail: a.avail, alive: true, joined: time.Now()}
+	a.nodes = []*node{a.local}
+	a.nodeCond = sync.NewCond(&a.mu)
 	return a, nil
 }
 
@@ -131,7 +138,7 @@ func (a *Agent) Start() error {
 	}
 	os.Chmod(a.sockPath, 0o600)
 	a.lnUnix = ln
-	a.serve(ln)
+	a.serve(ln, false)
 	if a.cfg.ListenTCP != "" {
 		tl, err := a.listenTCP()
 		if err != nil {
@@ -139,7 +146,8 @@ func (a *Agent) Start() error {
 			return fmt.Errorf("listen on tcp %s: %w", a.cfg.ListenTCP, err)
 		}
 		a.lnTCP = tl
-		a.serve(tl)
+		a.local.addr = a.TCPAddr()
+		a.serve(tl, true)
 	}
 	if a.head != nil {
 		if err := a.head.JoinNode(head.Node{ID: a.cfg.NodeID, Addr: a.TCPAddr(), Resources: a.total}); err != nil {
@@ -187,7 +195,7 @@ func (a *Agent) TCPAddr() string {
 // ArenaPath returns the object store's arena file.
 func (a *Agent) ArenaPath() string { return a.store.ArenaPath() }
 
-func (a *Agent) serve(ln net.Listener) {
+func (a *Agent) serve(ln net.Listener, tcp bool) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -196,7 +204,7 @@ func (a *Agent) serve(ln net.Listener) {
 			if err != nil {
 				return
 			}
-			go a.handshake(nc)
+			go a.handshake(nc, tcp)
 		}
 	}()
 }
@@ -225,6 +233,16 @@ func (a *Agent) Close() error {
 	if a.lnTCP != nil {
 		a.lnTCP.Close()
 	}
+	if !a.stopping {
+		a.StopMembers(1, "the head node's agent is closing")
+	}
+	local := ws[:0]
+	for _, w := range ws {
+		if w.node == nil || w.node.member == nil {
+			local = append(local, w)
+		}
+	}
+	ws = local
 	for _, w := range ws {
 		w.signal(syscall.SIGTERM)
 	}
@@ -261,19 +279,25 @@ func newPrefix() []byte {
 	return b
 }
 
-func (a *Agent) welcome(au *wire.Auth) (*wire.Welcome, error) {
+func (a *Agent) welcome(au *wire.Auth, tcp bool) (*wire.Welcome, error) {
 	switch au.Role {
-	case "driver", "worker", "cli":
+	case "driver", "worker", "cli", "member":
 	default:
-		return nil, fmt.Errorf("unknown client role %q; want driver, worker or cli", au.Role)
+		return nil, fmt.Errorf("unknown client role %q; want driver, worker, cli or member", au.Role)
 	}
 	res := map[string]float64(a.total.Clone())
-	return &wire.Welcome{Node: a.cfg.NodeID, Client: newPrefix(), Arena: a.store.ArenaPath(),
-		ArenaSize: a.store.Capacity(), Resources: res}, nil
+	w := &wire.Welcome{Node: a.cfg.NodeID, Client: newPrefix(), Arena: a.store.ArenaPath(),
+		ArenaSize: a.store.Capacity(), Resources: res}
+	if tcp {
+		// over TCP the client may be on another node: it cannot map the arena, and objects
+		// travel inline
+		w.Arena, w.ArenaSize = "", 0
+	}
+	return w, nil
 }
 
-func (a *Agent) handshake(nc net.Conn) {
-	conn, au, err := wire.Accept(nc, a.cfg.Secret, a.cfg.ClusterID, a.welcome)
+func (a *Agent) handshake(nc net.Conn, tcp bool) {
+	conn, au, err := wire.Accept(nc, a.cfg.Secret, a.cfg.ClusterID, func(au *wire.Auth) (*wire.Welcome, error) { return a.welcome(au, tcp) })
 	if err != nil {
 		if errors.Is(err, wire.ErrAuth) {
 			a.log.Warn("refused a connection", "remote", nc.RemoteAddr().String(), "error", err)
@@ -282,7 +306,7 @@ func (a *Agent) handshake(nc net.Conn) {
 		}
 		return
 	}
-	c := &client{conn: conn, role: au.Role, lang: au.Lang, pid: au.PID}
+	c := &client{conn: conn, role: au.Role, lang: au.Lang, pid: au.PID, remote: tcp}
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
@@ -365,6 +389,9 @@ func (a *Agent) disconnect(c *client) {
 	if c.role == "driver" && c.job != nil && c.job.driver == c {
 		a.endJob(c.job, "driver disconnected")
 	}
+	if c.member != nil {
+		a.memberLost(c.member)
+	}
 	a.schedule()
 }
 
@@ -378,11 +405,18 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		}
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		if len(m.Data) > wire.InlineMax*2 {
+		if len(m.Data) > wire.InlineMax*2 && !c.remote {
 			return fmt.Errorf("inline object of %d bytes is too large; objects over %d bytes go through CREATE", len(m.Data), wire.InlineMax)
 		}
-		if o := a.store.PutInline(m.ID, m.Fmt, m.Data, m.Refs, c.id); o != nil {
-			a.sealed(o)
+		owner := c.id
+		if c.worker != nil && c.worker.owns(m.ID) {
+			owner = 0
+		}
+		if err := a.storeBytes(m.ID, m.Fmt, m.Data, m.Refs, owner); err != nil {
+			if errors.Is(err, objstore.ErrFull) {
+				return c.conn.SendError(f.Seq, "store_full", err.Error())
+			}
+			return err
 		}
 		return nil
 	case wire.TCreate:
@@ -531,6 +565,28 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 			return err
 		}
 		return c.conn.Send(wire.TOK, f.Seq, nil)
+	case wire.TNodeJoin:
+		var m wire.NodeJoin
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if err := a.nodeJoin(c, &m); err != nil {
+			return err
+		}
+		return c.conn.Send(wire.TOK, f.Seq, nil)
+	case wire.TWorkerExit:
+		var m wire.WorkerExit
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if c.member != nil {
+			a.remoteWorkerExited(c, &m)
+		}
+		return nil
 	case wire.TShutdown:
 		if c.role != "cli" {
 			return errors.New("only a CLI connection (shoal down) may shut the cluster down")
@@ -554,7 +610,20 @@ func (a *Agent) info() *wire.InfoReply {
 			r.Actors++
 		}
 	}
-	r.Nodes = []wire.NodeInfo{{ID: a.cfg.NodeID, Addr: a.TCPAddr(), Alive: true, Total: a.total, Available: r.Available}}
+	r.Nodes = nil
+	total, avail := sched.Resources{}, sched.Resources{}
+	for _, n := range a.nodes {
+		av := map[string]float64{}
+		for k, v := range n.avail {
+			av[k] = max(v, 0)
+		}
+		r.Nodes = append(r.Nodes, wire.NodeInfo{ID: n.id, Addr: n.addr, Alive: n.alive, Total: n.total, Available: av})
+		if n.alive {
+			total.Add(n.total)
+			avail.Add(av)
+		}
+	}
+	r.Total, r.Available = total, avail
 	return r
 }
 

@@ -1,6 +1,8 @@
 package nodeagent
 
 import (
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -43,10 +45,60 @@ func (a *Agent) objFor(c *client, id wire.ID) wire.Obj {
 	if o == nil || o.Freed() {
 		return lostObj(id)
 	}
+	if o.Stored() && c.remote {
+		b, err := readStored(o.Path, o.Offset, o.Size)
+		if err != nil {
+			return wire.Obj{ID: id, Fmt: wire.FmtError, Data: errorData("object_lost", err.Error())}
+		}
+		return wire.Obj{ID: id, Fmt: o.Fmt, Data: b}
+	}
 	if o.Stored() {
 		a.store.Use(o, c.id)
 	}
 	return o.Obj()
+}
+
+// storeBytes stores a sealed object whose bytes arrived in a message: small ones stay inline,
+// large ones (from clients on other nodes) go to the arena so local readers map them.
+func (a *Agent) storeBytes(id wire.ID, format int, data []byte, refs []wire.ID, owner uint64) error {
+	if len(data) < wire.InlineMax {
+		if o := a.store.PutInline(id, format, data, refs, owner); o != nil {
+			a.sealed(o)
+		}
+		return nil
+	}
+	if o := a.store.Lookup(id); o == nil && owner == 0 {
+		return nil // a return value nobody wants any more
+	} else if o != nil && o.State == objstore.Sealed {
+		return nil // immutable: a retried task's second answer
+	}
+	o, err := a.store.Create(id, format, int64(len(data)), refs, owner)
+	if err != nil {
+		return err
+	}
+	if err := writeStored(o.Path, o.Offset, data); err != nil {
+		return err
+	}
+	o, err = a.store.Seal(id)
+	if err != nil {
+		return err
+	}
+	if a.store.Lookup(id) == o {
+		a.sealed(o)
+	}
+	return nil
+}
+
+func writeStored(path string, off int64, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(data, off); err != nil {
+		return fmt.Errorf("write object bytes to %s: %w", path, err)
+	}
+	return nil
 }
 
 // get answers a GET (num < 0) or WAIT (num >= 0) now or registers a waiter.

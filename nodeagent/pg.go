@@ -26,6 +26,7 @@ type pgroup struct {
 	strategy sched.Strategy
 	bundles  []sched.Resources
 	avail    []sched.Resources
+	nodes    []*node // the node of each bundle
 	state    pgState
 	ready    wire.ID
 }
@@ -92,8 +93,15 @@ func (a *Agent) placePending() {
 		if pg.state != pgPending {
 			continue
 		}
-		nodes := []sched.Node{{ID: a.cfg.NodeID, Total: a.total, Available: a.avail}}
-		_, ok, err := sched.PlaceBundles(pg.strategy, pg.bundles, nodes)
+		var live []*node
+		var nodes []sched.Node
+		for _, n := range a.nodes {
+			if n.alive {
+				live = append(live, n)
+				nodes = append(nodes, sched.Node{ID: n.id, Total: n.total, Available: n.avail})
+			}
+		}
+		assign, ok, err := sched.PlaceBundles(pg.strategy, pg.bundles, nodes)
 		var inf *sched.ErrInfeasible
 		if errors.As(err, &inf) {
 			pg.state = pgRemoved
@@ -107,9 +115,11 @@ func (a *Agent) placePending() {
 			keep = append(keep, pg)
 			continue
 		}
-		for _, b := range pg.bundles {
-			a.avail.Sub(b)
+		for i, b := range pg.bundles {
+			n := live[assign[i]]
+			n.avail.Sub(b)
 			pg.avail = append(pg.avail, b.Clone())
+			pg.nodes = append(pg.nodes, n)
 		}
 		pg.state = pgCreated
 		a.setPGState(pg, "CREATED")
@@ -146,7 +156,7 @@ func (a *Agent) removePG(id wire.ID) error {
 	}
 	if was == pgCreated {
 		for i := range pg.bundles {
-			a.avail.Add(pg.avail[i])
+			pg.nodes[i].avail.Add(pg.avail[i])
 		}
 	} else if o := a.store.SetError(pg.ready, errorData("cancelled", "placement group was removed before it was placed")); o != nil {
 		a.sealed(o)

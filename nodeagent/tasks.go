@@ -28,6 +28,8 @@ type client struct {
 	pid    int
 	job    *job
 	worker *worker
+	remote bool  // connected over TCP: cannot map this node's store, gets bytes inline
+	member *node // a member agent's connection
 }
 
 type job struct {
@@ -58,11 +60,18 @@ type worker struct {
 	fnsSent map[wire.ID]bool
 	forAct  *actor // started for this actor's creation
 	gpus    []int  // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
+	node    *node  // the node it runs on
 	group   *confine.Group
 	pending *task // a GPU task waiting for this worker, started for it
 }
 
 func (w *worker) signal(sig syscall.Signal) {
+	if w.node != nil && w.node.member != nil {
+		if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
+			w.node.member.conn.Send(wire.TKillWorker, 0, &wire.WorkerExit{Worker: w.id})
+		}
+		return
+	}
 	if w.cmd != nil && w.cmd.Process != nil {
 		syscall.Kill(-w.cmd.Process.Pid, sig)
 		w.cmd.Process.Signal(sig)
@@ -103,6 +112,7 @@ type task struct {
 	actor       *actor
 	allocated   bool
 	gpus        []int
+	node        *node // where the resources were taken (nil until then)
 }
 
 func resKey(r sched.Resources) string { return r.String() }
@@ -214,9 +224,9 @@ func (a *Agent) submit(c *client, m *wire.Task) error {
 			a.fail(t, "infeasible", fmt.Sprintf("%s needs %s, more than its placement group bundle holds", m.Name, res))
 			return nil
 		}
-	} else if !a.total.Fits(res) {
-		a.fail(t, "infeasible", fmt.Sprintf("%s needs %s but the cluster has at most %s (%s); ask for less or start the cluster with more (e.g. shoal run --num-cpus)",
-			m.Name, res, a.total, a.total.Missing(res)))
+	} else if big := a.biggestNode(res); !big.total.Fits(res) {
+		a.fail(t, "infeasible", fmt.Sprintf("%s needs %s but no node of the cluster has that much: the largest offers %s (%s); ask for less or start the cluster with more (e.g. shoal run --num-cpus)",
+			m.Name, res, big.total, big.total.Missing(res)))
 		return nil
 	}
 	switch m.Kind {
@@ -379,16 +389,21 @@ func (a *Agent) pool(t *task) sched.Resources {
 	if t.pg != nil && t.pg.state == pgCreated && t.bundle >= 0 {
 		return t.pg.avail[t.bundle]
 	}
+	if t.node != nil {
+		return t.node.avail
+	}
 	return a.avail
 }
 
 // tryAlloc takes t's resources if they fit now.
 func (a *Agent) tryAlloc(t *task) bool {
 	if t.pg == nil {
-		if !a.avail.Fits(t.res) {
+		n := a.pickNode(t)
+		if n == nil {
 			return false
 		}
-		a.avail.Sub(t.res)
+		n.avail.Sub(t.res)
+		t.node = n
 		t.bundle = -1
 		t.allocated = true
 		return true
@@ -403,6 +418,7 @@ func (a *Agent) tryAlloc(t *task) bool {
 		if t.pg.avail[i].Fits(t.res) {
 			t.pg.avail[i].Sub(t.res)
 			t.bundle = i
+			t.node = t.pg.nodes[i]
 			t.allocated = true
 			return true
 		}
@@ -423,7 +439,7 @@ func (a *Agent) schedule() {
 	}
 	const scanMax = 128
 	blocked := map[string]bool{}
-	need := map[*job]int{}
+	need := map[jobNode]int{}
 	scanned, end := 0, 0
 	for i := 0; i < len(a.ready) && scanned < scanMax; i++ {
 		end = i + 1
@@ -468,9 +484,10 @@ func (a *Agent) schedule() {
 			}
 			continue
 		}
-		w := a.idleWorker(t.job)
+		n := a.nodeFor(t)
+		w := a.idleWorkerOn(t.job, n, "")
 		if w == nil {
-			need[t.job]++
+			need[jobNode{t.job, n}]++
 			continue
 		}
 		a.tryAlloc(t)
@@ -489,15 +506,20 @@ func (a *Agent) schedule() {
 		a.ready[i] = nil
 	}
 	a.ready = a.ready[k:]
-	for j, n := range need {
-		a.ensureWorkers(j, n)
+	for jn, n := range need {
+		a.ensureWorkers(jn.j, jn.n, n)
 	}
+}
+
+type jobNode struct {
+	j *job
+	n *node
 }
 
 // fitsNow reports whether t's resources are available now, without taking them.
 func (a *Agent) fitsNow(t *task) bool {
 	if t.pg == nil {
-		return a.avail.Fits(t.res)
+		return a.pickNode(t) != nil
 	}
 	if t.pg.state != pgCreated {
 		return false
@@ -522,17 +544,20 @@ func (j *job) blockedCount() int {
 	return n
 }
 
-func (a *Agent) idleWorker(j *job) *worker { return a.idleWorkerFor(j, "") }
+func (a *Agent) idleWorker(j *job) *worker { return a.idleWorkerOn(j, a.local, "") }
 
-// idleWorkerFor takes an idle worker of j that owns exactly the GPU set key.
-func (a *Agent) idleWorkerFor(j *job, key string) *worker {
+// idleWorkerFor takes an idle worker of j on this node that owns exactly the GPU set key.
+func (a *Agent) idleWorkerFor(j *job, key string) *worker { return a.idleWorkerOn(j, a.local, key) }
+
+// idleWorkerOn takes an idle worker of j on node n that owns exactly the GPU set key.
+func (a *Agent) idleWorkerOn(j *job, n *node, key string) *worker {
 	for i := len(j.idle) - 1; i >= 0; i-- {
 		w := j.idle[i]
 		if w.dead || w.task != nil || w.actor != nil {
 			j.idle = append(j.idle[:i], j.idle[i+1:]...)
 			continue
 		}
-		if gpuKey(w.gpus) == key {
+		if w.node == n && gpuKey(w.gpus) == key {
 			j.idle = append(j.idle[:i], j.idle[i+1:]...)
 			return w
 		}
@@ -552,20 +577,30 @@ func (a *Agent) releaseGPUTask(t *task) {
 
 // ensureWorkers starts workers for n runnable tasks that have none: a few at a time, and no
 // more task workers in all than the node has CPUs (plus two spares for tasks that need none).
-func (a *Agent) ensureWorkers(j *job, n int) {
-	limit := int(a.total["CPU"]) + 2
+func (a *Agent) ensureWorkers(j *job, nd *node, n int) {
+	limit := int(nd.total["CPU"]) + 2
 	if limit < 4 {
 		limit = 4
 	}
-	pool := 0
+	pool, starting, blocked := 0, 0, 0
 	for _, w := range j.workers {
-		if w.actor == nil && w.forAct == nil && !w.dead {
+		if w.node != nd || w.dead {
+			continue
+		}
+		if w.client == nil {
+			starting++
+		}
+		if w.blocked {
+			blocked++
+		}
+		if w.actor == nil && w.forAct == nil {
 			pool++
 		}
 	}
-	for j.starting < n && j.starting < limit && pool < limit+j.blockedCount() {
+	for starting < n && starting < limit && pool < limit+blocked {
 		pool++
-		if a.spawnWorker(j, nil) == nil {
+		starting++
+		if a.spawnWorkerOn(j, nil, nil, nd) == nil {
 			return
 		}
 	}
@@ -620,13 +655,12 @@ func (a *Agent) done(c *client, m *wire.Done) error {
 		if r.ID.WithIndex(0) != t.spec.Task {
 			return fmt.Errorf("DONE for task %s names object %s, which is not one of its return values", m.Task, r.ID)
 		}
-		var o = a.store.Lookup(r.ID)
 		if !r.Stored {
-			o = a.store.PutInline(r.ID, r.Fmt, r.Data, r.Refs, 0)
-			if o != nil {
-				a.sealed(o)
+			if err := a.storeBytes(r.ID, r.Fmt, r.Data, r.Refs, 0); err != nil {
+				a.log.Warn("store a task's return value", "task", t.spec.Name, "error", err)
 			}
 		}
+		o := a.store.Lookup(r.ID)
 		if o == nil || o.Freed() {
 			continue
 		}
@@ -683,13 +717,23 @@ func (a *Agent) unblockWorker(w *worker) {
 	}
 }
 
-// spawnWorker starts a worker process for j that owns no GPUs.
-func (a *Agent) spawnWorker(j *job, forAct *actor) *worker { return a.spawnWorkerGPUs(j, forAct, nil) }
+// spawnWorker starts a worker process for j on this node that owns no GPUs.
+func (a *Agent) spawnWorker(j *job, forAct *actor) *worker {
+	return a.spawnWorkerOn(j, forAct, nil, a.local)
+}
 
-// spawnWorkerGPUs starts a worker process for j that owns the GPUs gpus.
+// spawnWorkerGPUs starts a worker process for j on this node that owns the GPUs gpus.
 func (a *Agent) spawnWorkerGPUs(j *job, forAct *actor, gpus []int) *worker {
-	if a.closed || j.ended {
+	return a.spawnWorkerOn(j, forAct, gpus, a.local)
+}
+
+// spawnWorkerOn starts a worker process for j on node nd: here, or through nd's member agent.
+func (a *Agent) spawnWorkerOn(j *job, forAct *actor, gpus []int, nd *node) *worker {
+	if a.closed || j.ended || nd == nil || !nd.alive {
 		return nil
+	}
+	if nd.member != nil {
+		return a.spawnRemote(j, forAct, nd)
 	}
 	j.nextW++
 	id := fmt.Sprintf("%s-w%d", j.id, j.nextW)
@@ -729,7 +773,7 @@ func (a *Agent) spawnWorkerGPUs(j *job, forAct *actor, gpus []int) *worker {
 	}
 	cmd.Stdout, cmd.Stderr = a.cfg.Stdout, a.cfg.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	w := &worker{id: id, job: j, cmd: cmd, exited: make(chan struct{}), fnsSent: map[wire.ID]bool{}, forAct: forAct, gpus: gpus}
+	w := &worker{id: id, job: j, cmd: cmd, exited: make(chan struct{}), fnsSent: map[wire.ID]bool{}, forAct: forAct, gpus: gpus, node: a.local}
 	cg, err := a.confineWorker(w)
 	if err != nil {
 		a.log.Error("confine worker; starting it unconfined", "worker", id, "error", err)

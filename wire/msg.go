@@ -278,3 +278,30 @@ type InfoReply struct {
 	Actors    int                `msgpack:"actors" json:"actors"`
 	Jobs      int                `msgpack:"jobs" json:"jobs"`
 }
+
+// NodeJoin is a member agent announcing its node to the head node's agent.
+type NodeJoin struct {
+	Node      string             `msgpack:"node"`
+	Addr      string             `msgpack:"addr"`
+	Resources map[string]float64 `msgpack:"resources"`
+}
+
+// Spawn asks a member agent to start a worker process.
+type Spawn struct {
+	Worker string   `msgpack:"worker"`
+	Argv   []string `msgpack:"argv"`
+	Env    []string `msgpack:"env"`
+	Cwd    string   `msgpack:"cwd"`
+}
+
+// WorkerExit reports a member's worker process that ended (or failed to start).
+type WorkerExit struct {
+	Worker string `msgpack:"worker"`
+	Msg    string `msgpack:"msg"`
+}
+
+// Stop ends a member agent: its workers are killed and it exits with Code.
+type Stop struct {
+	Code int    `msgpack:"code"`
+	Msg  string `msgpack:"msg"`
+}

@@ -55,6 +55,12 @@ const (
 	TPGCreate Type = 41
 	TPGRemove Type = 42
 	TShutdown Type = 50
+	// between the head node's agent and the member agents of other nodes
+	TNodeJoin   Type = 60
+	TSpawn      Type = 61
+	TWorkerExit Type = 62
+	TKillWorker Type = 63
+	TStop       Type = 64
 )
 
 // ErrCorruptFrame is wrapped by every error about a frame that does not follow the protocol.

@@ -50,6 +50,7 @@ func newApp() *cli.App {
 		Before: loadConfig,
 		Commands: []*cli.Command{
 			runCommand(),
+			launchCommand(),
 			upCommand(),
 			statusCommand(),
 			downCommand(),

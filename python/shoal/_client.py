@@ -269,6 +269,19 @@ class Client:
     # ---- objects
     def put_serialized(self, oid, ser, fmt=w.FMT_PYTHON, owner_ref=True):
         """Store a serialized value under oid (the caller makes the ObjectRef)."""
+        if not self.welcome.get("arena"):
+            # on another node than the store: the bytes travel in the message
+            if ser.size > w.MAX_FRAME - 4096:
+                raise exc.ObjectStoreFullError(
+                    f"an object of {ser.size} bytes is too large to send from node {os.environ.get('SHOAL_NODE_ID', '?')} "
+                    f"to the head node's store in one message (at most {w.MAX_FRAME - 4096} bytes in this version)")
+            data = ser.to_bytes()
+            self.send(w.PUT, {"id": oid, "fmt": fmt, "data": data, "refs": ser.refs})
+            if ser.size < w.INLINE_MAX:
+                self._ready[oid] = (fmt, data)
+            else:
+                self._ready[oid] = (fmt, None)
+            return
         if ser.size < w.INLINE_MAX:
             data = ser.to_bytes()
             self.send(w.PUT, {"id": oid, "fmt": fmt, "data": data, "refs": ser.refs})

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-hpc/shoal/launcher"
+	"github.com/shoal-hpc/shoal/slurm"
+)
+
+func launchCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "launch",
+		Usage:     "turn a Slurm allocation into a cluster: run once per node (srun), or once from the batch script",
+		ArgsUsage: "-- CMD [ARGS...]",
+		UsageText: "srun shoal launch [options] -- python train.py\n\n" +
+			"   Example sbatch script:\n" +
+			"     #SBATCH -N 4 --ntasks-per-node=1\n" +
+			"     srun shoal launch -- python train.py\n" +
+			"   The first node runs the head and CMD; every node runs an agent; every node's step exits\n" +
+			"   with CMD's exit code. Without srun, the batch script's `shoal launch -- CMD` starts the\n" +
+			"   other nodes' agents itself (srun --overlap -N n-1 -n n-1 --ntasks-per-node=1).",
+		Flags: append(clusterFlags(),
+			&cli.StringFlag{Name: "rendezvous-dir", EnvVars: []string{"SHOAL_RENDEZVOUS_DIR"},
+				Usage: "directory shared by the job's nodes where the first node leaves its address and secret (0600) (default: $HOME/.shoal/launch)"},
+			&cli.StringFlag{Name: "rendezvous-key", EnvVars: []string{"SHOAL_RENDEZVOUS_KEY"}, Hidden: true},
+			&cli.DurationFlag{Name: "join-timeout", Value: 2 * time.Minute, EnvVars: []string{"SHOAL_JOIN_TIMEOUT"},
+				Usage: "how long the first node waits for the others to join"},
+		),
+		Action: func(c *cli.Context) error {
+			o, err := options(c)
+			if err != nil {
+				return err
+			}
+			env, err := slurm.FromOS()
+			if err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
+			var extra []string
+			for _, f := range []string{"num-gpus", "object-store-memory", "resources", "spill-dir", "tmpdir", "gpu-confinement", "object-store-dir", "port-range"} {
+				if c.IsSet(f) {
+					extra = append(extra, "--"+f, c.String(f))
+				}
+			}
+			exe, _ := os.Executable()
+			code, err := launcher.Launch(context.Background(), logger(c), launcher.LaunchOptions{Options: o,
+				RendezvousDir: c.String("rendezvous-dir"), RendezvousKey: c.String("rendezvous-key"),
+				JoinTimeout: c.Duration("join-timeout"), Self: exe, ExtraArgs: extra}, env, c.Args().Slice())
+			if err != nil {
+				return cli.Exit(err.Error(), max(code, 1))
+			}
+			if code != 0 {
+				return cli.Exit("", code)
+			}
+			return nil
+		},
+	}
+}

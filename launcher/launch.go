@@ -1,0 +1,286 @@
+package launcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-hpc/shoal/nodeagent"
+	"github.com/shoal-hpc/shoal/sched"
+	"github.com/shoal-hpc/shoal/slurm"
+)
+
+// Launch lifecycle, run once per node of a Slurm allocation (by srun, or by the batch script
+// on the first node, which then starts the others with srun itself):
+//
+//	first node:  Start cluster ─> write rendezvous (0600) ─> wait for N-1 members (progress,
+//	             time-out naming the missing nodes) ─> run CMD ─> STOP{exit code} to members
+//	             ─> teardown ─> exit with CMD's code
+//	other nodes: wait for the rendezvous ─> join as a member ─> run workers ─> STOP ─> exit
+//	             with the same code
+
+// LaunchOptions configure Launch.
+type LaunchOptions struct {
+	Options
+	// RendezvousDir holds the head's address and secret for the other nodes: a directory the
+	// job's nodes share (default $HOME/.shoal/launch), mode 0700, files 0600.
+	RendezvousDir string
+	// RendezvousKey names this launch; default <job id>.<step id>.
+	RendezvousKey string
+	// JoinTimeout bounds the wait for the other nodes (default 2 minutes).
+	JoinTimeout time.Duration
+	// Progress receives progress lines (default stderr).
+	Progress io.Writer
+	// Self is the shoal executable, for starting members with srun from a batch script.
+	Self string
+	// ExtraArgs are passed on to members started with srun (the cluster flags).
+	ExtraArgs []string
+}
+
+type rendezvous struct {
+	Cluster string `json:"cluster"`
+	Head    string `json:"head"`
+	Addr    string `json:"addr"`
+	Secret  string `json:"secret"`
+	PID     int    `json:"pid"`
+}
+
+// Launch turns this node's share of a Slurm allocation into (part of) a cluster.
+func Launch(ctx context.Context, log hclog.Logger, o LaunchOptions, env *slurm.Env, argv []string) (int, error) {
+	me := env.NodeName()
+	if me == "" {
+		return 1, errors.New("SLURMD_NODENAME is not set: run `shoal launch` inside a Slurm job (sbatch/salloc, or under srun)")
+	}
+	nodes := env.Nodes()
+	if len(nodes) == 0 {
+		return 1, errors.New("the job's node list (SLURM_JOB_NODELIST) is empty")
+	}
+	if o.JoinTimeout <= 0 {
+		o.JoinTimeout = 2 * time.Minute
+	}
+	if o.Progress == nil {
+		o.Progress = os.Stderr
+	}
+	if o.RendezvousDir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return 1, fmt.Errorf("find a rendezvous directory: %w; set --rendezvous-dir to a directory all nodes of the job share", err)
+		}
+		o.RendezvousDir = filepath.Join(home, ".shoal", "launch")
+	}
+	// The batch script has SLURM_PROCID=0 too; only srun steps set SLURM_STEP_ID.
+	inStep := env.StepID != ""
+	if o.RendezvousKey == "" {
+		step := env.StepID
+		if step == "" || !inStep {
+			step = "batch-" + NewID()
+		}
+		o.RendezvousKey = env.JobID + "." + step
+	}
+	// Slurm's per-node share of the allocation, not the whole machine
+	if o.NumCPUs <= 0 {
+		if n := env.CPUsOnThisNode(); n > 0 {
+			o.NumCPUs = float64(n)
+		}
+	}
+	if o.Memory <= 0 {
+		if m := env.MemoryBytesOnThisNode(); m > 0 {
+			o.Memory = int64(m)
+		}
+	}
+	if o.Scrub == nil {
+		o.Scrub = slurm.Scrub
+	}
+	file := filepath.Join(o.RendezvousDir, o.RendezvousKey+".json")
+	if me != nodes[0] {
+		if !inStep {
+			return 1, fmt.Errorf("`shoal launch` outside srun must run on the job's first node (%s), not on %s", nodes[0], me)
+		}
+		return launchMember(ctx, log, o, me, file)
+	}
+	var others []string
+	for _, n := range nodes[1:] {
+		if n != me {
+			others = append(others, n)
+		}
+	}
+	var srun *exec.Cmd
+	if !inStep && len(others) > 0 {
+		var err error
+		if srun, err = startMembers(o, others); err != nil {
+			return 1, err
+		}
+		defer func() {
+			srun.Process.Signal(syscall.SIGTERM)
+			srun.Wait()
+		}()
+	}
+	return launchHead(ctx, log, o, me, others, file, argv)
+}
+
+// startMembers runs `shoal launch` on the other nodes with srun, from the batch script: the
+// batch step's environment leaks into nested steps, so -N, -n and --ntasks-per-node are
+// explicit, and --overlap lets the step share the batch step's resources.
+func startMembers(o LaunchOptions, others []string) (*exec.Cmd, error) {
+	self := o.Self
+	if self == "" {
+		var err error
+		if self, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+	n := fmt.Sprint(len(others))
+	args := []string{"--overlap", "-N", n, "-n", n, "--ntasks-per-node=1", "--nodelist=" + strings.Join(others, ","),
+		"--kill-on-bad-exit=0", self, "launch", "--rendezvous-dir", o.RendezvousDir, "--rendezvous-key", o.RendezvousKey}
+	args = append(args, o.ExtraArgs...)
+	cmd := exec.Command("srun", args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the other nodes' agents with srun: %w", err)
+	}
+	return cmd, nil
+}
+
+// nodeAddr is the address other nodes reach name at.
+func nodeAddr(name string) string {
+	if ips, err := net.LookupIP(name); err == nil {
+		for _, ip := range ips {
+			if v4 := ip.To4(); v4 != nil && !v4.IsLoopback() {
+				return v4.String()
+			}
+		}
+	}
+	return "0.0.0.0"
+}
+
+func launchHead(ctx context.Context, log hclog.Logger, o LaunchOptions, me string, others []string, file string, argv []string) (int, error) {
+	if len(argv) == 0 {
+		return 2, errors.New("no command to run; usage: shoal launch [options] -- CMD ARGS...")
+	}
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return 127, fmt.Errorf("run %q: %w", argv[0], err)
+	}
+	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	if o.ListenTCP == "" {
+		o.ListenTCP = net.JoinHostPort(nodeAddr(me), "0")
+	}
+	c, err := Start(log, o.Options)
+	if err != nil {
+		return 1, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			c.Agent().StopMembers(1, "the head node failed")
+		}
+		c.Close()
+		os.Remove(file)
+		reapOrphans(log)
+	}()
+	if err := writeRendezvous(file, rendezvous{Cluster: c.ID, Head: me, Addr: c.Agent().TCPAddr(), Secret: c.Secret, PID: os.Getpid()}); err != nil {
+		return 1, err
+	}
+	if len(others) > 0 {
+		missing := c.Agent().WaitNodes(others, o.JoinTimeout, func(joined, missing []string) {
+			if len(missing) > 0 {
+				fmt.Fprintf(o.Progress, "shoal: %d/%d nodes joined, waiting for %s\n", len(joined)+1, len(others)+1, strings.Join(missing, ","))
+			} else {
+				fmt.Fprintf(o.Progress, "shoal: %d/%d nodes joined\n", len(joined)+1, len(others)+1)
+			}
+		})
+		if len(missing) > 0 {
+			return 1, fmt.Errorf("timed out after %s waiting for node(s) %s to join; is `shoal launch` running there (srun -N%d --ntasks-per-node=1 shoal launch ...), and can they reach %s?",
+				o.JoinTimeout, strings.Join(missing, ","), len(others)+1, c.Agent().TCPAddr())
+		}
+	}
+	code, err := runDriver(ctx, log, c, path, argv)
+	c.Agent().StopMembers(code, "the driver exited")
+	stopped = true
+	return code, err
+}
+
+func writeRendezvous(file string, r rendezvous) error {
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return fmt.Errorf("create rendezvous directory: %w", err)
+	}
+	b, _ := json.Marshal(r)
+	tmp := file + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write rendezvous file: %w", err)
+	}
+	return os.Rename(tmp, file)
+}
+
+func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, file string) (int, error) {
+	deadline := time.Now().Add(o.JoinTimeout)
+	var r rendezvous
+	for {
+		b, err := os.ReadFile(file)
+		if err == nil && json.Unmarshal(b, &r) == nil && r.Addr != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 1, fmt.Errorf("timed out after %s waiting for the first node to start the cluster (no %s); is `shoal launch` running on the job's first node, and is %s shared between the nodes?",
+				o.JoinTimeout, file, o.RendezvousDir)
+		}
+		select {
+		case <-ctx.Done():
+			return 1, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	res, _, _, fp, err := resources(log, o.Options, "member")
+	if err != nil {
+		return 1, err
+	}
+	offer := sched.Resources{}
+	for k, v := range res {
+		if k != "object_store_memory" && k != "GPU" { // the store and GPUs of members are not used yet
+			offer[k] = v
+		}
+	}
+	_ = fp
+	var m *nodeagent.Member
+	for {
+		m, err = nodeagent.Join(log.Named("member"), nodeagent.MemberConfig{HeadAddr: r.Addr, Secret: r.Secret, Node: me,
+			Addr: nodeAddr(me), Resources: offer, Scrub: o.Scrub})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 1, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() { c, e := m.Run(); done <- result{c, e} }()
+	select {
+	case s := <-sigs:
+		m.Close()
+		return 128 + int(s.(syscall.Signal)), nil
+	case r := <-done:
+		m.Close()
+		return r.code, r.err
+	}
+}

@@ -1,0 +1,181 @@
+package nodeagent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/shoal-hpc/shoal/sched"
+	"github.com/shoal-hpc/shoal/wire"
+)
+
+// ErrHeadLost is returned by Member.Run when the head node's agent went away without a STOP.
+var ErrHeadLost = errors.New("lost the connection to the head node")
+
+// Member is the agent of a node other than the head node: it joins the head node's agent,
+// offers this node's resources, starts the worker processes it is told to start, reports
+// their exits, and kills them all when the head says STOP or goes away.
+//
+//	Join ──> Run: SPAWN / KILL_WORKER ... ──> STOP{code} ──> workers killed ──> Run returns code
+type Member struct {
+	log     hclog.Logger
+	conn    *wire.Conn
+	node    string
+	scrub   func([]string) []string
+	stdout  *os.File
+	stderr  *os.File
+	mu      sync.Mutex
+	workers map[string]*exec.Cmd
+	wg      sync.WaitGroup
+}
+
+// MemberConfig configures Join.
+type MemberConfig struct {
+	HeadAddr  string // tcp:host:port of the head node's agent
+	Secret    string
+	Node      string // this node's name (SLURMD_NODENAME)
+	Addr      string // this node's address, for `shoal status`
+	Resources sched.Resources
+	Scrub     func([]string) []string
+	Stdout    *os.File
+	Stderr    *os.File
+}
+
+// Join connects to the head node's agent and offers this node.
+func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
+	conn, _, err := wire.Dial(cfg.HeadAddr, cfg.Secret, wire.Auth{Role: "member", PID: os.Getpid()})
+	if err != nil {
+		return nil, fmt.Errorf("join the cluster at %s: %w", cfg.HeadAddr, err)
+	}
+	if err := conn.Call(wire.TNodeJoin, 1, &wire.NodeJoin{Node: cfg.Node, Addr: cfg.Addr, Resources: cfg.Resources}, nil); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("join the cluster at %s as node %s: %w", cfg.HeadAddr, cfg.Node, err)
+	}
+	m := &Member{log: log, conn: conn, node: cfg.Node, scrub: cfg.Scrub, stdout: cfg.Stdout, stderr: cfg.Stderr,
+		workers: map[string]*exec.Cmd{}}
+	if m.stdout == nil {
+		m.stdout = os.Stdout
+	}
+	if m.stderr == nil {
+		m.stderr = os.Stderr
+	}
+	return m, nil
+}
+
+// Run serves the head until STOP (returning its code) or until the connection is lost
+// (returning an error wrapping ErrHeadLost). Either way every worker it started is gone.
+func (m *Member) Run() (int, error) {
+	defer m.killAll()
+	for {
+		f, err := m.conn.Read()
+		if err != nil {
+			return 1, fmt.Errorf("%w: %v", ErrHeadLost, err)
+		}
+		switch f.Type {
+		case wire.TSpawn:
+			var s wire.Spawn
+			if err := f.Decode(&s); err != nil {
+				return 1, err
+			}
+			m.spawn(&s)
+		case wire.TKillWorker:
+			var k wire.WorkerExit
+			if err := f.Decode(&k); err != nil {
+				return 1, err
+			}
+			m.mu.Lock()
+			if cmd := m.workers[k.Worker]; cmd != nil && cmd.Process != nil {
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			}
+			m.mu.Unlock()
+		case wire.TStop:
+			var s wire.Stop
+			f.Decode(&s)
+			m.log.Debug("the head node stops the cluster", "code", s.Code, "reason", s.Msg)
+			return s.Code, nil
+		case wire.TError:
+			var e wire.Error
+			f.Decode(&e)
+			return 1, fmt.Errorf("the head node refused this node: %s", e.Msg)
+		}
+	}
+}
+
+// Close kills the workers and closes the connection.
+func (m *Member) Close() error {
+	m.killAll()
+	return m.conn.Close()
+}
+
+func (m *Member) spawn(s *wire.Spawn) {
+	if len(s.Argv) == 0 {
+		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: s.Worker, Msg: "had no command"})
+		return
+	}
+	cmd := exec.Command(s.Argv[0], s.Argv[1:]...)
+	env := os.Environ()
+	if m.scrub != nil {
+		env = m.scrub(env)
+	}
+	cmd.Env = append(filterEnv(env, "SHOAL_", "PYTHONPATH="), s.Env...)
+	if s.Cwd != "" {
+		if st, err := os.Stat(s.Cwd); err == nil && st.IsDir() {
+			cmd.Dir = s.Cwd
+		}
+	}
+	cmd.Stdout, cmd.Stderr = m.stdout, m.stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		m.log.Error("start worker", "worker", s.Worker, "error", err)
+		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: s.Worker, Msg: "could not start: " + err.Error()})
+		return
+	}
+	m.mu.Lock()
+	m.workers[s.Worker] = cmd
+	m.mu.Unlock()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		err := cmd.Wait()
+		why := "exited"
+		if err != nil {
+			why = err.Error()
+		}
+		m.mu.Lock()
+		delete(m.workers, s.Worker)
+		m.mu.Unlock()
+		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: s.Worker, Msg: why})
+	}()
+}
+
+// killAll ends every worker: SIGTERM, then SIGKILL to its process group after a grace period.
+func (m *Member) killAll() {
+	m.mu.Lock()
+	cmds := make([]*exec.Cmd, 0, len(m.workers))
+	for _, c := range m.workers {
+		cmds = append(cmds, c)
+	}
+	m.mu.Unlock()
+	for _, c := range cmds {
+		syscall.Kill(-c.Process.Pid, syscall.SIGTERM)
+	}
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		for _, c := range cmds {
+			syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+		}
+		<-done
+	}
+	for _, c := range cmds {
+		syscall.Kill(-c.Process.Pid, syscall.SIGKILL) // leftovers in the process groups
+	}
+}

@@ -1,0 +1,286 @@
+package nodeagent
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/shoal-hpc/shoal/head"
+	"github.com/shoal-hpc/shoal/sched"
+	"github.com/shoal-hpc/shoal/wire"
+)
+
+// Nodes of a cluster. The head node's agent (this one) schedules for every node. Another node
+// runs a member agent (Member), which joins over TCP, offers its node's resources, and starts
+// and stops worker processes when told to; those workers connect straight to this agent over
+// TCP, and since they cannot map this node's store, objects reach them inline.
+//
+//	member ──NODE_JOIN──> head agent ──SPAWN──> member ──exec──> worker ──TCP──> head agent
+//	member <──KILL_WORKER / STOP──           member ──WORKER_EXIT──> head agent
+type node struct {
+	id     string
+	addr   string
+	total  sched.Resources
+	avail  sched.Resources
+	member *client // nil for this node
+	alive  bool
+	joined time.Time
+}
+
+// nodeFor is the node where t would run now (the first with room, this node first), or this
+// node when none has room.
+func (a *Agent) nodeFor(t *task) *node {
+	if n := a.pickNode(t); n != nil {
+		return n
+	}
+	return a.local
+}
+
+// pickNode is the first live node whose available resources fit t: this node, then members in
+// the order they joined.
+func (a *Agent) pickNode(t *task) *node {
+	for _, n := range a.nodes {
+		if n.alive && n.avail.Fits(t.res) {
+			return n
+		}
+	}
+	return nil
+}
+
+// biggestNode is a node whose total fits res, or else the one with the most CPUs.
+func (a *Agent) biggestNode(res sched.Resources) *node {
+	best := a.local
+	for _, n := range a.nodes {
+		if !n.alive {
+			continue
+		}
+		if n.total.Fits(res) {
+			return n
+		}
+		if n.total["CPU"] > best.total["CPU"] {
+			best = n
+		}
+	}
+	return best
+}
+
+// workerEnv is what every worker of j needs to reach this agent from node nd.
+func (a *Agent) workerEnv(j *job, id string, nd *node) []string {
+	addr := a.Addr()
+	if nd.member != nil {
+		addr = a.TCPAddr()
+	}
+	env := append([]string{}, a.cfg.WorkerEnv...)
+	env = append(env, "SHOAL_ADDRESS="+addr, "SHOAL_SECRET="+a.cfg.Secret, "SHOAL_WORKER_ID="+id,
+		"SHOAL_JOB_ID="+j.id, "SHOAL_CLUSTER_ID="+a.cfg.ClusterID, "SHOAL_NODE_ID="+nd.id)
+	if j.lang == "python" {
+		var p []string
+		for _, e := range j.path {
+			if e != "" && !strings.HasSuffix(e, ".zip") {
+				p = append(p, e)
+			}
+		}
+		env = append(env, "PYTHONPATH="+strings.Join(p, string(filepath.ListSeparator)))
+	}
+	return env
+}
+
+func workerArgv(j *job) []string {
+	if j.lang == "python" {
+		return []string{j.exe, "-u", "-m", "shoal._worker"}
+	}
+	return []string{j.exe}
+}
+
+// spawnRemote asks nd's member agent to start a worker for j.
+func (a *Agent) spawnRemote(j *job, forAct *actor, nd *node) *worker {
+	if j.lang != "python" && j.lang != "go" {
+		return nil
+	}
+	j.nextW++
+	id := fmt.Sprintf("%s-w%d", j.id, j.nextW)
+	w := &worker{id: id, job: j, exited: make(chan struct{}), fnsSent: map[wire.ID]bool{}, forAct: forAct, node: nd}
+	err := nd.member.conn.Send(wire.TSpawn, 0, &wire.Spawn{Worker: id, Argv: workerArgv(j), Env: a.workerEnv(j, id, nd), Cwd: j.cwd})
+	if err != nil {
+		return nil
+	}
+	j.starting++
+	j.workers[id] = w
+	a.workers[id] = w
+	return w
+}
+
+// remoteWorkerExited handles WORKER_EXIT from a member.
+func (a *Agent) remoteWorkerExited(c *client, m *wire.WorkerExit) {
+	w := a.workers[m.Worker]
+	if w == nil || w.node != c.member {
+		return
+	}
+	a.endRemoteWorker(w, "worker process on "+w.node.id+" "+m.Msg)
+}
+
+func (a *Agent) endRemoteWorker(w *worker, why string) {
+	select {
+	case <-w.exited:
+		return
+	default:
+	}
+	close(w.exited)
+	a.workerLost(w, why)
+	delete(a.workers, w.id)
+	delete(w.job.workers, w.id)
+	a.schedule()
+}
+
+// nodeJoin handles NODE_JOIN: a member offers its node.
+func (a *Agent) nodeJoin(c *client, m *wire.NodeJoin) error {
+	if c.role != "member" {
+		return fmt.Errorf("NODE_JOIN from a %s connection; only member agents join", c.role)
+	}
+	if m.Node == "" || m.Node == a.cfg.NodeID {
+		return fmt.Errorf("node name %q is empty or the head node's own; give every node its own name (SLURMD_NODENAME)", m.Node)
+	}
+	for _, n := range a.nodes {
+		if n.id == m.Node && n.alive {
+			return fmt.Errorf("node %s has already joined this cluster", m.Node)
+		}
+	}
+	res := sched.Resources{}
+	for k, v := range m.Resources {
+		if v > 0 {
+			res[k] = v
+		}
+	}
+	n := &node{id: m.Node, addr: m.Addr, total: res, avail: res.Clone(), member: c, alive: true, joined: time.Now()}
+	c.member = n
+	a.nodes = append(a.nodes, n)
+	if a.head != nil {
+		if err := a.head.JoinNode(head.Node{ID: n.id, Addr: n.addr, Resources: res}); err != nil {
+			a.log.Warn("record node", "node", n.id, "error", err)
+		}
+	}
+	a.log.Info("node joined", "node", n.id, "addr", n.addr, "resources", res.String(), "nodes", a.liveNodes())
+	a.nodeCond.Broadcast()
+	a.schedule()
+	return nil
+}
+
+func (a *Agent) liveNodes() int {
+	k := 0
+	for _, n := range a.nodes {
+		if n.alive {
+			k++
+		}
+	}
+	return k
+}
+
+// memberLost handles a member whose connection closed: its node is gone, and so are its
+// workers; their tasks are retried elsewhere and their actors restarted as their options say.
+func (a *Agent) memberLost(n *node) {
+	if !n.alive {
+		return
+	}
+	n.alive = false
+	if !a.stopping {
+		a.log.Error("node lost: its agent's connection closed", "node", n.id)
+	}
+	if a.head != nil {
+		a.head.LeaveNode(n.id)
+	}
+	for _, w := range a.workers {
+		if w.node == n {
+			a.endRemoteWorker(w, "its node "+n.id+" was lost")
+		}
+	}
+	a.nodeCond.Broadcast()
+}
+
+// Nodes lists the live nodes' names, this node first.
+func (a *Agent) Nodes() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for _, n := range a.nodes {
+		if n.alive {
+			out = append(out, n.id)
+		}
+	}
+	return out
+}
+
+// WaitNodes waits until every name in want has joined, calling progress whenever a node joins,
+// for at most timeout. It returns the names still missing.
+func (a *Agent) WaitNodes(want []string, timeout time.Duration, progress func(joined, missing []string)) []string {
+	deadline := time.Now().Add(timeout)
+	timer := time.AfterFunc(timeout, func() {
+		a.mu.Lock()
+		a.nodeCond.Broadcast()
+		a.mu.Unlock()
+	})
+	defer timer.Stop()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	last := -1
+	for {
+		have := map[string]bool{}
+		for _, n := range a.nodes {
+			if n.alive {
+				have[n.id] = true
+			}
+		}
+		var joined, missing []string
+		for _, w := range want {
+			if have[w] {
+				joined = append(joined, w)
+			} else {
+				missing = append(missing, w)
+			}
+		}
+		if len(joined) != last && progress != nil {
+			last = len(joined)
+			a.mu.Unlock()
+			progress(joined, missing)
+			a.mu.Lock()
+		}
+		if len(missing) == 0 || time.Now().After(deadline) || a.closed {
+			sort.Strings(missing)
+			return missing
+		}
+		a.nodeCond.Wait()
+	}
+}
+
+// StopMembers tells every member agent to stop its workers and exit with code.
+func (a *Agent) StopMembers(code int, msg string) {
+	a.mu.Lock()
+	a.stopping = true
+	var conns []*client
+	for _, n := range a.nodes {
+		if n.member != nil && n.alive {
+			conns = append(conns, n.member)
+			n.member.conn.Send(wire.TStop, 0, &wire.Stop{Code: code, Msg: msg})
+		}
+	}
+	a.mu.Unlock()
+	for _, c := range conns {
+		c.conn.Close()
+	}
+}
+
+// readStored returns the bytes of a stored object, for a client that cannot map them.
+func readStored(path string, off, size int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, size)
+	if _, err := f.ReadAt(b, off); err != nil {
+		return nil, fmt.Errorf("read object bytes from %s: %w", path, err)
+	}
+	return b, nil
+}
