@@ -31,6 +31,7 @@ test-e2e: build
 # a real 3-node Slurm 22.05 cluster (slurmctld + slurmd in network namespaces) on this machine
 test-slurm: build
 	./test/slurm/smoke.sh
+	./test/slurm/launch.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc
 
 demo: build
 	@if ! $(PYTHON) -c "import numpy, msgpack, cloudpickle" 2>/dev/null; then ./scripts/deps.sh; fi

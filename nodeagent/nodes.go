@@ -245,6 +245,7 @@ func (a *Agent) WaitNodes(want []string, timeout time.Duration, progress func(jo
 			a.mu.Unlock()
 			progress(joined, missing)
 			a.mu.Lock()
+			continue // a node may have joined while the lock was released
 		}
 		if len(missing) == 0 || time.Now().After(deadline) || a.closed {
 			sort.Strings(missing)

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2016  # job scripts are quoted for the job
+# `shoal launch` on a real 3-node Slurm 22.05 cluster (scripts/slurm-cluster.sh), as a user runs
+# it from sbatch: the cluster spans the nodes, tasks and actors run on all of them, the driver's
+# exit code is every step's, workers do not inherit Slurm rank variables, the batch-script mode
+# starts the other nodes itself, a missing node times out with its name, and scancel leaves
+# nothing behind. Last line: "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+ROOT=$PWD
+CLUSTER=$ROOT/scripts/slurm-cluster.sh
+export SLURM_CONF=${SHOAL_SLURM_DIR:-/tmp/shoal-slurm}/slurm.conf
+export PATH=$ROOT/bin:$PATH
+export SHOAL_RENDEZVOUS_DIR=$(mktemp -d /tmp/shoal-rdv.XXXXXX)
+pass=0; fail=0
+ok()  { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; shift; (($#)) && printf '     %s\n' "$@"; return 0; }
+has() { grep -q -- "$2" <<<"$1"; }
+finish() { echo "$pass passed, $fail failed"; ((fail == 0)); exit; }
+if [[ $(id -u) != 0 ]]; then echo "skip: the test Slurm cluster needs root"; finish; fi
+WORK=$(mktemp -d /tmp/shoal-launch.XXXXXX)
+trap 'rm -rf "$WORK" "$SHOAL_RENDEZVOUS_DIR"' EXIT
+"$CLUSTER" up >/dev/null || { bad "slurm cluster up"; finish; }
+
+# job NAME SCRIPT-BODY: run an sbatch script with --wait; sets $rc and $out
+job() {
+  printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/%s.out\n%s\n' "$WORK" "$1" "$2" > "$WORK/$1.sbatch"
+  (cd "$ROOT/examples/slurm" && timeout 120 sbatch --wait "$WORK/$1.sbatch" >/dev/null 2>&1); rc=$?
+  out=$(cat "$WORK/$1.out" 2>/dev/null)
+}
+
+job fanout 'srun shoal launch -- python3 fanout.py'
+if [[ $rc == 0 ]] && has "$out" "3/3 nodes joined" && has "$out" "cluster: 3 nodes" \
+   && has "$out" "tasks per node: {'node1': 1, 'node2': 1, 'node3': 1}" \
+   && has "$out" "checksums agree: True on nodes \['node1', 'node2', 'node3'\]" && has "$out" "actor total: 45"; then
+  ok "srun shoal launch: tasks, an actor and objects on all 3 nodes"
+else bad "srun shoal launch" "rc=$rc" "$out"; fi
+
+job nosrun 'shoal launch -- python3 fanout.py'
+if [[ $rc == 0 ]] && has "$out" "3/3 nodes joined" && has "$out" "tasks per node: {'node1': 1, 'node2': 1, 'node3': 1}"; then
+  ok "shoal launch from the batch script starts the other nodes itself"
+else bad "batch-script mode" "rc=$rc" "$out"; fi
+
+job exit5 'srun shoal launch -- python3 -c "
+import os, sys, shoal
+shoal.init()
+f = shoal.remote(lambda: [os.environ.get(v) for v in (\"SLURM_PROCID\", \"SLURM_LOCALID\", \"SLURM_STEP_ID\")])
+print(\"rank vars in workers:\", shoal.get([f.remote() for _ in range(6)]))
+sys.exit(5)"'
+if [[ $rc == 5 ]] && has "$out" "node2: task 1: Exited with exit code 5" && has "$out" "node3: task 2: Exited with exit code 5"; then
+  ok "the driver's exit code is the exit code of the step on every node"
+else bad "exit code" "rc=$rc" "$out"; fi
+if has "$out" "rank vars in workers: \[\[None, None, None\]" && ! grep -q "'[0-9]'" <<<"$(grep 'rank vars' <<<"$out")"; then
+  ok "workers do not inherit SLURM_PROCID/SLURM_LOCALID/SLURM_STEP_ID"
+else bad "rank variables scrubbed" "$out"; fi
+
+job missing 'srun -N2 -n2 --ntasks-per-node=1 shoal launch --join-timeout 3s -- true'
+if [[ $rc != 0 ]] && has "$out" "waiting for node(s) node3 to join"; then
+  ok "a node that never joins times out with its name"
+else bad "join time-out" "rc=$rc" "$out"; fi
+
+# scancel: every process, socket, directory and /dev/shm file of the job goes
+printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/cancel.out\nsrun shoal launch -- python3 -c "
+import os, time, shoal
+shoal.init()
+f = shoal.remote(lambda: time.sleep(300))
+refs = [f.remote() for _ in range(3)]
+print(\\"CLUSTER\\", os.environ[\\"SHOAL_CLUSTER_ID\\"], flush=True)
+time.sleep(300)"\n' "$WORK" > "$WORK/cancel.sbatch"
+jid=$(cd "$ROOT/examples/slurm" && sbatch --parsable "$WORK/cancel.sbatch")
+for _ in $(seq 300); do grep -q CLUSTER "$WORK/cancel.out" 2>/dev/null && break; sleep 0.1; done
+cid=$(awk '/^CLUSTER/{print $2}' "$WORK/cancel.out" 2>/dev/null)
+workers=$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | wc -l)
+scancel "$jid"
+left=1
+for _ in $(seq 150); do
+  n=0
+  for e in /proc/[0-9]*/environ; do
+    st=$(cat "${e%/environ}/stat" 2>/dev/null) || continue; st=${st##*) }
+    [[ ${st%% *} == Z ]] && continue
+    { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qx "SHOAL_CLUSTER_ID=$cid" && n=$((n + 1))
+  done
+  if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && [[ -z $(ls "$SHOAL_RENDEZVOUS_DIR") ]]; then left=0; break; fi
+  sleep 0.1
+done
+if [[ -n $cid && $workers -ge 3 && $left == 0 ]]; then
+  ok "scancel ends the cluster on every node: no process, shm file or rendezvous file left"
+else bad "scancel cleanup" "cluster=$cid processes-before=$workers" "$(ls /dev/shm "$SHOAL_RENDEZVOUS_DIR")"; fi
+
+finish
