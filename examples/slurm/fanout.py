@@ -9,6 +9,7 @@ import shoal as ray
 ray.init()
 nodes = ray.nodes()
 print(f"cluster: {len(nodes)} nodes, {ray.cluster_resources()['CPU']:g} CPUs")
+print("node addresses:", sorted(n["NodeManagerAddress"] for n in nodes))
 
 
 @ray.remote

@@ -478,7 +478,9 @@ def available_resources():
 def nodes():
     out = []
     for n in _info()["nodes"]:
-        addr = n["addr"].split(":")[1] if n["addr"].startswith("tcp:") else "127.0.0.1"
+        addr = n["addr"] or "127.0.0.1"
+        if addr.startswith("tcp:"):
+            addr = addr[4:].rsplit(":", 1)[0]
         out.append({"NodeID": n["id"], "Alive": n["alive"], "NodeManagerAddress": addr,
                     "NodeManagerHostname": n["id"], "Resources": dict(n["total"]), "alive": n["alive"]})
     return out

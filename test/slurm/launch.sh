@@ -32,7 +32,8 @@ job() {
 job fanout 'srun shoal launch -- python3 fanout.py'
 if [[ $rc == 0 ]] && has "$out" "3/3 nodes joined" && has "$out" "cluster: 3 nodes" \
    && has "$out" "tasks per node: {'node1': 1, 'node2': 1, 'node3': 1}" \
-   && has "$out" "checksums agree: True on nodes \['node1', 'node2', 'node3'\]" && has "$out" "actor total: 45"; then
+   && has "$out" "checksums agree: True on nodes \['node1', 'node2', 'node3'\]" && has "$out" "actor total: 45" \
+   && has "$out" "node addresses: \['198.18.0.11', '198.18.0.12', '198.18.0.13'\]"; then
   ok "srun shoal launch: tasks, an actor and objects on all 3 nodes"
 else bad "srun shoal launch" "rc=$rc" "$out"; fi
 
@@ -53,6 +54,29 @@ else bad "exit code" "rc=$rc" "$out"; fi
 if has "$out" "rank vars in workers: \[\[None, None, None\]" && ! grep -q "'[0-9]'" <<<"$(grep 'rank vars' <<<"$out")"; then
   ok "workers do not inherit SLURM_PROCID/SLURM_LOCALID/SLURM_STEP_ID"
 else bad "rank variables scrubbed" "$out"; fi
+
+job killed 'srun shoal launch -- python3 -c "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"'
+if [[ $rc == 137 ]] && has "$out" "node3: task 2: Exited with exit code 137"; then
+  ok "a driver killed by a signal: every step exits 128+9"
+else bad "signal exit code" "rc=$rc" "$out"; fi
+
+# two jobs of the same user share the nodes (OverSubscribe) without colliding
+share='srun --oversubscribe shoal launch -- python3 -c "
+import os, time, shoal
+shoal.init()
+f = shoal.remote(lambda: (time.sleep(1), os.environ[\"SHOAL_NODE_ID\"])[1])
+print(\"SHARED\", sorted(set(shoal.get([f.remote() for _ in range(3)]))), os.environ[\"SHOAL_CLUSTER_ID\"])"'
+for k in 1 2; do
+  printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --oversubscribe --output=%s/share%s.out\n%s\n' "$WORK" "$k" "$share" > "$WORK/share$k.sbatch"
+done
+(cd "$ROOT/examples/slurm" && timeout 120 sbatch --wait "$WORK/share1.sbatch" >/dev/null 2>&1) & p1=$!
+(cd "$ROOT/examples/slurm" && timeout 120 sbatch --wait "$WORK/share2.sbatch" >/dev/null 2>&1) & p2=$!
+wait $p1; r1=$?; wait $p2; r2=$?
+o1=$(grep SHARED "$WORK/share1.out" 2>/dev/null); o2=$(grep SHARED "$WORK/share2.out" 2>/dev/null)
+if [[ $r1 == 0 && $r2 == 0 ]] && has "$o1" "\['node1', 'node2', 'node3'\]" && has "$o2" "\['node1', 'node2', 'node3'\]" \
+   && [[ $(awk '{print $NF}' <<<"$o1") != $(awk '{print $NF}' <<<"$o2") ]]; then
+  ok "two jobs share the nodes, each with its own cluster"
+else bad "two jobs sharing nodes" "rc=$r1,$r2" "$o1" "$o2" "$(cat "$WORK"/share*.out 2>/dev/null | tail -5)"; fi
 
 job missing 'srun -N2 -n2 --ntasks-per-node=1 shoal launch --join-timeout 3s -- true'
 if [[ $rc != 0 ]] && has "$out" "waiting for node(s) node3 to join"; then
