@@ -81,6 +81,10 @@ type Info struct {
 	Secret  string `json:"secret"`
 	PID     int    `json:"pid"`
 	Dir     string `json:"dir"`
+	// SlurmJob is the Slurm job the cluster belongs to (for `shoal admin epilog`).
+	SlurmJob string `json:"slurm_job,omitempty"`
+	// StoreDir is the object store's directory (under /dev/shm).
+	StoreDir string `json:"store_dir,omitempty"`
 }
 
 // BaseDir returns the per-user directory that holds session directories.
@@ -213,6 +217,9 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	c.Addr = a.Addr()
+	if err := c.WriteInfo(); err != nil {
+		return nil, fmt.Errorf("record the cluster: %w", err)
+	}
 	ok = true
 	return c, nil
 }
@@ -315,7 +322,8 @@ func (c *Cluster) Env() []string {
 
 // Info describes the cluster.
 func (c *Cluster) Info() Info {
-	return Info{ID: c.ID, Address: c.Addr, TCP: c.agent.TCPAddr(), Secret: c.Secret, PID: os.Getpid(), Dir: c.Dir}
+	return Info{ID: c.ID, Address: c.Addr, TCP: c.agent.TCPAddr(), Secret: c.Secret, PID: os.Getpid(), Dir: c.Dir,
+		SlurmJob: os.Getenv("SLURM_JOB_ID"), StoreDir: filepath.Dir(c.agent.ArenaPath())}
 }
 
 // WriteInfo records the cluster in its session directory for `shoal status` and `shoal down`.

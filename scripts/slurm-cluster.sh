@@ -230,12 +230,19 @@ InactiveLimit=0
 MinJobAge=5
 SchedulerParameters=batch_sched_delay=0
 MailProg=/bin/true
+# Each executable in $DIR/epilog.d runs after every job on each node (tests put
+# \`shoal admin epilog\` there).
+Epilog=$DIR/epilog.sh
 EOF
     for n in $(node_names); do
       echo "NodeName=$n NodeAddr=$(addr_of "$n") CPUs=2 Sockets=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=$real_mem Gres=gpu:4 State=UNKNOWN"
     done
     echo "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES"
   } | write_if_changed "$CONF" || changed=
+  mkdir -p "$DIR/epilog.d"
+  printf '%s\n' '#!/bin/sh' "for f in $DIR/epilog.d/*; do [ -x \"\$f\" ] && \"\$f\"; done" 'exit 0' |
+    write_if_changed "$DIR/epilog.sh" || true
+  chmod +x "$DIR/epilog.sh"
   printf '%s\n' "CgroupPlugin=cgroup/v1" "CgroupMountpoint=/sys/fs/cgroup" "CgroupAutomount=no" |
     write_if_changed "$DIR/cgroup.conf" || true
   {

@@ -57,6 +57,7 @@ func newApp() *cli.App {
 			serveCommand(),
 			nodeCommand(),
 			configCommand(),
+			adminCommand(),
 			hostlistCommand(),
 			benchCommand(),
 		},

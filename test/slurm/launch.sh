@@ -29,6 +29,23 @@ job() {
   out=$(cat "$WORK/$1.out" 2>/dev/null)
 }
 
+# a time limit with --signal=USR1: the driver gets USR1 first (to checkpoint), then the limit ends
+# the job cleanly; submitted first since Slurm enforces limits only every few tens of seconds
+cat > "$WORK/limit.sbatch" <<SB
+#!/bin/bash
+#SBATCH -N 3 --ntasks-per-node=1 --time=1 --signal=USR1@50 --output=$WORK/limit.out
+srun shoal launch -- python3 -c "
+import os, signal, time, shoal
+shoal.init()
+signal.signal(signal.SIGUSR1, lambda *a: print('driver got USR1: checkpointing', flush=True))
+print('LIMIT', os.environ['SHOAL_CLUSTER_ID'], flush=True)
+f = shoal.remote(lambda: time.sleep(600))
+refs = [f.remote() for _ in range(3)]
+while True:
+    time.sleep(1)"
+SB
+limit_jid=$(cd "$ROOT/examples/slurm" && sbatch --parsable "$WORK/limit.sbatch")
+
 job fanout 'srun shoal launch -- python3 fanout.py'
 if [[ $rc == 0 ]] && has "$out" "3/3 nodes joined" && has "$out" "cluster: 3 nodes" \
    && has "$out" "tasks per node: {'node1': 1, 'node2': 1, 'node3': 1}" \
@@ -110,5 +127,87 @@ done
 if [[ -n $cid && $workers -ge 3 && $left == 0 ]]; then
   ok "scancel ends the cluster on every node: no process, shm file or rendezvous file left"
 else bad "scancel cleanup" "cluster=$cid processes-before=$workers" "$(ls /dev/shm "$SHOAL_RENDEZVOUS_DIR")"; fi
+
+# a node whose agent dies is noticed and reported; its tasks run elsewhere
+printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/lost.out\nsrun shoal launch -- python3 -c "
+import os, time, shoal
+shoal.init()
+f = shoal.remote(lambda i: (time.sleep(3), os.environ[\\"SHOAL_NODE_ID\\"])[1])
+print(\\"STARTED\\", flush=True)
+print(\\"DONE\\", sorted(shoal.get([f.remote(i) for i in range(3)])), flush=True)"\n' "$WORK" > "$WORK/lost.sbatch"
+jid=$(cd "$ROOT/examples/slurm" && sbatch --parsable "$WORK/lost.sbatch")
+for _ in $(seq 300); do grep -q STARTED "$WORK/lost.out" 2>/dev/null && break; sleep 0.1; done
+sleep 0.5
+victim=""
+for e in /proc/[0-9]*/environ; do
+  env=$({ tr '\0' '\n' < "$e"; } 2>/dev/null) || continue
+  grep -qx "SLURM_JOB_ID=$jid" <<<"$env" && grep -qx "SLURMD_NODENAME=node3" <<<"$env" || continue
+  cmd=$(tr '\0' ' ' < "${e%/environ}/cmdline" 2>/dev/null)
+  [[ $cmd == *"shoal launch"* ]] && victim=${e#/proc/} && victim=${victim%/environ}
+done
+[[ -n $victim ]] && kill -9 "$victim"
+for _ in $(seq 300); do grep -q "^DONE" "$WORK/lost.out" 2>/dev/null && break; sleep 0.1; done
+out=$(cat "$WORK/lost.out" 2>/dev/null)
+if [[ -n $victim ]] && has "$out" "node lost" && has "$out" "node=node3" && has "$out" "^DONE \['node1', 'node2', 'node[12]'\]"; then
+  ok "a node whose agent dies is reported, and its task runs on another node"
+else bad "lost node" "victim=$victim" "$out"; fi
+scancel "$jid" 2>/dev/null
+
+# the time-limit job (submitted at the start)
+cid=""
+for _ in $(seq 1200); do
+  st=$(squeue -h -j "$limit_jid" -o %T 2>/dev/null)
+  [[ -z $st ]] && break
+  sleep 0.1
+done
+out=$(cat "$WORK/limit.out" 2>/dev/null); cid=$(awk '/^LIMIT/{print $2}' <<<"$out")
+left=0
+for e in /proc/[0-9]*/environ; do
+  st=$(cat "${e%/environ}/stat" 2>/dev/null) || continue; st=${st##*) }
+  [[ ${st%% *} == Z ]] && continue
+  { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qx "SHOAL_CLUSTER_ID=$cid" && left=$((left + 1))
+done
+if [[ -n $cid ]] && has "$out" "driver got USR1" && has "$out" "DUE TO TIME LIMIT" && [[ $left == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid"; then
+  ok "--signal=USR1@T reaches the driver; the time limit ends the job and leaves nothing"
+else bad "time limit" "cluster=$cid left=$left" "$out"; fi
+
+# the admin's epilog (slurm.conf Epilog runs epilog.d/*): a job whose head node's shoal was
+# killed leaves an object store, a session directory, a rendezvous file and an escaped daemon;
+# `shoal admin epilog` removes exactly those, on every node
+hook=${SHOAL_SLURM_DIR:-/tmp/shoal-slurm}/epilog.d/shoal
+printf '#!/bin/sh\nexec %s admin epilog --rendezvous-dir %s >> %s/epilog.log 2>&1\n' "$ROOT/bin/shoal" "$SHOAL_RENDEZVOUS_DIR" "$WORK" > "$hook"
+chmod +x "$hook"
+printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/epi.out\nsrun shoal launch -- python3 -c "
+import os, subprocess, time, shoal
+shoal.init()
+subprocess.Popen([\\"setsid\\", \\"sleep\\", \\"600\\"])
+print(\\"EPI\\", os.environ[\\"SHOAL_CLUSTER_ID\\"], flush=True)
+time.sleep(600)"\n' "$WORK" > "$WORK/epi.sbatch"
+jid=$(cd "$ROOT/examples/slurm" && sbatch --parsable "$WORK/epi.sbatch")
+for _ in $(seq 300); do grep -q "^EPI" "$WORK/epi.out" 2>/dev/null && break; sleep 0.1; done
+cid=$(awk '/^EPI/{print $2}' "$WORK/epi.out" 2>/dev/null)
+for e in /proc/[0-9]*/environ; do
+  env=$({ tr '\0' '\n' < "$e"; } 2>/dev/null) || continue
+  grep -qx "SLURM_JOB_ID=$jid" <<<"$env" && grep -qx "SLURMD_NODENAME=node1" <<<"$env" || continue
+  [[ $(tr '\0' ' ' < "${e%/environ}/cmdline" 2>/dev/null) == *"shoal launch"* ]] && kill -9 "$(basename "${e%/environ}")"
+done
+before=$(ls /dev/shm | grep -c "shoal-$cid")
+for _ in $(seq 300); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && break; sleep 0.1; done
+left=1
+for _ in $(seq 100); do
+  n=0
+  for e in /proc/[0-9]*/environ; do
+    st=$(cat "${e%/environ}/stat" 2>/dev/null) || continue; st=${st##*) }
+    [[ ${st%% *} == Z ]] && continue
+    { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qx "SHOAL_CLUSTER_ID=$cid" && n=$((n + 1))
+  done
+  if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && ! ls /tmp/shoal-0 2>/dev/null | grep -q "$cid" \
+     && [[ -z $(ls "$SHOAL_RENDEZVOUS_DIR") ]]; then left=0; break; fi
+  sleep 0.1
+done
+rm -f "$hook"
+if [[ -n $cid && $before == 1 && $left == 0 ]] && grep -q "job $jid" "$WORK/epilog.log"; then
+  ok "shoal admin epilog (Slurm Epilog) removes what a killed job left on every node"
+else bad "epilog" "cluster=$cid shm-before=$before left=$left" "$(cat "$WORK/epilog.log" 2>/dev/null)" "$(ls /dev/shm /tmp/shoal-0 "$SHOAL_RENDEZVOUS_DIR" 2>/dev/null)"; fi
 
 finish
