@@ -53,6 +53,9 @@ type Options struct {
 	// AllowedInterfaces are the interfaces agents may use between nodes (recorded for the
 	// multi-node launcher).
 	AllowedInterfaces []string
+	// SlurmGPUs, when set, are the GPU indices the Slurm job has on this node: NVML's devices
+	// are narrowed to them, or, without NVML, they are offered as they are.
+	SlurmGPUs []int
 	// Confinement is "auto" (default: confine workers' devices on GPU nodes where the agent
 	// may), "on" (fail when it cannot) or "off".
 	Confinement string
@@ -138,6 +141,11 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 	topo, err := discoverGPUs(log)
 	if err != nil {
 		return nil, err
+	}
+	nvml := len(topo.Devices) > 0
+	topo = narrowGPUs(topo, o.SlurmGPUs)
+	if !nvml && (o.Confinement == "" || o.Confinement == "auto") {
+		o.Confinement = "off" // indices from Slurm without NVML: no device minors to confine to
 	}
 	if o.NumGPUs <= 0 && len(topo.Devices) > 0 {
 		res["GPU"] = float64(len(topo.Devices))

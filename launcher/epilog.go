@@ -109,7 +109,7 @@ func Epilog(log hclog.Logger, o EpilogOptions) *EpilogReport {
 		_, known := clusters[cid]
 		ofJob := vars["SLURM_JOB_ID"] == o.Job
 		cmd, _ := os.ReadFile(filepath.Join(o.ProcRoot, e.Name(), "cmdline"))
-		isShoal := cid != "" || vars["SHOAL_WORKER_ID"] != "" || bytes.Contains(cmd, []byte("shoal"))
+		isShoal := cid != "" || vars["SHOAL_WORKER_ID"] != "" || isClusterCommand(cmd)
 		if (ofJob && isShoal) || (cid != "" && known) {
 			victims = append(victims, pid)
 			if cid != "" && !known && ofJob {
@@ -236,4 +236,22 @@ func ppid(proc string, pid int) (int, error) {
 		return 0, fmt.Errorf("bad stat of %d", pid)
 	}
 	return strconv.Atoi(fields[1])
+}
+
+// isClusterCommand reports whether a command line is a shoal process that holds a cluster
+// (`shoal launch`, `shoal run`, `shoal serve`), as opposed to, say, another node's epilog.
+func isClusterCommand(cmdline []byte) bool {
+	argv := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if len(argv) < 2 || filepath.Base(argv[0]) != "shoal" {
+		return false
+	}
+	for _, a := range argv[1:] {
+		switch a {
+		case "launch", "run", "serve":
+			return true
+		case "admin", "--":
+			return false
+		}
+	}
+	return false
 }

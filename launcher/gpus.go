@@ -35,3 +35,28 @@ func discoverGPUs(log hclog.Logger) (*gpu.Topology, error) {
 	}
 	return t, nil
 }
+
+// narrowGPUs keeps the devices whose index Slurm gave the job; without NVML devices, Slurm's
+// indices become devices of unknown topology.
+func narrowGPUs(t *gpu.Topology, slurmGPUs []int) *gpu.Topology {
+	if slurmGPUs == nil {
+		return t
+	}
+	out := &gpu.Topology{NVSwitch: t.NVSwitch, Driver: t.Driver, CUDA: t.CUDA}
+	if len(t.Devices) == 0 {
+		for _, i := range slurmGPUs {
+			out.Devices = append(out.Devices, gpu.Device{Index: i, NUMANode: -1, MinorNumber: -1})
+		}
+		return out
+	}
+	want := map[int]bool{}
+	for _, i := range slurmGPUs {
+		want[i] = true
+	}
+	for _, d := range t.Devices {
+		if want[d.Index] {
+			out.Devices = append(out.Devices, d)
+		}
+	}
+	return out
+}

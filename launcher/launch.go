@@ -104,6 +104,9 @@ func Launch(ctx context.Context, log hclog.Logger, o LaunchOptions, env *slurm.E
 	if o.Scrub == nil {
 		o.Scrub = slurm.Scrub
 	}
+	if g := env.GPUs(); len(g) > 0 {
+		o.SlurmGPUs = g // the job's GPUs on this node, not all of the machine's
+	}
 	file := filepath.Join(o.RendezvousDir, o.RendezvousKey+".json")
 	if me != nodes[0] {
 		if !inStep {
@@ -257,7 +260,7 @@ func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, fi
 	var m *nodeagent.Member
 	for {
 		m, err = nodeagent.Join(log.Named("member"), nodeagent.MemberConfig{HeadAddr: r.Addr, Secret: r.Secret, Node: me,
-			Addr: nodeAddr(me), Resources: offer, Scrub: o.Scrub})
+			Addr: nodeAddr(me), Resources: offer, GPUs: o.SlurmGPUs, Scrub: o.Scrub})
 		if err == nil {
 			break
 		}

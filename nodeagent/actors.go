@@ -165,7 +165,7 @@ func (a *Agent) releaseActorRes(ac *actor) {
 		a.pool(t).Add(t.res)
 	}
 	if t := ac.create; t != nil && t.gpus != nil {
-		a.freeGPUs(t.gpus)
+		a.freeGPUs(t.node, t.gpus)
 		t.gpus = nil
 	}
 }

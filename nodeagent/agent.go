@@ -99,7 +99,6 @@ type Agent struct {
 	pgs      map[wire.ID]*pgroup
 	pendPGs  []*pgroup
 	fns      map[wire.ID][]byte
-	gpuUsed  map[int]bool
 	total    sched.Resources // this node's (the local node's maps)
 	avail    sched.Resources
 	local    *node
@@ -121,9 +120,14 @@ func New(log hclog.Logger, h *head.Head, cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, head: h, store: st,
 		conns: map[uint64]*client{}, jobs: map[string]*job{}, workers: map[string]*worker{},
 		tasks: map[wire.ID]*task{}, depWait: map[wire.ID][]*task{}, waiters: map[wire.ID][]*waiter{},
-		actors: map[wire.ID]*actor{}, pgs: map[wire.ID]*pgroup{}, fns: map[wire.ID][]byte{}, gpuUsed: map[int]bool{},
+		actors: map[wire.ID]*actor{}, pgs: map[wire.ID]*pgroup{}, fns: map[wire.ID][]byte{},
 		total: cfg.Resources.Clone(), avail: cfg.Resources.Clone()}
-	a.local = &node{id: cfg.NodeID, total: a.total, avail: a.avail, alive: true, joined: time.Now()}
+	a.local = &node{id: cfg.NodeID, total: a.total, avail: a.avail, alive: true, joined: time.Now(), gpuUsed: map[int]bool{}}
+	if cfg.GPUs != nil {
+		for _, d := range cfg.GPUs.Devices {
+			a.local.gpus = append(a.local.gpus, d.Index)
+		}
+	}
 	a.nodes = []*node{a.local}
 	a.nodeCond = sync.NewCond(&a.mu)
 	return a, nil

@@ -37,40 +37,59 @@ func gpuKey(ids []int) string {
 	return strings.Join(s, ",")
 }
 
-// hasGPUs reports whether the node offers GPUs that the agent places itself.
-func (a *Agent) hasGPUs() bool { return a.cfg.GPUs != nil && len(a.cfg.GPUs.Devices) > 0 }
+// hasGPUs reports whether this node offers GPUs that the agent places itself.
+func (a *Agent) hasGPUs() bool { return len(a.local.gpus) > 0 }
 
 // gpuCount is the number of whole GPUs t needs (a fraction takes one whole GPU: sharing a GPU
 // between tasks is not supported yet).
 func gpuCount(n float64) int { return int(math.Ceil(n - 1e-9)) }
 
-// pickGPUs chooses GPUs for a task that needs n of them, or nil when they are not free now.
-func (a *Agent) pickGPUs(n int) []int {
-	var used []int
-	for id := range a.gpuUsed {
-		used = append(used, id)
+// pickGPUs chooses n free GPUs of node nd, or nil when they are not free now. On this node
+// the choice follows the topology (one NUMA node, NVLink); a member's GPUs are plain indices.
+func (a *Agent) pickGPUs(nd *node, n int) []int {
+	if nd == a.local && a.cfg.GPUs != nil && len(a.cfg.GPUs.Devices) > 0 {
+		var used []int
+		for id := range nd.gpuUsed {
+			used = append(used, id)
+		}
+		ids, err := gpu.Pick(a.cfg.GPUs.Without(used...), n, -1)
+		if err != nil {
+			return nil
+		}
+		sort.Ints(ids)
+		return ids
 	}
-	ids, err := gpu.Pick(a.cfg.GPUs.Without(used...), n, -1)
-	if err != nil {
+	var ids []int
+	for _, id := range nd.gpus {
+		if !nd.gpuUsed[id] && len(ids) < n {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) < n {
 		return nil
 	}
-	sort.Ints(ids)
 	return ids
 }
 
-func (a *Agent) takeGPUs(ids []int) {
+func (a *Agent) takeGPUs(nd *node, ids []int) {
 	for _, id := range ids {
-		a.gpuUsed[id] = true
+		nd.gpuUsed[id] = true
 	}
 }
 
-func (a *Agent) freeGPUs(ids []int) {
+func (a *Agent) freeGPUs(nd *node, ids []int) {
+	if nd == nil {
+		nd = a.local
+	}
 	for _, id := range ids {
-		delete(a.gpuUsed, id)
+		delete(nd.gpuUsed, id)
 	}
 }
 
 func (a *Agent) device(index int) (gpu.Device, bool) {
+	if a.cfg.GPUs == nil {
+		return gpu.Device{}, false
+	}
 	for _, d := range a.cfg.GPUs.Devices {
 		if d.Index == index {
 			return d, true
@@ -79,9 +98,9 @@ func (a *Agent) device(index int) (gpu.Device, bool) {
 	return gpu.Device{}, false
 }
 
-// gpuEnv is the environment of a worker owning ids.
-func (a *Agent) gpuEnv(ids []int) []string {
-	if !a.hasGPUs() {
+// gpuEnv is the environment of a worker of node nd owning ids.
+func (a *Agent) gpuEnv(nd *node, ids []int) []string {
+	if len(nd.gpus) == 0 {
 		return nil
 	}
 	return []string{"CUDA_VISIBLE_DEVICES=" + gpuKey(ids), "CUDA_DEVICE_ORDER=PCI_BUS_ID", "SHOAL_GPU_IDS=" + gpuKey(ids)}
@@ -116,7 +135,7 @@ func (a *Agent) gpuCPUs(ids []int) []int {
 // confineWorker makes the worker's cgroup, when the agent confines workers. It returns the
 // open cgroup directory to start the process in, or nil.
 func (a *Agent) confineWorker(w *worker) (*os.File, error) {
-	if a.cfg.Confine == nil {
+	if a.cfg.Confine == nil || w.node != a.local {
 		return nil, nil
 	}
 	rules := confine.DefaultRules()

@@ -42,6 +42,7 @@ type MemberConfig struct {
 	Node      string // this node's name (SLURMD_NODENAME)
 	Addr      string // this node's address, for `shoal status`
 	Resources sched.Resources
+	GPUs      []int // GPU indices this node offers (from Slurm), handed out as CUDA_VISIBLE_DEVICES
 	Scrub     func([]string) []string
 	Stdout    *os.File
 	Stderr    *os.File
@@ -53,7 +54,7 @@ func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
 	if err != nil {
 		return nil, fmt.Errorf("join the cluster at %s: %w", cfg.HeadAddr, err)
 	}
-	if err := conn.Call(wire.TNodeJoin, 1, &wire.NodeJoin{Node: cfg.Node, Addr: cfg.Addr, Resources: cfg.Resources}, nil); err != nil {
+	if err := conn.Call(wire.TNodeJoin, 1, &wire.NodeJoin{Node: cfg.Node, Addr: cfg.Addr, Resources: cfg.Resources, GPUs: cfg.GPUs}, nil); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("join the cluster at %s as node %s: %w", cfg.HeadAddr, cfg.Node, err)
 	}

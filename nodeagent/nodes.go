@@ -28,6 +28,36 @@ type node struct {
 	member *client // nil for this node
 	alive  bool
 	joined time.Time
+	// gpus are the GPU indices the node offers (CUDA_VISIBLE_DEVICES values); gpuUsed the taken
+	gpus    []int
+	gpuUsed map[int]bool
+}
+
+// placeGPUTask takes resources and n free GPUs for t on one node (this node first) and
+// returns the node and the GPUs, or nil when none has them free now.
+func (a *Agent) placeGPUTask(t *task, n int) (*node, []int) {
+	if t.pg != nil {
+		if !a.tryAlloc(t) {
+			return nil, nil
+		}
+		if ids := a.pickGPUs(t.node, n); ids != nil {
+			return t.node, ids
+		}
+		t.allocated = false
+		a.pool(t).Add(t.res)
+		return nil, nil
+	}
+	for _, nd := range a.nodes {
+		if !nd.alive || !nd.avail.Fits(t.res) {
+			continue
+		}
+		if ids := a.pickGPUs(nd, n); ids != nil {
+			nd.avail.Sub(t.res)
+			t.node, t.bundle, t.allocated = nd, -1, true
+			return nd, ids
+		}
+	}
+	return nil, nil
 }
 
 // nodeFor is the node where t would run now (the first with room, this node first), or this
@@ -96,14 +126,15 @@ func workerArgv(j *job) []string {
 }
 
 // spawnRemote asks nd's member agent to start a worker for j.
-func (a *Agent) spawnRemote(j *job, forAct *actor, nd *node) *worker {
+func (a *Agent) spawnRemote(j *job, forAct *actor, nd *node, gpus []int) *worker {
 	if j.lang != "python" && j.lang != "go" {
 		return nil
 	}
 	j.nextW++
 	id := fmt.Sprintf("%s-w%d", j.id, j.nextW)
-	w := &worker{id: id, job: j, exited: make(chan struct{}), fnsSent: map[wire.ID]bool{}, forAct: forAct, node: nd}
-	err := nd.member.conn.Send(wire.TSpawn, 0, &wire.Spawn{Worker: id, Argv: workerArgv(j), Env: a.workerEnv(j, id, nd), Cwd: j.cwd})
+	w := &worker{id: id, job: j, exited: make(chan struct{}), fnsSent: map[wire.ID]bool{}, forAct: forAct, node: nd, gpus: gpus}
+	env := append(a.workerEnv(j, id, nd), a.gpuEnv(nd, gpus)...)
+	err := nd.member.conn.Send(wire.TSpawn, 0, &wire.Spawn{Worker: id, Argv: workerArgv(j), Env: env, Cwd: j.cwd})
 	if err != nil {
 		return nil
 	}
@@ -154,7 +185,15 @@ func (a *Agent) nodeJoin(c *client, m *wire.NodeJoin) error {
 			res[k] = v
 		}
 	}
-	n := &node{id: m.Node, addr: m.Addr, total: res, avail: res.Clone(), member: c, alive: true, joined: time.Now()}
+	n := &node{id: m.Node, addr: m.Addr, total: res, avail: res.Clone(), member: c, alive: true, joined: time.Now(),
+		gpus: append([]int(nil), m.GPUs...), gpuUsed: map[int]bool{}}
+	if len(n.gpus) > 0 {
+		res["GPU"] = float64(len(n.gpus))
+		n.avail["GPU"] = res["GPU"]
+	} else {
+		delete(res, "GPU")
+		delete(n.avail, "GPU")
+	}
 	c.member = n
 	a.nodes = append(a.nodes, n)
 	if a.head != nil {

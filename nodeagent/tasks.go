@@ -355,7 +355,7 @@ func (a *Agent) finish(t *task) {
 		a.releaseRes(t)
 	}
 	if t.spec.Kind == wire.KindTask && t.gpus != nil {
-		a.freeGPUs(t.gpus)
+		a.freeGPUs(t.node, t.gpus)
 		t.gpus = nil
 	}
 	if t.worker != nil && t.worker.task == t {
@@ -463,19 +463,18 @@ func (a *Agent) schedule() {
 			blocked[key] = true
 			continue
 		}
-		if n := gpuCount(t.res["GPU"]); n > 0 && a.hasGPUs() {
-			ids := a.pickGPUs(n)
-			if ids == nil {
+		if n := gpuCount(t.res["GPU"]); n > 0 {
+			nd, ids := a.placeGPUTask(t, n)
+			if nd == nil {
 				blocked[key] = true
 				continue
 			}
-			a.tryAlloc(t)
-			a.takeGPUs(ids)
+			a.takeGPUs(nd, ids)
 			t.gpus = ids
 			a.ready[i] = nil
-			if w := a.idleWorkerFor(t.job, gpuKey(ids)); w != nil {
+			if w := a.idleWorkerOn(t.job, nd, gpuKey(ids)); w != nil {
 				a.run(t, w)
-			} else if w := a.spawnWorkerGPUs(t.job, nil, ids); w != nil {
+			} else if w := a.spawnWorkerOn(t.job, nil, ids, nd); w != nil {
 				w.pending = t
 				t.worker = w
 			} else {
@@ -567,7 +566,7 @@ func (a *Agent) idleWorkerOn(j *job, n *node, key string) *worker {
 
 // releaseGPUTask gives back what a GPU task took before it ran.
 func (a *Agent) releaseGPUTask(t *task) {
-	a.freeGPUs(t.gpus)
+	a.freeGPUs(t.node, t.gpus)
 	t.gpus = nil
 	if t.allocated {
 		t.allocated = false
@@ -733,7 +732,7 @@ func (a *Agent) spawnWorkerOn(j *job, forAct *actor, gpus []int, nd *node) *work
 		return nil
 	}
 	if nd.member != nil {
-		return a.spawnRemote(j, forAct, nd)
+		return a.spawnRemote(j, forAct, nd, gpus)
 	}
 	j.nextW++
 	id := fmt.Sprintf("%s-w%d", j.id, j.nextW)
@@ -764,7 +763,7 @@ func (a *Agent) spawnWorkerOn(j *job, forAct *actor, gpus []int, nd *node) *work
 		}
 		env = append(env, "PYTHONPATH="+strings.Join(p, string(filepath.ListSeparator)))
 	}
-	env = append(env, a.gpuEnv(gpus)...)
+	env = append(env, a.gpuEnv(a.local, gpus)...)
 	cmd.Env = env
 	if j.cwd != "" {
 		if st, err := os.Stat(j.cwd); err == nil && st.IsDir() {

@@ -284,6 +284,7 @@ type NodeJoin struct {
 	Node      string             `msgpack:"node"`
 	Addr      string             `msgpack:"addr"`
 	Resources map[string]float64 `msgpack:"resources"`
+	GPUs      []int              `msgpack:"gpus"` // the GPU indices the node offers
 }
 
 // Spawn asks a member agent to start a worker process.

@@ -95,6 +95,17 @@ if [[ $r1 == 0 && $r2 == 0 ]] && has "$o1" "\['node1', 'node2', 'node3'\]" && ha
   ok "two jobs share the nodes, each with its own cluster"
 else bad "two jobs sharing nodes" "rc=$r1,$r2" "$o1" "$o2" "$(cat "$WORK"/share*.out 2>/dev/null | tail -5)"; fi
 
+job gpus '#SBATCH --gres=gpu:2
+srun shoal launch -- python3 -c "
+import os, time, shoal
+shoal.init()
+print(\"GPUS\", shoal.cluster_resources().get(\"GPU\"))
+f = shoal.remote(num_gpus=1)(lambda: (time.sleep(0.5), (os.environ[\"SHOAL_NODE_ID\"], os.environ[\"CUDA_VISIBLE_DEVICES\"], shoal.get_gpu_ids()))[1])
+print(\"PLACED\", sorted(shoal.get([f.remote() for _ in range(3)])))"'
+if [[ $rc == 0 ]] && has "$out" "^GPUS 6.0" && has "$out" "PLACED \[('node1', '0', \[0\]), ('node2', '0', \[0\]), ('node3', '0', \[0\])\]"; then
+  ok "--gres=gpu:2: each node offers the job's GPUs (Slurm's indices), tasks get CUDA_VISIBLE_DEVICES"
+else bad "GPUs from Slurm" "rc=$rc" "$out"; fi
+
 job missing 'srun -N2 -n2 --ntasks-per-node=1 shoal launch --join-timeout 3s -- true'
 if [[ $rc != 0 ]] && has "$out" "waiting for node(s) node3 to join"; then
   ok "a node that never joins times out with its name"
@@ -142,8 +153,8 @@ victim=""
 for e in /proc/[0-9]*/environ; do
   env=$({ tr '\0' '\n' < "$e"; } 2>/dev/null) || continue
   grep -qx "SLURM_JOB_ID=$jid" <<<"$env" && grep -qx "SLURMD_NODENAME=node3" <<<"$env" || continue
-  cmd=$(tr '\0' ' ' < "${e%/environ}/cmdline" 2>/dev/null)
-  [[ $cmd == *"shoal launch"* ]] && victim=${e#/proc/} && victim=${victim%/environ}
+  argv0=$(tr '\0' '\n' < "${e%/environ}/cmdline" 2>/dev/null | head -1)
+  [[ $(basename "$argv0") == shoal ]] && victim=${e#/proc/} && victim=${victim%/environ}
 done
 [[ -n $victim ]] && kill -9 "$victim"
 for _ in $(seq 300); do grep -q "^DONE" "$WORK/lost.out" 2>/dev/null && break; sleep 0.1; done
@@ -189,7 +200,8 @@ cid=$(awk '/^EPI/{print $2}' "$WORK/epi.out" 2>/dev/null)
 for e in /proc/[0-9]*/environ; do
   env=$({ tr '\0' '\n' < "$e"; } 2>/dev/null) || continue
   grep -qx "SLURM_JOB_ID=$jid" <<<"$env" && grep -qx "SLURMD_NODENAME=node1" <<<"$env" || continue
-  [[ $(tr '\0' ' ' < "${e%/environ}/cmdline" 2>/dev/null) == *"shoal launch"* ]] && kill -9 "$(basename "${e%/environ}")"
+  argv0=$(tr '\0' '\n' < "${e%/environ}/cmdline" 2>/dev/null | head -1)
+  [[ $(basename "$argv0") == shoal ]] && kill -9 "$(basename "${e%/environ}")"  # the head, not srun
 done
 before=$(ls /dev/shm | grep -c "shoal-$cid")
 for _ in $(seq 300); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && break; sleep 0.1; done
