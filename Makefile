@@ -5,7 +5,7 @@ PYTHON    ?= python3
 export PATH := $(CURDIR)/bin:$(PATH)
 export SHOAL_BIN := $(CURDIR)/bin/shoal
 
-.PHONY: all build deps test test-go test-python test-e2e test-slurm demo fuzz bench clean
+.PHONY: all build spank deps test test-go test-python test-e2e test-slurm demo fuzz bench clean
 
 all: build
 
@@ -28,8 +28,13 @@ test-python: build
 test-e2e: build
 	./test/e2e.sh
 
+# the SPANK plugin (srun --shoal); needs slurm/spank.h from Debian's libslurm-dev
+spank: bin/shoal_spank.so
+bin/shoal_spank.so: slurm/spank/shoal_spank.c
+	mkdir -p bin && gcc -shared -fPIC -O2 -Wall -Wextra -Werror -o $@ $<
+
 # a real 3-node Slurm 22.05 cluster (slurmctld + slurmd in network namespaces) on this machine
-test-slurm: build
+test-slurm: build spank
 	./test/slurm/smoke.sh
 	./test/slurm/launch.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc
 

@@ -233,12 +233,16 @@ MailProg=/bin/true
 # Each executable in $DIR/epilog.d runs after every job on each node (tests put
 # \`shoal admin epilog\` there).
 Epilog=$DIR/epilog.sh
+# shoal's SPANK plugin (srun --shoal), when it is built
+PlugStackConfig=$DIR/plugstack.conf
 EOF
     for n in $(node_names); do
       echo "NodeName=$n NodeAddr=$(addr_of "$n") CPUs=2 Sockets=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=$real_mem Gres=gpu:4 State=UNKNOWN"
     done
     echo "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES"
   } | write_if_changed "$CONF" || changed=
+  local repo; repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  echo "optional $repo/bin/shoal_spank.so shoal=$repo/bin/shoal" | write_if_changed "$DIR/plugstack.conf" || true
   mkdir -p "$DIR/epilog.d"
   printf '%s\n' '#!/bin/sh' "for f in $DIR/epilog.d/*; do [ -x \"\$f\" ] && \"\$f\"; done" 'exit 0' |
     write_if_changed "$DIR/epilog.sh" || true

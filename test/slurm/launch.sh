@@ -54,6 +54,11 @@ if [[ $rc == 0 ]] && has "$out" "3/3 nodes joined" && has "$out" "cluster: 3 nod
   ok "srun shoal launch: tasks, an actor and objects on all 3 nodes"
 else bad "srun shoal launch" "rc=$rc" "$out"; fi
 
+job spank 'srun --shoal python3 fanout.py'
+if [[ $rc == 0 ]] && has "$out" "3/3 nodes joined" && has "$out" "tasks per node: {'node1': 1, 'node2': 1, 'node3': 1}"; then
+  ok "srun --shoal (the SPANK plugin) runs the command under shoal launch on every node"
+else bad "srun --shoal" "rc=$rc" "$out"; fi
+
 job nosrun 'shoal launch -- python3 fanout.py'
 if [[ $rc == 0 ]] && has "$out" "3/3 nodes joined" && has "$out" "tasks per node: {'node1': 1, 'node2': 1, 'node3': 1}"; then
   ok "shoal launch from the batch script starts the other nodes itself"
