@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -531,18 +530,6 @@ func (a *Agent) fitsNow(t *task) bool {
 	return false
 }
 
-// blockedCount is the number of j's workers waiting in a GET inside a task: they hold no
-// CPUs, so the pool may grow by that many.
-func (j *job) blockedCount() int {
-	n := 0
-	for _, w := range j.workers {
-		if w.blocked {
-			n++
-		}
-	}
-	return n
-}
-
 func (a *Agent) idleWorker(j *job) *worker { return a.idleWorkerOn(j, a.local, "") }
 
 // idleWorkerFor takes an idle worker of j on this node that owns exactly the GPU set key.
@@ -751,18 +738,7 @@ func (a *Agent) spawnWorkerOn(j *job, forAct *actor, gpus []int, nd *node) *work
 		env = a.cfg.Scrub(env)
 	}
 	env = filterEnv(env, "SHOAL_", "PYTHONPATH=")
-	env = append(env, a.cfg.WorkerEnv...)
-	env = append(env, "SHOAL_ADDRESS="+a.Addr(), "SHOAL_SECRET="+a.cfg.Secret, "SHOAL_WORKER_ID="+id,
-		"SHOAL_JOB_ID="+j.id, "SHOAL_CLUSTER_ID="+a.cfg.ClusterID, "SHOAL_NODE_ID="+a.cfg.NodeID)
-	if j.lang == "python" {
-		var p []string
-		for _, e := range j.path {
-			if e != "" && !strings.HasSuffix(e, ".zip") {
-				p = append(p, e)
-			}
-		}
-		env = append(env, "PYTHONPATH="+strings.Join(p, string(filepath.ListSeparator)))
-	}
+	env = append(env, a.workerEnv(j, id, a.local)...)
 	env = append(env, a.gpuEnv(a.local, gpus)...)
 	cmd.Env = env
 	if j.cwd != "" {
