@@ -187,11 +187,11 @@ func launchHead(ctx context.Context, log hclog.Logger, o LaunchOptions, me strin
 	}
 	stopped := false
 	defer func() {
+		os.Remove(file) // first: Slurm's SIGKILL may follow its SIGTERM within KillWait
 		if !stopped {
 			c.Agent().StopMembers(1, "the head node failed")
 		}
 		c.Close()
-		os.Remove(file)
 		reapOrphans(log)
 	}()
 	if err := writeRendezvous(file, rendezvous{Cluster: c.ID, Head: me, Addr: c.Agent().TCPAddr(), Secret: c.Secret, PID: os.Getpid()}); err != nil {

@@ -137,7 +137,7 @@ for _ in $(seq 150); do
     [[ ${st%% *} == Z ]] && continue
     { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qx "SHOAL_CLUSTER_ID=$cid" && n=$((n + 1))
   done
-  if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && [[ -z $(ls "$SHOAL_RENDEZVOUS_DIR") ]]; then left=0; break; fi
+  if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && ! ls "$SHOAL_RENDEZVOUS_DIR" | grep -q "^$jid\."; then left=0; break; fi
   sleep 0.1
 done
 if [[ -n $cid && $workers -ge 3 && $left == 0 ]]; then
@@ -191,7 +191,7 @@ else bad "time limit" "cluster=$cid left=$left" "$out"; fi
 # killed leaves an object store, a session directory, a rendezvous file and an escaped daemon;
 # `shoal admin epilog` removes exactly those, on every node
 hook=${SHOAL_SLURM_DIR:-/tmp/shoal-slurm}/epilog.d/shoal
-printf '#!/bin/sh\nexec %s admin epilog --rendezvous-dir %s >> %s/epilog.log 2>&1\n' "$ROOT/bin/shoal" "$SHOAL_RENDEZVOUS_DIR" "$WORK" > "$hook"
+printf '#!/bin/sh\nexec %s --log-level debug admin epilog --tmpdir /tmp --rendezvous-dir %s >> %s/epilog.log 2>&1\n' "$ROOT/bin/shoal" "$SHOAL_RENDEZVOUS_DIR" "$WORK" > "$hook"
 chmod +x "$hook"
 printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/epi.out\nsrun shoal launch -- python3 -c "
 import os, subprocess, time, shoal
@@ -211,7 +211,7 @@ done
 before=$(ls /dev/shm | grep -c "shoal-$cid")
 for _ in $(seq 300); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && break; sleep 0.1; done
 left=1
-for _ in $(seq 100); do
+for _ in $(seq 300); do  # Slurm runs the epilog after the job's steps are gone
   n=0
   for e in /proc/[0-9]*/environ; do
     st=$(cat "${e%/environ}/stat" 2>/dev/null) || continue; st=${st##*) }
@@ -219,7 +219,7 @@ for _ in $(seq 100); do
     { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qx "SHOAL_CLUSTER_ID=$cid" && n=$((n + 1))
   done
   if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && ! ls /tmp/shoal-0 2>/dev/null | grep -q "$cid" \
-     && [[ -z $(ls "$SHOAL_RENDEZVOUS_DIR") ]]; then left=0; break; fi
+     && ! ls "$SHOAL_RENDEZVOUS_DIR" | grep -q "^$jid\."; then left=0; break; fi
   sleep 0.1
 done
 rm -f "$hook"
