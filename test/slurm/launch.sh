@@ -130,7 +130,7 @@ cid=$(awk '/^CLUSTER/{print $2}' "$WORK/cancel.out" 2>/dev/null)
 workers=$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | wc -l)
 scancel "$jid"
 left=1
-for _ in $(seq 150); do
+for _ in $(seq 300); do
   n=0
   for e in /proc/[0-9]*/environ; do
     st=$(cat "${e%/environ}/stat" 2>/dev/null) || continue; st=${st##*) }
@@ -142,7 +142,8 @@ for _ in $(seq 150); do
 done
 if [[ -n $cid && $workers -ge 3 && $left == 0 ]]; then
   ok "scancel ends the cluster on every node: no process, shm file or rendezvous file left"
-else bad "scancel cleanup" "cluster=$cid processes-before=$workers" "$(ls /dev/shm "$SHOAL_RENDEZVOUS_DIR")"; fi
+else bad "scancel cleanup" "cluster=$cid processes-before=$workers" "$(ls /dev/shm "$SHOAL_RENDEZVOUS_DIR")" \
+  "$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | while read -r e; do p=${e%/environ}; echo "${p#/proc/}: $(tr '\0' ' ' < "$p/cmdline") $(awk '{print $3}' "$p/stat")"; done)"; fi
 
 # a node whose agent dies is noticed and reported; its tasks run elsewhere
 printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/lost.out\nsrun shoal launch -- python3 -c "
