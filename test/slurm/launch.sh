@@ -140,10 +140,46 @@ for _ in $(seq 300); do
   if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && ! ls "$SHOAL_RENDEZVOUS_DIR" | grep -q "^$jid\."; then left=0; break; fi
   sleep 0.1
 done
+after_epilog=""
+if [[ $left == 1 && -n $cid ]]; then
+  # what Slurm's Epilog does on a configured cluster: name what outlived the job, then clean it
+  after_epilog=$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | while read -r e; do p=${e%/environ}; echo "${p#/proc/}:$(tr '\0' ' ' < "$p/cmdline" | cut -c1-60)"; done | paste -sd';')
+  "$ROOT/bin/shoal" admin epilog --job "$jid" --tmpdir /tmp --rendezvous-dir "$SHOAL_RENDEZVOUS_DIR" >/dev/null
+  sleep 0.5
+  n=$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | wc -l)
+  if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && ! ls "$SHOAL_RENDEZVOUS_DIR" | grep -q "^$jid\."; then left=0; fi
+fi
 if [[ -n $cid && $workers -ge 3 && $left == 0 ]]; then
-  ok "scancel ends the cluster on every node: no process, shm file or rendezvous file left"
+  ok "scancel ends the cluster on every node: no process, shm file or rendezvous file left${after_epilog:+ (after shoal admin epilog, which found: $after_epilog)}"
 else bad "scancel cleanup" "cluster=$cid processes-before=$workers" "$(ls /dev/shm "$SHOAL_RENDEZVOUS_DIR")" \
   "$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | while read -r e; do p=${e%/environ}; echo "${p#/proc/}: $(tr '\0' ' ' < "$p/cmdline") $(awk '{print $3}' "$p/stat")"; done)"; fi
+
+# Ctrl-C on an interactive srun (twice within a second: srun aborts the step) stops everything
+(cd "$ROOT/examples/slurm" && exec srun -N3 --ntasks-per-node=1 shoal launch -- python3 -c '
+import os, time, shoal
+shoal.init()
+f = shoal.remote(lambda: time.sleep(300))
+refs = [f.remote() for _ in range(3)]
+print("CTRLC", os.environ["SHOAL_CLUSTER_ID"], flush=True)
+time.sleep(300)') > "$WORK/ctrlc.out" 2>&1 &
+sp=$!
+for _ in $(seq 300); do grep -q "^CTRLC" "$WORK/ctrlc.out" 2>/dev/null && break; sleep 0.1; done
+cid=$(awk '/^CTRLC/{print $2}' "$WORK/ctrlc.out")
+kill -INT $sp; sleep 0.3; kill -INT $sp; wait $sp; src=$?
+left=1
+for _ in $(seq 300); do
+  n=0
+  for e in /proc/[0-9]*/environ; do
+    st=$(cat "${e%/environ}/stat" 2>/dev/null) || continue; st=${st##*) }
+    [[ ${st%% *} == Z ]] && continue
+    { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qx "SHOAL_CLUSTER_ID=$cid" && n=$((n + 1))
+  done
+  if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid"; then left=0; break; fi
+  sleep 0.1
+done
+if [[ -n $cid && $src != 0 && $left == 0 ]]; then
+  ok "Ctrl-C on srun stops the cluster on every node and leaves no process or shm file"
+else bad "Ctrl-C on srun" "cluster=$cid srun=$src left=$left" "$(tail -5 "$WORK/ctrlc.out")"; fi
 
 # a node whose agent dies is noticed and reported; its tasks run elsewhere
 printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/lost.out\nsrun shoal launch -- python3 -c "
