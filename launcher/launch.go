@@ -246,7 +246,7 @@ func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, fi
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	res, _, _, fp, err := resources(log, o.Options, "member")
+	res, _, _, _, err := resources(log, o.Options, "member")
 	if err != nil {
 		return 1, err
 	}
@@ -256,7 +256,6 @@ func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, fi
 			offer[k] = v
 		}
 	}
-	_ = fp
 	var m *nodeagent.Member
 	for {
 		m, err = nodeagent.Join(log.Named("member"), nodeagent.MemberConfig{HeadAddr: r.Addr, Secret: r.Secret, Node: me,

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -664,5 +663,3 @@ func (a *Agent) WorkerPIDs() []int {
 	sort.Ints(out)
 	return out
 }
-
-var _ = exec.Command

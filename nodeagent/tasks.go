@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/shoal-hpc/shoal/nodeagent/confine"
 	"github.com/shoal-hpc/shoal/sched"
@@ -807,9 +806,6 @@ func filterEnv(env []string, prefixes ...string) []string {
 // workerReady runs when a started worker connects.
 func (a *Agent) workerReady(w *worker) {
 	w.job.starting--
-	if w.forAct != nil && w.forAct.state != actorDead && w.forAct.worker == nil {
-		// reserved for an actor whose resources are already held
-	}
 	if t := w.pending; t != nil {
 		w.pending = nil
 		if !t.finished {
@@ -863,5 +859,3 @@ func (a *Agent) workerLost(w *worker, why string) {
 		a.actorWorkerDied(ac, why)
 	}
 }
-
-var _ = time.Second

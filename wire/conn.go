@@ -2,7 +2,6 @@ package wire
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -250,5 +249,3 @@ func (c *Conn) Call(t Type, seq uint64, body, reply any) error {
 		return f.Decode(reply)
 	}
 }
-
-var _ = bytes.MinRead

@@ -20,7 +20,6 @@ _local_cluster = None  # the `shoal serve` process started by init()
 _lock = threading.RLock()
 _namespace = ""
 
-RETURNS_PER_DEFAULT = 1
 
 
 def _shoal_binary():

@@ -267,7 +267,7 @@ class Client:
             self._release.append(oid)
 
     # ---- objects
-    def put_serialized(self, oid, ser, fmt=w.FMT_PYTHON, owner_ref=True):
+    def put_serialized(self, oid, ser, fmt=w.FMT_PYTHON):
         """Store a serialized value under oid (the caller makes the ObjectRef)."""
         if not self.welcome.get("arena"):
             # on another node than the store: the bytes travel in the message
@@ -343,9 +343,6 @@ class Client:
         else:
             self._released(oid)
         return memoryview(mm)
-
-    def value_of(self, oid, fmt, data):
-        return _serial.decode(fmt, memoryview(data))
 
     def get(self, refs, timeout):
         ids = [r._id for r in refs]

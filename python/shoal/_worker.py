@@ -95,15 +95,9 @@ def _execute(client, spec):
         rets = [_ret(client, i, v) for i, v in zip(ids, values)]
         client.send(w.DONE, {"task": tid, "rets": rets, "err": False})
     except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
-        if isinstance(e, SystemExit) and spec["kind"] != w.KIND_ACTOR_CREATE and False:
-            raise
         tb = traceback.format_exc()
-        cause = e
-        if isinstance(e, exc.RayTaskError):
-            cause = e  # propagate the upstream task's error as is
-            err = e
-        else:
-            err = exc.RayTaskError(spec.get("name", ""), tb, cause, os.getpid())
+        # an upstream task's error propagates as it is
+        err = e if isinstance(e, exc.RayTaskError) else exc.RayTaskError(spec.get("name", ""), tb, e, os.getpid())
         try:
             py = cloudpickle.dumps(err)
         except Exception:
@@ -111,8 +105,6 @@ def _execute(client, spec):
         data = _serial.error_data("task_error", f"{type(e).__name__}: {e}", py)
         rets = [{"id": i, "fmt": w.FMT_ERROR, "data": data, "refs": [], "stored": False} for i in ids]
         client.send(w.DONE, {"task": tid, "rets": rets, "err": True})
-        if isinstance(e, (KeyboardInterrupt, SystemExit)) and spec["kind"] != w.KIND_ACTOR_METHOD:
-            pass
     finally:
         globals()["current_task"] = None
 

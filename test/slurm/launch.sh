@@ -18,6 +18,26 @@ bad() { fail=$((fail + 1)); echo "FAIL $1"; shift; (($#)) && printf '     %s\n' 
 has() { grep -q -- "$2" <<<"$1"; }
 finish() { echo "$pass passed, $fail failed"; ((fail == 0)); exit; }
 if [[ $(id -u) != 0 ]]; then echo "skip: the test Slurm cluster needs root"; finish; fi
+# live_procs CID: how many processes (zombies excluded) carry SHOAL_CLUSTER_ID=CID
+live_procs() {
+  local e st n=0
+  for e in /proc/[0-9]*/environ; do
+    st=$(cat "${e%/environ}/stat" 2>/dev/null) || continue; st=${st##*) }
+    [[ ${st%% *} == Z ]] && continue
+    { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qx "SHOAL_CLUSTER_ID=$1" && n=$((n + 1))
+  done
+  echo "$n"
+}
+# shoal_pids JOB NODE: the pids of JOB's shoal agent processes on NODE (argv0 shoal: not srun)
+shoal_pids() {
+  local e env argv0
+  for e in /proc/[0-9]*/environ; do
+    env=$({ tr '\0' '\n' < "$e"; } 2>/dev/null) || continue
+    grep -qx "SLURM_JOB_ID=$1" <<<"$env" && grep -qx "SLURMD_NODENAME=$2" <<<"$env" || continue
+    argv0=$(tr '\0' '\n' < "${e%/environ}/cmdline" 2>/dev/null | head -1)
+    [[ $(basename "$argv0") == shoal ]] && basename "${e%/environ}"
+  done
+}
 WORK=$(mktemp -d /tmp/shoal-launch.XXXXXX)
 trap 'rm -rf "$WORK" "$SHOAL_RENDEZVOUS_DIR"' EXIT
 "$CLUSTER" up >/dev/null || { bad "slurm cluster up"; finish; }
@@ -131,12 +151,7 @@ workers=$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | wc 
 scancel "$jid"
 left=1
 for _ in $(seq 300); do
-  n=0
-  for e in /proc/[0-9]*/environ; do
-    st=$(cat "${e%/environ}/stat" 2>/dev/null) || continue; st=${st##*) }
-    [[ ${st%% *} == Z ]] && continue
-    { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qx "SHOAL_CLUSTER_ID=$cid" && n=$((n + 1))
-  done
+  n=$(live_procs "$cid")
   if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && ! ls "$SHOAL_RENDEZVOUS_DIR" | grep -q "^$jid\."; then left=0; break; fi
   sleep 0.1
 done
@@ -168,12 +183,7 @@ cid=$(awk '/^CTRLC/{print $2}' "$WORK/ctrlc.out")
 kill -INT $sp; sleep 0.3; kill -INT $sp; wait $sp; src=$?
 left=1
 for _ in $(seq 300); do
-  n=0
-  for e in /proc/[0-9]*/environ; do
-    st=$(cat "${e%/environ}/stat" 2>/dev/null) || continue; st=${st##*) }
-    [[ ${st%% *} == Z ]] && continue
-    { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qx "SHOAL_CLUSTER_ID=$cid" && n=$((n + 1))
-  done
+  n=$(live_procs "$cid")
   if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid"; then left=0; break; fi
   sleep 0.1
 done
@@ -191,13 +201,7 @@ print(\\"DONE\\", sorted(shoal.get([f.remote(i) for i in range(3)])), flush=True
 jid=$(cd "$ROOT/examples/slurm" && sbatch --parsable "$WORK/lost.sbatch")
 for _ in $(seq 300); do grep -q STARTED "$WORK/lost.out" 2>/dev/null && break; sleep 0.1; done
 sleep 0.5
-victim=""
-for e in /proc/[0-9]*/environ; do
-  env=$({ tr '\0' '\n' < "$e"; } 2>/dev/null) || continue
-  grep -qx "SLURM_JOB_ID=$jid" <<<"$env" && grep -qx "SLURMD_NODENAME=node3" <<<"$env" || continue
-  argv0=$(tr '\0' '\n' < "${e%/environ}/cmdline" 2>/dev/null | head -1)
-  [[ $(basename "$argv0") == shoal ]] && victim=${e#/proc/} && victim=${victim%/environ}
-done
+victim=$(shoal_pids "$jid" node3 | head -1)
 [[ -n $victim ]] && kill -9 "$victim"
 for _ in $(seq 300); do grep -q "^DONE" "$WORK/lost.out" 2>/dev/null && break; sleep 0.1; done
 out=$(cat "$WORK/lost.out" 2>/dev/null)
@@ -214,12 +218,7 @@ for _ in $(seq 1200); do
   sleep 0.1
 done
 out=$(cat "$WORK/limit.out" 2>/dev/null); cid=$(awk '/^LIMIT/{print $2}' <<<"$out")
-left=0
-for e in /proc/[0-9]*/environ; do
-  st=$(cat "${e%/environ}/stat" 2>/dev/null) || continue; st=${st##*) }
-  [[ ${st%% *} == Z ]] && continue
-  { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qx "SHOAL_CLUSTER_ID=$cid" && left=$((left + 1))
-done
+left=$(live_procs "$cid")
 if [[ -n $cid ]] && has "$out" "driver got USR1" && has "$out" "DUE TO TIME LIMIT" && [[ $left == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid"; then
   ok "--signal=USR1@T reaches the driver; the time limit ends the job and leaves nothing"
 else bad "time limit" "cluster=$cid left=$left" "$out"; fi
@@ -239,22 +238,12 @@ time.sleep(600)"\n' "$WORK" > "$WORK/epi.sbatch"
 jid=$(cd "$ROOT/examples/slurm" && sbatch --parsable "$WORK/epi.sbatch")
 for _ in $(seq 300); do grep -q "^EPI" "$WORK/epi.out" 2>/dev/null && break; sleep 0.1; done
 cid=$(awk '/^EPI/{print $2}' "$WORK/epi.out" 2>/dev/null)
-for e in /proc/[0-9]*/environ; do
-  env=$({ tr '\0' '\n' < "$e"; } 2>/dev/null) || continue
-  grep -qx "SLURM_JOB_ID=$jid" <<<"$env" && grep -qx "SLURMD_NODENAME=node1" <<<"$env" || continue
-  argv0=$(tr '\0' '\n' < "${e%/environ}/cmdline" 2>/dev/null | head -1)
-  [[ $(basename "$argv0") == shoal ]] && kill -9 "$(basename "${e%/environ}")"  # the head, not srun
-done
+for p in $(shoal_pids "$jid" node1); do kill -9 "$p"; done  # the agent, not srun
 before=$(ls /dev/shm | grep -c "shoal-$cid")
 for _ in $(seq 300); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && break; sleep 0.1; done
 left=1
 for _ in $(seq 300); do  # Slurm runs the epilog after the job's steps are gone
-  n=0
-  for e in /proc/[0-9]*/environ; do
-    st=$(cat "${e%/environ}/stat" 2>/dev/null) || continue; st=${st##*) }
-    [[ ${st%% *} == Z ]] && continue
-    { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qx "SHOAL_CLUSTER_ID=$cid" && n=$((n + 1))
-  done
+  n=$(live_procs "$cid")
   if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && ! ls /tmp/shoal-0 2>/dev/null | grep -q "$cid" \
      && ! ls "$SHOAL_RENDEZVOUS_DIR" | grep -q "^$jid\."; then left=0; break; fi
   sleep 0.1
