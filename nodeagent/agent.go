@@ -31,6 +31,7 @@ import (
 	"github.com/shoal-hpc/shoal/nodeagent/confine"
 	"github.com/shoal-hpc/shoal/nodeagent/gpu"
 	"github.com/shoal-hpc/shoal/nodeagent/objstore"
+	"github.com/shoal-hpc/shoal/rdma"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
 )
@@ -70,6 +71,8 @@ type Config struct {
 	Confine      *confine.Confiner
 	GPUMajors    confine.Majors
 	ExtraDevices []confine.Rule
+	// Transport moves object bytes between nodes (nil: TCP on the TCP listener's address).
+	Transport rdma.Transport
 }
 
 // Agent is a node agent.
@@ -105,6 +108,8 @@ type Agent struct {
 	nodeCond *sync.Cond
 	stopping bool
 	shutOnce sync.Once
+	xfer     *xfer                        // serves and pulls objects (objremote.go)
+	holders  map[wire.ID]map[string]bool // nodes that may hold a copy of an object
 }
 
 // New creates an agent: the object store is made, nothing listens yet.
@@ -128,6 +133,7 @@ func New(log hclog.Logger, h *head.Head, cfg Config) (*Agent, error) {
 		}
 	}
 	a.nodes = []*node{a.local}
+	st.OnFree = a.objFreed
 	a.nodeCond = sync.NewCond(&a.mu)
 	return a, nil
 }
@@ -151,6 +157,11 @@ func (a *Agent) Start() error {
 		a.lnTCP = tl
 		a.local.addr = a.TCPAddr()
 		a.serve(tl, true)
+		if err := a.startXfer(); err != nil {
+			ln.Close()
+			tl.Close()
+			return err
+		}
 	}
 	if a.head != nil {
 		if err := a.head.JoinNode(head.Node{ID: a.cfg.NodeID, Addr: a.TCPAddr(), Resources: a.total}); err != nil {
@@ -268,6 +279,7 @@ func (a *Agent) Close() error {
 		c.conn.Close()
 	}
 	a.wg.Wait()
+	a.closeXfer()
 	os.Remove(a.sockPath)
 	a.mu.Lock()
 	err := a.store.Close()
@@ -590,6 +602,8 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 			a.remoteWorkerExited(c, &m)
 		}
 		return nil
+	case wire.TFetch, wire.TPutAt, wire.TNodeStore:
+		return a.handleObjXfer(c, f)
 	case wire.TShutdown:
 		if c.role != "cli" {
 			return errors.New("only a CLI connection (shoal down) may shut the cluster down")

@@ -23,6 +23,7 @@ import (
 type node struct {
 	id     string
 	addr   string
+	loc    string // where its agent serves object transfers (NODE_STORE)
 	total  sched.Resources
 	avail  sched.Resources
 	member *client // nil for this node

@@ -45,17 +45,27 @@ func (a *Agent) objFor(c *client, id wire.ID) wire.Obj {
 	if o == nil || o.Freed() {
 		return lostObj(id)
 	}
+	if o.Stored() || !o.Local() {
+		if nd := storeNode(c); nd != nil {
+			return a.remoteObj(nd, o) // its node's agent pulls the bytes in chunks
+		}
+	}
+	if !o.Local() {
+		if c.remote {
+			return wire.Obj{ID: id, Fmt: wire.FmtError, Data: errorData("object_lost",
+				"object "+id.String()+" lives on another node's store, and this client, connected over TCP, has no store of its own to pull it into; run it on a node of the cluster")}
+		}
+		return o.Obj() // {id, fmt, size, loc}: the client FETCHes it
+	}
 	if o.Stored() && c.remote {
+		// a TCP client without a store of its own (not a worker of a member node)
 		b, err := readStored(o.Path, o.Offset, o.Size)
 		if err != nil {
 			return wire.Obj{ID: id, Fmt: wire.FmtError, Data: errorData("object_lost", err.Error())}
 		}
 		return wire.Obj{ID: id, Fmt: o.Fmt, Data: b}
 	}
-	if o.Stored() {
-		a.store.Use(o, c.id)
-	}
-	return o.Obj()
+	return a.localObj(c, o)
 }
 
 // storeBytes stores a sealed object whose bytes arrived in a message: small ones stay inline,

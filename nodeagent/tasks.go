@@ -649,7 +649,7 @@ func (a *Agent) done(c *client, m *wire.Done) error {
 		if o == nil || o.Freed() {
 			continue
 		}
-		if o.Stored() {
+		if o.Stored() || !o.Local() {
 			objs = append(objs, wire.Obj{ID: o.ID, Fmt: o.Fmt, Size: o.Size})
 		} else {
 			objs = append(objs, wire.Obj{ID: o.ID, Fmt: o.Fmt, Data: nonNil(o.Inline)})

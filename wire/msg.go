@@ -154,6 +154,9 @@ type Obj struct {
 	Path   string `msgpack:"path,omitempty"`
 	Offset int64  `msgpack:"offset,omitempty"`
 	Size   int64  `msgpack:"size,omitempty"`
+	// Loc, on a stored object whose bytes are not in this node's store, is the transfer
+	// address of an agent that holds them: FETCH it from your own node's agent.
+	Loc string `msgpack:"loc,omitempty"`
 }
 
 // GetReply answers Get.

@@ -44,6 +44,10 @@ type Object struct {
 	Offset   int64
 	Size     int64
 	Refs     []wire.ID // ids this object contains; pinned while it lives
+	// Loc is the transfer address of another node's agent that holds the bytes, for an
+	// object sealed elsewhere (see PutRemote); "" when the bytes are here.
+	Loc      string
+	filling  bool // FillRemote reserved local room; a pull is writing the bytes
 	refs     map[uint64]int
 	pins     int
 	uses     map[uint64]int
@@ -56,8 +60,14 @@ type Object struct {
 // Stored reports whether the object's bytes are in a file (arena or spill).
 func (o *Object) Stored() bool { return o.Path != "" }
 
+// Local reports whether the object's bytes are readable in this store (inline or stored).
+func (o *Object) Local() bool { return o.Loc == "" || (o.Path != "" && !o.filling) }
+
 // Obj describes the object for a client.
 func (o *Object) Obj() wire.Obj {
+	if !o.Local() {
+		return wire.Obj{ID: o.ID, Fmt: o.Fmt, Size: o.Size, Loc: o.Loc}
+	}
 	if o.Path == "" {
 		return wire.Obj{ID: o.ID, Fmt: o.Fmt, Data: nonNil(o.Inline)}
 	}
@@ -188,10 +198,20 @@ func (s *Store) pinAll(ids []wire.ID) {
 // has no room it spills other objects to disk; when that is not enough the object itself goes
 // to a spill file. An object larger than the whole arena is an error wrapping ErrFull.
 func (s *Store) Create(id wire.ID, format int, size int64, refs []wire.ID, owner uint64) (*Object, error) {
+	return s.create(id, format, size, refs, owner, false)
+}
+
+// CreateAny is Create for a copy pulled from another node: an object larger than the whole
+// arena goes straight to a spill file instead of failing.
+func (s *Store) CreateAny(id wire.ID, format int, size int64, owner uint64) (*Object, error) {
+	return s.create(id, format, size, nil, owner, true)
+}
+
+func (s *Store) create(id wire.ID, format int, size int64, refs []wire.ID, owner uint64, big bool) (*Object, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("create object %s: negative size %d", id, size)
 	}
-	if size > s.alloc.size {
+	if size > s.alloc.size && !big {
 		return nil, fmt.Errorf("%w: object %s of %s is larger than the object store (%s); start the cluster with a larger --object-store-memory",
 			ErrFull, id, human(size), human(s.alloc.size))
 	}
@@ -203,27 +223,109 @@ func (s *Store) Create(id wire.ID, format int, size int64, refs []wire.ID, owner
 		o.refs[owner]++
 	}
 	o.Fmt, o.Size, o.State = format, size, Created
-	off := s.alloc.alloc(size)
-	for off < 0 && s.spillOne() {
-		off = s.alloc.alloc(size)
-	}
-	if off >= 0 {
-		o.Path, o.Offset, o.inArena = s.arenaPath, off, true
-	} else {
-		p, err := s.spillFile(id, size)
-		if err != nil {
-			delete(s.objs, id)
-			return nil, err
-		}
-		o.Path, o.Offset, o.spilled = p, 0, true
-		s.spilled++
-		s.spillB += size
-		s.log.Debug("arena full, object created in spill directory", "object", id.String(), "size", size)
+	if err := s.place(o); err != nil {
+		delete(s.objs, id)
+		return nil, err
 	}
 	s.pinAll(refs)
 	o.Refs = refs
 	return o, nil
 }
+
+// place gives o.Size bytes of room to o: in the arena, spilling least recently used objects
+// to make room, or else in a spill file of its own.
+func (s *Store) place(o *Object) error {
+	off := int64(-1)
+	if o.Size <= s.alloc.size {
+		off = s.alloc.alloc(o.Size)
+		for off < 0 && s.spillOne() {
+			off = s.alloc.alloc(o.Size)
+		}
+	}
+	if off >= 0 {
+		o.Path, o.Offset, o.inArena = s.arenaPath, off, true
+		return nil
+	}
+	p, err := s.spillFile(o.ID, o.Size)
+	if err != nil {
+		return err
+	}
+	o.Path, o.Offset, o.spilled = p, 0, true
+	s.spilled++
+	s.spillB += o.Size
+	s.log.Debug("arena full, object created in spill directory", "object", o.ID.String(), "size", o.Size)
+	return nil
+}
+
+// Abort drops an object that Create or CreateAny made and whose bytes never arrived.
+func (s *Store) Abort(id wire.ID) {
+	o := s.objs[id]
+	if o == nil || o.State != Created {
+		return
+	}
+	s.dropBytes(o)
+	delete(s.objs, id)
+}
+
+// PutRemote records a sealed object whose size bytes live in another node's store, served at
+// loc. owner (0 for none) gets a reference. It returns nil when the object is unknown and
+// nobody would own it, or when it is sealed already (a retried task's second answer).
+func (s *Store) PutRemote(id wire.ID, format int, size int64, refs []wire.ID, owner uint64, loc string) *Object {
+	o := s.objs[id]
+	if (o == nil && owner == 0) || (o != nil && o.State != Pending) {
+		return nil
+	}
+	o = s.entry(id)
+	if owner != 0 {
+		o.refs[owner]++
+	}
+	o.Fmt, o.Size, o.Loc, o.State = format, size, loc, Sealed
+	s.pinAll(refs)
+	o.Refs = refs
+	return o
+}
+
+// FillRemote reserves room here for a remote object's bytes (see PutRemote), so that a pull
+// can write them; owner gets a use that keeps the range until Filled. It returns the object.
+func (s *Store) FillRemote(id wire.ID, owner uint64) (*Object, error) {
+	o := s.objs[id]
+	if o == nil || o.freeWant || o.State != Sealed || o.Loc == "" || o.Path != "" {
+		return nil, fmt.Errorf("[internal error] fill object %s: not a remote object without local bytes", id)
+	}
+	if err := s.place(o); err != nil {
+		return nil, err
+	}
+	o.filling = true
+	s.Use(o, owner)
+	return o, nil
+}
+
+// Filled ends FillRemote: with ok the bytes are here and readable, otherwise the room goes
+// back and the object stays remote. The use of owner ends either way.
+func (s *Store) Filled(id wire.ID, owner uint64, ok bool) {
+	o := s.objs[id]
+	if o == nil || !o.filling {
+		return
+	}
+	o.filling = false
+	if ok {
+		o.Loc = ""
+		s.touch(o)
+	} else {
+		delete(o.uses, owner)
+		s.dropBytes(o)
+		o.Path = ""
+		owner = 0
+	}
+	if owner != 0 {
+		s.Release(id, owner)
+	} else {
+		s.maybeFree(o)
+	}
+}
+
+// Free returns the room in the arena for an object of size bytes now, without spilling.
+func (s *Store) Free() int64 { return s.alloc.largest() }
 
 func (s *Store) spillFile(id wire.ID, size int64) (string, error) {
 	if s.spillDir == "" {
@@ -250,7 +352,7 @@ func (s *Store) spillFile(id wire.ID, size int64) (string, error) {
 func (s *Store) spillOne() bool {
 	var cands []*Object
 	for _, o := range s.objs {
-		if o.inArena && o.State == Sealed && len(o.uses) == 0 && !o.freeWant {
+		if o.inArena && o.State == Sealed && len(o.uses) == 0 && !o.freeWant && !o.filling {
 			cands = append(cands, o)
 		}
 	}

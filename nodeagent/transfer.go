@@ -1,0 +1,377 @@
+package nodeagent
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-hpc/shoal/nodeagent/objstore"
+	"github.com/shoal-hpc/shoal/rdma"
+	"github.com/shoal-hpc/shoal/wire"
+)
+
+// Object transfer between the stores of two nodes (docs/object-transfer.md).
+//
+// Every agent (the head node's and each member) serves its store's sealed objects on a
+// listener of an rdma.Transport, and pulls objects it lacks from the agent that holds them:
+//
+//	FETCH ──> pull(id) ──> wait for room ──> reserve (arena, or spill) ──> dial holder (pooled)
+//	      ──> REQ{id} ──> HDR{size, fmt} ──> size bytes in chunks, straight into the mapping
+//	      ──> seal here ──> answer every FETCH of id that waited
+//
+// Several objects are pulled at once (up to pullSlots), each on its own connection; a second
+// FETCH of an object already on its way waits for the same pull. Flow control against the
+// store's free memory: a pull reserves its room before any byte moves; when the object does
+// not fit the arena's free room while other pulls are in flight, it waits for one of them to
+// end, and then the store spills least recently used objects (or, failing that, the object
+// goes to a spill file). A pull never fails for lack of room, and a failed one says why.
+//
+// On the connection (fixed sizes, big-endian): REQ is the 16-byte id; HDR is size (int64,
+// -1 when the object is not here) and fmt (int64); then ceil(size/chunk) messages of chunk
+// bytes (the last one shorter). The transport authenticates both ends with the cluster secret.
+
+const (
+	// pullSlots is how many objects one node pulls at the same time.
+	pullSlots = 4
+	// defaultChunk is the size of one transfer message.
+	defaultChunk = 8 << 20
+	// xferOwnerBase numbers the store uses of transfers, apart from connection ids.
+	xferOwnerBase = uint64(1) << 62
+)
+
+// errAlreadyHere is returned by a reserve function when the object arrived meanwhile.
+var errAlreadyHere = errors.New("object already here")
+
+// xfer serves and pulls one store's objects.
+type xfer struct {
+	log   hclog.Logger
+	tr    rdma.Transport
+	ln    rdma.Listener
+	mu    *sync.Mutex // guards store (the agent's lock)
+	store *objstore.Store
+	chunk int
+	slots chan struct{}
+	ctx   context.Context
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+	owner atomic.Uint64
+
+	pmu   sync.Mutex
+	pulls map[wire.ID]*pull
+	idle  map[string][]rdma.Conn
+	conns map[rdma.Conn]bool // open connections, closed on close
+	room  chan struct{}      // closed (and replaced) when a pull ends
+	nbusy int                // pulls holding reserved room
+}
+
+// pull is one object on its way here; done is closed when err is final.
+type pull struct {
+	done chan struct{}
+	err  error
+}
+
+// newXfer starts serving store on a listener of tr.
+func newXfer(log hclog.Logger, tr rdma.Transport, mu *sync.Mutex, store *objstore.Store) (*xfer, error) {
+	ctx, stop := context.WithCancel(context.Background())
+	ln, err := tr.Listen(ctx)
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("listen for object transfers over %s: %w", tr.Name(), err)
+	}
+	x := &xfer{log: log, tr: tr, ln: ln, mu: mu, store: store, chunk: defaultChunk,
+		slots: make(chan struct{}, pullSlots), ctx: ctx, stop: stop,
+		pulls: map[wire.ID]*pull{}, idle: map[string][]rdma.Conn{}, conns: map[rdma.Conn]bool{},
+		room: make(chan struct{})}
+	x.wg.Add(1)
+	go x.accept()
+	return x, nil
+}
+
+// Loc is the address other agents pull this store's objects from.
+func (x *xfer) Loc() string { return x.tr.Name() + ":" + x.ln.Addr() }
+
+// close stops serving, fails pulls in flight and closes every connection.
+func (x *xfer) close() {
+	x.stop()
+	x.ln.Close()
+	x.pmu.Lock()
+	for c := range x.conns {
+		c.Close()
+	}
+	x.idle = map[string][]rdma.Conn{}
+	x.pmu.Unlock()
+	x.wg.Wait()
+}
+
+func (x *xfer) track(c rdma.Conn, open bool) bool {
+	x.pmu.Lock()
+	defer x.pmu.Unlock()
+	if open && x.ctx.Err() != nil {
+		c.Close()
+		return false
+	}
+	if open {
+		x.conns[c] = true
+	} else {
+		delete(x.conns, c)
+	}
+	return true
+}
+
+func (x *xfer) accept() {
+	defer x.wg.Done()
+	for {
+		c, err := x.ln.Accept(x.ctx)
+		if err != nil {
+			if x.ctx.Err() == nil {
+				x.log.Warn("object transfer listener stopped", "error", err)
+			}
+			return
+		}
+		if !x.track(c, true) {
+			return
+		}
+		x.wg.Add(1)
+		go x.serve(c)
+	}
+}
+
+// serve answers pull requests on c, one after the other, until the peer closes it.
+func (x *xfer) serve(c rdma.Conn) {
+	defer x.wg.Done()
+	defer x.track(c, false)
+	defer c.Close()
+	req := make([]byte, 16)
+	hdr := make([]byte, 16)
+	for {
+		if err := c.Recv(x.ctx, req); err != nil {
+			return
+		}
+		var id wire.ID
+		copy(id[:], req)
+		owner := xferOwnerBase + x.owner.Add(1)
+		size, format, path, off := int64(-1), 0, "", int64(0)
+		x.mu.Lock()
+		if o := x.store.Lookup(id); o != nil && !o.Freed() && o.State == objstore.Sealed && o.Stored() && o.Local() {
+			x.store.Use(o, owner)
+			size, format, path, off = o.Size, o.Fmt, o.Path, o.Offset
+		}
+		x.mu.Unlock()
+		binary.BigEndian.PutUint64(hdr, uint64(size))
+		binary.BigEndian.PutUint64(hdr[8:], uint64(format))
+		err := c.Send(x.ctx, hdr)
+		if err == nil && size > 0 {
+			err = x.sendBytes(c, path, off, size)
+		}
+		if size >= 0 {
+			x.mu.Lock()
+			x.store.Release(id, owner)
+			x.mu.Unlock()
+		}
+		if err != nil {
+			x.log.Debug("serve object transfer", "object", id.String(), "error", err)
+			return
+		}
+	}
+}
+
+// mapFile maps size bytes of path at off (page aligned).
+func mapFile(path string, off, size int64, write bool) ([]byte, error) {
+	flag, prot := os.O_RDONLY, unix.PROT_READ
+	if write {
+		flag, prot = os.O_RDWR, unix.PROT_READ|unix.PROT_WRITE
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	m, err := unix.Mmap(int(f.Fd()), off, int(size), prot, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("map %d bytes of %s at %d: %w", size, path, off, err)
+	}
+	return m, nil
+}
+
+func (x *xfer) sendBytes(c rdma.Conn, path string, off, size int64) error {
+	m, err := mapFile(path, off, size, false)
+	if err != nil {
+		return err
+	}
+	defer unix.Munmap(m)
+	for p := 0; p < len(m); p += x.chunk {
+		if err := c.Send(x.ctx, m[p:min(p+x.chunk, len(m))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pull brings object id of size bytes here from the agent at loc, or joins the pull of it
+// already in flight. reserve (called with x.mu held, given a use owner) makes room and returns
+// where to write, or errAlreadyHere; finish (with x.mu held) seals or drops the room. The
+// caller waits on the result's done.
+func (x *xfer) pull(id wire.ID, loc string, size int64,
+	reserve func(owner uint64) (path string, off int64, err error), finish func(owner uint64, err error)) *pull {
+	x.pmu.Lock()
+	if p := x.pulls[id]; p != nil {
+		x.pmu.Unlock()
+		return p
+	}
+	p := &pull{done: make(chan struct{})}
+	x.pulls[id] = p
+	x.pmu.Unlock()
+	go func() {
+		p.err = x.run(id, loc, size, reserve, finish)
+		x.pmu.Lock()
+		delete(x.pulls, id)
+		x.pmu.Unlock()
+		close(p.done)
+	}()
+	return p
+}
+
+func (x *xfer) run(id wire.ID, loc string, size int64,
+	reserve func(uint64) (string, int64, error), finish func(uint64, error)) error {
+	select {
+	case x.slots <- struct{}{}:
+	case <-x.ctx.Done():
+		return fmt.Errorf("pull object %s: the agent is closing", id)
+	}
+	defer func() { <-x.slots }()
+	owner := xferOwnerBase + x.owner.Add(1)
+	// Wait for room: while the object does not fit the arena's free room and other pulls hold
+	// theirs, one of them ending may make room without spilling anything.
+	var path string
+	var off int64
+	for {
+		x.mu.Lock()
+		fits := size <= x.store.Free()
+		x.pmu.Lock()
+		busy, room := x.nbusy, x.room
+		if fits || busy == 0 {
+			var err error
+			path, off, err = reserve(owner)
+			if err == nil {
+				x.nbusy++
+			}
+			x.pmu.Unlock()
+			x.mu.Unlock()
+			if errors.Is(err, errAlreadyHere) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("make room for object %s of %d bytes: %w", id, size, err)
+			}
+			break
+		}
+		x.pmu.Unlock()
+		x.mu.Unlock()
+		select {
+		case <-room:
+		case <-x.ctx.Done():
+			return fmt.Errorf("pull object %s: the agent is closing", id)
+		}
+	}
+	err := x.fetchInto(id, loc, size, path, off)
+	x.mu.Lock()
+	finish(owner, err)
+	x.mu.Unlock()
+	x.pmu.Lock()
+	x.nbusy--
+	close(x.room)
+	x.room = make(chan struct{})
+	x.pmu.Unlock()
+	return err
+}
+
+func (x *xfer) dial(loc string) (rdma.Conn, error) {
+	x.pmu.Lock()
+	if cs := x.idle[loc]; len(cs) > 0 {
+		c := cs[len(cs)-1]
+		x.idle[loc] = cs[:len(cs)-1]
+		x.pmu.Unlock()
+		return c, nil
+	}
+	x.pmu.Unlock()
+	name, addr, ok := strings.Cut(loc, ":")
+	if !ok || name != x.tr.Name() {
+		return nil, fmt.Errorf("transfer address %q is not a %s address; every node of a cluster must use the same transport", loc, x.tr.Name())
+	}
+	c, err := x.tr.Dial(x.ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	if !x.track(c, true) {
+		return nil, fmt.Errorf("the agent is closing")
+	}
+	return c, nil
+}
+
+func (x *xfer) putIdle(loc string, c rdma.Conn) {
+	x.pmu.Lock()
+	defer x.pmu.Unlock()
+	if x.ctx.Err() != nil || len(x.idle[loc]) >= pullSlots {
+		delete(x.conns, c)
+		c.Close()
+		return
+	}
+	x.idle[loc] = append(x.idle[loc], c)
+}
+
+// fetchInto reads object id from the agent at loc into path at off.
+func (x *xfer) fetchInto(id wire.ID, loc string, size int64, path string, off int64) error {
+	c, err := x.dial(loc)
+	if err != nil {
+		return fmt.Errorf("connect to %s to pull object %s: %w", loc, id, err)
+	}
+	ok := false
+	defer func() {
+		if ok {
+			x.putIdle(loc, c)
+		} else {
+			x.track(c, false)
+			c.Close()
+		}
+	}()
+	if err := c.Send(x.ctx, id[:]); err != nil {
+		return fmt.Errorf("ask %s for object %s: %w", loc, id, err)
+	}
+	hdr := make([]byte, 16)
+	if err := c.Recv(x.ctx, hdr); err != nil {
+		return fmt.Errorf("ask %s for object %s: %w", loc, id, err)
+	}
+	got := int64(binary.BigEndian.Uint64(hdr))
+	if got < 0 {
+		ok = true
+		return fmt.Errorf("object %s is no longer at %s (freed, or its node lost it)", id, loc)
+	}
+	if got != size {
+		return fmt.Errorf("object %s at %s has %d bytes, the directory says %d", id, loc, got, size)
+	}
+	if size > 0 {
+		m, err := mapFile(path, off, size, true)
+		if err != nil {
+			return err
+		}
+		// fault the pages in with one call rather than one fault per page (Linux 5.14+)
+		unix.Madvise(m, 23 /* MADV_POPULATE_WRITE */)
+		for p := 0; p < len(m); p += x.chunk {
+			if err := c.Recv(x.ctx, m[p:min(p+x.chunk, len(m))]); err != nil {
+				unix.Munmap(m)
+				return fmt.Errorf("pull object %s from %s: %w", id, loc, err)
+			}
+		}
+		unix.Munmap(m)
+	}
+	ok = true
+	return nil
+}
