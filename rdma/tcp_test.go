@@ -86,3 +86,11 @@ func benchPingPong(b *testing.B, tr Transport, n int) {
 		}
 	}
 }
+
+func BenchmarkShm(b *testing.B) {
+	tr, err := NewShm(ShmConfig{Secret: "s", Cluster: "bench"})
+	if err != nil {
+		b.Skip(err)
+	}
+	benchPingPong(b, tr, 16<<20)
+}
