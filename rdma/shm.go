@@ -314,8 +314,8 @@ type shmConn struct {
 	mem   []byte
 	out   shmRing
 	in    shmRing
-	dead  atomic.Bool // the peer closed or died
-	close atomic.Bool // this end closed
+	dead  atomic.Bool  // the peer closed or died
+	close atomic.Bool  // this end closed
 	ops   atomic.Int64 // operations of this end under way; the rings stay mapped until 0
 	once  sync.Once
 	hdr   [8]byte
