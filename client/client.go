@@ -19,11 +19,12 @@ import (
 // answers to the requests waiting for them, keeps the values that READY pushes, and queues
 // EXEC messages for the worker loop.
 type Client struct {
-	conn    *wire.Conn
-	log     hclog.Logger
-	welcome *wire.Welcome
-	prefix  [8]byte
-	worker  bool
+	conn      *wire.Conn
+	log       hclog.Logger
+	welcome   *wire.Welcome
+	prefix    [8]byte
+	worker    bool
+	nodeStore *storeConn // this node's object store, when it is not the head node's (store.go)
 
 	counter atomic.Uint32
 	seq     atomic.Uint64
@@ -141,7 +142,12 @@ func dial(log hclog.Logger, addr, secret, role, workerID string) (*Client, error
 		conn.Close()
 		return nil, fmt.Errorf("connect to shoal at %s: %w: the agent gave a client prefix of %d bytes, want 8", addr, wire.ErrCorruptFrame, len(w.Client))
 	}
-	c := &Client{conn: conn, log: log.With("node", w.Node), welcome: w, worker: role == "worker",
+	st, err := dialStore(secret, role, workerID)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	c := &Client{conn: conn, log: log.With("node", w.Node), welcome: w, worker: role == "worker", nodeStore: st,
 		calls: map[uint64]*call{}, slots: map[wire.ID]*slot{}, readyGen: make(chan struct{}),
 		execSig: make(chan struct{}, 1), dead: make(chan struct{}), readerDone: make(chan struct{})}
 	copy(c.prefix[:], w.Client)
@@ -159,6 +165,7 @@ func (c *Client) Close() error {
 		c.fail(ErrClosed)
 		c.conn.Close()
 		<-c.readerDone
+		c.nodeStore.close()
 	})
 	return nil
 }

@@ -114,6 +114,9 @@ func (c *Client) create(id wire.ID, data []byte, refs []wire.ID) error {
 	if refs == nil {
 		refs = []wire.ID{}
 	}
+	if c.nodeStore != nil {
+		return c.createHere(id, data, refs)
+	}
 	var r wire.CreateReply
 	if err := c.request(context.Background(), wire.TCreate, &wire.Create{ID: id, Fmt: wire.FmtMsgpack, Size: int64(len(data)), Refs: refs}, &r); err != nil {
 		return fmt.Errorf("reserve room in the object store: %w", err)
@@ -165,10 +168,26 @@ func writeAt(path string, offset int64, data []byte) error {
 // readObj calls fn with the bytes of a ready object; a stored object is mapped read-only for
 // the call and its use is given back (RELEASE) afterwards.
 func (c *Client) readObj(o wire.Obj, fn func([]byte) error) error {
+	if o.Loc != "" {
+		lo, release, err := c.localize(context.Background(), o)
+		if err != nil {
+			return err
+		}
+		if lo.Path == "" {
+			return fn(lo.Data)
+		}
+		defer release()
+		return c.mapObj(lo, fn)
+	}
 	if o.Path == "" {
 		return fn(o.Data)
 	}
 	defer c.send(wire.TRelease, &wire.IDs{IDs: []wire.ID{o.ID}})
+	return c.mapObj(o, fn)
+}
+
+// mapObj calls fn with the bytes of a stored object mapped read-only.
+func (c *Client) mapObj(o wire.Obj, fn func([]byte) error) error {
 	if o.Size == 0 {
 		return fn(nil)
 	}

@@ -212,11 +212,23 @@ func (c *Client) args(ctx context.Context, t *wire.Task, sig *signature) ([]refl
 		}
 	}()
 	for i, o := range depv {
-		if o.Path == "" {
+		if o.Loc != "" {
+			lo, release, err := c.localize(ctx, o)
+			if err != nil {
+				return nil, fmt.Errorf("read argument object %s: %w", o.ID, err)
+			}
+			defer release()
+			if lo.Path == "" {
+				data[i] = lo.Data
+				continue
+			}
+			o = lo
+		} else if o.Path == "" {
 			data[i] = o.Data
 			continue
+		} else {
+			uses = append(uses, o.ID)
 		}
-		uses = append(uses, o.ID)
 		if o.Size == 0 {
 			continue
 		}

@@ -139,6 +139,11 @@ func Epilog(log hclog.Logger, o EpilogOptions) *EpilogReport {
 	for id, in := range clusters {
 		r.Clusters = append(r.Clusters, id)
 		remove(filepath.Join(o.ShmRoot, "shoal-"+id))
+		// member nodes' stores and session directories: shoal-<id>-<node>, <id>-<node>
+		stores, _ := filepath.Glob(filepath.Join(o.ShmRoot, "shoal-"+id+"-*"))
+		for _, d := range stores {
+			remove(d)
+		}
 		if in.StoreDir != "" && strings.HasSuffix(in.StoreDir, "shoal-"+id) {
 			remove(in.StoreDir)
 		}
@@ -148,6 +153,8 @@ func Epilog(log hclog.Logger, o EpilogOptions) *EpilogReport {
 		}
 		for _, root := range o.TmpRoots {
 			dirs, _ := filepath.Glob(filepath.Join(root, "shoal-*", id))
+			more, _ := filepath.Glob(filepath.Join(root, "shoal-*", id+"-*"))
+			dirs = append(dirs, more...)
 			for _, d := range dirs {
 				remove(d)
 				os.Remove(filepath.Dir(d))

@@ -246,20 +246,25 @@ func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, fi
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	res, _, _, _, err := resources(log, o.Options, "member")
+	// the node's own object store: every name holds the node's, since the network namespaces
+	// of one machine (the test cluster) share /dev/shm and /tmp
+	storeID := r.Cluster + "-" + me
+	res, storeBytes, shmDir, _, err := resources(log, o.Options, storeID)
 	if err != nil {
 		return 1, err
 	}
+	store := &nodeagent.StoreConfig{ClusterID: r.Cluster, Dir: shmDir, Memory: storeBytes,
+		SessionDir: filepath.Join(BaseDir(o.TmpRoot), storeID)}
 	offer := sched.Resources{}
 	for k, v := range res {
-		if k != "object_store_memory" && k != "GPU" { // the store and GPUs of members are not used yet
+		if k != "GPU" { // GPUs come from Slurm (o.SlurmGPUs)
 			offer[k] = v
 		}
 	}
 	var m *nodeagent.Member
 	for {
 		m, err = nodeagent.Join(log.Named("member"), nodeagent.MemberConfig{HeadAddr: r.Addr, Secret: r.Secret, Node: me,
-			Addr: nodeAddr(me), Resources: offer, GPUs: o.SlurmGPUs, Scrub: o.Scrub})
+			Addr: nodeAddr(me), Resources: offer, GPUs: o.SlurmGPUs, Scrub: o.Scrub, Store: store})
 		if err == nil {
 			break
 		}

@@ -108,7 +108,7 @@ type Agent struct {
 	nodeCond *sync.Cond
 	stopping bool
 	shutOnce sync.Once
-	xfer     *xfer                        // serves and pulls objects (objremote.go)
+	xfer     *xfer                       // serves and pulls objects (objremote.go)
 	holders  map[wire.ID]map[string]bool // nodes that may hold a copy of an object
 }
 

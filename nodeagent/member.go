@@ -33,6 +33,7 @@ type Member struct {
 	mu      sync.Mutex
 	workers map[string]*exec.Cmd
 	wg      sync.WaitGroup
+	store   *memberStore // this node's object store (memberstore.go); nil without one
 }
 
 // MemberConfig configures Join.
@@ -46,6 +47,9 @@ type MemberConfig struct {
 	Scrub     func([]string) []string
 	Stdout    *os.File
 	Stderr    *os.File
+	// Store, when set, gives the node an object store of its own, which its workers use and
+	// which other nodes pull objects from.
+	Store *StoreConfig
 }
 
 // Join connects to the head node's agent and offers this node.
@@ -54,12 +58,25 @@ func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
 	if err != nil {
 		return nil, fmt.Errorf("join the cluster at %s: %w", cfg.HeadAddr, err)
 	}
+	var st *memberStore
+	if cfg.Store != nil {
+		if st, err = newMemberStore(log.Named("store"), cfg.Secret, cfg.Node, cfg.Addr, *cfg.Store); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("start node %s's object store: %w", cfg.Node, err)
+		}
+	}
 	if err := conn.Call(wire.TNodeJoin, 1, &wire.NodeJoin{Node: cfg.Node, Addr: cfg.Addr, Resources: cfg.Resources, GPUs: cfg.GPUs}, nil); err != nil {
 		conn.Close()
+		if st != nil {
+			st.close()
+		}
 		return nil, fmt.Errorf("join the cluster at %s as node %s: %w", cfg.HeadAddr, cfg.Node, err)
 	}
+	if st != nil {
+		conn.Send(wire.TNodeStore, 0, &wire.NodeStore{Loc: st.xfer.Loc()})
+	}
 	m := &Member{log: log, conn: conn, node: cfg.Node, scrub: cfg.Scrub, stdout: cfg.Stdout, stderr: cfg.Stderr,
-		workers: map[string]*exec.Cmd{}}
+		workers: map[string]*exec.Cmd{}, store: st}
 	if m.stdout == nil {
 		m.stdout = os.Stdout
 	}
@@ -95,6 +112,14 @@ func (m *Member) Run() (int, error) {
 				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			}
 			m.mu.Unlock()
+		case wire.TObjFree:
+			var ids wire.IDs
+			if err := f.Decode(&ids); err != nil {
+				return 1, err
+			}
+			if m.store != nil {
+				m.store.free(ids.IDs)
+			}
 		case wire.TStop:
 			var s wire.Stop
 			f.Decode(&s)
@@ -111,7 +136,19 @@ func (m *Member) Run() (int, error) {
 // Close kills the workers and closes the connection.
 func (m *Member) Close() error {
 	m.killAll()
-	return m.conn.Close()
+	err := m.conn.Close()
+	if m.store != nil {
+		m.store.close()
+	}
+	return err
+}
+
+// StoreStats returns the node's object store figures (zero without a store).
+func (m *Member) StoreStats() wire.StoreStats {
+	if m.store == nil {
+		return wire.StoreStats{}
+	}
+	return m.store.stats()
 }
 
 func (m *Member) spawn(s *wire.Spawn) {
@@ -125,6 +162,9 @@ func (m *Member) spawn(s *wire.Spawn) {
 		env = m.scrub(env)
 	}
 	cmd.Env = append(filterEnv(env, "SHOAL_", "PYTHONPATH="), s.Env...)
+	if m.store != nil {
+		cmd.Env = append(cmd.Env, "SHOAL_STORE_ADDRESS="+m.store.Addr())
+	}
 	if s.Cwd != "" {
 		if st, err := os.Stat(s.Cwd); err == nil && st.IsDir() {
 			cmd.Dir = s.Cwd

@@ -36,14 +36,14 @@ const (
 
 // Object is one entry of the store.
 type Object struct {
-	ID       wire.ID
-	Fmt      int
-	State    State
-	Inline   []byte // inline bytes (when Path == "")
-	Path     string // arena or spill file
-	Offset   int64
-	Size     int64
-	Refs     []wire.ID // ids this object contains; pinned while it lives
+	ID     wire.ID
+	Fmt    int
+	State  State
+	Inline []byte // inline bytes (when Path == "")
+	Path   string // arena or spill file
+	Offset int64
+	Size   int64
+	Refs   []wire.ID // ids this object contains; pinned while it lives
 	// Loc is the transfer address of another node's agent that holds the bytes, for an
 	// object sealed elsewhere (see PutRemote); "" when the bytes are here.
 	Loc      string
