@@ -1,0 +1,270 @@
+package nodeagent
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-hpc/shoal/sched"
+	"github.com/shoal-hpc/shoal/wire"
+)
+
+// twoNodes is a head node's agent and a member agent with a store of its own, on loopback,
+// with their stores in /dev/shm under names of their own.
+type twoNodes struct {
+	t      *testing.T
+	secret string
+	head   *Agent
+	member *Member
+	shm    []string
+}
+
+func startTwoNodes(t *testing.T, headStore, memberStore int64) *twoNodes {
+	t.Helper()
+	log := hclog.NewNullLogger()
+	if testing.Verbose() {
+		log = hclog.New(&hclog.LoggerOptions{Level: hclog.Debug})
+	}
+	id := "xfertest" + wire.NewSecret()[:8]
+	n := &twoNodes{t: t, secret: wire.NewSecret()}
+	n.shm = []string{"/dev/shm/shoal-" + id, "/dev/shm/shoal-" + id + "-node2"}
+	a, err := New(log.Named("head"), nil, Config{ClusterID: id, Secret: n.secret, NodeID: "node1", SessionDir: t.TempDir(),
+		StoreDir: n.shm[0], SpillDir: filepath.Join(t.TempDir(), "spill"), Resources: sched.Resources{"CPU": 1},
+		ObjectStoreMemory: headStore, ListenTCP: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	n.head = a
+	m, err := Join(log.Named("member"), MemberConfig{HeadAddr: a.TCPAddr(), Secret: n.secret, Node: "node2", Addr: "127.0.0.1",
+		Resources: sched.Resources{"CPU": 1}, Store: &StoreConfig{ClusterID: id, Dir: n.shm[1],
+			SessionDir: filepath.Join(t.TempDir(), id+"-node2"), Memory: memberStore}})
+	if err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	n.member = m
+	go m.Run()
+	t.Cleanup(n.close)
+	// the member announced its store
+	for deadline := time.Now().Add(10 * time.Second); n.memberLoc() == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the member's NODE_STORE did not reach the head node's agent")
+		}
+	}
+	return n
+}
+
+func (n *twoNodes) memberLoc() string {
+	n.head.mu.Lock()
+	defer n.head.mu.Unlock()
+	for _, nd := range n.head.nodes {
+		if nd.member != nil {
+			return nd.loc
+		}
+	}
+	return ""
+}
+
+func (n *twoNodes) close() {
+	n.member.Close()
+	n.head.Close()
+	for _, d := range n.shm {
+		if _, err := os.Stat(d); err == nil {
+			n.t.Errorf("%s is left behind after the agents closed", d)
+			os.RemoveAll(d)
+		}
+	}
+}
+
+// dial connects to addr as a driver (head) or a worker-less store client (member).
+func (n *twoNodes) dial(addr string) *wire.Conn {
+	n.t.Helper()
+	c, _, err := wire.Dial(addr, n.secret, wire.Auth{Role: "driver", PID: os.Getpid()})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func randomID() wire.ID {
+	var id wire.ID
+	rand.Read(id[:])
+	return id
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// create writes data as object id through CREATE and SEAL on c.
+func create(t *testing.T, c *wire.Conn, id wire.ID, data []byte) {
+	t.Helper()
+	var r wire.CreateReply
+	if err := c.Call(wire.TCreate, 1, &wire.Create{ID: id, Fmt: wire.FmtRaw, Size: int64(len(data)), Refs: []wire.ID{}}, &r); err != nil {
+		t.Fatal(err)
+	}
+	writeFileAt(t, r.Path, r.Offset, data)
+	c.Send(wire.TSeal, 0, &wire.One{ID: id})
+	if err := c.Call(wire.TInfo, 3, struct{}{}, nil); err != nil { // sealed once this is answered
+		t.Fatal(err)
+	}
+}
+
+func writeFileAt(t *testing.T, path string, off int64, data []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(data, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readObj returns the bytes of a stored object answer by mapping it, as a client does.
+func readObj(t *testing.T, o wire.Obj) []byte {
+	t.Helper()
+	if o.Fmt == wire.FmtError {
+		t.Fatalf("object %s is an error object: %q", o.ID, o.Data)
+	}
+	if o.Path == "" {
+		t.Fatalf("object %s has no path: %+v", o.ID, o)
+	}
+	f, err := os.Open(o.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := unix.Mmap(int(f.Fd()), o.Offset, int(o.Size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	return bytes.Clone(m)
+}
+
+func TestObjectPulledFromHeadToMember(t *testing.T) {
+	n := startTwoNodes(t, 256<<20, 64<<20)
+	driver := n.dial(n.head.Addr())
+	store := n.dial(n.member.store.Addr())
+	data := randomBytes(40<<20 + 12345)
+	id := randomID()
+	create(t, driver, id, data)
+	var o wire.Obj
+	if err := store.Call(wire.TFetch, 10, &wire.Fetch{ID: id, Fmt: wire.FmtRaw, Size: int64(len(data)), Loc: n.head.XferAddr()}, &o); err != nil {
+		t.Fatal(err)
+	}
+	if got := readObj(t, o); sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("the member's copy of a %d-byte object differs from what the driver put", len(data))
+	}
+	if !strings.HasPrefix(o.Path, n.shm[1]) {
+		t.Errorf("the member's copy is at %s, not in its own store %s", o.Path, n.shm[1])
+	}
+}
+
+func TestObjectPulledFromMemberToHeadAndFreedEverywhere(t *testing.T) {
+	n := startTwoNodes(t, 256<<20, 128<<20)
+	driver := n.dial(n.head.Addr())
+	store := n.dial(n.member.store.Addr())
+	// an object of more than one 256 MiB frame would do too; this one is over several chunks
+	data := randomBytes(100<<20 + 7)
+	id := randomID()
+	create(t, store, id, data)
+	driver.Send(wire.TPutAt, 0, &wire.PutAt{ID: id, Fmt: wire.FmtRaw, Size: int64(len(data)), Refs: []wire.ID{}, Loc: n.memberLoc()})
+	var g wire.GetReply
+	if err := driver.Call(wire.TGet, 21, &wire.Get{IDs: []wire.ID{id}, TimeoutMS: 10000}, &g); err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Objs) != 1 || g.Objs[0].Loc != n.memberLoc() {
+		t.Fatalf("GET of an object sealed on node2 answered %+v, want it located at %s", g.Objs, n.memberLoc())
+	}
+	var o wire.Obj
+	if err := driver.Call(wire.TFetch, 22, &wire.Fetch{ID: id, Fmt: g.Objs[0].Fmt, Size: g.Objs[0].Size, Loc: g.Objs[0].Loc}, &o); err != nil {
+		t.Fatal(err)
+	}
+	if got := readObj(t, o); sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatal("the head's copy differs from the object written on node2")
+	}
+	driver.Send(wire.TRelease, 0, &wire.IDs{IDs: []wire.ID{id}})
+	driver.Send(wire.TDecref, 0, &wire.IDs{IDs: []wire.ID{id}})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		hs, ms := n.head.Stats(), n.member.StoreStats()
+		if hs.Objects == 0 && ms.Objects == 0 && ms.Bytes == 0 && hs.Bytes == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the last reference went, the head holds %+v and node2 %+v; want nothing", hs, ms)
+		}
+	}
+}
+
+func TestConcurrentPullsIntoASmallStoreSpill(t *testing.T) {
+	n := startTwoNodes(t, 256<<20, 32<<20)
+	driver := n.dial(n.head.Addr())
+	// six objects of 12 MiB, and one larger than the member's whole arena
+	sizes := []int{12 << 20, 12 << 20, 12 << 20, 12 << 20, 12 << 20, 12 << 20, 40 << 20}
+	ids := make([]wire.ID, len(sizes))
+	sums := make([][32]byte, len(sizes))
+	for i, sz := range sizes {
+		ids[i] = randomID()
+		data := randomBytes(sz)
+		sums[i] = sha256.Sum256(data)
+		create(t, driver, ids[i], data)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, len(sizes))
+	for i := range sizes {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c, _, err := wire.Dial(n.member.store.Addr(), n.secret, wire.Auth{Role: "driver"})
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			defer c.Close()
+			var o wire.Obj
+			if err := c.Call(wire.TFetch, 1, &wire.Fetch{ID: ids[i], Fmt: wire.FmtRaw, Size: int64(sizes[i]), Loc: n.head.XferAddr()}, &o); err != nil {
+				errs <- err.Error()
+				return
+			}
+			if o.Fmt == wire.FmtError || o.Path == "" {
+				errs <- "object " + ids[i].String() + ": " + string(o.Data)
+				return
+			}
+			f, _ := os.Open(o.Path)
+			b := make([]byte, o.Size)
+			f.ReadAt(b, o.Offset)
+			f.Close()
+			if sha256.Sum256(b) != sums[i] {
+				errs <- "object " + ids[i].String() + " differs after the pull"
+			}
+			c.Send(wire.TRelease, 0, &wire.IDs{IDs: []wire.ID{ids[i]}})
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if st := n.member.StoreStats(); st.Spilled == 0 || st.Objects != len(sizes) {
+		t.Errorf("node2's 32 MiB store after pulling %d objects (108 MiB): %+v; want them all, some spilled", len(sizes), st)
+	}
+}
