@@ -90,6 +90,85 @@ def _rebuild_ref(oid):
     return ObjectRef(oid)
 
 
+class _StoreConn:
+    """A worker's connection to its own node's object store, on a node other than the head
+    node (SHOAL_STORE_ADDRESS, docs/object-transfer.md): objects are created in and mapped from
+    that store, while everything else goes to the head node's agent. The store only answers
+    requests, one at a time."""
+
+    def __init__(self, address, secret, worker_id):
+        self.address = address
+        self.conn = w.Conn.dial(address)
+        _, self.welcome = w.handshake(self.conn, secret, "worker", worker_id=worker_id)
+        self.lock = threading.Lock()
+        self.seq = 0
+        self.releases = []  # uses to give back, sent before the next request
+
+    def request(self, t, body):
+        with self.lock:
+            self.seq += 1
+            seq = self.seq
+            parts = []
+            if self.releases:
+                rel, self.releases = self.releases, []
+                parts.append(w.encode(w.RELEASE, 0, {"ids": rel}))
+            parts.append(w.encode(t, seq, body))
+            try:
+                self.conn.send(b"".join(parts))
+                while True:
+                    rt, rseq, rbody = self.conn.recv()
+                    if rseq == seq:
+                        break
+            except (OSError, w.ProtocolError) as e:
+                raise exc.RaySystemError(f"lost the connection to this node's object store at {self.address}: {e}")
+        if rt == w.ERROR:
+            raise _error_from(rbody)
+        return rbody
+
+    def request_many(self, t, bodies):
+        """Send all requests at once and return their answers in order (the store answers
+        them as they finish, so several objects are pulled at the same time)."""
+        with self.lock:
+            seqs = []
+            parts = []
+            if self.releases:
+                rel, self.releases = self.releases, []
+                parts.append(w.encode(w.RELEASE, 0, {"ids": rel}))
+            for b in bodies:
+                self.seq += 1
+                seqs.append(self.seq)
+                parts.append(w.encode(t, self.seq, b))
+            got = {}
+            try:
+                self.conn.send(b"".join(parts))
+                while len(got) < len(seqs):
+                    rt, rseq, rbody = self.conn.recv()
+                    if rseq in seqs:
+                        got[rseq] = (rt, rbody)
+            except (OSError, w.ProtocolError) as e:
+                raise exc.RaySystemError(f"lost the connection to this node's object store at {self.address}: {e}")
+        out = []
+        for s in seqs:
+            rt, rbody = got[s]
+            if rt == w.ERROR:
+                raise _error_from(rbody)
+            out.append(rbody)
+        return out
+
+    def released(self, oid):
+        self.releases.append(oid)
+
+    def close(self):
+        try:
+            with self.lock:
+                if self.releases:
+                    self.conn.send(w.encode(w.RELEASE, 0, {"ids": self.releases}))
+                    self.releases = []
+        except OSError:
+            pass
+        self.conn.close()
+
+
 class Client:
     def __init__(self, address, secret, role="driver", worker_id=""):
         self.address = address
@@ -120,6 +199,10 @@ class Client:
         self._populated = 0     # this process's arena mapping has page tables up to here
         self._closed = False
         self._dead = None
+        self.store = None
+        if role == "worker" and os.environ.get("SHOAL_STORE_ADDRESS"):
+            self.store = _StoreConn(os.environ["SHOAL_STORE_ADDRESS"], secret, worker_id)
+        self._arena_welcome = self.store.welcome if self.store else self.welcome
 
     # ---- ids
     def next_id(self, tail):
@@ -269,7 +352,17 @@ class Client:
     # ---- objects
     def put_serialized(self, oid, ser, fmt=w.FMT_PYTHON):
         """Store a serialized value under oid (the caller makes the ObjectRef)."""
-        if not self.welcome.get("arena"):
+        if self.store is not None and ser.size >= w.INLINE_MAX:
+            # a worker on a member node: into this node's store, then tell the head where it is
+            reply = self.store.request(w.CREATE, {"id": oid, "fmt": fmt, "size": ser.size, "refs": ser.refs})
+            try:
+                self._write(reply["path"], reply["offset"], ser)
+            finally:
+                self.store.request(w.SEAL, {"id": oid})  # readable before the head hears of it
+            self.send(w.PUT_AT, {"id": oid, "fmt": fmt, "size": ser.size, "refs": ser.refs, "loc": ""})
+            self._ready[oid] = (fmt, None)
+            return
+        if not self._arena_welcome.get("arena"):
             # on another node than the store: the bytes travel in the message
             if ser.size > w.MAX_FRAME - 4096:
                 raise exc.ObjectStoreFullError(
@@ -293,11 +386,11 @@ class Client:
         self._ready[oid] = (fmt, None)
 
     def _write(self, path, offset, ser):
-        if path == self.welcome["arena"]:
+        if path == self._arena_welcome["arena"]:
             if self._arena is None:
                 fd = os.open(path, os.O_RDWR)
                 try:
-                    self._arena = mmap.mmap(fd, self.welcome["arena_size"], mmap.MAP_SHARED)
+                    self._arena = mmap.mmap(fd, self._arena_welcome["arena_size"], mmap.MAP_SHARED)
                 finally:
                     os.close(fd)
             mm, base = self._arena, offset
@@ -330,8 +423,52 @@ class Client:
         if mm is not self._arena:
             mm.close()
 
-    def _read_stored(self, oid, o):
+    def _fetch_many(self, objs):
+        """FETCH several objects that live on other nodes at once; returns (fmt, bytes) each."""
+        bodies = [{"id": o["id"], "fmt": o["fmt"], "size": o.get("size", 0), "loc": o["loc"]} for o in objs]
+        if self.store is not None:
+            answers, release = self.store.request_many(w.FETCH, bodies), self.store.released
+        else:
+            seqs = []
+            for b in bodies:
+                with self._count_lock:
+                    self._seq += 1
+                    seqs.append(self._seq)
+                self.send(w.FETCH, b, seqs[-1])
+            self.pump(lambda: all(s in self._replies for s in seqs))
+            answers, release = [], self._released
+            for s in seqs:
+                rt, body = self._replies.pop(s)
+                if rt == w.ERROR:
+                    raise _error_from(body)
+                answers.append(body)
+        out = []
+        for lo in answers:
+            if lo.get("path"):
+                out.append((lo["fmt"], self._read_stored(lo["id"], lo, release)))
+            else:
+                out.append((lo["fmt"], memoryview(lo.get("data") or b"")))
+        return out
+
+    def read_obj(self, o):
+        """The bytes of an object from GET or EXEC: inline, mapped from this node's store, or
+        pulled into this node's store first (FETCH) when it lives on another node."""
+        if o.get("loc"):
+            body = {"id": o["id"], "fmt": o["fmt"], "size": o.get("size", 0), "loc": o["loc"]}
+            if self.store is not None:
+                lo, release = self.store.request(w.FETCH, body), self.store.released
+            else:
+                lo, release = self.request(w.FETCH, body), self._released
+            if lo.get("path"):
+                return lo["fmt"], self._read_stored(lo["id"], lo, release)
+            return lo["fmt"], memoryview(lo.get("data") or b"")
+        if o.get("path"):
+            return o["fmt"], self._read_stored(o["id"], o)
+        return o["fmt"], memoryview(o.get("data") or b"")
+
+    def _read_stored(self, oid, o, release=None):
         """Map a stored object read-only; the mapping's collection sends RELEASE."""
+        release = release or self._released
         size = o["size"]
         fd = os.open(o["path"], os.O_RDONLY)
         try:
@@ -339,9 +476,9 @@ class Client:
         finally:
             os.close(fd)
         if size:
-            weakref.finalize(mm, self._released, oid)
+            weakref.finalize(mm, release, oid)
         else:
-            self._released(oid)
+            release(oid)
         return memoryview(mm)
 
     def get(self, refs, timeout):
@@ -369,9 +506,17 @@ class Client:
             reply = self.request(w.GET, {"ids": [ids[k] for k in need], "timeout_ms": tms})
             if reply.get("timeout"):
                 raise exc.GetTimeoutError(f"get timed out after {timeout}s: {len(need)} object(s) not ready")
+            remote = [(k, o) for k, o in zip(need, reply["objs"]) if o.get("loc")]
+            done = set()
+            if len(remote) > 1:  # pulled at the same time
+                for (k, _), fb in zip(remote, self._fetch_many([o for _, o in remote])):
+                    out[k] = _serial.decode(*fb)
+                    done.add(k)
             for k, o in zip(need, reply["objs"]):
-                if o.get("path"):
-                    out[k] = _serial.decode(o["fmt"], self._read_stored(o["id"], o))
+                if k in done:
+                    continue
+                if o.get("path") or o.get("loc"):
+                    out[k] = _serial.decode(*self.read_obj(o))
                 else:
                     data = o.get("data") or b""
                     if len(data) < 65536 and o["id"] in self._local:
@@ -436,6 +581,8 @@ class Client:
             pass
         self._closed = True
         self.conn.close()
+        if self.store is not None:
+            self.store.close()
         if self._arena is not None:
             try:
                 self._arena.close()

@@ -22,10 +22,7 @@ _actor = None
 def _resolve(depv, client):
     vals = []
     for o in depv:
-        if o.get("path"):
-            vals.append(_serial.decode(o["fmt"], client._read_stored(o["id"], o)))
-        else:
-            vals.append(_serial.decode(o["fmt"], memoryview(o.get("data") or b"")))
+        vals.append(_serial.decode(*client.read_obj(o)))
     return vals
 
 

@@ -1,0 +1,89 @@
+"""Objects moving between the nodes of a 3-node Slurm cluster (run by test/slurm/objects.sh under
+`srun shoal launch`): every check prints one line "CHECK <name> <True|False> <detail>"."""
+import hashlib
+import os
+import sys
+
+import numpy as np
+
+import shoal as ray
+from shoal.util.placement_group import placement_group
+from shoal.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+MIB = 1 << 20
+ray.init()
+print("CLUSTER", os.environ["SHOAL_CLUSTER_ID"], flush=True)
+
+
+def check(name, ok, detail=""):
+    print("CHECK", name, bool(ok), detail, flush=True)
+
+
+def array(seed, nbytes):
+    return np.random.default_rng(seed).integers(0, 2**62, size=nbytes // 8, dtype=np.int64)
+
+
+def digest(a):
+    return hashlib.sha256(memoryview(a).cast("B")).hexdigest()
+
+
+# one bundle per node, so that a task can be sent to a node by name
+pg = placement_group([{"CPU": 1}] * 3, strategy="STRICT_SPREAD")
+ray.get(pg.ready())
+
+
+def on(i):
+    return PlacementGroupSchedulingStrategy(pg, i)
+
+
+@ray.remote(num_cpus=1)
+def where():
+    return os.environ["SHOAL_NODE_ID"]
+
+
+bundle = {ray.get(where.options(scheduling_strategy=on(i)).remote()): i for i in range(3)}
+check("bundles", sorted(bundle) == ["node1", "node2", "node3"], bundle)
+
+
+@ray.remote(num_cpus=1)
+def produce(seed, nbytes):
+    return array(seed, nbytes)
+
+
+@ray.remote(num_cpus=1)
+def consume(a):
+    return digest(a), a.nbytes, os.environ["SHOAL_NODE_ID"]
+
+
+mode = sys.argv[1] if len(sys.argv) > 1 else "all"
+if mode in ("all", "big"):
+    # a 300 MiB array made on node2, read by the driver on node1 (more than one 256 MiB frame)
+    ref = produce.options(scheduling_strategy=on(bundle["node2"])).remote(1, 300 * MIB)
+    a = ray.get(ref)
+    check("node2_300mib_to_driver", digest(a) == digest(array(1, 300 * MIB)) and a.nbytes == 300 * MIB, a.nbytes)
+    del a, ref
+
+if mode == "all":
+    # several objects from node2 and node3 at once
+    refs = [produce.options(scheduling_strategy=on(bundle["node2" if i % 2 else "node3"])).remote(10 + i, 24 * MIB)
+            for i in range(6)]
+    got = ray.get(refs)
+    check("concurrent_gets", all(digest(g) == digest(array(10 + i, 24 * MIB)) for i, g in enumerate(got)), len(got))
+    del got, refs
+
+    # tasks on node3 consume an object the driver put (on node1)
+    big = ray.put(array(7, 100 * MIB))
+    want = digest(array(7, 100 * MIB))
+    outs = ray.get([consume.options(scheduling_strategy=on(bundle["node3"])).remote(big) for _ in range(3)])
+    check("node3_consumes_driver_put", all(o == (want, 100 * MIB, "node3") for o in outs), outs[0][1:])
+    # and a task on node2 passes its own (large) result straight to a task on node3
+    mid = produce.options(scheduling_strategy=on(bundle["node2"])).remote(8, 64 * MIB)
+    out = ray.get(consume.options(scheduling_strategy=on(bundle["node3"])).remote(mid))
+    check("node2_result_to_node3_task", out == (digest(array(8, 64 * MIB)), 64 * MIB, "node3"), out[1:])
+    del big, mid
+
+if mode == "spill":
+    # node2's store (--object-store-memory) holds one of these at a time: the others spill
+    refs = [produce.options(scheduling_strategy=on(bundle["node2"])).remote(20 + i, 150 * MIB) for i in range(3)]
+    ok = all(digest(ray.get(r)) == digest(array(20 + i, 150 * MIB)) for i, r in enumerate(refs))
+    check("small_store_spills", ok, "3 x 150 MiB through 200 MiB stores")
