@@ -193,8 +193,9 @@ func (s *memberStore) handle(conn *wire.Conn, cid uint64, f wire.Frame) error {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		// the head node's agent holds the references; this copy lives until OBJ_FREE
-		o, err := s.store.Create(m.ID, m.Fmt, m.Size, nil, headOwner)
+		// the head node's agent holds the references; this copy lives until OBJ_FREE. An
+		// object larger than the whole arena goes to a spill file, as pulled copies do.
+		o, err := s.store.CreateAny(m.ID, m.Fmt, m.Size, headOwner)
 		if err != nil {
 			if errors.Is(err, objstore.ErrFull) {
 				return conn.SendError(f.Seq, "store_full", err.Error())

@@ -7,8 +7,6 @@ import sys
 import numpy as np
 
 import shoal as ray
-from shoal.util.placement_group import placement_group
-from shoal.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 MIB = 1 << 20
 ray.init()
@@ -27,13 +25,12 @@ def digest(a):
     return hashlib.sha256(memoryview(a).cast("B")).hexdigest()
 
 
-# one bundle per node, so that a task can be sent to a node by name
-pg = placement_group([{"CPU": 1}] * 3, strategy="STRICT_SPREAD")
-ray.get(pg.ready())
+# every node offers a resource named after it (objects.sh starts `shoal launch --resources
+# '{"on_nodeN": 100}'` on each), so that a task can be sent to a node by name
 
 
-def on(i):
-    return PlacementGroupSchedulingStrategy(pg, i)
+def on(node):
+    return {"on_" + node: 1}
 
 
 @ray.remote(num_cpus=1)
@@ -41,8 +38,8 @@ def where():
     return os.environ["SHOAL_NODE_ID"]
 
 
-bundle = {ray.get(where.options(scheduling_strategy=on(i)).remote()): i for i in range(3)}
-check("bundles", sorted(bundle) == ["node1", "node2", "node3"], bundle)
+got = {n: ray.get(where.options(resources=on(n)).remote()) for n in ("node1", "node2", "node3")}
+check("placement", all(k == v for k, v in got.items()), got)
 
 
 @ray.remote(num_cpus=1)
@@ -58,14 +55,14 @@ def consume(a):
 mode = sys.argv[1] if len(sys.argv) > 1 else "all"
 if mode in ("all", "big"):
     # a 300 MiB array made on node2, read by the driver on node1 (more than one 256 MiB frame)
-    ref = produce.options(scheduling_strategy=on(bundle["node2"])).remote(1, 300 * MIB)
+    ref = produce.options(resources=on("node2")).remote(1, 300 * MIB)
     a = ray.get(ref)
     check("node2_300mib_to_driver", digest(a) == digest(array(1, 300 * MIB)) and a.nbytes == 300 * MIB, a.nbytes)
     del a, ref
 
 if mode == "all":
     # several objects from node2 and node3 at once
-    refs = [produce.options(scheduling_strategy=on(bundle["node2" if i % 2 else "node3"])).remote(10 + i, 24 * MIB)
+    refs = [produce.options(resources=on("node2" if i % 2 else "node3")).remote(10 + i, 24 * MIB)
             for i in range(6)]
     got = ray.get(refs)
     check("concurrent_gets", all(digest(g) == digest(array(10 + i, 24 * MIB)) for i, g in enumerate(got)), len(got))
@@ -74,16 +71,16 @@ if mode == "all":
     # tasks on node3 consume an object the driver put (on node1)
     big = ray.put(array(7, 100 * MIB))
     want = digest(array(7, 100 * MIB))
-    outs = ray.get([consume.options(scheduling_strategy=on(bundle["node3"])).remote(big) for _ in range(3)])
+    outs = ray.get([consume.options(resources=on("node3")).remote(big) for _ in range(3)])
     check("node3_consumes_driver_put", all(o == (want, 100 * MIB, "node3") for o in outs), outs[0][1:])
     # and a task on node2 passes its own (large) result straight to a task on node3
-    mid = produce.options(scheduling_strategy=on(bundle["node2"])).remote(8, 64 * MIB)
-    out = ray.get(consume.options(scheduling_strategy=on(bundle["node3"])).remote(mid))
+    mid = produce.options(resources=on("node2")).remote(8, 64 * MIB)
+    out = ray.get(consume.options(resources=on("node3")).remote(mid))
     check("node2_result_to_node3_task", out == (digest(array(8, 64 * MIB)), 64 * MIB, "node3"), out[1:])
     del big, mid
 
 if mode == "spill":
     # node2's store (--object-store-memory) holds one of these at a time: the others spill
-    refs = [produce.options(scheduling_strategy=on(bundle["node2"])).remote(20 + i, 150 * MIB) for i in range(3)]
+    refs = [produce.options(resources=on("node2")).remote(20 + i, 150 * MIB) for i in range(3)]
     ok = all(digest(ray.get(r)) == digest(array(20 + i, 150 * MIB)) for i, r in enumerate(refs))
     check("small_store_spills", ok, "3 x 150 MiB through 200 MiB stores")
