@@ -70,6 +70,11 @@ type xfer struct {
 	conns map[rdma.Conn]bool // open connections, closed on close
 	room  chan struct{}      // closed (and replaced) when a pull ends
 	nbusy int                // pulls holding reserved room
+
+	arenaPath string
+	arena     []byte // the whole arena, mapped once (see view)
+	popMu     sync.Mutex
+	populated int64 // the arena's pages are faulted in below this offset
 }
 
 // pull is one object on its way here; done is closed when err is final.
@@ -90,6 +95,14 @@ func newXfer(log hclog.Logger, tr rdma.Transport, mu *sync.Mutex, store *objstor
 		slots: make(chan struct{}, pullSlots), ctx: ctx, stop: stop,
 		pulls: map[wire.ID]*pull{}, idle: map[string][]rdma.Conn{}, conns: map[rdma.Conn]bool{},
 		room: make(chan struct{})}
+	x.arenaPath = store.ArenaPath()
+	if n := store.Capacity(); n > 0 {
+		if x.arena, err = mapFile(x.arenaPath, 0, n, true); err != nil {
+			ln.Close()
+			stop()
+			return nil, fmt.Errorf("map the object store arena for transfers: %w", err)
+		}
+	}
 	x.wg.Add(1)
 	go x.accept()
 	return x, nil
@@ -109,6 +122,10 @@ func (x *xfer) close() {
 	x.idle = map[string][]rdma.Conn{}
 	x.pmu.Unlock()
 	x.wg.Wait()
+	if x.arena != nil {
+		unix.Munmap(x.arena)
+		x.arena = nil
+	}
 }
 
 func (x *xfer) track(c rdma.Conn, open bool) bool {
@@ -202,11 +219,11 @@ func mapFile(path string, off, size int64, write bool) ([]byte, error) {
 }
 
 func (x *xfer) sendBytes(c rdma.Conn, path string, off, size int64) error {
-	m, err := mapFile(path, off, size, false)
+	m, done, err := x.view(path, off, size, false)
 	if err != nil {
 		return err
 	}
-	defer unix.Munmap(m)
+	defer done()
 	for p := 0; p < len(m); p += x.chunk {
 		if err := c.Send(x.ctx, m[p:min(p+x.chunk, len(m))]); err != nil {
 			return err
@@ -358,20 +375,49 @@ func (x *xfer) fetchInto(id wire.ID, loc string, size int64, path string, off in
 		return fmt.Errorf("object %s at %s has %d bytes, the directory says %d", id, loc, got, size)
 	}
 	if size > 0 {
-		m, err := mapFile(path, off, size, true)
+		m, done, err := x.view(path, off, size, true)
 		if err != nil {
 			return err
 		}
-		// fault the pages in with one call rather than one fault per page (Linux 5.14+)
-		unix.Madvise(m, 23 /* MADV_POPULATE_WRITE */)
 		for p := 0; p < len(m); p += x.chunk {
 			if err := c.Recv(x.ctx, m[p:min(p+x.chunk, len(m))]); err != nil {
-				unix.Munmap(m)
+				done()
 				return fmt.Errorf("pull object %s from %s: %w", id, loc, err)
 			}
 		}
-		unix.Munmap(m)
+		done()
 	}
 	ok = true
 	return nil
+}
+
+// view returns size bytes of path at off and a function to call when done with them. Ranges of
+// the arena come from one mapping of the whole arena that the agent keeps, so their page
+// tables are made once (the first pull into a range is faulted in with one call); other files
+// (spill files) are mapped for the call and faulted in with one call.
+func (x *xfer) view(path string, off, size int64, write bool) ([]byte, func(), error) {
+	if x.arena != nil && path == x.arenaPath {
+		m := x.arena[off : off+size]
+		if write {
+			x.popMu.Lock()
+			if end := off + size; end > x.populated {
+				unix.Madvise(x.arena[max(off, x.populated)/objstore.PageSize*objstore.PageSize:end], unix.MADV_POPULATE_WRITE)
+				if off <= x.populated {
+					x.populated = end
+				}
+			}
+			x.popMu.Unlock()
+		}
+		return m, func() {}, nil
+	}
+	m, err := mapFile(path, off, size, write)
+	if err != nil {
+		return nil, nil, err
+	}
+	adv := unix.MADV_POPULATE_READ
+	if write {
+		adv = unix.MADV_POPULATE_WRITE
+	}
+	unix.Madvise(m, adv) // Linux 5.14+; without it the pages fault in one by one
+	return m, func() { unix.Munmap(m) }, nil
 }

@@ -268,3 +268,48 @@ func TestConcurrentPullsIntoASmallStoreSpill(t *testing.T) {
 		t.Errorf("node2's 32 MiB store after pulling %d objects (108 MiB): %+v; want them all, some spilled", len(sizes), st)
 	}
 }
+
+// BenchmarkPull pulls a 256 MiB object from the head node's agent into a member's store over
+// loopback TCP, one object per iteration; the copy is freed before the next.
+func BenchmarkPull(b *testing.B) {
+	t := &testing.T{}
+	n := startTwoNodes(t, 1<<30, 1<<30)
+	defer n.close()
+	c, _, err := wire.Dial(n.head.Addr(), n.secret, wire.Auth{Role: "driver"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	s, _, err := wire.Dial(n.member.store.Addr(), n.secret, wire.Auth{Role: "driver"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const size = 256 << 20
+	data := randomBytes(size)
+	b.SetBytes(size)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		id := randomID()
+		var r wire.CreateReply
+		if err := c.Call(wire.TCreate, 1, &wire.Create{ID: id, Size: size, Refs: []wire.ID{}}, &r); err != nil {
+			b.Fatal(err)
+		}
+		f, _ := os.OpenFile(r.Path, os.O_RDWR, 0)
+		f.WriteAt(data, r.Offset)
+		f.Close()
+		c.Send(wire.TSeal, 0, &wire.One{ID: id})
+		c.Call(wire.TInfo, 2, struct{}{}, nil)
+		b.StartTimer()
+		var o wire.Obj
+		if err := s.Call(wire.TFetch, 3, &wire.Fetch{ID: id, Size: size, Loc: n.head.XferAddr()}, &o); err != nil || o.Path == "" {
+			b.Fatal(err, o)
+		}
+		b.StopTimer()
+		s.Send(wire.TRelease, 0, &wire.IDs{IDs: []wire.ID{id}})
+		n.member.store.free([]wire.ID{id})
+		c.Send(wire.TDecref, 0, &wire.IDs{IDs: []wire.ID{id}})
+		b.StartTimer()
+	}
+}
