@@ -21,14 +21,14 @@ import (
 // twoNodes is a head node's agent and a member agent with a store of its own, on loopback,
 // with their stores in /dev/shm under names of their own.
 type twoNodes struct {
-	t      *testing.T
+	t      testing.TB
 	secret string
 	head   *Agent
 	member *Member
 	shm    []string
 }
 
-func startTwoNodes(t *testing.T, headStore, memberStore int64) *twoNodes {
+func startTwoNodes(t testing.TB, headStore, memberStore int64) *twoNodes {
 	t.Helper()
 	log := hclog.NewNullLogger()
 	if testing.Verbose() {
@@ -272,9 +272,7 @@ func TestConcurrentPullsIntoASmallStoreSpill(t *testing.T) {
 // BenchmarkPull pulls a 256 MiB object from the head node's agent into a member's store over
 // loopback TCP, one object per iteration; the copy is freed before the next.
 func BenchmarkPull(b *testing.B) {
-	t := &testing.T{}
-	n := startTwoNodes(t, 1<<30, 1<<30)
-	defer n.close()
+	n := startTwoNodes(b, 1<<30, 1<<30)
 	c, _, err := wire.Dial(n.head.Addr(), n.secret, wire.Auth{Role: "driver"})
 	if err != nil {
 		b.Fatal(err)

@@ -7,13 +7,15 @@
 #
 # raw TCP   scripts/rawtcp.py: one TCP stream from shoal-n2 to shoal-n1 (the direction objects
 #           travel below), 1 GiB from one reused 8 MiB buffer, timed by the receiver from its
-#           first byte to its last; median of REPS runs.
+#           first byte to its last; median of REPS runs. Also 4 streams at once (256 MiB each,
+#           first byte of any to last byte of all), since shoal's TCP transport stripes large
+#           messages over 4 streams: the fair peer for shoal is the better of the two.
 # shoal     scripts/bench_object_transfer.py under `srun shoal launch --object-store-memory 3g`:
 #           a task on node2 returns a numpy array into node2's store; once it is ready, the
 #           driver on node1 times ray.get, which pulls the bytes into node1's store in chunks
 #           (docs/object-transfer.md) and maps them; median of REPS runs. "four at once" gets
 #           four 256 MiB arrays in one ray.get (pulled concurrently).
-# The bar (issue #5): shoal >= 80% of raw TCP. Printed, not enforced: the exit status is non-zero
+# The bar (issue #5): shoal >= 80% of raw TCP (the better of one and 4 streams). Printed, not enforced: the exit status is non-zero
 # only on errors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,9 +37,26 @@ for ((i = 0; i < REPS; i++)); do
   for _ in $(seq 50); do grep -q listening "$WORK/raw.out" 2>/dev/null && break; sleep 0.1; done
   ip netns exec shoal-n2 python3 scripts/rawtcp.py send 198.18.0.11 "$port" $((1 << 30))
   wait "$rpid"
-  raw+=("$(tail -1 "$WORK/raw.out")")
+  raw+=("$(tail -1 "$WORK/raw.out" | awk '{print $1}')")
 done
-raw_med=$(printf '%s\n' "${raw[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+raw_med=$(printf '%s\n' "${raw[@]}" | awk '{print $1}' | median)
+raw4=()
+for ((i = 0; i < REPS; i++)); do
+  pids=()
+  for s in 0 1 2 3; do
+    port=$((20000 + RANDOM % 20000))
+    ip netns exec shoal-n1 python3 scripts/rawtcp.py recv 198.18.0.11 "$port" $((1 << 28)) > "$WORK/raw4.$s" &
+    pids+=($!)
+    for _ in $(seq 50); do grep -q listening "$WORK/raw4.$s" 2>/dev/null && break; sleep 0.1; done
+    ports[$s]=$port
+  done
+  for s in 0 1 2 3; do ip netns exec shoal-n2 python3 scripts/rawtcp.py send 198.18.0.11 "${ports[$s]}" $((1 << 28)) & done
+  wait
+  raw4+=("$(for s in 0 1 2 3; do tail -1 "$WORK/raw4.$s"; done | awk '{if (NR == 1 || $2 < a) a = $2; if ($3 > b) b = $3} END {printf "%.3f", 4 * 268435456 / (b - a) / 1e9}')")
+done
+raw4_med=$(printf '%s\n' "${raw4[@]}" | median)
+best=$(awk -v a="$raw_med" -v b="$raw4_med" 'BEGIN {print (a > b) ? a : b}')
 
 cat > "$WORK/bench.sbatch" <<SB
 #!/bin/bash
@@ -46,10 +65,11 @@ srun bash -c 'exec shoal launch --object-store-memory 3g --resources "{\"on_\$SL
 SB
 (cd "$WORK" && timeout 900 sbatch --wait "$WORK/bench.sbatch" >/dev/null) || { cat "$WORK/bench.out"; exit 1; }
 
-echo "object transfer node2 -> node1 (GB/s, median of $REPS; raw TCP runs: ${raw[*]})"
-printf '| %-38s | %8s | %12s |\n' case GB/s "vs raw TCP"
-printf '| %-38s | %8s | %12s |\n' "raw TCP, one stream, 1 GiB" "$raw_med" "1.00"
+echo "object transfer node2 -> node1 (GB/s, median of $REPS; raw TCP runs: ${raw[*]}; 4 streams: ${raw4[*]})"
+printf '| %-38s | %8s | %14s |\n' case GB/s "vs best raw TCP"
+printf '| %-38s | %8s | %14s |\n' "raw TCP, one stream, 1 GiB" "$raw_med" "$(awk -v a="$raw_med" -v b="$best" 'BEGIN {printf "%.2f", a / b}')"
+printf '| %-38s | %8s | %14s |\n' "raw TCP, 4 streams, 4 x 256 MiB" "$raw4_med" "$(awk -v a="$raw4_med" -v b="$best" 'BEGIN {printf "%.2f", a / b}')"
 while read -r _ name bytes rate _; do
-  ratio=$(awk -v a="$rate" -v b="$raw_med" 'BEGIN {printf "%.2f", a / b}')
-  printf '| %-38s | %8s | %12s |\n' "shoal ray.get, $name" "$rate" "$ratio"
+  ratio=$(awk -v a="$rate" -v b="$best" 'BEGIN {printf "%.2f", a / b}')
+  printf '| %-38s | %8s | %14s |\n' "shoal ray.get, $name" "$rate" "$ratio"
 done < <(grep '^RESULT' "$WORK/bench.out")

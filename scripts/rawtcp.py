@@ -1,5 +1,6 @@
 """iperf-style raw TCP between two network namespaces, for scripts/bench-object-transfer.sh:
-`rawtcp.py recv HOST PORT BYTES` prints the receiver's GB/s (first byte to last);
+`rawtcp.py recv HOST PORT BYTES` prints the receiver's GB/s (first byte to last), then the wall
+clock times of its first and last byte (to add up parallel streams);
 `rawtcp.py send HOST PORT BYTES` sends BYTES from one reused 8 MiB buffer."""
 import socket
 import sys
@@ -19,7 +20,7 @@ def main():
         c, _ = ls.accept()
         buf = memoryview(bytearray(BUF))
         got = c.recv_into(buf)
-        t0 = time.perf_counter()
+        t0, w0 = time.perf_counter(), time.time()
         while got < total:
             n = c.recv_into(buf, min(BUF, total - got))
             if n == 0:
@@ -27,7 +28,7 @@ def main():
             got += n
         dt = time.perf_counter() - t0
         c.sendall(b"k")
-        print(f"{total / dt / 1e9:.3f}")
+        print(f"{total / dt / 1e9:.3f} {w0:.6f} {w0 + dt:.6f}")
         return
     s = socket.create_connection((host, port))
     buf = memoryview(bytearray(b"\x5a" * BUF))
