@@ -56,6 +56,9 @@ type Options struct {
 	// SlurmGPUs, when set, are the GPU indices the Slurm job has on this node: NVML's devices
 	// are narrowed to them, or, without NVML, they are offered as they are.
 	SlurmGPUs []int
+	// CUDAIndex maps SlurmGPUs to the indices CUDA sees in the step, where Slurm renumbered
+	// them (cgroup ConstrainDevices); nil: the same.
+	CUDAIndex map[int]int
 	// Confinement is "auto" (default: confine workers' devices on GPU nodes where the agent
 	// may), "on" (fail when it cannot) or "off".
 	Confinement string
@@ -209,7 +212,7 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		ClusterID: c.ID, Secret: c.Secret, NodeID: nodeID(), SessionDir: dir, StoreDir: shmDir,
 		SpillDir: spill, Resources: res, ObjectStoreMemory: storeBytes, ListenTCP: listen,
 		Scrub: o.Scrub, Stdout: stdout, Stderr: stderr, PrestartWorkers: int(min(res["CPU"], 4)),
-		GPUs: topo, CPUs: node.CPUs, Confine: c.conf, GPUMajors: majors,
+		GPUs: topo, CUDAIndex: o.CUDAIndex, CPUs: node.CPUs, Confine: c.conf, GPUMajors: majors,
 		OnShutdown: func() {
 			if !once {
 				once = true

@@ -106,6 +106,7 @@ func Launch(ctx context.Context, log hclog.Logger, o LaunchOptions, env *slurm.E
 	}
 	if g := env.GPUs(); len(g) > 0 {
 		o.SlurmGPUs = g // the job's GPUs on this node, not all of the machine's
+		o.CUDAIndex = env.CUDAIndex()
 	}
 	file := filepath.Join(o.RendezvousDir, o.RendezvousKey+".json")
 	if me != nodes[0] {
@@ -216,6 +217,21 @@ func launchHead(ctx context.Context, log hclog.Logger, o LaunchOptions, me strin
 	return code, err
 }
 
+// cudaList is, for each of gpus, the index CUDA sees (m's value), or nil when m is nil.
+func cudaList(gpus []int, m map[int]int) []int {
+	if m == nil {
+		return nil
+	}
+	out := make([]int, len(gpus))
+	for i, g := range gpus {
+		out[i] = g
+		if c, ok := m[g]; ok {
+			out[i] = c
+		}
+	}
+	return out
+}
+
 func writeRendezvous(file string, r rendezvous) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 		return fmt.Errorf("create rendezvous directory: %w", err)
@@ -259,7 +275,7 @@ func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, fi
 	var m *nodeagent.Member
 	for {
 		m, err = nodeagent.Join(log.Named("member"), nodeagent.MemberConfig{HeadAddr: r.Addr, Secret: r.Secret, Node: me,
-			Addr: nodeAddr(me), Resources: offer, GPUs: o.SlurmGPUs, Scrub: o.Scrub})
+			Addr: nodeAddr(me), Resources: offer, GPUs: o.SlurmGPUs, CUDA: cudaList(o.SlurmGPUs, o.CUDAIndex), Scrub: o.Scrub})
 		if err == nil {
 			break
 		}

@@ -103,6 +103,16 @@ func (a *Agent) gpuEnv(nd *node, ids []int) []string {
 	if len(nd.gpus) == 0 {
 		return nil
 	}
+	if nd.cuda != nil {
+		seen := make([]int, len(ids))
+		for i, id := range ids {
+			seen[i] = id
+			if c, ok := nd.cuda[id]; ok {
+				seen[i] = c
+			}
+		}
+		ids = seen
+	}
 	return []string{"CUDA_VISIBLE_DEVICES=" + gpuKey(ids), "CUDA_DEVICE_ORDER=PCI_BUS_ID", "SHOAL_GPU_IDS=" + gpuKey(ids)}
 }
 

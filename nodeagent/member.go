@@ -32,7 +32,11 @@ type Member struct {
 	stderr  *os.File
 	mu      sync.Mutex
 	workers map[string]*exec.Cmd
-	wg      sync.WaitGroup
+	// stopping is set by killAll: from then on spawn starts nothing, so no worker can slip in
+	// between killAll's sweep and this process's exit (Close runs from a signal handler while
+	// Run may be handling a SPAWN).
+	stopping bool
+	wg       sync.WaitGroup
 }
 
 // MemberConfig configures Join.
@@ -42,7 +46,8 @@ type MemberConfig struct {
 	Node      string // this node's name (SLURMD_NODENAME)
 	Addr      string // this node's address, for `shoal status`
 	Resources sched.Resources
-	GPUs      []int // GPU indices this node offers (from Slurm), handed out as CUDA_VISIBLE_DEVICES
+	GPUs      []int // GPU indices this node offers (from Slurm)
+	CUDA      []int // for each of GPUs, the index CUDA sees in the step (nil: the same)
 	Scrub     func([]string) []string
 	Stdout    *os.File
 	Stderr    *os.File
@@ -54,7 +59,7 @@ func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
 	if err != nil {
 		return nil, fmt.Errorf("join the cluster at %s: %w", cfg.HeadAddr, err)
 	}
-	if err := conn.Call(wire.TNodeJoin, 1, &wire.NodeJoin{Node: cfg.Node, Addr: cfg.Addr, Resources: cfg.Resources, GPUs: cfg.GPUs}, nil); err != nil {
+	if err := conn.Call(wire.TNodeJoin, 1, &wire.NodeJoin{Node: cfg.Node, Addr: cfg.Addr, Resources: cfg.Resources, GPUs: cfg.GPUs, CUDA: cfg.CUDA}, nil); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("join the cluster at %s as node %s: %w", cfg.HeadAddr, cfg.Node, err)
 	}
@@ -132,15 +137,22 @@ func (m *Member) spawn(s *wire.Spawn) {
 	}
 	cmd.Stdout, cmd.Stderr = m.stdout, m.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Start under the lock: killAll either sees this worker or has already set stopping.
+	m.mu.Lock()
+	if m.stopping {
+		m.mu.Unlock()
+		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: s.Worker, Msg: "not started: node " + m.node + " is stopping"})
+		return
+	}
 	if err := cmd.Start(); err != nil {
+		m.mu.Unlock()
 		m.log.Error("start worker", "worker", s.Worker, "error", err)
 		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: s.Worker, Msg: "could not start: " + err.Error()})
 		return
 	}
-	m.mu.Lock()
 	m.workers[s.Worker] = cmd
-	m.mu.Unlock()
 	m.wg.Add(1)
+	m.mu.Unlock()
 	go func() {
 		defer m.wg.Done()
 		err := cmd.Wait()
@@ -158,6 +170,7 @@ func (m *Member) spawn(s *wire.Spawn) {
 // killAll ends every worker: SIGTERM, then SIGKILL to its process group after a grace period.
 func (m *Member) killAll() {
 	m.mu.Lock()
+	m.stopping = true
 	cmds := make([]*exec.Cmd, 0, len(m.workers))
 	for _, c := range m.workers {
 		cmds = append(cmds, c)

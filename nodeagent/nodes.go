@@ -31,6 +31,9 @@ type node struct {
 	// gpus are the GPU indices the node offers (CUDA_VISIBLE_DEVICES values); gpuUsed the taken
 	gpus    []int
 	gpuUsed map[int]bool
+	// cuda maps a GPU index to the index CUDA sees on the node, where they differ (Slurm's
+	// ConstrainDevices); nil: the same.
+	cuda map[int]int
 }
 
 // placeGPUTask takes resources and n free GPUs for t on one node (this node first) and
@@ -187,6 +190,12 @@ func (a *Agent) nodeJoin(c *client, m *wire.NodeJoin) error {
 	}
 	n := &node{id: m.Node, addr: m.Addr, total: res, avail: res.Clone(), member: c, alive: true, joined: time.Now(),
 		gpus: append([]int(nil), m.GPUs...), gpuUsed: map[int]bool{}}
+	if len(m.CUDA) == len(m.GPUs) && len(m.CUDA) > 0 {
+		n.cuda = make(map[int]int, len(m.CUDA))
+		for i, g := range m.GPUs {
+			n.cuda[g] = m.CUDA[i]
+		}
+	}
 	if len(n.gpus) > 0 {
 		res["GPU"] = float64(len(n.gpus))
 		n.avail["GPU"] = res["GPU"]

@@ -714,8 +714,8 @@ func (a *Agent) spawnWorkerGPUs(j *job, forAct *actor, gpus []int) *worker {
 
 // spawnWorkerOn starts a worker process for j on node nd: here, or through nd's member agent.
 func (a *Agent) spawnWorkerOn(j *job, forAct *actor, gpus []int, nd *node) *worker {
-	if a.closed || j.ended || nd == nil || !nd.alive {
-		return nil
+	if a.closed || a.stopping || j.ended || nd == nil || !nd.alive {
+		return nil // the cluster is going away: a worker started now could outlive it
 	}
 	if nd.member != nil {
 		return a.spawnRemote(j, forAct, nd, gpus)

@@ -238,6 +238,32 @@ func (e *Env) GPUs() []int {
 	return nil
 }
 
+// CUDAIndex maps each of GPUs()'s global indices to the index CUDA sees in this step, or
+// returns nil when the two are the same. Under cgroup ConstrainDevices=yes Slurm renumbers a
+// step's GPUs: SLURM_STEP_GPUS=4,5 comes with CUDA_VISIBLE_DEVICES=0,1, and a worker handed
+// CUDA_VISIBLE_DEVICES=4 would see no GPU. Slurm lists both in the same order, so the i-th
+// global index is CUDA's i-th device. A CUDA_VISIBLE_DEVICES of another length (set by hand,
+// or UUIDs) gives nil: the global indices are used as they are.
+func (e *Env) CUDAIndex() map[int]int {
+	global := e.StepGPUs
+	if global == nil {
+		global = e.JobGPUs
+	}
+	if global == nil || len(e.CUDAVisibleDevices) != len(global) {
+		return nil
+	}
+	m := make(map[int]int, len(global))
+	same := true
+	for i, g := range global {
+		m[g] = e.CUDAVisibleDevices[i]
+		same = same && g == e.CUDAVisibleDevices[i]
+	}
+	if same {
+		return nil
+	}
+	return m
+}
+
 // RankVars returns the variables Slurm sets per task or per step, which must not reach a
 // process that is not itself a task of that step. A worker that inherits SLURM_PROCID=0,
 // SLURM_NTASKS and SLURM_LOCALID from the batch script, or PMI_RANK=0 from an srun task, is

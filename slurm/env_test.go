@@ -338,3 +338,38 @@ func FuzzParseEnv(f *testing.F) {
 		_ = e.GPUs()
 	})
 }
+
+func TestCUDAIndex(t *testing.T) {
+	base := map[string]string{"SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "n1", "SLURMD_NODENAME": "n1"}
+	tests := []struct {
+		name string
+		set  map[string]string
+		want map[int]int
+	}{
+		{"no GPUs", nil, nil},
+		{"step GPUs renumbered by ConstrainDevices", map[string]string{"SLURM_STEP_GPUS": "4,5", "CUDA_VISIBLE_DEVICES": "0,1"},
+			map[int]int{4: 0, 5: 1}},
+		{"job GPUs renumbered (batch step)", map[string]string{"SLURM_JOB_GPUS": "2,6", "CUDA_VISIBLE_DEVICES": "0,1"},
+			map[int]int{2: 0, 6: 1}},
+		{"step GPUs win over the job's", map[string]string{"SLURM_JOB_GPUS": "0,1,2,3", "SLURM_STEP_GPUS": "3", "CUDA_VISIBLE_DEVICES": "0"},
+			map[int]int{3: 0}},
+		{"not constrained: the same indices", map[string]string{"SLURM_STEP_GPUS": "2,3", "CUDA_VISIBLE_DEVICES": "2,3"}, nil},
+		{"CUDA_VISIBLE_DEVICES of another length is not guessed from", map[string]string{"SLURM_STEP_GPUS": "2,3", "CUDA_VISIBLE_DEVICES": "0"}, nil},
+		{"only CUDA_VISIBLE_DEVICES", map[string]string{"CUDA_VISIBLE_DEVICES": "1"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := map[string]string{}
+			for k, v := range base {
+				m[k] = v
+			}
+			for k, v := range tt.set {
+				m[k] = v
+			}
+			got := mustParse(t, m).CUDAIndex()
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("CUDAIndex() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

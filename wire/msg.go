@@ -285,6 +285,10 @@ type NodeJoin struct {
 	Addr      string             `msgpack:"addr"`
 	Resources map[string]float64 `msgpack:"resources"`
 	GPUs      []int              `msgpack:"gpus"` // the GPU indices the node offers
+	// CUDA, when set, holds for each of GPUs the index CUDA sees on that node (Slurm's
+	// ConstrainDevices renumbers a step's GPUs from 0); workers get these in
+	// CUDA_VISIBLE_DEVICES. Absent: the GPU indices themselves.
+	CUDA []int `msgpack:"cuda,omitempty"`
 }
 
 // Spawn asks a member agent to start a worker process.

@@ -131,6 +131,25 @@ if [[ $rc == 0 ]] && has "$out" "^GPUS 6.0" && has "$out" "PLACED \[('node1', '0
   ok "--gres=gpu:2: each node offers the job's GPUs (Slurm's indices), tasks get CUDA_VISIBLE_DEVICES"
 else bad "GPUs from Slurm" "rc=$rc" "$out"; fi
 
+# cgroup ConstrainDevices renumbers a step's GPUs: SLURM_STEP_GPUS=2,3 comes with
+# CUDA_VISIBLE_DEVICES=0,1. A job holding GPUs 0,1 makes the second job's GPUs 2,3; its step then
+# sets CUDA_VISIBLE_DEVICES as ConstrainDevices would (the test cluster runs task/none), and the
+# workers must get the step's own numbering, never a global index CUDA cannot see there.
+printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --oversubscribe --gres=gpu:2 --output=%s/hold.out\nsrun sleep 60\n' "$WORK" > "$WORK/hold.sbatch"
+hold=$(cd "$ROOT/examples/slurm" && sbatch --parsable "$WORK/hold.sbatch")
+for _ in $(seq 100); do [[ $(squeue -h -j "$hold" -o %T) == RUNNING ]] && break; sleep 0.1; done
+job constrained '#SBATCH --oversubscribe --gres=gpu:2
+srun --oversubscribe bash -c '"'"'echo "STEP_GPUS $SLURMD_NODENAME $SLURM_STEP_GPUS"; export CUDA_VISIBLE_DEVICES=0,1; exec shoal launch -- python3 -c "
+import os, time, shoal
+shoal.init()
+f = shoal.remote(num_gpus=2)(lambda: (time.sleep(0.5), (os.environ[\"SHOAL_NODE_ID\"], os.environ[\"CUDA_VISIBLE_DEVICES\"]))[1])
+print(\"PLACED\", sorted(shoal.get([f.remote() for _ in range(3)])))"'"'"
+scancel "$hold" 2>/dev/null
+if [[ $rc == 0 ]] && [[ $(grep -c "^STEP_GPUS node[123] 2,3" <<<"$out") == 3 ]] \
+   && has "$out" "PLACED \[('node1', '0,1'), ('node2', '0,1'), ('node3', '0,1')\]"; then
+  ok "ConstrainDevices: a step with GPUs 2,3 seen as 0,1 hands its workers CUDA_VISIBLE_DEVICES=0,1 on every node"
+else bad "ConstrainDevices GPU numbering" "rc=$rc" "$out"; fi
+
 job missing 'srun -N2 -n2 --ntasks-per-node=1 shoal launch --join-timeout 3s -- true'
 if [[ $rc != 0 ]] && has "$out" "waiting for node(s) node3 to join"; then
   ok "a node that never joins times out with its name"
@@ -155,19 +174,14 @@ for _ in $(seq 300); do
   if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && ! ls "$SHOAL_RENDEZVOUS_DIR" | grep -q "^$jid\."; then left=0; break; fi
   sleep 0.1
 done
-after_epilog=""
-if [[ $left == 1 && -n $cid ]]; then
-  # what Slurm's Epilog does on a configured cluster: name what outlived the job, then clean it
-  after_epilog=$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | while read -r e; do p=${e%/environ}; echo "${p#/proc/}:$(tr '\0' ' ' < "$p/cmdline" | cut -c1-60)"; done | paste -sd';')
-  "$ROOT/bin/shoal" admin epilog --job "$jid" --tmpdir /tmp --rendezvous-dir "$SHOAL_RENDEZVOUS_DIR" >/dev/null
-  sleep 0.5
-  n=$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | wc -l)
-  if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && ! ls "$SHOAL_RENDEZVOUS_DIR" | grep -q "^$jid\."; then left=0; fi
-fi
 if [[ -n $cid && $workers -ge 3 && $left == 0 ]]; then
-  ok "scancel ends the cluster on every node: no process, shm file or rendezvous file left${after_epilog:+ (after shoal admin epilog, which found: $after_epilog)}"
-else bad "scancel cleanup" "cluster=$cid processes-before=$workers" "$(ls /dev/shm "$SHOAL_RENDEZVOUS_DIR")" \
-  "$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | while read -r e; do p=${e%/environ}; echo "${p#/proc/}: $(tr '\0' ' ' < "$p/cmdline") $(awk '{print $3}' "$p/stat")"; done)"; fi
+  ok "scancel ends the cluster on every node: no process, shm file or rendezvous file left"
+else
+  bad "scancel cleanup" "cluster=$cid processes-before=$workers" "$(ls /dev/shm "$SHOAL_RENDEZVOUS_DIR")" \
+    "$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | while read -r e; do p=${e%/environ}; echo "${p#/proc/}: $(tr '\0' ' ' < "$p/cmdline") $(awk '{print $3, "ppid", $4}' "$p/stat")"; done)"
+  # leave the machine clean for the tests that follow
+  [[ -n $cid ]] && "$ROOT/bin/shoal" admin epilog --job "$jid" --tmpdir /tmp --rendezvous-dir "$SHOAL_RENDEZVOUS_DIR" >/dev/null
+fi
 
 # Ctrl-C on an interactive srun (twice within a second: srun aborts the step) stops everything
 (cd "$ROOT/examples/slurm" && exec srun -N3 --ntasks-per-node=1 shoal launch -- python3 -c '
