@@ -125,7 +125,7 @@ func New(log hclog.Logger, h *head.Head, cfg Config) (*Agent, error) {
 		actors: map[wire.ID]*actor{}, pgs: map[wire.ID]*pgroup{}, fns: map[wire.ID][]byte{},
 		total: cfg.Resources.Clone(), avail: cfg.Resources.Clone()}
 	a.local = &node{id: cfg.NodeID, total: a.total, avail: a.avail, alive: true, joined: time.Now(), gpuUsed: map[int]bool{},
-		cuda: cfg.CUDAIndex}
+		cuda: cfg.CUDAIndex, topo: cfg.GPUs}
 	if cfg.GPUs != nil {
 		for _, d := range cfg.GPUs.Devices {
 			a.local.gpus = append(a.local.gpus, d.Index)

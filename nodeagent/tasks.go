@@ -765,7 +765,7 @@ func (a *Agent) spawnWorkerOn(j *job, forAct *actor, gpus []int, nd *node) *work
 		a.log.Error("start worker", "job", j.id, "exe", j.exe, "error", err)
 		return nil
 	}
-	a.setAffinity(cmd.Process.Pid, a.gpuCPUs(gpus))
+	a.setAffinity(cmd.Process.Pid, gpuCPUs(a.cfg.GPUs, a.cfg.CPUs, gpus))
 	j.starting++
 	j.workers[id] = w
 	a.workers[id] = w

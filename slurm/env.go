@@ -77,6 +77,20 @@ type Env struct {
 	nodeName string
 }
 
+// HetGroupOf returns the index of the heterogeneous job component that node belongs to
+// (the first, when several share it), or -1 when the job is not heterogeneous or node is in
+// none.
+func (e *Env) HetGroupOf(node string) int {
+	for i, g := range e.HetGroups {
+		for _, n := range g.Nodes {
+			if n == node {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
 // HetGroup is one component of a heterogeneous job, read from the variables that end in
 // _HET_GROUP_<N>. Fields mean what the Env fields of the same name mean.
 type HetGroup struct {
@@ -154,7 +168,11 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 		}
 	}
 
-	if e.NodeList == "" {
+	// The batch script of a heterogeneous job sees only component 0 in SLURM_JOB_NODELIST
+	// (checked on Slurm 22.05); the job is all of its components. A step (srun --het-group=...)
+	// gets its own components' union there, which is right as it is.
+	if e.NodeList == "" || (len(e.HetGroups) > 1 && e.StepID == "") {
+		e.nodes = nil
 		for _, g := range e.HetGroups {
 			e.nodes = appendNew(e.nodes, g.Nodes)
 		}
@@ -166,8 +184,8 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 }
 
 // Nodes returns the allocation's nodes in Slurm's order, from SLURM_JOB_NODELIST, or, in a
-// heterogeneous job without it, the components' nodes in component order without
-// repeats. The slice is the caller's to modify.
+// heterogeneous job's batch step (or without SLURM_JOB_NODELIST), the components' nodes in
+// component order without repeats. The slice is the caller's to modify.
 func (e *Env) Nodes() []string { return append([]string(nil), e.nodes...) }
 
 // HeadNode returns the first node of the allocation, the one a batch script runs on.

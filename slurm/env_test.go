@@ -99,11 +99,30 @@ func TestParseEnvHet(t *testing.T) {
 		t.Errorf("Nodes() = %q, want the components' nodes in order", got)
 	}
 
-	// With the job-wide list present, it is the one Nodes reports.
+	// In a step (srun --het-group=...), SLURM_JOB_NODELIST holds the step's components: it is
+	// the one Nodes reports.
 	m := loadEnv(t, "het.env")
 	m["SLURM_JOB_NODELIST"] = "gpu02,cpu01,gpu01"
+	m["SLURM_STEP_ID"] = "0"
 	if got := mustParse(t, m).Nodes(); !slices.Equal(got, []string{"gpu02", "cpu01", "gpu01"}) {
 		t.Errorf("Nodes() = %q, want SLURM_JOB_NODELIST's order", got)
+	}
+	m["SLURM_JOB_NODELIST"] = "gpu[01-02]" // srun --het-group=1
+	if got := mustParse(t, m).Nodes(); !slices.Equal(got, []string{"gpu01", "gpu02"}) {
+		t.Errorf("Nodes() = %q in a step of component 1, want [gpu01 gpu02]", got)
+	}
+	// The batch script sees only component 0 in SLURM_JOB_NODELIST (Slurm 22.05); the job is
+	// every component's nodes, and each node knows its component.
+	m = loadEnv(t, "het.env")
+	m["SLURM_JOB_NODELIST"] = "cpu01"
+	e = mustParse(t, m)
+	if got := e.Nodes(); !slices.Equal(got, []string{"cpu01", "gpu01", "gpu02"}) {
+		t.Errorf("Nodes() = %q in the batch step, want every component's nodes", got)
+	}
+	for node, g := range map[string]int{"cpu01": 0, "gpu02": 1, "login1": -1} {
+		if got := e.HetGroupOf(node); got != g {
+			t.Errorf("HetGroupOf(%s) = %d, want %d", node, got, g)
+		}
 	}
 	// Components that share nodes list each node once.
 	m = loadEnv(t, "het.env")

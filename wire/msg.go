@@ -289,6 +289,20 @@ type NodeJoin struct {
 	// ConstrainDevices renumbers a step's GPUs from 0); workers get these in
 	// CUDA_VISIBLE_DEVICES. Absent: the GPU indices themselves.
 	CUDA []int `msgpack:"cuda,omitempty"`
+	// Devices describe GPUs (topology from the member's NVML) so the head node places tasks
+	// on one NUMA node and NVLink-connected GPUs there too; absent when the member has no NVML.
+	Devices []GPU `msgpack:"devices,omitempty"`
+}
+
+// GPU is what a member tells the head about one of its GPUs.
+type GPU struct {
+	Index       int      `msgpack:"index"`
+	UUID        string   `msgpack:"uuid"`
+	Name        string   `msgpack:"name"`
+	MemoryBytes uint64   `msgpack:"memory_bytes"`
+	NUMANode    int      `msgpack:"numa_node"`
+	CPUs        []int    `msgpack:"cpus"`
+	NVLinkPeers []string `msgpack:"nvlink_peers"`
 }
 
 // Spawn asks a member agent to start a worker process.
@@ -297,6 +311,9 @@ type Spawn struct {
 	Argv   []string `msgpack:"argv"`
 	Env    []string `msgpack:"env"`
 	Cwd    string   `msgpack:"cwd"`
+	// GPUs are the GPU indices the worker owns: the member confines it to them and pins it to
+	// their CPUs.
+	GPUs []int `msgpack:"gpus,omitempty"`
 }
 
 // WorkerExit reports a member's worker process that ended (or failed to start).

@@ -131,6 +131,58 @@ if [[ $rc == 0 ]] && has "$out" "^GPUS 6.0" && has "$out" "PLACED \[('node1', '0
   ok "--gres=gpu:2: each node offers the job's GPUs (Slurm's indices), tasks get CUDA_VISIBLE_DEVICES"
 else bad "GPUs from Slurm" "rc=$rc" "$out"; fi
 
+# GPUs of member nodes as of the head node's: NVML topology (go-nvml's DGX H100 mock) narrowed to
+# the job's GPUs, and every worker confined by its node's agent to its own GPUs and the ordinary
+# devices (/dev/kmsg is not one), on all three nodes
+job gpumock '#SBATCH --gres=gpu:2
+export SHOAL_NVML_MOCK=dgxh100
+srun shoal launch -- python3 -c "
+import os, time, shoal
+shoal.init()
+print(\"GPUS\", shoal.cluster_resources().get(\"GPU\"))
+def probe():
+    time.sleep(0.5)
+    try:
+        open(\"/dev/kmsg\", \"rb\").close(); kmsg = \"ok\"
+    except OSError as e:
+        kmsg = e.strerror
+    return os.environ[\"SHOAL_NODE_ID\"], os.environ[\"CUDA_VISIBLE_DEVICES\"], kmsg
+f = shoal.remote(num_gpus=2)(probe)
+print(\"PLACED\", sorted(shoal.get([f.remote() for _ in range(3)])))"'
+if [[ $rc == 0 ]] && has "$out" "^GPUS 6.0" \
+   && has "$out" "PLACED \[('node1', '0,1', 'Operation not permitted'), ('node2', '0,1', 'Operation not permitted'), ('node3', '0,1', 'Operation not permitted')\]"; then
+  ok "GPUs with NVML on every node: each node's agent confines its own workers to their GPUs"
+elif [[ $rc == 0 ]] && has "$out" "GPU confinement unavailable"; then
+  ok "GPUs with NVML on every node (confinement not permitted here: $(grep -m1 'GPU confinement unavailable' <<<"$out"))"
+else bad "GPUs with NVML on member nodes" "rc=$rc" "$out"; fi
+
+# heterogeneous jobs: one cluster over every component's nodes, from srun --het-group=0,1 and from
+# the batch script (which sees only component 0 in SLURM_JOB_NODELIST and starts one srun per
+# component)
+hetpy='import os, time, shoal
+shoal.init()
+f = shoal.remote(lambda: (time.sleep(1), os.environ["SHOAL_NODE_ID"])[1])
+print("HETNODES", sorted(set(shoal.get([f.remote() for _ in range(6)]))), len(shoal.nodes()))'
+printf '%s\n' "$hetpy" > "$WORK/het.py"
+for mode in step batch; do
+  if [[ $mode == step ]]; then run="srun --het-group=0,1 shoal launch -- python3 $WORK/het.py"; else run="shoal launch -- python3 $WORK/het.py"; fi
+  printf '#!/bin/bash\n#SBATCH -N1 --ntasks-per-node=1 --output=%s/het-%s.out\n#SBATCH hetjob\n#SBATCH -N2 --ntasks-per-node=1\n%s\n' "$WORK" "$mode" "$run" > "$WORK/het-$mode.sbatch"
+  (cd "$ROOT/examples/slurm" && timeout 120 sbatch --wait "$WORK/het-$mode.sbatch" >/dev/null 2>&1); rc=$?
+  out=$(cat "$WORK/het-$mode.out" 2>/dev/null)
+  if [[ $rc == 0 ]] && has "$out" "HETNODES \['node1', 'node2', 'node3'\] 3"; then
+    ok "heterogeneous job ($mode): one cluster over both components' nodes"
+  else bad "heterogeneous job ($mode)" "rc=$rc" "$out"; fi
+done
+
+# allowed_interfaces: the head binds (and announces in the rendezvous file) an address of an
+# allowed interface; an interface that does not exist is an error that names it
+printf '#!/bin/bash\n#SBATCH -N1 --output=%s/ifaces.out\nsrun shoal launch --allowed-interfaces lo -- bash -c '"'"'grep -ho "tcp:[0-9.]*" "$SHOAL_RENDEZVOUS_DIR"/$SLURM_JOB_ID.*.json | sed "s/^/RDV /"'"'"'\nsrun shoal launch --allowed-interfaces nosuch0 -- true\necho "BAD rc=$?"\n' "$WORK" > "$WORK/ifaces.sbatch"
+(cd "$ROOT/examples/slurm" && timeout 60 sbatch --wait "$WORK/ifaces.sbatch" >/dev/null 2>&1)
+out=$(cat "$WORK/ifaces.out" 2>/dev/null)
+if has "$out" "^RDV tcp:127.0.0.1" && has "$out" "none of the allowed interfaces (nosuch0)" && has "$out" "^BAD rc=1"; then
+  ok "allowed_interfaces: the head binds an allowed interface's address; a missing interface is named"
+else bad "allowed_interfaces" "$out"; fi
+
 # cgroup ConstrainDevices renumbers a step's GPUs: SLURM_STEP_GPUS=2,3 comes with
 # CUDA_VISIBLE_DEVICES=0,1. A job holding GPUs 0,1 makes the second job's GPUs 2,3; its step then
 # sets CUDA_VISIBLE_DEVICES as ConstrainDevices would (the test cluster runs task/none), and the
