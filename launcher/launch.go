@@ -48,6 +48,10 @@ type LaunchOptions struct {
 	Self string
 	// ExtraArgs are passed on to members started with srun (the cluster flags).
 	ExtraArgs []string
+	// Member makes this node join as a member even when it is first in its step's node list
+	// (the batch-script mode starts each heterogeneous component's agents in a step of their
+	// own).
+	Member bool
 }
 
 type rendezvous struct {
@@ -109,7 +113,7 @@ func Launch(ctx context.Context, log hclog.Logger, o LaunchOptions, env *slurm.E
 		o.CUDAIndex = env.CUDAIndex()
 	}
 	file := filepath.Join(o.RendezvousDir, o.RendezvousKey+".json")
-	if me != nodes[0] {
+	if me != nodes[0] || o.Member {
 		if !inStep {
 			return 1, fmt.Errorf("`shoal launch` outside srun must run on the job's first node (%s), not on %s", nodes[0], me)
 		}
@@ -165,7 +169,7 @@ func startMembers(o LaunchOptions, others []string, hetGroup int) (*exec.Cmd, er
 	if hetGroup >= 0 {
 		args = append(args, fmt.Sprintf("--het-group=%d", hetGroup))
 	}
-	args = append(args, self, "launch", "--rendezvous-dir", o.RendezvousDir, "--rendezvous-key", o.RendezvousKey)
+	args = append(args, self, "launch", "--member", "--rendezvous-dir", o.RendezvousDir, "--rendezvous-key", o.RendezvousKey)
 	args = append(args, o.ExtraArgs...)
 	cmd := exec.Command("srun", args...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
