@@ -275,6 +275,9 @@ func launchHead(ctx context.Context, log hclog.Logger, o LaunchOptions, me strin
 				o.JoinTimeout, strings.Join(missing, ","), len(others)+1, c.Agent().TCPAddr())
 		}
 	}
+	// Every node has joined: nobody reads the rendezvous file again. Removing it now, not at
+	// teardown, means a head that Slurm SIGKILLs after KillWait leaves no file behind.
+	os.Remove(file)
 	code, err := runDriver(ctx, log, c, path, argv)
 	c.Agent().StopMembers(code, "the driver exited")
 	stopped = true

@@ -221,7 +221,7 @@ cid=$(awk '/^CLUSTER/{print $2}' "$WORK/cancel.out" 2>/dev/null)
 workers=$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | wc -l)
 scancel "$jid"
 left=1
-for _ in $(seq 300); do
+end=$((SECONDS + 30)); while ((SECONDS < end)); do
   n=$(live_procs "$cid")
   if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && ! ls "$SHOAL_RENDEZVOUS_DIR" | grep -q "^$jid\."; then left=0; break; fi
   sleep 0.1
@@ -248,7 +248,7 @@ for _ in $(seq 300); do grep -q "^CTRLC" "$WORK/ctrlc.out" 2>/dev/null && break;
 cid=$(awk '/^CTRLC/{print $2}' "$WORK/ctrlc.out")
 kill -INT $sp; sleep 0.3; kill -INT $sp; wait $sp; src=$?
 left=1
-for _ in $(seq 300); do
+end=$((SECONDS + 30)); while ((SECONDS < end)); do
   n=$(live_procs "$cid")
   if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid"; then left=0; break; fi
   sleep 0.1
@@ -289,34 +289,46 @@ if [[ -n $cid ]] && has "$out" "driver got USR1" && has "$out" "DUE TO TIME LIMI
   ok "--signal=USR1@T reaches the driver; the time limit ends the job and leaves nothing"
 else bad "time limit" "cluster=$cid left=$left" "$out"; fi
 
-# the admin's epilog (slurm.conf Epilog runs epilog.d/*): a job whose head node's shoal was
-# killed leaves an object store, a session directory, a rendezvous file and an escaped daemon;
-# `shoal admin epilog` removes exactly those, on every node
+# the admin's epilog: a job whose head node's shoal was killed leaves an object store, a session
+# directory, a rendezvous file and an escaped daemon; `shoal admin epilog` removes exactly those, on
+# every node. Twice: from slurm.conf's Epilog (epilog.d/shoal), and from the SPANK plugin's job
+# epilog alone (no Epilog hook; the job uses the default rendezvous directory, as the plugin does).
 hook=${SHOAL_SLURM_DIR:-/tmp/shoal-slurm}/epilog.d/shoal
-printf '#!/bin/sh\nexec %s --log-level debug admin epilog --tmpdir /tmp --rendezvous-dir %s >> %s/epilog.log 2>&1\n' "$ROOT/bin/shoal" "$SHOAL_RENDEZVOUS_DIR" "$WORK" > "$hook"
-chmod +x "$hook"
-printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/epi.out\nsrun shoal launch -- python3 -c "
+for via in Epilog SPANK; do
+  rdv=$SHOAL_RENDEZVOUS_DIR; setrdv=""
+  if [[ $via == Epilog ]]; then
+    printf '#!/bin/sh\nexec %s --log-level debug admin epilog --tmpdir /tmp --rendezvous-dir %s >> %s/epilog.log 2>&1\n' "$ROOT/bin/shoal" "$SHOAL_RENDEZVOUS_DIR" "$WORK" > "$hook"
+    chmod +x "$hook"
+  else
+    rm -f "$hook"; rdv=$HOME/.shoal/launch; setrdv="unset SHOAL_RENDEZVOUS_DIR"
+  fi
+  printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/epi-%s.out\n%s\nsrun shoal launch -- python3 -c "
 import os, subprocess, time, shoal
 shoal.init()
 subprocess.Popen([\\"setsid\\", \\"sleep\\", \\"600\\"])
 print(\\"EPI\\", os.environ[\\"SHOAL_CLUSTER_ID\\"], flush=True)
-time.sleep(600)"\n' "$WORK" > "$WORK/epi.sbatch"
-jid=$(cd "$ROOT/examples/slurm" && sbatch --parsable "$WORK/epi.sbatch")
-for _ in $(seq 300); do grep -q "^EPI" "$WORK/epi.out" 2>/dev/null && break; sleep 0.1; done
-cid=$(awk '/^EPI/{print $2}' "$WORK/epi.out" 2>/dev/null)
-for p in $(shoal_pids "$jid" node1); do kill -9 "$p"; done  # the agent, not srun
-before=$(ls /dev/shm | grep -c "shoal-$cid")
-for _ in $(seq 300); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && break; sleep 0.1; done
-left=1
-for _ in $(seq 300); do  # Slurm runs the epilog after the job's steps are gone
-  n=$(live_procs "$cid")
-  if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && ! ls /tmp/shoal-0 2>/dev/null | grep -q "$cid" \
-     && ! ls "$SHOAL_RENDEZVOUS_DIR" | grep -q "^$jid\."; then left=0; break; fi
-  sleep 0.1
+time.sleep(600)"\n' "$WORK" "$via" "$setrdv" > "$WORK/epi.sbatch"
+  jid=$(cd "$ROOT/examples/slurm" && sbatch --parsable "$WORK/epi.sbatch")
+  for _ in $(seq 300); do grep -q "^EPI" "$WORK/epi-$via.out" 2>/dev/null && break; sleep 0.1; done
+  cid=$(awk '/^EPI/{print $2}' "$WORK/epi-$via.out" 2>/dev/null)
+  for p in $(shoal_pids "$jid" node1); do kill -9 "$p"; done  # the agent, not srun
+  before=$(ls /dev/shm | grep -c "shoal-$cid")
+  rdvbefore=$(ls "$rdv" 2>/dev/null | grep -c "^$jid\.")
+  for _ in $(seq 300); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && break; sleep 0.1; done
+  left=1
+  end=$((SECONDS + 30)); while ((SECONDS < end)); do  # Slurm runs the epilog after the job's steps are gone
+    n=$(live_procs "$cid")
+    if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && ! ls /tmp/shoal-0 2>/dev/null | grep -q "$cid" \
+       && ! ls "$rdv" 2>/dev/null | grep -q "^$jid\."; then left=0; break; fi
+    sleep 0.1
+  done
+  rm -f "$hook"
+  if [[ -n $cid && $before == 1 && $rdvbefore == 1 && $left == 0 ]] && { [[ $via == SPANK ]] || grep -q "job $jid" "$WORK/epilog.log"; }; then
+    ok "shoal admin epilog ($via) removes what a killed job left on every node"
+  else bad "epilog via $via" "cluster=$cid shm-before=$before rendezvous-before=$rdvbefore left=$left" "$(cat "$WORK/epilog.log" 2>/dev/null)" "$(ls /dev/shm /tmp/shoal-0 "$rdv" 2>/dev/null)" \
+    "$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | while read -r e; do p=${e%/environ}; echo "${p#/proc/}: $(tr '\0' ' ' < "$p/cmdline")"; done)"
+    "$ROOT/bin/shoal" admin epilog --job "$jid" --tmpdir /tmp --rendezvous-dir "$rdv" >/dev/null
+  fi
 done
-rm -f "$hook"
-if [[ -n $cid && $before == 1 && $left == 0 ]] && grep -q "job $jid" "$WORK/epilog.log"; then
-  ok "shoal admin epilog (Slurm Epilog) removes what a killed job left on every node"
-else bad "epilog" "cluster=$cid shm-before=$before left=$left" "$(cat "$WORK/epilog.log" 2>/dev/null)" "$(ls /dev/shm /tmp/shoal-0 "$SHOAL_RENDEZVOUS_DIR" 2>/dev/null)"; fi
 
 finish
