@@ -313,7 +313,7 @@ func (a *Agent) handshake(nc net.Conn, tcp bool) {
 		}
 		return
 	}
-	c := &client{conn: conn, role: au.Role, lang: au.Lang, pid: au.PID, remote: tcp}
+	c := &client{conn: conn, role: au.Role, lang: au.Lang, pid: au.PID, remote: tcp, gone: make(chan struct{})}
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
@@ -373,6 +373,7 @@ func (a *Agent) readLoop(c *client) {
 
 func (a *Agent) disconnect(c *client) {
 	c.conn.Close()
+	defer close(c.gone)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.conns, c.id)

@@ -322,7 +322,15 @@ func (a *Agent) StopMembers(code int, msg string) {
 		}
 	}
 	a.mu.Unlock()
+	// Let each member hang up first (it exits once its workers are gone): closing our end while
+	// its last WORKER_EXITs are unread would reset the connection, and a member whose write
+	// fails on the reset could lose the STOP still unread in its socket.
+	deadline := time.After(3 * time.Second)
 	for _, c := range conns {
+		select {
+		case <-c.gone:
+		case <-deadline:
+		}
 		c.conn.Close()
 	}
 }

@@ -28,6 +28,7 @@ type client struct {
 	worker *worker
 	remote bool  // connected over TCP: cannot map this node's store, gets bytes inline
 	member *node // a member agent's connection
+	gone   chan struct{} // closed when the connection's reader has ended
 }
 
 type job struct {

@@ -174,13 +174,13 @@ for mode in step batch; do
   else bad "heterogeneous job ($mode)" "rc=$rc" "$out"; fi
 done
 
-# allowed_interfaces: the head binds (and announces in the rendezvous file) an address of an
-# allowed interface; an interface that does not exist is an error that names it
-printf '#!/bin/bash\n#SBATCH -N1 --output=%s/ifaces.out\nsrun shoal launch --allowed-interfaces lo -- bash -c '"'"'grep -ho "tcp:[0-9.]*" "$SHOAL_RENDEZVOUS_DIR"/$SLURM_JOB_ID.*.json | sed "s/^/RDV /"'"'"'\nsrun shoal launch --allowed-interfaces nosuch0 -- true\necho "BAD rc=$?"\n' "$WORK" > "$WORK/ifaces.sbatch"
+# allowed_interfaces: the agent binds (and announces) an address of an allowed interface; an
+# interface that does not exist is an error that names it
+printf '#!/bin/bash\n#SBATCH -N1 -w node1 --output=%s/ifaces.out\nsrun shoal launch --allowed-interfaces lo -- python3 -c "import shoal; shoal.init(); print(\\"ADDRS\\", [n[\\"NodeManagerAddress\\"] for n in shoal.nodes()])"\nsrun shoal launch -- python3 -c "import shoal; shoal.init(); print(\\"DEFAULT\\", [n[\\"NodeManagerAddress\\"] for n in shoal.nodes()])"\nsrun shoal launch --allowed-interfaces nosuch0 -- true\necho "BAD rc=$?"\n' "$WORK" > "$WORK/ifaces.sbatch"
 (cd "$ROOT/examples/slurm" && timeout 60 sbatch --wait "$WORK/ifaces.sbatch" >/dev/null 2>&1)
 out=$(cat "$WORK/ifaces.out" 2>/dev/null)
-if has "$out" "^RDV tcp:127.0.0.1" && has "$out" "none of the allowed interfaces (nosuch0)" && has "$out" "^BAD rc=1"; then
-  ok "allowed_interfaces: the head binds an allowed interface's address; a missing interface is named"
+if has "$out" "^ADDRS \['127.0.0.1'\]" && has "$out" "^DEFAULT \['198.18.0.11'\]" && has "$out" "none of the allowed interfaces (nosuch0)" && has "$out" "^BAD rc=1"; then
+  ok "allowed_interfaces: the agent binds an allowed interface's address; a missing interface is named"
 else bad "allowed_interfaces" "$out"; fi
 
 # cgroup ConstrainDevices renumbers a step's GPUs: SLURM_STEP_GPUS=2,3 comes with
