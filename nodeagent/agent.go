@@ -625,7 +625,13 @@ func (a *Agent) info() *wire.InfoReply {
 		for k, v := range n.avail {
 			av[k] = max(v, 0)
 		}
-		r.Nodes = append(r.Nodes, wire.NodeInfo{ID: n.id, Addr: n.addr, Alive: n.alive, Total: n.total, Available: av})
+		gpus := TopologyToWire(n.topo)
+		if gpus == nil {
+			for _, i := range n.gpus {
+				gpus = append(gpus, wire.GPU{Index: i, NUMANode: -1})
+			}
+		}
+		r.Nodes = append(r.Nodes, wire.NodeInfo{ID: n.id, Addr: n.addr, Alive: n.alive, Total: n.total, Available: av, GPUs: gpus})
 		if n.alive {
 			total.Add(n.total)
 			avail.Add(av)

@@ -26,8 +26,8 @@ type client struct {
 	pid    int
 	job    *job
 	worker *worker
-	remote bool  // connected over TCP: cannot map this node's store, gets bytes inline
-	member *node // a member agent's connection
+	remote bool          // connected over TCP: cannot map this node's store, gets bytes inline
+	member *node         // a member agent's connection
 	gone   chan struct{} // closed when the connection's reader has ended
 }
 

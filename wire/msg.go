@@ -256,6 +256,8 @@ type NodeInfo struct {
 	Alive     bool               `msgpack:"alive" json:"alive"`
 	Total     map[string]float64 `msgpack:"total" json:"total"`
 	Available map[string]float64 `msgpack:"available" json:"available"`
+	// GPUs are the node's GPUs as its agent found them (NVML), or plain indices from Slurm.
+	GPUs []GPU `msgpack:"gpus,omitempty" json:"gpus,omitempty"`
 }
 
 // StoreStats describes a node's object store.
@@ -296,13 +298,13 @@ type NodeJoin struct {
 
 // GPU is what a member tells the head about one of its GPUs.
 type GPU struct {
-	Index       int      `msgpack:"index"`
-	UUID        string   `msgpack:"uuid"`
-	Name        string   `msgpack:"name"`
-	MemoryBytes uint64   `msgpack:"memory_bytes"`
-	NUMANode    int      `msgpack:"numa_node"`
-	CPUs        []int    `msgpack:"cpus"`
-	NVLinkPeers []string `msgpack:"nvlink_peers"`
+	Index       int      `msgpack:"index" json:"index"`
+	UUID        string   `msgpack:"uuid" json:"uuid,omitempty"`
+	Name        string   `msgpack:"name" json:"name,omitempty"`
+	MemoryBytes uint64   `msgpack:"memory_bytes" json:"memory_bytes,omitempty"`
+	NUMANode    int      `msgpack:"numa_node" json:"numa_node"`
+	CPUs        []int    `msgpack:"cpus" json:"cpus,omitempty"`
+	NVLinkPeers []string `msgpack:"nvlink_peers" json:"nvlink_peers,omitempty"`
 }
 
 // Spawn asks a member agent to start a worker process.

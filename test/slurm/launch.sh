@@ -148,10 +148,11 @@ def probe():
         kmsg = e.strerror
     return os.environ[\"SHOAL_NODE_ID\"], os.environ[\"CUDA_VISIBLE_DEVICES\"], kmsg
 f = shoal.remote(num_gpus=2)(probe)
-print(\"PLACED\", sorted(shoal.get([f.remote() for _ in range(3)])))"'
-if [[ $rc == 0 ]] && has "$out" "^GPUS 6.0" \
+print(\"PLACED\", sorted(shoal.get([f.remote() for _ in range(3)])))
+import subprocess; print(subprocess.run([\"shoal\", \"status\"], capture_output=True, text=True).stdout)"'
+if [[ $rc == 0 ]] && has "$out" "^GPUS 6.0" && [[ $(grep -cE "^ +GPU [01] +NVIDIA H100 80GB HBM3 +GPU-" <<<"$out") == 6 ]] \
    && has "$out" "PLACED \[('node1', '0,1', 'Operation not permitted'), ('node2', '0,1', 'Operation not permitted'), ('node3', '0,1', 'Operation not permitted')\]"; then
-  ok "GPUs with NVML on every node: each node's agent confines its own workers to their GPUs"
+  ok "GPUs with NVML on every node: shoal status lists them per node; each node's agent confines its own workers to their GPUs"
 elif [[ $rc == 0 ]] && has "$out" "GPU confinement unavailable"; then
   ok "GPUs with NVML on every node (confinement not permitted here: $(grep -m1 'GPU confinement unavailable' <<<"$out"))"
 else bad "GPUs with NVML on member nodes" "rc=$rc" "$out"; fi
