@@ -289,7 +289,10 @@ func statusCommand() *cli.Command {
 			fmt.Fprintf(tw, "cluster\t%s\n", r.Cluster)
 			fmt.Fprintf(tw, "nodes\t%d\n", len(r.Nodes))
 			for _, n := range r.Nodes {
-				fmt.Fprintf(tw, "  %s\t%s\talive=%v\n", n.ID, n.Addr, n.Alive)
+				fmt.Fprintf(tw, "  %s\t%s\talive=%v\t%s\n", n.ID, n.Addr, n.Alive, fmtRes(n.Total, n.Available))
+				for _, g := range n.GPUs {
+					fmt.Fprintf(tw, "    GPU %d\t%s\t%s\n", g.Index, g.Name, gpuWhere(g))
+				}
 			}
 			fmt.Fprintf(tw, "resources\t%s\n", fmtRes(r.Total, r.Available))
 			fmt.Fprintf(tw, "jobs\t%d\nworkers\t%d\nactors\t%d\n", r.Jobs, r.Workers, r.Actors)
@@ -358,4 +361,19 @@ func downCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// gpuWhere says where a GPU sits: its NUMA node and NVLink peer count, when known.
+func gpuWhere(g wire.GPU) string {
+	var parts []string
+	if g.NUMANode >= 0 {
+		parts = append(parts, fmt.Sprintf("numa %d", g.NUMANode))
+	}
+	if len(g.NVLinkPeers) > 0 {
+		parts = append(parts, fmt.Sprintf("nvlink to %d", len(g.NVLinkPeers)))
+	}
+	if g.UUID != "" {
+		parts = append(parts, g.UUID)
+	}
+	return strings.Join(parts, "  ")
 }
