@@ -113,7 +113,9 @@ func (x *xfer) Loc() string { return x.tr.Name() + ":" + x.ln.Addr() }
 
 // close stops serving, fails pulls in flight and closes every connection.
 func (x *xfer) close() {
-	x.stop()
+	x.pmu.Lock()
+	x.stop() // under pmu: no pull starts after this
+	x.pmu.Unlock()
 	x.ln.Close()
 	x.pmu.Lock()
 	for c := range x.conns {
@@ -244,9 +246,17 @@ func (x *xfer) pull(id wire.ID, loc string, size int64,
 		return p
 	}
 	p := &pull{done: make(chan struct{})}
+	if x.ctx.Err() != nil {
+		x.pmu.Unlock()
+		p.err = fmt.Errorf("pull object %s: the agent is closing", id)
+		close(p.done)
+		return p
+	}
 	x.pulls[id] = p
+	x.wg.Add(1) // close waits for the pull: it writes into the arena mapping
 	x.pmu.Unlock()
 	go func() {
+		defer x.wg.Done()
 		p.err = x.run(id, loc, size, reserve, finish)
 		x.pmu.Lock()
 		delete(x.pulls, id)
