@@ -168,3 +168,63 @@ func TestCloseRemovesFiles(t *testing.T) {
 		t.Fatal("store directory left behind")
 	}
 }
+
+func TestRemoteObjectFilledHereAndFreed(t *testing.T) {
+	s := newStore(t, 16*PageSize)
+	var freed []wire.ID
+	s.OnFree = func(id wire.ID) { freed = append(freed, id) }
+	o := s.PutRemote(id(1), wire.FmtRaw, 3*PageSize, nil, 7, "tcp:10.0.0.2:9")
+	if o == nil || o.Local() || o.Stored() {
+		t.Fatalf("a remote object must be sealed here without local bytes: %+v", o)
+	}
+	if got := o.Obj(); got.Loc != "tcp:10.0.0.2:9" || got.Size != 3*PageSize || got.Path != "" {
+		t.Fatalf("obj of a remote object %+v; want its loc and size, no path", got)
+	}
+	if s.PutRemote(id(1), wire.FmtRaw, 3*PageSize, nil, 7, "tcp:x:1") != nil {
+		t.Fatal("a second PUT_AT of a sealed object must be ignored (objects are immutable)")
+	}
+	if _, err := s.FillRemote(id(1), 100); err != nil {
+		t.Fatal(err)
+	}
+	if o.Local() {
+		t.Fatal("an object being pulled must not be readable yet")
+	}
+	s.Filled(id(1), 100, true)
+	if !o.Local() || !o.Stored() || o.Path != s.ArenaPath() {
+		t.Fatalf("after the pull the object must be readable from the arena: %+v", o)
+	}
+	s.Decref(id(1), 7)
+	if len(freed) != 1 || s.Stats().Bytes != 0 {
+		t.Fatalf("after the last reference: freed %v, stats %+v", freed, s.Stats())
+	}
+}
+
+func TestFailedFillLeavesTheObjectRemote(t *testing.T) {
+	s := newStore(t, 16*PageSize)
+	o := s.PutRemote(id(2), wire.FmtRaw, PageSize, nil, 7, "tcp:h:1")
+	if _, err := s.FillRemote(id(2), 100); err != nil {
+		t.Fatal(err)
+	}
+	s.Filled(id(2), 100, false)
+	if o.Local() || o.Stored() || s.Stats().Bytes != 0 {
+		t.Fatalf("a failed pull must give the room back and leave the object remote: %+v %+v", o, s.Stats())
+	}
+}
+
+func TestCreateAnySpillsWhatTheArenaCannotHold(t *testing.T) {
+	s := newStore(t, 4*PageSize)
+	if _, err := s.Create(id(3), 0, 8*PageSize, nil, 1); !errors.Is(err, ErrFull) {
+		t.Fatalf("Create of an object larger than the arena: %v, want ErrFull", err)
+	}
+	o, err := s.CreateAny(id(3), 0, 8*PageSize, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Path == s.ArenaPath() || s.Stats().Spilled != 1 {
+		t.Fatalf("an object larger than the arena must go to a spill file: %+v", o)
+	}
+	s.Abort(id(3))
+	if _, err := os.Stat(o.Path); !os.IsNotExist(err) || s.Lookup(id(3)) != nil {
+		t.Fatalf("Abort must remove the spill file and the entry: %v", err)
+	}
+}
