@@ -66,6 +66,9 @@ func Epilog(log hclog.Logger, o EpilogOptions) *EpilogReport {
 				continue
 			}
 			recs, _ := filepath.Glob(filepath.Join(base, "*", "cluster.json"))
+			// a member node's store records its cluster too (<id>-<node>/member.json)
+			members, _ := filepath.Glob(filepath.Join(base, "*", "member.json"))
+			recs = append(recs, members...)
 			for _, rec := range recs {
 				var in Info
 				b, err := os.ReadFile(rec)

@@ -377,6 +377,11 @@ func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, fi
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// for `shoal admin epilog`, should this agent be killed before it removes its store
+	if b, err := json.Marshal(Info{ID: r.Cluster, PID: os.Getpid(), Dir: store.SessionDir, StoreDir: shmDir,
+		SlurmJob: os.Getenv("SLURM_JOB_ID")}); err == nil {
+		os.WriteFile(filepath.Join(store.SessionDir, "member.json"), b, 0o600)
+	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
