@@ -317,7 +317,8 @@ time.sleep(600)"\n' "$WORK" "$via" "$setrdv" > "$WORK/epi.sbatch"
   for _ in $(seq 300); do grep -q "^EPI" "$WORK/epi-$via.out" 2>/dev/null && break; sleep 0.1; done
   cid=$(awk '/^EPI/{print $2}' "$WORK/epi-$via.out" 2>/dev/null)
   for p in $(shoal_pids "$jid" node1); do kill -9 "$p"; done  # the agent, not srun
-  before=$(ls /dev/shm | grep -c "shoal-$cid")  # one object store per node: shoal-<cid>, shoal-<cid>-node2/3
+  # the killed head's store; the members' (shoal-<cid>-nodeN) go as their agents lose the head
+  before=$(ls /dev/shm | grep -cx "shoal-$cid")
   for _ in $(seq 300); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && break; sleep 0.1; done
   left=1
   end=$((SECONDS + 30)); while ((SECONDS < end)); do  # Slurm runs the epilog after the job's steps are gone
@@ -327,7 +328,7 @@ time.sleep(600)"\n' "$WORK" "$via" "$setrdv" > "$WORK/epi.sbatch"
     sleep 0.1
   done
   rm -f "$hook"
-  if [[ -n $cid && $before == 3 && $left == 0 ]] && { [[ $via == SPANK ]] || grep -q "job $jid" "$WORK/epilog.log"; }; then
+  if [[ -n $cid && $before == 1 && $left == 0 ]] && { [[ $via == SPANK ]] || grep -q "job $jid" "$WORK/epilog.log"; }; then
     ok "shoal admin epilog ($via) removes what a killed job left on every node"
   else bad "epilog via $via" "cluster=$cid shm-before=$before left=$left" "$(cat "$WORK/epilog.log" 2>/dev/null)" "$(ls /dev/shm /tmp/shoal-0 "$rdv" 2>/dev/null)" \
     "$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | while read -r e; do p=${e%/environ}; echo "${p#/proc/}: $(tr '\0' ' ' < "$p/cmdline")"; done)"
