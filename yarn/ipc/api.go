@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -184,20 +183,6 @@ func (e *RemoteError) Error() string {
 var ErrAuth = errors.New("token authentication failed")
 
 var errNotYet = errors.New("not yet")
-
-// ReadTokenFile reads a Hadoop token file (HDTS, version 0 or 1).
-func ReadTokenFile(path string) (*Credentials, error) { return nil, errNotYet }
-
-// ParseCredentials parses the content of a Hadoop token file.
-func ParseCredentials(r io.Reader) (*Credentials, error) { return nil, errNotYet }
-
-// ByKind returns a token of the given kind.
-func (c *Credentials) ByKind(kind string) (Token, bool) { return Token{}, false }
-
-// ParseContainerID parses YARN's text form of a container id, e.g. the
-// CONTAINER_ID environment variable: container_<ts>_<app>_<attempt>_<id> or
-// container_e<epoch>_<ts>_<app>_<attempt>_<id>.
-func ParseContainerID(s string) (ContainerID, error) { return ContainerID{}, errNotYet }
 
 // AMRMClient is an ApplicationMaster's connection to the ResourceManager.
 type AMRMClient struct{}
