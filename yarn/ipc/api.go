@@ -12,11 +12,9 @@
 package ipc
 
 import (
-	"context"
 	"errors"
 	"fmt"
-
-	"github.com/hashicorp/go-hclog"
+	"strings"
 )
 
 // KindAMRMToken is the token kind of the AMRMToken in an AM's token file.
@@ -164,6 +162,9 @@ type LaunchContext struct {
 	Command        []string
 	Env            map[string]string
 	LocalResources map[string]LocalResource // link name in the working dir -> resource
+	// Tokens, when set, is a token file (Credentials, as written by Hadoop)
+	// the NodeManager gives the container as HADOOP_TOKEN_FILE_LOCATION.
+	Tokens []byte
 }
 
 // RemoteError is an error the server returned: its Java exception class and
@@ -174,66 +175,20 @@ type RemoteError struct {
 	Fatal bool // the server closed the connection
 }
 
+// Error gives the class and the first line of the message; Hadoop often puts
+// a whole Java stack trace in Msg.
 func (e *RemoteError) Error() string {
-	return fmt.Sprintf("server error %s: %s", e.Class, e.Msg)
+	first, _, _ := strings.Cut(strings.TrimSpace(e.Msg), "\n")
+	first = strings.TrimSpace(first)
+	if first == "" {
+		return fmt.Sprintf("server error %s", e.Class)
+	}
+	if e.Class == "" || strings.HasPrefix(first, e.Class) {
+		return "server error " + first
+	}
+	return fmt.Sprintf("server error %s: %s", e.Class, first)
 }
 
 // ErrAuth is wrapped by every error that comes from the server refusing the
 // token (wrong, expired, or for another application or node).
 var ErrAuth = errors.New("token authentication failed")
-
-var errNotYet = errors.New("not yet")
-
-// AMRMClient is an ApplicationMaster's connection to the ResourceManager.
-type AMRMClient struct{}
-
-// DialAMRM connects to the RM scheduler address (yarn.resourcemanager.scheduler.address,
-// port 8030 by default) and authenticates with the AMRMToken as user.
-func DialAMRM(ctx context.Context, addr, user string, amrm Token, log hclog.Logger) (*AMRMClient, error) {
-	return nil, errNotYet
-}
-
-// Register registers the AM; it returns the largest container the RM grants.
-func (c *AMRMClient) Register(ctx context.Context, host string, rpcPort int32, trackingURL string) (Resource, error) {
-	return Resource{}, errNotYet
-}
-
-// Allocate sends one heartbeat.
-func (c *AMRMClient) Allocate(ctx context.Context, ask []Ask, release []ContainerID, progress float32) (*AllocateResult, error) {
-	return nil, errNotYet
-}
-
-// NMToken returns the cached NMToken for a NodeManager "host:port".
-func (c *AMRMClient) NMToken(nodeAddr string) (Token, bool) { return Token{}, false }
-
-// Finish unregisters the AM.
-func (c *AMRMClient) Finish(ctx context.Context, status FinalStatus, diagnostics, trackingURL string) (bool, error) {
-	return false, errNotYet
-}
-
-// Close closes the connection.
-func (c *AMRMClient) Close() error { return nil }
-
-// NMClient is a connection to one NodeManager.
-type NMClient struct{}
-
-// DialNM connects to a NodeManager's IPC address with the NMToken for that node.
-func DialNM(ctx context.Context, addr, user string, nmToken Token, log hclog.Logger) (*NMClient, error) {
-	return nil, errNotYet
-}
-
-// StartContainer starts a container on this node.
-func (n *NMClient) StartContainer(ctx context.Context, c Container, lc LaunchContext) error {
-	return errNotYet
-}
-
-// StopContainer stops a container on this node.
-func (n *NMClient) StopContainer(ctx context.Context, id ContainerID) error { return errNotYet }
-
-// Status returns a container's status on this node.
-func (n *NMClient) Status(ctx context.Context, id ContainerID) (ContainerStatus, error) {
-	return ContainerStatus{}, errNotYet
-}
-
-// Close closes the connection.
-func (n *NMClient) Close() error { return nil }
