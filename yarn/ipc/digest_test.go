@@ -88,3 +88,19 @@ func TestParseDirectives(t *testing.T) {
 		t.Errorf("%q", dir)
 	}
 }
+
+// FuzzDigestChallenge feeds server challenges and final messages to the client.
+func FuzzDigestChallenge(f *testing.F) {
+	f.Add([]byte(`realm="default",nonce="abc",qop="auth",charset=utf-8,algorithm=md5-sess`))
+	f.Fuzz(func(t *testing.T, ch []byte) {
+		d := &digestClient{user: "u", pass: "p", digestURI: "/default"}
+		resp, err := d.respond(ch)
+		if err != nil {
+			return
+		}
+		if _, err := parseDirectives(string(resp)); err != nil {
+			t.Fatalf("own response %q does not parse: %v", resp, err)
+		}
+		d.verify(ch)
+	})
+}
