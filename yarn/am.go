@@ -194,7 +194,7 @@ func runAM(ctx context.Context, log hclog.Logger) (int, error) {
 		log.Info("stopped", "reason", diag)
 		return code, nil
 	}
-	am.stopAll(code, diag)
+	am.stopAll(am.driverCode, diag)
 	finish(status, diag)
 	log.Info("unregistered", "status", status, "diagnostics", diag)
 	return 0, nil
@@ -229,6 +229,7 @@ type appMaster struct {
 	lost        []string // what happened to containers that ended early
 	started     chan startResult
 	release     []ipc.ContainerID
+	driverCode  int // the driver's exit code, passed on to the members with STOP
 
 	nmMu sync.Mutex
 	nms  map[string]*ipc.NMClient
@@ -255,6 +256,7 @@ func (a *appMaster) run(ctx context.Context, sigs <-chan os.Signal, dout, derr *
 		case <-ctx.Done():
 			return 1, ipc.Killed, "shoal: cancelled"
 		case code := <-driverDone:
+			a.driverCode = code
 			return 0, statusFor(code), a.diagnostics(fmt.Sprintf("shoal: driver exited with code %d", code))
 		case r := <-a.started:
 			m := a.members[r.id]
