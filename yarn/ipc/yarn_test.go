@@ -82,75 +82,18 @@ type amResult struct {
 
 func TestYARNApplicationMaster(t *testing.T) {
 	web, scheduler := yarnEnv(t)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "payload.txt"), []byte("shipped by the NodeManager\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	name := "root"
-	if u, err := user.Current(); err == nil {
-		name = u.Username
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	var newApp struct {
-		ID string `json:"application-id"`
-	}
-	rest(ctx, t, "POST", web+"/ws/v1/cluster/apps/new-application?user.name="+name, nil, &newApp)
-	env := []map[string]string{
-		{"key": "SHOAL_IPC_HELPER_AM", "value": "1"},
-		{"key": "SHOAL_YARN_SCHEDULER_ADDRESS", "value": scheduler},
-		{"key": "SHOAL_IPC_TEST_DIR", "value": dir},
-	}
-	sub := map[string]any{
-		"application-id":   newApp.ID,
-		"application-name": "shoal-ipc-test",
-		"application-type": "SHOAL-TEST",
-		"max-app-attempts": 1,
-		"resource":         map[string]any{"memory": 256, "vCores": 1},
-		"am-container-spec": map[string]any{
-			"commands":    map[string]any{"command": exe + " -test.run=^TestHelperAM$ -test.v 1><LOG_DIR>/stdout 2><LOG_DIR>/stderr"},
-			"environment": map[string]any{"entry": env},
-		},
-	}
-	rest(ctx, t, "POST", web+"/ws/v1/cluster/apps?user.name="+name, sub, nil)
-	t.Logf("submitted %s", newApp.ID)
-
-	var app struct {
-		App struct {
-			State       string `json:"state"`
-			FinalStatus string `json:"finalStatus"`
-			Diagnostics string `json:"diagnostics"`
-		} `json:"app"`
-	}
-	for {
-		rest(ctx, t, "GET", web+"/ws/v1/cluster/apps/"+newApp.ID, nil, &app)
-		if s := app.App.State; s == "FINISHED" || s == "FAILED" || s == "KILLED" {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			rest(context.Background(), t, "PUT", web+"/ws/v1/cluster/apps/"+newApp.ID+"/state?user.name="+name, map[string]string{"state": "KILLED"}, nil)
-			t.Fatalf("application %s still %s after 3 minutes; AM log:\n%s", newApp.ID, app.App.State, readFile(dir, "am.log"))
-		case <-time.After(300 * time.Millisecond):
-		}
-	}
+	st := runApp(ctx, t, web, dir, map[string]string{"SHOAL_YARN_SCHEDULER_ADDRESS": scheduler})
 	amLog := readFile(dir, "am.log")
-	if app.App.State != "FINISHED" || app.App.FinalStatus != "SUCCEEDED" {
+	if st.State != "FINISHED" || st.FinalStatus != "SUCCEEDED" {
 		t.Fatalf("application %s: state %s, final status %s, diagnostics %q; AM log:\n%s",
-			newApp.ID, app.App.State, app.App.FinalStatus, app.App.Diagnostics, amLog)
-	}
-	// The RM reports FINISHED once the AM unregisters; the AM writes its
-	// result just after.
-	for i := 0; i < 300; i++ {
-		if _, err := os.Stat(filepath.Join(dir, "result.json")); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+			st.ID, st.State, st.FinalStatus, st.Diagnostics, amLog)
 	}
 	var res amResult
 	if err := json.Unmarshal([]byte(readFile(dir, "result.json")), &res); err != nil {
@@ -208,6 +151,76 @@ func TestYARNApplicationMaster(t *testing.T) {
 	}
 }
 
+type appState struct {
+	ID, State, FinalStatus, Diagnostics string
+}
+
+// runApp submits an application whose AM is this test binary (TestHelperAM)
+// with env added to its environment, and waits until it ends.
+func runApp(ctx context.Context, t *testing.T, web, dir string, env map[string]string) appState {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "root"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	var newApp struct {
+		ID string `json:"application-id"`
+	}
+	rest(ctx, t, "POST", web+"/ws/v1/cluster/apps/new-application?user.name="+name, nil, &newApp)
+	entries := []map[string]string{
+		{"key": "SHOAL_IPC_HELPER_AM", "value": "1"},
+		{"key": "SHOAL_IPC_TEST_DIR", "value": dir},
+	}
+	for _, k := range sortedKeys(env) {
+		entries = append(entries, map[string]string{"key": k, "value": env[k]})
+	}
+	sub := map[string]any{
+		"application-id":   newApp.ID,
+		"application-name": "shoal-ipc-test",
+		"application-type": "SHOAL-TEST",
+		"max-app-attempts": 1,
+		"resource":         map[string]any{"memory": 256, "vCores": 1},
+		"am-container-spec": map[string]any{
+			"commands":    map[string]any{"command": exe + " -test.run=^TestHelperAM$ -test.v 1><LOG_DIR>/stdout 2><LOG_DIR>/stderr"},
+			"environment": map[string]any{"entry": entries},
+		},
+	}
+	rest(ctx, t, "POST", web+"/ws/v1/cluster/apps?user.name="+name, sub, nil)
+	t.Logf("submitted %s", newApp.ID)
+	var app struct {
+		App struct {
+			State       string `json:"state"`
+			FinalStatus string `json:"finalStatus"`
+			Diagnostics string `json:"diagnostics"`
+		} `json:"app"`
+	}
+	for {
+		rest(ctx, t, "GET", web+"/ws/v1/cluster/apps/"+newApp.ID, nil, &app)
+		if s := app.App.State; s == "FINISHED" || s == "FAILED" || s == "KILLED" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			rest(context.Background(), t, "PUT", web+"/ws/v1/cluster/apps/"+newApp.ID+"/state?user.name="+name, map[string]string{"state": "KILLED"}, nil)
+			t.Fatalf("application %s still %s at the deadline; AM log:\n%s", newApp.ID, app.App.State, readFile(dir, "am.log"))
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	// The RM reports FINISHED once the AM unregisters; the AM writes its
+	// result just after.
+	for i := 0; i < 300 && app.App.State == "FINISHED"; i++ {
+		if _, err := os.Stat(filepath.Join(dir, "result.json")); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return appState{ID: newApp.ID, State: app.App.State, FinalStatus: app.App.FinalStatus, Diagnostics: app.App.Diagnostics}
+}
+
 func readFile(dir, name string) string {
 	b, err := os.ReadFile(filepath.Join(dir, name))
 	if err != nil {
@@ -261,7 +274,12 @@ func TestHelperAM(t *testing.T) {
 	}
 	defer logf.Close()
 	log := hclog.New(&hclog.LoggerOptions{Name: "am", Level: hclog.Debug, Output: logf})
-	res, err := runAM(log, dir)
+	var res any
+	if os.Getenv("SHOAL_IPC_HELPER_MODE") == "roll" {
+		res, err = runRollAM(log)
+	} else {
+		res, err = runAM(log, dir)
+	}
 	if err != nil {
 		log.Error("AM failed", "error", err)
 		t.Fatal(err)
