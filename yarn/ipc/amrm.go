@@ -32,12 +32,9 @@ const notRegistered = "org.apache.hadoop.yarn.exceptions.ApplicationMasterNotReg
 // ApplicationMasterProtocol. Its methods may be called from several
 // goroutines; calls to the RM are serialized.
 type AMRMClient struct {
-	mu    sync.Mutex // serializes RM calls and guards the fields below
-	addr  string
-	user  string
-	token Token
-	log   hclog.Logger
-	c     *conn // nil after a token roll-over or a broken connection: redial on next call
+	mu  sync.Mutex // serializes RM calls and guards the fields below
+	rm  *endpoint
+	log hclog.Logger
 
 	responseID int32
 	registered *registration
@@ -73,39 +70,19 @@ func DialAMRM(ctx context.Context, addr, user string, amrm Token, log hclog.Logg
 	if len(amrm.Identifier) == 0 {
 		return nil, fmt.Errorf("dial ResourceManager %s: the AMRMToken is empty (take the %s token from HADOOP_TOKEN_FILE_LOCATION)", addr, KindAMRMToken)
 	}
-	a := &AMRMClient{addr: addr, user: user, token: amrm, log: log.With("rm", addr),
+	log = log.With("rm", addr)
+	a := &AMRMClient{rm: &endpoint{addr: addr, protocol: amProtocol, token: amrm, log: log}, log: log,
 		lastAsk: map[askKey]int32{}, nmTokens: map[string]Token{}}
-	c, err := dial(ctx, addr, amProtocol, amrm, a.log)
-	if err != nil {
+	if err := a.rm.dial(ctx); err != nil {
 		return nil, fmt.Errorf("dial ResourceManager scheduler: %w", err)
 	}
-	a.c = c
 	a.log.Debug("connected to the ResourceManager", "user", user)
 	return a, nil
 }
 
-// rpc calls the RM, redialing once if the connection broke (or was dropped
-// after an AMRMToken roll-over). Call with a.mu held.
+// rpc calls the RM. Call with a.mu held.
 func (a *AMRMClient) rpc(ctx context.Context, method string, req msg) ([]byte, error) {
-	for try := 0; ; try++ {
-		if a.c == nil || !a.c.usable() {
-			if a.c != nil {
-				a.c.close()
-				a.c = nil
-			}
-			c, err := dial(ctx, a.addr, amProtocol, a.token, a.log)
-			if err != nil {
-				return nil, fmt.Errorf("reconnect to ResourceManager: %w", err)
-			}
-			a.c = c
-		}
-		resp, err := a.c.call(ctx, method, req)
-		var re *RemoteError
-		if err == nil || errors.As(err, &re) || ctx.Err() != nil || try > 0 {
-			return resp, err
-		}
-		a.log.Warn("ResourceManager connection failed; reconnecting", "method", method, "error", err)
-	}
+	return a.rm.call(ctx, method, req)
 }
 
 // Register registers the AM (host and rpcPort where clients reach it, and a
@@ -322,14 +299,10 @@ func (a *AMRMClient) allocate(ctx context.Context, ask []Ask, release []Containe
 	if err != nil {
 		return nil, fmt.Errorf("allocate: decode response: %w", err)
 	}
-	if newToken != nil && len(newToken.Identifier) > 0 &&
-		(string(newToken.Identifier) != string(a.token.Identifier) || string(newToken.Password) != string(a.token.Password)) {
+	if cur := a.rm.currentToken(); newToken != nil && len(newToken.Identifier) > 0 &&
+		(string(newToken.Identifier) != string(cur.Identifier) || string(newToken.Password) != string(cur.Password)) {
 		a.log.Info("the ResourceManager rolled the AMRMToken; reconnecting with the new one")
-		a.token = *newToken
-		if a.c != nil {
-			a.c.close()
-			a.c = nil
-		}
+		a.rm.setToken(*newToken)
 	}
 	switch command {
 	case amShutdown:
@@ -345,11 +318,7 @@ func (a *AMRMClient) allocate(ctx context.Context, ask []Ask, release []Containe
 
 // AMRMToken is the token the client authenticates with now: the one it was
 // dialed with, or the newer one after the RM rolled it.
-func (a *AMRMClient) AMRMToken() Token {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.token
-}
+func (a *AMRMClient) AMRMToken() Token { return a.rm.currentToken() }
 
 // NMToken returns the cached NMToken for a NodeManager "host:port"
 // (Container.NodeAddr()). The RM sends it once per node, with the first
@@ -401,13 +370,4 @@ func (a *AMRMClient) Finish(ctx context.Context, status FinalStatus, diagnostics
 }
 
 // Close closes the connection. It does not unregister.
-func (a *AMRMClient) Close() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.c == nil {
-		return nil
-	}
-	err := a.c.close()
-	a.c = nil
-	return err
-}
+func (a *AMRMClient) Close() error { return a.rm.close() }

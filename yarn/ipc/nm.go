@@ -9,9 +9,10 @@ import (
 
 // NMClient is a connection to one NodeManager's ContainerManagementProtocol,
 // authenticated with the NMToken the RM issued for that node. Its methods may
-// be called from several goroutines; calls are serialized.
+// be called from several goroutines; calls are serialized. A connection that
+// breaks is dialed again on the next call.
 type NMClient struct {
-	c    *conn
+	nm   *endpoint
 	addr string
 	log  hclog.Logger
 }
@@ -28,12 +29,12 @@ func DialNM(ctx context.Context, addr, user string, nmToken Token, log hclog.Log
 		return nil, fmt.Errorf("dial NodeManager %s: the NMToken is empty (the RM sends it with the first container on that node; see AMRMClient.NMToken)", addr)
 	}
 	log = log.With("nm", addr)
-	c, err := dial(ctx, addr, cmProtocol, nmToken, log)
-	if err != nil {
+	nm := &endpoint{addr: addr, protocol: cmProtocol, token: nmToken, log: log}
+	if err := nm.dial(ctx); err != nil {
 		return nil, fmt.Errorf("dial NodeManager: %w", err)
 	}
 	log.Debug("connected to the NodeManager", "user", user)
-	return &NMClient{c: c, addr: addr, log: log}, nil
+	return &NMClient{nm: nm, addr: addr, log: log}, nil
 }
 
 // StartContainer starts container c with launch context lc. The container
@@ -47,7 +48,7 @@ func (n *NMClient) StartContainer(ctx context.Context, c Container, lc LaunchCon
 	one.sub(2, c.Token.proto())
 	var req msg // StartContainersRequestProto: start_container_request = 1
 	req.sub(1, one)
-	resp, err := n.c.call(ctx, "startContainers", req)
+	resp, err := n.nm.call(ctx, "startContainers", req)
 	if err != nil {
 		return fmt.Errorf("start container %s on %s: %w", c.ID, n.addr, err)
 	}
@@ -101,7 +102,7 @@ func containerResult(resp []byte, id ContainerID, okField, failField int) error 
 func (n *NMClient) StopContainer(ctx context.Context, id ContainerID) error {
 	var req msg // StopContainersRequestProto: container_id = 1
 	req.sub(1, id.proto())
-	resp, err := n.c.call(ctx, "stopContainers", req)
+	resp, err := n.nm.call(ctx, "stopContainers", req)
 	if err != nil {
 		return fmt.Errorf("stop container %s on %s: %w", id, n.addr, err)
 	}
@@ -116,7 +117,7 @@ func (n *NMClient) StopContainer(ctx context.Context, id ContainerID) error {
 func (n *NMClient) Status(ctx context.Context, id ContainerID) (ContainerStatus, error) {
 	var req msg // GetContainerStatusesRequestProto: container_id = 1
 	req.sub(1, id.proto())
-	resp, err := n.c.call(ctx, "getContainerStatuses", req)
+	resp, err := n.nm.call(ctx, "getContainerStatuses", req)
 	if err != nil {
 		return ContainerStatus{}, fmt.Errorf("container status %s on %s: %w", id, n.addr, err)
 	}
@@ -156,4 +157,4 @@ func (n *NMClient) Status(ctx context.Context, id ContainerID) (ContainerStatus,
 }
 
 // Close closes the connection; running containers keep running.
-func (n *NMClient) Close() error { return n.c.close() }
+func (n *NMClient) Close() error { return n.nm.close() }

@@ -78,6 +78,7 @@ type amResult struct {
 	WrongAMRMAuth string // the error DialAMRM gave for a wrong password
 	WrongNMAuth   string // the error DialNM gave for a wrong password
 	Unregistered  bool
+	Redialed      []string // calls that went through after the AM dropped the connection under them
 }
 
 func TestYARNApplicationMaster(t *testing.T) {
@@ -146,9 +147,13 @@ func TestYARNApplicationMaster(t *testing.T) {
 			t.Errorf("a wrong %s token gave %q, want an authentication error", what, msg)
 		}
 	}
+	if len(res.Redialed) != 2 {
+		t.Errorf("calls after dropped connections: %v, want getContainerStatuses and allocate", res.Redialed)
+	}
 	if !res.Unregistered {
 		t.Error("Finish did not report unregistered")
 	}
+	t.Logf("AM log:\n%s", amLog)
 }
 
 type appState struct {
@@ -361,6 +366,9 @@ func runAM(log hclog.Logger, dir string) (*amResult, error) {
 		if err != nil {
 			return nil, err
 		}
+		if len(res.Redialed) == 1 {
+			res.Redialed = append(res.Redialed, "allocate")
+		}
 		for _, c := range r.Allocated {
 			if len(containers) == 2 {
 				log.Warn("surplus container", "container", c.ID)
@@ -402,9 +410,17 @@ func runAM(log hclog.Logger, dir string) (*amResult, error) {
 			if err := nm.StartContainer(ctx, c, lc(cmd)); err != nil {
 				return nil, err
 			}
+			if len(containers) == 1 {
+				// drop the connections under the clients: the next calls must dial again
+				nm.nm.c.nc.Close()
+				am.rm.c.nc.Close()
+			}
 			st, err := nm.Status(ctx, c.ID)
 			if err != nil {
 				return nil, err
+			}
+			if len(containers) == 1 {
+				res.Redialed = append(res.Redialed, "getContainerStatuses")
 			}
 			res.StartStatus[c.ID.String()] = st.State
 			log.Info("container started", "container", c.ID, "node", c.NodeAddr(), "state", st.State)
