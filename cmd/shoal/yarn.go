@@ -242,8 +242,11 @@ func yarnStatusCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
-			fmt.Printf("id:           %s\nname:         %s\nuser:         %s\nqueue:        %s\nstate:        %s\nfinal status: %s\nprogress:     %.0f%%\ncontainers:   %d running\n",
-				a.ID, a.Name, a.User, a.Queue, a.State, a.FinalStatus, a.Progress, a.RunningContainers)
+			fmt.Printf("id:           %s\nname:         %s\nuser:         %s\nqueue:        %s\nstate:        %s\nfinal status: %s\nprogress:     %.0f%%\n",
+				a.ID, a.Name, a.User, a.Queue, a.State, a.FinalStatus, a.Progress)
+			if a.RunningContainers >= 0 && !a.Terminal() {
+				fmt.Printf("containers:   %d running (the ApplicationMaster's included)\n", a.RunningContainers)
+			}
 			if a.Tags != "" {
 				fmt.Printf("tags:         %s\n", a.Tags)
 			}
