@@ -23,11 +23,12 @@ import (
 // which the shared harness does not (YARN's default is a day). This test starts
 // its own MiniYARNCluster from the harness's jar (test/yarn, built by
 // test/yarn/minicluster.sh build) with a yarn-site.xml ahead on the class path:
-// the key rolls every 16 s and is activated 7.5 s later (1.5 x the 5 s AM expiry);
-// after that the old token is refused.
+// the key rolls every 26 s and is activated 12 s later (1.5 x the 8 s AM
+// expiry; YARN wants that delay under half the interval). After activation
+// the old token is refused.
 const (
-	rollIntervalSecs = 16
-	amExpiryMS       = 5000
+	rollIntervalSecs = 26
+	amExpiryMS       = 8000
 )
 
 func TestYARNAMRMTokenRollOver(t *testing.T) {
