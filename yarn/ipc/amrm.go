@@ -74,7 +74,10 @@ func DialAMRM(ctx context.Context, addr, user string, amrm Token, log hclog.Logg
 	a := &AMRMClient{rm: &endpoint{addr: addr, protocol: amProtocol, token: amrm, log: log}, log: log,
 		lastAsk: map[askKey]int32{}, nmTokens: map[string]Token{}}
 	if err := a.rm.dial(ctx); err != nil {
-		return nil, fmt.Errorf("dial ResourceManager scheduler: %w", err)
+		if errors.Is(err, ErrAuth) {
+			return nil, fmt.Errorf("dial ResourceManager scheduler: the RM refused the AMRMToken (use this attempt's %s token from HADOOP_TOKEN_FILE_LOCATION): %w", KindAMRMToken, err)
+		}
+		return nil, fmt.Errorf("dial ResourceManager scheduler (yarn.resourcemanager.scheduler.address): %w", err)
 	}
 	a.log.Debug("connected to the ResourceManager", "user", user)
 	return a, nil

@@ -2,6 +2,7 @@ package ipc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/hashicorp/go-hclog"
@@ -31,6 +32,9 @@ func DialNM(ctx context.Context, addr, user string, nmToken Token, log hclog.Log
 	log = log.With("nm", addr)
 	nm := &endpoint{addr: addr, protocol: cmProtocol, token: nmToken, log: log}
 	if err := nm.dial(ctx); err != nil {
+		if errors.Is(err, ErrAuth) {
+			return nil, fmt.Errorf("dial NodeManager: it refused the NMToken (use AMRMClient.NMToken for this node's host:port): %w", err)
+		}
 		return nil, fmt.Errorf("dial NodeManager: %w", err)
 	}
 	log.Debug("connected to the NodeManager", "user", user)
