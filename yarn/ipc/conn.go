@@ -81,7 +81,9 @@ func dial(ctx context.Context, addr, protocol string, tok Token, log hclog.Logge
 	}
 	stop := c.watch(ctx)
 	err = c.handshake(tok)
-	stop()
+	if !stop() && err == nil {
+		err = fmt.Errorf("cancelled: %w", ctx.Err())
+	}
 	if err != nil {
 		nc.Close()
 		if ctx.Err() != nil {
@@ -96,14 +98,19 @@ func dial(ctx context.Context, addr, protocol string, tok Token, log hclog.Logge
 func short(protocol string) string { return protocol[strings.LastIndex(protocol, ".")+1:] }
 
 // watch applies ctx's deadline and cancellation to the socket until stop.
-func (c *conn) watch(ctx context.Context) (stop func()) {
+// stop reports false when cancellation fired meanwhile: the socket may then
+// carry a past deadline, so the connection must not be used again.
+func (c *conn) watch(ctx context.Context) (stop func() bool) {
 	if dl, ok := ctx.Deadline(); ok {
 		c.nc.SetDeadline(dl)
 	}
 	unregister := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
-	return func() {
-		unregister()
+	return func() bool {
+		if !unregister() {
+			return false
+		}
 		c.nc.SetDeadline(time.Time{})
+		return true
 	}
 }
 
@@ -399,7 +406,12 @@ func (c *conn) call(ctx context.Context, method string, req msg) ([]byte, error)
 	id := c.nextCall
 	c.nextCall++
 	stop := c.watch(ctx)
-	defer stop()
+	defer func() {
+		if !stop() && c.broken == nil {
+			c.broken = fmt.Errorf("connection to %s is closed: a call was cancelled", c.addr)
+			c.nc.Close()
+		}
+	}()
 	fail := func(err error) ([]byte, error) {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", ctx.Err(), err)

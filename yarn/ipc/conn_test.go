@@ -1,6 +1,7 @@
 package ipc
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -10,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protowire"
+	"github.com/hashicorp/go-hclog"
 )
 
 // The first bytes a client sends: connection header, then the SASL NEGOTIATE
@@ -188,4 +189,33 @@ func TestHandshakeRefusals(t *testing.T) {
 	}
 }
 
-var _ = protowire.MinValidNumber
+// A call cancelled while the server is silent returns promptly with the
+// context's error, and the connection is not used again.
+func TestCallCancelled(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		s, err := ln.Accept()
+		if err == nil {
+			defer s.Close()
+			time.Sleep(2 * time.Second)
+		}
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &conn{nc: nc, br: bufio.NewReader(nc), addr: ln.Addr().String(), protocol: amProtocol, log: hclog.NewNullLogger()}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	_, err = c.call(ctx, "allocate", nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled call: %v", err)
+	}
+	if c.usable() {
+		t.Error("connection still usable after a cancelled call")
+	}
+}

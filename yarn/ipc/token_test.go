@@ -3,7 +3,6 @@ package ipc
 import (
 	"bytes"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -229,5 +228,3 @@ func FuzzParseCredentials(f *testing.F) {
 		}
 	})
 }
-
-var _ = io.EOF
