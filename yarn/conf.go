@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -134,7 +135,7 @@ func ParseMemoryMB(s string) (int64, error) {
 		}
 	}
 	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v <= 0 || v*mult > 1<<40 {
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 || v*mult > 1<<40 {
 		return 0, fmt.Errorf("%q is not a memory size; write e.g. 4g, 512m or 4096 (MB)", s)
 	}
 	mb := int64(v*mult + 0.5)
