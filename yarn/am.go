@@ -257,6 +257,7 @@ func (a *appMaster) run(ctx context.Context, sigs <-chan os.Signal, dout, derr *
 			return 1, ipc.Killed, "shoal: cancelled"
 		case code := <-driverDone:
 			a.driverCode = code
+			a.log.Info("driver exited", "code", code)
 			return 0, statusFor(code), a.diagnostics(fmt.Sprintf("shoal: driver exited with code %d", code))
 		case r := <-a.started:
 			m := a.members[r.id]
