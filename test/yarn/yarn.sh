@@ -137,6 +137,26 @@ else
   kill "$sub" 2>/dev/null
 fi
 
+# 3b. Ctrl-C on a waiting `shoal yarn submit` kills the application
+(cd "$DRIVERS" && exec "$SHOAL" yarn submit --containers 1 "${COMMON[@]}" -- "$PY" sleep.py >"$WORK/int.out" 2>"$WORK/int.err") &
+sub=$!
+if wait_for 120 grep -q "driver running" "$WORK/int.err"; then
+  app=$(app_of "$WORK/int.err")
+  kill -INT "$sub"
+  wait "$sub"; rc=$?
+  wait_for 30 test "$(app_procs "$app")" = 0
+  st=$("$SHOAL" yarn status "$app" 2>&1)
+  if ((rc == 143)) && has "$(cat "$WORK/int.err")" "interrupted; killing $app" && has "$st" "state: *KILLED" &&
+    [[ $(app_procs "$app") == 0 ]]; then
+    ok "Ctrl-C on submit kills $app, exits 143, leaves nothing"
+  else
+    bad "Ctrl-C (rc=$rc)" "$(cat "$WORK/int.err")" "$st"
+  fi
+else
+  bad "Ctrl-C: the driver never ran" "$(cat "$WORK/int.err")"
+  kill "$sub" 2>/dev/null
+fi
+
 # 4. a container killed mid-run is reported and replaced; the driver carries on with the new one
 mkdir -p "$WORK/mark"
 (cd "$DRIVERS" && exec "$SHOAL" yarn submit --containers 3 --max-replacements 2 "${COMMON[@]}" --env "MARK_DIR=$WORK/mark" \
