@@ -73,9 +73,11 @@ if ((rc == 0)) && [[ -n $app ]] && ((cons == 4)); then
 else
   bad "tasks in every container (rc=$rc, $cons of 4 containers)" "$out" "$prog"
 fi
-if has "$prog" "ACCEPTED" && has "$prog" "RUNNING: containers" && has "$prog" "3/3 agents joined, driver running" &&
+# (agents may all join between two polls, so "containers 2/3 granted, agents 1/3 joined" is not
+# always seen; its format is unit-tested)
+if has "$prog" "ACCEPTED" && has "$prog" "RUNNING: " && has "$prog" "3/3 agents joined, driver running" &&
   has "$prog" "FINISHED (SUCCEEDED): driver exit code 0"; then
-  ok "submit shows progress: ACCEPTED, containers granted/asked, agents joined, final status"
+  ok "submit shows progress: ACCEPTED, RUNNING, agents joined, final status"
 else
   bad "progress lines" "$prog"
 fi
