@@ -40,6 +40,9 @@ import (
 // granted: "<container id> <node web address> <node address>" per line.
 const RosterFile = "containers.txt"
 
+// maxAllocateFailures is how many heartbeats in a row may fail before the AM gives up.
+const maxAllocateFailures = 60
+
 // amPriority is the priority of the member container asks.
 const amPriority = 1
 
@@ -243,6 +246,7 @@ func (a *appMaster) run(ctx context.Context, sigs <-chan os.Signal, dout, derr *
 	var driver *exec.Cmd
 	driverDone := make(chan int, 1)
 	lastJoined := -1
+	failures := 0
 	tick := time.NewTimer(0)
 	defer tick.Stop()
 	for {
@@ -282,7 +286,16 @@ func (a *appMaster) run(ctx context.Context, sigs <-chan os.Signal, dout, derr *
 				if ctx.Err() != nil {
 					return 1, ipc.Killed, "shoal: cancelled"
 				}
+				// The RM expires an AM that is silent for 10 minutes; give up well before, without
+				// unregistering (that needs the RM too), so that YARN sees the attempt fail.
+				if failures++; failures >= maxAllocateFailures {
+					if driver != nil && driver.Process != nil {
+						driver.Process.Signal(syscall.SIGTERM)
+					}
+					return 1, ipc.Killed, fmt.Sprintf("shoal: lost the ResourceManager: %d heartbeats failed, the last with: %v", failures, err)
+				}
 			} else {
+				failures = 0
 				a.handleAllocation(res)
 			}
 			if joined != lastJoined {

@@ -191,12 +191,14 @@ e3=$("$SHOAL" yarn submit --memory 64g -- true 2>&1); r3=$?
 e4=$(env -u SHOAL_YARN_SCHEDULER_ADDRESS -u YARN_CONF_DIR -u HADOOP_CONF_DIR "$SHOAL" yarn submit -- true 2>&1); r4=$?
 e5=$("$SHOAL" yarn submit --memory 4x -- true 2>&1); r5=$?
 e6=$("$SHOAL" yarn submit --rm 127.0.0.1:1 --scheduler-address 127.0.0.1:1 -- true 2>&1); r6=$?
+e7=$("$SHOAL" yarn submit --memory 256m --am-memory 256m --scheduler-address 127.0.0.1:1 -- true 2>&1); r7=$?
 if ((r1 == 2)) && has "$e1" "is not a YARN application id" && ((r2 == 1)) && has "$e2" "NotFoundException" &&
   ((r3 == 1)) && has "$e3" "larger than this cluster's largest" && ((r4 == 1)) && has "$e4" "set --scheduler-address" &&
-  ((r5 == 2)) && has "$e5" "not a memory size" && ((r6 == 1)) && has "$e6" "reach the ResourceManager at http://127.0.0.1:1"; then
-  ok "bad id, unknown application, oversized container, no scheduler address, bad size, unreachable RM: clear errors"
+  ((r5 == 2)) && has "$e5" "not a memory size" && ((r6 == 1)) && has "$e6" "reach the ResourceManager at http://127.0.0.1:1" &&
+  ((r7 == 1)) && has "$e7" "FAILED" && has "$e7" "scheduler at 127.0.0.1:1 (--scheduler-address)"; then
+  ok "bad id, unknown application, oversized container, no or wrong scheduler address, bad size, unreachable RM: clear errors"
 else
-  bad "errors" "$e1 ($r1)" "$e2 ($r2)" "$e3 ($r3)" "$e4 ($r4)" "$e5 ($r5)" "$e6 ($r6)"
+  bad "errors" "$e1 ($r1)" "$e2 ($r2)" "$e3 ($r3)" "$e4 ($r4)" "$e5 ($r5)" "$e6 ($r6)" "$e7 ($r7)"
 fi
 
 finish
