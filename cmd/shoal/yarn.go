@@ -250,6 +250,9 @@ func yarnStatusCommand() *cli.Command {
 			if a.Tags != "" {
 				fmt.Printf("tags:         %s\n", a.Tags)
 			}
+			if a.AppNodeLabel != "" {
+				fmt.Printf("node label:   %s\n", a.AppNodeLabel)
+			}
 			if code, ok := yarn.DriverExitCode(a.Diagnostics); ok {
 				fmt.Printf("driver exit:  %d\n", code)
 			}

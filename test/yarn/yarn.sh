@@ -100,6 +100,28 @@ else
   bad "processes left by $app: $(app_procs "$app")"
 fi
 
+# 1b. --node-label puts the ApplicationMaster and every member on the labelled NodeManager
+if [[ -n ${YARN_NODE_LABEL:-} ]]; then
+  out=$("$SHOAL" yarn submit --containers 3 "${COMMON[@]}" --node-label "$YARN_NODE_LABEL" -- true 2>&1); rc=$?
+  app=$(grep -o 'application_[0-9]*_[0-9]*' <<<"$out" | head -1)
+  nodes=$("$SHOAL" yarn logs --file containers.txt "$app" 2>&1 | awk '/^container_/ {print $3}' | sort -u)
+  amnode=$(curl -fsS "$SHOAL_YARN_RM/ws/v1/cluster/apps/$app/appattempts" | grep -o '"nodeId":"[^"]*"' | cut -d'"' -f4)
+  st=$("$SHOAL" yarn status "$app" 2>&1)
+  if ((rc == 0)) && [[ $nodes == "$YARN_LABELED_NODE" && $amnode == "$YARN_LABELED_NODE" ]] && has "$st" "node label: *$YARN_NODE_LABEL"; then
+    ok "--node-label $YARN_NODE_LABEL: the AM and all 3 members ran on $YARN_LABELED_NODE"
+  else
+    bad "--node-label (rc=$rc, members on '$nodes', AM on '$amnode', labelled node $YARN_LABELED_NODE)" "$out" "$st"
+  fi
+  e=$("$SHOAL" yarn submit "${COMMON[@]}" --node-label nosuch -- true 2>&1); r=$?
+  if ((r == 1)) && has "$e" "labelExpression of resource request=nosuch"; then
+    ok "an unknown node label is refused with YARN's reason"
+  else
+    bad "unknown node label (rc=$r)" "$e"
+  fi
+else
+  echo "skip --node-label: the MiniYARNCluster was started without a label (SHOAL_YARN_NODE_LABEL empty)"
+fi
+
 # 2. a failing driver's exit code comes back, and its output is shown
 out=$(cd "$DRIVERS" && "$SHOAL" yarn submit --containers 2 "${COMMON[@]}" -- "$PY" fail.py 2>"$WORK/fail.err"); rc=$?
 app=$(app_of "$WORK/fail.err")

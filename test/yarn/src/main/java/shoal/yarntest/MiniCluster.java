@@ -13,12 +13,16 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CountDownLatch;
 
 import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.yarn.api.records.NodeId;
+import org.apache.hadoop.yarn.api.records.NodeLabel;
 import org.apache.hadoop.yarn.conf.YarnConfiguration;
 import org.apache.hadoop.yarn.server.MiniYARNCluster;
 import org.apache.hadoop.yarn.server.nodemanager.NodeManager;
+import org.apache.hadoop.yarn.server.resourcemanager.nodelabels.RMNodeLabelsManager;
 
 /**
  * A MiniYARNCluster for shoal's YARN tests: one ResourceManager on fixed ports, two or more
@@ -98,10 +102,18 @@ public final class MiniCluster {
     conf.set("yarn.scheduler.capacity.root.batch.maximum-capacity", "100");
     // Several test applications run at once; the 10% default would queue their AMs.
     conf.setFloat("yarn.scheduler.capacity.maximum-am-resource-percent", 0.8f);
-    if (opt.containsKey("node-labels")) {
+    // A non-exclusive node label on the first NodeManager: applications that ask for it land
+    // there, and the others may still use its idle resources.
+    String label = opt.getOrDefault("node-label", "");
+    if (!label.isEmpty()) {
       conf.setBoolean(YarnConfiguration.NODE_LABELS_ENABLED, true);
       conf.set(YarnConfiguration.FS_NODE_LABELS_STORE_ROOT_DIR,
           out.resolve("node-labels").toUri().toString());
+      conf.set("yarn.scheduler.capacity.root.accessible-node-labels", label);
+      conf.set("yarn.scheduler.capacity.root.accessible-node-labels." + label + ".capacity", "100");
+      conf.set("yarn.scheduler.capacity.root.default.accessible-node-labels", label);
+      conf.set("yarn.scheduler.capacity.root.default.accessible-node-labels." + label + ".capacity", "100");
+      conf.set("yarn.scheduler.capacity.root.batch.accessible-node-labels", " ");
     }
 
     MiniYARNCluster cluster = new MiniYARNCluster("shoal", nms, 1, 1);
@@ -132,6 +144,15 @@ public final class MiniCluster {
       throw new IllegalStateException("node managers did not register in 120 s");
     }
 
+    String labeled = "";
+    if (!label.isEmpty()) {
+      RMNodeLabelsManager labels = cluster.getResourceManager().getRMContext().getNodeLabelManager();
+      labels.addToCluserNodeLabels(List.of(NodeLabel.newInstance(label, false)));
+      NodeId first = cluster.getNodeManager(0).getNMContext().getNodeId();
+      labels.replaceLabelsOnNode(Map.of(first, Set.of(label)));
+      labeled = first.toString();
+    }
+
     Configuration live = cluster.getResourceManager().getConfig();
     Path confDir = out.resolve("conf");
     Files.createDirectories(confDir);
@@ -160,6 +181,8 @@ public final class MiniCluster {
     env.put("YARN_NODEMANAGER_WEBS", String.join(",", nmWebs));
     env.put("YARN_NM_MEMORY_MB", Integer.toString(nmMemMB));
     env.put("YARN_NM_VCORES", Integer.toString(nmVcores));
+    env.put("YARN_NODE_LABEL", label);
+    env.put("YARN_LABELED_NODE", labeled);
     env.put("YARN_MINICLUSTER_PID", Long.toString(ProcessHandle.current().pid()));
 
     StringBuilder sh = new StringBuilder();
@@ -209,7 +232,7 @@ public final class MiniCluster {
         throw new IllegalArgumentException("unexpected argument " + a + "; use --name value");
       }
       String k = a.substring(2);
-      if (k.equals("stop-on-eof") || k.equals("node-labels")) {
+      if (k.equals("stop-on-eof")) {
         m.put(k, "true");
       } else if (i + 1 < args.length) {
         m.put(k, args[++i]);
