@@ -122,13 +122,14 @@ else
   echo "skip --node-label: the MiniYARNCluster was started without a label (SHOAL_YARN_NODE_LABEL empty)"
 fi
 
-# 2. a failing driver's exit code comes back, and its output is shown
-out=$(cd "$DRIVERS" && "$SHOAL" yarn submit --containers 2 "${COMMON[@]}" -- "$PY" fail.py 2>"$WORK/fail.err"); rc=$?
+# 2. a failing driver's exit code comes back, and its output is shown; the ResourceManager and
+# its scheduler address come from $YARN_CONF_DIR/yarn-site.xml
+out=$(cd "$DRIVERS" && env -u SHOAL_YARN_RM -u SHOAL_YARN_SCHEDULER_ADDRESS "$SHOAL" yarn submit --containers 2 "${COMMON[@]}" -- "$PY" fail.py 2>"$WORK/fail.err"); rc=$?
 app=$(app_of "$WORK/fail.err")
 st=$("$SHOAL" yarn status "$app" 2>&1)
 if ((rc == 7)) && has "$out" "TASK 42" && grep -q "driver failing on purpose" "$WORK/fail.err" &&
   has "$st" "final status: FAILED" && has "$st" "driver exit: *7"; then
-  ok "a failing driver's exit code (7) is submit's, FAILED in status, its stdout and stderr shown"
+  ok "a failing driver's exit code (7) is submit's, FAILED in status, its stdout and stderr shown (RM from yarn-site.xml)"
 else
   bad "failing driver (rc=$rc)" "$out" "$(cat "$WORK/fail.err")" "$st"
 fi
