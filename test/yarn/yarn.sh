@@ -207,6 +207,18 @@ else
   kill "$sub" 2>/dev/null
 fi
 
+# 4b. containers the cluster cannot give: the join time-out fails the application, naming what joined
+out=$("$SHOAL" yarn submit --containers 3 --memory "${YARN_NM_MEMORY_MB}m" --am-memory 512m --join-timeout 5s -- true 2>&1); rc=$?
+app=$(grep -o 'application_[0-9]*_[0-9]*' <<<"$out" | head -1)
+wait_for 30 test "$(app_procs "$app")" = 0
+# (1 of 3 fits, next to the AM; fewer when other applications share the cluster)
+if ((rc == 1)) && has "$out" "FINISHED (FAILED): shoal: timed out after 5s waiting for agents: [01]/3 joined, [01] containers granted" &&
+  [[ $(app_procs "$app") == 0 ]]; then
+  ok "3 containers of a whole node's memory: after --join-timeout 5s, FAILED naming 1/3 joined; exit 1; nothing left"
+else
+  bad "join time-out (rc=$rc)" "$out"
+fi
+
 # 5. mistakes get errors that say what to do
 e1=$("$SHOAL" yarn status application_12_x 2>&1); r1=$?
 e2=$("$SHOAL" yarn status "application_${app#application_}9" 2>&1); r2=$?
