@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -221,22 +222,28 @@ func parseRoster(b []byte) map[string]string {
 }
 
 // stripLogEnvelope returns the content of a log file as a NodeManager serves it: Hadoop 3 wraps
-// it in a header ("Container: ...", "LogType:", "LogContents:") and a trailer ("End of
-// LogType:..."). A body without the envelope is returned as it is.
+// it in a header ("Container: ...", "LogLength:N", "LogContents:") and a trailer ("End of
+// LogType:..."). The content is the LogLength bytes after the header, exactly, so that a file
+// read while it grows can be continued from its length. A body without the envelope is returned
+// as it is.
 func stripLogEnvelope(b []byte) []byte {
 	const start = "LogContents:\n"
 	i := bytes.Index(b, []byte(start))
 	if i < 0 || !bytes.HasPrefix(b, []byte("Container: ")) {
 		return b
 	}
-	body := b[i+len(start):]
+	head, body := b[:i], b[i+len(start):]
+	if k := bytes.LastIndex(head, []byte("LogLength:")); k >= 0 {
+		line := head[k+len("LogLength:"):]
+		if e := bytes.IndexByte(line, '\n'); e >= 0 {
+			line = line[:e]
+		}
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(line)), 10, 64); err == nil && n >= 0 && n <= int64(len(body)) {
+			return body[:n]
+		}
+	}
 	if j := bytes.LastIndex(body, []byte("End of LogType:")); j >= 0 {
 		body = body[:j]
-		// the trailer starts on its own line
-		body = bytes.TrimSuffix(body, []byte("\n"))
-		if len(body) > 0 {
-			body = append(body[:len(body):len(body)], '\n')
-		}
 	}
 	return body
 }
@@ -252,4 +259,74 @@ func (c *Client) AMContainer(ctx context.Context, id string) (container, nodeHTT
 	}
 	last := atts[len(atts)-1]
 	return last.ContainerID, last.NodeHTTPAddress, nil
+}
+
+// DriverOutput copies the driver's output (driver.out and driver.err in the ApplicationMaster's
+// container) to two writers as it grows, by polling the NodeManager. Use it from one goroutine.
+type DriverOutput struct {
+	c         *Client
+	id        string
+	stdout    io.Writer
+	stderr    io.Writer
+	container string
+	copied    map[string]int64
+	// Limit is the largest file it fetches whole on every poll (default 64 MiB); past it, the
+	// rest is left to `shoal yarn logs`.
+	Limit   int64
+	stopped map[string]bool
+}
+
+// NewDriverOutput follows application id's driver output.
+func (c *Client) NewDriverOutput(id string, stdout, stderr io.Writer) *DriverOutput {
+	return &DriverOutput{c: c, id: id, stdout: stdout, stderr: stderr, copied: map[string]int64{}, stopped: map[string]bool{},
+		Limit: 64 << 20}
+}
+
+// Poll writes what the driver wrote since the last poll. A new ApplicationMaster attempt starts
+// the files anew.
+func (d *DriverOutput) Poll(ctx context.Context) error {
+	cid, node, err := d.c.AMContainer(ctx, d.id)
+	if err != nil {
+		return err
+	}
+	if cid == "" || node == "" {
+		return nil
+	}
+	if cid != d.container {
+		d.container = cid
+		clear(d.copied)
+		clear(d.stopped)
+	}
+	files, err := d.c.ContainerLogFiles(ctx, node, cid)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		var w io.Writer
+		switch f.Name {
+		case "driver.out":
+			w = d.stdout
+		case "driver.err":
+			w = d.stderr
+		default:
+			continue
+		}
+		if f.Size <= d.copied[f.Name] || d.stopped[f.Name] {
+			continue
+		}
+		if f.Size > d.Limit {
+			d.stopped[f.Name] = true
+			fmt.Fprintf(d.stderr, "shoal: %s is over %d MiB; read the rest with `shoal yarn logs --file %s %s`\n", f.Name, d.Limit>>20, f.Name, d.id)
+			continue
+		}
+		b, err := d.c.ContainerLog(ctx, node, cid, f.Name)
+		if err != nil {
+			return err
+		}
+		if n := int64(len(b)); n > d.copied[f.Name] {
+			w.Write(b[d.copied[f.Name]:])
+			d.copied[f.Name] = n
+		}
+	}
+	return nil
 }

@@ -298,6 +298,10 @@ func TestLogListAndEnvelope(t *testing.T) {
 	if got := string(stripLogEnvelope([]byte(env))); got != "hello from driver\n" {
 		t.Fatalf("envelope stripped to %q", got)
 	}
+	growing := "Container: c on h:1\nLogType:driver.out\nLogLength:7\nLogContents:\npartialEnd of LogType:driver.out.\n"
+	if got := string(stripLogEnvelope([]byte(growing))); got != "partial" {
+		t.Fatalf("a line still being written stripped to %q", got)
+	}
 	if got := string(stripLogEnvelope([]byte("plain\n"))); got != "plain\n" {
 		t.Fatalf("plain text changed to %q", got)
 	}

@@ -171,11 +171,30 @@ func followApp(cl *yarn.Client, id string, want int) error {
 			}
 		}
 	}()
+	// the driver's output, as it grows
+	out := cl.NewDriverOutput(id, os.Stdout, os.Stderr)
+	tailCtx, stopTail := context.WithCancel(ctx)
+	tailed := make(chan struct{})
+	go func() {
+		defer close(tailed)
+		for {
+			select {
+			case <-tailCtx.Done():
+				return
+			case <-time.After(time.Second):
+				out.Poll(tailCtx)
+			}
+		}
+	}()
 	app, err := cl.Follow(ctx, id, want, 500*time.Millisecond, os.Stderr)
+	stopTail()
+	<-tailed
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("follow %s: %v", id, err), 1)
 	}
-	printDriverOutput(cl, id)
+	pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	out.Poll(pctx) // the rest, now that the driver has ended
+	pcancel()
 	code := yarn.ExitCode(app)
 	if _, ok := yarn.DriverExitCode(app.Diagnostics); !ok && app.Diagnostics != "" {
 		fmt.Fprintf(os.Stderr, "shoal: %s diagnostics:\n%s\n", id, strings.TrimSpace(app.Diagnostics))
@@ -184,26 +203,6 @@ func followApp(cl *yarn.Client, id string, want int) error {
 		return cli.Exit("", code)
 	}
 	return nil
-}
-
-// printDriverOutput copies the driver's stdout and stderr from the ApplicationMaster's
-// container, while its NodeManager still has them.
-func printDriverOutput(cl *yarn.Client, id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cid, node, err := cl.AMContainer(ctx, id)
-	if err != nil || cid == "" {
-		return
-	}
-	for _, f := range []struct {
-		name string
-		to   *os.File
-	}{{"driver.out", os.Stdout}, {"driver.err", os.Stderr}} {
-		b, err := cl.ContainerLog(ctx, node, cid, f.name)
-		if err == nil {
-			f.to.Write(b)
-		}
-	}
 }
 
 func oneAppID(c *cli.Context) (string, error) {

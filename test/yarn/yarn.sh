@@ -134,6 +134,32 @@ else
   bad "failing driver (rc=$rc)" "$out" "$(cat "$WORK/fail.err")" "$st"
 fi
 
+# 2b. the driver's output reaches the client while the driver runs; --detach prints the id only
+mkdir -p "$WORK/stream"
+(cd "$DRIVERS" && exec "$SHOAL" yarn submit "${COMMON[@]}" --env "MARK_DIR=$WORK/stream" -- "$PY" stream.py \
+  >"$WORK/stream.out" 2>"$WORK/stream.err") &
+sub=$!
+if wait_for 90 grep -q "tick 0" "$WORK/stream.out"; then
+  touch "$WORK/stream/seen"
+  wait "$sub"; rc=$?
+  if ((rc == 0)) && [[ $(grep -c '^tick 0$' "$WORK/stream.out") == 1 && $(grep -c '^tick 1$' "$WORK/stream.out") == 1 ]]; then
+    ok "the driver's output is shown while it runs, each line once"
+  else
+    bad "streamed output (rc=$rc)" "$(cat "$WORK/stream.out")" "$(cat "$WORK/stream.err")"
+  fi
+else
+  bad "the driver's first line never reached the client while it ran" "$(cat "$WORK/stream.out")" "$(cat "$WORK/stream.err")"
+  kill "$sub" 2>/dev/null
+fi
+id=$("$SHOAL" yarn submit --detach "${COMMON[@]}" -- true 2>"$WORK/detach.err"); rc=$?
+fin() { "$SHOAL" yarn status "$id" 2>/dev/null | grep -q "state: *FINISHED"; }
+if ((rc == 0)) && [[ $id =~ ^application_[0-9]+_[0-9]+$ ]] && wait_for 60 fin &&
+  "$SHOAL" yarn status "$id" | grep -q "final status: SUCCEEDED"; then
+  ok "--detach prints only the application id ($id), which then finishes SUCCEEDED"
+else
+  bad "--detach (rc=$rc, stdout '$id')" "$(cat "$WORK/detach.err")"
+fi
+
 # 3. kill from the client: submit returns 143, the application is KILLED, nothing is left
 (cd "$DRIVERS" && exec "$SHOAL" yarn submit --containers 2 "${COMMON[@]}" -- "$PY" sleep.py >"$WORK/kill.out" 2>"$WORK/kill.err") &
 sub=$!
