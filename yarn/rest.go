@@ -207,6 +207,7 @@ type Resource struct {
 	VCores   int32 `json:"vCores"`
 }
 
+// String gives the size as people read it, e.g. "4096 MB, 4 vcores".
 func (r Resource) String() string { return fmt.Sprintf("%d MB, %d vcores", r.MemoryMB, r.VCores) }
 
 // NewApplication asks the ResourceManager for a new application id.

@@ -190,7 +190,7 @@ func (o *SubmitOptions) Build(id, user string) (*Submission, error) {
 		}}, nil
 }
 
-// Submit asks for a new application, checks the sizes against the cluster's largest container
+// SubmitShoal asks for a new application, checks the sizes against the cluster's largest container
 // and submits. It returns the application id.
 func (c *Client) SubmitShoal(ctx context.Context, o *SubmitOptions) (string, error) {
 	na, err := c.NewApplication(ctx)
