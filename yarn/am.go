@@ -90,21 +90,46 @@ func readSpec() (*AMSpec, error) {
 	return &s, nil
 }
 
-// listenIP is the address this node's agent listens on: what NM_HOST resolves to (IPv4 first).
-func listenIP(host string) (string, error) {
+// listenIP is the address this node's agent listens on, which member containers on other hosts
+// must reach: what NM_HOST resolves to (IPv4 first). When that is a loopback address although the
+// ResourceManager is elsewhere (Debian maps the host name to 127.0.1.1), it is instead this
+// host's address on the route to the ResourceManager's scheduler.
+func listenIP(host, scheduler string) (string, error) {
+	var ips []net.IP
 	if ip := net.ParseIP(host); ip != nil {
-		return ip.String(), nil
-	}
-	ips, err := net.LookupIP(host)
-	if err != nil || len(ips) == 0 {
-		return "", fmt.Errorf("resolve this node's name %q (NM_HOST): %v", host, err)
-	}
-	for _, ip := range ips {
-		if v4 := ip.To4(); v4 != nil {
-			return v4.String(), nil
+		ips = []net.IP{ip}
+	} else {
+		var err error
+		if ips, err = net.LookupIP(host); err != nil || len(ips) == 0 {
+			return "", fmt.Errorf("resolve this node's name %q (NM_HOST): %v", host, err)
 		}
 	}
-	return ips[0].String(), nil
+	return pickListenIP(ips, func() (net.IP, error) {
+		c, err := net.Dial("udp", scheduler) // no packet is sent: only the route is looked up
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).IP, nil
+	}), nil
+}
+
+// pickListenIP chooses among the addresses of this node's name; route gives this host's address
+// towards the ResourceManager.
+func pickListenIP(ips []net.IP, route func() (net.IP, error)) string {
+	best := ips[0]
+	for _, ip := range ips {
+		if ip.To4() != nil {
+			best = ip
+			break
+		}
+	}
+	if best.IsLoopback() {
+		if r, err := route(); err == nil && r != nil && !r.IsLoopback() {
+			return r.String()
+		}
+	}
+	return best.String()
 }
 
 func runAM(ctx context.Context, log hclog.Logger) (int, error) {
@@ -125,7 +150,7 @@ func runAM(ctx context.Context, log hclog.Logger) (int, error) {
 		return 2, fmt.Errorf("the token file has no %s token", ipc.KindAMRMToken)
 	}
 	nmHost := os.Getenv("NM_HOST")
-	ip, err := listenIP(nmHost)
+	ip, err := listenIP(nmHost, spec.SchedulerAddress)
 	if err != nil {
 		return 1, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -323,5 +324,34 @@ func TestToIPCResource(t *testing.T) {
 	r, _ = toIPCResource(LocalResource{URL: "file:///tmp/x", Type: "ARCHIVE", Visibility: "PUBLIC"})
 	if r.URL.Scheme != "file" || r.URL.Port != -1 || r.URL.File != "/tmp/x" || r.Type != ipc.Archive || r.Visibility != ipc.Public {
 		t.Fatalf("got %+v", r)
+	}
+}
+
+func TestPickListenIP(t *testing.T) {
+	route := func(ip string) func() (net.IP, error) {
+		return func() (net.IP, error) { return net.ParseIP(ip), nil }
+	}
+	tests := []struct {
+		name  string
+		ips   []string
+		route func() (net.IP, error)
+		want  string
+	}{
+		{"name resolves to the node's address", []string{"10.1.2.3"}, route("10.9.9.9"), "10.1.2.3"},
+		{"IPv4 before IPv6", []string{"fd00::1", "10.1.2.3"}, route("10.9.9.9"), "10.1.2.3"},
+		{"Debian's 127.0.1.1: the address towards the RM", []string{"127.0.1.1"}, route("10.1.2.3"), "10.1.2.3"},
+		{"one machine: loopback everywhere", []string{"127.0.0.1"}, route("127.0.0.1"), "127.0.0.1"},
+		{"no route", []string{"127.0.0.1"}, func() (net.IP, error) { return nil, errors.New("unreachable") }, "127.0.0.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ips []net.IP
+			for _, s := range tt.ips {
+				ips = append(ips, net.ParseIP(s))
+			}
+			if got := pickListenIP(ips, tt.route); got != tt.want {
+				t.Fatalf("got %s, want %s", got, tt.want)
+			}
+		})
 	}
 }
