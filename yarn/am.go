@@ -219,13 +219,31 @@ func runAM(ctx context.Context, log hclog.Logger) (int, error) {
 	if status == ipc.Killed {
 		// killed by YARN (SIGTERM) or told to shut down: no unregistering, just leave nothing behind
 		am.stopAll(code, diag)
+		removeStaging(log, spec, 200*time.Millisecond) // YARN's SIGKILL follows soon
 		log.Info("stopped", "reason", diag)
 		return code, nil
 	}
 	am.stopAll(am.driverCode, diag)
 	finish(status, diag)
 	log.Info("unregistered", "status", status, "diagnostics", diag)
+	removeStaging(log, spec, 30*time.Second)
 	return 0, nil
+}
+
+// removeStaging deletes the files the client staged on HDFS for this application.
+func removeStaging(log hclog.Logger, spec *AMSpec, within time.Duration) {
+	if spec.Staging == "" {
+		return
+	}
+	w, dir, err := decodeStaging(spec.Staging, spec.User)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), within)
+		err = w.Delete(ctx, dir)
+		cancel()
+	}
+	if err != nil {
+		log.Warn("remove the staged files", "error", err)
+	}
 }
 
 func driverOutput(dir string) (*os.File, *os.File, error) {

@@ -39,8 +39,10 @@ func ParseSite(r io.Reader) (Site, error) {
 	return s, nil
 }
 
-// LoadSite reads yarn-site.xml from $YARN_CONF_DIR, else $HADOOP_CONF_DIR, else
-// $HADOOP_HOME/etc/hadoop. It returns an empty Site and the path tried when there is none.
+// LoadSite reads the cluster's configuration from the first of $YARN_CONF_DIR, $HADOOP_CONF_DIR
+// and $HADOOP_HOME/etc/hadoop that has a yarn-site.xml: that file, with core-site.xml and
+// hdfs-site.xml beside it merged in (yarn-site.xml wins). It returns an empty Site and no path
+// when there is none.
 func LoadSite() (Site, string, error) {
 	var dirs []string
 	for _, v := range []string{"YARN_CONF_DIR", "HADOOP_CONF_DIR"} {
@@ -53,21 +55,50 @@ func LoadSite() (Site, string, error) {
 	}
 	for _, d := range dirs {
 		p := filepath.Join(d, "yarn-site.xml")
-		f, err := os.Open(p)
-		if errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		if err != nil {
-			return Site{}, p, fmt.Errorf("read %s: %w", p, err)
+		site := Site{}
+		for _, name := range []string{"core-site.xml", "hdfs-site.xml", "yarn-site.xml"} {
+			f, err := os.Open(filepath.Join(d, name))
+			if errors.Is(err, os.ErrNotExist) && name != "yarn-site.xml" {
+				continue
+			}
+			if err != nil {
+				return Site{}, p, fmt.Errorf("read %s: %w", filepath.Join(d, name), err)
+			}
+			s, err := ParseSite(f)
+			f.Close()
+			if err != nil {
+				return Site{}, p, fmt.Errorf("%s: %w", filepath.Join(d, name), err)
+			}
+			for k, v := range s {
+				site[k] = v
+			}
 		}
-		defer f.Close()
-		s, err := ParseSite(f)
-		if err != nil {
-			return Site{}, p, fmt.Errorf("%s: %w", p, err)
-		}
-		return s, p, nil
+		return site, p, nil
 	}
 	return Site{}, "", nil
+}
+
+// DefaultFS is fs.defaultFS (core-site.xml), or "" when unset.
+func (s Site) DefaultFS() string { return s["fs.defaultFS"] }
+
+// NameNodeWeb is dfs.namenode.http-address (hdfs-site.xml), else the default file system's host
+// with port 9870, or "" when the default file system is not HDFS.
+func (s Site) NameNodeWeb() string {
+	if a := s["dfs.namenode.http-address"]; a != "" && !strings.HasPrefix(a, "0.0.0.0:") {
+		return a
+	}
+	fs := s.DefaultFS()
+	if !strings.HasPrefix(fs, "hdfs://") {
+		return ""
+	}
+	host := strings.TrimPrefix(fs, "hdfs://")
+	if i := strings.IndexAny(host, ":/"); i >= 0 {
+		host = host[:i]
+	}
+	return host + ":9870"
 }
 
 // Address returns the host:port of an address property, with YARN's fallbacks: a missing

@@ -41,6 +41,9 @@ type SubmitOptions struct {
 	JoinTimeout      time.Duration // how long the AM waits for all agents to join
 	MaxReplacements  int           // containers replaced after they die, in all (default: Containers)
 	LogLevel         string        // the AM's and agents' log level
+	// HDFS, when set, stages the shipped files on HDFS (hdfs:// resources, StagingDir) instead
+	// of naming them as file:// resources, which only work on a file system every node mounts.
+	HDFS *WebHDFS
 
 	Argv []string // the driver command; relative paths to existing files are shipped
 }
@@ -61,6 +64,7 @@ type AMSpec struct {
 	LocalResources   map[string]LocalResource `json:"local_resources"`
 	LogLevel         string                   `json:"log_level,omitempty"`
 	User             string                   `json:"user"`
+	Staging          string                   `json:"staging,omitempty"` // removed by the AM at the end
 }
 
 // SpecEnv is the environment variable that carries the AMSpec (JSON, base64-encoded).
@@ -86,7 +90,7 @@ func fileResource(path string) (LocalResource, error) {
 
 // Build turns the options into a submission for application id (from NewApplication), checking
 // everything a user can get wrong before anything reaches YARN.
-func (o *SubmitOptions) Build(id, user string) (*Submission, error) {
+func (o *SubmitOptions) Build(ctx context.Context, id, user string) (*Submission, error) {
 	if len(o.Argv) == 0 {
 		return nil, errors.New("no driver command; usage: shoal yarn submit [options] -- python job.py")
 	}
@@ -107,15 +111,28 @@ func (o *SubmitOptions) Build(id, user string) (*Submission, error) {
 		}
 	}
 	res := map[string]LocalResource{}
+	from := map[string]string{} // name -> local path
 	add := func(name, path string) error {
-		r, err := fileResource(path)
+		abs, err := filepath.Abs(path)
 		if err != nil {
 			return err
 		}
-		if old, ok := res[name]; ok && old.URL != r.URL {
-			return fmt.Errorf("two files would be shipped as %q (%s and %s); rename one", name, strings.TrimPrefix(old.URL, "file://"), path)
+		if old, ok := from[name]; ok {
+			if old != abs {
+				return fmt.Errorf("two files would be shipped as %q (%s and %s); rename one", name, old, path)
+			}
+			return nil
 		}
-		res[name] = r
+		var r LocalResource
+		if o.HDFS != nil {
+			r, err = o.HDFS.Stage(ctx, abs, StagingDir(user, id)+"/"+name)
+		} else {
+			r, err = fileResource(abs)
+		}
+		if err != nil {
+			return err
+		}
+		from[name], res[name] = abs, r
 		return nil
 	}
 	if err := add("shoal", self); err != nil {
@@ -157,6 +174,9 @@ func (o *SubmitOptions) Build(id, user string) (*Submission, error) {
 		AMVCores: o.AMVCores, NodeLabel: o.NodeLabel, SchedulerAddress: o.SchedulerAddress,
 		JoinTimeoutMS: o.JoinTimeout.Milliseconds(), MaxReplacements: replace, Driver: argv, Env: o.Env,
 		LocalResources: res, LogLevel: o.LogLevel, User: user}
+	if o.HDFS != nil {
+		spec.Staging = encodeStaging(o.HDFS, StagingDir(user, id))
+	}
 	b, err := json.Marshal(spec)
 	if err != nil {
 		return nil, err
@@ -206,11 +226,14 @@ func (c *Client) SubmitShoal(ctx context.Context, o *SubmitOptions) (string, err
 		return "", fmt.Errorf("the ApplicationMaster's container (%d MB, %d vcores) is larger than this cluster's largest (%s); lower --am-memory or --am-vcores",
 			o.AMMemoryMB, o.AMVCores, max)
 	}
-	s, err := o.Build(na.ID, c.user)
+	s, err := o.Build(ctx, na.ID, c.user)
 	if err != nil {
 		return "", err
 	}
 	if err := c.Submit(ctx, s); err != nil {
+		if o.HDFS != nil {
+			o.HDFS.Delete(ctx, StagingDir(c.user, na.ID))
+		}
 		return "", err
 	}
 	return na.ID, nil

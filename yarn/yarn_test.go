@@ -2,6 +2,7 @@ package yarn
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -229,7 +230,7 @@ func TestBuildShipsFilesAndScript(t *testing.T) {
 	os.WriteFile(self, []byte("binary"), 0o755)
 	o := &SubmitOptions{Containers: 2, MemoryMB: 256, VCores: 1, AMMemoryMB: 512, AMVCores: 1, Files: []string{"data.csv"},
 		SchedulerAddress: "rm:8030", Self: self, Argv: []string{"python3", "sub/job.py", "--in", "data.csv", "/etc/hostname"}}
-	s, err := o.Build("application_1_0001", "u")
+	s, err := o.Build(context.Background(), "application_1_0001", "u")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +257,7 @@ func TestBuildShipsFilesAndScript(t *testing.T) {
 		t.Fatalf("spec %+v", spec)
 	}
 	o.Argv = []string{"./run.sh"}
-	if s, err = o.Build("application_1_0002", "u"); err != nil || !strings.Contains(s.AM.Environment[SpecEnv], "") {
+	if s, err = o.Build(context.Background(), "application_1_0002", "u"); err != nil || !strings.Contains(s.AM.Environment[SpecEnv], "") {
 		t.Fatal(err)
 	}
 	raw, _ = base64.StdEncoding.DecodeString(s.AM.Environment[SpecEnv])
@@ -267,17 +268,17 @@ func TestBuildShipsFilesAndScript(t *testing.T) {
 
 	bad := *o
 	bad.Files = []string{"missing.txt"}
-	if _, err := bad.Build("application_1_0003", "u"); err == nil || !strings.Contains(err.Error(), "missing.txt") {
+	if _, err := bad.Build(context.Background(), "application_1_0003", "u"); err == nil || !strings.Contains(err.Error(), "missing.txt") {
 		t.Fatalf("missing file gave %v", err)
 	}
 	os.WriteFile("sub/data.csv", []byte("other\n"), 0o644)
 	bad.Files = []string{"data.csv", "sub/data.csv"}
-	if _, err := bad.Build("application_1_0004", "u"); err == nil || !strings.Contains(err.Error(), "rename one") {
+	if _, err := bad.Build(context.Background(), "application_1_0004", "u"); err == nil || !strings.Contains(err.Error(), "rename one") {
 		t.Fatalf("name clash gave %v", err)
 	}
 	bad = *o
 	bad.SchedulerAddress = ""
-	if _, err := bad.Build("application_1_0005", "u"); err == nil || !strings.Contains(err.Error(), "--scheduler-address") {
+	if _, err := bad.Build(context.Background(), "application_1_0005", "u"); err == nil || !strings.Contains(err.Error(), "--scheduler-address") {
 		t.Fatalf("no scheduler address gave %v", err)
 	}
 }
@@ -353,5 +354,45 @@ func TestPickListenIP(t *testing.T) {
 				t.Fatalf("got %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestSiteHDFS(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "core-site.xml"), []byte(`<configuration><property><name>fs.defaultFS</name><value>hdfs://nn.example.com:8020</value></property></configuration>`), 0o644)
+	os.WriteFile(filepath.Join(dir, "yarn-site.xml"), []byte(`<configuration><property><name>yarn.resourcemanager.hostname</name><value>rm</value></property></configuration>`), 0o644)
+	t.Setenv("YARN_CONF_DIR", dir)
+	s, _, err := LoadSite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.DefaultFS() != "hdfs://nn.example.com:8020" || s.NameNodeWeb() != "nn.example.com:9870" {
+		t.Fatalf("fs %q, web %q", s.DefaultFS(), s.NameNodeWeb())
+	}
+	os.WriteFile(filepath.Join(dir, "hdfs-site.xml"), []byte(`<configuration><property><name>dfs.namenode.http-address</name><value>nn.example.com:50070</value></property></configuration>`), 0o644)
+	if s, _, _ = LoadSite(); s.NameNodeWeb() != "nn.example.com:50070" {
+		t.Fatalf("web %q", s.NameNodeWeb())
+	}
+	if (Site{"fs.defaultFS": "file:///"}).NameNodeWeb() != "" {
+		t.Fatal("a local default file system has a NameNode")
+	}
+}
+
+func TestWebHDFSAddresses(t *testing.T) {
+	w, err := NewWebHDFS("nn:9870", "hdfs://nn:8020/", "u")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := w.url("/user/u/.shoal/application_1_0001/my job.py", "CREATE", nil); got != "http://nn:9870/webhdfs/v1/user/u/.shoal/application_1_0001/my%20job.py?op=CREATE&user.name=u" {
+		t.Fatalf("url %s", got)
+	}
+	w2, dir, err := decodeStaging(encodeStaging(w, StagingDir("u", "application_1_0001")), "u")
+	if err != nil || dir != "/user/u/.shoal/application_1_0001" || w2.web != w.web || w2.fs != w.fs {
+		t.Fatalf("staging round trip: %+v %q %v", w2, dir, err)
+	}
+	for _, bad := range [][2]string{{"nn:9870", "file:///"}, {"nn:9870", "hdfs://"}, {"", "hdfs://nn:8020"}} {
+		if _, err := NewWebHDFS(bad[0], bad[1], "u"); err == nil {
+			t.Errorf("NewWebHDFS(%q, %q) accepted", bad[0], bad[1])
+		}
 	}
 }

@@ -96,6 +96,10 @@ func yarnSubmitCommand() *cli.Command {
 				Usage: "how long the ApplicationMaster waits for all agents to join before it fails the application"},
 			&cli.IntFlag{Name: "max-replacements", Value: -1, EnvVars: []string{"SHOAL_YARN_MAX_REPLACEMENTS"},
 				Usage: "containers that die before the driver ends are replaced, this many in all (default: --containers)"},
+			&cli.StringFlag{Name: "stage", Value: "auto", EnvVars: []string{"SHOAL_YARN_STAGE"},
+				Usage: "where shipped files go: hdfs (uploaded through WebHDFS to /user/USER/.shoal/APP, removed at the end), local (file:// paths every node must see), auto (hdfs when fs.defaultFS in core-site.xml is hdfs://)"},
+			&cli.StringFlag{Name: "webhdfs", EnvVars: []string{"SHOAL_YARN_WEBHDFS"},
+				Usage: "the NameNode's web address for staging (default: dfs.namenode.http-address from hdfs-site.xml, else the fs.defaultFS host on port 9870)"},
 			&cli.StringFlag{Name: "am-log-level", Value: "info", EnvVars: []string{"SHOAL_YARN_AM_LOG_LEVEL"},
 				Usage: "log level of the ApplicationMaster and the agents (their stderr, see `shoal yarn logs`)"},
 		),
@@ -137,7 +141,10 @@ func yarnSubmitCommand() *cli.Command {
 				MemoryMB: mem, VCores: int32(c.Int("vcores")), AMMemoryMB: amMem, AMVCores: int32(c.Int("am-vcores")),
 				Files: c.StringSlice("files"), Env: env, SchedulerAddress: sched, JoinTimeout: c.Duration("join-timeout"),
 				MaxReplacements: replace, LogLevel: c.String("am-log-level"), Argv: argv}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			if o.HDFS, err = stager(c, site, cl.User()); err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			id, err := cl.SubmitShoal(ctx, o)
 			cancel()
 			if err != nil {
@@ -148,9 +155,44 @@ func yarnSubmitCommand() *cli.Command {
 				return nil
 			}
 			fmt.Fprintf(os.Stderr, "shoal: submitted %s to %s (%d containers of %d MB, %d vcores)\n", id, cl.Base(), o.Containers, mem, o.VCores)
-			return followApp(cl, id, o.Containers)
+			err = followApp(cl, id, o.Containers)
+			if o.HDFS != nil { // the AM removes them too; not when it was killed early
+				dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
+				o.HDFS.Delete(dctx, yarn.StagingDir(cl.User(), id))
+				dcancel()
+			}
+			return err
 		},
 	}
+}
+
+// stager picks where shipped files go (--stage): nil for file:// resources, or HDFS.
+func stager(c *cli.Context, site yarn.Site, user string) (*yarn.WebHDFS, error) {
+	mode := c.String("stage")
+	fs := site.DefaultFS()
+	switch mode {
+	case "local":
+		return nil, nil
+	case "auto":
+		if !strings.HasPrefix(fs, "hdfs://") {
+			return nil, nil
+		}
+	case "hdfs":
+	default:
+		return nil, cli.Exit(fmt.Sprintf("--stage %q: use auto, hdfs or local", mode), 2)
+	}
+	web := c.String("webhdfs")
+	if web == "" {
+		web = site.NameNodeWeb()
+	}
+	if fs == "" {
+		return nil, cli.Exit("--stage hdfs: fs.defaultFS is unknown; point YARN_CONF_DIR at the cluster's configuration (core-site.xml)", 2)
+	}
+	w, err := yarn.NewWebHDFS(web, fs, user)
+	if err != nil {
+		return nil, cli.Exit("--stage hdfs: "+err.Error(), 2)
+	}
+	return w, nil
 }
 
 // followApp waits for the application, prints the driver's output, and exits with its code.

@@ -124,12 +124,14 @@ fi
 
 # 2. a failing driver's exit code comes back, and its output is shown; the ResourceManager and
 # its scheduler address come from $YARN_CONF_DIR/yarn-site.xml
-out=$(cd "$DRIVERS" && env -u SHOAL_YARN_RM -u SHOAL_YARN_SCHEDULER_ADDRESS "$SHOAL" yarn submit --containers 2 "${COMMON[@]}" -- "$PY" fail.py 2>"$WORK/fail.err"); rc=$?
+# and --stage local ships file:// resources (every NodeManager here sees this machine's files)
+out=$(cd "$DRIVERS" && env -u SHOAL_YARN_RM -u SHOAL_YARN_SCHEDULER_ADDRESS "$SHOAL" yarn submit --containers 2 --stage local \
+  "${COMMON[@]}" -- "$PY" fail.py 2>"$WORK/fail.err"); rc=$?
 app=$(app_of "$WORK/fail.err")
 st=$("$SHOAL" yarn status "$app" 2>&1)
 if ((rc == 7)) && has "$out" "TASK 42" && grep -q "driver failing on purpose" "$WORK/fail.err" &&
   has "$st" "final status: FAILED" && has "$st" "driver exit: *7"; then
-  ok "a failing driver's exit code (7) is submit's, FAILED in status, its stdout and stderr shown (RM from yarn-site.xml)"
+  ok "a failing driver's exit code (7) is submit's, FAILED in status, its stdout and stderr shown (RM from yarn-site.xml, --stage local)"
 else
   bad "failing driver (rc=$rc)" "$out" "$(cat "$WORK/fail.err")" "$st"
 fi
@@ -167,6 +169,17 @@ if wait_for 120 grep -q "driver running" "$WORK/kill.err"; then
   app=$(app_of "$WORK/kill.err")
   wait_for 30 test "$(app_procs "$app")" -ge 7 # 3 agents + 3 busy workers + the driver
   before=$(app_procs "$app")
+  staged=""
+  if [[ -n ${SHOAL_YARN_WEBHDFS:-} ]]; then # files staged on HDFS while it runs, with their sizes
+    staged=$(curl -fsS "$SHOAL_YARN_WEBHDFS/webhdfs/v1/user/$(id -un)/.shoal/$app?op=LISTSTATUS&user.name=$(id -un)" |
+      python3 -c 'import json,sys; print(" ".join(sorted("%s:%d" % (f["pathSuffix"], f["length"]) for f in json.load(sys.stdin)["FileStatuses"]["FileStatus"])))')
+    want="shoal:$(stat -c %s "$SHOAL") sleep.py:$(stat -c %s "$DRIVERS/sleep.py")"
+    if [[ $staged == "$want" ]]; then
+      ok "files staged on HDFS through WebHDFS while $app runs: $staged"
+    else
+      bad "HDFS staging of $app: '$staged', want '$want'"
+    fi
+  fi
   kout=$("$SHOAL" yarn kill "$app" 2>&1); krc=$?
   wait "$sub"; rc=$?
   wait_for 30 test "$(app_procs "$app")" = 0
@@ -176,6 +189,14 @@ if wait_for 120 grep -q "driver running" "$WORK/kill.err"; then
     ok "kill: $before processes before, none after; KILLED; submit exited 143"
   else
     bad "kill (kill rc=$krc, submit rc=$rc, processes $before -> $after)" "$kout" "$(cat "$WORK/kill.err")" "$st"
+  fi
+  if [[ -n $staged ]]; then
+    gone=$(curl -sS -o /dev/null -w '%{http_code}' "$SHOAL_YARN_WEBHDFS/webhdfs/v1/user/$(id -un)/.shoal/$app?op=GETFILESTATUS&user.name=$(id -un)")
+    if [[ $gone == 404 ]]; then
+      ok "the staged files of $app are removed after the kill"
+    else
+      bad "staged files of $app after the kill: HTTP $gone"
+    fi
   fi
   again=$("$SHOAL" yarn kill "$app" 2>&1); arc=$?
   if ((arc == 1)) && has "$again" "already ended"; then

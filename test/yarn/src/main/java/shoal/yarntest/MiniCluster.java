@@ -17,6 +17,7 @@ import java.util.Set;
 import java.util.concurrent.CountDownLatch;
 
 import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.hdfs.MiniDFSCluster;
 import org.apache.hadoop.yarn.api.records.NodeId;
 import org.apache.hadoop.yarn.api.records.NodeLabel;
 import org.apache.hadoop.yarn.conf.YarnConfiguration;
@@ -71,7 +72,7 @@ public final class MiniCluster {
     String web = host + ":" + (basePort + 58); // 18088 for the default base 18030
 
     YarnConfiguration conf = new YarnConfiguration();
-    conf.set("fs.defaultFS", "file:///");
+    conf.set("fs.defaultFS", "file:///"); // HDFS instead with --hdfs, below
     conf.set("hadoop.tmp.dir", out.resolve("tmp").toString());
     conf.setBoolean(YarnConfiguration.YARN_MINICLUSTER_FIXED_PORTS, true);
     conf.set(YarnConfiguration.RM_ADDRESS, rm);
@@ -116,6 +117,33 @@ public final class MiniCluster {
       conf.set("yarn.scheduler.capacity.root.batch.accessible-node-labels", " ");
     }
 
+    // Optionally HDFS (one NameNode on fixed ports, one DataNode) as the default file system, so
+    // that clients can stage files through WebHDFS as on a real cluster.
+    MiniDFSCluster dfs = null;
+    String defaultFS = "file:///";
+    String webhdfs = "";
+    if (opt.containsKey("hdfs")) {
+      int nnPort = basePort - 10;     // 18020 for the default base
+      int nnHttp = basePort + 40;     // 18070
+      Configuration hconf = new Configuration();
+      hconf.set("hadoop.tmp.dir", out.resolve("tmp").toString());
+      hconf.setBoolean("dfs.permissions.enabled", false);
+      hconf.set("dfs.namenode.http-address", host + ":" + nnHttp);
+      hconf.set("dfs.namenode.rpc-address", host + ":" + nnPort);
+      hconf.set("dfs.datanode.address", host + ":0");
+      hconf.set("dfs.datanode.http.address", host + ":0");
+      hconf.set("dfs.datanode.ipc.address", host + ":0");
+      hconf.set(MiniDFSCluster.HDFS_MINIDFS_BASEDIR, out.resolve("hdfs").toString());
+      dfs = new MiniDFSCluster.Builder(hconf).nameNodePort(nnPort).nameNodeHttpPort(nnHttp)
+          .numDataNodes(1).format(true).build();
+      dfs.waitActive();
+      defaultFS = "hdfs://" + host + ":" + nnPort;
+      webhdfs = "http://" + host + ":" + nnHttp;
+      conf.set("fs.defaultFS", defaultFS);
+      conf.setBoolean("dfs.permissions.enabled", false);
+    }
+    final MiniDFSCluster dfsFinal = dfs;
+
     MiniYARNCluster cluster = new MiniYARNCluster("shoal", nms, 1, 1);
     CountDownLatch stopped = new CountDownLatch(1);
     Runtime.getRuntime().addShutdownHook(new Thread(() -> {
@@ -125,6 +153,9 @@ public final class MiniCluster {
         // best effort: the cluster is stopping anyway
       }
       cluster.stop();
+      if (dfsFinal != null) {
+        dfsFinal.shutdown();
+      }
       stopped.countDown();
     }, "shoal-minicluster-stop"));
 
@@ -157,11 +188,21 @@ public final class MiniCluster {
     Path confDir = out.resolve("conf");
     Files.createDirectories(confDir);
     writeAtomically(confDir.resolve("yarn-site.xml"), os -> live.writeXml(os));
+    final String fsURI = defaultFS;
+    final String nnWeb = webhdfs;
     writeAtomically(confDir.resolve("core-site.xml"), os -> {
       Configuration core = new Configuration(false);
-      core.set("fs.defaultFS", "file:///");
+      core.set("fs.defaultFS", fsURI);
       core.writeXml(os);
     });
+    if (!nnWeb.isEmpty()) {
+      writeAtomically(confDir.resolve("hdfs-site.xml"), os -> {
+        Configuration h = new Configuration(false);
+        h.set("dfs.namenode.http-address", nnWeb.substring("http://".length()));
+        h.setBoolean("dfs.webhdfs.enabled", true);
+        h.writeXml(os);
+      });
+    }
 
     List<String> nmAddrs = new ArrayList<>();
     List<String> nmWebs = new ArrayList<>();
@@ -181,6 +222,8 @@ public final class MiniCluster {
     env.put("YARN_NODEMANAGER_WEBS", String.join(",", nmWebs));
     env.put("YARN_NM_MEMORY_MB", Integer.toString(nmMemMB));
     env.put("YARN_NM_VCORES", Integer.toString(nmVcores));
+    env.put("YARN_DEFAULT_FS", defaultFS);
+    env.put("SHOAL_YARN_WEBHDFS", webhdfs);
     env.put("YARN_NODE_LABEL", label);
     env.put("YARN_LABELED_NODE", labeled);
     env.put("YARN_MINICLUSTER_PID", Long.toString(ProcessHandle.current().pid()));
@@ -232,7 +275,7 @@ public final class MiniCluster {
         throw new IllegalArgumentException("unexpected argument " + a + "; use --name value");
       }
       String k = a.substring(2);
-      if (k.equals("stop-on-eof")) {
+      if (k.equals("stop-on-eof") || k.equals("hdfs")) {
         m.put(k, "true");
       } else if (i + 1 < args.length) {
         m.put(k, args[++i]);
