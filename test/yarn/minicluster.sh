@@ -6,7 +6,7 @@
 #                                    (idempotent: a running, healthy cluster is reused)
 #   test/yarn/minicluster.sh env     print `export KEY=VALUE` lines: eval "$(test/yarn/minicluster.sh env)"
 #   test/yarn/minicluster.sh status  exit 0 when running and ready
-#   test/yarn/minicluster.sh down    stop it (SIGTERM, then SIGKILL after 30 s) and remove its files
+#   test/yarn/minicluster.sh down    stop it (SIGTERM, then SIGKILL after 90 s) and remove its files
 #   test/yarn/minicluster.sh build   only build the harness
 #
 # Settings (environment): SHOAL_YARN_DIR (/tmp/shoal-yarn), SHOAL_YARN_BASE_PORT (18030: scheduler
@@ -103,16 +103,17 @@ stop_locked() {
 		local pid i
 		pid="$(cat "$DIR/pid")"
 		kill -TERM "$pid" 2>/dev/null || true
-		for ((i = 0; i < 300; i++)); do
+		# NodeManagers wait for their applications on stop: about 20 s
+		for ((i = 0; i < 900; i++)); do
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
 		done
 		if kill -0 "$pid" 2>/dev/null; then
-			echo "minicluster: pid $pid still alive after 30 s; SIGKILL" >&2
+			echo "minicluster: pid $pid still alive after 90 s; SIGKILL" >&2
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
 	fi
-	rm -rf "$DIR/target" "$DIR/tmp" "$DIR/ready" "$DIR/env" "$DIR/cluster.json" "$DIR/pid"
+	rm -rf "$DIR/target" "$DIR/tmp" "$DIR/hdfs" "$DIR/node-labels" "$DIR/ready" "$DIR/env" "$DIR/cluster.json" "$DIR/pid"
 }
 
 down() {

@@ -152,6 +152,23 @@ public final class MiniCluster {
       } catch (IOException ignored) {
         // best effort: the cluster is stopping anyway
       }
+      // NodeManagers wait for their applications' log retention on stop; stop them side by side
+      List<Thread> stops = new ArrayList<>();
+      for (int i = 0; i < nms; i++) {
+        NodeManager nm = cluster.getNodeManager(i);
+        if (nm != null) {
+          Thread t = new Thread(nm::stop, "stop-nm-" + i);
+          t.start();
+          stops.add(t);
+        }
+      }
+      for (Thread t : stops) {
+        try {
+          t.join();
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+      }
       cluster.stop();
       if (dfsFinal != null) {
         dfsFinal.shutdown();
