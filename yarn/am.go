@@ -73,6 +73,11 @@ func readSpec() (*AMSpec, error) {
 	if raw == "" {
 		return nil, fmt.Errorf("%s is not set: `shoal yarn am` runs only as the ApplicationMaster of an application `shoal yarn submit` made", SpecEnv)
 	}
+	return parseSpec(raw)
+}
+
+// parseSpec decodes SHOAL_YARN_SPEC (base64 of JSON) and checks what the AM cannot do without.
+func parseSpec(raw string) (*AMSpec, error) {
 	var s AMSpec
 	b, err := base64.StdEncoding.DecodeString(raw)
 	if err != nil {

@@ -1,6 +1,8 @@
 package yarn
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -94,6 +96,39 @@ func FuzzValidID(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if ValidID(s) == nil && (strings.ContainsAny(s, "/?#% ") || !strings.HasPrefix(s, "application_")) {
 			t.Fatalf("%q accepted; it would change the request path", s)
+		}
+	})
+}
+
+func FuzzParseSpec(f *testing.F) {
+	good, _ := json.Marshal(AMSpec{Containers: 2, MemoryMB: 256, VCores: 1, AMMemoryMB: 512, AMVCores: 1,
+		SchedulerAddress: "rm:8030", Driver: []string{"python3", "job.py"}, User: "u",
+		LocalResources: map[string]LocalResource{"shoal": {URL: "hdfs://nn:8020/user/u/.shoal/a/shoal", Size: 1, Timestamp: 2}}})
+	f.Add(base64.StdEncoding.EncodeToString(good))
+	f.Add("not base64!")
+	f.Add(base64.StdEncoding.EncodeToString([]byte(`{"containers":-1}`)))
+	f.Fuzz(func(t *testing.T, raw string) {
+		s, err := parseSpec(raw)
+		if err != nil {
+			return
+		}
+		if s.Containers < 1 || len(s.Driver) == 0 || s.SchedulerAddress == "" || s.JoinTimeoutMS <= 0 {
+			t.Fatalf("accepted an unusable spec %+v", s)
+		}
+		for name, r := range s.LocalResources {
+			toIPCResource(r) // must not panic, whatever the URL
+			_ = name
+		}
+	})
+}
+
+func FuzzDriverExitCode(f *testing.F) {
+	f.Add("shoal: driver exited with code 7; 1 container(s) lost, 1 replaced: container c ended (exit status 137), replaced (1/3)")
+	f.Add("driver exited with code 99999999999999999999")
+	f.Fuzz(func(t *testing.T, diag string) {
+		code, ok := DriverExitCode(diag)
+		if ok && (code < 0 || code > 255) {
+			t.Fatalf("exit code %d from %q", code, diag)
 		}
 	})
 }
