@@ -34,6 +34,10 @@ type SubmitOptions struct {
 	AMVCores   int32
 
 	Files []string          // local files every container gets in its working directory
+	// Archives (.tar.gz, .tgz, .tar, .zip, .jar; "path#name" names the directory) are unpacked
+	// by the NodeManager into a directory of every container's working directory: a Python
+	// environment, for instance.
+	Archives []string
 	Env   map[string]string // extra environment for the driver and the agents
 
 	SchedulerAddress string        // the RM's scheduler address, which containers are not told
@@ -112,7 +116,9 @@ func (o *SubmitOptions) Build(ctx context.Context, id, user string) (*Submission
 	}
 	res := map[string]LocalResource{}
 	from := map[string]string{} // name -> local path
-	add := func(name, path string) error {
+	// ext is an archive's extension, "" for a plain file: the NodeManager unpacks an ARCHIVE by
+	// the extension of its URL, so a staged archive keeps it.
+	add := func(name, path string, ext ...string) error {
 		abs, err := filepath.Abs(path)
 		if err != nil {
 			return err
@@ -124,13 +130,21 @@ func (o *SubmitOptions) Build(ctx context.Context, id, user string) (*Submission
 			return nil
 		}
 		var r LocalResource
+		archive := len(ext) > 0
 		if o.HDFS != nil {
-			r, err = o.HDFS.Stage(ctx, abs, StagingDir(user, id)+"/"+name)
+			remote := StagingDir(user, id) + "/" + name
+			if archive {
+				remote += ext[0]
+			}
+			r, err = o.HDFS.Stage(ctx, abs, remote)
 		} else {
 			r, err = fileResource(abs)
 		}
 		if err != nil {
 			return err
+		}
+		if archive {
+			r.Type = "ARCHIVE"
 		}
 		from[name], res[name] = abs, r
 		return nil
@@ -144,6 +158,18 @@ func (o *SubmitOptions) Build(ctx context.Context, id, user string) (*Submission
 		}
 		if err := add(filepath.Base(f), f); err != nil {
 			return nil, fmt.Errorf("--files: %w", err)
+		}
+	}
+	for _, a := range o.Archives {
+		if a == "" {
+			continue
+		}
+		path, name, ext, err := archiveName(a)
+		if err != nil {
+			return nil, fmt.Errorf("--archives: %w", err)
+		}
+		if err := add(name, path, ext); err != nil {
+			return nil, fmt.Errorf("--archives: %w", err)
 		}
 	}
 	// A driver argument that is a relative path to an existing file is shipped and rewritten to
@@ -208,6 +234,29 @@ func (o *SubmitOptions) Build(ctx context.Context, id, user string) (*Submission
 			Environment:    env,
 			LocalResources: res,
 		}}, nil
+}
+
+// archiveName splits "path[#name]" and checks that YARN can unpack the file; the default name
+// is the file's name without its archive extension, ext.
+func archiveName(a string) (path, name, ext string, err error) {
+	path, name, _ = strings.Cut(a, "#")
+	base := filepath.Base(path)
+	for _, e := range []string{".tar.gz", ".tgz", ".tar", ".zip", ".jar"} {
+		if strings.HasSuffix(strings.ToLower(base), e) {
+			ext = e
+			break
+		}
+	}
+	if ext == "" {
+		return "", "", "", fmt.Errorf("%s: YARN unpacks only .tar.gz, .tgz, .tar, .zip and .jar archives; ship other files with --files", path)
+	}
+	if name == "" {
+		name = base[:len(base)-len(ext)]
+	}
+	if name == "" || strings.ContainsAny(name, "/\\") || name == "." || name == ".." {
+		return "", "", "", fmt.Errorf("%q: the name after # must be a plain directory name", a)
+	}
+	return path, name, ext, nil
 }
 
 // SubmitShoal asks for a new application, checks the sizes against the cluster's largest container

@@ -184,9 +184,20 @@ func TestProgressRoundTrip(t *testing.T) {
 }
 
 func TestProgressLine(t *testing.T) {
-	a := &App{State: "RUNNING", RunningContainers: 3, Progress: 25}
-	if got := ProgressLine(a, 4); got != "RUNNING: containers 2/4 granted, agents 2/4 joined" {
-		t.Fatalf("got %q", got)
+	tests := []struct {
+		app  App
+		want string
+	}{
+		{App{State: "ACCEPTED", Queue: "root.default"}, "ACCEPTED (queue root.default): waiting for the ApplicationMaster's container"},
+		{App{State: "RUNNING", RunningContainers: 3, Progress: 25}, "RUNNING: containers 2/4 granted, agents 2/4 joined"},
+		{App{State: "RUNNING", RunningContainers: 5, Progress: 50}, "RUNNING: 4/4 agents joined, driver running"},
+		{App{State: "FINISHED", FinalStatus: "FAILED", Diagnostics: "shoal: driver exited with code 3"}, "FINISHED (FAILED): driver exit code 3"},
+		{App{State: "KILLED", FinalStatus: "KILLED", Diagnostics: "Application killed by user.\nmore"}, "KILLED (KILLED): Application killed by user."},
+	}
+	for _, tt := range tests {
+		if got := ProgressLine(&tt.app, 4); got != tt.want {
+			t.Errorf("ProgressLine(%+v) = %q, want %q", tt.app, got, tt.want)
+		}
 	}
 }
 
@@ -394,5 +405,42 @@ func TestWebHDFSAddresses(t *testing.T) {
 		if _, err := NewWebHDFS(bad[0], bad[1], "u"); err == nil {
 			t.Errorf("NewWebHDFS(%q, %q) accepted", bad[0], bad[1])
 		}
+	}
+}
+
+func TestArchives(t *testing.T) {
+	tests := []struct{ in, path, name, err string }{
+		{in: "env/pyenv.tar.gz", path: "env/pyenv.tar.gz", name: "pyenv"},
+		{in: "pyenv.tgz#env", path: "pyenv.tgz", name: "env"},
+		{in: "deps.ZIP", path: "deps.ZIP", name: "deps"},
+		{in: "deps.txt", err: "unpacks only"},
+		{in: "deps.zip#../x", err: "plain directory name"},
+		{in: "deps.zip#a/b", err: "plain directory name"},
+	}
+	for _, tt := range tests {
+		path, name, _, err := archiveName(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%q: error %v, want %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || path != tt.path || name != tt.name {
+			t.Errorf("%q: got %q %q %v", tt.in, path, name, err)
+		}
+	}
+	dir := t.TempDir()
+	self := filepath.Join(dir, "shoal")
+	os.WriteFile(self, []byte("x"), 0o755)
+	arch := filepath.Join(dir, "pyenv.tar.gz")
+	os.WriteFile(arch, []byte("not really"), 0o644)
+	o := &SubmitOptions{Containers: 1, MemoryMB: 1, VCores: 1, AMMemoryMB: 1, AMVCores: 1, SchedulerAddress: "rm:8030",
+		Self: self, Archives: []string{arch + "#env"}, Argv: []string{"env/bin/python", "-c", "pass"}}
+	s, err := o.Build(context.Background(), "application_1_0001", "u")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.AM.LocalResources["env"]; r.Type != "ARCHIVE" || r.URL != "file://"+arch {
+		t.Fatalf("archive resource %+v", r)
 	}
 }

@@ -89,6 +89,8 @@ func yarnSubmitCommand() *cli.Command {
 				Usage: "ApplicationMaster attempts; a new attempt reruns the driver from the start"},
 			&cli.StringSliceFlag{Name: "files", EnvVars: []string{"SHOAL_YARN_FILES"},
 				Usage: "local files every container gets in its working directory, comma-separated or repeated"},
+			&cli.StringSliceFlag{Name: "archives", EnvVars: []string{"SHOAL_YARN_ARCHIVES"},
+				Usage: "archives (.tar.gz, .tgz, .tar, .zip) unpacked into every container, e.g. pyenv.tar.gz#env for a Python environment at ./env; comma-separated or repeated"},
 			&cli.StringSliceFlag{Name: "env", EnvVars: []string{"SHOAL_YARN_ENV"},
 				Usage: "KEY=VALUE set for the driver, the agents and their workers; repeat for more"},
 			&cli.BoolFlag{Name: "detach", EnvVars: []string{"SHOAL_YARN_DETACH"}, Usage: "print the application id and return without waiting"},
@@ -139,7 +141,7 @@ func yarnSubmitCommand() *cli.Command {
 			o := &yarn.SubmitOptions{Name: c.String("name"), Queue: c.String("queue"), Tags: c.StringSlice("tags"),
 				NodeLabel: c.String("node-label"), MaxAttempts: c.Int("max-attempts"), Containers: c.Int("containers"),
 				MemoryMB: mem, VCores: int32(c.Int("vcores")), AMMemoryMB: amMem, AMVCores: int32(c.Int("am-vcores")),
-				Files: c.StringSlice("files"), Env: env, SchedulerAddress: sched, JoinTimeout: c.Duration("join-timeout"),
+				Files: c.StringSlice("files"), Archives: c.StringSlice("archives"), Env: env, SchedulerAddress: sched, JoinTimeout: c.Duration("join-timeout"),
 				MaxReplacements: replace, LogLevel: c.String("am-log-level"), Argv: argv}
 			if o.HDFS, err = stager(c, site, cl.User()); err != nil {
 				return err
