@@ -33,12 +33,12 @@ type SubmitOptions struct {
 	AMMemoryMB int64 // the ApplicationMaster container's memory (head, agent and driver)
 	AMVCores   int32
 
-	Files []string          // local files every container gets in its working directory
+	Files []string // local files every container gets in its working directory
 	// Archives (.tar.gz, .tgz, .tar, .zip, .jar; "path#name" names the directory) are unpacked
 	// by the NodeManager into a directory of every container's working directory: a Python
 	// environment, for instance.
 	Archives []string
-	Env   map[string]string // extra environment for the driver and the agents
+	Env      map[string]string // extra environment for the driver and the agents
 
 	SchedulerAddress string        // the RM's scheduler address, which containers are not told
 	Self             string        // the shoal binary shipped to the containers (default: this one)
