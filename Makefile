@@ -5,7 +5,7 @@ PYTHON    ?= python3
 export PATH := $(CURDIR)/bin:$(PATH)
 export SHOAL_BIN := $(CURDIR)/bin/shoal
 
-.PHONY: all build spank deps test test-go test-python test-e2e test-slurm demo fuzz bench clean
+.PHONY: all build spank deps test test-go test-python test-e2e test-slurm test-yarn demo fuzz bench clean
 
 all: build
 
@@ -16,7 +16,7 @@ build:
 deps:
 	./scripts/deps.sh
 
-test: deps build test-go test-python test-e2e test-slurm
+test: deps build test-go test-python test-e2e test-slurm test-yarn
 
 test-go:
 	$(GO) vet ./...
@@ -37,6 +37,14 @@ bin/shoal_spank.so: slurm/spank/shoal_spank.c
 test-slurm: build spank
 	./test/slurm/smoke.sh
 	./test/slurm/launch.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc
+
+# a real YARN (MiniYARNCluster: 1 RM, 2 NMs; Hadoop 3.5.0 from Maven Central on JDK 17): the
+# ipc package's real-YARN test and `shoal yarn` end to end; starts the cluster when none runs,
+# and then stops it after
+test-yarn: build
+	@if ./test/yarn/minicluster.sh status; then keep=1; else keep=0; ./test/yarn/minicluster.sh up || exit 1; fi; \
+	$(GO) test -count=1 ./yarn/...; rc=$$?; ./test/yarn/yarn.sh || rc=1; \
+	if [ $$keep = 0 ]; then ./test/yarn/minicluster.sh down; fi; exit $$rc
 
 demo: build
 	@if ! $(PYTHON) -c "import numpy, msgpack, cloudpickle" 2>/dev/null; then ./scripts/deps.sh; fi

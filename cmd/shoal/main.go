@@ -60,6 +60,7 @@ func newApp() *cli.App {
 			adminCommand(),
 			hostlistCommand(),
 			benchCommand(),
+			yarnCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
 	}
