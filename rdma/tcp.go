@@ -362,6 +362,7 @@ type tcpConn struct {
 	rd      []*bufio.Reader
 	hdr     [8]byte
 	rhdr    [8]byte
+	scratch []byte // RecvStream's buffer
 
 	closeOnce sync.Once
 }
@@ -561,4 +562,43 @@ func ctxErr(ctx context.Context, err error) error {
 		return context.DeadlineExceeded
 	}
 	return err
+}
+
+// RecvStream receives the next message, of n bytes, handing it to fn in pieces of up to 256
+// KiB as they are read (one stream), or whole (striped over several streams).
+func (c *tcpConn) RecvStream(ctx context.Context, n int, fn func(off int, p []byte)) error {
+	if len(c.parts(n)) > 1 {
+		if cap(c.scratch) < n {
+			c.scratch = make([]byte, n)
+		}
+		b := c.scratch[:n]
+		if err := c.Recv(ctx, b); err != nil {
+			return err
+		}
+		fn(0, b)
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("tcp recv: %w", err)
+	}
+	defer c.watch(ctx, true, 1)()
+	if _, err := io.ReadFull(c.rd[0], c.rhdr[:]); err != nil {
+		return c.fail("recv from", ctx, err)
+	}
+	if m := binary.BigEndian.Uint64(c.rhdr[:]); m != uint64(n) {
+		return c.fail("recv from", ctx, fmt.Errorf("%w: the peer sent %d bytes, the receiver expected %d (both sides must agree on counts and types)", ErrSize, m, n))
+	}
+	const piece = 256 << 10
+	if cap(c.scratch) < min(n, piece) {
+		c.scratch = make([]byte, min(n, piece))
+	}
+	for off := 0; off < n; {
+		k := min(n-off, piece)
+		if _, err := io.ReadFull(c.rd[0], c.scratch[:k]); err != nil {
+			return c.fail("recv from", ctx, err)
+		}
+		fn(off, c.scratch[:k])
+		off += k
+	}
+	return nil
 }
