@@ -84,7 +84,8 @@ const (
 	shmOffTail    = 64
 	shmOffRWait   = 128 // the consumer sleeps on head
 	shmOffWWait   = 192 // the producer sleeps on tail
-	shmSpin       = 64
+	shmSpinFor    = 50 * time.Microsecond
+	shmYieldFor   = 50 * time.Microsecond // no yield phase: under load a yielded rank waited for whole time slices
 	shmSleepSlice = 10 * time.Millisecond
 	shmPiece      = 256 << 10
 	shmLabelC     = "shoal/1 rdma-shm client"
@@ -358,6 +359,9 @@ var errShmPeerGone = errors.New("peer closed the connection")
 // have become true) and announcing the sleep in flag. It fails when the context ends, this
 // end closes, or the peer is gone and cond still does not hold.
 func (c *shmConn) await(ctx context.Context, cond func() bool, w *atomic.Uint64, flag *atomic.Uint32) error {
+	// spin (the peer is usually a few microseconds away), then yield the CPU to other
+	// processes (ranks may outnumber cores), then sleep on the futex
+	var start time.Time
 	for i := 0; ; i++ {
 		if cond() {
 			return nil
@@ -371,14 +375,22 @@ func (c *shmConn) await(ctx context.Context, cond func() bool, w *atomic.Uint64,
 			}
 			return errShmPeerGone
 		}
-		if i < shmSpin {
-			if i&7 == 7 {
-				runtime.Gosched()
-			}
+		if i&63 != 63 {
+			continue
+		}
+		if start.IsZero() {
+			start = time.Now()
+		}
+		spent := time.Since(start)
+		if spent < shmSpinFor {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if spent < shmYieldFor {
+			syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+			continue
 		}
 		sleep := shmSleepSlice
 		if dl, ok := ctx.Deadline(); ok {

@@ -94,3 +94,16 @@ func BenchmarkShm(b *testing.B) {
 	}
 	benchPingPong(b, tr, 16<<20)
 }
+
+func BenchmarkShmSmall(b *testing.B) {
+	tr, err := NewShm(ShmConfig{Secret: "s", Cluster: "bench"})
+	if err != nil {
+		b.Skip(err)
+	}
+	benchPingPong(b, tr, 8)
+}
+
+func BenchmarkTCPSmall(b *testing.B) {
+	tr, _ := NewTCP(TCPConfig{Secret: "s"})
+	benchPingPong(b, tr, 8)
+}

@@ -93,7 +93,9 @@ func (c *comm) recvReduce(ctx context.Context, from int, dst []byte, d DType, op
 }
 
 // both runs send and recv at once (a Conn takes one sender and one receiver together), so
-// that two ranks sending to each other never wait on each other's reads.
+// that two ranks sending to each other never wait on each other's reads. Messages of at most
+// seqMax bytes go one after the other instead: every transport buffers that much without a
+// reader (a socket's buffer, a shm ring), and a goroutine would cost more than the transfer.
 func both(send, recv func() error) error {
 	ch := make(chan error, 1)
 	go func() { ch <- send() }()
@@ -103,6 +105,18 @@ func both(send, recv func() error) error {
 		return rerr
 	}
 	return serr
+}
+
+const seqMax = 4096
+
+func (c *comm) exchange(ctx context.Context, to int, sb []byte, from int, rb []byte) error {
+	if len(sb) <= seqMax {
+		if err := c.send(ctx, to, sb); err != nil {
+			return err
+		}
+		return c.recv(ctx, from, rb)
+	}
+	return both(func() error { return c.send(ctx, to, sb) }, func() error { return c.recv(ctx, from, rb) })
 }
 
 // allreduce reduces buf over c in place (op is never Avg here).
@@ -149,10 +163,7 @@ func (c *comm) allreduceRD(ctx context.Context, buf []byte, d DType, op Op) erro
 		if pn < rem {
 			peer = pn*2 + 1
 		}
-		if err := both(
-			func() error { return c.send(ctx, peer, buf) },
-			func() error { return c.recv(ctx, peer, tmp) },
-		); err != nil {
+		if err := c.exchange(ctx, peer, buf, peer, tmp); err != nil {
 			return err
 		}
 		Reduce(buf, tmp, d, op)
@@ -228,10 +239,7 @@ func (c *comm) allgatherBlocks(ctx context.Context, out []byte, bs int) error {
 			peer := me ^ mask
 			mine := me &^ (mask - 1)
 			theirs := peer &^ (mask - 1)
-			if err := both(
-				func() error { return c.send(ctx, peer, out[mine*bs:(mine+mask)*bs]) },
-				func() error { return c.recv(ctx, peer, out[theirs*bs:(theirs+mask)*bs]) },
-			); err != nil {
+			if err := c.exchange(ctx, peer, out[mine*bs:(mine+mask)*bs], peer, out[theirs*bs:(theirs+mask)*bs]); err != nil {
 				return err
 			}
 		}
@@ -302,10 +310,7 @@ func (c *comm) barrier(ctx context.Context) error {
 	n, me := c.n(), c.me
 	var s, r [1]byte
 	for k := 1; k < n; k <<= 1 {
-		if err := both(
-			func() error { return c.send(ctx, mod(me+k, n), s[:]) },
-			func() error { return c.recv(ctx, mod(me-k, n), r[:]) },
-		); err != nil {
+		if err := c.exchange(ctx, mod(me+k, n), s[:], mod(me-k, n), r[:]); err != nil {
 			return err
 		}
 	}
