@@ -82,10 +82,10 @@ const (
 	shmHdr        = 4096 // per ring: head at 0, tail at 64, waiter flags at 128 and 192
 	shmOffHead    = 0
 	shmOffTail    = 64
-	shmOffRWait   = 128 // the consumer sleeps on head
-	shmOffWWait   = 192 // the producer sleeps on tail
-	shmSpinFor    = 50 * time.Microsecond
-	shmYieldFor   = 50 * time.Microsecond // no yield phase: under load a yielded rank waited for whole time slices
+	shmOffRWait   = 128                   // the consumer sleeps on head
+	shmOffWWait   = 192                   // the producer sleeps on tail
+	shmSpinFor    = 50 * time.Microsecond // the most a wait spins before it sleeps
+	shmSpinMin    = 500 * time.Nanosecond
 	shmSleepSlice = 10 * time.Millisecond
 	shmPiece      = 256 << 10
 	shmLabelC     = "shoal/1 rdma-shm client"
@@ -321,10 +321,13 @@ type shmConn struct {
 	once  sync.Once
 	hdr   [8]byte
 	rhdr  [8]byte
+	small [8 + 1024]byte
+	spin  atomic.Int64 // current spin budget of a wait, in ns
 }
 
 func newShmConn(uc *net.UnixConn, mem []byte, ring int, dialer bool) *shmConn {
 	c := &shmConn{uc: uc, mem: mem}
+	c.spin.Store(int64(shmSpinFor))
 	a, b := ringAt(mem, 0, ring), ringAt(mem, shmHdr+ring, ring)
 	if dialer {
 		c.out, c.in = a, b
@@ -359,9 +362,20 @@ var errShmPeerGone = errors.New("peer closed the connection")
 // have become true) and announcing the sleep in flag. It fails when the context ends, this
 // end closes, or the peer is gone and cond still does not hold.
 func (c *shmConn) await(ctx context.Context, cond func() bool, w *atomic.Uint64, flag *atomic.Uint32) error {
-	// spin (the peer is usually a few microseconds away), then yield the CPU to other
-	// processes (ranks may outnumber cores), then sleep on the futex
+	// spin while the peer is likely to come within microseconds (it runs on another core),
+	// then sleep on the futex. The spin budget adapts: it doubles when spinning paid and halves
+	// when it did not, so ranks that share a core (more ranks than free cores) hand the core
+	// over at once instead of burning their time slice.
 	var start time.Time
+	budget := time.Duration(c.spin.Load())
+	slept := false
+	defer func() {
+		if slept {
+			c.spin.Store(int64(max(budget/2, shmSpinMin)))
+		} else if budget < shmSpinFor {
+			c.spin.Store(int64(min(budget*2, shmSpinFor)))
+		}
+	}()
 	for i := 0; ; i++ {
 		if cond() {
 			return nil
@@ -381,17 +395,13 @@ func (c *shmConn) await(ctx context.Context, cond func() bool, w *atomic.Uint64,
 		if start.IsZero() {
 			start = time.Now()
 		}
-		spent := time.Since(start)
-		if spent < shmSpinFor {
+		if time.Since(start) < budget {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if spent < shmYieldFor {
-			syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
-			continue
-		}
+		slept = true
 		sleep := shmSleepSlice
 		if dl, ok := ctx.Deadline(); ok {
 			left := time.Until(dl)
@@ -478,6 +488,15 @@ func (c *shmConn) Send(ctx context.Context, b []byte) error {
 		return fmt.Errorf("shm send: %w", net.ErrClosed)
 	}
 	defer c.ops.Add(-1)
+	if len(b) <= len(c.small)-8 {
+		// header and body published together: the receiver sees one update of head
+		binary.LittleEndian.PutUint64(c.small[:], uint64(len(b)))
+		n := copy(c.small[8:], b)
+		if err := c.write(ctx, c.small[:8+n]); err != nil {
+			return c.fail("send", err)
+		}
+		return nil
+	}
 	binary.LittleEndian.PutUint64(c.hdr[:], uint64(len(b)))
 	if err := c.write(ctx, c.hdr[:]); err != nil {
 		return c.fail("send", err)

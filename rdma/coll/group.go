@@ -403,10 +403,14 @@ func (g *Group) conn(ctx context.Context, r int) (rdma.Conn, error) {
 			return nil, fmt.Errorf("rank %d at %s is another incarnation of the group (stale record)", r, addr)
 		}
 	} else {
+		t := time.NewTimer(time.Until(deadline(ctx)))
+		defer t.Stop()
 		select {
 		case c = <-g.accepted[r]:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("wait for rank %d to connect: %w", r, ctx.Err())
+		case <-t.C:
+			return nil, fmt.Errorf("wait for rank %d to connect: %w", r, context.DeadlineExceeded)
 		case <-g.done:
 			return nil, g.err()
 		}
@@ -492,10 +496,35 @@ func (g *Group) run(ctx context.Context, what string, f func(ctx context.Context
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, g.opts.Timeout)
-	defer cancel()
-	if err := f(ctx); err != nil {
+	if err := f(withDeadline(ctx, time.Now().Add(g.opts.Timeout))); err != nil {
 		return fmt.Errorf("%s: %w", what, g.abort(err))
+	}
+	return nil
+}
+
+// deadlineCtx is ctx with an earlier deadline but, unlike context.WithDeadline, no timer:
+// every blocking step of the transports checks Deadline and Err itself, so a collective of a
+// few microseconds does not pay for arming and stopping a timer.
+type deadlineCtx struct {
+	context.Context
+	dl time.Time
+}
+
+func withDeadline(ctx context.Context, dl time.Time) context.Context {
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		return ctx
+	}
+	return deadlineCtx{ctx, dl}
+}
+
+func (c deadlineCtx) Deadline() (time.Time, bool) { return c.dl, true }
+
+func (c deadlineCtx) Err() error {
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	if !time.Now().Before(c.dl) {
+		return context.DeadlineExceeded
 	}
 	return nil
 }
