@@ -99,6 +99,7 @@ type Group struct {
 	done     chan struct{}
 
 	scratchBuf []byte
+	forming    bool // in NewGroup: records may still be replaced
 
 	world *comm
 	local *comm // ranks of this node (hierarchical), nil when not used
@@ -257,6 +258,8 @@ func (g *Group) join(ctx context.Context) error {
 		}
 	}
 	g.setupComms()
+	g.forming = true
+	defer func() { g.forming = false }()
 	// every rank has read every record once all pass this barrier; then records can go
 	if err := g.Barrier(ctx); err != nil {
 		return err
@@ -374,33 +377,23 @@ func (g *Group) conn(ctx context.Context, r int) (rdma.Conn, error) {
 		return c, nil
 	}
 	if g.rank < r {
-		n := g.choose(r)
-		tr := g.trs[n]
-		addr := g.recs[r].Addrs[n]
-		if tr == nil || addr == "" {
-			return nil, fmt.Errorf("rank %d offers no %s address (it offers %v)", r, n, g.recs[r].Addrs)
-		}
 		var err error
-		c, err = tr.Dial(ctx, addr)
+		for {
+			c, err = g.dial(ctx, r)
+			if err == nil || !g.forming || g.kv == nil || ctx.Err() != nil {
+				break
+			}
+			// the record may be a dead earlier incarnation's that the rank has replaced since
+			time.Sleep(20 * time.Millisecond)
+			v, ok, gerr := g.kv.KVGet(ctx, groupKey(g.name, r), time.Until(deadline(ctx)))
+			var rec record
+			if gerr != nil || !ok || json.Unmarshal(v, &rec) != nil || rec.Rank != r {
+				break
+			}
+			g.recs[r] = rec
+		}
 		if err != nil {
-			return nil, fmt.Errorf("connect to rank %d over %s: %w", r, n, err)
-		}
-		var h [helloLen]byte
-		copy(h[:32], g.id[:])
-		binary.LittleEndian.PutUint32(h[32:], uint32(g.rank))
-		copy(h[36:], g.token)
-		var ack [24]byte
-		if err := c.Send(ctx, h[:]); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("greet rank %d: %w", r, err)
-		}
-		if err := c.Recv(ctx, ack[:]); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("greet rank %d: %w", r, err)
-		}
-		if string(ack[:]) != g.recs[r].Token[:min(24, len(g.recs[r].Token))] {
-			c.Close()
-			return nil, fmt.Errorf("rank %d at %s is another incarnation of the group (stale record)", r, addr)
+			return nil, err
 		}
 	} else {
 		t := time.NewTimer(time.Until(deadline(ctx)))
@@ -422,6 +415,38 @@ func (g *Group) conn(ctx context.Context, r int) (rdma.Conn, error) {
 		return nil, g.abortErr
 	}
 	g.conns[r] = c
+	return c, nil
+}
+
+// dial connects to rank r and checks that it is the incarnation whose record this rank read.
+func (g *Group) dial(ctx context.Context, r int) (rdma.Conn, error) {
+	n := g.choose(r)
+	tr := g.trs[n]
+	addr := g.recs[r].Addrs[n]
+	if tr == nil || addr == "" {
+		return nil, fmt.Errorf("rank %d offers no %s address (it offers %v)", r, n, g.recs[r].Addrs)
+	}
+	c, err := tr.Dial(ctx, addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to rank %d over %s: %w", r, n, err)
+	}
+	var h [helloLen]byte
+	copy(h[:32], g.id[:])
+	binary.LittleEndian.PutUint32(h[32:], uint32(g.rank))
+	copy(h[36:], g.token)
+	var ack [24]byte
+	if err := c.Send(ctx, h[:]); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("greet rank %d: %w", r, err)
+	}
+	if err := c.Recv(ctx, ack[:]); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("greet rank %d: %w", r, err)
+	}
+	if string(ack[:]) != g.recs[r].Token[:min(24, len(g.recs[r].Token))] {
+		c.Close()
+		return nil, fmt.Errorf("rank %d at %s is another incarnation of the group (stale record)", r, addr)
+	}
 	return c, nil
 }
 
