@@ -86,6 +86,7 @@ const (
 	shmOffWWait   = 192                   // the producer sleeps on tail
 	shmSpinFor    = 50 * time.Microsecond // the most a wait spins before it sleeps
 	shmSpinMin    = 500 * time.Nanosecond
+	shmYieldFor   = time.Millisecond // after the spin, yield the CPU until then, then sleep
 	shmSleepSlice = 10 * time.Millisecond
 	shmPiece      = 256 << 10
 	shmLabelC     = "shoal/1 rdma-shm client"
@@ -370,10 +371,13 @@ func (c *shmConn) await(ctx context.Context, cond func() bool, w *atomic.Uint64,
 	budget := time.Duration(c.spin.Load())
 	slept := false
 	defer func() {
-		if slept {
+		switch {
+		case slept:
 			c.spin.Store(int64(max(budget/2, shmSpinMin)))
-		} else if budget < shmSpinFor {
+		case !start.IsZero(): // spinning paid: the peer is running, spin longer
 			c.spin.Store(int64(min(budget*2, shmSpinFor)))
+		case budget < shmSpinFor: // the data was there at once: creep back up
+			c.spin.Store(int64(min(budget+budget/8+100, shmSpinFor)))
 		}
 	}()
 	for i := 0; ; i++ {
@@ -395,13 +399,19 @@ func (c *shmConn) await(ctx context.Context, cond func() bool, w *atomic.Uint64,
 		if start.IsZero() {
 			start = time.Now()
 		}
-		if time.Since(start) < budget {
+		spent := time.Since(start)
+		if spent < budget {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		slept = true
+		if spent < shmYieldFor {
+			// more ranks than free cores: let a peer on this core run, cheaply
+			syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+			continue
+		}
 		sleep := shmSleepSlice
 		if dl, ok := ctx.Deadline(); ok {
 			left := time.Until(dl)
@@ -530,6 +540,9 @@ func (c *shmConn) RecvStream(ctx context.Context, n int, fn func(off int, p []by
 	}
 	return nil
 }
+
+// Buffered returns the ring size: that many bytes (headers included) can be sent unread.
+func (c *shmConn) Buffered() int { return len(c.out.data) }
 
 // Close ends the connection and unmaps the rings once no operation of this end uses them.
 func (c *shmConn) Close() error {
