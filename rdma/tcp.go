@@ -164,20 +164,19 @@ func (l *tcpListener) handshake(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	if !wire.CheckMAC(cfg.Secret, nonce, a[:32], tcpClientLabel) {
+	au, err := parseTCPAuth(a[:])
+	if err != nil {
+		nc.Close()
+		return
+	}
+	if !wire.CheckMAC(cfg.Secret, nonce, au.mac, tcpClientLabel) {
 		nc.Write([]byte{1})
 		nc.Close()
 		return
 	}
-	var id [16]byte
-	copy(id[:], a[64:80])
-	idx, n := int(a[80]), int(a[81])
-	if n == 0 || idx >= n {
-		nc.Close()
-		return
-	}
+	id, idx, n := au.id, au.idx, au.n
 	reply := make([]byte, tcpReplyLen)
-	copy(reply[1:], wire.MAC(cfg.Secret, a[32:64], tcpServerLabel))
+	copy(reply[1:], wire.MAC(cfg.Secret, au.nonce, tcpServerLabel))
 	if _, err := nc.Write(reply); err != nil {
 		nc.Close()
 		return
@@ -226,6 +225,25 @@ func (l *tcpListener) handshake(nc net.Conn) {
 		// nobody accepts fast enough; refuse rather than block the handshakes
 		c.Close()
 	}
+}
+
+type tcpAuth struct {
+	mac, nonce []byte
+	id         [16]byte
+	idx, n     int
+}
+
+// parseTCPAuth reads a client's authentication message (outside input: anyone can connect).
+func parseTCPAuth(a []byte) (tcpAuth, error) {
+	if len(a) != tcpAuthLen {
+		return tcpAuth{}, fmt.Errorf("tcp transport authentication of %d bytes, want %d", len(a), tcpAuthLen)
+	}
+	au := tcpAuth{mac: a[:32], nonce: a[32:64], idx: int(a[80]), n: int(a[81])}
+	copy(au.id[:], a[64:80])
+	if au.n == 0 || au.idx >= au.n {
+		return tcpAuth{}, fmt.Errorf("tcp transport authentication names stream %d of %d", au.idx, au.n)
+	}
+	return au, nil
 }
 
 func (l *tcpListener) Accept(ctx context.Context) (Conn, error) {

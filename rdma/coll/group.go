@@ -76,6 +76,25 @@ type record struct {
 	Token string            `json:"token"` // this incarnation; a stale record has another
 }
 
+// parseRecord reads rank r's published record (outside input: any process of the cluster can
+// write the store).
+func parseRecord(v []byte, r int) (record, error) {
+	var rec record
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return record{}, fmt.Errorf("rank %d published a bad record %q: %w", r, v, err)
+	}
+	if rec.Rank != r {
+		return record{}, fmt.Errorf("the record of rank %d names rank %d", r, rec.Rank)
+	}
+	if len(rec.Addrs) == 0 {
+		return record{}, fmt.Errorf("rank %d published no address", r)
+	}
+	if len(rec.Token) < 24 {
+		return record{}, fmt.Errorf("rank %d published a token of %d characters, want 24", r, len(rec.Token))
+	}
+	return rec, nil
+}
+
 // Group is one rank's membership in a collective group.
 type Group struct {
 	name       string
@@ -250,9 +269,11 @@ func (g *Group) join(ctx context.Context) error {
 				if !ok {
 					return g.missing(ctx, r)
 				}
-				if err := json.Unmarshal(v, &g.recs[r]); err != nil || g.recs[r].Rank != r {
-					return fmt.Errorf("rank %d published a bad record %q: %v", r, v, err)
+				rec, err := parseRecord(v, r)
+				if err != nil {
+					return err
 				}
+				g.recs[r] = rec
 				break
 			}
 		}
@@ -386,8 +407,11 @@ func (g *Group) conn(ctx context.Context, r int) (rdma.Conn, error) {
 			// the record may be a dead earlier incarnation's that the rank has replaced since
 			time.Sleep(20 * time.Millisecond)
 			v, ok, gerr := g.kv.KVGet(ctx, groupKey(g.name, r), time.Until(deadline(ctx)))
-			var rec record
-			if gerr != nil || !ok || json.Unmarshal(v, &rec) != nil || rec.Rank != r {
+			if gerr != nil || !ok {
+				break
+			}
+			rec, perr := parseRecord(v, r)
+			if perr != nil {
 				break
 			}
 			g.recs[r] = rec
