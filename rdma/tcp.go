@@ -28,6 +28,9 @@ type TCPConfig struct {
 	// StripeMin bytes are split over all of them, which pays where one TCP stream cannot fill
 	// the link (long fat networks, NICs whose interrupts spread over queues).
 	Streams int
+	// LoopbackStreams replaces Streams for a peer on a loopback address, where one stream is
+	// already as fast as memory copies allow and more only add thread hand-offs (0 = 1).
+	LoopbackStreams int
 	// StripeMin is the smallest message striped over several streams (0 = 4 MiB).
 	StripeMin int
 	// Chunk is the piece size in which large messages are written and read, so that a
@@ -55,6 +58,9 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	}
 	if cfg.Streams > 64 {
 		cfg.Streams = 64
+	}
+	if cfg.LoopbackStreams <= 0 {
+		cfg.LoopbackStreams = 1
 	}
 	if cfg.StripeMin <= 0 {
 		cfg.StripeMin = 4 << 20
@@ -294,6 +300,9 @@ func (t *TCP) Dial(ctx context.Context, addr string) (Conn, error) {
 	var id [16]byte
 	rand.Read(id[:])
 	n := t.cfg.Streams
+	if t.cfg.LoopbackStreams > 0 && isLoopback(addr) {
+		n = t.cfg.LoopbackStreams
+	}
 	streams := make([]net.Conn, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -360,6 +369,18 @@ func (t *TCP) dialStream(ctx context.Context, addr string, id [16]byte, idx, n i
 	nc.SetDeadline(time.Time{})
 	tuneTCP(nc)
 	return nc, nil
+}
+
+func isLoopback(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 func tuneTCP(nc net.Conn) {
