@@ -40,3 +40,15 @@ func BenchmarkAllReduceSmall(b *testing.B) {
 	}
 	<-done
 }
+
+func BenchmarkReduce(b *testing.B) {
+	for _, d := range []DType{Float32, Float64, Int32, Float16, BFloat16} {
+		b.Run(d.String(), func(b *testing.B) {
+			dst, src := make([]byte, 1<<20), make([]byte, 1<<20)
+			b.SetBytes(1 << 20)
+			for b.Loop() {
+				Reduce(dst, src, d, Sum)
+			}
+		})
+	}
+}
