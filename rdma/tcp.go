@@ -386,6 +386,7 @@ func isLoopback(addr string) bool {
 func tuneTCP(nc net.Conn) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
+		tc.SetWriteBuffer(4 << 20) // fewer wake-ups of a sender of large messages
 		tc.SetKeepAlive(true)
 		tc.SetKeepAlivePeriod(5 * time.Second)
 	}
