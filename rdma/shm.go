@@ -519,7 +519,27 @@ func (c *shmConn) Send(ctx context.Context, b []byte) error {
 
 // Recv fills b with the next message.
 func (c *shmConn) Recv(ctx context.Context, b []byte) error {
-	return c.RecvStream(ctx, len(b), func(off int, p []byte) { copy(b[off:], p) })
+	if !c.begin() {
+		return fmt.Errorf("shm recv: %w", net.ErrClosed)
+	}
+	defer c.ops.Add(-1)
+	if err := c.recvHeader(ctx, len(b)); err != nil {
+		return err
+	}
+	if err := c.read(ctx, b, len(b), nil); err != nil {
+		return c.fail("recv", err)
+	}
+	return nil
+}
+
+func (c *shmConn) recvHeader(ctx context.Context, n int) error {
+	if err := c.read(ctx, c.rhdr[:], 8, nil); err != nil {
+		return c.fail("recv", err)
+	}
+	if m := binary.LittleEndian.Uint64(c.rhdr[:]); m != uint64(n) {
+		return c.fail("recv", fmt.Errorf("%w: the peer sent %d bytes, the receiver expected %d (both sides must agree on counts and types)", ErrSize, m, n))
+	}
+	return nil
 }
 
 // RecvStream receives the next message, of n bytes, handing it to fn in pieces in order as
@@ -529,11 +549,8 @@ func (c *shmConn) RecvStream(ctx context.Context, n int, fn func(off int, p []by
 		return fmt.Errorf("shm recv: %w", net.ErrClosed)
 	}
 	defer c.ops.Add(-1)
-	if err := c.read(ctx, c.rhdr[:], 8, nil); err != nil {
-		return c.fail("recv", err)
-	}
-	if m := binary.LittleEndian.Uint64(c.rhdr[:]); m != uint64(n) {
-		return c.fail("recv", fmt.Errorf("%w: the peer sent %d bytes, the receiver expected %d (both sides must agree on counts and types)", ErrSize, m, n))
+	if err := c.recvHeader(ctx, n); err != nil {
+		return err
 	}
 	if err := c.read(ctx, nil, n, fn); err != nil {
 		return c.fail("recv", err)

@@ -118,6 +118,7 @@ type Group struct {
 	done     chan struct{}
 
 	scratchBuf []byte
+	dctx       deadlineCtx // the running collective's context (a Group runs one at a time)
 	forming    bool // in NewGroup: records may still be replaced
 
 	world *comm
@@ -545,7 +546,13 @@ func (g *Group) run(ctx context.Context, what string, f func(ctx context.Context
 	if err != nil {
 		return err
 	}
-	if err := f(withDeadline(ctx, time.Now().Add(g.opts.Timeout))); err != nil {
+	dl := time.Now().Add(g.opts.Timeout)
+	if d, ok := ctx.Deadline(); !ok || dl.Before(d) {
+		// one context value per group, reused: a collective allocates nothing for its deadline
+		g.dctx = deadlineCtx{ctx, dl}
+		ctx = &g.dctx
+	}
+	if err := f(ctx); err != nil {
 		return fmt.Errorf("%s: %w", what, g.abort(err))
 	}
 	return nil
@@ -559,16 +566,9 @@ type deadlineCtx struct {
 	dl time.Time
 }
 
-func withDeadline(ctx context.Context, dl time.Time) context.Context {
-	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
-		return ctx
-	}
-	return deadlineCtx{ctx, dl}
-}
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.dl, true }
 
-func (c deadlineCtx) Deadline() (time.Time, bool) { return c.dl, true }
-
-func (c deadlineCtx) Err() error {
+func (c *deadlineCtx) Err() error {
 	if err := c.Context.Err(); err != nil {
 		return err
 	}
