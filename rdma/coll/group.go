@@ -119,7 +119,7 @@ type Group struct {
 
 	scratchBuf []byte
 	dctx       deadlineCtx // the running collective's context (a Group runs one at a time)
-	forming    bool // in NewGroup: records may still be replaced
+	forming    bool        // in NewGroup: records may still be replaced
 
 	world *comm
 	local *comm // ranks of this node (hierarchical), nil when not used
