@@ -32,7 +32,8 @@ var (
 			return NewTCP(TCPConfig{Secret: cfg.Secret, Host: cfg.Host})
 		},
 		"shm": func(cfg Config) (Transport, error) {
-			return NewShm(ShmConfig{Secret: cfg.Secret, Cluster: cfg.Cluster})
+			// SHOAL_SHM_SINGLE_COPY=1 moves large messages with process_vm_readv
+			return NewShm(ShmConfig{Secret: cfg.Secret, Cluster: cfg.Cluster, SingleCopy: os.Getenv("SHOAL_SHM_SINGLE_COPY") == "1"})
 		},
 	}
 )

@@ -23,3 +23,13 @@ type Buffered interface {
 }
 
 var _ Buffered = (*shmConn)(nil)
+
+// Rendezvous is implemented by Conns whose Send of n bytes may wait until the receiver has
+// taken the bytes (single-copy transfers, where the receiver reads the sender's memory): such
+// a Send needs its receiver running at the same time, never a receive later on the same
+// goroutine.
+type Rendezvous interface {
+	Rendezvous(n int) bool
+}
+
+var _ Rendezvous = (*shmConn)(nil)

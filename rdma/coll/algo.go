@@ -140,6 +140,9 @@ func (c *comm) exchangeReduce(ctx context.Context, to int, sb []byte, from int, 
 	}
 	sbuf, ok1 := sc.(rdma.Buffered)
 	rbuf, ok2 := rc.(rdma.Buffered)
+	if rz, ok := sc.(rdma.Rendezvous); ok && rz.Rendezvous(len(sb)) {
+		ok1 = false // a single-copy send waits for its receiver: run the two at once
+	}
 	if !ok1 || !ok2 {
 		if len(sb) <= seqMax {
 			if err := c.send(ctx, to, sb); err != nil {

@@ -81,6 +81,25 @@ func rankMain() int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+	case "big", "big-single-copy": // 16 MiB allreduces (with single copy: process_vm_readv)
+		buf := make([]byte, 16<<20)
+		for i := range 3 {
+			f := typed[float32](buf)
+			for j := range f {
+				f[j] = float32(rank + j%7 + i)
+			}
+			if err := g.AllReduce(ctx, buf, Float32, Sum); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			for j, v := range f {
+				want := float32(size*(j%7+i) + size*(size-1)/2)
+				if v != want {
+					fmt.Fprintf(os.Stderr, "element %d: %v, want %v\n", j, v, want)
+					return 1
+				}
+			}
+		}
 	case "loop": // allreduce until something fails; the test kills one rank meanwhile
 		buf := make([]byte, 8<<20)
 		os.WriteFile(filepath.Join(dir, fmt.Sprintf("running-%d", rank)), nil, 0o600)
@@ -108,7 +127,7 @@ func spawnRanks(t *testing.T, n int, mode, backend string, timeout time.Duration
 	for r := range n {
 		p := &rankProc{done: make(chan error, 1)}
 		p.cmd = exec.Command(os.Args[0], "-test.run=^$")
-		p.cmd.Env = append(os.Environ(), rankEnv+"="+strconv.Itoa(r), "SHOAL_COLL_TEST_SIZE="+strconv.Itoa(n),
+		p.cmd.Env = append(os.Environ(), "SHOAL_SHM_SINGLE_COPY="+map[bool]string{true: "1"}[strings.HasSuffix(mode, "single-copy")], rankEnv+"="+strconv.Itoa(r), "SHOAL_COLL_TEST_SIZE="+strconv.Itoa(n),
 			"SHOAL_COLL_TEST_DIR="+dir, "SHOAL_COLL_TEST_MODE="+mode, "SHOAL_COLL_TEST_SECRET="+secret,
 			"SHOAL_COLL_TEST_BACKEND="+backend, "SHOAL_COLL_TEST_TIMEOUT="+timeout.String(), "SHOAL_COLL_TEST_NODE="+node(r))
 		p.cmd.Stderr = &p.stderr
@@ -131,10 +150,12 @@ func TestCollectivesAcrossProcesses(t *testing.T) {
 		n       int
 		backend string
 		nodes   int // ranks are spread over this many node ids (shm inside, tcp across)
-	}{{2, "auto", 1}, {3, "auto", 1}, {5, "auto", 2}, {8, "auto", 3}, {4, "tcp", 1}}
+		mode    string
+	}{{2, "auto", 1, "check"}, {3, "auto", 1, "check"}, {5, "auto", 2, "check"}, {8, "auto", 3, "check"}, {4, "tcp", 1, "check"},
+		{2, "shm", 1, "big"}, {3, "shm", 1, "big"}, {3, "shm", 1, "big-single-copy"}}
 	for _, c := range cases {
-		t.Run(fmt.Sprintf("%d ranks %s on %d nodes", c.n, c.backend, c.nodes), func(t *testing.T) {
-			_, procs := spawnRanks(t, c.n, "check", c.backend, 60*time.Second, func(r int) string { return fmt.Sprintf("n%d", r%c.nodes) })
+		t.Run(fmt.Sprintf("%d ranks %s on %d nodes %s", c.n, c.backend, c.nodes, c.mode), func(t *testing.T) {
+			_, procs := spawnRanks(t, c.n, c.mode, c.backend, 60*time.Second, func(r int) string { return fmt.Sprintf("n%d", r%c.nodes) })
 			for r, p := range procs {
 				select {
 				case err := <-p.done:
