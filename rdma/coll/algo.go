@@ -110,19 +110,25 @@ func both(send, recv func() error) error {
 const seqMax = 4096
 
 func (c *comm) exchange(ctx context.Context, to int, sb []byte, from int, rb []byte) error {
-	if len(sb) <= seqMax {
-		if err := c.send(ctx, to, sb); err != nil {
-			return err
-		}
-		return c.recv(ctx, from, rb)
+	return c.exchangeReduce(ctx, to, sb, from, rb, Int32, Sum, false)
+}
+
+// linkChunk is the piece size in which a message of n bytes crosses conn: a quarter of the
+// ring for transports that buffer (shm), else the whole message. It depends on the link only,
+// so that both of its ends cut a message the same way.
+func linkChunk(conn rdma.Conn, n, es int) int {
+	if b, ok := conn.(rdma.Buffered); ok {
+		return max(b.Buffered()/4/es*es, es)
 	}
-	return both(func() error { return c.send(ctx, to, sb) }, func() error { return c.recv(ctx, from, rb) })
+	return max(n, 1)
 }
 
 // exchangeReduce sends sb to rank to while receiving rb from rank from (reduced into rb with
-// op, or copied when reduce is false). Over transports that buffer (shm), it goes chunk by
-// chunk from this goroutine: at most a few chunks are ever unread, well within the ring, so
-// no send can wait for a receiver that waits for it.
+// op, or copied when reduce is false). Messages cross each link in linkChunk pieces. When both
+// links buffer and no send waits for its receiver (single copy), it goes piece by piece from
+// this goroutine, as MPI does: at most a few pieces are ever unread, well within a ring, so no
+// send can wait for a receiver that waits for it. Otherwise the sends and the receives run in
+// two goroutines.
 func (c *comm) exchangeReduce(ctx context.Context, to int, sb []byte, from int, rb []byte, d DType, op Op, reduce bool) error {
 	recv := func(b []byte) error {
 		if reduce {
@@ -138,36 +144,46 @@ func (c *comm) exchangeReduce(ctx context.Context, to int, sb []byte, from int, 
 	if err != nil {
 		return err
 	}
-	sbuf, ok1 := sc.(rdma.Buffered)
-	rbuf, ok2 := rc.(rdma.Buffered)
-	if rz, ok := sc.(rdma.Rendezvous); ok && rz.Rendezvous(len(sb)) {
-		ok1 = false // a single-copy send waits for its receiver: run the two at once
+	es := d.Size()
+	sch, rch := linkChunk(sc, len(sb), es), linkChunk(rc, len(rb), es)
+	ns, nr := max((len(sb)+sch-1)/sch, 1), max((len(rb)+rch-1)/rch, 1)
+	sendK := func(k int) error { return c.send(ctx, to, sb[k*sch:min((k+1)*sch, len(sb))]) }
+	recvK := func(k int) error { return recv(rb[k*rch : min((k+1)*rch, len(rb))]) }
+	_, sbuf := sc.(rdma.Buffered)
+	_, rbuf := rc.(rdma.Buffered)
+	if rz, ok := sc.(rdma.Rendezvous); ok && rz.Rendezvous(min(sch, len(sb))) {
+		sbuf = false // a single-copy send waits for its receiver
 	}
-	if !ok1 || !ok2 {
-		if len(sb) <= seqMax {
-			if err := c.send(ctx, to, sb); err != nil {
-				return err
+	if sbuf && rbuf || len(sb) <= seqMax {
+		for k := range max(ns, nr) {
+			if k < ns {
+				if err := sendK(k); err != nil {
+					return err
+				}
 			}
-			return recv(rb)
-		}
-		return both(func() error { return c.send(ctx, to, sb) }, func() error { return recv(rb) })
-	}
-	chunk := min(sbuf.Buffered(), rbuf.Buffered()) / 4
-	chunk = max(chunk/d.Size()*d.Size(), d.Size())
-	ns, nr := (len(sb)+chunk-1)/chunk, (len(rb)+chunk-1)/chunk
-	for k := range max(ns, nr, 1) {
-		if k < ns || (k == 0 && len(sb) == 0) {
-			if err := c.send(ctx, to, sb[k*chunk:min((k+1)*chunk, len(sb))]); err != nil {
-				return err
-			}
-		}
-		if k < nr || (k == 0 && len(rb) == 0) {
-			if err := recv(rb[k*chunk : min((k+1)*chunk, len(rb))]); err != nil {
-				return err
+			if k < nr {
+				if err := recvK(k); err != nil {
+					return err
+				}
 			}
 		}
+		return nil
 	}
-	return nil
+	return both(func() error {
+		for k := range ns {
+			if err := sendK(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, func() error {
+		for k := range nr {
+			if err := recvK(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // allreduce reduces buf over c in place (op is never Avg here).

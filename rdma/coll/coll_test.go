@@ -406,3 +406,34 @@ func TestStaleRecordIsReplaced(t *testing.T) {
 		}
 	}
 }
+
+// A flat ring over two nodes (shm links inside, tcp links across) with blocks larger than a
+// shm link's piece: both ends of every link must cut messages the same way.
+func TestMixedRingLargeBlocks(t *testing.T) {
+	nodes := []string{"a", "a", "a", "b", "b", "b"}
+	kv := newMemKV()
+	opts := Options{Secret: wire.NewSecret(), Cluster: "mixed", Timeout: 60 * time.Second}
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for r := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := opts
+			o.Node = nodes[r]
+			g, err := NewGroup(context.Background(), kv, "mixed", r, len(nodes), o)
+			if err != nil {
+				errs[r] = err
+				return
+			}
+			defer g.Close()
+			errs[r] = checkAll(context.Background(), g, []int{300001})
+		}()
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			t.Errorf("rank %d: %v", r, err)
+		}
+	}
+}
