@@ -16,13 +16,17 @@ var (
 )
 
 // Buffered is implemented by Conns that hold up to Buffered() bytes of sent messages without
-// a reader (a shm ring). Collectives use it to exchange in chunks from one goroutine, sending
-// a chunk and then receiving one, as MPI does, instead of a sender and a receiver goroutine.
+// a reader (a shm ring, a socket's send buffer); 0 means none to count on. Collectives use it
+// to exchange in chunks from one goroutine, sending a chunk and then receiving one, as MPI
+// does, instead of a sender and a receiver goroutine.
 type Buffered interface {
 	Buffered() int
 }
 
-var _ Buffered = (*shmConn)(nil)
+var (
+	_ Buffered = (*shmConn)(nil)
+	_ Buffered = (*tcpConn)(nil)
+)
 
 // Rendezvous is implemented by Conns whose Send of n bytes may wait until the receiver has
 // taken the bytes (single-copy transfers, where the receiver reads the sender's memory): such

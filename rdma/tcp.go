@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/shoal-hpc/shoal/wire"
@@ -403,6 +404,7 @@ type tcpConn struct {
 	hdr     [8]byte
 	rhdr    [8]byte
 	scratch []byte // RecvStream's buffer
+	sndbuf  int    // the kernel's send buffer of a one-stream conn (0: several streams)
 
 	closeOnce sync.Once
 }
@@ -412,8 +414,23 @@ func newTCPConn(cfg *TCPConfig, streams []net.Conn) *tcpConn {
 	for i, s := range streams {
 		c.rd[i] = bufio.NewReaderSize(s, 64<<10)
 	}
+	if tc, ok := streams[0].(*net.TCPConn); ok && len(streams) == 1 {
+		if raw, err := tc.SyscallConn(); err == nil {
+			raw.Control(func(fd uintptr) {
+				v, err := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
+				if err == nil {
+					c.sndbuf = v / 2 // the kernel reports twice what it holds for data
+				}
+			})
+		}
+	}
 	return c
 }
+
+// Buffered returns how many bytes a Send can leave unread without blocking: the socket's send
+// buffer, for a one-stream conn; 0 for a striped one (its large messages must not be cut
+// into pieces that would all go on stream 0).
+func (c *tcpConn) Buffered() int { return c.sndbuf }
 
 // parts returns the byte range of each stream's part of an n-byte message.
 func (c *tcpConn) parts(n int) [][2]int {

@@ -113,14 +113,20 @@ func (c *comm) exchange(ctx context.Context, to int, sb []byte, from int, rb []b
 	return c.exchangeReduce(ctx, to, sb, from, rb, Int32, Sum, false)
 }
 
-// linkChunk is the piece size in which a message of n bytes crosses conn: a quarter of the
-// ring for transports that buffer (shm), else the whole message. It depends on the link only,
+// linkChunk is the piece size in which a message of n bytes crosses conn: a quarter of what
+// the transport buffers (a shm ring, a one-stream TCP socket's send buffer), else the whole
+// message. It depends on the link only,
 // so that both of its ends cut a message the same way.
 func linkChunk(conn rdma.Conn, n, es int) int {
-	if b, ok := conn.(rdma.Buffered); ok {
+	if b, ok := conn.(rdma.Buffered); ok && b.Buffered() > 0 {
 		return max(b.Buffered()/4/es*es, es)
 	}
 	return max(n, 1)
+}
+
+func buffers(conn rdma.Conn) bool {
+	b, ok := conn.(rdma.Buffered)
+	return ok && b.Buffered() > 0
 }
 
 // exchangeReduce sends sb to rank to while receiving rb from rank from (reduced into rb with
@@ -149,8 +155,7 @@ func (c *comm) exchangeReduce(ctx context.Context, to int, sb []byte, from int, 
 	ns, nr := max((len(sb)+sch-1)/sch, 1), max((len(rb)+rch-1)/rch, 1)
 	sendK := func(k int) error { return c.send(ctx, to, sb[k*sch:min((k+1)*sch, len(sb))]) }
 	recvK := func(k int) error { return recv(rb[k*rch : min((k+1)*rch, len(rb))]) }
-	_, sbuf := sc.(rdma.Buffered)
-	_, rbuf := rc.(rdma.Buffered)
+	sbuf, rbuf := buffers(sc), buffers(rc)
 	if rz, ok := sc.(rdma.Rendezvous); ok && rz.Rendezvous(min(sch, len(sb))) {
 		sbuf = false // a single-copy send waits for its receiver
 	}
