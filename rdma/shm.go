@@ -434,7 +434,7 @@ func (c *shmConn) await(ctx context.Context, cond func() bool, w *atomic.Uint64,
 		slept = true
 		if spent < shmYieldFor {
 			// more ranks than free cores: let a peer on this core run, cheaply
-			syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
 			continue
 		}
 		sleep := shmSleepSlice
