@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 APT_PKGS=(slurm-client libslurm-dev util-linux iproute2)
 # YARN tests: the MiniYARNCluster harness (test/yarn) is built with Maven and runs on JDK 17
 APT_PKGS+=(openjdk-17-jdk-headless maven curl)
-PIP_PKGS=(numpy msgpack cloudpickle pytest wheel setuptools)
+# collectives: OpenMPI is the peer that scripts/bench-vs-mpi.sh measures against
+APT_PKGS+=(libopenmpi-dev openmpi-bin)
+PIP_PKGS=(numpy msgpack cloudpickle pytest wheel setuptools ml_dtypes)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do
