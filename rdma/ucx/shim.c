@@ -49,6 +49,7 @@ int shoal_ucx_open(const char* path, char* err, size_t errlen) {
 	SYM(listener_destroy, "ucp_listener_destroy");
 	SYM(listener_query, "ucp_listener_query");
 	SYM(listener_reject, "ucp_listener_reject");
+	SYM(conn_request_query, "ucp_conn_request_query");
 	SYM(ep_create, "ucp_ep_create");
 	SYM(ep_close_nbx, "ucp_ep_close_nbx");
 	SYM(stream_send_nbx, "ucp_stream_send_nbx");
@@ -286,4 +287,25 @@ int shoal_ucx_sockaddr(const char* ip, int port, struct sockaddr_storage* ss, so
 		return 0;
 	}
 	return -1;
+}
+
+// shoal_ucx_client_addr writes a connection request's client address as "ip:port".
+int shoal_ucx_client_addr(sx_conn_request_h req, char* buf, size_t len) {
+	sx_conn_request_attr_t a;
+	char ip[INET6_ADDRSTRLEN];
+	memset(&a, 0, sizeof a);
+	a.field_mask = SX_CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR;
+	if (lib.conn_request_query(req, &a) != SX_OK) return -1;
+	if (a.client_address.ss_family == AF_INET) {
+		struct sockaddr_in* s = (struct sockaddr_in*)&a.client_address;
+		if (!inet_ntop(AF_INET, &s->sin_addr, ip, sizeof ip)) return -1;
+		snprintf(buf, len, "%s:%d", ip, ntohs(s->sin_port));
+	} else if (a.client_address.ss_family == AF_INET6) {
+		struct sockaddr_in6* s = (struct sockaddr_in6*)&a.client_address;
+		if (!inet_ntop(AF_INET6, &s->sin6_addr, ip, sizeof ip)) return -1;
+		snprintf(buf, len, "[%s]:%d", ip, ntohs(s->sin6_port));
+	} else {
+		return -1;
+	}
+	return 0;
 }

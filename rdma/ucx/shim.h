@@ -41,7 +41,6 @@ int shoal_ucx_close(sx_ep_h ep, int force, void** req);
 int shoal_ucx_send(sx_ep_h ep, const void* buf, size_t n, void** req);
 int shoal_ucx_recv(sx_ep_h ep, void* buf, size_t n, void** req);
 int shoal_ucx_test(void* req, int recv);
-
-
+int shoal_ucx_client_addr(sx_conn_request_h req, char* buf, size_t len);
 int shoal_ucx_sockaddr(const char* ip, int port, struct sockaddr_storage* ss, socklen_t* len);
 #endif

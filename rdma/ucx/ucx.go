@@ -141,6 +141,7 @@ func (t *Transport) Listen(ctx context.Context) (rdma.Listener, error) {
 		C.shoal_ucx_sockaddr(cip, 0, &ss, &sl)
 		st = C.shoal_ucx_listen(t.w.w, (*C.struct_sockaddr)(unsafe.Pointer(&ss)), sl, l.lst, &port)
 		if st == C.SX_OK {
+			l.addr = net.JoinHostPort(adv, strconv.Itoa(int(port)))
 			t.w.listeners[l] = struct{}{}
 		}
 	})
@@ -151,7 +152,6 @@ func (t *Transport) Listen(ctx context.Context) (rdma.Listener, error) {
 		}
 		return nil, fmt.Errorf("ucx listen on %s: %w", bind, statusErr("create listener", st))
 	}
-	l.addr = net.JoinHostPort(adv, strconv.Itoa(int(port)))
 	t.log.Debug("ucx listening", "addr", l.addr)
 	return l, nil
 }
@@ -206,7 +206,12 @@ func (l *Listener) destroy() {
 // incoming makes an endpoint for a connection request and runs the server's side of the
 // handshake; on the worker thread.
 func (l *Listener) incoming(r C.sx_conn_request_h) {
-	c, err := l.t.w.newConn(nil, 0, r, "incoming on "+l.addr)
+	var buf [64]C.char
+	peer := "a peer"
+	if C.shoal_ucx_client_addr(r, &buf[0], C.size_t(len(buf))) == 0 {
+		peer = C.GoString(&buf[0])
+	}
+	c, err := l.t.w.newConn(nil, 0, r, peer)
 	if err != nil {
 		l.t.log.Warn("ucx: cannot accept connection", "addr", l.addr, "error", err)
 		return
@@ -331,7 +336,7 @@ func (c *Conn) do(ctx context.Context, b []byte, recv bool) error {
 	p := unsafe.Pointer(&b[0])
 	ok := c.w.run(func() {
 		if c.err != nil {
-			o.done <- c.err
+			o.done <- fmt.Errorf("%s: %w", o.what, c.err)
 			return
 		}
 		var req unsafe.Pointer

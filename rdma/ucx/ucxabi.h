@@ -106,6 +106,15 @@ typedef struct {
 
 #define SX_LISTENER_ATTR_FIELD_SOCKADDR (1ull << 0)
 
+// ucp_conn_request_attr_t
+typedef struct {
+	uint64_t field_mask;
+	struct sockaddr_storage client_address;
+	uint64_t client_id;
+} sx_conn_request_attr_t;
+
+#define SX_CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR (1ull << 0)
+
 // ucp_ep_params_t
 typedef struct {
 	uint64_t field_mask;
@@ -172,6 +181,7 @@ typedef struct {
 	void (*listener_destroy)(sx_listener_h listener);
 	sx_status_t (*listener_query)(sx_listener_h listener, sx_listener_attr_t* attr);
 	sx_status_t (*listener_reject)(sx_listener_h listener, sx_conn_request_h req);
+	sx_status_t (*conn_request_query)(sx_conn_request_h req, sx_conn_request_attr_t* attr);
 	sx_status_t (*ep_create)(sx_worker_h worker, const sx_ep_params_t* params, sx_ep_h* ep_p);
 	sx_status_ptr_t (*ep_close_nbx)(sx_ep_h ep, const sx_request_param_t* param);
 	sx_status_ptr_t (*stream_send_nbx)(sx_ep_h ep, const void* buffer, size_t count, const sx_request_param_t* param);

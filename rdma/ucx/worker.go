@@ -122,7 +122,8 @@ func (w *worker) loop(config map[string]string, name string, ready chan<- error)
 		}
 		for c := range w.conns {
 			if c.state.status != C.SX_OK && c.err == nil {
-				c.fail(fmt.Errorf("ucx connection with %s lost: %w", c.peer, statusErr("peer", c.state.status)))
+				c.fail(fmt.Errorf("ucx connection with %s lost (the peer process ended or its node is unreachable): %w",
+					c.peer, statusErr("endpoint", c.state.status)))
 				did = true
 			}
 		}
@@ -201,9 +202,11 @@ func (w *worker) poll() bool {
 		if st == C.SX_OK {
 			o.done <- nil
 		} else if o.conn != nil && o.conn.err != nil {
-			o.done <- o.conn.err
+			o.done <- fmt.Errorf("%s: %w", o.what, o.conn.err)
+		} else if err := statusErr(o.what, st); isPeerGone(err) {
+			o.done <- fmt.Errorf("%w (connection lost: the peer process ended or its node is unreachable)", err)
 		} else {
-			o.done <- statusErr(o.what, st)
+			o.done <- err
 		}
 	}
 	for i := len(keep); i < len(w.pending); i++ {
