@@ -234,13 +234,9 @@ func (l *Listener) incoming(r C.sx_conn_request_h) {
 
 // Dial connects to a listener's Addr and runs the client's side of the handshake.
 func (t *Transport) Dial(ctx context.Context, addr string) (rdma.Conn, error) {
-	host, ps, err := net.SplitHostPort(addr)
+	host, port, err := parseAddr(addr)
 	if err != nil {
-		return nil, fmt.Errorf("ucx dial %q: want host:port: %w", addr, err)
-	}
-	port, err := strconv.Atoi(ps)
-	if err != nil || port <= 0 || port > 65535 {
-		return nil, fmt.Errorf("ucx dial %q: bad port %q", addr, ps)
+		return nil, err
 	}
 	ip, err := resolve(ctx, host)
 	if err != nil {
@@ -385,6 +381,22 @@ func (c *Conn) Close() error {
 		})
 	})
 	return nil
+}
+
+// parseAddr splits a listener's Addr ("host:port", "[v6]:port") for Dial.
+func parseAddr(addr string) (string, int, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("ucx dial %q: want host:port, as a ucx listener's Addr gives: %w", addr, err)
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil || port <= 0 || port > 65535 {
+		return "", 0, fmt.Errorf("ucx dial %q: port %q is not a number from 1 to 65535", addr, ps)
+	}
+	if host == "" {
+		return "", 0, fmt.Errorf("ucx dial %q: no host", addr)
+	}
+	return host, port, nil
 }
 
 // resolve returns a numeric IP for host.
