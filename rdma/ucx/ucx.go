@@ -275,7 +275,7 @@ type Conn struct {
 	err   error // set on the worker thread once the endpoint is gone
 	// released: UCX let go of the endpoint, so its error handler can no longer write state
 	released bool
-	once  sync.Once
+	once     sync.Once
 }
 
 var _ rdma.Conn = (*Conn)(nil)
