@@ -1,6 +1,7 @@
 // shim.c: opens libucp at run time and calls it through a table of function pointers, so the
-// shoal binary starts (and reports ErrNotSupported) on nodes without UCX. Every function here
-// is called from the one OS thread that owns the worker, except shoal_ucx_signal.
+// shoal binary starts (and reports ErrNotSupported) on nodes without UCX. The worker runs in
+// UCX's serialized thread mode: the Go side calls these functions under its worker mutex,
+// except shoal_ucx_signal and shoal_ucx_sleep, which may run at any time.
 #include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
@@ -115,7 +116,7 @@ int shoal_ucx_init(const char** keys, const char** vals, int n, const char* name
 	}
 	memset(&wp, 0, sizeof wp);
 	wp.field_mask = SX_WORKER_PARAM_FIELD_THREAD_MODE;
-	wp.thread_mode = SX_THREAD_MODE_SINGLE;
+	wp.thread_mode = SX_THREAD_MODE_SERIALIZED;
 	st = lib.worker_create(*ctx, &wp, worker);
 	if (st != SX_OK) {
 		snprintf(err, errlen, "create UCX worker: %s", lib.status_string(st));
@@ -139,16 +140,19 @@ unsigned shoal_ucx_progress(sx_worker_h w) {
 	return n;
 }
 
-// shoal_ucx_wait sleeps until the worker has events or timeout_us passes: arm the worker and
-// poll its event fd; without an event fd, sleep a little.
-void shoal_ucx_wait(sx_worker_h w, int efd, int timeout_ms) {
+// shoal_ucx_arm arms the worker's event fd: UCS_OK, or UCS_ERR_BUSY when events are waiting
+// (progress again), or an error when the worker has no event fd.
+int shoal_ucx_arm(sx_worker_h w) { return lib.worker_arm(w); }
+
+// shoal_ucx_sleep waits until the event fd is readable or timeout_ms passes; without an event
+// fd it sleeps 200 us.
+void shoal_ucx_sleep(int efd, int timeout_ms) {
 	struct pollfd pfd;
 	if (efd < 0) {
 		struct timespec ts = {0, 200000};
 		nanosleep(&ts, NULL);
 		return;
 	}
-	if (lib.worker_arm(w) == SX_ERR_BUSY) return;
 	pfd.fd = efd;
 	pfd.events = POLLIN;
 	pfd.revents = 0;

@@ -30,7 +30,8 @@ int shoal_ucx_init(const char** keys, const char** vals, int n, const char* name
                    sx_worker_h* worker, int* efd, char* err, size_t errlen);
 void shoal_ucx_fini(sx_context_h ctx, sx_worker_h worker);
 unsigned shoal_ucx_progress(sx_worker_h w);
-void shoal_ucx_wait(sx_worker_h w, int efd, int timeout_ms);
+int shoal_ucx_arm(sx_worker_h w);
+void shoal_ucx_sleep(int efd, int timeout_ms);
 int shoal_ucx_signal(sx_worker_h w);
 sx_conn_request_h shoal_lst_pop(shoal_lst* l);
 int shoal_ucx_listen(sx_worker_h w, const struct sockaddr* sa, socklen_t salen, shoal_lst* l, int* port);

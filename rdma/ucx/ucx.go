@@ -100,7 +100,7 @@ func (t *Transport) Name() string { return "ucx" }
 // Close ends every connection and listener of t and releases UCX.
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
-		close(t.w.stop)
+		t.w.stop.Store(true)
 		C.shoal_ucx_signal(t.w.w)
 		<-t.w.stopped
 	})
@@ -347,16 +347,21 @@ func (c *Conn) do(ctx context.Context, b []byte, recv bool) error {
 	if !ok {
 		return fmt.Errorf("%s: %w", o.what, errClosed)
 	}
-	select {
-	case err := <-o.done:
+	if err, ok := c.w.wait(ctx, o); ok {
 		return wrapOp(o.what, err)
-	case <-ctx.Done():
-		// UCX cannot withdraw a started stream request: close the endpoint, which completes
-		// it, and only then let go of b.
-		c.w.run(func() { c.fail(fmt.Errorf("%s: %w", o.what, ctx.Err())) })
-		<-o.done
-		return fmt.Errorf("%s: %w", o.what, ctx.Err())
 	}
+	// UCX cannot withdraw a started stream request: close the endpoint, which completes it,
+	// and only then let go of b.
+	if c.w.run(func() { c.fail(fmt.Errorf("%s: %w", o.what, ctx.Err())) }) {
+		<-o.done
+	} else {
+		// the worker closed, which completed every request
+		select {
+		case <-o.done:
+		case <-c.w.stopped:
+		}
+	}
+	return fmt.Errorf("%s: %w", o.what, ctx.Err())
 }
 
 func wrapOp(what string, err error) error {

@@ -70,7 +70,7 @@ typedef struct {
 } sx_worker_params_t;
 
 #define SX_WORKER_PARAM_FIELD_THREAD_MODE (1ull << 0)
-#define SX_THREAD_MODE_SINGLE 0
+#define SX_THREAD_MODE_SERIALIZED 1
 
 // ucs_sock_addr_t
 typedef struct {

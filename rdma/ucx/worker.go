@@ -7,34 +7,51 @@ package ucx
 import "C"
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
 
-// worker owns one UCX context and worker and the OS thread that drives them. UCX's worker runs
-// in single-thread mode, so every call into UCX happens on that thread: other goroutines hand
-// it closures through run and wake it with ucp_worker_signal.
+// worker owns one UCX context and worker. UCX's worker runs in serialized mode: any thread
+// may call it, one at a time, under mu. A goroutine that waits for its request drives the
+// worker itself for a short while (spinFor), so a reply that comes quickly is seen without a
+// thread switch; after that it sleeps on its channel, and the worker's own thread, which
+// sleeps on UCX's event fd when nothing happens, completes the request.
 type worker struct {
 	ctx C.sx_context_h
 	w   C.sx_worker_h
 	efd C.int
 
-	cmds    chan func()
-	stop    chan struct{}
-	stopped chan struct{}
+	mu       sync.Mutex
+	closed   bool        // under mu: the worker is gone
+	stop     atomic.Bool // Close asks the worker's thread to end
+	sleeping atomic.Bool // the worker's thread is (about to be) asleep on the event fd
+	stopped  chan struct{}
 
-	// owned by the worker thread
+	// under mu
 	pending   []*op
 	listeners map[*Listener]struct{}
 	conns     map[*Conn]struct{}
 }
 
-// spinFor is how long the worker keeps polling after its last event before it sleeps on the
-// event fd: a reply that comes within it is seen at once, and an idle worker costs no CPU.
-var spinFor = 20 * time.Microsecond
+// spinFor is how long a waiter, and the worker's thread after its last event, keep polling
+// UCX before they sleep: a reply within it is seen at once, and an idle worker costs no CPU.
+// SHOAL_UCX_SPIN_US overrides it (0 sleeps at once; more buys latency with CPU time).
+var spinFor = spinSetting()
+
+func spinSetting() time.Duration {
+	if v, err := strconv.Atoi(os.Getenv("SHOAL_UCX_SPIN_US")); err == nil && v >= 0 {
+		return time.Duration(v) * time.Microsecond
+	}
+	return 30 * time.Microsecond
+}
 
 // closeTimeout bounds how long closing an endpoint may wait for UCX.
 const closeTimeout = 5 * time.Second
@@ -50,8 +67,6 @@ type op struct {
 
 func startWorker(config map[string]string, name string) (*worker, error) {
 	w := &worker{
-		cmds:      make(chan func(), 256),
-		stop:      make(chan struct{}),
 		stopped:   make(chan struct{}),
 		listeners: map[*Listener]struct{}{},
 		conns:     map[*Conn]struct{}{},
@@ -88,90 +103,122 @@ func (w *worker) loop(config map[string]string, name string, ready chan<- error)
 	}
 	C.free(unsafe.Pointer(cname))
 	if st != C.SX_OK {
+		w.closed = true
 		ready <- errors.New(C.GoString(&ebuf[0]))
 		return
 	}
 	ready <- nil
 
-	lastWork := time.Now()
+	last := time.Now()
 	for {
-		did := false
-	drain:
-		for {
-			select {
-			case f := <-w.cmds:
-				f()
-				did = true
-			default:
-				break drain
-			}
-		}
-		select {
-		case <-w.stop:
+		w.mu.Lock()
+		if w.stop.Load() {
 			w.shutdown()
+			w.closed = true
+			w.mu.Unlock()
 			return
-		default:
 		}
-		if C.shoal_ucx_progress(w.w) > 0 {
-			did = true
-		}
-		for l := range w.listeners {
-			for r := C.shoal_lst_pop(l.lst); r != nil; r = C.shoal_lst_pop(l.lst) {
-				l.incoming(r)
-				did = true
-			}
-		}
-		if w.poll() {
-			did = true
-		}
-		for c := range w.conns {
-			if c.state.status != C.SX_OK && c.err == nil {
-				c.fail(fmt.Errorf("ucx connection with %s lost (the peer process ended or its node is unreachable): %w",
-					c.peer, statusErr("endpoint", c.state.status)))
-				did = true
-			}
-		}
-		if did {
-			lastWork = time.Now()
+		if w.step() {
+			w.mu.Unlock()
+			last = time.Now()
 			continue
 		}
-		if time.Since(lastWork) < spinFor {
+		if time.Since(last) < spinFor {
+			w.mu.Unlock()
 			continue
 		}
-		// nothing happened for a while: sleep on the worker's event fd (or a short timer)
-		// until the network or run wakes it; the timeout bounds a missed wake-up.
-		C.shoal_ucx_wait(w.w, w.efd, 5)
+		// nothing happened for a while: arm the event fd and sleep on it until the network,
+		// or a goroutine that starts a request (wake), signals it. The timeout bounds a
+		// missed wake-up.
+		w.sleeping.Store(true)
+		armed := C.shoal_ucx_arm(w.w) == C.SX_OK
+		w.mu.Unlock()
+		if armed && !w.stop.Load() {
+			C.shoal_ucx_sleep(w.efd, 5)
+		}
+		w.sleeping.Store(false)
+		last = time.Now()
 	}
 }
 
-// run executes f on the worker thread. It returns false when the worker has stopped.
-func (w *worker) run(f func()) bool {
-	select {
-	case <-w.stopped:
-		return false
-	case w.cmds <- f:
+// step progresses UCX once and hands out what happened: new connection requests, finished
+// requests, lost endpoints. It reports whether anything did. Under mu.
+func (w *worker) step() bool {
+	did := C.shoal_ucx_progress(w.w) > 0
+	for l := range w.listeners {
+		for r := C.shoal_lst_pop(l.lst); r != nil; r = C.shoal_lst_pop(l.lst) {
+			l.incoming(r)
+			did = true
+		}
 	}
-	C.shoal_ucx_signal(w.w)
+	if w.poll() {
+		did = true
+	}
+	for c := range w.conns {
+		if c.state.status != C.SX_OK && c.err == nil {
+			c.fail(fmt.Errorf("ucx connection with %s lost (the peer process ended or its node is unreachable): %w",
+				c.peer, statusErr("endpoint", c.state.status)))
+			did = true
+		}
+	}
+	return did
+}
+
+// call runs f under mu and wakes the worker's thread so that it drives whatever f started.
+// It returns false when the worker has been closed.
+func (w *worker) call(f func()) bool {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return false
+	}
+	f()
+	w.mu.Unlock()
+	w.wake()
 	return true
 }
 
-// call runs f on the worker thread and waits for it.
-func (w *worker) call(f func()) bool {
-	done := make(chan struct{})
-	if !w.run(func() { f(); close(done) }) {
-		return false
+// run is call; the name marks calls that start work rather than only read state.
+func (w *worker) run(f func()) bool { return w.call(f) }
+
+// wake interrupts the worker thread's sleep; ucp_worker_signal may be called from any thread.
+func (w *worker) wake() {
+	if w.sleeping.Load() {
+		C.shoal_ucx_signal(w.w)
+	}
+}
+
+// wait returns o's result, driving the worker itself for spinFor before it sleeps.
+func (w *worker) wait(ctx context.Context, o *op) (error, bool) {
+	start := time.Now()
+	for {
+		select {
+		case err := <-o.done:
+			return err, true
+		default:
+		}
+		if time.Since(start) > spinFor {
+			break
+		}
+		if w.mu.TryLock() {
+			if !w.closed {
+				w.step()
+			}
+			w.mu.Unlock()
+		}
 	}
 	select {
-	case <-done:
-		return true
+	case err := <-o.done:
+		return err, true
 	case <-w.stopped:
-		// f ran (it had been queued before shutdown drained nothing) or never will
 		select {
-		case <-done:
-			return true
+		case err := <-o.done:
+			return err, true
 		default:
-			return false
+			return errClosed, true
 		}
+	case <-ctx.Done():
+		return nil, false
 	}
 }
 
@@ -244,7 +291,7 @@ func (w *worker) closeEP(ep C.sx_ep_h, force bool) bool {
 				// leave it to ucp_worker_destroy rather than block every connection.
 				return false
 			}
-			C.shoal_ucx_wait(w.w, w.efd, 1)
+			time.Sleep(100 * time.Microsecond)
 		}
 	}
 }

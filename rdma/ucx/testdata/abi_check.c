@@ -46,7 +46,7 @@ int main(void) {
 	OFF(sx_worker_params_t, ucp_worker_params_t, client_id);
 	SIZE(((sx_worker_params_t*)0)->thread_mode, ucs_thread_mode_t);
 	VAL(SX_WORKER_PARAM_FIELD_THREAD_MODE, UCP_WORKER_PARAM_FIELD_THREAD_MODE);
-	VAL(SX_THREAD_MODE_SINGLE, UCS_THREAD_MODE_SINGLE);
+	VAL(SX_THREAD_MODE_SERIALIZED, UCS_THREAD_MODE_SERIALIZED);
 
 	SIZE(sx_sock_addr_t, ucs_sock_addr_t);
 	OFF(sx_sock_addr_t, ucs_sock_addr_t, addrlen);
