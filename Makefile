@@ -5,7 +5,7 @@ PYTHON    ?= python3
 export PATH := $(CURDIR)/bin:$(PATH)
 export SHOAL_BIN := $(CURDIR)/bin/shoal
 
-.PHONY: all build spank deps test test-go test-python test-e2e test-slurm demo fuzz bench clean
+.PHONY: all build spank deps test test-go test-python test-e2e test-slurm test-rdma bench-ucx demo fuzz bench clean
 
 all: build
 
@@ -16,7 +16,7 @@ build:
 deps:
 	./scripts/deps.sh
 
-test: deps build test-go test-python test-e2e test-slurm
+test: deps build test-go test-python test-e2e test-slurm test-rdma
 
 test-go:
 	$(GO) vet ./...
@@ -37,6 +37,14 @@ bin/shoal_spank.so: slurm/spank/shoal_spank.c
 test-slurm: build spank
 	./test/slurm/smoke.sh
 	./test/slurm/launch.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc
+
+# UCX and NCCL opened at run time: shoal transports with and without the libraries
+test-rdma: build
+	./test/rdma.sh
+
+# rdma/ucx beside ucx_perftest on this machine (docs/benchmarks.md)
+bench-ucx:
+	./scripts/bench-ucx.sh
 
 demo: build
 	@if ! $(PYTHON) -c "import numpy, msgpack, cloudpickle" 2>/dev/null; then ./scripts/deps.sh; fi

@@ -60,6 +60,7 @@ func newApp() *cli.App {
 			adminCommand(),
 			hostlistCommand(),
 			benchCommand(),
+			transportsCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
 	}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# End-to-end checks of the run-time libraries behind rdma/ucx and rdma/nccl as a user meets
+# them: `shoal transports` with and without UCX, the inter-node choice on fixture nodes, and
+# that the shoal binary neither links nor needs libucp, libnccl or libcudart to start.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+SHOAL=${SHOAL:-$PWD/bin/shoal}
+FIX=nodeagent/netdev/testdata
+pass=0; fail=0
+ok()   { pass=$((pass+1)); echo "ok   $1"; }
+bad()  { fail=$((fail+1)); echo "FAIL $1"; }
+check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
+has() { grep -q -- "$2" <<<"$1"; }
+
+libs=$(ldd "$SHOAL" 2>&1)
+check "binary: no link-time dependency on libucp, libucs, libnccl or libcudart" \
+  eval '! has "$libs" "libucp\|libucs\|libnccl\|libcudart"'
+
+out=$("$SHOAL" transports 2>&1); rc=$?
+if dpkg-query -W -f='${Status}' libucx0 2>/dev/null | grep -q "install ok installed"; then
+  check "transports: UCX works where libucx0 is installed" eval '[ $rc -eq 0 ] && has "$out" "^ucx   available      UCX 1\."'
+else
+  check "transports: UCX reported missing without libucx0" eval '[ $rc -eq 0 ] && has "$out" "^ucx   not available"'
+fi
+check "transports: NCCL missing is reported with the reason, exit 0" \
+  eval '[ $rc -eq 0 ] && { has "$out" "^nccl  available" || has "$out" "^nccl  not available.*SHOAL_NCCL_LIB"; }'
+
+out=$(SHOAL_UCX_LIB=/nonexistent/libucp.so.0 "$SHOAL" transports 2>&1); rc=$?
+check "transports: a hidden UCX is 'not available' naming the path" \
+  eval '[ $rc -eq 0 ] && has "$out" "^ucx   not available.*/nonexistent/libucp.so.0"'
+check "run: shoal starts and runs a command with UCX and NCCL hidden" \
+  env SHOAL_UCX_LIB=/nonexistent SHOAL_NCCL_LIB=/nonexistent "$SHOAL" run -- true
+
+out=$("$SHOAL" transports --sysfs-root "$FIX/dgx/sys" 2>&1)
+check "transports: a node with ACTIVE InfiniBand ports sends to other nodes over ucx" \
+  eval 'has "$out" "peers on other nodes: ucx (RDMA port mlx5_0/1 is ACTIVE (InfiniBand))"'
+out=$(SHOAL_UCX_LIB=/nonexistent "$SHOAL" transports --sysfs-root "$FIX/dgx/sys" 2>&1)
+check "transports: InfiniBand without UCX falls back to tcp and says why" \
+  eval 'has "$out" "peers on other nodes: tcp (.*but UCX does not work here)"'
+out=$("$SHOAL" transports --json --sysfs-root "$FIX/plain/sys" 2>&1)
+check "transports --json: a node without RDMA uses tcp" \
+  eval 'python3 -c "import json,sys; r=json.loads(sys.argv[1]); assert r[\"inter_node\"][\"backend\"]==\"tcp\", r" "$out"'
+
+echo "rdma e2e: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
