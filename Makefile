@@ -12,6 +12,7 @@ all: build
 build:
 	$(GO) build -o bin/shoal ./cmd/shoal
 	mkdir -p python/shoal/bin && cp bin/shoal python/shoal/bin/shoal
+	$(GO) build -buildmode=c-shared -o python/shoal/bin/libshoalcoll.so ./cmd/libshoalcoll
 
 deps:
 	./scripts/deps.sh
