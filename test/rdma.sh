@@ -41,5 +41,14 @@ out=$("$SHOAL" transports --json --sysfs-root "$FIX/plain/sys" 2>&1)
 check "transports --json: a node without RDMA uses tcp" \
   eval 'python3 -c "import json,sys; r=json.loads(sys.argv[1]); assert r[\"inter_node\"][\"backend\"]==\"tcp\", r" "$out"'
 
+if "$SHOAL" transports | grep -q "^ucx   available"; then
+  out=$(SHOAL_UCX=on UCX_TLS=tcp,shm "$SHOAL" bench allreduce --np 3 --min-bytes 16 --max-bytes 1MiB --step-factor 16 --transport ucx 2>&1); rc=$?
+  check "bench allreduce: 3 rank processes run collectives over the ucx backend" \
+    eval '[ $rc -eq 0 ] && has "$out" "^ *1048576 "'
+  out=$("$SHOAL" bench allreduce --np 2 --max-bytes 4 --transport ucx 2>&1); rc=$?
+  check "bench allreduce: ucx forced on a node without RDMA says why and how to force it" \
+    eval '[ $rc -ne 0 ] && has "$out" "SHOAL_UCX=on"'
+fi
+
 echo "rdma e2e: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

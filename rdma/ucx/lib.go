@@ -10,7 +10,6 @@ import "C"
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"unsafe"
 
@@ -26,9 +25,21 @@ var (
 	openPath string
 )
 
+// getenv reads the C library's environment, not the copy the Go runtime took at start-up: in
+// a Go library loaded into another program (libshoalcoll in Python), variables set after the
+// load are visible only there.
+func getenv(key string) string {
+	k := C.CString(key)
+	defer C.free(unsafe.Pointer(k))
+	if v := C.getenv(k); v != nil {
+		return C.GoString(v)
+	}
+	return ""
+}
+
 // libraryPath is what Open loads: $SHOAL_UCX_LIB or DefaultLibrary.
 func libraryPath() string {
-	if p := os.Getenv("SHOAL_UCX_LIB"); p != "" {
+	if p := getenv("SHOAL_UCX_LIB"); p != "" {
 		return p
 	}
 	return DefaultLibrary

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"strconv"
 	"sync"
@@ -47,7 +46,7 @@ type worker struct {
 var spinFor = spinSetting()
 
 func spinSetting() time.Duration {
-	if v, err := strconv.Atoi(os.Getenv("SHOAL_UCX_SPIN_US")); err == nil && v >= 0 {
+	if v, err := strconv.Atoi(getenv("SHOAL_UCX_SPIN_US")); err == nil && v >= 0 {
 		return time.Duration(v) * time.Microsecond
 	}
 	return 30 * time.Microsecond
