@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/shoal-hpc/shoal/internal/cgotrace" // C frames in crash tracebacks
 	"github.com/shoal-hpc/shoal/rdma"
 )
 

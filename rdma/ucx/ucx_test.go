@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/shoal-hpc/shoal/internal/cgotrace" // C frames in crash tracebacks
 	"github.com/shoal-hpc/shoal/rdma"
 	"github.com/shoal-hpc/shoal/wire"
 )
