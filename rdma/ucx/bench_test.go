@@ -1,8 +1,12 @@
 package ucx
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,7 +14,7 @@ import (
 )
 
 // benchPair connects two transports (separate workers and threads) of one process.
-func benchPair(b *testing.B, cfg map[string]string) (rdma.Conn, rdma.Conn) {
+func benchPair(b *testing.B, cfg tconf) (rdma.Conn, rdma.Conn) {
 	needUCX(b)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -40,7 +44,7 @@ func benchPair(b *testing.B, cfg map[string]string) (rdma.Conn, rdma.Conn) {
 // BenchmarkStreamBW sends b.N messages one way, as ucx_perftest -t stream_bw does; compare
 // with its numbers in docs/benchmarks.md.
 func BenchmarkStreamBW(b *testing.B) {
-	for _, name := range []string{"tcp", "shm"} {
+	for _, name := range []string{"tcp", "tcp,shm"} {
 		for _, size := range []int{64 << 10, 1 << 20, 16 << 20} {
 			b.Run(fmt.Sprintf("%s/%dKiB", name, size>>10), func(b *testing.B) {
 				tx, rx := benchPair(b, configs[name])
@@ -74,7 +78,7 @@ func BenchmarkStreamBW(b *testing.B) {
 // BenchmarkStreamLat is a ping-pong of 8 bytes; half of ns/op is the one-way latency that
 // ucx_perftest -t stream_lat reports.
 func BenchmarkStreamLat(b *testing.B) {
-	for _, name := range []string{"tcp", "shm"} {
+	for _, name := range []string{"tcp", "tcp,shm"} {
 		b.Run(name, func(b *testing.B) {
 			c, s := benchPair(b, configs[name])
 			ctx := context.Background()
@@ -104,6 +108,48 @@ func BenchmarkStreamLat(b *testing.B) {
 			}
 			if err := <-done; err != nil {
 				b.Fatal(err)
+			}
+		})
+	}
+}
+
+// BenchmarkStreamLatProcess is the same ping-pong with the peer in another process, as
+// ucx_perftest runs it; half of ns/op is the one-way latency.
+func BenchmarkStreamLatProcess(b *testing.B) {
+	for _, name := range []string{"tcp", "tcp,shm"} {
+		b.Run(name, func(b *testing.B) {
+			needUCX(b)
+			ctx := context.Background()
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), "SHOAL_UCX_HELPER=pong")
+			cmd.Env = append(cmd.Env, configs[name].env()...)
+			cmd.Stderr = os.Stderr
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer func() { cmd.Process.Kill(); cmd.Wait() }()
+			addr, err := bufio.NewReader(out).ReadString('\n')
+			if err != nil {
+				b.Fatal(err)
+			}
+			c, err := newTransport(b, secret, configs[name]).Dial(ctx, strings.TrimSpace(addr))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			ping := make([]byte, 8)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := c.Send(ctx, ping); err != nil {
+					b.Fatal(err)
+				}
+				if err := c.Recv(ctx, ping); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}

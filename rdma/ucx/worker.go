@@ -29,9 +29,10 @@ type worker struct {
 	efd C.int
 
 	mu       sync.Mutex
-	closed   bool        // under mu: the worker is gone
-	stop     atomic.Bool // Close asks the worker's thread to end
-	sleeping atomic.Bool // the worker's thread is (about to be) asleep on the event fd
+	closed   bool         // under mu: the worker is gone
+	stop     atomic.Bool  // Close asks the worker's thread to end
+	sleeping atomic.Bool  // the worker's thread is (about to be) asleep on the event fd
+	spinners atomic.Int32 // goroutines polling the worker in wait
 	stopped  chan struct{}
 
 	// under mu
@@ -51,6 +52,10 @@ func spinSetting() time.Duration {
 	}
 	return 30 * time.Microsecond
 }
+
+// bgSpin is how long the worker's thread polls after its last event before it sleeps on the
+// event fd when no waiter is polling.
+const bgSpin = 5 * time.Microsecond
 
 // closeTimeout bounds how long closing an endpoint may wait for UCX.
 const closeTimeout = 5 * time.Second
@@ -122,7 +127,17 @@ func (w *worker) loop(config map[string]string, name string, ready chan<- error)
 			last = time.Now()
 			continue
 		}
-		if time.Since(last) < spinFor {
+		if w.spinners.Load() > 0 {
+			// a waiter drives the worker: stay out of its way until it stops (spin wakes
+			// this thread then), or a millisecond passes
+			w.sleeping.Store(true)
+			w.mu.Unlock()
+			C.shoal_ucx_sleep(w.efd, 1)
+			w.sleeping.Store(false)
+			last = time.Now()
+			continue
+		}
+		if time.Since(last) < bgSpin {
 			w.mu.Unlock()
 			continue
 		}
@@ -187,24 +202,12 @@ func (w *worker) wake() {
 	}
 }
 
-// wait returns o's result, driving the worker itself for spinFor before it sleeps.
-func (w *worker) wait(ctx context.Context, o *op) (error, bool) {
-	start := time.Now()
-	for {
-		select {
-		case err := <-o.done:
-			return err, true
-		default:
-		}
-		if time.Since(start) > spinFor {
-			break
-		}
-		if w.mu.TryLock() {
-			if !w.closed {
-				w.step()
-			}
-			w.mu.Unlock()
-		}
+// wait returns o's result. It drives the worker itself for spinFor (the worker's thread
+// stays asleep meanwhile), then sleeps until the worker's thread completes o. ok is false
+// when ctx ended first.
+func (w *worker) wait(ctx context.Context, o *op) (err error, ok bool) {
+	if err, ok := w.spin(o); ok {
+		return err, true
 	}
 	select {
 	case err := <-o.done:
@@ -218,6 +221,33 @@ func (w *worker) wait(ctx context.Context, o *op) (error, bool) {
 		}
 	case <-ctx.Done():
 		return nil, false
+	}
+}
+
+// spin polls the worker for o's result for up to spinFor.
+func (w *worker) spin(o *op) (error, bool) {
+	w.spinners.Add(1)
+	defer func() {
+		if w.spinners.Add(-1) == 0 {
+			w.wake() // the worker's thread takes over
+		}
+	}()
+	start := time.Now()
+	for {
+		select {
+		case err := <-o.done:
+			return err, true
+		default:
+		}
+		if time.Since(start) > spinFor {
+			return nil, false
+		}
+		if w.mu.TryLock() {
+			if !w.closed {
+				w.step()
+			}
+			w.mu.Unlock()
+		}
 	}
 }
 
