@@ -50,5 +50,18 @@ if "$SHOAL" transports | grep -q "^ucx   available"; then
     eval '[ $rc -ne 0 ] && has "$out" "SHOAL_UCX=on"'
 fi
 
+out=$(SHOAL_NCCL_LIB=/nonexistent/libnccl.so.2 "$SHOAL" bench nccl 2>&1); rc=$?
+check "bench nccl: without NCCL, exit 1 naming the library" eval '[ $rc -eq 1 ] && has "$out" "/nonexistent/libnccl.so.2"'
+if command -v gcc >/dev/null; then
+  fake=$(mktemp -d)/libfakenccl.so
+  gcc -shared -fPIC -o "$fake" rdma/nccl/testdata/fakenccl.c
+  for op in allreduce allgather reducescatter broadcast; do
+    out=$(SHOAL_NCCL_LIB=$fake SHOAL_CUDART_LIB=$fake "$SHOAL" bench nccl --op $op --min-bytes 8 --max-bytes 64KiB --step-factor 16 --repeats 2 2>&1); rc=$?
+    check "bench nccl --op $op: runs and checks its results (fake NCCL and CUDA: no GPU here)" \
+      eval '[ $rc -eq 0 ] && has "$out" "^ *32768 "'
+  done
+  rm -rf "$(dirname "$fake")"
+fi
+
 echo "rdma e2e: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
