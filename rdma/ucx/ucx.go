@@ -29,6 +29,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
@@ -266,23 +267,28 @@ func (t *Transport) Dial(ctx context.Context, addr string) (rdma.Conn, error) {
 	return c, nil
 }
 
-// Conn is one authenticated UCX endpoint.
+// Conn is one authenticated UCX endpoint. Its messages are framed (see conn.go).
 type Conn struct {
 	w     *worker
 	ep    C.sx_ep_h
 	state *C.shoal_epstate
 	peer  string
-	err   error // set on the worker thread once the endpoint is gone
-	// released: UCX let go of the endpoint, so its error handler can no longer write state
-	released bool
-	once     sync.Once
+	err   error // set under the worker's mutex once the endpoint is closed
+
+	closed  atomic.Bool // Close was called: this side's Send and Recv fail
+	peerFin atomic.Bool // the peer's end-of-stream frame was read
+	// hdr is the receiver's header buffer and sbuf the sender's scratch for small messages;
+	// each is its own allocation, since cgo may not be handed a pointer into Conn
+	hdr  []byte
+	sbuf []byte
+	once sync.Once
 }
 
 var _ rdma.Conn = (*Conn)(nil)
 
-// newConn makes an endpoint; on the worker thread.
+// newConn makes an endpoint; under the worker's mutex.
 func (w *worker) newConn(sa *C.struct_sockaddr, sl C.socklen_t, req C.sx_conn_request_h, peer string) (*Conn, error) {
-	c := &Conn{w: w, peer: peer}
+	c := &Conn{w: w, peer: peer, hdr: make([]byte, hdrLen)}
 	c.state = (*C.shoal_epstate)(C.calloc(1, C.sizeof_shoal_epstate))
 	st := C.shoal_ucx_connect(w.w, sa, sl, req, c.state, &c.ep)
 	if st != C.SX_OK {
@@ -293,31 +299,27 @@ func (w *worker) newConn(sa *C.struct_sockaddr, sl C.socklen_t, req C.sx_conn_re
 	return c, nil
 }
 
-// fail ends the endpoint with err: pending requests complete with it, later ones get it at
-// once. On the worker thread.
+// fail closes the endpoint with err: pending requests complete with it, later ones get it at
+// once. Under the worker's mutex.
 func (c *Conn) fail(err error) {
 	if c.err != nil {
 		return
 	}
 	c.err = err
 	force := !errors.Is(err, errClosed)
-	c.released = c.w.closeEP(c.ep, force)
+	released := c.w.closeEP(c.ep, force)
 	delete(c.w.conns, c)
 	// UCX completes the endpoint's requests when it closes it; poll hands out the results.
 	c.w.poll()
+	if released {
+		// UCX let go of the endpoint: its error handler can no longer write the state
+		C.free(unsafe.Pointer(c.state))
+		c.state = nil
+	}
 }
 
-// Send writes all of b as the next bytes of the stream; it returns when b may be reused.
-func (c *Conn) Send(ctx context.Context, b []byte) error {
-	return c.do(ctx, b, false)
-}
-
-// Recv fills all of b from the stream.
-func (c *Conn) Recv(ctx context.Context, b []byte) error {
-	return c.do(ctx, b, true)
-}
-
-func (c *Conn) do(ctx context.Context, b []byte, recv bool) error {
+// raw sends or receives exactly len(b) bytes of the endpoint's stream.
+func (c *Conn) raw(ctx context.Context, b []byte, recv bool) error {
 	what := "send"
 	if recv {
 		what = "recv"
@@ -372,20 +374,6 @@ func wrapOp(what string, err error) error {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return err
-}
-
-// Close ends the connection: the peer's pending and later Send and Recv fail.
-func (c *Conn) Close() error {
-	c.once.Do(func() {
-		c.w.call(func() { c.fail(errClosed) })
-		c.w.call(func() {
-			if c.released {
-				C.free(unsafe.Pointer(c.state))
-				c.state = nil
-			}
-		})
-	})
-	return nil
 }
 
 // parseAddr splits a listener's Addr ("host:port", "[v6]:port") for Dial.

@@ -465,3 +465,58 @@ func helper(name string) int {
 	fmt.Fprintln(os.Stderr, "unknown helper", strconv.Quote(name))
 	return 2
 }
+
+// TestDataBeforeClose: what a peer sent before it closed is still received, as with TCP; the
+// Recv after it fails.
+func TestDataBeforeClose(t *testing.T) {
+	needUCX(t)
+	for name, cfg := range configs {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			ca, cb := pair(t, ctx, newTransport(t, secret, cfg), newTransport(t, secret, cfg))
+			for _, n := range []int{8, 1 << 20} {
+				want := pattern(n, 9)
+				if err := ca.Send(ctx, want); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ca.Close()
+			time.Sleep(100 * time.Millisecond) // the close reaches the receiver first
+			for _, n := range []int{8, 1 << 20} {
+				got := make([]byte, n)
+				if err := cb.Recv(ctx, got); err != nil {
+					t.Fatalf("recv %d bytes sent before the peer closed: %v", n, err)
+				}
+				if !bytes.Equal(got, pattern(n, 9)) {
+					t.Fatalf("%d bytes sent before close: data differs", n)
+				}
+			}
+			if err := cb.Recv(ctx, make([]byte, 1)); err == nil || errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("recv past the end of a closed peer's data: %v, want a connection error", err)
+			}
+		})
+	}
+}
+
+// TestSizeMismatch: a Recv whose size differs from the message sent fails naming both sizes;
+// zero-byte messages are messages too.
+func TestSizeMismatch(t *testing.T) {
+	needUCX(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ca, cb := pair(t, ctx, newTransport(t, secret, configs["tcp"]), newTransport(t, secret, configs["tcp"]))
+	if err := ca.Send(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cb.Recv(ctx, nil); err != nil {
+		t.Fatalf("recv of a zero-byte message: %v", err)
+	}
+	if err := ca.Send(ctx, make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	err := cb.Recv(ctx, make([]byte, 12))
+	if err == nil || !strings.Contains(err.Error(), "message of 10 bytes, this side expects 12") {
+		t.Fatalf("recv of 12 bytes when 10 were sent: %v", err)
+	}
+}

@@ -186,8 +186,10 @@ func (w *worker) call(f func()) bool {
 		w.mu.Unlock()
 		return false
 	}
-	f()
-	w.mu.Unlock()
+	func() {
+		defer w.mu.Unlock() // a panic in f must not leave the worker locked
+		f()
+	}()
 	w.wake()
 	return true
 }
