@@ -5,7 +5,7 @@ PYTHON    ?= python3
 export PATH := $(CURDIR)/bin:$(PATH)
 export SHOAL_BIN := $(CURDIR)/bin/shoal
 
-.PHONY: all build spank deps test test-go test-python test-e2e test-slurm test-rdma bench-ucx demo fuzz bench clean
+.PHONY: all build spank deps test test-go test-python test-e2e test-slurm test-coll test-rdma bench-ucx demo fuzz bench clean
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 deps:
 	./scripts/deps.sh
 
-test: deps build test-go test-python test-e2e test-slurm test-rdma
+test: deps build test-go test-python test-e2e test-slurm test-coll test-rdma
 
 test-go:
 	$(GO) vet ./...
@@ -38,6 +38,13 @@ bin/shoal_spank.so: slurm/spank/shoal_spank.c
 test-slurm: build spank
 	./test/slurm/smoke.sh
 	./test/slurm/launch.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc
+
+# collectives: transports and algorithms across processes (go), shoal.collective across actors of a
+# `shoal run` cluster (pytest), and across the nodes of the 3-node Slurm cluster (held under the lock)
+test-coll: build spank
+	$(GO) test -count=1 ./rdma/...
+	PYTHONPATH=$(CURDIR)/python $(PYTHON) -m pytest -q python/tests/test_collective.py
+	flock /tmp/shoal-slurm.lock sh -c './test/slurm/collective.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
 
 # UCX and NCCL opened at run time: shoal transports with and without the libraries
 test-rdma: build

@@ -82,10 +82,11 @@ const (
 	shmHdr        = 4096 // per ring: head at 0, tail at 64, waiter flags at 128 and 192
 	shmOffHead    = 0
 	shmOffTail    = 64
-	shmOffRWait   = 128 // the consumer sleeps on head
-	shmOffWWait   = 192 // the producer sleeps on tail
-	shmSpinFor    = 50 * time.Microsecond
-	shmYieldFor   = 50 * time.Microsecond // no yield phase: under load a yielded rank waited for whole time slices
+	shmOffRWait   = 128                   // the consumer sleeps on head
+	shmOffWWait   = 192                   // the producer sleeps on tail
+	shmSpinFor    = 50 * time.Microsecond // the most a wait spins before it sleeps
+	shmSpinMin    = 500 * time.Nanosecond
+	shmYieldFor   = time.Millisecond // after the spin, yield the CPU until then, then sleep
 	shmSleepSlice = 10 * time.Millisecond
 	shmPiece      = 256 << 10
 	shmLabelC     = "shoal/1 rdma-shm client"
@@ -321,10 +322,13 @@ type shmConn struct {
 	once  sync.Once
 	hdr   [8]byte
 	rhdr  [8]byte
+	small [8 + 1024]byte
+	spin  atomic.Int64 // current spin budget of a wait, in ns
 }
 
 func newShmConn(uc *net.UnixConn, mem []byte, ring int, dialer bool) *shmConn {
 	c := &shmConn{uc: uc, mem: mem}
+	c.spin.Store(int64(shmSpinFor))
 	a, b := ringAt(mem, 0, ring), ringAt(mem, shmHdr+ring, ring)
 	if dialer {
 		c.out, c.in = a, b
@@ -359,9 +363,23 @@ var errShmPeerGone = errors.New("peer closed the connection")
 // have become true) and announcing the sleep in flag. It fails when the context ends, this
 // end closes, or the peer is gone and cond still does not hold.
 func (c *shmConn) await(ctx context.Context, cond func() bool, w *atomic.Uint64, flag *atomic.Uint32) error {
-	// spin (the peer is usually a few microseconds away), then yield the CPU to other
-	// processes (ranks may outnumber cores), then sleep on the futex
+	// spin while the peer is likely to come within microseconds (it runs on another core),
+	// then sleep on the futex. The spin budget adapts: it doubles when spinning paid and halves
+	// when it did not, so ranks that share a core (more ranks than free cores) hand the core
+	// over at once instead of burning their time slice.
 	var start time.Time
+	budget := time.Duration(c.spin.Load())
+	slept := false
+	defer func() {
+		switch {
+		case slept:
+			c.spin.Store(int64(max(budget/2, shmSpinMin)))
+		case !start.IsZero(): // spinning paid: the peer is running, spin longer
+			c.spin.Store(int64(min(budget*2, shmSpinFor)))
+		case budget < shmSpinFor: // the data was there at once: creep back up
+			c.spin.Store(int64(min(budget+budget/8+100, shmSpinFor)))
+		}
+	}()
 	for i := 0; ; i++ {
 		if cond() {
 			return nil
@@ -382,13 +400,15 @@ func (c *shmConn) await(ctx context.Context, cond func() bool, w *atomic.Uint64,
 			start = time.Now()
 		}
 		spent := time.Since(start)
-		if spent < shmSpinFor {
+		if spent < budget {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		slept = true
 		if spent < shmYieldFor {
+			// more ranks than free cores: let a peer on this core run, cheaply
 			syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
 			continue
 		}
@@ -478,6 +498,15 @@ func (c *shmConn) Send(ctx context.Context, b []byte) error {
 		return fmt.Errorf("shm send: %w", net.ErrClosed)
 	}
 	defer c.ops.Add(-1)
+	if len(b) <= len(c.small)-8 {
+		// header and body published together: the receiver sees one update of head
+		binary.LittleEndian.PutUint64(c.small[:], uint64(len(b)))
+		n := copy(c.small[8:], b)
+		if err := c.write(ctx, c.small[:8+n]); err != nil {
+			return c.fail("send", err)
+		}
+		return nil
+	}
 	binary.LittleEndian.PutUint64(c.hdr[:], uint64(len(b)))
 	if err := c.write(ctx, c.hdr[:]); err != nil {
 		return c.fail("send", err)
@@ -490,7 +519,27 @@ func (c *shmConn) Send(ctx context.Context, b []byte) error {
 
 // Recv fills b with the next message.
 func (c *shmConn) Recv(ctx context.Context, b []byte) error {
-	return c.RecvStream(ctx, len(b), func(off int, p []byte) { copy(b[off:], p) })
+	if !c.begin() {
+		return fmt.Errorf("shm recv: %w", net.ErrClosed)
+	}
+	defer c.ops.Add(-1)
+	if err := c.recvHeader(ctx, len(b)); err != nil {
+		return err
+	}
+	if err := c.read(ctx, b, len(b), nil); err != nil {
+		return c.fail("recv", err)
+	}
+	return nil
+}
+
+func (c *shmConn) recvHeader(ctx context.Context, n int) error {
+	if err := c.read(ctx, c.rhdr[:], 8, nil); err != nil {
+		return c.fail("recv", err)
+	}
+	if m := binary.LittleEndian.Uint64(c.rhdr[:]); m != uint64(n) {
+		return c.fail("recv", fmt.Errorf("%w: the peer sent %d bytes, the receiver expected %d (both sides must agree on counts and types)", ErrSize, m, n))
+	}
+	return nil
 }
 
 // RecvStream receives the next message, of n bytes, handing it to fn in pieces in order as
@@ -500,17 +549,17 @@ func (c *shmConn) RecvStream(ctx context.Context, n int, fn func(off int, p []by
 		return fmt.Errorf("shm recv: %w", net.ErrClosed)
 	}
 	defer c.ops.Add(-1)
-	if err := c.read(ctx, c.rhdr[:], 8, nil); err != nil {
-		return c.fail("recv", err)
-	}
-	if m := binary.LittleEndian.Uint64(c.rhdr[:]); m != uint64(n) {
-		return c.fail("recv", fmt.Errorf("%w: the peer sent %d bytes, the receiver expected %d (both sides must agree on counts and types)", ErrSize, m, n))
+	if err := c.recvHeader(ctx, n); err != nil {
+		return err
 	}
 	if err := c.read(ctx, nil, n, fn); err != nil {
 		return c.fail("recv", err)
 	}
 	return nil
 }
+
+// Buffered returns the ring size: that many bytes (headers included) can be sent unread.
+func (c *shmConn) Buffered() int { return len(c.out.data) }
 
 // Close ends the connection and unmaps the rings once no operation of this end uses them.
 func (c *shmConn) Close() error {

@@ -14,3 +14,12 @@ var (
 	_ Streamer = (*shmConn)(nil)
 	_ Streamer = (*tcpConn)(nil)
 )
+
+// Buffered is implemented by Conns that hold up to Buffered() bytes of sent messages without
+// a reader (a shm ring). Collectives use it to exchange in chunks from one goroutine, sending
+// a chunk and then receiving one, as MPI does, instead of a sender and a receiver goroutine.
+type Buffered interface {
+	Buffered() int
+}
+
+var _ Buffered = (*shmConn)(nil)

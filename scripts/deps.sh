@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PKGS=(slurm-client libslurm-dev util-linux iproute2 libopenmpi-dev openmpi-bin libucx-dev ucx-utils)
-PIP_PKGS=(numpy msgpack cloudpickle pytest wheel setuptools)
+PIP_PKGS=(numpy msgpack cloudpickle pytest wheel setuptools ml_dtypes)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

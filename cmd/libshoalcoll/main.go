@@ -18,6 +18,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -172,6 +173,23 @@ func shoal_coll_send(h C.int64_t, p unsafe.Pointer, n C.int64_t, dst C.int) C.in
 //export shoal_coll_recv
 func shoal_coll_recv(h C.int64_t, p unsafe.Pointer, n C.int64_t, src C.int) C.int {
 	return call(h, func(g *coll.Group) error { return g.Recv(context.Background(), bytesAt(p, n), int(src)) })
+}
+
+// shoal_coll_backends writes {"peer rank": "backend", ...} (JSON) for handle h into buf.
+//
+//export shoal_coll_backends
+func shoal_coll_backends(h C.int64_t, buf *C.char, n C.int) C.int {
+	g, err := group(int64(h))
+	if err != nil {
+		return setErr(int64(h), err)
+	}
+	b, _ := json.Marshal(g.Backends())
+	if int(n) < len(b)+1 {
+		return setErr(int64(h), fmt.Errorf("backends: buffer of %d bytes is too small for %d", n, len(b)+1))
+	}
+	out := unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(n))
+	out[copy(out, b)] = 0
+	return 0
 }
 
 //export shoal_coll_destroy

@@ -28,7 +28,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["init_group", "destroy_group", "is_group_initialized", "get_rank", "get_collective_group_size",
+__all__ = ["init_group", "destroy_group", "get_backends", "is_group_initialized", "get_rank", "get_collective_group_size",
            "allreduce", "allgather", "reducescatter", "broadcast", "barrier", "send", "recv", "CollectiveError",
            "ReduceOp"]
 
@@ -79,6 +79,8 @@ def _load():
         lib.shoal_coll_send.argtypes = [i64, vp, i64, i32]
         lib.shoal_coll_recv.argtypes = [i64, vp, i64, i32]
         lib.shoal_coll_destroy.argtypes = [i64]
+        lib.shoal_coll_backends.argtypes = [i64, cp, i32]
+        lib.shoal_coll_backends.restype = i32
         for f in ("allreduce", "allgather", "reducescatter", "broadcast", "barrier", "send", "recv", "destroy"):
             getattr(lib, "shoal_coll_" + f).restype = i32
         _lib = lib
@@ -147,6 +149,15 @@ def destroy_group(group_name="default"):
     g = _groups.pop(group_name, None)
     if g is not None:
         _lib.shoal_coll_destroy(g[0])
+
+
+def get_backends(group_name="default"):
+    """{peer rank: transport} this rank uses for each other rank ("shm", "tcp", "ucx")."""
+    import json
+    h = _group(group_name)[0]
+    buf = ctypes.create_string_buffer(1 << 16)
+    _check(h, _lib.shoal_coll_backends(h, buf, len(buf)))
+    return {int(k): v for k, v in json.loads(buf.value.decode()).items()}
 
 
 def get_rank(group_name="default"):

@@ -18,6 +18,11 @@ import shoal
 from shoal import collective as col
 
 DTYPES = ["float16", "float32", "float64", "int32", "int64"]
+try:
+    import ml_dtypes  # numpy's bfloat16
+    DTYPES.append(ml_dtypes.bfloat16)
+except ImportError:
+    pass
 OPS = ["sum", "prod", "min", "max", "avg"]
 
 def data(rank, count, dtype, salt=0):
@@ -34,17 +39,17 @@ class Rank:
                 for op in OPS:
                     a = data(rank, count, dt)
                     col.allreduce(a, group_name="t", op=op)
-                    out.append(("allreduce", count, dt, op, a.tolist()))
+                    out.append(("allreduce", count, dt, op, a.astype(np.float64).tolist()))
                     inp = data(rank, count * n, dt, salt=1)
                     o = np.empty(count, dtype=dt)
                     col.reducescatter(o, inp.reshape(n, count), group_name="t", op=op)
-                    out.append(("reducescatter", count, dt, op, o.tolist()))
+                    out.append(("reducescatter", count, dt, op, o.astype(np.float64).tolist()))
                 g = np.empty((n, count), dtype=dt)
                 col.allgather(g, data(rank, count, dt), group_name="t")
-                out.append(("allgather", count, dt, "", g.tolist()))
+                out.append(("allgather", count, dt, "", g.astype(np.float64).tolist()))
                 b = data(rank, count, dt) if rank == n - 1 else np.zeros(count, dtype=dt)
                 col.broadcast(b, src_rank=n - 1, group_name="t")
-                out.append(("broadcast", count, dt, "", b.tolist()))
+                out.append(("broadcast", count, dt, "", b.astype(np.float64).tolist()))
         col.barrier(group_name="t")
         if n > 1:
             m = np.arange(1001, dtype=np.int64) * (rank + 1)
@@ -65,9 +70,9 @@ def reference(kind, n, rank, count, dt, op):
     elif kind == "reducescatter":
         xs = [data(r, count * n, dt, salt=1)[rank * count:(rank + 1) * count] for r in range(n)]
     elif kind == "allgather":
-        return np.stack([data(r, count, dt) for r in range(n)]).tolist()
+        return np.stack([data(r, count, dt) for r in range(n)]).astype(np.float64).tolist()
     elif kind == "broadcast":
-        return data(n - 1, count, dt).tolist()
+        return data(n - 1, count, dt).astype(np.float64).tolist()
     else:
         return (np.arange(1001, dtype=np.int64) * ((rank - 1) % n + 1)).tolist()
     acc = xs[0].copy()
@@ -83,9 +88,11 @@ def reference(kind, n, rank, count, dt, op):
     if op == "avg":
         if np.issubdtype(np.dtype(dt), np.integer):
             acc = (np.trunc(acc.astype(np.float64) / n)).astype(dt)
+        elif np.dtype(dt).itemsize == 2:  # float16, bfloat16: divided in float32, rounded once
+            acc = (acc.astype(np.float32) / np.float32(n)).astype(dt)
         else:
-            acc = (acc.astype(np.float32) / np.float32(n)).astype(dt) if dt == "float16" else (acc / np.array(n, dtype=dt)).astype(dt)
-    return acc.tolist()
+            acc = (acc / np.array(n, dtype=dt)).astype(dt)
+    return acc.astype(np.float64).tolist()
 
 shoal.init()
 bad = []
@@ -100,7 +107,7 @@ for n in (1, 2, 3, 4):
             checked += 1
             if got != want:
                 bad.append(f"{kind} {dt} {op} count={count} world={n} rank={rank}")
-    print(json.dumps({"world": n, "checked": checked}))
+    print(json.dumps({"world": n, "checked": checked, "dtypes": sorted({str(np.dtype(d)) for d in DTYPES})}))
     for r in ranks:
         shoal.kill(r)
 print(json.dumps({"bad": bad}))
@@ -115,6 +122,11 @@ def test_every_collective_dtype_and_op_across_actors():
     assert sorted(worlds) == [1, 2, 3, 4], p.stdout
     assert all(v > 0 for v in worlds.values())
     assert lines[-1]["bad"] == [], lines[-1]["bad"][:20]
+    try:
+        import ml_dtypes  # noqa: F401
+        assert "bfloat16" in lines[0]["dtypes"], lines[0]
+    except ImportError:
+        pass
 
 
 KILL = r'''

@@ -119,6 +119,54 @@ func (c *comm) exchange(ctx context.Context, to int, sb []byte, from int, rb []b
 	return both(func() error { return c.send(ctx, to, sb) }, func() error { return c.recv(ctx, from, rb) })
 }
 
+// exchangeReduce sends sb to rank to while receiving rb from rank from (reduced into rb with
+// op, or copied when reduce is false). Over transports that buffer (shm), it goes chunk by
+// chunk from this goroutine: at most a few chunks are ever unread, well within the ring, so
+// no send can wait for a receiver that waits for it.
+func (c *comm) exchangeReduce(ctx context.Context, to int, sb []byte, from int, rb []byte, d DType, op Op, reduce bool) error {
+	recv := func(b []byte) error {
+		if reduce {
+			return c.recvReduce(ctx, from, b, d, op)
+		}
+		return c.recv(ctx, from, b)
+	}
+	sc, err := c.conn(ctx, to)
+	if err != nil {
+		return err
+	}
+	rc, err := c.conn(ctx, from)
+	if err != nil {
+		return err
+	}
+	sbuf, ok1 := sc.(rdma.Buffered)
+	rbuf, ok2 := rc.(rdma.Buffered)
+	if !ok1 || !ok2 {
+		if len(sb) <= seqMax {
+			if err := c.send(ctx, to, sb); err != nil {
+				return err
+			}
+			return recv(rb)
+		}
+		return both(func() error { return c.send(ctx, to, sb) }, func() error { return recv(rb) })
+	}
+	chunk := min(sbuf.Buffered(), rbuf.Buffered()) / 4
+	chunk = max(chunk/d.Size()*d.Size(), d.Size())
+	ns, nr := (len(sb)+chunk-1)/chunk, (len(rb)+chunk-1)/chunk
+	for k := range max(ns, nr, 1) {
+		if k < ns || (k == 0 && len(sb) == 0) {
+			if err := c.send(ctx, to, sb[k*chunk:min((k+1)*chunk, len(sb))]); err != nil {
+				return err
+			}
+		}
+		if k < nr || (k == 0 && len(rb) == 0) {
+			if err := recv(rb[k*chunk : min((k+1)*chunk, len(rb))]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // allreduce reduces buf over c in place (op is never Avg here).
 func (c *comm) allreduce(ctx context.Context, buf []byte, d DType, op Op) error {
 	n := c.n()
@@ -198,10 +246,7 @@ func (c *comm) reduceScatterRing(ctx context.Context, buf []byte, d DType, op Op
 	for s := 0; s < n-1; s++ {
 		sa, sb := seg(mod(me-s+shift, n), n, count, es)
 		ra, rb := seg(mod(me-s-1+shift, n), n, count, es)
-		if err := both(
-			func() error { return c.send(ctx, right, buf[sa:sb]) },
-			func() error { return c.recvReduce(ctx, left, buf[ra:rb], d, op) },
-		); err != nil {
+		if err := c.exchangeReduce(ctx, right, buf[sa:sb], left, buf[ra:rb], d, op, true); err != nil {
 			return err
 		}
 	}
@@ -216,10 +261,7 @@ func (c *comm) allgatherRing(ctx context.Context, buf []byte, es, shift int) err
 	for s := 0; s < n-1; s++ {
 		sa, sb := seg(mod(me-s+shift, n), n, count, es)
 		ra, rb := seg(mod(me-s-1+shift, n), n, count, es)
-		if err := both(
-			func() error { return c.send(ctx, right, buf[sa:sb]) },
-			func() error { return c.recv(ctx, left, buf[ra:rb]) },
-		); err != nil {
+		if err := c.exchangeReduce(ctx, right, buf[sa:sb], left, buf[ra:rb], Int32, Sum, false); err != nil {
 			return err
 		}
 	}
@@ -249,10 +291,7 @@ func (c *comm) allgatherBlocks(ctx context.Context, out []byte, bs int) error {
 	for s := 0; s < n-1; s++ {
 		sb := mod(me-s, n)
 		rb := mod(me-s-1, n)
-		if err := both(
-			func() error { return c.send(ctx, right, out[sb*bs:(sb+1)*bs]) },
-			func() error { return c.recv(ctx, left, out[rb*bs:(rb+1)*bs]) },
-		); err != nil {
+		if err := c.exchangeReduce(ctx, right, out[sb*bs:(sb+1)*bs], left, out[rb*bs:(rb+1)*bs], Int32, Sum, false); err != nil {
 			return err
 		}
 	}
@@ -324,10 +363,7 @@ func (c *comm) reduceScatterBlocks(ctx context.Context, buf []byte, bs int, d DT
 	for s := 0; s < n-1; s++ {
 		sb := mod(me-s-1, n)
 		rb := mod(me-s-2, n)
-		if err := both(
-			func() error { return c.send(ctx, right, buf[sb*bs:(sb+1)*bs]) },
-			func() error { return c.recvReduce(ctx, left, buf[rb*bs:(rb+1)*bs], d, op) },
-		); err != nil {
+		if err := c.exchangeReduce(ctx, right, buf[sb*bs:(sb+1)*bs], left, buf[rb*bs:(rb+1)*bs], d, op, true); err != nil {
 			return err
 		}
 	}

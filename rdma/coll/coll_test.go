@@ -369,3 +369,40 @@ func TestHalfConversions(t *testing.T) {
 		t.Error("bfloat16 conversions are wrong")
 	}
 }
+
+// A record left by a dead earlier incarnation of rank 1 (a listener that is gone): rank 0 reads
+// it first, fails to connect, and finds the new record once rank 1 publishes it.
+func TestStaleRecordIsReplaced(t *testing.T) {
+	kv := newMemKV()
+	kv.KVPut(context.Background(), groupKey("stale", 1), []byte(`{"rank":1,"node":"","addrs":{"tcp":"127.0.0.1:1"},"token":"deadbeefdeadbeefdeadbeef"}`))
+	opts := Options{Secret: wire.NewSecret(), Cluster: "stale", Backend: "tcp", Timeout: 20 * time.Second}
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for r := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r == 1 {
+				time.Sleep(300 * time.Millisecond)
+			}
+			g, err := NewGroup(context.Background(), kv, "stale", r, 2, opts)
+			if err != nil {
+				errs[r] = err
+				return
+			}
+			defer g.Close()
+			buf := encode([]int64{int64(r + 1)}, Int64)
+			if err := g.AllReduce(context.Background(), buf, Int64, Sum); err != nil {
+				errs[r] = err
+			} else if !bytes.Equal(buf, encode([]int64{3}, Int64)) {
+				errs[r] = errors.New("wrong sum")
+			}
+		}()
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			t.Errorf("rank %d: %v", r, err)
+		}
+	}
+}

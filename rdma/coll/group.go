@@ -76,6 +76,25 @@ type record struct {
 	Token string            `json:"token"` // this incarnation; a stale record has another
 }
 
+// parseRecord reads rank r's published record (outside input: any process of the cluster can
+// write the store).
+func parseRecord(v []byte, r int) (record, error) {
+	var rec record
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return record{}, fmt.Errorf("rank %d published a bad record %q: %w", r, v, err)
+	}
+	if rec.Rank != r {
+		return record{}, fmt.Errorf("the record of rank %d names rank %d", r, rec.Rank)
+	}
+	if len(rec.Addrs) == 0 {
+		return record{}, fmt.Errorf("rank %d published no address", r)
+	}
+	if len(rec.Token) < 24 {
+		return record{}, fmt.Errorf("rank %d published a token of %d characters, want 24", r, len(rec.Token))
+	}
+	return rec, nil
+}
+
 // Group is one rank's membership in a collective group.
 type Group struct {
 	name       string
@@ -99,6 +118,8 @@ type Group struct {
 	done     chan struct{}
 
 	scratchBuf []byte
+	dctx       deadlineCtx // the running collective's context (a Group runs one at a time)
+	forming    bool        // in NewGroup: records may still be replaced
 
 	world *comm
 	local *comm // ranks of this node (hierarchical), nil when not used
@@ -249,14 +270,18 @@ func (g *Group) join(ctx context.Context) error {
 				if !ok {
 					return g.missing(ctx, r)
 				}
-				if err := json.Unmarshal(v, &g.recs[r]); err != nil || g.recs[r].Rank != r {
-					return fmt.Errorf("rank %d published a bad record %q: %v", r, v, err)
+				rec, err := parseRecord(v, r)
+				if err != nil {
+					return err
 				}
+				g.recs[r] = rec
 				break
 			}
 		}
 	}
 	g.setupComms()
+	g.forming = true
+	defer func() { g.forming = false }()
 	// every rank has read every record once all pass this barrier; then records can go
 	if err := g.Barrier(ctx); err != nil {
 		return err
@@ -374,39 +399,36 @@ func (g *Group) conn(ctx context.Context, r int) (rdma.Conn, error) {
 		return c, nil
 	}
 	if g.rank < r {
-		n := g.choose(r)
-		tr := g.trs[n]
-		addr := g.recs[r].Addrs[n]
-		if tr == nil || addr == "" {
-			return nil, fmt.Errorf("rank %d offers no %s address (it offers %v)", r, n, g.recs[r].Addrs)
-		}
 		var err error
-		c, err = tr.Dial(ctx, addr)
+		for {
+			c, err = g.dial(ctx, r)
+			if err == nil || !g.forming || g.kv == nil || ctx.Err() != nil {
+				break
+			}
+			// the record may be a dead earlier incarnation's that the rank has replaced since
+			time.Sleep(20 * time.Millisecond)
+			v, ok, gerr := g.kv.KVGet(ctx, groupKey(g.name, r), time.Until(deadline(ctx)))
+			if gerr != nil || !ok {
+				break
+			}
+			rec, perr := parseRecord(v, r)
+			if perr != nil {
+				break
+			}
+			g.recs[r] = rec
+		}
 		if err != nil {
-			return nil, fmt.Errorf("connect to rank %d over %s: %w", r, n, err)
-		}
-		var h [helloLen]byte
-		copy(h[:32], g.id[:])
-		binary.LittleEndian.PutUint32(h[32:], uint32(g.rank))
-		copy(h[36:], g.token)
-		var ack [24]byte
-		if err := c.Send(ctx, h[:]); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("greet rank %d: %w", r, err)
-		}
-		if err := c.Recv(ctx, ack[:]); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("greet rank %d: %w", r, err)
-		}
-		if string(ack[:]) != g.recs[r].Token[:min(24, len(g.recs[r].Token))] {
-			c.Close()
-			return nil, fmt.Errorf("rank %d at %s is another incarnation of the group (stale record)", r, addr)
+			return nil, err
 		}
 	} else {
+		t := time.NewTimer(time.Until(deadline(ctx)))
+		defer t.Stop()
 		select {
 		case c = <-g.accepted[r]:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("wait for rank %d to connect: %w", r, ctx.Err())
+		case <-t.C:
+			return nil, fmt.Errorf("wait for rank %d to connect: %w", r, context.DeadlineExceeded)
 		case <-g.done:
 			return nil, g.err()
 		}
@@ -418,6 +440,38 @@ func (g *Group) conn(ctx context.Context, r int) (rdma.Conn, error) {
 		return nil, g.abortErr
 	}
 	g.conns[r] = c
+	return c, nil
+}
+
+// dial connects to rank r and checks that it is the incarnation whose record this rank read.
+func (g *Group) dial(ctx context.Context, r int) (rdma.Conn, error) {
+	n := g.choose(r)
+	tr := g.trs[n]
+	addr := g.recs[r].Addrs[n]
+	if tr == nil || addr == "" {
+		return nil, fmt.Errorf("rank %d offers no %s address (it offers %v)", r, n, g.recs[r].Addrs)
+	}
+	c, err := tr.Dial(ctx, addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to rank %d over %s: %w", r, n, err)
+	}
+	var h [helloLen]byte
+	copy(h[:32], g.id[:])
+	binary.LittleEndian.PutUint32(h[32:], uint32(g.rank))
+	copy(h[36:], g.token)
+	var ack [24]byte
+	if err := c.Send(ctx, h[:]); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("greet rank %d: %w", r, err)
+	}
+	if err := c.Recv(ctx, ack[:]); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("greet rank %d: %w", r, err)
+	}
+	if string(ack[:]) != g.recs[r].Token[:min(24, len(g.recs[r].Token))] {
+		c.Close()
+		return nil, fmt.Errorf("rank %d at %s is another incarnation of the group (stale record)", r, addr)
+	}
 	return c, nil
 }
 
@@ -492,10 +546,34 @@ func (g *Group) run(ctx context.Context, what string, f func(ctx context.Context
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, g.opts.Timeout)
-	defer cancel()
+	dl := time.Now().Add(g.opts.Timeout)
+	if d, ok := ctx.Deadline(); !ok || dl.Before(d) {
+		// one context value per group, reused: a collective allocates nothing for its deadline
+		g.dctx = deadlineCtx{ctx, dl}
+		ctx = &g.dctx
+	}
 	if err := f(ctx); err != nil {
 		return fmt.Errorf("%s: %w", what, g.abort(err))
+	}
+	return nil
+}
+
+// deadlineCtx is ctx with an earlier deadline but, unlike context.WithDeadline, no timer:
+// every blocking step of the transports checks Deadline and Err itself, so a collective of a
+// few microseconds does not pay for arming and stopping a timer.
+type deadlineCtx struct {
+	context.Context
+	dl time.Time
+}
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.dl, true }
+
+func (c *deadlineCtx) Err() error {
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	if !time.Now().Before(c.dl) {
+		return context.DeadlineExceeded
 	}
 	return nil
 }
