@@ -5,7 +5,7 @@ PYTHON    ?= python3
 export PATH := $(CURDIR)/bin:$(PATH)
 export SHOAL_BIN := $(CURDIR)/bin/shoal
 
-.PHONY: all build spank deps test test-go test-python test-e2e test-slurm test-yarn test-coll demo fuzz bench clean
+.PHONY: all build spank deps test test-go test-python test-e2e test-slurm test-yarn test-coll test-rdma bench-ucx demo fuzz bench clean
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 deps:
 	./scripts/deps.sh
 
-test: deps build test-go test-python test-e2e test-slurm test-yarn test-coll
+test: deps build test-go test-python test-e2e test-slurm test-yarn test-coll test-rdma
 
 test-go:
 	$(GO) vet ./...
@@ -52,6 +52,14 @@ test-coll: build spank
 	$(GO) test -count=1 ./rdma/...
 	PYTHONPATH=$(CURDIR)/python $(PYTHON) -m pytest -q python/tests/test_collective.py
 	flock /tmp/shoal-slurm.lock sh -c './test/slurm/collective.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
+
+# UCX and NCCL opened at run time: shoal transports with and without the libraries
+test-rdma: build
+	./test/rdma.sh
+
+# rdma/ucx beside ucx_perftest on this machine (docs/benchmarks.md)
+bench-ucx:
+	./scripts/bench-ucx.sh
 
 demo: build
 	@if ! $(PYTHON) -c "import numpy, msgpack, cloudpickle" 2>/dev/null; then ./scripts/deps.sh; fi

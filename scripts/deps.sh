@@ -9,6 +9,8 @@ APT_PKGS=(slurm-client libslurm-dev util-linux iproute2)
 APT_PKGS+=(openjdk-17-jdk-headless maven curl)
 # collectives: OpenMPI is the peer that scripts/bench-vs-mpi.sh measures against
 APT_PKGS+=(libopenmpi-dev openmpi-bin)
+# UCX: the rdma/ucx backend (opened with dlopen) and ucx_perftest for its benchmark
+APT_PKGS+=(libucx-dev ucx-utils)
 PIP_PKGS=(numpy msgpack cloudpickle pytest wheel setuptools ml_dtypes)
 
 missing=()

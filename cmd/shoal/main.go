@@ -61,6 +61,7 @@ func newApp() *cli.App {
 			hostlistCommand(),
 			benchCommand(),
 			yarnCommand(),
+			transportsCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
 	}
