@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -14,7 +15,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/shoal-hpc/shoal/client"
-	"github.com/shoal-hpc/shoal/wire"
 )
 
 // Config configures Run.
@@ -224,10 +224,9 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 	if err != nil {
 		return Result{Code: 1, FailedRank: -1}, err
 	}
-	var order []string
+	order := NodeOrder(nodes)
 	addr := map[string]string{}
 	for _, n := range nodes {
-		order = append(order, n.ID)
 		addr[n.ID] = n.Addr
 	}
 	ranks := Layout(placed, order)
@@ -426,10 +425,13 @@ func (g *gang) callAll(ctx context.Context, actors []*client.Actor, out any, met
 
 // masterAddr is the address the other ranks reach rank 0's node at.
 func masterAddr(addr string, nodes int) string {
+	if a, ok := strings.CutPrefix(addr, "tcp:"); ok {
+		if h, _, err := net.SplitHostPort(a); err == nil {
+			addr = h
+		}
+	}
 	if nodes <= 1 || addr == "" || addr == "0.0.0.0" {
 		return "127.0.0.1"
 	}
 	return addr
 }
-
-var _ = wire.NodeInfo{}

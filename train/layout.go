@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/shoal-hpc/shoal/wire"
 )
 
 // Placed is what a rank's actor reports about where it runs.
@@ -15,6 +17,20 @@ type Placed struct {
 	GPUs []int             `msgpack:"gpus"` // the GPUs the actor was given (CUDA_VISIBLE_DEVICES)
 	NCCL map[string]string `msgpack:"nccl"` // NCCL_SOCKET_IFNAME / NCCL_IB_HCA chosen on that node
 	Host string            `msgpack:"host"` // the host name, for messages
+}
+
+// NodeOrder is the order of node ranks: the head node (the first in the cluster's list, where
+// the driver runs) first, then the others by name, so the numbering does not depend on the
+// order in which nodes joined.
+func NodeOrder(nodes []wire.NodeInfo) []string {
+	var ids []string
+	for _, n := range nodes {
+		ids = append(ids, n.ID)
+	}
+	if len(ids) > 1 {
+		slices.Sort(ids[1:])
+	}
+	return ids
 }
 
 // Rank is one rank's place in the world.

@@ -85,10 +85,18 @@ func NewRankActor() (*RankActor, error) {
 // there among allowed (names or globs; empty: any).
 func (r *RankActor) Info(allowed []string) (Placed, error) {
 	host, _ := os.Hostname()
-	p := Placed{Node: os.Getenv("SHOAL_NODE_ID"), Host: host, GPUs: parseInts(os.Getenv("SHOAL_GPU_IDS")), NCCL: map[string]string{}}
+	nccl, _ := NCCL(allowed)
+	return Placed{Node: os.Getenv("SHOAL_NODE_ID"), Host: host, GPUs: parseInts(os.Getenv("SHOAL_GPU_IDS")), NCCL: nccl}, nil
+}
+
+// NCCL returns the NCCL variables for this node: the interface (among allowed, names or
+// globs; empty: any) and RDMA device netdev prefers, leaving out what the environment sets
+// already (the user's choice wins). Without sysfs it returns an empty map and the error.
+func NCCL(allowed []string) (map[string]string, error) {
+	out := map[string]string{}
 	nd, err := netdev.Detect(hclog.NewNullLogger())
 	if err != nil {
-		return p, nil // no sysfs: NCCL picks on its own
+		return out, err
 	}
 	nic, _ := nd.PreferredNIC(-1, allowed)
 	hca, port, ok := nd.PreferredHCA(-1)
@@ -105,10 +113,10 @@ func (r *RankActor) Info(allowed []string) (Placed, error) {
 	}
 	for k, v := range netdev.NCCLEnv(nic, hca, port, roce, gid) {
 		if os.Getenv(k) == "" { // the user's own setting wins
-			p.NCCL[k] = v
+			out[k] = v
 		}
 	}
-	return p, nil
+	return out, nil
 }
 
 // ReservePort binds a TCP port on all of this node's addresses and holds it until Stop, so

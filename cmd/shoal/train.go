@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/signal"
 	"strings"
@@ -60,6 +61,21 @@ func trainCommand() *cli.Command {
 			&cli.DurationFlag{Name: "place-timeout", Value: time.Minute, EnvVars: []string{"SHOAL_TRAIN_PLACE_TIMEOUT"},
 				Usage: "how long to wait for room for the whole gang"},
 		},
+		Subcommands: []*cli.Command{{
+			Name:   "nccl-env",
+			Hidden: true, // used by shoal.train in Python: the NCCL variables discovery picks on this node
+			Usage:  "print NCCL_SOCKET_IFNAME / NCCL_IB_HCA for this node as JSON",
+			Flags: []cli.Flag{&cli.StringFlag{Name: "allowed-interfaces", EnvVars: []string{"SHOAL_ALLOWED_INTERFACES"},
+				Usage: "comma-separated interfaces (names or globs) NCCL may use"}},
+			Action: func(c *cli.Context) error {
+				var allowed []string
+				if s := c.String("allowed-interfaces"); s != "" {
+					allowed = strings.Split(s, ",")
+				}
+				p, _ := train.NCCL(allowed)
+				return json.NewEncoder(os.Stdout).Encode(p)
+			},
+		}},
 		Action: func(c *cli.Context) error {
 			argv := c.Args().Slice()
 			if len(argv) == 0 {
