@@ -326,7 +326,11 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 	if fail.FailedRank < 0 {
 		return Result{FailedRank: -1, Code: sigCode}, nil
 	}
-	g.stopAll(actors, done)
+	for i, st := range g.stopAll(actors, done) {
+		if byActor[i].Rank == 0 && st != nil && st.Last != nil {
+			g.ckpt = st.Last.Checkpoint // what rank 0 reported since its last poll
+		}
+	}
 	if sigCode != 0 {
 		// stopped on purpose (scancel, Ctrl-C): no restart
 		fail.Code = sigCode
@@ -367,15 +371,14 @@ func (g *gang) waitOrSignal(ctx context.Context, refs []client.ObjectRef, sigs <
 	}
 }
 
-// stopAll stops every rank that has not exited, all at once.
-func (g *gang) stopAll(actors []*client.Actor, done []bool) {
+// stopAll stops every rank (those that exited only free their port) all at once, and returns
+// each one's last status (nil where its actor is gone).
+func (g *gang) stopAll(actors []*client.Actor, done []bool) []*Status {
+	out := make([]*Status, len(actors))
 	var wg sync.WaitGroup
 	for i, a := range actors {
-		if done[i] {
-			continue
-		}
 		wg.Add(1)
-		go func(a *client.Actor) {
+		go func() {
 			defer wg.Done()
 			ref, err := a.Call("Stop", int(g.cfg.StopGrace/time.Millisecond))
 			if err != nil {
@@ -384,11 +387,14 @@ func (g *gang) stopAll(actors []*client.Actor, done []bool) {
 			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StopGrace+10*time.Second)
 			defer cancel()
 			var st Status
-			g.c.Get(ctx, ref, &st)
+			if g.c.Get(ctx, ref, &st) == nil {
+				out[i] = &st
+			}
 			ref.Release()
-		}(a)
+		}()
 	}
 	wg.Wait()
+	return out
 }
 
 // callAll calls method on every actor with args(i) and decodes the results into out (a

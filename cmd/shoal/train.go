@@ -107,9 +107,13 @@ func trainCommand() *cli.Command {
 			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 			defer signal.Stop(sigs)
 			cwd, _ := os.Getwd()
+			var env []string
+			if p, ok := os.LookupEnv("PYTHONPATH"); ok { // agents keep their own from workers
+				env = append(env, "PYTHONPATH="+p)
+			}
 			r, err := train.Run(context.Background(), logger(c).Named("train"), cl, train.Config{Argv: argv, Ranks: n, Resources: res,
 				Strategy: strings.ToUpper(c.String("placement-strategy")), MaxRestarts: c.Int("max-restarts"),
-				GPUMode: c.String("cuda-visible-devices"), Allowed: allowed, Cwd: cwd, StopGrace: c.Duration("stop-grace"),
+				GPUMode: c.String("cuda-visible-devices"), Allowed: allowed, Cwd: cwd, Env: env, StopGrace: c.Duration("stop-grace"),
 				PlaceTimeout: c.Duration("place-timeout"), Signals: sigs})
 			if err != nil {
 				return cli.Exit(err.Error(), max(r.Code, 1))
