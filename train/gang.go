@@ -331,6 +331,18 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 			g.ckpt = st.Last.Checkpoint // what rank 0 reported since its last poll
 		}
 	}
+	// Slurm signals every process of the step at once: a rank may die of scancel's SIGTERM
+	// before this process sees its own; by now (every rank stopped) it has arrived.
+	for drained := false; !drained; {
+		select {
+		case s := <-sigs:
+			if sig := s.(syscall.Signal); sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGHUP {
+				sigCode = 128 + int(sig)
+			}
+		default:
+			drained = true
+		}
+	}
 	if sigCode != 0 {
 		// stopped on purpose (scancel, Ctrl-C): no restart
 		fail.Code = sigCode

@@ -90,8 +90,8 @@ func (r *RankActor) Info(allowed []string) (Placed, error) {
 }
 
 // NCCL returns the NCCL variables for this node: the interface (among allowed, names or
-// globs; empty: any) and RDMA device netdev prefers, leaving out what the environment sets
-// already (the user's choice wins). Without sysfs it returns an empty map and the error.
+// globs; empty: any) and RDMA device netdev prefers, and GLOO_SOCKET_IFNAME for the same
+// interface, leaving out what the environment sets already (the user's choice wins). Without sysfs it returns an empty map and the error.
 func NCCL(allowed []string) (map[string]string, error) {
 	out := map[string]string{}
 	nd, err := netdev.Detect(hclog.NewNullLogger())
@@ -111,7 +111,13 @@ func NCCL(allowed []string) (map[string]string, error) {
 	} else {
 		hca = ""
 	}
-	for k, v := range netdev.NCCLEnv(nic, hca, port, roce, gid) {
+	env := netdev.NCCLEnv(nic, hca, port, roce, gid)
+	if nic.Name != "" {
+		// gloo (torch's CPU backend) finds its address through the host name otherwise, which
+		// on nodes that share a name, or map it to 127.0.1.1, is not the one peers reach
+		env["GLOO_SOCKET_IFNAME"] = nic.Name
+	}
+	for k, v := range env {
 		if os.Getenv(k) == "" { // the user's own setting wins
 			out[k] = v
 		}
@@ -175,6 +181,7 @@ func (r *RankActor) Start(s StartSpec) error {
 		return fmt.Errorf("make the output pipe: %w", err)
 	}
 	cmd := exec.Command(path, s.Argv[1:]...)
+	cmd.Args[0] = s.Argv[0] // argv[0] as the user wrote it, as a shell would
 	base := os.Environ()
 	var kept []string
 	for _, kv := range base {

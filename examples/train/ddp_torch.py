@@ -25,7 +25,7 @@ except ImportError:  # plain torchrun
     st = None
 
 
-def model_and_data(seed=0, n=256, d=16):
+def model_and_data(seed=0, n=240, d=16):  # 240: shards of equal size for 1-6, 8 ranks
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g)
     w_true = torch.randn(d, 1, generator=g)
@@ -49,7 +49,7 @@ def main():
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     dist.init_process_group("nccl" if cuda else "gloo", init_method="env://")
-    print(f"INIT rank={rank} world={world} attempt={attempt} t={time.time():.3f}", flush=True)
+    print(f"INIT rank={rank} world={world} attempt={attempt} pid={os.getpid()} t={time.time():.3f}", flush=True)
     dev = torch.device("cuda") if cuda else torch.device("cpu")
     model, x, y = model_and_data()
     model = model.to(dev)
@@ -62,6 +62,8 @@ def main():
         print(f"RESUME rank={rank} from={ckpt} step={start}", flush=True)
     ddp = DDP(model)
     opt = torch.optim.SGD(ddp.parameters(), lr=0.05)
+    if x.shape[0] % world:
+        sys.exit(f"{x.shape[0]} samples do not split evenly over {world} ranks")
     shard = x.shape[0] // world
     xs, ys = x[rank * shard:(rank + 1) * shard].to(dev), y[rank * shard:(rank + 1) * shard].to(dev)
     loss = None
@@ -88,6 +90,7 @@ def main():
     dist.all_reduce(total)
     if rank == 0:
         print(f"DONE steps={a.steps} mean_loss={float(total) / world:.6f}", flush=True)
+    dist.barrier()  # nobody tears down its connections while a peer still uses them
     dist.destroy_process_group()
 
 
