@@ -5,18 +5,19 @@ PYTHON    ?= python3
 export PATH := $(CURDIR)/bin:$(PATH)
 export SHOAL_BIN := $(CURDIR)/bin/shoal
 
-.PHONY: all build spank deps test test-go test-python test-e2e test-slurm demo fuzz bench clean
+.PHONY: all build spank deps test test-go test-python test-e2e test-slurm test-coll demo fuzz bench clean
 
 all: build
 
 build:
 	$(GO) build -o bin/shoal ./cmd/shoal
 	mkdir -p python/shoal/bin && cp bin/shoal python/shoal/bin/shoal
+	$(GO) build -buildmode=c-shared -o python/shoal/bin/libshoalcoll.so ./cmd/libshoalcoll
 
 deps:
 	./scripts/deps.sh
 
-test: deps build test-go test-python test-e2e test-slurm
+test: deps build test-go test-python test-e2e test-slurm test-coll
 
 test-go:
 	$(GO) vet ./...
@@ -37,6 +38,13 @@ bin/shoal_spank.so: slurm/spank/shoal_spank.c
 test-slurm: build spank
 	./test/slurm/smoke.sh
 	./test/slurm/launch.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc
+
+# collectives: transports and algorithms across processes (go), shoal.collective across actors of a
+# `shoal run` cluster (pytest), and across the nodes of the 3-node Slurm cluster (held under the lock)
+test-coll: build spank
+	$(GO) test -count=1 ./rdma/...
+	PYTHONPATH=$(CURDIR)/python $(PYTHON) -m pytest -q python/tests/test_collective.py
+	flock /tmp/shoal-slurm.lock sh -c './test/slurm/collective.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
 
 demo: build
 	@if ! $(PYTHON) -c "import numpy, msgpack, cloudpickle" 2>/dev/null; then ./scripts/deps.sh; fi

@@ -590,6 +590,8 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 			a.remoteWorkerExited(c, &m)
 		}
 		return nil
+	case wire.TKVPut, wire.TKVGet, wire.TKVDelete:
+		return a.handleKV(c, f)
 	case wire.TShutdown:
 		if c.role != "cli" {
 			return errors.New("only a CLI connection (shoal down) may shut the cluster down")

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PKGS=(slurm-client libslurm-dev util-linux iproute2)
+APT_PKGS=(slurm-client libslurm-dev util-linux iproute2 libopenmpi-dev openmpi-bin)
 PIP_PKGS=(numpy msgpack cloudpickle pytest wheel setuptools)
 
 missing=()

@@ -1,0 +1,562 @@
+package rdma
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/shoal-hpc/shoal/wire"
+)
+
+// ShmConfig configures the shared-memory transport.
+type ShmConfig struct {
+	// Secret is the cluster secret that both ends prove they know. Required.
+	Secret string
+	// Cluster is the cluster id; it names the rendezvous socket and the shm files, so two
+	// clusters on one node never collide. Required.
+	Cluster string
+	// Dir is where the ring files are made (0 = /dev/shm).
+	Dir string
+	// Ring is the size of each direction's ring buffer in bytes, a power of two (0 = 4 MiB).
+	Ring int
+}
+
+// Shm is the shared-memory transport for peers on one node. A connection is a pair of
+// single-producer/single-consumer ring buffers in one file of Dir, mapped by both processes;
+// bytes move by memcpy into and out of the rings, never through the kernel's socket path.
+// Waits spin briefly, yield, then sleep on a futex in the shared page.
+//
+// The connection is set up over an abstract Unix socket named after the cluster (no file),
+// authenticated with the cluster secret. The dialer creates the ring file, passes its
+// descriptor over the socket (SCM_RIGHTS) and removes the file at once, so /dev/shm holds it
+// for milliseconds and nothing is left behind even when a process is killed. The socket stays
+// open for the connection's life: its end-of-file tells a peer that the other died.
+type Shm struct{ cfg ShmConfig }
+
+var _ Transport = (*Shm)(nil)
+
+// NewShm returns the shared-memory transport. It returns an error wrapping ErrNotSupported
+// when Dir is not a writable directory that can be mapped shared.
+func NewShm(cfg ShmConfig) (*Shm, error) {
+	if cfg.Secret == "" {
+		return nil, errors.New("new shm transport: no cluster secret (set SHOAL_SECRET)")
+	}
+	if cfg.Cluster == "" {
+		return nil, errors.New("new shm transport: no cluster id (set SHOAL_CLUSTER)")
+	}
+	if cfg.Dir == "" {
+		cfg.Dir = "/dev/shm"
+	}
+	if cfg.Ring <= 0 {
+		cfg.Ring = 4 << 20
+	}
+	if cfg.Ring&(cfg.Ring-1) != 0 || cfg.Ring < 4096 {
+		return nil, fmt.Errorf("new shm transport: ring size %d is not a power of two of at least 4096", cfg.Ring)
+	}
+	if runtime.GOOS != "linux" {
+		return nil, fmt.Errorf("shm transport: %w (needs Linux futexes and abstract sockets)", ErrNotSupported)
+	}
+	if st, err := os.Stat(cfg.Dir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("shm transport: directory %s: %w", cfg.Dir, ErrNotSupported)
+	}
+	return &Shm{cfg: cfg}, nil
+}
+
+// Name returns "shm".
+func (s *Shm) Name() string { return "shm" }
+
+const (
+	shmHdr        = 4096 // per ring: head at 0, tail at 64, waiter flags at 128 and 192
+	shmOffHead    = 0
+	shmOffTail    = 64
+	shmOffRWait   = 128                   // the consumer sleeps on head
+	shmOffWWait   = 192                   // the producer sleeps on tail
+	shmSpinFor    = 50 * time.Microsecond // the most a wait spins before it sleeps
+	shmSpinMin    = 500 * time.Nanosecond
+	shmYieldFor   = time.Millisecond // after the spin, yield the CPU until then, then sleep
+	shmSleepSlice = 10 * time.Millisecond
+	shmPiece      = 256 << 10
+	shmLabelC     = "shoal/1 rdma-shm client"
+	shmLabelS     = "shoal/1 rdma-shm server"
+)
+
+// Listen opens an abstract Unix socket named after the cluster and a random suffix.
+func (s *Shm) Listen(ctx context.Context) (Listener, error) {
+	var r [8]byte
+	rand.Read(r[:])
+	name := "@shoal-" + s.cfg.Cluster + "-rdma-" + hex.EncodeToString(r[:])
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen for shm transport on %s: %w", name, err)
+	}
+	l := &shmListener{s: s, ln: ln, addr: name, ready: make(chan *shmConn, 64), done: make(chan struct{})}
+	go l.loop()
+	return l, nil
+}
+
+type shmListener struct {
+	s     *Shm
+	ln    *net.UnixListener
+	addr  string
+	ready chan *shmConn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (l *shmListener) Addr() string { return l.addr }
+
+func (l *shmListener) loop() {
+	for {
+		uc, err := l.ln.AcceptUnix()
+		if err != nil {
+			l.Close()
+			return
+		}
+		go func() {
+			c, err := l.s.serverHandshake(uc)
+			if err != nil {
+				uc.Close()
+				return
+			}
+			select {
+			case l.ready <- c:
+			case <-l.done:
+				c.Close()
+			}
+		}()
+	}
+}
+
+func (l *shmListener) Accept(ctx context.Context) (Conn, error) {
+	select {
+	case c := <-l.ready:
+		return c, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("accept shm connection on %s: %w", l.addr, ctx.Err())
+	case <-l.done:
+		return nil, fmt.Errorf("accept shm connection on %s: %w", l.addr, net.ErrClosed)
+	}
+}
+
+func (l *shmListener) Close() error {
+	l.once.Do(func() {
+		close(l.done)
+		l.ln.Close()
+		for {
+			select {
+			case c := <-l.ready:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+	return nil
+}
+
+func (s *Shm) serverHandshake(uc *net.UnixConn) (*shmConn, error) {
+	uc.SetDeadline(time.Now().Add(10 * time.Second))
+	nonce := wire.NewNonce()
+	if _, err := uc.Write(nonce); err != nil {
+		return nil, err
+	}
+	var a [64]byte
+	if _, err := io.ReadFull(uc, a[:]); err != nil {
+		return nil, err
+	}
+	if !wire.CheckMAC(s.cfg.Secret, nonce, a[:32], shmLabelC) {
+		uc.Write([]byte{1})
+		return nil, wire.ErrAuth
+	}
+	reply := append([]byte{0}, wire.MAC(s.cfg.Secret, a[32:], shmLabelS)...)
+	if _, err := uc.Write(reply); err != nil {
+		return nil, err
+	}
+	// the ring file's descriptor and its size
+	buf := make([]byte, 8)
+	oob := make([]byte, syscall.CmsgSpace(4))
+	n, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, err
+	}
+	if n != 8 {
+		return nil, fmt.Errorf("shm handshake: short size message")
+	}
+	msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, fmt.Errorf("shm handshake: no ring descriptor came: %v", err)
+	}
+	fds, err := syscall.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return nil, fmt.Errorf("shm handshake: bad ring descriptor: %v", err)
+	}
+	ring := int(binary.LittleEndian.Uint64(buf))
+	if ring != s.cfg.Ring {
+		syscall.Close(fds[0])
+		return nil, fmt.Errorf("shm handshake: peer uses %d-byte rings, this end %d", ring, s.cfg.Ring)
+	}
+	mem, err := syscall.Mmap(fds[0], 0, 2*(shmHdr+ring), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	syscall.Close(fds[0])
+	if err != nil {
+		return nil, fmt.Errorf("map shm ring: %w", err)
+	}
+	if _, err := uc.Write([]byte{0}); err != nil {
+		syscall.Munmap(mem)
+		return nil, err
+	}
+	uc.SetDeadline(time.Time{})
+	return newShmConn(uc, mem, ring, false), nil
+}
+
+// Dial connects to the listener at addr (an abstract socket name from Listener.Addr).
+func (s *Shm) Dial(ctx context.Context, addr string) (Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unix", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial shm transport at %s: %w", addr, err)
+	}
+	uc := nc.(*net.UnixConn)
+	fail := func(err error) (Conn, error) {
+		uc.Close()
+		return nil, fmt.Errorf("dial shm transport at %s: %w", addr, err)
+	}
+	dl := time.Now().Add(10 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	uc.SetDeadline(dl)
+	nonce := make([]byte, 32)
+	if _, err := io.ReadFull(uc, nonce); err != nil {
+		return fail(err)
+	}
+	mine := wire.NewNonce()
+	if _, err := uc.Write(append(wire.MAC(s.cfg.Secret, nonce, shmLabelC), mine...)); err != nil {
+		return fail(err)
+	}
+	var reply [33]byte
+	if _, err := io.ReadFull(uc, reply[:1]); err != nil {
+		return fail(err)
+	}
+	if reply[0] != 0 {
+		return fail(fmt.Errorf("%w: the peer does not accept this cluster secret (SHOAL_SECRET)", wire.ErrAuth))
+	}
+	if _, err := io.ReadFull(uc, reply[1:]); err != nil {
+		return fail(err)
+	}
+	if !wire.CheckMAC(s.cfg.Secret, mine, reply[1:], shmLabelS) {
+		return fail(fmt.Errorf("%w: the peer does not know this cluster's secret", wire.ErrAuth))
+	}
+	var r [8]byte
+	rand.Read(r[:])
+	path := filepath.Join(s.cfg.Dir, "shoal-"+s.cfg.Cluster+"-ring-"+hex.EncodeToString(r[:]))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fail(fmt.Errorf("create ring file: %w", err))
+	}
+	os.Remove(path) // the descriptors keep it alive; nothing stays in the directory
+	defer f.Close()
+	size := 2 * (shmHdr + s.cfg.Ring)
+	if err := f.Truncate(int64(size)); err != nil {
+		return fail(fmt.Errorf("size ring file %s: %w", path, err))
+	}
+	mem, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return fail(fmt.Errorf("map ring file %s: %w", path, err))
+	}
+	var sz [8]byte
+	binary.LittleEndian.PutUint64(sz[:], uint64(s.cfg.Ring))
+	if _, _, err := uc.WriteMsgUnix(sz[:], syscall.UnixRights(int(f.Fd())), nil); err != nil {
+		syscall.Munmap(mem)
+		return fail(err)
+	}
+	var ok [1]byte
+	if _, err := io.ReadFull(uc, ok[:]); err != nil {
+		syscall.Munmap(mem)
+		return fail(fmt.Errorf("the peer did not map the ring: %w", err))
+	}
+	uc.SetDeadline(time.Time{})
+	return newShmConn(uc, mem, s.cfg.Ring, true), nil
+}
+
+// shmRing is one direction: the producer advances head, the consumer advances tail.
+type shmRing struct {
+	head, tail   *atomic.Uint64
+	rwait, wwait *atomic.Uint32
+	data         []byte
+	mask         uint64
+}
+
+func ringAt(mem []byte, off, size int) shmRing {
+	p := unsafe.Pointer(&mem[off])
+	return shmRing{
+		head:  (*atomic.Uint64)(unsafe.Add(p, shmOffHead)),
+		tail:  (*atomic.Uint64)(unsafe.Add(p, shmOffTail)),
+		rwait: (*atomic.Uint32)(unsafe.Add(p, shmOffRWait)),
+		wwait: (*atomic.Uint32)(unsafe.Add(p, shmOffWWait)),
+		data:  mem[off+shmHdr : off+shmHdr+size],
+		mask:  uint64(size - 1),
+	}
+}
+
+type shmConn struct {
+	uc    *net.UnixConn
+	mem   []byte
+	out   shmRing
+	in    shmRing
+	dead  atomic.Bool  // the peer closed or died
+	close atomic.Bool  // this end closed
+	ops   atomic.Int64 // operations of this end under way; the rings stay mapped until 0
+	once  sync.Once
+	hdr   [8]byte
+	rhdr  [8]byte
+	small [8 + 1024]byte
+	spin  atomic.Int64 // current spin budget of a wait, in ns
+}
+
+func newShmConn(uc *net.UnixConn, mem []byte, ring int, dialer bool) *shmConn {
+	c := &shmConn{uc: uc, mem: mem}
+	c.spin.Store(int64(shmSpinFor))
+	a, b := ringAt(mem, 0, ring), ringAt(mem, shmHdr+ring, ring)
+	if dialer {
+		c.out, c.in = a, b
+	} else {
+		c.out, c.in = b, a
+	}
+	go func() {
+		// the socket carries nothing after the handshake; its end means the peer is gone
+		var b [1]byte
+		uc.Read(b[:])
+		c.dead.Store(true)
+		futexWake(c.in.head)
+		futexWake(c.out.tail)
+	}()
+	return c
+}
+
+// futexWake wakes every waiter on the low 32 bits of w.
+func futexWake(w *atomic.Uint64) {
+	syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(w)), 1 /* FUTEX_WAKE */, 1<<30, 0, 0, 0)
+}
+
+// futexWait sleeps while the low 32 bits of w equal val, at most d.
+func futexWait(w *atomic.Uint64, val uint32, d time.Duration) {
+	ts := syscall.NsecToTimespec(int64(d))
+	syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(w)), 0 /* FUTEX_WAIT */, uintptr(val), uintptr(unsafe.Pointer(&ts)), 0, 0)
+}
+
+var errShmPeerGone = errors.New("peer closed the connection")
+
+// await waits until cond() holds, sleeping on word w (whose low half changes when cond may
+// have become true) and announcing the sleep in flag. It fails when the context ends, this
+// end closes, or the peer is gone and cond still does not hold.
+func (c *shmConn) await(ctx context.Context, cond func() bool, w *atomic.Uint64, flag *atomic.Uint32) error {
+	// spin while the peer is likely to come within microseconds (it runs on another core),
+	// then sleep on the futex. The spin budget adapts: it doubles when spinning paid and halves
+	// when it did not, so ranks that share a core (more ranks than free cores) hand the core
+	// over at once instead of burning their time slice.
+	var start time.Time
+	budget := time.Duration(c.spin.Load())
+	slept := false
+	defer func() {
+		switch {
+		case slept:
+			c.spin.Store(int64(max(budget/2, shmSpinMin)))
+		case !start.IsZero(): // spinning paid: the peer is running, spin longer
+			c.spin.Store(int64(min(budget*2, shmSpinFor)))
+		case budget < shmSpinFor: // the data was there at once: creep back up
+			c.spin.Store(int64(min(budget+budget/8+100, shmSpinFor)))
+		}
+	}()
+	for i := 0; ; i++ {
+		if cond() {
+			return nil
+		}
+		if c.close.Load() {
+			return net.ErrClosed
+		}
+		if c.dead.Load() {
+			if cond() {
+				return nil
+			}
+			return errShmPeerGone
+		}
+		if i&63 != 63 {
+			continue
+		}
+		if start.IsZero() {
+			start = time.Now()
+		}
+		spent := time.Since(start)
+		if spent < budget {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		slept = true
+		if spent < shmYieldFor {
+			// more ranks than free cores: let a peer on this core run, cheaply
+			syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+			continue
+		}
+		sleep := shmSleepSlice
+		if dl, ok := ctx.Deadline(); ok {
+			left := time.Until(dl)
+			if left <= 0 {
+				return context.DeadlineExceeded
+			}
+			sleep = min(sleep, left)
+		}
+		val := uint32(w.Load())
+		flag.Store(1)
+		if !cond() && !c.dead.Load() && !c.close.Load() {
+			futexWait(w, val, sleep)
+		}
+		flag.Store(0)
+	}
+}
+
+func (c *shmConn) write(ctx context.Context, b []byte) error {
+	r := &c.out
+	size := uint64(len(r.data))
+	for len(b) > 0 {
+		head := r.head.Load()
+		if err := c.await(ctx, func() bool { return head-r.tail.Load() < size }, r.tail, r.wwait); err != nil {
+			return err
+		}
+		free := size - (head - r.tail.Load())
+		pos := head & r.mask
+		n := min(uint64(len(b)), free, size-pos, shmPiece)
+		copy(r.data[pos:pos+n], b[:n])
+		r.head.Store(head + n)
+		if r.rwait.Load() != 0 {
+			futexWake(r.head)
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// read copies the next len(b) bytes out of the ring, or hands them to fn piece by piece when
+// fn is not nil (b is then only the count).
+func (c *shmConn) read(ctx context.Context, b []byte, n int, fn func(off int, p []byte)) error {
+	r := &c.in
+	size := uint64(len(r.data))
+	for off := 0; off < n; {
+		tail := r.tail.Load()
+		if err := c.await(ctx, func() bool { return r.head.Load() != tail }, r.head, r.rwait); err != nil {
+			return err
+		}
+		avail := r.head.Load() - tail
+		pos := tail & r.mask
+		k := min(uint64(n-off), avail, size-pos, shmPiece)
+		if fn != nil {
+			fn(off, r.data[pos:pos+k])
+		} else {
+			copy(b[off:off+int(k)], r.data[pos:pos+k])
+		}
+		r.tail.Store(tail + k)
+		if r.wwait.Load() != 0 {
+			futexWake(r.tail)
+		}
+		off += int(k)
+	}
+	return nil
+}
+
+func (c *shmConn) fail(op string, err error) error {
+	// a message cut short leaves the ring out of step; nothing after it can be trusted
+	c.Close()
+	return fmt.Errorf("shm %s: %w", op, err)
+}
+
+func (c *shmConn) begin() bool {
+	c.ops.Add(1)
+	if c.close.Load() {
+		c.ops.Add(-1)
+		return false
+	}
+	return true
+}
+
+// Send writes b as one message.
+func (c *shmConn) Send(ctx context.Context, b []byte) error {
+	if !c.begin() {
+		return fmt.Errorf("shm send: %w", net.ErrClosed)
+	}
+	defer c.ops.Add(-1)
+	if len(b) <= len(c.small)-8 {
+		// header and body published together: the receiver sees one update of head
+		binary.LittleEndian.PutUint64(c.small[:], uint64(len(b)))
+		n := copy(c.small[8:], b)
+		if err := c.write(ctx, c.small[:8+n]); err != nil {
+			return c.fail("send", err)
+		}
+		return nil
+	}
+	binary.LittleEndian.PutUint64(c.hdr[:], uint64(len(b)))
+	if err := c.write(ctx, c.hdr[:]); err != nil {
+		return c.fail("send", err)
+	}
+	if err := c.write(ctx, b); err != nil {
+		return c.fail("send", err)
+	}
+	return nil
+}
+
+// Recv fills b with the next message.
+func (c *shmConn) Recv(ctx context.Context, b []byte) error {
+	return c.RecvStream(ctx, len(b), func(off int, p []byte) { copy(b[off:], p) })
+}
+
+// RecvStream receives the next message, of n bytes, handing it to fn in pieces in order as
+// they arrive; fn must not keep p.
+func (c *shmConn) RecvStream(ctx context.Context, n int, fn func(off int, p []byte)) error {
+	if !c.begin() {
+		return fmt.Errorf("shm recv: %w", net.ErrClosed)
+	}
+	defer c.ops.Add(-1)
+	if err := c.read(ctx, c.rhdr[:], 8, nil); err != nil {
+		return c.fail("recv", err)
+	}
+	if m := binary.LittleEndian.Uint64(c.rhdr[:]); m != uint64(n) {
+		return c.fail("recv", fmt.Errorf("%w: the peer sent %d bytes, the receiver expected %d (both sides must agree on counts and types)", ErrSize, m, n))
+	}
+	if err := c.read(ctx, nil, n, fn); err != nil {
+		return c.fail("recv", err)
+	}
+	return nil
+}
+
+// Buffered returns the ring size: that many bytes (headers included) can be sent unread.
+func (c *shmConn) Buffered() int { return len(c.out.data) }
+
+// Close ends the connection and unmaps the rings once no operation of this end uses them.
+func (c *shmConn) Close() error {
+	c.once.Do(func() {
+		c.close.Store(true)
+		c.uc.Close()
+		futexWake(c.in.head)
+		futexWake(c.out.tail)
+		go func() {
+			for c.ops.Load() != 0 {
+				time.Sleep(time.Millisecond)
+			}
+			syscall.Munmap(c.mem)
+		}()
+	})
+	return nil
+}

@@ -1,0 +1,644 @@
+package rdma
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/shoal-hpc/shoal/wire"
+)
+
+// TCPConfig configures the TCP transport.
+type TCPConfig struct {
+	// Secret is the cluster secret; both ends prove they know it (HMAC-SHA256 over a fresh
+	// nonce, as wire's handshake does) before any data moves. Required.
+	Secret string
+	// Host is the address to listen on and to advertise in Listener.Addr ("" = 127.0.0.1).
+	// Use the node's address on the network the peers share when they are on other nodes.
+	Host string
+	// Streams is the number of TCP connections behind one Conn (0 = 4). Messages of at least
+	// StripeMin bytes are split over all of them, which pays where one TCP stream cannot fill
+	// the link (long fat networks, NICs whose interrupts spread over queues).
+	Streams int
+	// LoopbackStreams replaces Streams for a peer on a loopback address, where one stream is
+	// already as fast as memory copies allow and more only add thread hand-offs (0 = 1).
+	LoopbackStreams int
+	// StripeMin is the smallest message striped over several streams (0 = 4 MiB).
+	StripeMin int
+	// Chunk is the piece size in which large messages are written and read, so that a
+	// cancelled or timed-out operation stops within one chunk (0 = 1 MiB).
+	Chunk int
+	// HandshakeTimeout bounds the authentication of one stream (0 = 10 s).
+	HandshakeTimeout time.Duration
+}
+
+// TCP is the TCP transport. It is safe for concurrent use.
+type TCP struct{ cfg TCPConfig }
+
+var _ Transport = (*TCP)(nil)
+
+// NewTCP returns a TCP transport; it fails only when cfg has no secret.
+func NewTCP(cfg TCPConfig) (*TCP, error) {
+	if cfg.Secret == "" {
+		return nil, errors.New("new tcp transport: no cluster secret (set SHOAL_SECRET)")
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.Streams <= 0 {
+		cfg.Streams = 4
+	}
+	if cfg.Streams > 64 {
+		cfg.Streams = 64
+	}
+	if cfg.LoopbackStreams <= 0 {
+		cfg.LoopbackStreams = 1
+	}
+	if cfg.StripeMin <= 0 {
+		cfg.StripeMin = 4 << 20
+	}
+	if cfg.Chunk <= 0 {
+		cfg.Chunk = 1 << 20
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	return &TCP{cfg: cfg}, nil
+}
+
+// Name returns "tcp".
+func (t *TCP) Name() string { return "tcp" }
+
+// Handshake of every stream (fixed sizes, big-endian):
+//
+//	server -> client: "SHRT" version(1) nonce(32)
+//	client -> server: mac(32) = HMAC(secret, server nonce || tcpClientLabel), nonce(32),
+//	                  conn id(16), stream index(1), stream count(1)
+//	server -> client: status(1) (0 ok, 1 wrong secret), mac(32) = HMAC(secret, client nonce ||
+//	                  tcpServerLabel)
+//
+// Streams with the same conn id form one Conn; Accept returns it once all have arrived.
+const (
+	tcpMagic       = "SHRT"
+	tcpVersion     = 1
+	tcpClientLabel = "shoal/1 rdma-tcp client"
+	tcpServerLabel = "shoal/1 rdma-tcp server"
+	tcpHelloLen    = 4 + 1 + 32
+	tcpAuthLen     = 32 + 32 + 16 + 1 + 1
+	tcpReplyLen    = 1 + 32
+)
+
+// Listen starts accepting connections on cfg.Host with a port the OS chooses.
+func (t *TCP) Listen(ctx context.Context) (Listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(t.cfg.Host, "0"))
+	if err != nil {
+		return nil, fmt.Errorf("listen for tcp transport on %s: %w", t.cfg.Host, err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	l := &tcpListener{
+		t:       t,
+		ln:      ln,
+		addr:    net.JoinHostPort(t.cfg.Host, fmt.Sprint(port)),
+		pending: map[[16]byte]*tcpPending{},
+		ready:   make(chan *tcpConn, 64),
+		done:    make(chan struct{}),
+	}
+	go l.loop()
+	return l, nil
+}
+
+type tcpPending struct {
+	streams []net.Conn
+	got     int
+	since   time.Time
+}
+
+type tcpListener struct {
+	t    *TCP
+	ln   net.Listener
+	addr string
+
+	mu      sync.Mutex
+	pending map[[16]byte]*tcpPending
+	ready   chan *tcpConn
+	done    chan struct{}
+	once    sync.Once
+	err     error
+}
+
+func (l *tcpListener) Addr() string { return l.addr }
+
+func (l *tcpListener) loop() {
+	for {
+		nc, err := l.ln.Accept()
+		if err != nil {
+			l.mu.Lock()
+			if l.err == nil {
+				l.err = err
+			}
+			l.mu.Unlock()
+			l.Close()
+			return
+		}
+		go l.handshake(nc)
+	}
+}
+
+func (l *tcpListener) handshake(nc net.Conn) {
+	cfg := &l.t.cfg
+	nc.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
+	hello := make([]byte, tcpHelloLen)
+	copy(hello, tcpMagic)
+	hello[4] = tcpVersion
+	nonce := wire.NewNonce()
+	copy(hello[5:], nonce)
+	if _, err := nc.Write(hello); err != nil {
+		nc.Close()
+		return
+	}
+	var a [tcpAuthLen]byte
+	if _, err := io.ReadFull(nc, a[:]); err != nil {
+		nc.Close()
+		return
+	}
+	au, err := parseTCPAuth(a[:])
+	if err != nil {
+		nc.Close()
+		return
+	}
+	if !wire.CheckMAC(cfg.Secret, nonce, au.mac, tcpClientLabel) {
+		nc.Write([]byte{1})
+		nc.Close()
+		return
+	}
+	id, idx, n := au.id, au.idx, au.n
+	reply := make([]byte, tcpReplyLen)
+	copy(reply[1:], wire.MAC(cfg.Secret, au.nonce, tcpServerLabel))
+	if _, err := nc.Write(reply); err != nil {
+		nc.Close()
+		return
+	}
+	nc.SetDeadline(time.Time{})
+	tuneTCP(nc)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.done:
+		nc.Close()
+		return
+	default:
+	}
+	// forget half-made connections whose other streams never came
+	for k, p := range l.pending {
+		if time.Since(p.since) > 2*cfg.HandshakeTimeout {
+			for _, s := range p.streams {
+				if s != nil {
+					s.Close()
+				}
+			}
+			delete(l.pending, k)
+		}
+	}
+	p := l.pending[id]
+	if p == nil {
+		p = &tcpPending{streams: make([]net.Conn, n), since: time.Now()}
+		l.pending[id] = p
+	}
+	if len(p.streams) != n || p.streams[idx] != nil {
+		nc.Close()
+		return
+	}
+	p.streams[idx] = nc
+	p.got++
+	if p.got < n {
+		return
+	}
+	delete(l.pending, id)
+	c := newTCPConn(cfg, p.streams)
+	select {
+	case l.ready <- c:
+	default:
+		// nobody accepts fast enough; refuse rather than block the handshakes
+		c.Close()
+	}
+}
+
+type tcpAuth struct {
+	mac, nonce []byte
+	id         [16]byte
+	idx, n     int
+}
+
+// parseTCPAuth reads a client's authentication message (outside input: anyone can connect).
+func parseTCPAuth(a []byte) (tcpAuth, error) {
+	if len(a) != tcpAuthLen {
+		return tcpAuth{}, fmt.Errorf("tcp transport authentication of %d bytes, want %d", len(a), tcpAuthLen)
+	}
+	au := tcpAuth{mac: a[:32], nonce: a[32:64], idx: int(a[80]), n: int(a[81])}
+	copy(au.id[:], a[64:80])
+	if au.n == 0 || au.idx >= au.n {
+		return tcpAuth{}, fmt.Errorf("tcp transport authentication names stream %d of %d", au.idx, au.n)
+	}
+	return au, nil
+}
+
+func (l *tcpListener) Accept(ctx context.Context) (Conn, error) {
+	select {
+	case c := <-l.ready:
+		return c, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("accept tcp connection on %s: %w", l.addr, ctx.Err())
+	case <-l.done:
+		l.mu.Lock()
+		err := l.err
+		l.mu.Unlock()
+		if err == nil || errors.Is(err, net.ErrClosed) {
+			err = net.ErrClosed
+		}
+		return nil, fmt.Errorf("accept tcp connection on %s: %w", l.addr, err)
+	}
+}
+
+func (l *tcpListener) Close() error {
+	l.once.Do(func() {
+		close(l.done)
+		l.ln.Close()
+		l.mu.Lock()
+		for k, p := range l.pending {
+			for _, s := range p.streams {
+				if s != nil {
+					s.Close()
+				}
+			}
+			delete(l.pending, k)
+		}
+		l.mu.Unlock()
+		for {
+			select {
+			case c := <-l.ready:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+	return nil
+}
+
+// Dial connects cfg.Streams streams to addr and authenticates each.
+func (t *TCP) Dial(ctx context.Context, addr string) (Conn, error) {
+	var id [16]byte
+	rand.Read(id[:])
+	n := t.cfg.Streams
+	if t.cfg.LoopbackStreams > 0 && isLoopback(addr) {
+		n = t.cfg.LoopbackStreams
+	}
+	streams := make([]net.Conn, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			streams[i], errs[i] = t.dialStream(ctx, addr, id, i, n)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, s := range streams {
+			if s != nil {
+				s.Close()
+			}
+		}
+		return nil, err
+	}
+	return newTCPConn(&t.cfg, streams), nil
+}
+
+func (t *TCP) dialStream(ctx context.Context, addr string, id [16]byte, idx, n int) (net.Conn, error) {
+	d := net.Dialer{Timeout: t.cfg.HandshakeTimeout}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial tcp transport at %s: %w", addr, err)
+	}
+	dl := time.Now().Add(t.cfg.HandshakeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	nc.SetDeadline(dl)
+	fail := func(err error) (net.Conn, error) { nc.Close(); return nil, err }
+	var hello [tcpHelloLen]byte
+	if _, err := io.ReadFull(nc, hello[:]); err != nil {
+		return fail(fmt.Errorf("read tcp transport greeting from %s: %w", addr, err))
+	}
+	if string(hello[:4]) != tcpMagic || hello[4] != tcpVersion {
+		return fail(fmt.Errorf("%s is not a shoal tcp transport listener of version %d (greeting %q)", addr, tcpVersion, hello[:5]))
+	}
+	auth := make([]byte, tcpAuthLen)
+	copy(auth, wire.MAC(t.cfg.Secret, hello[5:], tcpClientLabel))
+	nonce := wire.NewNonce()
+	copy(auth[32:], nonce)
+	copy(auth[64:], id[:])
+	auth[80], auth[81] = byte(idx), byte(n)
+	if _, err := nc.Write(auth); err != nil {
+		return fail(fmt.Errorf("send tcp transport authentication to %s: %w", addr, err))
+	}
+	var reply [tcpReplyLen]byte
+	if _, err := io.ReadFull(nc, reply[:1]); err != nil {
+		return fail(fmt.Errorf("read tcp transport answer from %s: %w", addr, err))
+	}
+	if reply[0] != 0 {
+		return fail(fmt.Errorf("%w: the tcp transport at %s does not accept this cluster secret; use the secret of the cluster the peer belongs to (SHOAL_SECRET)", wire.ErrAuth, addr))
+	}
+	if _, err := io.ReadFull(nc, reply[1:]); err != nil {
+		return fail(fmt.Errorf("read tcp transport answer from %s: %w", addr, err))
+	}
+	if !wire.CheckMAC(t.cfg.Secret, nonce, reply[1:], tcpServerLabel) {
+		return fail(fmt.Errorf("%w: the tcp transport at %s does not know this cluster's secret", wire.ErrAuth, addr))
+	}
+	nc.SetDeadline(time.Time{})
+	tuneTCP(nc)
+	return nc, nil
+}
+
+func isLoopback(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+func tuneTCP(nc net.Conn) {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+		tc.SetWriteBuffer(4 << 20) // fewer wake-ups of a sender of large messages
+		tc.SetKeepAlive(true)
+		tc.SetKeepAlivePeriod(5 * time.Second)
+	}
+}
+
+// tcpConn is one Conn made of several TCP streams. Every message starts with its length (8
+// bytes) on stream 0. A message shorter than StripeMin follows on stream 0; a longer one is
+// cut into len(streams) contiguous parts, part i on stream i. Both ends derive the same
+// layout from the length, so the parts need no headers.
+type tcpConn struct {
+	cfg     *TCPConfig
+	streams []net.Conn
+	rd      []*bufio.Reader
+	hdr     [8]byte
+	rhdr    [8]byte
+	scratch []byte // RecvStream's buffer
+
+	closeOnce sync.Once
+}
+
+func newTCPConn(cfg *TCPConfig, streams []net.Conn) *tcpConn {
+	c := &tcpConn{cfg: cfg, streams: streams, rd: make([]*bufio.Reader, len(streams))}
+	for i, s := range streams {
+		c.rd[i] = bufio.NewReaderSize(s, 64<<10)
+	}
+	return c
+}
+
+// parts returns the byte range of each stream's part of an n-byte message.
+func (c *tcpConn) parts(n int) [][2]int {
+	k := len(c.streams)
+	if n < c.cfg.StripeMin || k == 1 {
+		return [][2]int{{0, n}}
+	}
+	per := (n/k + 4095) &^ 4095
+	out := make([][2]int, 0, k)
+	for off := 0; off < n; off += per {
+		out = append(out, [2]int{off, min(off+per, n)})
+	}
+	return out
+}
+
+// watch applies ctx's deadline to the streams and makes ctx's cancellation interrupt them.
+// The returned function undoes it.
+func (c *tcpConn) watch(ctx context.Context, read bool, k int) func() {
+	set := func(t time.Time) {
+		for _, s := range c.streams[:k] {
+			if read {
+				s.SetReadDeadline(t)
+			} else {
+				s.SetWriteDeadline(t)
+			}
+		}
+	}
+	dl, hasDL := ctx.Deadline()
+	if hasDL {
+		set(dl)
+	}
+	if ctx.Done() == nil {
+		return func() {}
+	}
+	var mu sync.Mutex
+	finished, fired := false, false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !finished {
+			fired = true
+			set(time.Unix(1, 0))
+		}
+	})
+	return func() {
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		finished = true
+		if hasDL || fired {
+			set(time.Time{})
+		}
+	}
+}
+
+func (c *tcpConn) fail(op string, ctx context.Context, err error) error {
+	c.Close()
+	err = ctxErr(ctx, err)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		err = fmt.Errorf("peer closed the connection: %w", err)
+	}
+	return fmt.Errorf("tcp %s %s: %w", op, c.streams[0].RemoteAddr(), err)
+}
+
+// Send writes b as one message.
+func (c *tcpConn) Send(ctx context.Context, b []byte) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("tcp send: %w", err)
+	}
+	parts := c.parts(len(b))
+	defer c.watch(ctx, false, len(parts))()
+	binary.BigEndian.PutUint64(c.hdr[:], uint64(len(b)))
+	if len(parts) == 1 {
+		if len(b) <= c.cfg.Chunk {
+			bufs := net.Buffers{c.hdr[:], b}
+			if _, err := bufs.WriteTo(c.streams[0]); err != nil {
+				return c.fail("send to", ctx, err)
+			}
+			return nil
+		}
+		if _, err := c.streams[0].Write(c.hdr[:]); err != nil {
+			return c.fail("send to", ctx, err)
+		}
+		if err := c.writeChunks(0, b); err != nil {
+			return c.fail("send to", ctx, err)
+		}
+		return nil
+	}
+	if _, err := c.streams[0].Write(c.hdr[:]); err != nil {
+		return c.fail("send to", ctx, err)
+	}
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i := 1; i < len(parts); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.writeChunks(i, b[parts[i][0]:parts[i][1]])
+		}()
+	}
+	errs[0] = c.writeChunks(0, b[parts[0][0]:parts[0][1]])
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return c.fail("send to", ctx, err)
+	}
+	return nil
+}
+
+func (c *tcpConn) writeChunks(i int, b []byte) error {
+	for off := 0; off < len(b); off += c.cfg.Chunk {
+		if _, err := c.streams[i].Write(b[off:min(off+c.cfg.Chunk, len(b))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *tcpConn) readChunks(i int, b []byte) error {
+	for off := 0; off < len(b); off += c.cfg.Chunk {
+		if _, err := io.ReadFull(c.rd[i], b[off:min(off+c.cfg.Chunk, len(b))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ErrSize is wrapped by a Recv whose buffer does not have the size of the message that came.
+var ErrSize = errors.New("message size mismatch")
+
+// Recv fills b with the next message, which must be exactly len(b) bytes.
+func (c *tcpConn) Recv(ctx context.Context, b []byte) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("tcp recv: %w", err)
+	}
+	parts := c.parts(len(b))
+	defer c.watch(ctx, true, len(parts))()
+	if _, err := io.ReadFull(c.rd[0], c.rhdr[:]); err != nil {
+		return c.fail("recv from", ctx, err)
+	}
+	if n := binary.BigEndian.Uint64(c.rhdr[:]); n != uint64(len(b)) {
+		return c.fail("recv from", ctx, fmt.Errorf("%w: the peer sent %d bytes, the receiver expected %d (both sides must agree on counts and types)", ErrSize, n, len(b)))
+	}
+	if len(parts) == 1 {
+		if err := c.readChunks(0, b); err != nil {
+			return c.fail("recv from", ctx, err)
+		}
+		return nil
+	}
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i := 1; i < len(parts); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.readChunks(i, b[parts[i][0]:parts[i][1]])
+		}()
+	}
+	errs[0] = c.readChunks(0, b[parts[0][0]:parts[0][1]])
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return c.fail("recv from", ctx, err)
+	}
+	return nil
+}
+
+// Close closes every stream; the peer's pending and later operations fail.
+func (c *tcpConn) Close() error {
+	c.closeOnce.Do(func() {
+		for _, s := range c.streams {
+			s.Close()
+		}
+	})
+	return nil
+}
+
+// ctxErr turns the timeout of a deadline that ctx set into ctx's own error, so that callers
+// can test for context.DeadlineExceeded and context.Canceled.
+func ctxErr(ctx context.Context, err error) error {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// RecvStream receives the next message, of n bytes, handing it to fn in pieces of up to 256
+// KiB as they are read (one stream), or whole (striped over several streams).
+func (c *tcpConn) RecvStream(ctx context.Context, n int, fn func(off int, p []byte)) error {
+	if len(c.parts(n)) > 1 {
+		if cap(c.scratch) < n {
+			c.scratch = make([]byte, n)
+		}
+		b := c.scratch[:n]
+		if err := c.Recv(ctx, b); err != nil {
+			return err
+		}
+		fn(0, b)
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("tcp recv: %w", err)
+	}
+	defer c.watch(ctx, true, 1)()
+	if _, err := io.ReadFull(c.rd[0], c.rhdr[:]); err != nil {
+		return c.fail("recv from", ctx, err)
+	}
+	if m := binary.BigEndian.Uint64(c.rhdr[:]); m != uint64(n) {
+		return c.fail("recv from", ctx, fmt.Errorf("%w: the peer sent %d bytes, the receiver expected %d (both sides must agree on counts and types)", ErrSize, m, n))
+	}
+	const piece = 256 << 10
+	if cap(c.scratch) < min(n, piece) {
+		c.scratch = make([]byte, min(n, piece))
+	}
+	for off := 0; off < n; {
+		k := min(n-off, piece)
+		if _, err := io.ReadFull(c.rd[0], c.scratch[:k]); err != nil {
+			return c.fail("recv from", ctx, err)
+		}
+		fn(off, c.scratch[:k])
+		off += k
+	}
+	return nil
+}
