@@ -35,7 +35,7 @@ import time
 from . import _api
 from . import exceptions as exc
 
-__all__ = ["run", "report", "get_checkpoint", "get_context", "TrainContext", "TrainingFailedError"]
+__all__ = ["run", "report", "get_checkpoint", "get_context", "init_collective", "TrainContext", "TrainingFailedError"]
 
 # variables a rank must not inherit (the same list as train.Scrubbed in Go)
 _SCRUBBED = ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "SLURM_NTASKS", "SLURM_NPROCS",
@@ -103,6 +103,20 @@ _controller = None  # set in workers of run(): the actor that records reports
 def get_context():
     """This worker's place in the gang (world rank, local rank, world size, node rank)."""
     return TrainContext()
+
+
+def init_collective(group_name=None, backend="auto", timeout=60.0):
+    """Join a shoal.collective group of the whole gang (this rank as RANK of WORLD_SIZE) and
+    return its name, for allreduce / allgather / reducescatter / broadcast on numpy arrays. The
+    default name is new for each attempt of the gang, so a restarted gang never meets a group
+    that ranks of the failed attempt left behind."""
+    from . import collective
+    c = get_context()
+    if group_name is None:
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "local")
+        group_name = f"shoal-train-{run_id}-{c.attempt}"
+    collective.init_group(c.world_size, c.world_rank, group_name=group_name, backend=backend, timeout=timeout)
+    return group_name
 
 
 def get_checkpoint():
