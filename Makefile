@@ -5,7 +5,7 @@ PYTHON    ?= python3
 export PATH := $(CURDIR)/bin:$(PATH)
 export SHOAL_BIN := $(CURDIR)/bin/shoal
 
-.PHONY: all build spank deps test test-go test-python test-e2e test-slurm test-coll demo fuzz bench clean
+.PHONY: all build spank deps test test-go test-python test-e2e test-slurm test-train test-coll demo fuzz bench clean
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 deps:
 	./scripts/deps.sh
 
-test: deps build test-go test-python test-e2e test-slurm test-coll
+test: deps build test-go test-python test-e2e test-slurm test-train test-coll
 
 test-go:
 	$(GO) vet ./...
@@ -45,6 +45,11 @@ test-coll: build spank
 	$(GO) test -count=1 ./rdma/...
 	PYTHONPATH=$(CURDIR)/python $(PYTHON) -m pytest -q python/tests/test_collective.py
 	flock /tmp/shoal-slurm.lock sh -c './test/slurm/collective.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
+
+# shoal train / shoal.train on the 3-node Slurm cluster: rank layout and environment, GPUs,
+# placement, numpy FSDP vs one process, restart from a checkpoint, torch gloo DDP, scancel
+test-train: build spank
+	./test/slurm/train.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc
 
 demo: build
 	@if ! $(PYTHON) -c "import numpy, msgpack, cloudpickle" 2>/dev/null; then ./scripts/deps.sh; fi
