@@ -231,3 +231,21 @@ def test_cli_torch_gloo_ddp_gradients_agree():
                     "--steps", "3", timeout=300)
     assert r.returncode == 0, r.stderr + r.stdout
     assert r.stdout.count("identical_across_ranks=True") == 2 and r.stdout.count("agree=True") == 2, r.stdout
+
+
+def test_cli_torch_fsdp2_on_gloo_learns():
+    pytest.importorskip("torch")
+    r = shoal_train("--nproc-per-node", "2", "--", sys.executable, os.path.join(ROOT, "examples", "train", "fsdp_torch.py"),
+                    "--steps", "30", timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    line = [l for l in r.stdout.splitlines() if "DONE steps=30" in l][0]
+    first = float(line.split("first_loss=")[1].split()[0])
+    last = float(line.split("mean_loss=")[1])
+    assert last < first / 2, line
+
+
+def test_cli_numpy_fsdp_matches_one_process():
+    r = shoal_train("--nproc-per-node", "2", "--", sys.executable, os.path.join(ROOT, "examples", "train", "fsdp_numpy.py"),
+                    "--steps", "50", timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "FSDP world=2 steps=50" in r.stdout and "agree=True" in r.stdout, r.stdout

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Gang launch and restart on the 3-node Slurm test cluster, shoal train next to torchrun, in one run
+# (run it under `flock /tmp/shoal-slurm.lock`). For each launcher, ROUNDS times (default 3):
+#   launch  = from the launcher's start to every rank past init_process_group("gloo")
+#   restart = from rank 2's SIGKILL to every rank of the new attempt past init_process_group
+#             (respawn = to every new rank process started, before Python imports torch)
+# shoal: `srun shoal launch -- shoal train --nproc-per-node 1 --max-restarts 1`, timed from
+# `shoal train` (the cluster is up; "with launch" adds `shoal launch`'s start-up, from srun).
+# torchrun: `srun -N3 python -m torch.distributed.run --nnodes 3 --nproc-per-node 1
+# --rdzv-backend c10d --max-restarts 1` (torchrun's own entry point without pyenv's shim),
+# timed from srun. Both use gloo on eth0 (GLOO_SOCKET_IFNAME: the test nodes share one host
+# name). Prints medians and the ratios; docs/benchmarks.md records a run.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+ROUNDS=${ROUNDS:-3}
+export SLURM_CONF=${SHOAL_SLURM_DIR:-/tmp/shoal-slurm}/slurm.conf
+export PATH=$ROOT/bin:$PATH PYTHONPATH=$ROOT/python${PYTHONPATH:+:$PYTHONPATH}
+export SHOAL_RENDEZVOUS_DIR=$(mktemp -d /tmp/shoal-rdv.XXXXXX)
+WORK=$(mktemp -d /tmp/shoal-bench-train.XXXXXX)
+trap 'rm -rf "$WORK" "$SHOAL_RENDEZVOUS_DIR"' EXIT
+python3 -c "import torch" || { echo "bench: torch is not installed (scripts/deps.sh)"; exit 1; }
+./scripts/slurm-cluster.sh up >/dev/null || exit 1
+RANK_PY=$ROOT/scripts/bench_train_rank.py
+
+run() { # NAME BODY: an sbatch job on 3 nodes, waited for
+  printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/%s.out\nexport GLOO_SOCKET_IFNAME=eth0\n%s\n' "$WORK" "$1" "$2" > "$WORK/$1.sbatch"
+  timeout 300 sbatch --wait "$WORK/$1.sbatch" >/dev/null 2>&1
+}
+
+# times FILE T0-LABEL: "launch respawn restart" in seconds, from the BENCH lines and the T0 line
+times() {
+  python3 - "$1" "$2" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+t0 = float(re.search(rf"{sys.argv[2]} ([0-9.]+)", text).group(1))
+ev = {}
+for kind, att, rank, t in re.findall(r"BENCH (\w+) attempt=(\d) rank=(\d) t=([0-9.]+)", text):
+    ev.setdefault((kind, int(att)), []).append(float(t))
+need = [("INIT", 0), ("INIT", 1), ("START", 1), ("KILL", 0)]
+if any(len(ev.get(k, [])) < (1 if k[0] == "KILL" else 3) for k in need):
+    print("nan nan nan"); sys.exit()
+kill = ev[("KILL", 0)][0]
+print(f"{max(ev[('INIT', 0)]) - t0:.3f} {max(ev[('START', 1)]) - kill:.3f} {max(ev[('INIT', 1)]) - kill:.3f}")
+PY
+}
+
+declare -a S_L S_LL S_RS S_R T_L T_RS T_R
+for i in $(seq "$ROUNDS"); do
+  run "shoal$i" "T_SRUN=\$(date +%s.%N)
+srun shoal launch -- bash -c \"echo T_SRUN \$T_SRUN; echo T_TRAIN \\\$(date +%s.%N); exec shoal train --nproc-per-node 1 --max-restarts 1 -- python3 $RANK_PY\""
+  read -r l rs r <<<"$(times "$WORK/shoal$i.out" T_TRAIN)"
+  read -r ll _ _ <<<"$(times "$WORK/shoal$i.out" T_SRUN)"
+  S_L+=("$l"); S_LL+=("$ll"); S_RS+=("$rs"); S_R+=("$r")
+  run "torchrun$i" "echo T_SRUN \$(date +%s.%N)
+srun bash -c 'exec python3 -m torch.distributed.run --nnodes 3 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint 198.18.0.11:29500 --rdzv-id bench$i --max-restarts 1 --local-addr \$(getent hosts \$SLURMD_NODENAME | cut -d\" \" -f1) $RANK_PY'"
+  read -r l rs r <<<"$(times "$WORK/torchrun$i.out" T_SRUN)"
+  T_L+=("$l"); T_RS+=("$rs"); T_R+=("$r")
+  echo "round $i: shoal launch ${S_L[-1]} s (with shoal launch ${S_LL[-1]} s), restart ${S_R[-1]} s (respawn ${S_RS[-1]} s); torchrun launch ${T_L[-1]} s, restart ${T_R[-1]} s (respawn ${T_RS[-1]} s)"
+done
+med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+sl=$(med "${S_L[@]}"); sll=$(med "${S_LL[@]}"); srs=$(med "${S_RS[@]}"); sr=$(med "${S_R[@]}")
+tl=$(med "${T_L[@]}"); trs=$(med "${T_RS[@]}"); tr_=$(med "${T_R[@]}")
+echo
+echo "| median of $ROUNDS, 3 nodes x 1 rank, gloo | shoal train | torchrun (c10d) | shoal / torchrun |"
+echo "| --- | --- | --- | --- |"
+echo "| launch: start to every rank past init_process_group | $sl s (from srun shoal launch: $sll s) | $tl s | $(awk "BEGIN{printf \"%.2f\", $sl/$tl}") |"
+echo "| restart: SIGKILL of a rank to every new rank process started | $srs s | $trs s | $(awk "BEGIN{printf \"%.2f\", $srs/$trs}") |"
+echo "| restart: SIGKILL of a rank to every new rank past init_process_group | $sr s | $tr_ s | $(awk "BEGIN{printf \"%.2f\", $sr/$tr_}") |"
+if [[ ${BENCH_KEEP:-} ]]; then cp "$WORK"/*.out "$BENCH_KEEP"/; fi
