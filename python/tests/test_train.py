@@ -249,3 +249,23 @@ def test_cli_numpy_fsdp_matches_one_process():
                     "--steps", "50", timeout=300)
     assert r.returncode == 0, r.stderr + r.stdout
     assert "FSDP world=2 steps=50" in r.stdout and "agree=True" in r.stdout, r.stdout
+
+
+COLL_RUN = r"""
+import numpy as np, shoal, shoal.train as st
+from shoal import collective as col
+shoal.init()
+def fn():
+    g = st.init_collective()
+    a = np.full(4, float(st.get_context().world_rank + 1))
+    col.allreduce(a, group_name=g)
+    col.destroy_group(g)
+    return float(a[0])
+print("SUMS", st.run(fn, num_workers=3))
+"""
+
+
+def test_run_workers_use_shoal_collective():
+    r = run_script(COLL_RUN, "--num-cpus", "3")
+    assert r.returncode == 0, r.stderr
+    assert "SUMS [6.0, 6.0, 6.0]" in r.stdout, r.stdout
