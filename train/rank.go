@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime"
 	"strings"
 	"sync"
@@ -66,19 +67,29 @@ type RankActor struct {
 	last    *Report
 	port    int // the reserved port's socket, held until Stop
 	portFD  int
+	direct  map[syscall.Signal]time.Time // when this worker last got each signal itself
 }
 
-// NewRankActor is RankActor's constructor. It swallows SIGTERM, SIGINT and SIGHUP in the
-// worker: Slurm sends them to every process of a step, and the worker must outlive its rank
-// process to report how that process ended.
+// directWindow is how recent a signal the worker got itself must be for Signal to take the
+// same signal from shoal train as a copy of it.
+const directWindow = 2 * time.Second
+
+// NewRankActor is RankActor's constructor. The worker catches SIGTERM, SIGINT, SIGHUP, SIGUSR1
+// and SIGUSR2 and notes when each came: Slurm sends them to every process of a step (scancel,
+// time limits, --signal), the rank process included, and the worker must outlive its rank to
+// report how it ended.
 func NewRankActor() (*RankActor, error) {
-	ch := make(chan os.Signal, 4)
-	signalNotify(ch)
+	r := &RankActor{tail: newTail(40), portFD: -1, direct: map[syscall.Signal]time.Time{}}
+	ch := make(chan os.Signal, 8)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	go func() {
-		for range ch {
+		for s := range ch {
+			r.mu.Lock()
+			r.direct[s.(syscall.Signal)] = time.Now()
+			r.mu.Unlock()
 		}
 	}()
-	return &RankActor{tail: newTail(40), portFD: -1}, nil
+	return r, nil
 }
 
 // Info says where this rank runs: its node, its GPUs and the NCCL interface and HCA chosen
@@ -312,14 +323,21 @@ func (r *RankActor) snapshot() Status {
 	return s
 }
 
-// Signal sends sig to the rank's process, if it runs.
-func (r *RankActor) Signal(sig int) error {
+// Signal sends sig to the rank's process, if it runs, unless this worker got sig itself
+// within directWindow: then Slurm signalled every process of the step, the rank included, and
+// a second copy would run the rank's handler (a checkpoint on SIGUSR1) twice. It reports
+// whether it sent the signal.
+func (r *RankActor) Signal(sig int) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if t, ok := r.direct[syscall.Signal(sig)]; ok && time.Since(t) < directWindow {
+		return false, nil
+	}
 	if r.cmd != nil && !r.status.Done {
 		r.cmd.Process.Signal(syscall.Signal(sig))
+		return true, nil
 	}
-	return nil
+	return false, nil
 }
 
 // Stop ends the rank's process: SIGTERM, then SIGKILL after graceMs; it returns once the
