@@ -9,7 +9,11 @@
 # torchrun: `srun -N3 python -m torch.distributed.run --nnodes 3 --nproc-per-node 1
 # --rdzv-backend c10d --max-restarts 1` (torchrun's own entry point without pyenv's shim),
 # timed from srun. Both use gloo on eth0 (GLOO_SOCKET_IFNAME: the test nodes share one host
-# name). Prints medians and the ratios; docs/benchmarks.md records a run.
+# name; torchrun's c10d store is told which node hosts it with --rdzv-conf is_host, since the
+# nodes' host name resolves to 127.0.0.1). The test nodes have no reachable DNS server: torch's
+# c10d looks up the names of its peers' IPv6-mapped addresses (not in /etc/hosts) and waits
+# 10 s per lookup by default, so both arms run with RES_OPTIONS="timeout:1 attempts:1".
+# Prints medians and the ratios; docs/benchmarks.md records a run.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -24,7 +28,7 @@ python3 -c "import torch" || { echo "bench: torch is not installed (scripts/deps
 RANK_PY=$ROOT/scripts/bench_train_rank.py
 
 run() { # NAME BODY: an sbatch job on 3 nodes, waited for
-  printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/%s.out\nexport GLOO_SOCKET_IFNAME=eth0\n%s\n' "$WORK" "$1" "$2" > "$WORK/$1.sbatch"
+  printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --time=4 --output=%s/%s.out\nexport GLOO_SOCKET_IFNAME=eth0 RES_OPTIONS="timeout:1 attempts:1"\n%s\n' "$WORK" "$1" "$2" > "$WORK/$1.sbatch"
   timeout 300 sbatch --wait "$WORK/$1.sbatch" >/dev/null 2>&1
 }
 
@@ -37,33 +41,35 @@ t0 = float(re.search(rf"{sys.argv[2]} ([0-9.]+)", text).group(1))
 ev = {}
 for kind, att, rank, t in re.findall(r"BENCH (\w+) attempt=(\d) rank=(\d) t=([0-9.]+)", text):
     ev.setdefault((kind, int(att)), []).append(float(t))
-need = [("INIT", 0), ("INIT", 1), ("START", 1), ("KILL", 0)]
+need = [("INIT", 0), ("INIT", 1), ("START", 0), ("START", 1), ("KILL", 0)]
 if any(len(ev.get(k, [])) < (1 if k[0] == "KILL" else 3) for k in need):
-    print("nan nan nan"); sys.exit()
+    print("nan nan nan nan"); sys.exit()
 kill = ev[("KILL", 0)][0]
-print(f"{max(ev[('INIT', 0)]) - t0:.3f} {max(ev[('START', 1)]) - kill:.3f} {max(ev[('INIT', 1)]) - kill:.3f}")
+print(f"{max(ev[('INIT', 0)]) - t0:.3f} {max(ev[('START', 1)]) - kill:.3f} {max(ev[('INIT', 1)]) - kill:.3f} {max(ev[('START', 0)]) - t0:.3f}")
 PY
 }
 
-declare -a S_L S_LL S_RS S_R T_L T_RS T_R
+declare -a S_L S_LL S_RS S_R S_P T_L T_RS T_R T_P
 for i in $(seq "$ROUNDS"); do
   run "shoal$i" "T_SRUN=\$(date +%s.%N)
 srun shoal launch -- bash -c \"echo T_SRUN \$T_SRUN; echo T_TRAIN \\\$(date +%s.%N); exec shoal train --nproc-per-node 1 --max-restarts 1 -- python3 $RANK_PY\""
-  read -r l rs r <<<"$(times "$WORK/shoal$i.out" T_TRAIN)"
-  read -r ll _ _ <<<"$(times "$WORK/shoal$i.out" T_SRUN)"
-  S_L+=("$l"); S_LL+=("$ll"); S_RS+=("$rs"); S_R+=("$r")
+  read -r l rs r p <<<"$(times "$WORK/shoal$i.out" T_TRAIN)"
+  read -r ll _ _ _ <<<"$(times "$WORK/shoal$i.out" T_SRUN)"
+  S_L+=("$l"); S_LL+=("$ll"); S_RS+=("$rs"); S_R+=("$r"); S_P+=("$p")
   run "torchrun$i" "echo T_SRUN \$(date +%s.%N)
-srun bash -c 'exec python3 -m torch.distributed.run --nnodes 3 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint 198.18.0.11:29500 --rdzv-id bench$i --max-restarts 1 --local-addr \$(getent hosts \$SLURMD_NODENAME | cut -d\" \" -f1) $RANK_PY'"
-  read -r l rs r <<<"$(times "$WORK/torchrun$i.out" T_SRUN)"
-  T_L+=("$l"); T_RS+=("$rs"); T_R+=("$r")
-  echo "round $i: shoal launch ${S_L[-1]} s (with shoal launch ${S_LL[-1]} s), restart ${S_R[-1]} s (respawn ${S_RS[-1]} s); torchrun launch ${T_L[-1]} s, restart ${T_R[-1]} s (respawn ${T_RS[-1]} s)"
+srun bash -c 'exec python3 -m torch.distributed.run --nnodes 3 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint 198.18.0.11:29500 --rdzv-id bench$i --rdzv-conf is_host=\$([ \$SLURMD_NODENAME = node1 ] && echo 1 || echo 0),join_timeout=60 --max-restarts 1 --local-addr \$(getent hosts \$SLURMD_NODENAME | cut -d\" \" -f1) $RANK_PY'"
+  read -r l rs r p <<<"$(times "$WORK/torchrun$i.out" T_SRUN)"
+  T_L+=("$l"); T_RS+=("$rs"); T_R+=("$r"); T_P+=("$p")
+  echo "round $i: shoal processes ${S_P[-1]} s, launch ${S_L[-1]} s (with shoal launch ${S_LL[-1]} s), restart ${S_R[-1]} s (respawn ${S_RS[-1]} s); torchrun processes ${T_P[-1]} s, launch ${T_L[-1]} s, restart ${T_R[-1]} s (respawn ${T_RS[-1]} s)"
 done
 med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 sl=$(med "${S_L[@]}"); sll=$(med "${S_LL[@]}"); srs=$(med "${S_RS[@]}"); sr=$(med "${S_R[@]}")
+sp=$(med "${S_P[@]}"); tp=$(med "${T_P[@]}")
 tl=$(med "${T_L[@]}"); trs=$(med "${T_RS[@]}"); tr_=$(med "${T_R[@]}")
 echo
 echo "| median of $ROUNDS, 3 nodes x 1 rank, gloo | shoal train | torchrun (c10d) | shoal / torchrun |"
 echo "| --- | --- | --- | --- |"
+echo "| launch: start to every rank process started | $sp s | $tp s | $(awk "BEGIN{printf \"%.2f\", $sp/$tp}") |"
 echo "| launch: start to every rank past init_process_group | $sl s (from srun shoal launch: $sll s) | $tl s | $(awk "BEGIN{printf \"%.2f\", $sl/$tl}") |"
 echo "| restart: SIGKILL of a rank to every new rank process started | $srs s | $trs s | $(awk "BEGIN{printf \"%.2f\", $srs/$trs}") |"
 echo "| restart: SIGKILL of a rank to every new rank past init_process_group | $sr s | $tr_ s | $(awk "BEGIN{printf \"%.2f\", $sr/$tr_}") |"
