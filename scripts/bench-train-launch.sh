@@ -28,7 +28,7 @@ python3 -c "import torch" || { echo "bench: torch is not installed (scripts/deps
 RANK_PY=$ROOT/scripts/bench_train_rank.py
 
 run() { # NAME BODY: an sbatch job on 3 nodes, waited for
-  printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --time=4 --output=%s/%s.out\nexport GLOO_SOCKET_IFNAME=eth0 RES_OPTIONS="timeout:1 attempts:1"\n%s\n' "$WORK" "$1" "$2" > "$WORK/$1.sbatch"
+  printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --time=4 --output=%s/%s.out\nexport GLOO_SOCKET_IFNAME=eth0 RES_OPTIONS="timeout:1 attempts:1" BENCH_DIR=%s\n%s\n' "$WORK" "$1" "$WORK" "$2" > "$WORK/$1.sbatch"
   timeout 300 sbatch --wait "$WORK/$1.sbatch" >/dev/null 2>&1
 }
 

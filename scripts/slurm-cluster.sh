@@ -317,8 +317,21 @@ wait_idle() {
   done
 }
 
+# close_inherited_fds: the daemons started below must not inherit this script's open files.
+# A caller that serialises runs with `flock LOCK scripts/slurm-cluster.sh up` would otherwise
+# hand its lock to munged and slurmd, which hold it until `down`: every later flock waits.
+close_inherited_fds() {
+  local f fd
+  for f in /proc/$$/fd/*; do
+    fd=${f##*/}
+    [[ $fd =~ ^[0-9]+$ ]] && ((fd > 2 && fd != 255)) && eval "exec $fd>&-" 2>/dev/null
+  done
+  return 0
+}
+
 cmd_up() {
   need_root up
+  close_inherited_fds
   local t0=$SECONDS restart='' n
   install_packages
   mkdir -p "$DIR"/{ctld,run,log}
