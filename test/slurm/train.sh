@@ -33,6 +33,17 @@ live_procs() {
   done
   echo "$n"
 }
+# shoal_pids JOB NODE: the pids of JOB's shoal agent processes on NODE (argv0 shoal: not srun)
+shoal_pids() {
+  local e env argv0
+  for e in /proc/[0-9]*/environ; do
+    env=$({ tr '\0' '\n' < "$e"; } 2>/dev/null) || continue
+    grep -qx "SLURM_JOB_ID=$1" <<<"$env" && grep -qx "SLURMD_NODENAME=$2" <<<"$env" || continue
+    grep -q "^SHOAL_WORKER_ID=" <<<"$env" && continue
+    argv0=$(tr '\0' '\n' < "${e%/environ}/cmdline" 2>/dev/null | head -1)
+    [[ $(basename "$argv0") == shoal ]] && basename "${e%/environ}"
+  done
+}
 WORK=$(mktemp -d /tmp/shoal-train.XXXXXX)
 trap 'rm -rf "$WORK" "$SHOAL_RENDEZVOUS_DIR"' EXIT
 "$CLUSTER" up >/dev/null || { bad "slurm cluster up"; finish; }
@@ -106,6 +117,23 @@ if [[ -n $victim ]] && has "$out" "rank 2 on node3 failed (killed by signal 9); 
    && [[ $(grep -c "RESUME rank=[0-2] from=$ck/step" <<<"$out") == 3 ]] && has "$out" "FSDP world=3 steps=100 .* loss=0.0763945.* agree=True"; then
   ok "a rank killed with SIGKILL: the gang restarts from the last checkpoint on every node and ends with the uninterrupted loss"
 else bad "restart from checkpoint" "victim=$victim" "$out"; fi
+
+# a node lost mid-run (its agent killed): the gang stops at once; 3 one-CPU ranks no longer fit
+# on the 2 nodes left, which shoal train says instead of waiting
+printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/lost.out\nsrun shoal launch -- shoal train --nproc-per-node 1 --max-restarts 2 -- python3 fsdp_numpy.py --steps 400 --step-time 0.05\n' "$WORK" > "$WORK/lost.sbatch"
+jid=$(cd "$ROOT/examples/train" && sbatch --parsable "$WORK/lost.sbatch")
+for _ in $(seq 600); do [[ $(grep -c "START rank=" "$WORK/lost.out" 2>/dev/null) == 3 ]] && break; sleep 0.1; done
+sleep 1
+victim=$(shoal_pids "$jid" node3 | head -1)
+[[ -n $victim ]] && kill -9 "$victim"
+t0=$(date +%s.%N)
+for _ in $(seq 600); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && break; sleep 0.1; done
+took=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t0}")
+out=$(cat "$WORK/lost.out")
+if [[ -n $victim ]] && has "$out" "rank 2 on node3 failed (its process or node was lost); restarting the gang" \
+   && has "$out" "cannot place the ranks: the cluster can never hold 3 ranks of {CPU:1}" && ! has "$out" "FSDP world="; then
+  ok "a node lost mid-run: the gang is stopped and the job ends in ${took} s, saying the 3 ranks no longer fit"
+else bad "node lost" "victim=$victim took=$took" "$out"; fi
 
 if [[ $have_torch == 0 ]]; then
   job ddp "srun shoal launch -- shoal train --nproc-per-node 1 -- python3 ddp_torch.py --steps 5"
