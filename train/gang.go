@@ -54,6 +54,8 @@ type gang struct {
 	cfg    Config
 	log    hclog.Logger
 	pg     *client.PlacementGroup
+	actors []*client.Actor // one per bundle, kept across attempts
+	placed []Placed        // where each actor runs
 	ckpt   string
 	signal chan os.Signal
 }
@@ -90,11 +92,7 @@ func Run(ctx context.Context, log hclog.Logger, c *client.Client, cfg Config) (R
 		cfg.RunID = fmt.Sprintf("shoal-%d", os.Getpid())
 	}
 	g := &gang{c: c, cfg: cfg, log: log, signal: make(chan os.Signal, 4)}
-	defer func() {
-		if g.pg != nil {
-			g.pg.Remove()
-		}
-	}()
+	defer g.dropActors()
 	for attempt := 0; ; attempt++ {
 		res, err := g.attempt(ctx, attempt)
 		res.Restarts = attempt
@@ -186,40 +184,63 @@ func resString(r map[string]float64) string {
 	return "{" + strings.Join(parts, " ") + "}"
 }
 
+// newActors creates one RankActor in each bundle and asks each where it runs.
+func (g *gang) newActors(ctx context.Context) error {
+	opts := []any{client.MaxRestarts(0)}
+	for k, v := range g.cfg.Resources {
+		opts = append(opts, client.Resource(k, v))
+	}
+	g.actors = make([]*client.Actor, g.cfg.Ranks)
+	for i := range g.actors {
+		a, err := g.c.NewActor(ActorType, append([]any{client.InBundle(g.pg, i)}, opts...)...)
+		if err != nil {
+			return fmt.Errorf("create rank %d's actor: %w", i, err)
+		}
+		g.actors[i] = a
+	}
+	g.placed = make([]Placed, len(g.actors))
+	if err := g.callAll(ctx, g.actors, &g.placed, "Info", func(int) []any { return []any{g.cfg.Allowed} }); err != nil {
+		return fmt.Errorf("start the ranks' actors: %w", err)
+	}
+	return nil
+}
+
+// dropActors kills the actors and gives the placement group back: an actor was lost, perhaps
+// with its node, and the next attempt places the gang anew.
+func (g *gang) dropActors() {
+	for _, a := range g.actors {
+		if a != nil {
+			g.c.Kill(a)
+		}
+	}
+	g.actors, g.placed = nil, nil
+	if g.pg != nil {
+		g.pg.Remove()
+		g.pg = nil
+	}
+}
+
 // attempt runs the gang once.
 func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 	fail := Result{FailedRank: -1}
 	if err := g.place(ctx); err != nil {
 		return Result{Code: 1, FailedRank: -1}, err
 	}
-	opts := []any{client.MaxRestarts(0)}
-	for k, v := range g.cfg.Resources {
-		opts = append(opts, client.Resource(k, v))
-	}
-	actors := make([]*client.Actor, g.cfg.Ranks)
-	for i := range actors {
-		a, err := g.c.NewActor(ActorType, append([]any{client.InBundle(g.pg, i)}, opts...)...)
-		if err != nil {
-			return Result{Code: 1, FailedRank: -1}, fmt.Errorf("create rank %d's actor: %w", i, err)
+	// The actors outlive a failed attempt (their processes are stopped, the workers stay), so a
+	// restart costs no worker start-up; they are made anew when one of them was lost.
+	if g.actors == nil {
+		if err := g.newActors(ctx); err != nil {
+			g.dropActors()
+			return Result{Code: 1, FailedRank: -1}, err
 		}
-		actors[i] = a
 	}
+	actors, placed := g.actors, g.placed
 	lostNode := false
 	defer func() {
-		for _, a := range actors {
-			g.c.Kill(a)
-		}
-		if lostNode && g.pg != nil {
-			g.pg.Remove()
-			g.pg = nil
+		if lostNode {
+			g.dropActors()
 		}
 	}()
-	// where the ranks are
-	placed := make([]Placed, len(actors))
-	if err := g.callAll(ctx, actors, &placed, "Info", func(int) []any { return []any{g.cfg.Allowed} }); err != nil {
-		lostNode = true
-		return Result{Code: 1, FailedRank: -1}, fmt.Errorf("start the ranks' actors: %w", err)
-	}
 	nodes, err := g.c.Nodes()
 	if err != nil {
 		return Result{Code: 1, FailedRank: -1}, err
@@ -327,7 +348,11 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 		return Result{FailedRank: -1, Code: sigCode}, nil
 	}
 	for i, st := range g.stopAll(actors, done) {
-		if byActor[i].Rank == 0 && st != nil && st.Last != nil {
+		if st == nil {
+			lostNode = true // its actor did not answer: start the next attempt with new ones
+			continue
+		}
+		if byActor[i].Rank == 0 && st.Last != nil {
 			g.ckpt = st.Last.Checkpoint // what rank 0 reported since its last poll
 		}
 	}

@@ -167,13 +167,16 @@ func (r *RankActor) ReservePort() (int, error) {
 }
 
 // Start starts the rank's process in this worker's process group (so the agent's kill of
-// the worker's group reaches it) with a report pipe on fd 3 (SHOAL_TRAIN_REPORT_FD).
+// the worker's group reaches it) with a report pipe on fd 3 (SHOAL_TRAIN_REPORT_FD). Once
+// that process has exited, Start may start the next attempt's.
 func (r *RankActor) Start(s StartSpec) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cmd != nil {
-		return errors.New("this rank's process was already started")
+	if r.cmd != nil && !r.status.Done {
+		return errors.New("this rank's process is still running")
 	}
+	// a new attempt of the gang on the same actor
+	r.cmd, r.status, r.reports, r.last, r.tail = nil, Status{}, 0, nil, newTail(40)
 	if len(s.Argv) == 0 {
 		return errors.New("no command to run")
 	}
