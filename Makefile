@@ -5,7 +5,7 @@ PYTHON    ?= python3
 export PATH := $(CURDIR)/bin:$(PATH)
 export SHOAL_BIN := $(CURDIR)/bin/shoal
 
-.PHONY: all build spank deps test test-go test-python test-e2e test-slurm test-train test-coll demo fuzz bench clean
+.PHONY: all build spank deps test test-go test-python test-e2e test-slurm test-yarn test-train test-coll demo fuzz bench clean
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 deps:
 	./scripts/deps.sh
 
-test: deps build test-go test-python test-e2e test-slurm test-train test-coll
+test: deps build test-go test-python test-e2e test-slurm test-yarn test-train test-coll
 
 test-go:
 	$(GO) vet ./...
@@ -49,7 +49,14 @@ test-coll: build spank
 # shoal train / shoal.train on the 3-node Slurm cluster: rank layout and environment, GPUs,
 # placement, numpy FSDP vs one process, restart from a checkpoint, torch gloo DDP, scancel
 test-train: build spank
-	./test/slurm/train.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc
+	flock /tmp/shoal-slurm.lock sh -c './test/slurm/train.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
+# a real YARN (MiniYARNCluster: 1 RM, 2 NMs; Hadoop 3.5.0 from Maven Central on JDK 17): the
+# ipc package's real-YARN test and `shoal yarn` end to end; starts the cluster when none runs,
+# and then stops it after
+test-yarn: build
+	@if ./test/yarn/minicluster.sh status; then keep=1; else keep=0; ./test/yarn/minicluster.sh up || exit 1; fi; \
+	$(GO) test -count=1 ./yarn/...; rc=$$?; ./test/yarn/yarn.sh || rc=1; \
+	if [ $$keep = 0 ]; then ./test/yarn/minicluster.sh down; fi; exit $$rc
 
 demo: build
 	@if ! $(PYTHON) -c "import numpy, msgpack, cloudpickle" 2>/dev/null; then ./scripts/deps.sh; fi

@@ -29,6 +29,7 @@ import (
 	"github.com/shoal-hpc/shoal/nodeagent"
 	"github.com/shoal-hpc/shoal/nodeagent/confine"
 	"github.com/shoal-hpc/shoal/nodeagent/fingerprint"
+	"github.com/shoal-hpc/shoal/nodeagent/gpu"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
 )
@@ -50,12 +51,15 @@ type Options struct {
 	Stdout, Stderr    *os.File
 	// PortRange limits the agent's TCP port ("30000-30999"); empty: any.
 	PortRange string
-	// AllowedInterfaces are the interfaces agents may use between nodes (recorded for the
-	// multi-node launcher).
+	// AllowedInterfaces are the interfaces agents may use between nodes: `shoal launch` binds
+	// and announces an address of one of them (see bindAddr).
 	AllowedInterfaces []string
 	// SlurmGPUs, when set, are the GPU indices the Slurm job has on this node: NVML's devices
 	// are narrowed to them, or, without NVML, they are offered as they are.
 	SlurmGPUs []int
+	// CUDAIndex maps SlurmGPUs to the indices CUDA sees in the step, where Slurm renumbered
+	// them (cgroup ConstrainDevices); nil: the same.
+	CUDAIndex map[int]int
 	// Confinement is "auto" (default: confine workers' devices on GPU nodes where the agent
 	// may), "on" (fail when it cannot) or "off".
 	Confinement string
@@ -138,40 +142,11 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	topo, err := discoverGPUs(log)
+	topo, conf, majors, err := gpuSetup(log, &o, res)
 	if err != nil {
 		return nil, err
 	}
-	nvml := len(topo.Devices) > 0
-	topo = narrowGPUs(topo, o.SlurmGPUs)
-	if !nvml && (o.Confinement == "" || o.Confinement == "auto") {
-		o.Confinement = "off" // indices from Slurm without NVML: no device minors to confine to
-	}
-	if o.NumGPUs <= 0 && len(topo.Devices) > 0 {
-		res["GPU"] = float64(len(topo.Devices))
-	}
-	var majors confine.Majors
-	switch o.Confinement {
-	case "", "auto", "on":
-		if len(topo.Devices) == 0 && o.Confinement != "on" {
-			break
-		}
-		cf, err := confine.New(log.Named("confine"))
-		if err != nil {
-			if o.Confinement == "on" {
-				return nil, fmt.Errorf("--gpu-confinement=on: %w", err)
-			}
-			break // confine.New said why, once, at Warn
-		}
-		c.conf = cf
-		if f, err := os.Open("/proc/devices"); err == nil {
-			majors, _ = confine.ReadMajors(f)
-			f.Close()
-		}
-	case "off":
-	default:
-		return nil, fmt.Errorf("--gpu-confinement %q: use auto, on or off", o.Confinement)
-	}
+	c.conf = conf
 	h, err := head.Open(filepath.Join(dir, "head.db"))
 	if err != nil {
 		return nil, err
@@ -209,7 +184,7 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		ClusterID: c.ID, Secret: c.Secret, NodeID: nodeID(), SessionDir: dir, StoreDir: shmDir,
 		SpillDir: spill, Resources: res, ObjectStoreMemory: storeBytes, ListenTCP: listen,
 		Scrub: o.Scrub, Stdout: stdout, Stderr: stderr, PrestartWorkers: int(min(res["CPU"], 4)),
-		GPUs: topo, CPUs: node.CPUs, Confine: c.conf, GPUMajors: majors,
+		GPUs: topo, CUDAIndex: o.CUDAIndex, CPUs: node.CPUs, Confine: c.conf, GPUMajors: majors,
 		OnShutdown: func() {
 			if !once {
 				once = true
@@ -413,4 +388,47 @@ func Find(tmpRoot, id string) (Info, error) {
 		return Info{}, fmt.Errorf("no running cluster with id %q (running: %s)", id, strings.Join(ids, ", "))
 	}
 	return Info{}, errors.New("no running shoal cluster found; start one with `shoal up` or set SHOAL_ADDRESS and SHOAL_SECRET")
+}
+
+// gpuSetup finds this node's GPUs (narrowed to Slurm's), offers them in res unless the user
+// set the GPU count, and makes the device confiner when workers are to be confined ("auto": on
+// GPU nodes where the agent may; "on": fail when it cannot). o.Confinement may be changed to
+// "off" when no NVML means no device minors to confine to. Both the head node's agent and
+// member agents use it.
+func gpuSetup(log hclog.Logger, o *Options, res sched.Resources) (*gpu.Topology, *confine.Confiner, confine.Majors, error) {
+	var majors confine.Majors
+	topo, err := discoverGPUs(log)
+	if err != nil {
+		return nil, nil, majors, err
+	}
+	nvml := len(topo.Devices) > 0
+	topo = narrowGPUs(topo, o.SlurmGPUs)
+	if !nvml && (o.Confinement == "" || o.Confinement == "auto") {
+		o.Confinement = "off" // indices from Slurm without NVML: no device minors to confine to
+	}
+	if o.NumGPUs <= 0 && len(topo.Devices) > 0 {
+		res["GPU"] = float64(len(topo.Devices))
+	}
+	switch o.Confinement {
+	case "", "auto", "on":
+		if len(topo.Devices) == 0 && o.Confinement != "on" {
+			return topo, nil, majors, nil
+		}
+		cf, err := confine.New(log.Named("confine"))
+		if err != nil {
+			if o.Confinement == "on" {
+				return nil, nil, majors, fmt.Errorf("--gpu-confinement=on: %w", err)
+			}
+			return topo, nil, majors, nil // confine.New said why, once, at Warn
+		}
+		if f, err := os.Open("/proc/devices"); err == nil {
+			majors, _ = confine.ReadMajors(f)
+			f.Close()
+		}
+		return topo, cf, majors, nil
+	case "off":
+		return topo, nil, majors, nil
+	default:
+		return nil, nil, majors, fmt.Errorf("--gpu-confinement %q: use auto, on or off", o.Confinement)
+	}
 }

@@ -48,6 +48,10 @@ type LaunchOptions struct {
 	Self string
 	// ExtraArgs are passed on to members started with srun (the cluster flags).
 	ExtraArgs []string
+	// Member makes this node join as a member even when it is first in its step's node list
+	// (the batch-script mode starts each heterogeneous component's agents in a step of their
+	// own).
+	Member bool
 }
 
 type rendezvous struct {
@@ -106,9 +110,10 @@ func Launch(ctx context.Context, log hclog.Logger, o LaunchOptions, env *slurm.E
 	}
 	if g := env.GPUs(); len(g) > 0 {
 		o.SlurmGPUs = g // the job's GPUs on this node, not all of the machine's
+		o.CUDAIndex = env.CUDAIndex()
 	}
 	file := filepath.Join(o.RendezvousDir, o.RendezvousKey+".json")
-	if me != nodes[0] {
+	if me != nodes[0] || o.Member {
 		if !inStep {
 			return 1, fmt.Errorf("`shoal launch` outside srun must run on the job's first node (%s), not on %s", nodes[0], me)
 		}
@@ -120,24 +125,37 @@ func Launch(ctx context.Context, log hclog.Logger, o LaunchOptions, env *slurm.E
 			others = append(others, n)
 		}
 	}
-	var srun *exec.Cmd
 	if !inStep && len(others) > 0 {
-		var err error
-		if srun, err = startMembers(o, others); err != nil {
-			return 1, err
+		// one srun per component of a heterogeneous job (a step spans components only with
+		// --het-group, and -N/-n count per component); one for an ordinary job
+		groups := map[int][]string{}
+		var order []int
+		for _, n := range others {
+			g := env.HetGroupOf(n)
+			if _, ok := groups[g]; !ok {
+				order = append(order, g)
+			}
+			groups[g] = append(groups[g], n)
 		}
-		defer func() {
-			srun.Process.Signal(syscall.SIGTERM)
-			srun.Wait()
-		}()
+		for _, g := range order {
+			srun, err := startMembers(o, groups[g], g)
+			if err != nil {
+				return 1, err
+			}
+			defer func() {
+				srun.Process.Signal(syscall.SIGTERM)
+				srun.Wait()
+			}()
+		}
 	}
 	return launchHead(ctx, log, o, me, others, file, argv)
 }
 
 // startMembers runs `shoal launch` on the other nodes with srun, from the batch script: the
 // batch step's environment leaks into nested steps, so -N, -n and --ntasks-per-node are
-// explicit, and --overlap lets the step share the batch step's resources.
-func startMembers(o LaunchOptions, others []string) (*exec.Cmd, error) {
+// explicit, and --overlap lets the step share the batch step's resources. hetGroup >= 0 names
+// the heterogeneous job component the nodes belong to.
+func startMembers(o LaunchOptions, others []string, hetGroup int) (*exec.Cmd, error) {
 	self := o.Self
 	if self == "" {
 		var err error
@@ -147,7 +165,11 @@ func startMembers(o LaunchOptions, others []string) (*exec.Cmd, error) {
 	}
 	n := fmt.Sprint(len(others))
 	args := []string{"--overlap", "-N", n, "-n", n, "--ntasks-per-node=1", "--nodelist=" + strings.Join(others, ","),
-		"--kill-on-bad-exit=0", self, "launch", "--rendezvous-dir", o.RendezvousDir, "--rendezvous-key", o.RendezvousKey}
+		"--kill-on-bad-exit=0"}
+	if hetGroup >= 0 {
+		args = append(args, fmt.Sprintf("--het-group=%d", hetGroup))
+	}
+	args = append(args, self, "launch", "--member", "--rendezvous-dir", o.RendezvousDir, "--rendezvous-key", o.RendezvousKey)
 	args = append(args, o.ExtraArgs...)
 	cmd := exec.Command("srun", args...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
@@ -155,6 +177,45 @@ func startMembers(o LaunchOptions, others []string) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("start the other nodes' agents with srun: %w", err)
 	}
 	return cmd, nil
+}
+
+// bindAddr is the address this node's agent listens at and announces to the others: the
+// address the node's name resolves to, or, when the admin allows only some interfaces
+// (allowed_interfaces, --allowed-interfaces), that address if it is on one of them, else the
+// first IPv4 address of the first allowed interface that has one.
+func bindAddr(name string, allowed []string) (string, error) {
+	resolved := nodeAddr(name)
+	if len(allowed) == 0 {
+		return resolved, nil
+	}
+	var first string
+	for _, ifname := range allowed {
+		ifc, err := net.InterfaceByName(strings.TrimSpace(ifname))
+		if err != nil {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok || ipn.IP.To4() == nil || ipn.IP.IsLinkLocalUnicast() {
+				continue
+			}
+			if ipn.IP.String() == resolved {
+				return resolved, nil
+			}
+			if first == "" {
+				first = ipn.IP.String()
+			}
+		}
+	}
+	if first == "" {
+		return "", fmt.Errorf("none of the allowed interfaces (%s) has an IPv4 address on node %s; fix allowed_interfaces in the shoal config (shoal config show) or --allowed-interfaces",
+			strings.Join(allowed, ","), name)
+	}
+	return first, nil
 }
 
 // nodeAddr is the address other nodes reach name at.
@@ -179,7 +240,11 @@ func launchHead(ctx context.Context, log hclog.Logger, o LaunchOptions, me strin
 	}
 	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	if o.ListenTCP == "" {
-		o.ListenTCP = net.JoinHostPort(nodeAddr(me), "0")
+		addr, err := bindAddr(me, o.AllowedInterfaces)
+		if err != nil {
+			return 1, err
+		}
+		o.ListenTCP = net.JoinHostPort(addr, "0")
 	}
 	c, err := Start(log, o.Options)
 	if err != nil {
@@ -210,10 +275,28 @@ func launchHead(ctx context.Context, log hclog.Logger, o LaunchOptions, me strin
 				o.JoinTimeout, strings.Join(missing, ","), len(others)+1, c.Agent().TCPAddr())
 		}
 	}
+	// Every node has joined: nobody reads the rendezvous file again. Removing it now, not at
+	// teardown, means a head that Slurm SIGKILLs after KillWait leaves no file behind.
+	os.Remove(file)
 	code, err := runDriver(ctx, log, c, path, argv)
 	c.Agent().StopMembers(code, "the driver exited")
 	stopped = true
 	return code, err
+}
+
+// cudaList is, for each of gpus, the index CUDA sees (m's value), or nil when m is nil.
+func cudaList(gpus []int, m map[int]int) []int {
+	if m == nil {
+		return nil
+	}
+	out := make([]int, len(gpus))
+	for i, g := range gpus {
+		out[i] = g
+		if c, ok := m[g]; ok {
+			out[i] = c
+		}
+	}
+	return out
 }
 
 func writeRendezvous(file string, r rendezvous) error {
@@ -246,20 +329,41 @@ func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, fi
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	res, _, _, _, err := resources(log, o.Options, "member")
+	res, _, _, fp, err := resources(log, o.Options, "member")
 	if err != nil {
 		return 1, err
 	}
+	addr, err := bindAddr(me, o.AllowedInterfaces)
+	if err != nil {
+		return 1, err
+	}
+	// GPUs as the head node sees its own: NVML topology narrowed to Slurm's, confinement where
+	// this agent may; without NVML, Slurm's indices as they are.
+	topo, conf, majors, err := gpuSetup(log, &o.Options, res)
+	if err != nil {
+		return 1, err
+	}
+	if conf != nil {
+		defer conf.Close()
+	}
+	gpus := o.SlurmGPUs
+	if len(topo.Devices) > 0 {
+		gpus = nil
+		for _, d := range topo.Devices {
+			gpus = append(gpus, d.Index)
+		}
+	}
 	offer := sched.Resources{}
 	for k, v := range res {
-		if k != "object_store_memory" && k != "GPU" { // the store and GPUs of members are not used yet
+		if k != "object_store_memory" && k != "GPU" { // the store of members is not used yet; GPUs go by index
 			offer[k] = v
 		}
 	}
 	var m *nodeagent.Member
 	for {
 		m, err = nodeagent.Join(log.Named("member"), nodeagent.MemberConfig{HeadAddr: r.Addr, Secret: r.Secret, Node: me,
-			Addr: nodeAddr(me), Resources: offer, GPUs: o.SlurmGPUs, Scrub: o.Scrub})
+			Addr: addr, Resources: offer, GPUs: gpus, CUDA: cudaList(gpus, o.CUDAIndex), Scrub: o.Scrub,
+			Topology: topo, Confine: conf, UVMMajor: majors.UVM, CPUs: fp.CPUs})
 		if err == nil {
 			break
 		}

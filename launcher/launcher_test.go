@@ -153,3 +153,17 @@ func TestSignalReachesDriver(t *testing.T) {
 		}
 	}
 }
+
+func TestBindAddr(t *testing.T) {
+	got, err := bindAddr("localhost", []string{"lo"})
+	if err != nil || got != "127.0.0.1" {
+		t.Errorf(`bindAddr(localhost, [lo]) = %q, %v; want 127.0.0.1`, got, err)
+	}
+	if got, err := bindAddr("localhost", nil); err != nil || got != nodeAddr("localhost") {
+		t.Errorf("bindAddr without allowed interfaces = %q, %v; want the resolved address %q", got, err, nodeAddr("localhost"))
+	}
+	_, err = bindAddr("node7", []string{"nosuch0", "nosuch1"})
+	if err == nil || !strings.Contains(err.Error(), "nosuch0,nosuch1") || !strings.Contains(err.Error(), "node7") {
+		t.Errorf("bindAddr with no usable interface: error %v, want one naming the interfaces and the node", err)
+	}
+}

@@ -63,6 +63,9 @@ type Config struct {
 	OnShutdown func()
 	// GPUs is what GPU discovery found; the agent places tasks on these GPUs. Nil: none.
 	GPUs *gpu.Topology
+	// CUDAIndex maps a GPU index to the index CUDA sees on this node where they differ
+	// (Slurm's ConstrainDevices renumbers a step's GPUs); nil: the same.
+	CUDAIndex map[int]int
 	// CPUs are the CPUs the agent may use (its affinity), for pinning GPU workers.
 	CPUs []int
 	// Confine, when set, puts every worker in a cgroup whose device program admits only the
@@ -121,7 +124,8 @@ func New(log hclog.Logger, h *head.Head, cfg Config) (*Agent, error) {
 		tasks: map[wire.ID]*task{}, depWait: map[wire.ID][]*task{}, waiters: map[wire.ID][]*waiter{},
 		actors: map[wire.ID]*actor{}, pgs: map[wire.ID]*pgroup{}, fns: map[wire.ID][]byte{},
 		total: cfg.Resources.Clone(), avail: cfg.Resources.Clone()}
-	a.local = &node{id: cfg.NodeID, total: a.total, avail: a.avail, alive: true, joined: time.Now(), gpuUsed: map[int]bool{}}
+	a.local = &node{id: cfg.NodeID, total: a.total, avail: a.avail, alive: true, joined: time.Now(), gpuUsed: map[int]bool{},
+		cuda: cfg.CUDAIndex, topo: cfg.GPUs}
 	if cfg.GPUs != nil {
 		for _, d := range cfg.GPUs.Devices {
 			a.local.gpus = append(a.local.gpus, d.Index)
@@ -309,7 +313,7 @@ func (a *Agent) handshake(nc net.Conn, tcp bool) {
 		}
 		return
 	}
-	c := &client{conn: conn, role: au.Role, lang: au.Lang, pid: au.PID, remote: tcp}
+	c := &client{conn: conn, role: au.Role, lang: au.Lang, pid: au.PID, remote: tcp, gone: make(chan struct{})}
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
@@ -369,6 +373,7 @@ func (a *Agent) readLoop(c *client) {
 
 func (a *Agent) disconnect(c *client) {
 	c.conn.Close()
+	defer close(c.gone)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.conns, c.id)
@@ -622,7 +627,13 @@ func (a *Agent) info() *wire.InfoReply {
 		for k, v := range n.avail {
 			av[k] = max(v, 0)
 		}
-		r.Nodes = append(r.Nodes, wire.NodeInfo{ID: n.id, Addr: n.addr, Alive: n.alive, Total: n.total, Available: av})
+		gpus := TopologyToWire(n.topo)
+		if gpus == nil {
+			for _, i := range n.gpus {
+				gpus = append(gpus, wire.GPU{Index: i, NUMANode: -1})
+			}
+		}
+		r.Nodes = append(r.Nodes, wire.NodeInfo{ID: n.id, Addr: n.addr, Alive: n.alive, Total: n.total, Available: av, GPUs: gpus})
 		if n.alive {
 			total.Add(n.total)
 			avail.Add(av)

@@ -9,10 +9,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-hpc/shoal/nodeagent/confine"
 	"github.com/shoal-hpc/shoal/nodeagent/gpu"
+	"github.com/shoal-hpc/shoal/wire"
 )
 
 // GPU placement:
@@ -44,15 +46,16 @@ func (a *Agent) hasGPUs() bool { return len(a.local.gpus) > 0 }
 // between tasks is not supported yet).
 func gpuCount(n float64) int { return int(math.Ceil(n - 1e-9)) }
 
-// pickGPUs chooses n free GPUs of node nd, or nil when they are not free now. On this node
-// the choice follows the topology (one NUMA node, NVLink); a member's GPUs are plain indices.
+// pickGPUs chooses n free GPUs of node nd, or nil when they are not free now. Where the node's
+// topology is known (NVML on the head node, or sent by a member in NODE_JOIN) the choice follows
+// it (one NUMA node, NVLink); otherwise the node's GPUs are plain indices, taken in order.
 func (a *Agent) pickGPUs(nd *node, n int) []int {
-	if nd == a.local && a.cfg.GPUs != nil && len(a.cfg.GPUs.Devices) > 0 {
+	if nd.topo != nil && len(nd.topo.Devices) > 0 {
 		var used []int
 		for id := range nd.gpuUsed {
 			used = append(used, id)
 		}
-		ids, err := gpu.Pick(a.cfg.GPUs.Without(used...), n, -1)
+		ids, err := gpu.Pick(nd.topo.Without(used...), n, -1)
 		if err != nil {
 			return nil
 		}
@@ -78,19 +81,17 @@ func (a *Agent) takeGPUs(nd *node, ids []int) {
 }
 
 func (a *Agent) freeGPUs(nd *node, ids []int) {
-	if nd == nil {
-		nd = a.local
-	}
 	for _, id := range ids {
 		delete(nd.gpuUsed, id)
 	}
 }
 
-func (a *Agent) device(index int) (gpu.Device, bool) {
-	if a.cfg.GPUs == nil {
+// device returns the GPU with NVML index index from t.
+func device(t *gpu.Topology, index int) (gpu.Device, bool) {
+	if t == nil {
 		return gpu.Device{}, false
 	}
-	for _, d := range a.cfg.GPUs.Devices {
+	for _, d := range t.Devices {
 		if d.Index == index {
 			return d, true
 		}
@@ -103,23 +104,34 @@ func (a *Agent) gpuEnv(nd *node, ids []int) []string {
 	if len(nd.gpus) == 0 {
 		return nil
 	}
+	if nd.cuda != nil {
+		seen := make([]int, len(ids))
+		for i, id := range ids {
+			seen[i] = id
+			if c, ok := nd.cuda[id]; ok {
+				seen[i] = c
+			}
+		}
+		ids = seen
+	}
 	return []string{"CUDA_VISIBLE_DEVICES=" + gpuKey(ids), "CUDA_DEVICE_ORDER=PCI_BUS_ID", "SHOAL_GPU_IDS=" + gpuKey(ids)}
 }
 
-// gpuCPUs is the CPUs nearest the GPUs ids, within this agent's CPUs; nil when unknown.
-func (a *Agent) gpuCPUs(ids []int) []int {
-	allowed := map[int]bool{}
-	for _, c := range a.cfg.CPUs {
-		allowed[c] = true
+// gpuCPUs is the CPUs nearest the GPUs ids of t, within allowed (all when empty); nil when
+// unknown.
+func gpuCPUs(t *gpu.Topology, allowed []int, ids []int) []int {
+	ok := map[int]bool{}
+	for _, c := range allowed {
+		ok[c] = true
 	}
 	set := map[int]bool{}
 	for _, id := range ids {
-		d, ok := a.device(id)
-		if !ok || d.CPUAffinity == nil {
+		d, found := device(t, id)
+		if !found || d.CPUAffinity == nil {
 			return nil
 		}
 		for _, c := range d.CPUAffinity {
-			if len(allowed) == 0 || allowed[c] {
+			if len(ok) == 0 || ok[c] {
 				set[c] = true
 			}
 		}
@@ -132,44 +144,66 @@ func (a *Agent) gpuCPUs(ids []int) []int {
 	return out
 }
 
+// DeviceRules are the devices a worker owning the GPUs ids of t may open: the ordinary
+// character devices, those GPUs (by their /dev/nvidiaN minors; uvm is nvidia-uvm's major, 0 when
+// unknown) and extra. Member agents confine their workers with the same rules as the head's.
+func DeviceRules(t *gpu.Topology, ids []int, uvm int, extra []confine.Rule) ([]confine.Rule, error) {
+	rules := confine.DefaultRules()
+	if len(ids) > 0 {
+		var minors []int
+		for _, id := range ids {
+			d, ok := device(t, id)
+			if !ok || d.MinorNumber < 0 {
+				return nil, fmt.Errorf("the device minor of GPU %d is unknown", id)
+			}
+			minors = append(minors, d.MinorNumber)
+		}
+		gr, err := confine.GPURules(minors, uvm)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, gr...)
+	}
+	return append(rules, extra...), nil
+}
+
 // confineWorker makes the worker's cgroup, when the agent confines workers. It returns the
 // open cgroup directory to start the process in, or nil.
 func (a *Agent) confineWorker(w *worker) (*os.File, error) {
 	if a.cfg.Confine == nil || w.node != a.local {
 		return nil, nil
 	}
-	rules := confine.DefaultRules()
-	if len(w.gpus) > 0 {
-		var minors []int
-		for _, id := range w.gpus {
-			d, ok := a.device(id)
-			if !ok || d.MinorNumber < 0 {
-				return nil, fmt.Errorf("confine worker %s: the device minor of GPU %d is unknown", w.id, id)
-			}
-			minors = append(minors, d.MinorNumber)
-		}
-		gr, err := confine.GPURules(minors, a.cfg.GPUMajors.UVM)
-		if err != nil {
-			return nil, fmt.Errorf("confine worker %s: %w", w.id, err)
-		}
-		rules = append(rules, gr...)
+	rules, err := DeviceRules(a.cfg.GPUs, w.gpus, a.cfg.GPUMajors.UVM, a.cfg.ExtraDevices)
+	if err != nil {
+		return nil, fmt.Errorf("confine worker %s: %w", w.id, err)
 	}
-	rules = append(rules, a.cfg.ExtraDevices...)
-	g, err := a.cfg.Confine.Confine(w.id, rules)
+	g, f, err := openGroup(a.cfg.Confine, w.id, rules)
 	if err != nil {
 		return nil, err
-	}
-	f, err := os.Open(g.Dir())
-	if err != nil {
-		g.Close()
-		return nil, fmt.Errorf("open cgroup of worker %s: %w", w.id, err)
 	}
 	w.group = g
 	return f, nil
 }
 
+// openGroup makes the cgroup name with rules and opens its directory, for starting a process
+// in it (SysProcAttr.CgroupFD).
+func openGroup(cf *confine.Confiner, name string, rules []confine.Rule) (*confine.Group, *os.File, error) {
+	g, err := cf.Confine(name, rules)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := os.Open(g.Dir())
+	if err != nil {
+		g.Close()
+		return nil, nil, fmt.Errorf("open cgroup of worker %s: %w", name, err)
+	}
+	return g, f, nil
+}
+
 // setAffinity pins a started worker to cpus (best effort).
-func (a *Agent) setAffinity(pid int, cpus []int) {
+func (a *Agent) setAffinity(pid int, cpus []int) { setAffinity(a.log, pid, cpus) }
+
+func setAffinity(log hclog.Logger, pid int, cpus []int) {
 	if len(cpus) == 0 {
 		return
 	}
@@ -178,7 +212,7 @@ func (a *Agent) setAffinity(pid int, cpus []int) {
 		set.Set(c)
 	}
 	if err := unix.SchedSetaffinity(pid, &set); err != nil {
-		a.log.Debug("set worker CPU affinity", "pid", pid, "cpus", fmt.Sprint(cpus), "error", err)
+		log.Debug("set worker CPU affinity", "pid", pid, "cpus", fmt.Sprint(cpus), "error", err)
 	}
 }
 
@@ -191,4 +225,27 @@ func (a *Agent) closeGroup(w *worker) {
 		a.log.Warn("remove worker cgroup", "worker", w.id, "error", err)
 	}
 	w.group = nil
+}
+
+// TopologyToWire is what a member sends about its GPUs in NODE_JOIN.
+func TopologyToWire(t *gpu.Topology) []wire.GPU {
+	if t == nil {
+		return nil
+	}
+	out := make([]wire.GPU, 0, len(t.Devices))
+	for _, d := range t.Devices {
+		out = append(out, wire.GPU{Index: d.Index, UUID: d.UUID, Name: d.Name, MemoryBytes: d.MemoryBytes,
+			NUMANode: d.NUMANode, CPUs: d.CPUAffinity, NVLinkPeers: d.NVLinkPeers})
+	}
+	return out
+}
+
+// topologyFromWire is the head's view of a member's GPUs (device minors stay on the member).
+func topologyFromWire(ds []wire.GPU) *gpu.Topology {
+	t := &gpu.Topology{}
+	for _, d := range ds {
+		t.Devices = append(t.Devices, gpu.Device{Index: d.Index, UUID: d.UUID, Name: d.Name, MemoryBytes: d.MemoryBytes,
+			NUMANode: d.NUMANode, CPUAffinity: d.CPUs, NVLinkPeers: d.NVLinkPeers, MinorNumber: -1})
+	}
+	return t
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/shoal-hpc/shoal/nodeagent/confine"
+	"github.com/shoal-hpc/shoal/nodeagent/gpu"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
 )
@@ -28,11 +30,16 @@ type Member struct {
 	conn    *wire.Conn
 	node    string
 	scrub   func([]string) []string
+	cfg     MemberConfig
 	stdout  *os.File
 	stderr  *os.File
 	mu      sync.Mutex
 	workers map[string]*exec.Cmd
-	wg      sync.WaitGroup
+	// stopping is set by killAll: from then on spawn starts nothing, so no worker can slip in
+	// between killAll's sweep and this process's exit (Close runs from a signal handler while
+	// Run may be handling a SPAWN).
+	stopping bool
+	wg       sync.WaitGroup
 }
 
 // MemberConfig configures Join.
@@ -42,10 +49,21 @@ type MemberConfig struct {
 	Node      string // this node's name (SLURMD_NODENAME)
 	Addr      string // this node's address, for `shoal status`
 	Resources sched.Resources
-	GPUs      []int // GPU indices this node offers (from Slurm), handed out as CUDA_VISIBLE_DEVICES
+	GPUs      []int // GPU indices this node offers (from Slurm)
+	CUDA      []int // for each of GPUs, the index CUDA sees in the step (nil: the same)
 	Scrub     func([]string) []string
 	Stdout    *os.File
 	Stderr    *os.File
+	// Topology is this node's GPUs as NVML sees them (narrowed to Slurm's), sent to the head
+	// so it places tasks by NUMA node and NVLink here too; nil without NVML.
+	Topology *gpu.Topology
+	// Confine, when set, puts every worker in a cgroup whose device program admits only the
+	// ordinary character devices, its GPUs and ExtraDevices, as the head node's agent does.
+	Confine      *confine.Confiner
+	UVMMajor     int
+	ExtraDevices []confine.Rule
+	// CPUs are the CPUs this agent may use, for pinning GPU workers near their GPUs.
+	CPUs []int
 }
 
 // Join connects to the head node's agent and offers this node.
@@ -54,12 +72,13 @@ func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
 	if err != nil {
 		return nil, fmt.Errorf("join the cluster at %s: %w", cfg.HeadAddr, err)
 	}
-	if err := conn.Call(wire.TNodeJoin, 1, &wire.NodeJoin{Node: cfg.Node, Addr: cfg.Addr, Resources: cfg.Resources, GPUs: cfg.GPUs}, nil); err != nil {
+	if err := conn.Call(wire.TNodeJoin, 1, &wire.NodeJoin{Node: cfg.Node, Addr: cfg.Addr, Resources: cfg.Resources, GPUs: cfg.GPUs, CUDA: cfg.CUDA,
+		Devices: TopologyToWire(cfg.Topology)}, nil); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("join the cluster at %s as node %s: %w", cfg.HeadAddr, cfg.Node, err)
 	}
 	m := &Member{log: log, conn: conn, node: cfg.Node, scrub: cfg.Scrub, stdout: cfg.Stdout, stderr: cfg.Stderr,
-		workers: map[string]*exec.Cmd{}}
+		workers: map[string]*exec.Cmd{}, cfg: cfg}
 	if m.stdout == nil {
 		m.stdout = os.Stdout
 	}
@@ -132,15 +151,32 @@ func (m *Member) spawn(s *wire.Spawn) {
 	}
 	cmd.Stdout, cmd.Stderr = m.stdout, m.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	group := m.confine(s, cmd)
+	// Start under the lock: killAll either sees this worker or has already set stopping.
+	m.mu.Lock()
+	if m.stopping {
+		m.mu.Unlock()
+		closeGroup(m.log, group, s.Worker)
+		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: s.Worker, Msg: "not started: node " + m.node + " is stopping"})
+		return
+	}
+	err := cmd.Start()
+	if cmd.SysProcAttr.UseCgroupFD {
+		syscall.Close(cmd.SysProcAttr.CgroupFD)
+	}
+	if err != nil {
+		m.mu.Unlock()
+		closeGroup(m.log, group, s.Worker)
 		m.log.Error("start worker", "worker", s.Worker, "error", err)
 		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: s.Worker, Msg: "could not start: " + err.Error()})
 		return
 	}
-	m.mu.Lock()
 	m.workers[s.Worker] = cmd
-	m.mu.Unlock()
 	m.wg.Add(1)
+	m.mu.Unlock()
+	if len(s.GPUs) > 0 {
+		setAffinity(m.log, cmd.Process.Pid, gpuCPUs(m.cfg.Topology, m.cfg.CPUs, s.GPUs))
+	}
 	go func() {
 		defer m.wg.Done()
 		err := cmd.Wait()
@@ -151,6 +187,7 @@ func (m *Member) spawn(s *wire.Spawn) {
 		m.mu.Lock()
 		delete(m.workers, s.Worker)
 		m.mu.Unlock()
+		closeGroup(m.log, group, s.Worker)
 		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: s.Worker, Msg: why})
 	}()
 }
@@ -158,6 +195,7 @@ func (m *Member) spawn(s *wire.Spawn) {
 // killAll ends every worker: SIGTERM, then SIGKILL to its process group after a grace period.
 func (m *Member) killAll() {
 	m.mu.Lock()
+	m.stopping = true
 	cmds := make([]*exec.Cmd, 0, len(m.workers))
 	for _, c := range m.workers {
 		cmds = append(cmds, c)
@@ -178,5 +216,42 @@ func (m *Member) killAll() {
 	}
 	for _, c := range cmds {
 		syscall.Kill(-c.Process.Pid, syscall.SIGKILL) // leftovers in the process groups
+	}
+}
+
+// confine makes the worker's cgroup when this member confines workers, and sets cmd to start in
+// it. A failure is logged and the worker starts unconfined, as on the head node.
+func (m *Member) confine(s *wire.Spawn, cmd *exec.Cmd) *confine.Group {
+	if m.cfg.Confine == nil {
+		return nil
+	}
+	rules, err := DeviceRules(m.cfg.Topology, s.GPUs, m.cfg.UVMMajor, m.cfg.ExtraDevices)
+	if err == nil {
+		var g *confine.Group
+		var f *os.File
+		if g, f, err = openGroup(m.cfg.Confine, s.Worker, rules); err == nil {
+			fd, derr := syscall.Dup(int(f.Fd()))
+			f.Close()
+			if derr != nil {
+				g.Close()
+				err = derr
+			} else {
+				cmd.SysProcAttr.UseCgroupFD = true
+				cmd.SysProcAttr.CgroupFD = fd
+				return g
+			}
+		}
+	}
+	m.log.Error("confine worker; starting it unconfined", "worker", s.Worker, "error", err)
+	return nil
+}
+
+// closeGroup removes a worker's cgroup, if it has one.
+func closeGroup(log hclog.Logger, g *confine.Group, worker string) {
+	if g == nil {
+		return
+	}
+	if err := g.Close(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		log.Warn("remove worker cgroup", "worker", worker, "error", err)
 	}
 }

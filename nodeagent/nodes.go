@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shoal-hpc/shoal/head"
+	"github.com/shoal-hpc/shoal/nodeagent/gpu"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
 )
@@ -31,6 +32,12 @@ type node struct {
 	// gpus are the GPU indices the node offers (CUDA_VISIBLE_DEVICES values); gpuUsed the taken
 	gpus    []int
 	gpuUsed map[int]bool
+	// cuda maps a GPU index to the index CUDA sees on the node, where they differ (Slurm's
+	// ConstrainDevices); nil: the same.
+	cuda map[int]int
+	// topo is the node's GPU topology where known (NVML here, or a member's NODE_JOIN); nil:
+	// its GPUs are plain indices.
+	topo *gpu.Topology
 }
 
 // placeGPUTask takes resources and n free GPUs for t on one node (this node first) and
@@ -145,7 +152,7 @@ func (a *Agent) spawnRemote(j *job, forAct *actor, nd *node, gpus []int) *worker
 	id := fmt.Sprintf("%s-w%d", j.id, j.nextW)
 	w := &worker{id: id, job: j, exited: make(chan struct{}), fnsSent: map[wire.ID]bool{}, forAct: forAct, node: nd, gpus: gpus}
 	env := append(a.workerEnv(j, id, nd), a.gpuEnv(nd, gpus)...)
-	err := nd.member.conn.Send(wire.TSpawn, 0, &wire.Spawn{Worker: id, Argv: workerArgv(j), Env: env, Cwd: j.cwd})
+	err := nd.member.conn.Send(wire.TSpawn, 0, &wire.Spawn{Worker: id, Argv: workerArgv(j), Env: env, Cwd: j.cwd, GPUs: gpus})
 	if err != nil {
 		return nil
 	}
@@ -198,6 +205,15 @@ func (a *Agent) nodeJoin(c *client, m *wire.NodeJoin) error {
 	}
 	n := &node{id: m.Node, addr: m.Addr, total: res, avail: res.Clone(), member: c, alive: true, joined: time.Now(),
 		gpus: append([]int(nil), m.GPUs...), gpuUsed: map[int]bool{}}
+	if len(m.Devices) > 0 {
+		n.topo = topologyFromWire(m.Devices)
+	}
+	if len(m.CUDA) == len(m.GPUs) && len(m.CUDA) > 0 {
+		n.cuda = make(map[int]int, len(m.CUDA))
+		for i, g := range m.GPUs {
+			n.cuda[g] = m.CUDA[i]
+		}
+	}
 	if len(n.gpus) > 0 {
 		res["GPU"] = float64(len(n.gpus))
 		n.avail["GPU"] = res["GPU"]
@@ -317,7 +333,15 @@ func (a *Agent) StopMembers(code int, msg string) {
 		}
 	}
 	a.mu.Unlock()
+	// Let each member hang up first (it exits once its workers are gone): closing our end while
+	// its last WORKER_EXITs are unread would reset the connection, and a member whose write
+	// fails on the reset could lose the STOP still unread in its socket.
+	deadline := time.After(3 * time.Second)
 	for _, c := range conns {
+		select {
+		case <-c.gone:
+		case <-deadline:
+		}
 		c.conn.Close()
 	}
 }

@@ -26,8 +26,9 @@ type client struct {
 	pid    int
 	job    *job
 	worker *worker
-	remote bool  // connected over TCP: cannot map this node's store, gets bytes inline
-	member *node // a member agent's connection
+	remote bool          // connected over TCP: cannot map this node's store, gets bytes inline
+	member *node         // a member agent's connection
+	gone   chan struct{} // closed when the connection's reader has ended
 }
 
 type job struct {
@@ -714,8 +715,8 @@ func (a *Agent) spawnWorkerGPUs(j *job, forAct *actor, gpus []int) *worker {
 
 // spawnWorkerOn starts a worker process for j on node nd: here, or through nd's member agent.
 func (a *Agent) spawnWorkerOn(j *job, forAct *actor, gpus []int, nd *node) *worker {
-	if a.closed || j.ended || nd == nil || !nd.alive {
-		return nil
+	if a.closed || a.stopping || j.ended || nd == nil || !nd.alive {
+		return nil // the cluster is going away: a worker started now could outlive it
 	}
 	if nd.member != nil {
 		return a.spawnRemote(j, forAct, nd, gpus)
@@ -765,7 +766,7 @@ func (a *Agent) spawnWorkerOn(j *job, forAct *actor, gpus []int, nd *node) *work
 		a.log.Error("start worker", "job", j.id, "exe", j.exe, "error", err)
 		return nil
 	}
-	a.setAffinity(cmd.Process.Pid, a.gpuCPUs(gpus))
+	a.setAffinity(cmd.Process.Pid, gpuCPUs(a.cfg.GPUs, a.cfg.CPUs, gpus))
 	j.starting++
 	j.workers[id] = w
 	a.workers[id] = w

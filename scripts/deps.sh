@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PKGS=(slurm-client libslurm-dev util-linux iproute2 libopenmpi-dev openmpi-bin)
+# YARN tests: the MiniYARNCluster harness (test/yarn) is built with Maven and runs on JDK 17
+APT_PKGS+=(openjdk-17-jdk-headless maven curl)
 PIP_PKGS=(numpy msgpack cloudpickle pytest wheel setuptools)
 
 missing=()

@@ -77,6 +77,20 @@ type Env struct {
 	nodeName string
 }
 
+// HetGroupOf returns the index of the heterogeneous job component that node belongs to
+// (the first, when several share it), or -1 when the job is not heterogeneous or node is in
+// none.
+func (e *Env) HetGroupOf(node string) int {
+	for i, g := range e.HetGroups {
+		for _, n := range g.Nodes {
+			if n == node {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
 // HetGroup is one component of a heterogeneous job, read from the variables that end in
 // _HET_GROUP_<N>. Fields mean what the Env fields of the same name mean.
 type HetGroup struct {
@@ -154,7 +168,11 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 		}
 	}
 
-	if e.NodeList == "" {
+	// The batch script of a heterogeneous job sees only component 0 in SLURM_JOB_NODELIST
+	// (checked on Slurm 22.05); the job is all of its components. A step (srun --het-group=...)
+	// gets its own components' union there, which is right as it is.
+	if e.NodeList == "" || (len(e.HetGroups) > 1 && e.StepID == "") {
+		e.nodes = nil
 		for _, g := range e.HetGroups {
 			e.nodes = appendNew(e.nodes, g.Nodes)
 		}
@@ -166,8 +184,8 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 }
 
 // Nodes returns the allocation's nodes in Slurm's order, from SLURM_JOB_NODELIST, or, in a
-// heterogeneous job without it, the components' nodes in component order without
-// repeats. The slice is the caller's to modify.
+// heterogeneous job's batch step (or without SLURM_JOB_NODELIST), the components' nodes in
+// component order without repeats. The slice is the caller's to modify.
 func (e *Env) Nodes() []string { return append([]string(nil), e.nodes...) }
 
 // HeadNode returns the first node of the allocation, the one a batch script runs on.
@@ -236,6 +254,32 @@ func (e *Env) GPUs() []int {
 		return append([]int(nil), e.CUDAVisibleDevices...)
 	}
 	return nil
+}
+
+// CUDAIndex maps each of GPUs()'s global indices to the index CUDA sees in this step, or
+// returns nil when the two are the same. Under cgroup ConstrainDevices=yes Slurm renumbers a
+// step's GPUs: SLURM_STEP_GPUS=4,5 comes with CUDA_VISIBLE_DEVICES=0,1, and a worker handed
+// CUDA_VISIBLE_DEVICES=4 would see no GPU. Slurm lists both in the same order, so the i-th
+// global index is CUDA's i-th device. A CUDA_VISIBLE_DEVICES of another length (set by hand,
+// or UUIDs) gives nil: the global indices are used as they are.
+func (e *Env) CUDAIndex() map[int]int {
+	global := e.StepGPUs
+	if global == nil {
+		global = e.JobGPUs
+	}
+	if global == nil || len(e.CUDAVisibleDevices) != len(global) {
+		return nil
+	}
+	m := make(map[int]int, len(global))
+	same := true
+	for i, g := range global {
+		m[g] = e.CUDAVisibleDevices[i]
+		same = same && g == e.CUDAVisibleDevices[i]
+	}
+	if same {
+		return nil
+	}
+	return m
 }
 
 // RankVars returns the variables Slurm sets per task or per step, which must not reach a

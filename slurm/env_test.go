@@ -99,11 +99,30 @@ func TestParseEnvHet(t *testing.T) {
 		t.Errorf("Nodes() = %q, want the components' nodes in order", got)
 	}
 
-	// With the job-wide list present, it is the one Nodes reports.
+	// In a step (srun --het-group=...), SLURM_JOB_NODELIST holds the step's components: it is
+	// the one Nodes reports.
 	m := loadEnv(t, "het.env")
 	m["SLURM_JOB_NODELIST"] = "gpu02,cpu01,gpu01"
+	m["SLURM_STEP_ID"] = "0"
 	if got := mustParse(t, m).Nodes(); !slices.Equal(got, []string{"gpu02", "cpu01", "gpu01"}) {
 		t.Errorf("Nodes() = %q, want SLURM_JOB_NODELIST's order", got)
+	}
+	m["SLURM_JOB_NODELIST"] = "gpu[01-02]" // srun --het-group=1
+	if got := mustParse(t, m).Nodes(); !slices.Equal(got, []string{"gpu01", "gpu02"}) {
+		t.Errorf("Nodes() = %q in a step of component 1, want [gpu01 gpu02]", got)
+	}
+	// The batch script sees only component 0 in SLURM_JOB_NODELIST (Slurm 22.05); the job is
+	// every component's nodes, and each node knows its component.
+	m = loadEnv(t, "het.env")
+	m["SLURM_JOB_NODELIST"] = "cpu01"
+	e = mustParse(t, m)
+	if got := e.Nodes(); !slices.Equal(got, []string{"cpu01", "gpu01", "gpu02"}) {
+		t.Errorf("Nodes() = %q in the batch step, want every component's nodes", got)
+	}
+	for node, g := range map[string]int{"cpu01": 0, "gpu02": 1, "login1": -1} {
+		if got := e.HetGroupOf(node); got != g {
+			t.Errorf("HetGroupOf(%s) = %d, want %d", node, got, g)
+		}
 	}
 	// Components that share nodes list each node once.
 	m = loadEnv(t, "het.env")
@@ -337,4 +356,39 @@ func FuzzParseEnv(f *testing.F) {
 		_ = e.MemoryBytesOnThisNode()
 		_ = e.GPUs()
 	})
+}
+
+func TestCUDAIndex(t *testing.T) {
+	base := map[string]string{"SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "n1", "SLURMD_NODENAME": "n1"}
+	tests := []struct {
+		name string
+		set  map[string]string
+		want map[int]int
+	}{
+		{"no GPUs", nil, nil},
+		{"step GPUs renumbered by ConstrainDevices", map[string]string{"SLURM_STEP_GPUS": "4,5", "CUDA_VISIBLE_DEVICES": "0,1"},
+			map[int]int{4: 0, 5: 1}},
+		{"job GPUs renumbered (batch step)", map[string]string{"SLURM_JOB_GPUS": "2,6", "CUDA_VISIBLE_DEVICES": "0,1"},
+			map[int]int{2: 0, 6: 1}},
+		{"step GPUs win over the job's", map[string]string{"SLURM_JOB_GPUS": "0,1,2,3", "SLURM_STEP_GPUS": "3", "CUDA_VISIBLE_DEVICES": "0"},
+			map[int]int{3: 0}},
+		{"not constrained: the same indices", map[string]string{"SLURM_STEP_GPUS": "2,3", "CUDA_VISIBLE_DEVICES": "2,3"}, nil},
+		{"CUDA_VISIBLE_DEVICES of another length is not guessed from", map[string]string{"SLURM_STEP_GPUS": "2,3", "CUDA_VISIBLE_DEVICES": "0"}, nil},
+		{"only CUDA_VISIBLE_DEVICES", map[string]string{"CUDA_VISIBLE_DEVICES": "1"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := map[string]string{}
+			for k, v := range base {
+				m[k] = v
+			}
+			for k, v := range tt.set {
+				m[k] = v
+			}
+			got := mustParse(t, m).CUDAIndex()
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("CUDAIndex() = %v, want %v", got, tt.want)
+			}
+		})
+	}
 }

@@ -41,6 +41,7 @@ check "run: a store larger than /dev/shm is a warning, not a crash" eval '[ $rc 
 
 check "node info: offers this machine's CPUs" bash -c "'$SHOAL' node info --json | $PY -c 'import json,sys,os; r=json.load(sys.stdin); assert r[\"offer\"][\"CPU\"]==len(os.sched_getaffinity(0)), r'"
 check "node info: GPUs from NVML (go-nvml's DGX H100 mock)" bash -c "SHOAL_NVML_MOCK=dgxh100 '$SHOAL' node info | grep -q 'offers .*GPU 8'"
+check "status: each node with its resources and GPUs (name, UUID)" bash -c "SHOAL_NVML_MOCK=dgxh100 '$SHOAL' run --num-cpus 1 -- '$SHOAL' status | grep -q 'GPU 7 *NVIDIA H100 80GB HBM3 *GPU-'"
 
 # admin config: /etc/shoal/shoal.toml (here SHOAL_CONFIG), overridden by flags and variables
 cat > "$SHOAL_TMPDIR/shoal.toml" <<'TOML'

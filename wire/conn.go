@@ -54,7 +54,13 @@ func (c *Conn) writeLoop() {
 			c.closed = true
 			c.out = nil
 			c.mu.Unlock()
-			c.nc.Close()
+			// Only the writing half: what the peer sent before it went away (a STOP, say) is
+			// still in our socket, and Read must see it before the error. Close closes the rest.
+			if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+				cw.CloseWrite()
+			} else {
+				c.nc.Close()
+			}
 			return
 		}
 	}
@@ -95,6 +101,7 @@ func (c *Conn) Close() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		c.nc.Close() // a failed write closed only the writing half
 		return nil
 	}
 	c.closed = true

@@ -256,6 +256,8 @@ type NodeInfo struct {
 	Alive     bool               `msgpack:"alive" json:"alive"`
 	Total     map[string]float64 `msgpack:"total" json:"total"`
 	Available map[string]float64 `msgpack:"available" json:"available"`
+	// GPUs are the node's GPUs as its agent found them (NVML), or plain indices from Slurm.
+	GPUs []GPU `msgpack:"gpus,omitempty" json:"gpus,omitempty"`
 }
 
 // StoreStats describes a node's object store.
@@ -285,6 +287,24 @@ type NodeJoin struct {
 	Addr      string             `msgpack:"addr"`
 	Resources map[string]float64 `msgpack:"resources"`
 	GPUs      []int              `msgpack:"gpus"` // the GPU indices the node offers
+	// CUDA, when set, holds for each of GPUs the index CUDA sees on that node (Slurm's
+	// ConstrainDevices renumbers a step's GPUs from 0); workers get these in
+	// CUDA_VISIBLE_DEVICES. Absent: the GPU indices themselves.
+	CUDA []int `msgpack:"cuda,omitempty"`
+	// Devices describe GPUs (topology from the member's NVML) so the head node places tasks
+	// on one NUMA node and NVLink-connected GPUs there too; absent when the member has no NVML.
+	Devices []GPU `msgpack:"devices,omitempty"`
+}
+
+// GPU is what a member tells the head about one of its GPUs.
+type GPU struct {
+	Index       int      `msgpack:"index" json:"index"`
+	UUID        string   `msgpack:"uuid" json:"uuid,omitempty"`
+	Name        string   `msgpack:"name" json:"name,omitempty"`
+	MemoryBytes uint64   `msgpack:"memory_bytes" json:"memory_bytes,omitempty"`
+	NUMANode    int      `msgpack:"numa_node" json:"numa_node"`
+	CPUs        []int    `msgpack:"cpus" json:"cpus,omitempty"`
+	NVLinkPeers []string `msgpack:"nvlink_peers" json:"nvlink_peers,omitempty"`
 }
 
 // Spawn asks a member agent to start a worker process.
@@ -293,6 +313,9 @@ type Spawn struct {
 	Argv   []string `msgpack:"argv"`
 	Env    []string `msgpack:"env"`
 	Cwd    string   `msgpack:"cwd"`
+	// GPUs are the GPU indices the worker owns: the member confines it to them and pins it to
+	// their CPUs.
+	GPUs []int `msgpack:"gpus,omitempty"`
 }
 
 // WorkerExit reports a member's worker process that ended (or failed to start).

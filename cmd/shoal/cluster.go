@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -208,11 +209,7 @@ func upCommand() *cli.Command {
 				args = append(args, "--config", c.String("config"))
 			}
 			args = append(args, "serve", "--log-file", "session")
-			for _, f := range []string{"num-cpus", "num-gpus", "memory", "object-store-memory", "resources", "spill-dir", "tmpdir", "gpu-confinement", "object-store-dir", "port-range", "allowed-interfaces"} {
-				if c.IsSet(f) {
-					args = append(args, "--"+f, c.String(f))
-				}
-			}
+			args = append(args, passOn(c)...)
 			cmd := exec.Command(exe, args...)
 			cmd.Env = append(os.Environ(), "SHOAL_NEW_CLUSTER_ID="+id)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -289,7 +286,10 @@ func statusCommand() *cli.Command {
 			fmt.Fprintf(tw, "cluster\t%s\n", r.Cluster)
 			fmt.Fprintf(tw, "nodes\t%d\n", len(r.Nodes))
 			for _, n := range r.Nodes {
-				fmt.Fprintf(tw, "  %s\t%s\talive=%v\n", n.ID, n.Addr, n.Alive)
+				fmt.Fprintf(tw, "  %s\t%s\talive=%v\t%s\n", n.ID, n.Addr, n.Alive, fmtRes(n.Total, n.Available))
+				for _, g := range n.GPUs {
+					fmt.Fprintf(tw, "    GPU %d\t%s\t%s\n", g.Index, g.Name, gpuWhere(g))
+				}
 			}
 			fmt.Fprintf(tw, "resources\t%s\n", fmtRes(r.Total, r.Available))
 			fmt.Fprintf(tw, "jobs\t%d\nworkers\t%d\nactors\t%d\n", r.Jobs, r.Workers, r.Actors)
@@ -358,4 +358,34 @@ func downCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// gpuWhere says where a GPU sits: its NUMA node and NVLink peer count, when known.
+func gpuWhere(g wire.GPU) string {
+	var parts []string
+	if g.NUMANode >= 0 {
+		parts = append(parts, fmt.Sprintf("numa %d", g.NUMANode))
+	}
+	if len(g.NVLinkPeers) > 0 {
+		parts = append(parts, fmt.Sprintf("nvlink to %d", len(g.NVLinkPeers)))
+	}
+	if g.UUID != "" {
+		parts = append(parts, g.UUID)
+	}
+	return strings.Join(parts, "  ")
+}
+
+// passOn is the cluster flags set on c's command line, as arguments for a child shoal (the
+// cluster process of `shoal up`, the other nodes' agents of `shoal launch`), but for skip.
+// It is derived from clusterFlags, so a new flag cannot be forgotten.
+func passOn(c *cli.Context, skip ...string) []string {
+	var args []string
+	for _, f := range clusterFlags() {
+		name := f.Names()[0]
+		if slices.Contains(skip, name) || !c.IsSet(name) {
+			continue
+		}
+		args = append(args, "--"+name, c.String(name))
+	}
+	return args
 }

@@ -27,6 +27,9 @@ func launchCommand() *cli.Command {
 			&cli.StringFlag{Name: "rendezvous-dir", EnvVars: []string{"SHOAL_RENDEZVOUS_DIR"},
 				Usage: "directory shared by the job's nodes where the first node leaves its address and secret (0600) (default: $HOME/.shoal/launch)"},
 			&cli.StringFlag{Name: "rendezvous-key", EnvVars: []string{"SHOAL_RENDEZVOUS_KEY"}, Hidden: true},
+			// set by the batch-script mode on the agents it starts: never the head, even on the
+			// first node of a heterogeneous job's component (no variable: it would leak into steps)
+			&cli.BoolFlag{Name: "member", Hidden: true},
 			&cli.DurationFlag{Name: "join-timeout", Value: 2 * time.Minute, EnvVars: []string{"SHOAL_JOIN_TIMEOUT"},
 				Usage: "how long the first node waits for the others to join"},
 		),
@@ -39,16 +42,12 @@ func launchCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit(err.Error(), 2)
 			}
-			var extra []string
-			for _, f := range []string{"num-gpus", "object-store-memory", "resources", "spill-dir", "tmpdir", "gpu-confinement", "object-store-dir", "port-range"} {
-				if c.IsSet(f) {
-					extra = append(extra, "--"+f, c.String(f))
-				}
-			}
+			// every node takes its CPUs and memory from Slurm's share of it, not the first node's
+			extra := passOn(c, "num-cpus", "memory")
 			exe, _ := os.Executable()
 			code, err := launcher.Launch(context.Background(), logger(c), launcher.LaunchOptions{Options: o,
 				RendezvousDir: c.String("rendezvous-dir"), RendezvousKey: c.String("rendezvous-key"),
-				JoinTimeout: c.Duration("join-timeout"), Self: exe, ExtraArgs: extra}, env, c.Args().Slice())
+				JoinTimeout: c.Duration("join-timeout"), Self: exe, ExtraArgs: extra, Member: c.Bool("member")}, env, c.Args().Slice())
 			if err != nil {
 				return cli.Exit(err.Error(), max(code, 1))
 			}

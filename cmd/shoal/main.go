@@ -61,6 +61,7 @@ func newApp() *cli.App {
 			adminCommand(),
 			hostlistCommand(),
 			benchCommand(),
+			yarnCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
 	}

@@ -14,7 +14,7 @@ print("node addresses:", sorted(n["NodeManagerAddress"] for n in nodes))
 
 @ray.remote
 def where(i):
-    time.sleep(0.5)   # long enough that the tasks have to spread over the nodes
+    time.sleep(1.0)   # long enough that the tasks spread over the nodes while workers start there
     return i, os.environ["SHOAL_NODE_ID"]
 
 

@@ -131,6 +131,78 @@ if [[ $rc == 0 ]] && has "$out" "^GPUS 6.0" && has "$out" "PLACED \[('node1', '0
   ok "--gres=gpu:2: each node offers the job's GPUs (Slurm's indices), tasks get CUDA_VISIBLE_DEVICES"
 else bad "GPUs from Slurm" "rc=$rc" "$out"; fi
 
+# GPUs of member nodes as of the head node's: NVML topology (go-nvml's DGX H100 mock) narrowed to
+# the job's GPUs, and every worker confined by its node's agent to its own GPUs and the ordinary
+# devices (/dev/kmsg is not one), on all three nodes
+job gpumock '#SBATCH --gres=gpu:2
+export SHOAL_NVML_MOCK=dgxh100
+srun shoal launch -- python3 -c "
+import os, time, shoal
+shoal.init()
+print(\"GPUS\", shoal.cluster_resources().get(\"GPU\"))
+def probe():
+    time.sleep(0.5)
+    try:
+        open(\"/dev/kmsg\", \"rb\").close(); kmsg = \"ok\"
+    except OSError as e:
+        kmsg = e.strerror
+    return os.environ[\"SHOAL_NODE_ID\"], os.environ[\"CUDA_VISIBLE_DEVICES\"], kmsg
+f = shoal.remote(num_gpus=2)(probe)
+print(\"PLACED\", sorted(shoal.get([f.remote() for _ in range(3)])))
+import subprocess; print(subprocess.run([\"shoal\", \"status\"], capture_output=True, text=True).stdout)"'
+if [[ $rc == 0 ]] && has "$out" "^GPUS 6.0" && [[ $(grep -cE "^ +GPU [01] +NVIDIA H100 80GB HBM3 +GPU-" <<<"$out") == 6 ]] \
+   && has "$out" "PLACED \[('node1', '0,1', 'Operation not permitted'), ('node2', '0,1', 'Operation not permitted'), ('node3', '0,1', 'Operation not permitted')\]"; then
+  ok "GPUs with NVML on every node: shoal status lists them per node; each node's agent confines its own workers to their GPUs"
+elif [[ $rc == 0 ]] && has "$out" "GPU confinement unavailable"; then
+  ok "GPUs with NVML on every node (confinement not permitted here: $(grep -m1 'GPU confinement unavailable' <<<"$out"))"
+else bad "GPUs with NVML on member nodes" "rc=$rc" "$out"; fi
+
+# heterogeneous jobs: one cluster over every component's nodes, from srun --het-group=0,1 and from
+# the batch script (which sees only component 0 in SLURM_JOB_NODELIST and starts one srun per
+# component)
+hetpy='import os, time, shoal
+shoal.init()
+f = shoal.remote(lambda: (time.sleep(1), os.environ["SHOAL_NODE_ID"])[1])
+print("HETNODES", sorted(set(shoal.get([f.remote() for _ in range(6)]))), len(shoal.nodes()))'
+printf '%s\n' "$hetpy" > "$WORK/het.py"
+for mode in step batch; do
+  if [[ $mode == step ]]; then run="srun --het-group=0,1 shoal launch -- python3 $WORK/het.py"; else run="shoal launch -- python3 $WORK/het.py"; fi
+  printf '#!/bin/bash\n#SBATCH -N1 --ntasks-per-node=1 --output=%s/het-%s.out\n#SBATCH hetjob\n#SBATCH -N2 --ntasks-per-node=1\n%s\n' "$WORK" "$mode" "$run" > "$WORK/het-$mode.sbatch"
+  (cd "$ROOT/examples/slurm" && timeout 120 sbatch --wait "$WORK/het-$mode.sbatch" >/dev/null 2>&1); rc=$?
+  out=$(cat "$WORK/het-$mode.out" 2>/dev/null)
+  if [[ $rc == 0 ]] && has "$out" "HETNODES \['node1', 'node2', 'node3'\] 3"; then
+    ok "heterogeneous job ($mode): one cluster over both components' nodes"
+  else bad "heterogeneous job ($mode)" "rc=$rc" "$out"; fi
+done
+
+# allowed_interfaces: the agent binds (and announces) an address of an allowed interface; an
+# interface that does not exist is an error that names it
+printf '#!/bin/bash\n#SBATCH -N1 -w node1 --output=%s/ifaces.out\nsrun shoal launch --allowed-interfaces lo -- python3 -c "import shoal; shoal.init(); print(\\"ADDRS\\", [n[\\"NodeManagerAddress\\"] for n in shoal.nodes()])"\nsrun shoal launch -- python3 -c "import shoal; shoal.init(); print(\\"DEFAULT\\", [n[\\"NodeManagerAddress\\"] for n in shoal.nodes()])"\nsrun shoal launch --allowed-interfaces nosuch0 -- true\necho "BAD rc=$?"\n' "$WORK" > "$WORK/ifaces.sbatch"
+(cd "$ROOT/examples/slurm" && timeout 60 sbatch --wait "$WORK/ifaces.sbatch" >/dev/null 2>&1)
+out=$(cat "$WORK/ifaces.out" 2>/dev/null)
+if has "$out" "^ADDRS \['127.0.0.1'\]" && has "$out" "^DEFAULT \['198.18.0.11'\]" && has "$out" "none of the allowed interfaces (nosuch0)" && has "$out" "^BAD rc=1"; then
+  ok "allowed_interfaces: the agent binds an allowed interface's address; a missing interface is named"
+else bad "allowed_interfaces" "$out"; fi
+
+# cgroup ConstrainDevices renumbers a step's GPUs: SLURM_STEP_GPUS=2,3 comes with
+# CUDA_VISIBLE_DEVICES=0,1. A job holding GPUs 0,1 makes the second job's GPUs 2,3; its step then
+# sets CUDA_VISIBLE_DEVICES as ConstrainDevices would (the test cluster runs task/none), and the
+# workers must get the step's own numbering, never a global index CUDA cannot see there.
+printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --oversubscribe --gres=gpu:2 --output=%s/hold.out\nsrun sleep 60\n' "$WORK" > "$WORK/hold.sbatch"
+hold=$(cd "$ROOT/examples/slurm" && sbatch --parsable "$WORK/hold.sbatch")
+for _ in $(seq 100); do [[ $(squeue -h -j "$hold" -o %T) == RUNNING ]] && break; sleep 0.1; done
+job constrained '#SBATCH --oversubscribe --gres=gpu:2
+srun --oversubscribe bash -c '"'"'echo "STEP_GPUS $SLURMD_NODENAME $SLURM_STEP_GPUS"; export CUDA_VISIBLE_DEVICES=0,1; exec shoal launch -- python3 -c "
+import os, time, shoal
+shoal.init()
+f = shoal.remote(num_gpus=2)(lambda: (time.sleep(0.5), (os.environ[\"SHOAL_NODE_ID\"], os.environ[\"CUDA_VISIBLE_DEVICES\"]))[1])
+print(\"PLACED\", sorted(shoal.get([f.remote() for _ in range(3)])))"'"'"
+scancel "$hold" 2>/dev/null
+if [[ $rc == 0 ]] && [[ $(grep -c "^STEP_GPUS node[123] 2,3" <<<"$out") == 3 ]] \
+   && has "$out" "PLACED \[('node1', '0,1'), ('node2', '0,1'), ('node3', '0,1')\]"; then
+  ok "ConstrainDevices: a step with GPUs 2,3 seen as 0,1 hands its workers CUDA_VISIBLE_DEVICES=0,1 on every node"
+else bad "ConstrainDevices GPU numbering" "rc=$rc" "$out"; fi
+
 job missing 'srun -N2 -n2 --ntasks-per-node=1 shoal launch --join-timeout 3s -- true'
 if [[ $rc != 0 ]] && has "$out" "waiting for node(s) node3 to join"; then
   ok "a node that never joins times out with its name"
@@ -150,24 +222,19 @@ cid=$(awk '/^CLUSTER/{print $2}' "$WORK/cancel.out" 2>/dev/null)
 workers=$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | wc -l)
 scancel "$jid"
 left=1
-for _ in $(seq 300); do
+end=$((SECONDS + 30)); while ((SECONDS < end)); do
   n=$(live_procs "$cid")
   if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && ! ls "$SHOAL_RENDEZVOUS_DIR" | grep -q "^$jid\."; then left=0; break; fi
   sleep 0.1
 done
-after_epilog=""
-if [[ $left == 1 && -n $cid ]]; then
-  # what Slurm's Epilog does on a configured cluster: name what outlived the job, then clean it
-  after_epilog=$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | while read -r e; do p=${e%/environ}; echo "${p#/proc/}:$(tr '\0' ' ' < "$p/cmdline" | cut -c1-60)"; done | paste -sd';')
-  "$ROOT/bin/shoal" admin epilog --job "$jid" --tmpdir /tmp --rendezvous-dir "$SHOAL_RENDEZVOUS_DIR" >/dev/null
-  sleep 0.5
-  n=$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | wc -l)
-  if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && ! ls "$SHOAL_RENDEZVOUS_DIR" | grep -q "^$jid\."; then left=0; fi
-fi
 if [[ -n $cid && $workers -ge 3 && $left == 0 ]]; then
-  ok "scancel ends the cluster on every node: no process, shm file or rendezvous file left${after_epilog:+ (after shoal admin epilog, which found: $after_epilog)}"
-else bad "scancel cleanup" "cluster=$cid processes-before=$workers" "$(ls /dev/shm "$SHOAL_RENDEZVOUS_DIR")" \
-  "$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | while read -r e; do p=${e%/environ}; echo "${p#/proc/}: $(tr '\0' ' ' < "$p/cmdline") $(awk '{print $3}' "$p/stat")"; done)"; fi
+  ok "scancel ends the cluster on every node: no process, shm file or rendezvous file left"
+else
+  bad "scancel cleanup" "cluster=$cid processes-before=$workers" "$(ls /dev/shm "$SHOAL_RENDEZVOUS_DIR")" \
+    "$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | while read -r e; do p=${e%/environ}; echo "${p#/proc/}: $(tr '\0' ' ' < "$p/cmdline") $(awk '{print $3, "ppid", $4}' "$p/stat")"; done)"
+  # leave the machine clean for the tests that follow
+  [[ -n $cid ]] && "$ROOT/bin/shoal" admin epilog --job "$jid" --tmpdir /tmp --rendezvous-dir "$SHOAL_RENDEZVOUS_DIR" >/dev/null
+fi
 
 # Ctrl-C on an interactive srun (twice within a second: srun aborts the step) stops everything
 (cd "$ROOT/examples/slurm" && exec srun -N3 --ntasks-per-node=1 shoal launch -- python3 -c '
@@ -182,7 +249,7 @@ for _ in $(seq 300); do grep -q "^CTRLC" "$WORK/ctrlc.out" 2>/dev/null && break;
 cid=$(awk '/^CTRLC/{print $2}' "$WORK/ctrlc.out")
 kill -INT $sp; sleep 0.3; kill -INT $sp; wait $sp; src=$?
 left=1
-for _ in $(seq 300); do
+end=$((SECONDS + 30)); while ((SECONDS < end)); do
   n=$(live_procs "$cid")
   if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid"; then left=0; break; fi
   sleep 0.1
@@ -223,34 +290,45 @@ if [[ -n $cid ]] && has "$out" "driver got USR1" && has "$out" "DUE TO TIME LIMI
   ok "--signal=USR1@T reaches the driver; the time limit ends the job and leaves nothing"
 else bad "time limit" "cluster=$cid left=$left" "$out"; fi
 
-# the admin's epilog (slurm.conf Epilog runs epilog.d/*): a job whose head node's shoal was
-# killed leaves an object store, a session directory, a rendezvous file and an escaped daemon;
-# `shoal admin epilog` removes exactly those, on every node
+# the admin's epilog: a job whose head node's shoal was killed leaves an object store, a session
+# directory, a rendezvous file and an escaped daemon; `shoal admin epilog` removes exactly those, on
+# every node. Twice: from slurm.conf's Epilog (epilog.d/shoal), and from the SPANK plugin's job
+# epilog alone (no Epilog hook; the job uses the default rendezvous directory, as the plugin does).
 hook=${SHOAL_SLURM_DIR:-/tmp/shoal-slurm}/epilog.d/shoal
-printf '#!/bin/sh\nexec %s --log-level debug admin epilog --tmpdir /tmp --rendezvous-dir %s >> %s/epilog.log 2>&1\n' "$ROOT/bin/shoal" "$SHOAL_RENDEZVOUS_DIR" "$WORK" > "$hook"
-chmod +x "$hook"
-printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/epi.out\nsrun shoal launch -- python3 -c "
+for via in Epilog SPANK; do
+  rdv=$SHOAL_RENDEZVOUS_DIR; setrdv=""
+  if [[ $via == Epilog ]]; then
+    printf '#!/bin/sh\nexec %s --log-level debug admin epilog --tmpdir /tmp --rendezvous-dir %s >> %s/epilog.log 2>&1\n' "$ROOT/bin/shoal" "$SHOAL_RENDEZVOUS_DIR" "$WORK" > "$hook"
+    chmod +x "$hook"
+  else
+    rm -f "$hook"; rdv=$HOME/.shoal/launch; setrdv="unset SHOAL_RENDEZVOUS_DIR"
+  fi
+  printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/epi-%s.out\n%s\nsrun shoal launch -- python3 -c "
 import os, subprocess, time, shoal
 shoal.init()
 subprocess.Popen([\\"setsid\\", \\"sleep\\", \\"600\\"])
 print(\\"EPI\\", os.environ[\\"SHOAL_CLUSTER_ID\\"], flush=True)
-time.sleep(600)"\n' "$WORK" > "$WORK/epi.sbatch"
-jid=$(cd "$ROOT/examples/slurm" && sbatch --parsable "$WORK/epi.sbatch")
-for _ in $(seq 300); do grep -q "^EPI" "$WORK/epi.out" 2>/dev/null && break; sleep 0.1; done
-cid=$(awk '/^EPI/{print $2}' "$WORK/epi.out" 2>/dev/null)
-for p in $(shoal_pids "$jid" node1); do kill -9 "$p"; done  # the agent, not srun
-before=$(ls /dev/shm | grep -c "shoal-$cid")
-for _ in $(seq 300); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && break; sleep 0.1; done
-left=1
-for _ in $(seq 300); do  # Slurm runs the epilog after the job's steps are gone
-  n=$(live_procs "$cid")
-  if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && ! ls /tmp/shoal-0 2>/dev/null | grep -q "$cid" \
-     && ! ls "$SHOAL_RENDEZVOUS_DIR" | grep -q "^$jid\."; then left=0; break; fi
-  sleep 0.1
+time.sleep(600)"\n' "$WORK" "$via" "$setrdv" > "$WORK/epi.sbatch"
+  jid=$(cd "$ROOT/examples/slurm" && sbatch --parsable "$WORK/epi.sbatch")
+  for _ in $(seq 300); do grep -q "^EPI" "$WORK/epi-$via.out" 2>/dev/null && break; sleep 0.1; done
+  cid=$(awk '/^EPI/{print $2}' "$WORK/epi-$via.out" 2>/dev/null)
+  for p in $(shoal_pids "$jid" node1); do kill -9 "$p"; done  # the agent, not srun
+  before=$(ls /dev/shm | grep -c "shoal-$cid")
+  for _ in $(seq 300); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && break; sleep 0.1; done
+  left=1
+  end=$((SECONDS + 30)); while ((SECONDS < end)); do  # Slurm runs the epilog after the job's steps are gone
+    n=$(live_procs "$cid")
+    if [[ $n == 0 ]] && ! ls /dev/shm | grep -q "shoal-$cid" && ! ls /tmp/shoal-0 2>/dev/null | grep -q "$cid" \
+       && ! ls "$rdv" 2>/dev/null | grep -q "^$jid\."; then left=0; break; fi
+    sleep 0.1
+  done
+  rm -f "$hook"
+  if [[ -n $cid && $before == 1 && $left == 0 ]] && { [[ $via == SPANK ]] || grep -q "job $jid" "$WORK/epilog.log"; }; then
+    ok "shoal admin epilog ($via) removes what a killed job left on every node"
+  else bad "epilog via $via" "cluster=$cid shm-before=$before left=$left" "$(cat "$WORK/epilog.log" 2>/dev/null)" "$(ls /dev/shm /tmp/shoal-0 "$rdv" 2>/dev/null)" \
+    "$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | while read -r e; do p=${e%/environ}; echo "${p#/proc/}: $(tr '\0' ' ' < "$p/cmdline")"; done)"
+    "$ROOT/bin/shoal" admin epilog --job "$jid" --tmpdir /tmp --rendezvous-dir "$rdv" >/dev/null
+  fi
 done
-rm -f "$hook"
-if [[ -n $cid && $before == 1 && $left == 0 ]] && grep -q "job $jid" "$WORK/epilog.log"; then
-  ok "shoal admin epilog (Slurm Epilog) removes what a killed job left on every node"
-else bad "epilog" "cluster=$cid shm-before=$before left=$left" "$(cat "$WORK/epilog.log" 2>/dev/null)" "$(ls /dev/shm /tmp/shoal-0 "$SHOAL_RENDEZVOUS_DIR" 2>/dev/null)"; fi
 
 finish
