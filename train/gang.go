@@ -256,6 +256,7 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 	ref, err := r0.Call("ReservePort")
 	if err == nil {
 		err = g.c.Get(ctx, ref, &port)
+		ref.Release()
 	}
 	if err != nil {
 		lostNode = true
@@ -282,6 +283,11 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 	// watch
 	pollMS := int(g.cfg.Poll / time.Millisecond)
 	pending := make([]client.ObjectRef, len(actors))
+	defer func() {
+		for _, r := range pending {
+			r.Release() // the polls still out when a rank failed; releasing twice does nothing
+		}
+	}()
 	owner := map[string]int{}
 	for i, a := range actors {
 		ref, err := a.Call("Poll", pollMS)
