@@ -5,7 +5,7 @@ PYTHON    ?= python3
 export PATH := $(CURDIR)/bin:$(PATH)
 export SHOAL_BIN := $(CURDIR)/bin/shoal
 
-.PHONY: all build spank deps test test-go test-python test-e2e test-slurm test-yarn test-coll test-rdma bench-ucx demo fuzz bench clean
+.PHONY: all build spank deps test test-go test-python test-e2e test-slurm test-yarn test-train test-coll test-rdma bench-ucx demo fuzz bench clean
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 deps:
 	./scripts/deps.sh
 
-test: deps build test-go test-python test-e2e test-slurm test-yarn test-coll test-rdma
+test: deps build test-go test-python test-e2e test-slurm test-yarn test-train test-coll test-rdma
 
 test-go:
 	$(GO) vet ./...
@@ -39,6 +39,18 @@ test-slurm: build spank
 	./test/slurm/smoke.sh
 	./test/slurm/launch.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc
 
+# collectives: transports and algorithms across processes (go), shoal.collective across actors of a
+# `shoal run` cluster (pytest), and across the nodes of the 3-node Slurm cluster (held under the lock)
+test-coll: build spank
+	$(GO) test -count=1 ./rdma/...
+	PYTHONPATH=$(CURDIR)/python $(PYTHON) -m pytest -q python/tests/test_collective.py
+	flock /tmp/shoal-slurm.lock sh -c './test/slurm/collective.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
+
+# shoal train / shoal.train on the 3-node Slurm cluster: rank layout and environment, GPUs,
+# placement, numpy FSDP vs one process, restart from a checkpoint, torch gloo DDP, scancel
+test-train: build spank
+	flock /tmp/shoal-slurm.lock sh -c './test/slurm/train.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
+
 # a real YARN (MiniYARNCluster: 1 RM, 2 NMs; Hadoop 3.5.0 from Maven Central on JDK 17): the
 # ipc package's real-YARN test and `shoal yarn` end to end; starts the cluster when none runs,
 # and then stops it after
@@ -46,12 +58,7 @@ test-yarn: build
 	@if ./test/yarn/minicluster.sh status; then keep=1; else keep=0; ./test/yarn/minicluster.sh up || exit 1; fi; \
 	$(GO) test -count=1 ./yarn/...; rc=$$?; ./test/yarn/yarn.sh || rc=1; \
 	if [ $$keep = 0 ]; then ./test/yarn/minicluster.sh down; fi; exit $$rc
-# collectives: transports and algorithms across processes (go), shoal.collective across actors of a
-# `shoal run` cluster (pytest), and across the nodes of the 3-node Slurm cluster (held under the lock)
-test-coll: build spank
-	$(GO) test -count=1 ./rdma/...
-	PYTHONPATH=$(CURDIR)/python $(PYTHON) -m pytest -q python/tests/test_collective.py
-	flock /tmp/shoal-slurm.lock sh -c './test/slurm/collective.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
+
 
 # UCX and NCCL opened at run time: shoal transports with and without the libraries
 test-rdma: build

@@ -33,6 +33,13 @@ if ((${#need[@]})); then
   echo "deps: installing Python packages: ${need[*]}"
   "$PY" -m pip install -q "${need[@]}"
 fi
+# torch, for the training tests (gloo on CPU). PyPI's only Linux x86_64 wheel is built with CUDA:
+# `import torch` needs its nvidia-* libraries even on a CPU-only machine (with --no-deps it fails
+# loading libcublasLt), so the full install it is: about 60 s and 5.3 GB here (measured 2026-11-29).
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  echo "deps: installing torch (about a minute)"
+  "$PY" -m pip install -q torch
+fi
 if ! "$PY" -c "import shoal, os, sys; sys.exit(0 if os.path.realpath(shoal.__file__).startswith(os.path.realpath('python')) else 1)" 2>/dev/null; then
   echo "deps: installing the Python SDK (pip install -e python)"
   "$PY" -m pip install -q --no-build-isolation --no-deps -e python >/dev/null

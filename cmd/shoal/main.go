@@ -51,6 +51,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			runCommand(),
 			launchCommand(),
+			trainCommand(),
 			upCommand(),
 			statusCommand(),
 			downCommand(),
