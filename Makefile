@@ -5,18 +5,19 @@ PYTHON    ?= python3
 export PATH := $(CURDIR)/bin:$(PATH)
 export SHOAL_BIN := $(CURDIR)/bin/shoal
 
-.PHONY: all build spank deps test test-go test-python test-e2e test-slurm test-objects demo fuzz bench clean
+.PHONY: all build spank deps test test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma bench-ucx demo fuzz bench clean
 
 all: build
 
 build:
 	$(GO) build -o bin/shoal ./cmd/shoal
 	mkdir -p python/shoal/bin && cp bin/shoal python/shoal/bin/shoal
+	$(GO) build -buildmode=c-shared -o python/shoal/bin/libshoalcoll.so ./cmd/libshoalcoll
 
 deps:
 	./scripts/deps.sh
 
-test: deps build test-go test-python test-e2e test-slurm test-objects
+test: deps build test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma
 
 test-go:
 	$(GO) vet ./...
@@ -38,9 +39,38 @@ test-slurm: build spank
 	./test/slurm/smoke.sh
 	./test/slurm/launch.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc
 
-# objects between nodes of the Slurm test cluster; run as: flock /tmp/shoal-slurm.lock make test-objects
+# objects between the nodes of the 3-node Slurm cluster (held under the lock)
 test-objects: build spank
-	./test/slurm/objects.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc
+	flock /tmp/shoal-slurm.lock sh -c './test/slurm/objects.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
+
+# collectives: transports and algorithms across processes (go), shoal.collective across actors of a
+# `shoal run` cluster (pytest), and across the nodes of the 3-node Slurm cluster (held under the lock)
+test-coll: build spank
+	$(GO) test -count=1 ./rdma/...
+	PYTHONPATH=$(CURDIR)/python $(PYTHON) -m pytest -q python/tests/test_collective.py
+	flock /tmp/shoal-slurm.lock sh -c './test/slurm/collective.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
+
+# shoal train / shoal.train on the 3-node Slurm cluster: rank layout and environment, GPUs,
+# placement, numpy FSDP vs one process, restart from a checkpoint, torch gloo DDP, scancel
+test-train: build spank
+	flock /tmp/shoal-slurm.lock sh -c './test/slurm/train.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
+
+# a real YARN (MiniYARNCluster: 1 RM, 2 NMs; Hadoop 3.5.0 from Maven Central on JDK 17): the
+# ipc package's real-YARN test and `shoal yarn` end to end; starts the cluster when none runs,
+# and then stops it after
+test-yarn: build
+	@if ./test/yarn/minicluster.sh status; then keep=1; else keep=0; ./test/yarn/minicluster.sh up || exit 1; fi; \
+	$(GO) test -count=1 ./yarn/...; rc=$$?; ./test/yarn/yarn.sh || rc=1; \
+	if [ $$keep = 0 ]; then ./test/yarn/minicluster.sh down; fi; exit $$rc
+
+
+# UCX and NCCL opened at run time: shoal transports with and without the libraries
+test-rdma: build
+	./test/rdma.sh
+
+# rdma/ucx beside ucx_perftest on this machine (docs/benchmarks.md)
+bench-ucx:
+	./scripts/bench-ucx.sh
 
 demo: build
 	@if ! $(PYTHON) -c "import numpy, msgpack, cloudpickle" 2>/dev/null; then ./scripts/deps.sh; fi

@@ -68,6 +68,8 @@
 //
 // # Not yet
 //
-// Placement groups, cancellation, and passing actor handles inside arguments (pass the actor's
-// name and use GetActor) are not part of this SDK yet.
+// Cancellation and passing actor handles inside arguments (pass the actor's name and use
+// GetActor) are not part of this SDK yet. Placement groups are: NewPlacementGroup reserves the
+// bundles (waiting until all are placed), and the InBundle option puts a task or an actor in
+// one of them.
 package client

@@ -221,6 +221,7 @@ func runScenario(name string) int {
 		"task_error": scenarioTaskError,
 		"large":      scenarioLarge,
 		"api":        scenarioAPI,
+		"pg":         scenarioPG,
 	}[name]
 	if run == nil {
 		fmt.Println("FAIL: unknown scenario", name)

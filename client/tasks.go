@@ -33,6 +33,8 @@ type options struct {
 	restarts  int
 	name      string
 	namespace string
+	pg        *PlacementGroup // InBundle
+	bundle    int
 }
 
 type option struct {
@@ -186,6 +188,7 @@ func (c *Client) Submit(name string, args ...any) (ObjectRef, error) {
 		retries = *o.retries
 	}
 	spec := &wire.Task{Kind: wire.KindTask, Fn: fn.id, Name: name, Res: o.resources(1), Retries: retries}
+	o.placeIn(spec)
 	refs, err := c.submit(spec, args, false)
 	if err != nil {
 		return ObjectRef{}, fmt.Errorf("submit %s: %w", name, err)
@@ -203,7 +206,9 @@ func (c *Client) submit(spec *wire.Task, args []any, wait bool) (ObjectRef, erro
 	spec.Task = c.newID(0)
 	spec.Lang = "go"
 	spec.Nret = 1
-	spec.Bundle = -1
+	if spec.PG.IsZero() {
+		spec.Bundle = -1
+	}
 	spec.Deps, spec.Refs = deps, refs
 	if spec.Deps == nil {
 		spec.Deps = []wire.ID{}
@@ -289,6 +294,7 @@ func (c *Client) NewActor(typ string, args ...any) (*Actor, error) {
 	aid := c.newID(tailActor)
 	spec := &wire.Task{Kind: wire.KindActorCreate, Fn: at.id, Name: typ, Res: o.resources(0), Actor: aid,
 		Restarts: o.restarts, AName: o.name, NS: o.namespace, Meta: meta}
+	o.placeIn(spec)
 	ready, err := c.submit(spec, args, o.name != "")
 	if err != nil {
 		if o.name != "" {

@@ -609,6 +609,8 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		return nil
 	case wire.TFetch, wire.TPutAt, wire.TNodeStore:
 		return a.handleObjXfer(c, f)
+	case wire.TKVPut, wire.TKVGet, wire.TKVDelete:
+		return a.handleKV(c, f)
 	case wire.TShutdown:
 		if c.role != "cli" {
 			return errors.New("only a CLI connection (shoal down) may shut the cluster down")

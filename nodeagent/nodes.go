@@ -68,9 +68,20 @@ func (a *Agent) placeGPUTask(t *task, n int) (*node, []int) {
 	return nil, nil
 }
 
-// nodeFor is the node where t would run now (the first with room, this node first), or this
-// node when none has room.
+// nodeFor is the node where t would run now: its placement-group bundle's node, or else the
+// first with room (this node first), or this node when none has room.
 func (a *Agent) nodeFor(t *task) *node {
+	if t.pg != nil {
+		// the node of the bundle tryAlloc will take: the first that fits
+		if t.pg.state == pgCreated {
+			for i := range t.pg.bundles {
+				if (t.spec.Bundle < 0 || i == t.spec.Bundle) && t.pg.avail[i].Fits(t.res) {
+					return t.pg.nodes[i]
+				}
+			}
+		}
+		return a.local
+	}
 	if n := a.pickNode(t); n != nil {
 		return n
 	}

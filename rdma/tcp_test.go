@@ -11,7 +11,7 @@ import (
 
 func TestTCP(t *testing.T) {
 	for _, streams := range []int{1, 4} {
-		tr, err := NewTCP(TCPConfig{Secret: wire.NewSecret(), Streams: streams, StripeMin: 1 << 20})
+		tr, err := NewTCP(TCPConfig{Secret: wire.NewSecret(), Streams: streams, LoopbackStreams: streams, StripeMin: 1 << 20})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,7 +49,7 @@ func TestTCPNoSecret(t *testing.T) {
 
 func BenchmarkTCP(b *testing.B) {
 	for _, streams := range []int{1, 2, 4} {
-		tr, _ := NewTCP(TCPConfig{Secret: "s", Streams: streams, StripeMin: 1 << 20})
+		tr, _ := NewTCP(TCPConfig{Secret: "s", Streams: streams, LoopbackStreams: streams, StripeMin: 1 << 20})
 		b.Run(map[int]string{1: "1stream", 2: "2streams", 4: "4streams"}[streams], func(b *testing.B) { benchPingPong(b, tr, 16<<20) })
 	}
 }
@@ -93,4 +93,17 @@ func BenchmarkShm(b *testing.B) {
 		b.Skip(err)
 	}
 	benchPingPong(b, tr, 16<<20)
+}
+
+func BenchmarkShmSmall(b *testing.B) {
+	tr, err := NewShm(ShmConfig{Secret: "s", Cluster: "bench"})
+	if err != nil {
+		b.Skip(err)
+	}
+	benchPingPong(b, tr, 8)
+}
+
+func BenchmarkTCPSmall(b *testing.B) {
+	tr, _ := NewTCP(TCPConfig{Secret: "s"})
+	benchPingPong(b, tr, 8)
 }

@@ -73,10 +73,38 @@ func PlaceBundles(strategy Strategy, bundles []Resources, nodes []Node) (assign 
 			return nil, false, &ErrInfeasible{fmt.Sprintf("STRICT_PACK needs %s on one node", total)}
 		}
 	}
+	// Placed on the nodes as if nothing ran there: bundles that do not fit then (a gang larger
+	// than the whole cluster) never will, since an allocation never grows.
+	if !hasRoom(strategy, bundles, nodes) {
+		all := Sum(bundles)
+		cluster := Resources{}
+		for _, n := range nodes {
+			cluster.Add(n.Total)
+		}
+		return nil, false, &ErrInfeasible{fmt.Sprintf("%d bundles (%s in all, %s) do not fit on the cluster's %d nodes (%s in all) even when they are idle",
+			len(bundles), all, strategy, len(nodes), cluster)}
+	}
+	return placeOn(strategy, bundles, nodes, false)
+}
+
+// hasRoom reports whether bundles fit on nodes' total resources.
+func hasRoom(strategy Strategy, bundles []Resources, nodes []Node) bool {
+	_, ok, _ := placeOn(strategy, bundles, nodes, true)
+	return ok
+}
+
+// placeOn places bundles on the nodes' available resources, or on their totals.
+func placeOn(strategy Strategy, bundles []Resources, nodes []Node, totals bool) (assign []int, ok bool, err error) {
+	room := func(n Node) Resources {
+		if totals {
+			return n.Total
+		}
+		return n.Available
+	}
 	if strategy == StrictPack {
 		total := Sum(bundles)
 		for _, ni := range nodeOrder(strategy, nodes, map[int]bool{}, 0, nil) {
-			if nodes[ni].Available.Fits(total) {
+			if room(nodes[ni]).Fits(total) {
 				assign = make([]int, len(bundles))
 				for i := range assign {
 					assign[i] = ni
@@ -88,7 +116,7 @@ func PlaceBundles(strategy Strategy, bundles []Resources, nodes []Node) (assign 
 	}
 	avail := make([]Resources, len(nodes))
 	for i, n := range nodes {
-		avail[i] = n.Available.Clone()
+		avail[i] = room(n).Clone()
 	}
 	assign = make([]int, len(bundles))
 	used := map[int]bool{}

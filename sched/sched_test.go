@@ -87,3 +87,23 @@ func TestParseStrategy(t *testing.T) {
 		t.Fatal("strategies are spelled in capitals, as Ray does")
 	}
 }
+
+func TestPlaceBundlesLargerThanCluster(t *testing.T) {
+	one := []Node{{ID: "a", Total: Resources{"CPU": 1}, Available: Resources{"CPU": 1}},
+		{ID: "b", Total: Resources{"CPU": 1}, Available: Resources{"CPU": 0}}}
+	six := make([]Resources, 6)
+	for i := range six {
+		six[i] = Resources{"CPU": 1}
+	}
+	for _, s := range []Strategy{Pack, Spread} {
+		_, ok, err := PlaceBundles(s, six, one)
+		var inf *ErrInfeasible
+		if ok || !errors.As(err, &inf) {
+			t.Fatalf("%s: 6 one-CPU bundles on two one-CPU nodes: ok=%v err=%v, want infeasible", s, ok, err)
+		}
+		// two fit on the idle cluster: b is only busy, so they wait
+		if _, ok, err := PlaceBundles(s, six[:2], one); ok || err != nil {
+			t.Fatalf("%s: 2 bundles, one node busy: ok=%v err=%v, want a wait", s, ok, err)
+		}
+	}
+}

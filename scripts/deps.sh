@@ -5,7 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PKGS=(slurm-client libslurm-dev util-linux iproute2)
-PIP_PKGS=(numpy msgpack cloudpickle pytest wheel setuptools)
+# YARN tests: the MiniYARNCluster harness (test/yarn) is built with Maven and runs on JDK 17
+APT_PKGS+=(openjdk-17-jdk-headless maven curl)
+# collectives: OpenMPI is the peer that scripts/bench-vs-mpi.sh measures against
+APT_PKGS+=(libopenmpi-dev openmpi-bin)
+# UCX: the rdma/ucx backend (opened with dlopen) and ucx_perftest for its benchmark
+APT_PKGS+=(libucx-dev ucx-utils)
+PIP_PKGS=(numpy msgpack cloudpickle pytest wheel setuptools ml_dtypes)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -26,6 +32,13 @@ done
 if ((${#need[@]})); then
   echo "deps: installing Python packages: ${need[*]}"
   "$PY" -m pip install -q "${need[@]}"
+fi
+# torch, for the training tests (gloo on CPU). PyPI's only Linux x86_64 wheel is built with CUDA:
+# `import torch` needs its nvidia-* libraries even on a CPU-only machine (with --no-deps it fails
+# loading libcublasLt), so the full install it is: about 60 s and 5.3 GB here (measured 2026-11-29).
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  echo "deps: installing torch (about a minute)"
+  "$PY" -m pip install -q torch
 fi
 if ! "$PY" -c "import shoal, os, sys; sys.exit(0 if os.path.realpath(shoal.__file__).startswith(os.path.realpath('python')) else 1)" 2>/dev/null; then
   echo "deps: installing the Python SDK (pip install -e python)"

@@ -26,7 +26,7 @@ func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "run shoal's benchmarks",
-		Subcommands: []*cli.Command{{
+		Subcommands: append(append(collBenchCommands(), benchNCCLCommand()), &cli.Command{
 			Name:  "core",
 			Usage: "core microbenchmarks (tasks, actors, objects, placement groups) through the Python SDK",
 			UsageText: "shoal bench core [--only NAME,...] [--json FILE] [--duration S]\n\n" +
@@ -51,7 +51,7 @@ func benchCommand() *cli.Command {
 					Usage: "the Python interpreter that runs shoal.bench"},
 			},
 			Action: benchCore,
-		}},
+		}),
 	}
 }
 

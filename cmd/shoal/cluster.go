@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -208,11 +209,7 @@ func upCommand() *cli.Command {
 				args = append(args, "--config", c.String("config"))
 			}
 			args = append(args, "serve", "--log-file", "session")
-			for _, f := range []string{"num-cpus", "num-gpus", "memory", "object-store-memory", "resources", "spill-dir", "tmpdir", "gpu-confinement", "object-store-dir", "port-range", "allowed-interfaces"} {
-				if c.IsSet(f) {
-					args = append(args, "--"+f, c.String(f))
-				}
-			}
+			args = append(args, passOn(c)...)
 			cmd := exec.Command(exe, args...)
 			cmd.Env = append(os.Environ(), "SHOAL_NEW_CLUSTER_ID="+id)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -376,4 +373,19 @@ func gpuWhere(g wire.GPU) string {
 		parts = append(parts, g.UUID)
 	}
 	return strings.Join(parts, "  ")
+}
+
+// passOn is the cluster flags set on c's command line, as arguments for a child shoal (the
+// cluster process of `shoal up`, the other nodes' agents of `shoal launch`), but for skip.
+// It is derived from clusterFlags, so a new flag cannot be forgotten.
+func passOn(c *cli.Context, skip ...string) []string {
+	var args []string
+	for _, f := range clusterFlags() {
+		name := f.Names()[0]
+		if slices.Contains(skip, name) || !c.IsSet(name) {
+			continue
+		}
+		args = append(args, "--"+name, c.String(name))
+	}
+	return args
 }

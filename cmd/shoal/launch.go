@@ -42,12 +42,8 @@ func launchCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit(err.Error(), 2)
 			}
-			var extra []string
-			for _, f := range []string{"num-gpus", "object-store-memory", "resources", "spill-dir", "tmpdir", "gpu-confinement", "object-store-dir", "port-range"} {
-				if c.IsSet(f) {
-					extra = append(extra, "--"+f, c.String(f))
-				}
-			}
+			// every node takes its CPUs and memory from Slurm's share of it, not the first node's
+			extra := passOn(c, "num-cpus", "memory")
 			exe, _ := os.Executable()
 			code, err := launcher.Launch(context.Background(), logger(c), launcher.LaunchOptions{Options: o,
 				RendezvousDir: c.String("rendezvous-dir"), RendezvousKey: c.String("rendezvous-key"),

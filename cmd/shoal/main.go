@@ -51,6 +51,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			runCommand(),
 			launchCommand(),
+			trainCommand(),
 			upCommand(),
 			statusCommand(),
 			downCommand(),
@@ -60,6 +61,8 @@ func newApp() *cli.App {
 			adminCommand(),
 			hostlistCommand(),
 			benchCommand(),
+			yarnCommand(),
+			transportsCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
 	}

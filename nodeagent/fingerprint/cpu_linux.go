@@ -78,7 +78,7 @@ func (f *cpuFingerprint) topology(cpus []int) (topology, error) {
 		}
 		core, err := readTrimmed(f.fsys, dir+"thread_siblings_list")
 		if err == nil {
-			if _, err := parseCPUList(core); err != nil {
+			if _, err := ParseCPUList(core); err != nil {
 				return topology{}, err
 			}
 		} else {

@@ -61,7 +61,7 @@ func (f *numaFingerprint) nodes(allowed []int) ([]NUMANode, error) {
 		if err != nil {
 			return nil, err
 		}
-		cpus, err := parseCPUList(string(b))
+		cpus, err := ParseCPUList(string(b))
 		if err != nil {
 			return nil, fmt.Errorf("read %s/cpulist: %w", dir, err)
 		}

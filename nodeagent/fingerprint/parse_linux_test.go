@@ -26,12 +26,12 @@ func TestParseCPUList(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := parseCPUList(tt.in)
+			got, err := ParseCPUList(tt.in)
 			if (err != nil) != tt.wantErr {
-				t.Fatalf("parseCPUList(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
+				t.Fatalf("ParseCPUList(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
 			}
 			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("parseCPUList(%q) = %v, want %v", tt.in, got, tt.want)
+				t.Errorf("ParseCPUList(%q) = %v, want %v", tt.in, got, tt.want)
 			}
 		})
 	}
@@ -166,13 +166,13 @@ func FuzzParseCPUList(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		cpus, err := parseCPUList(s)
+		cpus, err := ParseCPUList(s)
 		if err != nil {
 			return
 		}
 		for i, c := range cpus {
 			if c < 0 || c > maxCPUID || (i > 0 && cpus[i-1] >= c) {
-				t.Fatalf("parseCPUList(%q) = %v: not sorted, distinct and in range", s, cpus)
+				t.Fatalf("ParseCPUList(%q) = %v: not sorted, distinct and in range", s, cpus)
 			}
 		}
 	})

@@ -16,6 +16,8 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/shoal-hpc/shoal/nodeagent/fingerprint"
 )
 
 const mib = 1 << 20
@@ -420,9 +422,9 @@ func TestParseCPUList(t *testing.T) {
 		{in: "a", err: true},
 		{in: "-1", err: true},
 	} {
-		got, err := parseCPUList(tc.in)
+		got, err := fingerprint.ParseCPUList(tc.in)
 		if (err != nil) != tc.err || !slices.Equal(got, tc.want) {
-			t.Errorf("parseCPUList(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.err)
+			t.Errorf("fingerprint.ParseCPUList(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.err)
 		}
 	}
 }

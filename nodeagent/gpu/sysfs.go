@@ -1,12 +1,12 @@
 package gpu
 
 import (
-	"fmt"
 	"io/fs"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/shoal-hpc/shoal/nodeagent/fingerprint"
 )
 
 // pciDevices is where sysfs lists PCI devices, relative to the root given by WithRoot.
@@ -40,7 +40,7 @@ func (s *session) sysfsCPUs(bus string) []int {
 		s.log.Debug("cpu affinity unknown", "bus_id", bus, "error", err)
 		return nil
 	}
-	cpus, err := parseCPUList(string(b))
+	cpus, err := fingerprint.ParseCPUList(string(b))
 	if err != nil {
 		s.log.Warn("ignoring malformed local_cpulist", "bus_id", bus, "error", err)
 		return nil
@@ -51,35 +51,4 @@ func (s *session) sysfsCPUs(bus string) []int {
 // validBusID keeps a bus id from naming anything but one entry of pciDevices.
 func validBusID(bus string) bool {
 	return bus != "" && !strings.ContainsAny(bus, "/\\") && bus != "." && bus != ".."
-}
-
-// parseCPUList parses the kernel's cpulist format ("0-3,8,10-11"), returning the CPUs sorted
-// without duplicates; an empty list is nil.
-func parseCPUList(s string) ([]int, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, nil
-	}
-	var cpus []int
-	for part := range strings.SplitSeq(s, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil || a < 0 {
-			return nil, fmt.Errorf("parse cpu list %q: bad cpu %q", s, lo)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return nil, fmt.Errorf("parse cpu list %q: bad range %q", s, part)
-			}
-		}
-		if b-a > maxAffinityCPUs {
-			return nil, fmt.Errorf("parse cpu list %q: range %q too large", s, part)
-		}
-		for c := a; c <= b; c++ {
-			cpus = append(cpus, c)
-		}
-	}
-	slices.Sort(cpus)
-	return slices.Compact(cpus), nil
 }

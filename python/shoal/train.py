@@ -1,0 +1,374 @@
+"""Gang-scheduled training on a shoal cluster, in Python.
+
+In a driver::
+
+    import shoal.train
+
+    def train_fn(config):
+        ctx = shoal.train.get_context()          # world rank, local rank, world size
+        start = shoal.train.get_checkpoint()     # None, or the last checkpoint reported
+        ...
+        shoal.train.report({"loss": loss}, checkpoint=ckpt_dir)
+        return loss
+
+    losses = shoal.train.run(train_fn, num_workers=8, resources_per_worker={"GPU": 1, "CPU": 8},
+                             max_failures=3, config={"lr": 0.1})
+
+Each worker is an actor placed in one placement group of ``num_workers`` bundles, so the gang
+is placed all at once or not at all. Inside it the environment torch.distributed reads is set
+(MASTER_ADDR, MASTER_PORT bound on rank 0's node, RANK, LOCAL_RANK, WORLD_SIZE, ...), so
+``torch.distributed.init_process_group("gloo")`` just works. When a worker fails, every worker
+is stopped and the gang runs again from the last checkpoint rank 0 reported, up to
+``max_failures`` times.
+
+The same ``report``, ``get_checkpoint`` and ``get_context`` work in a script run by
+``shoal train -- python script.py``: there reports go to ``shoal train`` through the pipe it
+gives every rank (SHOAL_TRAIN_REPORT_FD).
+"""
+import inspect
+import json
+import os
+import socket
+import subprocess
+import time
+
+from . import _api
+from . import exceptions as exc
+
+__all__ = ["run", "report", "get_checkpoint", "get_context", "init_collective", "TrainContext", "TrainingFailedError"]
+
+# variables a rank must not inherit (the same list as train.Scrubbed in Go)
+_SCRUBBED = ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "SLURM_NTASKS", "SLURM_NPROCS",
+             "SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE", "SLURM_STEP_ID", "SLURM_STEPID", "SLURM_STEP_NODELIST",
+             "SLURM_STEP_NUM_NODES", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_TASKS_PER_NODE", "SLURM_TASK_PID",
+             "SLURM_GTIDS", "SLURM_ARRAY_TASK_ID", "PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_RANK",
+             "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "TORCHELASTIC_USE_AGENT_STORE", "GROUP_WORLD_SIZE")
+
+
+class TrainingFailedError(exc.RayError):
+    """A worker failed and no restarts were left; ``__cause__`` is the worker's error."""
+
+    def __init__(self, msg, rank=None, attempts=None):
+        super().__init__(msg)
+        self.rank = rank
+        self.attempts = attempts
+
+
+class TrainContext:
+    """Where this worker is in the gang."""
+
+    def __init__(self, env=None):
+        e = os.environ if env is None else env
+        self._world_rank = int(e.get("RANK", 0))
+        self._local_rank = int(e.get("LOCAL_RANK", 0))
+        self._world_size = int(e.get("WORLD_SIZE", 1))
+        self._local_world_size = int(e.get("LOCAL_WORLD_SIZE", 1))
+        self._node_rank = int(e.get("NODE_RANK", 0))
+        self._attempt = int(e.get("TORCHELASTIC_RESTART_COUNT", 0))
+
+    def get_world_rank(self):
+        return self._world_rank
+
+    def get_local_rank(self):
+        return self._local_rank
+
+    def get_world_size(self):
+        return self._world_size
+
+    def get_local_world_size(self):
+        return self._local_world_size
+
+    def get_node_rank(self):
+        return self._node_rank
+
+    def get_attempt(self):
+        """0 on the first run of the gang, n after its n-th restart."""
+        return self._attempt
+
+    world_rank = property(get_world_rank)
+    local_rank = property(get_local_rank)
+    world_size = property(get_world_size)
+    local_world_size = property(get_local_world_size)
+    node_rank = property(get_node_rank)
+    attempt = property(get_attempt)
+
+    def __repr__(self):
+        return (f"TrainContext(world_rank={self._world_rank}, local_rank={self._local_rank}, "
+                f"world_size={self._world_size}, node_rank={self._node_rank}, attempt={self._attempt})")
+
+
+_controller = None  # set in workers of run(): the actor that records reports
+
+
+def get_context():
+    """This worker's place in the gang (world rank, local rank, world size, node rank)."""
+    return TrainContext()
+
+
+def init_collective(group_name=None, backend="auto", timeout=60.0):
+    """Join a shoal.collective group of the whole gang (this rank as RANK of WORLD_SIZE) and
+    return its name, for allreduce / allgather / reducescatter / broadcast on numpy arrays. The
+    default name is new for each attempt of the gang, so a restarted gang never meets a group
+    that ranks of the failed attempt left behind."""
+    from . import collective
+    c = get_context()
+    if group_name is None:
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "local")
+        group_name = f"shoal-train-{run_id}-{c.attempt}"
+    collective.init_group(c.world_size, c.world_rank, group_name=group_name, backend=backend, timeout=timeout)
+    return group_name
+
+
+def get_checkpoint():
+    """The last checkpoint rank 0 reported before the gang was restarted, or None."""
+    return os.environ.get("SHOAL_TRAIN_CHECKPOINT") or None
+
+
+def report(metrics, checkpoint=None):
+    """Record metrics and, optionally, a checkpoint (a directory or file path every node can
+    read). After a failure the gang restarts from the last checkpoint world rank 0 reported;
+    get_checkpoint() returns it. Every rank may call report; rank 0's checkpoint is the one kept."""
+    if not isinstance(metrics, dict):
+        raise TypeError(f"report(metrics): metrics must be a dict, got {type(metrics).__name__}")
+    ckpt = os.fspath(checkpoint) if checkpoint is not None else ""
+    rec = {"metrics": metrics, "checkpoint": ckpt}
+    fd = os.environ.get("SHOAL_TRAIN_REPORT_FD")
+    if fd:
+        line = (json.dumps(rec, default=str) + "\n").encode()
+        try:
+            os.write(int(fd), line)
+        except OSError as e:
+            raise RuntimeError(f"report to shoal train through fd {fd}: {e}") from None
+        return
+    if _controller is not None:
+        _api.get(_controller.report.remote(get_context().world_rank, metrics, ckpt))
+        return
+    raise RuntimeError("shoal.train.report() works only in a worker of shoal.train.run() or a rank of `shoal train`")
+
+
+class _Controller:
+    """Records the gang's reports, on the driver's node; it outlives every attempt."""
+
+    def __init__(self):
+        self.checkpoint = None
+        self.metrics = []
+
+    def report(self, rank, metrics, checkpoint):
+        if rank == 0:
+            self.metrics.append(metrics)
+            if checkpoint:
+                self.checkpoint = checkpoint
+        return True
+
+    def state(self):
+        return self.checkpoint, list(self.metrics)
+
+
+class _Rank:
+    """One worker of the gang."""
+
+    def __init__(self, controller):
+        global _controller
+        _controller = controller
+        self._sock = None
+
+    def info(self, allowed):
+        return {"node": os.environ.get("SHOAL_NODE_ID", ""), "gpus": _api.get_gpu_ids(), "nccl": _nccl_env(allowed)}
+
+    def reserve_port(self):
+        # bound, never listening, SO_REUSEADDR: nobody else takes the port, and torch's
+        # TCPStore (which sets SO_REUSEADDR too) can still bind it and listen
+        if self._sock is None:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", 0))
+            self._sock = s
+        return self._sock.getsockname()[1]
+
+    def run(self, fn, config, env):
+        for k in _SCRUBBED:
+            os.environ.pop(k, None)
+        os.environ.update(env)
+        try:
+            params = inspect.signature(fn).parameters
+            takes_config = len(params) > 0
+        except (TypeError, ValueError):
+            takes_config = True
+        return fn(config) if takes_config else fn()
+
+
+def _nccl_env(allowed):
+    exe = _api._shoal_binary()
+    cmd = [exe, "train", "nccl-env"]
+    if allowed:
+        cmd += ["--allowed-interfaces", ",".join(allowed)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        return json.loads(out.stdout or "{}")
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return {}
+
+
+def layout(placed, node_order):
+    """Number the ranks as `shoal train` does (train.Layout in Go): nodes in node_order, the
+    ranks of one node consecutive, ordered by their first GPU, then by worker index. Returns,
+    per world rank, a dict {actor, rank, local_rank, node_rank, local_world_size, node, node_gpus}."""
+    pos = {n: i for i, n in reversed(list(enumerate(node_order)))}
+
+    def key(i):
+        p = placed[i]
+        gpus = p.get("gpus") or []
+        return (pos.get(p["node"], len(node_order)), p["node"], min(gpus) if gpus else -1, i)
+
+    order = sorted(range(len(placed)), key=key)
+    ranks, node_rank, local, prev = [], -1, 0, None
+    for r, i in enumerate(order):
+        n = placed[i]["node"]
+        if r == 0 or n != prev:
+            node_rank, local, prev = node_rank + 1, 0, n
+        ranks.append({"actor": i, "rank": r, "local_rank": local, "node_rank": node_rank, "node": n})
+        local += 1
+    for r in ranks:
+        same = [o for o in ranks if o["node"] == r["node"]]
+        r["local_world_size"] = len(same)
+        r["node_gpus"] = [g for o in same for g in (placed[o["actor"]].get("gpus") or [])]
+    return ranks
+
+
+def _env(r, own, world):
+    e = {
+        "MASTER_ADDR": world["master_addr"], "MASTER_PORT": str(world["master_port"]),
+        "RANK": str(r["rank"]), "LOCAL_RANK": str(r["local_rank"]), "WORLD_SIZE": str(world["size"]),
+        "LOCAL_WORLD_SIZE": str(r["local_world_size"]), "NODE_RANK": str(r["node_rank"]),
+        "GROUP_RANK": str(r["node_rank"]), "ROLE_RANK": str(r["rank"]), "ROLE_WORLD_SIZE": str(world["size"]),
+        "TORCHELASTIC_RESTART_COUNT": str(world["attempt"]), "TORCHELASTIC_MAX_RESTARTS": str(world["max_restarts"]),
+        "TORCHELASTIC_RUN_ID": world["run_id"], "OMP_NUM_THREADS": str(max(1, int(world["cpus"]))),
+        "SHOAL_TRAIN_CHECKPOINT": world["checkpoint"] or "",
+    }
+    gpus = own.get("gpus") or []
+    if gpus:
+        shown = r["node_gpus"] if world["gpu_mode"] == "shared" else gpus
+        e["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in shown)
+    e.update(own.get("nccl") or {})
+    return e
+
+
+def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="PACK", max_failures=0, config=None,
+        *, cuda_visible_devices="per-rank", allowed_interfaces=None, placement_timeout=60.0, verbose=True):
+    """Run ``train_fn(config)`` (or ``train_fn()``) on ``num_workers`` workers placed as one
+    gang, and return their return values in world-rank order.
+
+    resources_per_worker: each worker's bundle, e.g. {"GPU": 1, "CPU": 8} (default {"CPU": 1}).
+    placement_strategy: PACK (default), SPREAD, STRICT_PACK or STRICT_SPREAD.
+    max_failures: restarts of the whole gang after a worker fails (its exception, its process
+    dying, its node lost); each restart starts from the last checkpoint rank 0 reported.
+    cuda_visible_devices: "per-rank" (each worker sees its GPUs) or "shared" (the node's).
+
+    Raises TaskUnschedulableError when the cluster can never hold the gang, GetTimeoutError when
+    it has no room within placement_timeout seconds, and TrainingFailedError (whose __cause__ is
+    the failing worker's error) when no restart is left."""
+    from .util.placement_group import placement_group, remove_placement_group
+    from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    if not callable(train_fn):
+        raise TypeError(f"run(train_fn): train_fn must be callable, got {type(train_fn).__name__}")
+    if not isinstance(num_workers, int) or num_workers < 1:
+        raise ValueError(f"run(num_workers={num_workers!r}): need a positive int")
+    if cuda_visible_devices not in ("per-rank", "shared"):
+        raise ValueError(f"cuda_visible_devices={cuda_visible_devices!r}: use 'per-rank' or 'shared'")
+    res = {k: float(v) for k, v in (resources_per_worker or {"CPU": 1}).items() if v}
+    if not res:
+        raise ValueError(f"resources_per_worker={resources_per_worker!r}: give at least one resource, e.g. {{'CPU': 1}}")
+    _api._auto_init()
+    controller = _api.remote(_Controller).options(num_cpus=0).remote()
+    rank_cls = _api.remote(_Rank)
+    run_id = f"shoal-{os.getpid()}-{int(time.time())}"
+    pg = None
+    try:
+        for attempt in range(max_failures + 1):
+            if pg is None:
+                pg = placement_group([dict(res) for _ in range(num_workers)], strategy=placement_strategy,
+                                     name="shoal-train")
+                try:
+                    _api.get(pg.ready(), timeout=placement_timeout)
+                except exc.TaskUnschedulableError as e:
+                    pg = None
+                    raise exc.TaskUnschedulableError(
+                        f"shoal.train.run: the cluster can never hold {num_workers} workers of {res} "
+                        f"({placement_strategy}): {e}; ask for fewer workers or resources, or another strategy") from None
+                except exc.GetTimeoutError:
+                    remove_placement_group(pg)
+                    pg = None
+                    raise exc.GetTimeoutError(
+                        f"shoal.train.run: no room for {num_workers} workers of {res} ({placement_strategy}) within "
+                        f"{placement_timeout} s; the cluster has {_api.available_resources()} available") from None
+            actors = []
+            for i in range(num_workers):
+                actors.append(rank_cls.options(
+                    num_cpus=res.get("CPU", 0), num_gpus=res.get("GPU", 0),
+                    resources={k: v for k, v in res.items() if k not in ("CPU", "GPU", "memory")} or None,
+                    max_restarts=0,
+                    scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i),
+                ).remote(controller))
+            lost = False
+            try:
+                placed = _api.get([a.info.remote(allowed_interfaces) for a in actors])
+                nodes = [n["NodeID"] for n in _api.nodes()]
+                nodes = nodes[:1] + sorted(nodes[1:])  # the head node, then by name (as in Go)
+                addrs = {n["NodeID"]: n.get("NodeManagerAddress", "") for n in _api.nodes()}
+                ranks = layout(placed, nodes)
+                r0 = ranks[0]
+                port = _api.get(actors[r0["actor"]].reserve_port.remote())
+                master = addrs.get(r0["node"], "")
+                if len(nodes) <= 1 or master in ("", "0.0.0.0"):
+                    master = "127.0.0.1"
+                ckpt, _ = _api.get(controller.state.remote())
+                world = {"size": num_workers, "master_addr": master, "master_port": port, "attempt": attempt,
+                         "max_restarts": max_failures, "cpus": res.get("CPU", 1), "gpu_mode": cuda_visible_devices,
+                         "checkpoint": ckpt, "run_id": run_id}
+                by_actor = {r["actor"]: r for r in ranks}
+                refs = [actors[i].run.remote(train_fn, config, _env(by_actor[i], placed[i], world))
+                        for i in range(num_workers)]
+                rank_of = {ref: by_actor[i]["rank"] for i, ref in enumerate(refs)}
+                results, pending, failure = {}, list(refs), None
+                while pending and failure is None:
+                    ready, pending = _api.wait(pending, num_returns=1)
+                    for ref in ready:
+                        try:
+                            results[rank_of[ref]] = _api.get(ref)
+                        except (exc.RayActorError, exc.WorkerCrashedError) as e:
+                            failure, lost = (rank_of[ref], e), True
+                        except exc.RayError as e:
+                            failure = (rank_of[ref], e)
+                        if failure:
+                            break
+                if failure is None:
+                    return [results[r] for r in range(num_workers)]
+            except (exc.RayActorError, exc.WorkerCrashedError) as e:
+                failure, lost = (-1, e), True
+            finally:
+                for a in actors:
+                    try:
+                        _api.kill(a)
+                    except Exception:  # noqa: BLE001 - already dead
+                        pass
+            rank, err = failure
+            who = f"worker of rank {rank}" if rank >= 0 else "a worker"
+            if lost:
+                remove_placement_group(pg)
+                pg = None
+            if attempt >= max_failures:
+                raise TrainingFailedError(f"shoal.train.run: {who} failed and no restarts are left "
+                                          f"({attempt} of {max_failures} used): {err}", rank, attempt + 1) from err
+            if verbose:
+                ckpt, _ = _api.get(controller.state.remote())
+                frm = f"from checkpoint {ckpt}" if ckpt else "from the start"
+                print(f"shoal.train: {who} failed ({type(err).__name__}); restarting the gang {frm} "
+                      f"(restart {attempt + 1} of {max_failures})", flush=True)
+    finally:
+        if pg is not None:
+            remove_placement_group(pg)
+        try:
+            _api.kill(controller)
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,0 +1,271 @@
+"""shoal.train (Python) and `shoal train` (CLI) on real local clusters: the environment each rank
+gets, results in rank order, restarts from the last reported checkpoint, the failing rank's exit
+code and output, signals, and gangs the cluster cannot hold. The 3-node versions are in
+test/slurm/train.sh."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, run_script, shoal_bin
+
+from shoal import train as st
+
+
+def test_layout_numbers_ranks_by_node_then_gpu():
+    placed = [{"node": "n2", "gpus": [1]}, {"node": "n1", "gpus": [3]}, {"node": "n2", "gpus": [0]},
+              {"node": "n1", "gpus": [2]}]
+    got = [(r["actor"], r["node"], r["local_rank"], r["node_rank"], r["local_world_size"], r["node_gpus"])
+           for r in st.layout(placed, ["n1", "n2"])]
+    assert got == [(3, "n1", 0, 0, 2, [2, 3]), (1, "n1", 1, 0, 2, [2, 3]),
+                   (2, "n2", 0, 1, 2, [0, 1]), (0, "n2", 1, 1, 2, [0, 1])]
+
+
+def test_context_and_checkpoint_outside_a_gang(monkeypatch):
+    for k in ("RANK", "WORLD_SIZE", "SHOAL_TRAIN_CHECKPOINT", "SHOAL_TRAIN_REPORT_FD"):
+        monkeypatch.delenv(k, raising=False)
+    assert st.get_context().world_size == 1 and st.get_checkpoint() is None
+    with pytest.raises(RuntimeError, match="only in a worker"):
+        st.report({"loss": 1.0})
+    with pytest.raises(TypeError, match="must be a dict"):
+        st.report(1.0)
+
+
+ENV_RUN = r"""
+import os, shoal, shoal.train as st
+os.environ["SLURM_PROCID"] = "7"     # a driver inside a Slurm step; workers must not see it
+shoal.init()
+def fn(config):
+    c = st.get_context()
+    keys = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
+            "TORCHELASTIC_RESTART_COUNT", "OMP_NUM_THREADS", "SLURM_PROCID")
+    return (c.world_rank, c.local_rank, c.world_size, config["x"], {k: os.environ.get(k) for k in keys})
+out = st.run(fn, num_workers=3, resources_per_worker={"CPU": 1}, config={"x": 42})
+print("OUT", repr(out))
+"""
+
+
+def test_run_gives_each_worker_the_torch_environment():
+    r = run_script(ENV_RUN, "--num-cpus", "4")
+    assert r.returncode == 0, r.stderr
+    out = eval(r.stdout.split("OUT ", 1)[1])  # noqa: S307 - our own repr
+    assert [o[:4] for o in out] == [(0, 0, 3, 42), (1, 1, 3, 42), (2, 2, 3, 42)]
+    envs = [o[4] for o in out]
+    assert len({(e["MASTER_ADDR"], e["MASTER_PORT"]) for e in envs}) == 1
+    assert envs[0]["MASTER_ADDR"] == "127.0.0.1" and int(envs[0]["MASTER_PORT"]) > 0
+    for i, e in enumerate(envs):
+        assert (e["RANK"], e["LOCAL_RANK"], e["WORLD_SIZE"], e["LOCAL_WORLD_SIZE"], e["NODE_RANK"]) == (str(i), str(i), "3", "3", "0")
+        assert e["TORCHELASTIC_RESTART_COUNT"] == "0" and e["OMP_NUM_THREADS"] == "1"
+        assert e["SLURM_PROCID"] is None
+
+
+RESTART_RUN = r"""
+import json, os, sys, tempfile, time, shoal, shoal.train as st
+shoal.init()
+d = tempfile.mkdtemp()
+def fn(config):
+    c = st.get_context()
+    ck = st.get_checkpoint()
+    start = json.load(open(ck))["step"] + 1 if ck else 0
+    for step in range(start, 10):
+        if c.world_rank == 0 and step % 3 == 2:
+            p = os.path.join(config["dir"], f"step{step}.json")
+            with open(p + ".tmp", "w") as f:
+                json.dump({"step": step}, f)
+            os.replace(p + ".tmp", p)
+            st.report({"step": step}, checkpoint=p)
+        if c.attempt == 0 and step == 4:
+            if c.world_rank == 1:
+                while not os.path.exists(os.path.join(config["dir"], "step2.json")):
+                    time.sleep(0.01)
+                time.sleep(0.5)
+                os._exit(3)            # the worker process dies
+            time.sleep(60)             # rank 0 waits to be stopped
+    return (c.world_rank, c.attempt, start, ck)
+print("OUT", repr(st.run(fn, num_workers=2, max_failures=2, config={"dir": d})))
+"""
+
+
+def test_run_restarts_the_gang_from_the_last_checkpoint():
+    t0 = time.time()
+    r = run_script(RESTART_RUN, "--num-cpus", "2")
+    assert r.returncode == 0, r.stderr + r.stdout
+    out = eval(r.stdout.split("OUT ", 1)[1])  # noqa: S307
+    assert [o[:3] for o in out] == [(0, 1, 3), (1, 1, 3)], out
+    assert out[0][3].endswith("step2.json")
+    assert "restarting the gang from checkpoint" in r.stdout
+    assert time.time() - t0 < 50, "rank 0 (sleeping 60 s) was not stopped when rank 1 died"
+
+
+FAIL_RUN = r"""
+import shoal, shoal.train as st
+shoal.init()
+def fn():
+    if st.get_context().world_rank == 1:
+        raise ValueError("bad batch at step 3")
+    return 1
+try:
+    st.run(fn, num_workers=2, max_failures=1)
+except st.TrainingFailedError as e:
+    print("FAILED", e.rank, e.attempts, isinstance(e.__cause__, ValueError), "bad batch at step 3" in str(e.__cause__))
+"""
+
+
+def test_run_raises_when_no_restart_is_left():
+    r = run_script(FAIL_RUN, "--num-cpus", "2")
+    assert r.returncode == 0, r.stderr
+    assert "FAILED 1 2 True True" in r.stdout, r.stdout
+    assert r.stdout.count("restarting the gang") == 1
+
+
+INFEASIBLE_RUN = r"""
+import shoal, shoal.train as st
+shoal.init()
+try:
+    st.run(lambda: 1, num_workers=3, resources_per_worker={"CPU": 2})
+except shoal.exceptions.TaskUnschedulableError as e:
+    print("REFUSED", e)
+"""
+
+
+def test_run_refuses_a_gang_the_cluster_can_never_hold():
+    r = run_script(INFEASIBLE_RUN, "--num-cpus", "4")
+    assert r.returncode == 0, r.stderr
+    assert "REFUSED shoal.train.run: the cluster can never hold 3 workers of {'CPU': 2.0} (PACK)" in r.stdout, r.stdout
+
+
+def shoal_train(*args, timeout=120, env=None):
+    e = dict(os.environ)
+    for k in ("SHOAL_ADDRESS", "SHOAL_SECRET", "SHOAL_CLUSTER_ID"):
+        e.pop(k, None)
+    e["PYTHONPATH"] = os.path.join(ROOT, "python") + os.pathsep + e.get("PYTHONPATH", "")
+    e.update(env or {})
+    return subprocess.run([shoal_bin(), "train", *args], capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def test_cli_environment_and_slurm_variables_removed():
+    code = ("import os; print('ENV', *(os.environ.get(k) for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR',"
+            " 'MASTER_PORT', 'SLURM_PROCID', 'SLURM_LOCALID', 'TORCHELASTIC_MAX_RESTARTS')))")
+    r = shoal_train("--nproc-per-node", "2", "--max-restarts", "2", "--", sys.executable, "-c", code,
+                    env={"SLURM_PROCID": "5", "SLURM_LOCALID": "1"})
+    assert r.returncode == 0, r.stderr
+    lines = sorted(l.split("ENV ", 1)[1] for l in r.stdout.splitlines() if "ENV " in l)
+    assert len(lines) == 2
+    port = lines[0].split()[4]
+    assert lines == [f"0 0 2 127.0.0.1 {port} None None 2", f"1 1 2 127.0.0.1 {port} None None 2"]
+    assert "[rank0]: ENV" in r.stdout and "[rank1]: ENV" in r.stdout
+
+
+CKPT_RANK = r"""
+import os, sys, time, shoal.train as st
+rank, attempt = int(os.environ["RANK"]), int(os.environ["TORCHELASTIC_RESTART_COUNT"])
+print("START", rank, attempt, st.get_checkpoint(), flush=True)
+if attempt == 0:
+    if rank == 0:
+        st.report({"step": 10}, checkpoint="/ckpt/step10")
+        time.sleep(60)
+    time.sleep(1)
+    print("rank", rank, "gives up", flush=True)
+    sys.exit(7)
+"""
+
+
+def test_cli_restart_from_the_reported_checkpoint_then_the_exit_code():
+    t0 = time.time()
+    r = shoal_train("--nproc-per-node", "2", "--max-restarts", "1", "--", sys.executable, "-c", CKPT_RANK)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "[rank1]: START 1 1 /ckpt/step10" in r.stdout and "[rank0]: START 0 1 /ckpt/step10" in r.stdout
+    assert "rank 1 on" in r.stderr and "failed (exit code 7); restarting the gang from checkpoint /ckpt/step10 (restart 1 of 1)" in r.stderr
+    assert time.time() - t0 < 40, "rank 0 (sleeping 60 s) was not stopped"
+    # no restart left: shoal train exits with the rank's code and shows its last output
+    r = shoal_train("--nproc-per-node", "2", "--", sys.executable, "-c", CKPT_RANK)
+    assert r.returncode == 7, r.stderr
+    assert "failed (exit code 7) and no restarts are left (0 of 0 used); its last output:" in r.stderr
+    assert "    rank 1 gives up" in r.stderr
+
+
+def test_cli_refuses_an_impossible_gang():
+    r = shoal_train("--nproc-per-node", "3", "--cpus-per-rank", "64", "--", "true")
+    assert r.returncode != 0
+    assert "cannot place the ranks: the cluster can never hold 3 ranks of {CPU:64} (PACK)" in r.stderr, r.stderr
+    r = shoal_train("--nproc-per-node", "two", "--", "true")
+    assert r.returncode == 2 and "--nproc-per-node \"two\": use a positive number" in r.stderr
+
+
+TERM_RANK = r"""
+import os, signal, sys, time
+def bye(*_):
+    open(os.path.join(sys.argv[1], "saved-" + os.environ["RANK"]), "w").close()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, bye)
+print("UP", os.environ["RANK"], flush=True)
+time.sleep(60)
+"""
+
+
+def test_cli_sigterm_reaches_every_rank_and_stops_without_restart(tmp_path):
+    e = dict(os.environ)
+    for k in ("SHOAL_ADDRESS", "SHOAL_SECRET", "SHOAL_CLUSTER_ID"):
+        e.pop(k, None)
+    p = subprocess.Popen([shoal_bin(), "train", "--nproc-per-node", "2", "--max-restarts", "3", "--", sys.executable,
+                          "-c", TERM_RANK, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+    up = 0
+    deadline = time.time() + 60
+    while up < 2 and time.time() < deadline:
+        line = p.stdout.readline()
+        up += "UP" in line
+    assert up == 2
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert sorted(os.listdir(tmp_path)) == ["saved-0", "saved-1"]
+    assert "restarting" not in err
+    assert p.returncode == 128 + signal.SIGTERM
+
+
+def test_cli_torch_gloo_ddp_gradients_agree():
+    pytest.importorskip("torch")
+    r = shoal_train("--nproc-per-node", "2", "--", sys.executable, os.path.join(ROOT, "examples", "train", "ddp_torch.py"),
+                    "--steps", "3", timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert r.stdout.count("identical_across_ranks=True") == 2 and r.stdout.count("agree=True") == 2, r.stdout
+
+
+def test_cli_torch_fsdp2_on_gloo_learns():
+    pytest.importorskip("torch")
+    r = shoal_train("--nproc-per-node", "2", "--", sys.executable, os.path.join(ROOT, "examples", "train", "fsdp_torch.py"),
+                    "--steps", "30", timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    line = [l for l in r.stdout.splitlines() if "DONE steps=30" in l][0]
+    first = float(line.split("first_loss=")[1].split()[0])
+    last = float(line.split("mean_loss=")[1])
+    assert last < first / 2, line
+
+
+def test_cli_numpy_fsdp_matches_one_process():
+    r = shoal_train("--nproc-per-node", "2", "--", sys.executable, os.path.join(ROOT, "examples", "train", "fsdp_numpy.py"),
+                    "--steps", "50", timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "FSDP world=2 steps=50" in r.stdout and "agree=True" in r.stdout, r.stdout
+
+
+COLL_RUN = r"""
+import numpy as np, shoal, shoal.train as st
+from shoal import collective as col
+shoal.init()
+def fn():
+    g = st.init_collective()
+    a = np.full(4, float(st.get_context().world_rank + 1))
+    col.allreduce(a, group_name=g)
+    col.destroy_group(g)
+    return float(a[0])
+print("SUMS", st.run(fn, num_workers=3))
+"""
+
+
+def test_run_workers_use_shoal_collective():
+    r = run_script(COLL_RUN, "--num-cpus", "3")
+    assert r.returncode == 0, r.stderr
+    assert "SUMS [6.0, 6.0, 6.0]" in r.stdout, r.stdout

@@ -1,0 +1,486 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/shoal-hpc/shoal/client"
+)
+
+// Config configures Run.
+type Config struct {
+	Argv         []string           // the rank's command
+	Ranks        int                // world size
+	Resources    map[string]float64 // each rank's bundle
+	Strategy     string             // PACK (default), SPREAD, STRICT_PACK, STRICT_SPREAD
+	MaxRestarts  int                // restarts of the whole gang after a failure
+	GPUMode      string             // GPUsPerRank (default) or GPUsShared
+	Allowed      []string           // interfaces NCCL may use (names or globs); empty: any
+	Cwd          string
+	Env          []string      // extra variables for every rank
+	StopGrace    time.Duration // SIGTERM to SIGKILL when stopping a gang (default 5 s)
+	PlaceTimeout time.Duration // how long to wait for room for the gang (default 60 s)
+	Poll         time.Duration // how long one Poll of a rank waits (default 500 ms)
+	Progress     io.Writer     // progress lines (default stderr)
+	Signals      <-chan os.Signal
+	RunID        string
+}
+
+// Result is how a gang ended.
+type Result struct {
+	Code       int    // 0, the failing rank's exit code, or 128+signal
+	Restarts   int    // restarts used
+	FailedRank int    // -1 when none failed
+	Node       string // the failing rank's node
+	Tail       string // the failing rank's last output
+	Checkpoint string // the last checkpoint rank 0 reported
+}
+
+// ErrPlacement wraps failures to place the gang.
+var ErrPlacement = errors.New("cannot place the ranks")
+
+type gang struct {
+	c      *client.Client
+	cfg    Config
+	log    hclog.Logger
+	pg     *client.PlacementGroup
+	actors []*client.Actor // one per bundle, kept across attempts
+	placed []Placed        // where each actor runs
+	ckpt   string
+	signal chan os.Signal
+}
+
+// Run runs cfg.Ranks copies of cfg.Argv as one gang on the cluster c is connected to, and
+// restarts the gang after a failure up to cfg.MaxRestarts times. It returns how the last
+// attempt ended; an error means the gang could not be placed or started at all.
+func Run(ctx context.Context, log hclog.Logger, c *client.Client, cfg Config) (Result, error) {
+	if len(cfg.Argv) == 0 {
+		return Result{Code: 2}, errors.New("no command to run: shoal train [options] -- CMD ARGS")
+	}
+	if cfg.Ranks <= 0 {
+		return Result{Code: 2}, fmt.Errorf("%d ranks: need at least one", cfg.Ranks)
+	}
+	if cfg.GPUMode == "" {
+		cfg.GPUMode = GPUsPerRank
+	}
+	if cfg.GPUMode != GPUsPerRank && cfg.GPUMode != GPUsShared {
+		return Result{Code: 2}, fmt.Errorf("GPU mode %q: use %s or %s", cfg.GPUMode, GPUsPerRank, GPUsShared)
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = 5 * time.Second
+	}
+	if cfg.PlaceTimeout <= 0 {
+		cfg.PlaceTimeout = time.Minute
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 500 * time.Millisecond
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = os.Stderr
+	}
+	if cfg.RunID == "" {
+		cfg.RunID = fmt.Sprintf("shoal-%d", os.Getpid())
+	}
+	g := &gang{c: c, cfg: cfg, log: log, signal: make(chan os.Signal, 4)}
+	defer g.dropActors()
+	for attempt := 0; ; attempt++ {
+		res, err := g.attempt(ctx, attempt)
+		res.Restarts = attempt
+		res.Checkpoint = g.ckpt
+		if err != nil || res.FailedRank < 0 || res.Code == 0 {
+			return res, err
+		}
+		if attempt >= cfg.MaxRestarts {
+			g.say("rank %d on %s failed (%s) and no restarts are left (%d of %d used); its last output:\n%s",
+				res.FailedRank, res.Node, how(res), attempt, cfg.MaxRestarts, indent(res.Tail))
+			return res, nil
+		}
+		from := "from the start"
+		if g.ckpt != "" {
+			from = "from checkpoint " + g.ckpt
+		}
+		g.say("rank %d on %s failed (%s); restarting the gang %s (restart %d of %d)",
+			res.FailedRank, res.Node, how(res), from, attempt+1, cfg.MaxRestarts)
+	}
+}
+
+func how(r Result) string {
+	if r.Code > 128 && r.Code < 160 {
+		return fmt.Sprintf("killed by signal %d", r.Code-128)
+	}
+	if r.Code < 0 {
+		return "its process or node was lost"
+	}
+	return fmt.Sprintf("exit code %d", r.Code)
+}
+
+func indent(s string) string {
+	if s == "" {
+		return "    (no output)"
+	}
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}
+
+func (g *gang) say(format string, args ...any) {
+	fmt.Fprintf(g.cfg.Progress, "shoal train: "+format+"\n", args...)
+}
+
+// place reserves the gang's bundles, once; a gang that lost an actor gets a new group.
+func (g *gang) place(ctx context.Context) error {
+	if g.pg != nil {
+		return nil
+	}
+	bundles := make([]map[string]float64, g.cfg.Ranks)
+	for i := range bundles {
+		bundles[i] = g.cfg.Resources
+	}
+	pctx, cancel := context.WithTimeout(ctx, g.cfg.PlaceTimeout)
+	defer cancel()
+	pg, err := g.c.NewPlacementGroup(pctx, bundles, g.cfg.Strategy, "shoal-train")
+	if err != nil {
+		what := fmt.Sprintf("%d ranks of %s (%s)", g.cfg.Ranks, resString(g.cfg.Resources), strategyName(g.cfg.Strategy))
+		if errors.Is(err, client.ErrInfeasible) {
+			return fmt.Errorf("%w: the cluster can never hold %s: %v; ask for fewer ranks or resources per rank, or another placement strategy", ErrPlacement, what, err)
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			avail, _ := g.c.AvailableResources()
+			return fmt.Errorf("%w: no room for %s within %s; the cluster has %s available now", ErrPlacement, what, g.cfg.PlaceTimeout, resString(avail))
+		}
+		return fmt.Errorf("%w: %s: %v", ErrPlacement, what, err)
+	}
+	g.pg = pg
+	return nil
+}
+
+func strategyName(s string) string {
+	if s == "" {
+		return "PACK"
+	}
+	return s
+}
+
+func resString(r map[string]float64) string {
+	var parts []string
+	for _, k := range []string{"CPU", "GPU", "memory"} {
+		if v, ok := r[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s:%g", k, v))
+		}
+	}
+	for k, v := range r {
+		if k != "CPU" && k != "GPU" && k != "memory" && k != "object_store_memory" {
+			parts = append(parts, fmt.Sprintf("%s:%g", k, v))
+		}
+	}
+	return "{" + strings.Join(parts, " ") + "}"
+}
+
+// newActors creates one RankActor in each bundle and asks each where it runs.
+func (g *gang) newActors(ctx context.Context) error {
+	opts := []any{client.MaxRestarts(0)}
+	for k, v := range g.cfg.Resources {
+		opts = append(opts, client.Resource(k, v))
+	}
+	g.actors = make([]*client.Actor, g.cfg.Ranks)
+	for i := range g.actors {
+		a, err := g.c.NewActor(ActorType, append([]any{client.InBundle(g.pg, i)}, opts...)...)
+		if err != nil {
+			return fmt.Errorf("create rank %d's actor: %w", i, err)
+		}
+		g.actors[i] = a
+	}
+	g.placed = make([]Placed, len(g.actors))
+	if err := g.callAll(ctx, g.actors, &g.placed, "Info", func(int) []any { return []any{g.cfg.Allowed} }); err != nil {
+		return fmt.Errorf("start the ranks' actors: %w", err)
+	}
+	return nil
+}
+
+// dropActors kills the actors and gives the placement group back: an actor was lost, perhaps
+// with its node, and the next attempt places the gang anew.
+func (g *gang) dropActors() {
+	for _, a := range g.actors {
+		if a != nil {
+			g.c.Kill(a)
+		}
+	}
+	g.actors, g.placed = nil, nil
+	if g.pg != nil {
+		g.pg.Remove()
+		g.pg = nil
+	}
+}
+
+// attempt runs the gang once.
+func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
+	fail := Result{FailedRank: -1}
+	if err := g.place(ctx); err != nil {
+		return Result{Code: 1, FailedRank: -1}, err
+	}
+	// The actors outlive a failed attempt (their processes are stopped, the workers stay), so a
+	// restart costs no worker start-up; they are made anew when one of them was lost.
+	if g.actors == nil {
+		if err := g.newActors(ctx); err != nil {
+			g.dropActors()
+			return Result{Code: 1, FailedRank: -1}, err
+		}
+	}
+	actors, placed := g.actors, g.placed
+	lostNode := false
+	defer func() {
+		if lostNode {
+			g.dropActors()
+		}
+	}()
+	nodes, err := g.c.Nodes()
+	if err != nil {
+		return Result{Code: 1, FailedRank: -1}, err
+	}
+	order := NodeOrder(nodes)
+	addr := map[string]string{}
+	for _, n := range nodes {
+		addr[n.ID] = n.Addr
+	}
+	ranks := Layout(placed, order)
+	r0 := actors[ranks[0].Actor]
+	var port int
+	ref, err := r0.Call("ReservePort")
+	if err == nil {
+		err = g.c.Get(ctx, ref, &port)
+		ref.Release()
+	}
+	if err != nil {
+		lostNode = true
+		return Result{Code: 1, FailedRank: -1}, fmt.Errorf("reserve MASTER_PORT on %s: %w", ranks[0].Node, err)
+	}
+	master := masterAddr(addr[ranks[0].Node], len(nodes))
+	cpus := g.cfg.Resources["CPU"]
+	w := World{Size: len(ranks), MasterAddr: master, MasterPort: port, Attempt: attempt, MaxRestarts: g.cfg.MaxRestarts,
+		CPUs: cpus, GPUMode: g.cfg.GPUMode, Checkpoint: g.ckpt, RunID: g.cfg.RunID}
+	byActor := make([]Rank, len(ranks))
+	for _, r := range ranks {
+		byActor[r.Actor] = r
+	}
+	var started []any
+	if err := g.callAll(ctx, actors, &started, "Start", func(i int) []any {
+		r := byActor[i]
+		env := append(Env(r, placed[i], w), g.cfg.Env...)
+		return []any{StartSpec{Argv: g.cfg.Argv, Env: env, Cwd: g.cfg.Cwd, Prefix: fmt.Sprintf("[rank%d]: ", r.Rank)}}
+	}); err != nil {
+		lostNode = true
+		return Result{Code: 1, FailedRank: -1}, fmt.Errorf("start the ranks: %w", err)
+	}
+	g.say("%d ranks running (attempt %d): %s; MASTER_ADDR=%s MASTER_PORT=%d", len(ranks), attempt, Describe(ranks), master, port)
+	// watch
+	pollMS := int(g.cfg.Poll / time.Millisecond)
+	pending := make([]client.ObjectRef, len(actors))
+	defer func() {
+		for _, r := range pending {
+			r.Release() // the polls still out when a rank failed; releasing twice does nothing
+		}
+	}()
+	owner := map[string]int{}
+	for i, a := range actors {
+		ref, err := a.Call("Poll", pollMS)
+		if err != nil {
+			return Result{Code: 1, FailedRank: -1}, err
+		}
+		pending[i] = ref
+		owner[ref.Hex()] = i
+	}
+	done := make([]bool, len(actors))
+	left := len(actors)
+	var sigCode int
+	sigs := g.cfg.Signals
+	for left > 0 {
+		wctx, cancel := context.WithTimeout(ctx, 2*g.cfg.Poll+time.Second)
+		var live []client.ObjectRef
+		for i, r := range pending {
+			if !done[i] {
+				live = append(live, r)
+			}
+		}
+		ready, _, werr := g.waitOrSignal(wctx, live, sigs, actors, &sigCode)
+		cancel()
+		if werr != nil && !errors.Is(werr, context.DeadlineExceeded) {
+			return Result{Code: 1, FailedRank: -1}, werr
+		}
+		for _, ref := range ready {
+			i := owner[ref.Hex()]
+			delete(owner, ref.Hex())
+			var st Status
+			err := g.c.Get(ctx, ref, &st)
+			ref.Release()
+			r := byActor[i]
+			if err != nil {
+				// the worker or its node is gone
+				lostNode = true
+				fail = Result{Code: -1, FailedRank: r.Rank, Node: r.Node, Tail: "(lost: " + err.Error() + ")"}
+				break
+			}
+			if r.Rank == 0 && st.Last != nil {
+				g.ckpt = st.Last.Checkpoint
+			}
+			if st.Done {
+				done[i] = true
+				left--
+				if st.Code != 0 {
+					fail = Result{Code: st.Code, FailedRank: r.Rank, Node: r.Node, Tail: st.Tail}
+					break
+				}
+				continue
+			}
+			nref, err := actors[i].Call("Poll", pollMS)
+			if err != nil {
+				return Result{Code: 1, FailedRank: -1}, err
+			}
+			pending[i] = nref
+			owner[nref.Hex()] = i
+		}
+		if fail.FailedRank >= 0 {
+			break
+		}
+	}
+	if fail.FailedRank < 0 {
+		return Result{FailedRank: -1, Code: sigCode}, nil
+	}
+	for i, st := range g.stopAll(actors, done) {
+		if st == nil {
+			lostNode = true // its actor did not answer: start the next attempt with new ones
+			continue
+		}
+		if byActor[i].Rank == 0 && st.Last != nil {
+			g.ckpt = st.Last.Checkpoint // what rank 0 reported since its last poll
+		}
+	}
+	// Slurm signals every process of the step at once: a rank may die of scancel's SIGTERM
+	// before this process sees its own; by now (every rank stopped) it has arrived.
+	for drained := false; !drained; {
+		select {
+		case s := <-sigs:
+			if sig := s.(syscall.Signal); sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGHUP {
+				sigCode = 128 + int(sig)
+			}
+		default:
+			drained = true
+		}
+	}
+	if sigCode != 0 {
+		// stopped on purpose (scancel, Ctrl-C): no restart
+		fail.Code = sigCode
+		fail.FailedRank = -1
+		return fail, nil
+	}
+	return fail, nil
+}
+
+// waitOrSignal waits for one of refs, and passes on the signals that arrive meanwhile to
+// every rank.
+func (g *gang) waitOrSignal(ctx context.Context, refs []client.ObjectRef, sigs <-chan os.Signal, actors []*client.Actor, sigCode *int) ([]client.ObjectRef, []client.ObjectRef, error) {
+	type res struct {
+		ready, not []client.ObjectRef
+		err        error
+	}
+	ch := make(chan res, 1)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		r, n, err := g.c.Wait(wctx, refs, 1)
+		ch <- res{r, n, err}
+	}()
+	for {
+		select {
+		case r := <-ch:
+			return r.ready, r.not, r.err
+		case s := <-sigs:
+			sig := s.(syscall.Signal)
+			if sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGHUP {
+				*sigCode = 128 + int(sig)
+			}
+			g.log.Debug("passing a signal on to every rank", "signal", sig)
+			for _, a := range actors {
+				a.Call("Signal", int(sig))
+			}
+		}
+	}
+}
+
+// stopAll stops every rank (those that exited only free their port) all at once, and returns
+// each one's last status (nil where its actor is gone).
+func (g *gang) stopAll(actors []*client.Actor, done []bool) []*Status {
+	out := make([]*Status, len(actors))
+	var wg sync.WaitGroup
+	for i, a := range actors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ref, err := a.Call("Stop", int(g.cfg.StopGrace/time.Millisecond))
+			if err != nil {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StopGrace+10*time.Second)
+			defer cancel()
+			var st Status
+			if g.c.Get(ctx, ref, &st) == nil {
+				out[i] = &st
+			}
+			ref.Release()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// callAll calls method on every actor with args(i) and decodes the results into out (a
+// pointer to a slice of len(actors) elements, or to a nil []any to drop them).
+func (g *gang) callAll(ctx context.Context, actors []*client.Actor, out any, method string, args func(int) []any) error {
+	refs := make([]client.ObjectRef, len(actors))
+	for i, a := range actors {
+		ref, err := a.Call(method, args(i)...)
+		if err != nil {
+			return err
+		}
+		refs[i] = ref
+	}
+	defer func() {
+		for _, r := range refs {
+			r.Release()
+		}
+	}()
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if p, ok := out.(*[]any); ok && *p == nil {
+		for _, r := range refs {
+			if err := g.c.Get(cctx, r, nil); err != nil {
+				return fmt.Errorf("%s: %w", method, err)
+			}
+		}
+		return nil
+	}
+	if err := g.c.GetAll(cctx, refs, out); err != nil {
+		return fmt.Errorf("%s: %w", method, err)
+	}
+	return nil
+}
+
+// masterAddr is the address the other ranks reach rank 0's node at.
+func masterAddr(addr string, nodes int) string {
+	if a, ok := strings.CutPrefix(addr, "tcp:"); ok {
+		if h, _, err := net.SplitHostPort(a); err == nil {
+			addr = h
+		}
+	}
+	if nodes <= 1 || addr == "" || addr == "0.0.0.0" {
+		return "127.0.0.1"
+	}
+	return addr
+}
