@@ -385,18 +385,9 @@ func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, fi
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	type result struct {
-		code int
-		err  error
+	code, sig, err := m.Serve(ctx, sigs)
+	if sig != nil {
+		return 128 + int(sig.(syscall.Signal)), nil
 	}
-	done := make(chan result, 1)
-	go func() { c, e := m.Run(); done <- result{c, e} }()
-	select {
-	case s := <-sigs:
-		m.Close()
-		return 128 + int(s.(syscall.Signal)), nil
-	case r := <-done:
-		m.Close()
-		return r.code, r.err
-	}
+	return code, err
 }

@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -149,6 +150,27 @@ func (m *Member) Run() (int, error) {
 			f.Decode(&e)
 			return 1, fmt.Errorf("the head node refused this node: %s", e.Msg)
 		}
+	}
+}
+
+// Serve runs the member (see Run) until the head stops it, a signal arrives on sigs, or ctx
+// ends; the member is closed on return, its workers gone. sig is the signal that ended it, if
+// one did; code and err are Run's otherwise.
+func (m *Member) Serve(ctx context.Context, sigs <-chan os.Signal) (code int, sig os.Signal, err error) {
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() { c, e := m.Run(); done <- result{c, e} }()
+	defer m.Close()
+	select {
+	case s := <-sigs:
+		return 0, s, nil
+	case <-ctx.Done():
+		return 1, nil, ctx.Err()
+	case r := <-done:
+		return r.code, nil, r.err
 	}
 }
 

@@ -73,26 +73,14 @@ func RunMember(ctx context.Context, log hclog.Logger) (int, error) {
 		}
 	}
 	log.Info("joined the head", "head", headAddr, "node", me, "offer", offer.String())
-	type result struct {
-		code int
-		err  error
+	code, sig, err := m.Serve(ctx, sigs)
+	switch {
+	case sig != nil:
+		log.Info("stopped by signal", "signal", sig.String())
+		return 128 + int(sig.(syscall.Signal)), nil
+	case err != nil:
+		return 1, err
 	}
-	done := make(chan result, 1)
-	go func() { c, e := m.Run(); done <- result{c, e} }()
-	select {
-	case s := <-sigs:
-		m.Close()
-		log.Info("stopped by signal", "signal", s.String())
-		return 128 + int(s.(syscall.Signal)), nil
-	case <-ctx.Done():
-		m.Close()
-		return 1, ctx.Err()
-	case r := <-done:
-		m.Close()
-		if r.err != nil {
-			return 1, r.err
-		}
-		log.Info("the head stopped the cluster", "driver_code", r.code)
-		return 0, nil // this container did its part, whatever the driver's code
-	}
+	log.Info("the head stopped the cluster", "driver_code", code)
+	return 0, nil // this container did its part, whatever the driver's code
 }

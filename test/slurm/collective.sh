@@ -8,18 +8,7 @@
 # Last line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
-ROOT=$PWD
-CLUSTER=$ROOT/scripts/slurm-cluster.sh
-export SLURM_CONF=${SHOAL_SLURM_DIR:-/tmp/shoal-slurm}/slurm.conf
-export PATH=$ROOT/bin:$PATH
-export PYTHONPATH=$ROOT/python
-export SHOAL_RENDEZVOUS_DIR=$(mktemp -d /tmp/shoal-rdv.XXXXXX)
-pass=0; fail=0
-ok()  { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; shift; (($#)) && printf '     %s\n' "$@"; return 0; }
-has() { grep -q -- "$2" <<<"$1"; }
-finish() { echo "$pass passed, $fail failed"; ((fail == 0)); exit; }
-if [[ $(id -u) != 0 ]]; then echo "skip: the test Slurm cluster needs root"; finish; fi
+. "$PWD/test/slurm/lib.sh"
 [[ -f $ROOT/bin/shoal_spank.so ]] || { bad "bin/shoal_spank.so is not built (make spank)"; finish; }
 [[ -f $ROOT/python/shoal/bin/libshoalcoll.so ]] || { bad "libshoalcoll.so is not built (make build)"; finish; }
 WORK=$(mktemp -d /tmp/shoal-coll.XXXXXX)

@@ -8,17 +8,7 @@
 # Run it under `flock /tmp/shoal-slurm.lock` (make test-objects does). Last line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
-ROOT=$PWD
-CLUSTER=$ROOT/scripts/slurm-cluster.sh
-export SLURM_CONF=${SHOAL_SLURM_DIR:-/tmp/shoal-slurm}/slurm.conf
-export PATH=$ROOT/bin:$PATH
-export PYTHONPATH=$ROOT/python   # this checkout's SDK, in the driver and (through it) the workers
-export SHOAL_RENDEZVOUS_DIR=$(mktemp -d /tmp/shoal-rdv.XXXXXX)
-pass=0; fail=0
-ok()  { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; shift; (($#)) && printf '     %s\n' "$@"; return 0; }
-finish() { echo "$pass passed, $fail failed"; ((fail == 0)); exit; }
-if [[ $(id -u) != 0 ]]; then echo "skip: the test Slurm cluster needs root"; finish; fi
+. "$PWD/test/slurm/lib.sh"
 if ! python3 -c "import numpy" 2>/dev/null; then bad "numpy is missing (scripts/deps.sh installs it)"; finish; fi
 WORK=$(mktemp -d /tmp/shoal-objects.XXXXXX)
 trap 'rm -rf "$WORK" "$SHOAL_RENDEZVOUS_DIR"' EXIT
