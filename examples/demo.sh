@@ -12,6 +12,9 @@ if [ -f examples/go/main.go ]; then
   "$SHOAL" run -- bin/shoal-go-example
 fi
 echo
+echo "== shoal run -- shoal train --nproc-per-node 2 -- python examples/train/fsdp_numpy.py (FSDP-style ranks over shoal.collective)"
+"$SHOAL" run -- "$SHOAL" train --nproc-per-node 2 -- "${PYTHON:-python3}" examples/train/fsdp_numpy.py --steps 50
+echo
 echo "== shoal up / status / down (a cluster that outlives one command)"
 eval "$("$SHOAL" up --num-cpus 2 2>/dev/null)"
 "$SHOAL" status
