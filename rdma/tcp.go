@@ -503,18 +503,9 @@ func (c *tcpConn) Send(ctx context.Context, b []byte) error {
 	parts := c.parts(len(b))
 	defer c.watch(ctx, false, len(parts))()
 	binary.BigEndian.PutUint64(c.hdr[:], uint64(len(b)))
-	if len(parts) == 1 {
-		if len(b) <= c.cfg.Chunk {
-			bufs := net.Buffers{c.hdr[:], b}
-			if _, err := bufs.WriteTo(c.streams[0]); err != nil {
-				return c.fail("send to", ctx, err)
-			}
-			return nil
-		}
-		if _, err := c.streams[0].Write(c.hdr[:]); err != nil {
-			return c.fail("send to", ctx, err)
-		}
-		if err := c.writeChunks(0, b); err != nil {
+	if len(parts) == 1 && len(b) <= c.cfg.Chunk { // header and body in one write
+		bufs := net.Buffers{c.hdr[:], b}
+		if _, err := bufs.WriteTo(c.streams[0]); err != nil {
 			return c.fail("send to", ctx, err)
 		}
 		return nil
@@ -522,21 +513,30 @@ func (c *tcpConn) Send(ctx context.Context, b []byte) error {
 	if _, err := c.streams[0].Write(c.hdr[:]); err != nil {
 		return c.fail("send to", ctx, err)
 	}
+	if err := eachPart(parts, b, c.writeChunks); err != nil {
+		return c.fail("send to", ctx, err)
+	}
+	return nil
+}
+
+// eachPart runs f on each stream's part of b (part i on stream i), the others in goroutines
+// beside the caller's, and joins their errors. One part runs on the caller alone.
+func eachPart(parts [][2]int, b []byte, f func(i int, b []byte) error) error {
+	if len(parts) == 1 {
+		return f(0, b)
+	}
 	errs := make([]error, len(parts))
 	var wg sync.WaitGroup
 	for i := 1; i < len(parts); i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = c.writeChunks(i, b[parts[i][0]:parts[i][1]])
+			errs[i] = f(i, b[parts[i][0]:parts[i][1]])
 		}()
 	}
-	errs[0] = c.writeChunks(0, b[parts[0][0]:parts[0][1]])
+	errs[0] = f(0, b[parts[0][0]:parts[0][1]])
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return c.fail("send to", ctx, err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (c *tcpConn) writeChunks(i int, b []byte) error {
@@ -573,24 +573,7 @@ func (c *tcpConn) Recv(ctx context.Context, b []byte) error {
 	if n := binary.BigEndian.Uint64(c.rhdr[:]); n != uint64(len(b)) {
 		return c.fail("recv from", ctx, fmt.Errorf("%w: the peer sent %d bytes, the receiver expected %d (both sides must agree on counts and types)", ErrSize, n, len(b)))
 	}
-	if len(parts) == 1 {
-		if err := c.readChunks(0, b); err != nil {
-			return c.fail("recv from", ctx, err)
-		}
-		return nil
-	}
-	errs := make([]error, len(parts))
-	var wg sync.WaitGroup
-	for i := 1; i < len(parts); i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = c.readChunks(i, b[parts[i][0]:parts[i][1]])
-		}()
-	}
-	errs[0] = c.readChunks(0, b[parts[0][0]:parts[0][1]])
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := eachPart(parts, b, c.readChunks); err != nil {
 		return c.fail("recv from", ctx, err)
 	}
 	return nil
