@@ -364,27 +364,24 @@ func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, fi
 			offer[k] = v
 		}
 	}
-	var m *nodeagent.Member
-	for {
-		m, err = nodeagent.Join(log.Named("member"), nodeagent.MemberConfig{HeadAddr: r.Addr, Secret: r.Secret, Node: me,
-			Addr: addr, Resources: offer, GPUs: gpus, CUDA: cudaList(gpus, o.CUDAIndex), Scrub: o.Scrub,
-			Topology: topo, Confine: conf, UVMMajor: majors.UVM, CPUs: fp.CPUs, Store: store})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return 1, err
-		}
-		time.Sleep(100 * time.Millisecond)
+	// signals from here on: a SIGTERM while joining must still remove this node's store
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	m, sig, err := nodeagent.JoinRetry(ctx, log.Named("member"), nodeagent.MemberConfig{HeadAddr: r.Addr, Secret: r.Secret, Node: me,
+		Addr: addr, Resources: offer, GPUs: gpus, CUDA: cudaList(gpus, o.CUDAIndex), Scrub: o.Scrub,
+		Topology: topo, Confine: conf, UVMMajor: majors.UVM, CPUs: fp.CPUs, Store: store}, deadline, 100*time.Millisecond, sigs)
+	if sig != nil {
+		return 128 + int(sig.(syscall.Signal)), nil
+	}
+	if err != nil {
+		return 1, err
 	}
 	// for `shoal admin epilog`, should this agent be killed before it removes its store
 	if b, err := json.Marshal(Info{ID: r.Cluster, PID: os.Getpid(), Dir: store.SessionDir, StoreDir: shmDir,
 		SlurmJob: os.Getenv("SLURM_JOB_ID")}); err == nil {
 		os.WriteFile(filepath.Join(store.SessionDir, "member.json"), b, 0o600)
 	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	code, sig, err := m.Serve(ctx, sigs)
 	if sig != nil {
 		return 128 + int(sig.(syscall.Signal)), nil

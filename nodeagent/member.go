@@ -71,6 +71,30 @@ type MemberConfig struct {
 	Store *StoreConfig
 }
 
+// JoinRetry calls Join until it succeeds, the deadline passes (the last error is returned), ctx
+// ends, or a signal arrives on sigs (returned, with no error, so the caller exits 128+signal).
+// The head may not be listening yet when a member starts, so a refused join is retried every
+// `every`.
+func JoinRetry(ctx context.Context, log hclog.Logger, cfg MemberConfig, deadline time.Time, every time.Duration,
+	sigs <-chan os.Signal) (*Member, os.Signal, error) {
+	for {
+		m, err := Join(log, cfg)
+		if err == nil {
+			return m, nil, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, nil, err
+		}
+		select {
+		case s := <-sigs:
+			return nil, s, nil
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(every):
+		}
+	}
+}
+
 // Join connects to the head node's agent and offers this node.
 func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
 	conn, _, err := wire.Dial(cfg.HeadAddr, cfg.Secret, wire.Auth{Role: "member", PID: os.Getpid()})

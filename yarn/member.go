@@ -53,24 +53,13 @@ func RunMember(ctx context.Context, log hclog.Logger) (int, error) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	deadline := time.Now().Add(timeout)
-	var m *nodeagent.Member
-	for {
-		m, err = nodeagent.Join(log.Named("member"), nodeagent.MemberConfig{HeadAddr: headAddr, Secret: secret,
-			Node: me, Addr: host, Resources: offer})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return 1, fmt.Errorf("join the head at %s: %w", headAddr, err)
-		}
-		select {
-		case s := <-sigs:
-			return 128 + int(s.(syscall.Signal)), nil
-		case <-ctx.Done():
-			return 1, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+	m, sig, err := nodeagent.JoinRetry(ctx, log.Named("member"), nodeagent.MemberConfig{HeadAddr: headAddr, Secret: secret,
+		Node: me, Addr: host, Resources: offer}, time.Now().Add(timeout), 200*time.Millisecond, sigs)
+	if sig != nil {
+		return 128 + int(sig.(syscall.Signal)), nil
+	}
+	if err != nil {
+		return 1, fmt.Errorf("join the head at %s: %w", headAddr, err)
 	}
 	log.Info("joined the head", "head", headAddr, "node", me, "offer", offer.String())
 	code, sig, err := m.Serve(ctx, sigs)
