@@ -179,6 +179,57 @@ func TestObjectPulledFromHeadToMember(t *testing.T) {
 	}
 }
 
+// TestPullInManyPiecesOverSeveralConnections pulls objects in many pieces of an odd size (not a
+// multiple of a page), over several connections with requests in flight on each, and checks
+// every byte.
+func TestPullInManyPiecesOverSeveralConnections(t *testing.T) {
+	n := startTwoNodes(t, 256<<20, 64<<20)
+	n.member.store.xfer.piece = 1000003
+	driver := n.dial(n.head.Addr())
+	store := n.dial(n.member.store.Addr())
+	for _, size := range []int{5, 1 << 20, 33<<20 + 4097} {
+		data := randomBytes(size)
+		id := randomID()
+		create(t, driver, id, data)
+		var o wire.Obj
+		if err := store.Call(wire.TFetch, 10, &wire.Fetch{ID: id, Fmt: wire.FmtRaw, Size: int64(size), Loc: n.head.XferAddr()}, &o); err != nil {
+			t.Fatal(err)
+		}
+		if got := readObj(t, o); !bytes.Equal(got, data) {
+			t.Fatalf("the member's copy of a %d-byte object pulled in pieces of 1000003 bytes differs from the original", size)
+		}
+	}
+}
+
+// TestPullOfAnObjectItsHolderLacksSaysWhy asks node2 to pull an object the head node does not
+// have: the answer is an object_lost error that names the holder, node2 keeps no room for it,
+// and the next pull from the same holder works.
+func TestPullOfAnObjectItsHolderLacksSaysWhy(t *testing.T) {
+	n := startTwoNodes(t, 256<<20, 64<<20)
+	driver := n.dial(n.head.Addr())
+	store := n.dial(n.member.store.Addr())
+	var o wire.Obj
+	missing := randomID()
+	if err := store.Call(wire.TFetch, 10, &wire.Fetch{ID: missing, Fmt: wire.FmtRaw, Size: 20 << 20, Loc: n.head.XferAddr()}, &o); err != nil {
+		t.Fatal(err)
+	}
+	if o.Fmt != wire.FmtError || !strings.Contains(string(o.Data), "object_lost") || !strings.Contains(string(o.Data), "no longer at "+n.head.XferAddr()) {
+		t.Fatalf("FETCH of an object its holder lacks answered %+v (%q); want an object_lost error naming the holder", o, o.Data)
+	}
+	if st := n.member.StoreStats(); st.Objects != 0 || st.Bytes != 0 {
+		t.Errorf("node2's store after a failed pull: %+v; want nothing kept", st)
+	}
+	data := randomBytes(20 << 20)
+	id := randomID()
+	create(t, driver, id, data)
+	if err := store.Call(wire.TFetch, 11, &wire.Fetch{ID: id, Fmt: wire.FmtRaw, Size: int64(len(data)), Loc: n.head.XferAddr()}, &o); err != nil {
+		t.Fatal(err)
+	}
+	if got := readObj(t, o); !bytes.Equal(got, data) {
+		t.Fatal("a pull after a failed one got other bytes than the original")
+	}
+}
+
 func TestObjectPulledFromMemberToHeadAndFreedEverywhere(t *testing.T) {
 	n := startTwoNodes(t, 256<<20, 128<<20)
 	driver := n.dial(n.head.Addr())
