@@ -50,6 +50,9 @@ func (a *Agent) objFor(c *client, id wire.ID) wire.Obj {
 			return a.remoteObj(nd, o) // its node's agent pulls the bytes in chunks
 		}
 	}
+	if c.remote && (o.Stored() || !o.Local()) && o.Size > maxInlineReply {
+		return tooLarge(id, int(o.Size), "")
+	}
 	if !o.Local() {
 		if c.remote {
 			return wire.Obj{ID: id, Fmt: wire.FmtError, Data: errorData("object_lost",
@@ -170,11 +173,50 @@ func (a *Agent) complete(w *waiter, timedOut bool) {
 		w.c.conn.Send(wire.TOK, w.seq, &wire.GetReply{Objs: []wire.Obj{}, Timeout: true})
 		return
 	}
+	if ps := a.pullsFor(w.c, w.ids); ps != nil {
+		// answered once the objects that live only on other nodes are here (objremote.go)
+		go func() {
+			for _, p := range ps {
+				<-p.done
+			}
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			a.answerGet(w, ps)
+		}()
+		return
+	}
+	a.answerGet(w, nil)
+}
+
+// answerGet sends a GET's objects; pulled holds the pulls it waited for (objremote.go).
+func (a *Agent) answerGet(w *waiter, pulled map[wire.ID]*pull) {
 	objs := make([]wire.Obj, len(w.ids))
+	inline := 0 // bytes of stored objects sent in this answer
 	for i, id := range w.ids {
+		if p := pulled[id]; p != nil && p.err != nil {
+			objs[i] = wire.Obj{ID: id, Fmt: wire.FmtError, Data: errorData("object_lost",
+				"could not pull object "+id.String()+" to the head node for a client without a store of its own: "+p.err.Error())}
+			continue
+		}
 		objs[i] = a.objFor(w.c, id)
+		if o := objs[i]; o.Path == "" && len(o.Data) >= wire.InlineMax {
+			if inline += len(o.Data); inline > maxInlineReply {
+				objs[i] = tooLarge(id, len(o.Data), "with the other objects of this get ")
+				inline -= len(o.Data)
+			}
+		}
 	}
 	w.c.conn.Send(wire.TOK, w.seq, &wire.GetReply{Objs: objs})
+}
+
+// maxInlineReply is how many bytes of stored objects one GET answer carries to a client
+// without a store of its own: one frame, less room for the message around them.
+const maxInlineReply = wire.MaxFrame - 1<<20
+
+func tooLarge(id wire.ID, size int, with string) wire.Obj {
+	return wire.Obj{ID: id, Fmt: wire.FmtError, Data: errorData("too_large", fmt.Sprintf(
+		"object %s (%d bytes) does not fit in one answer %s(%d bytes at most) to a client without a store of its own; get fewer objects at once, or run the driver on a node of the cluster",
+		id, size, with, maxInlineReply))}
 }
 
 // sealed is called when an object becomes readable: it answers waiters and releases tasks

@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/shoal-hpc/shoal/nodeagent/objstore"
 	"github.com/shoal-hpc/shoal/rdma"
@@ -52,6 +53,40 @@ func (a *Agent) XferAddr() string {
 	return a.xfer.Loc()
 }
 
+// xferLocFor is the address node nd pulls this node's objects from. When the transfer listener
+// listens on every interface (--listen 0.0.0.0, or a node name that does not resolve), its own
+// address names no host; nd then gets the address its agent reached this one at, which is on
+// a network they share.
+func (a *Agent) xferLocFor(nd *node) string {
+	loc := a.XferAddr()
+	if nd == nil || nd.member == nil {
+		return loc
+	}
+	return reachable(loc, nd.member.conn.Net().LocalAddr())
+}
+
+// reachable returns transfer address loc ("name:host:port") with, when its host is unspecified
+// (0.0.0.0 or ::), the host of seen instead: an address the peer was reached at, or reached
+// this agent from.
+func reachable(loc string, seen net.Addr) string {
+	name, hp, ok := strings.Cut(loc, ":")
+	if !ok || seen == nil {
+		return loc
+	}
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return loc
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+		return loc
+	}
+	sh, _, err := net.SplitHostPort(seen.String())
+	if err != nil {
+		return loc
+	}
+	return name + ":" + net.JoinHostPort(sh, port)
+}
+
 // handleObjXfer handles FETCH, PUT_AT and NODE_STORE.
 func (a *Agent) handleObjXfer(c *client, f wire.Frame) error {
 	switch f.Type {
@@ -65,7 +100,7 @@ func (a *Agent) handleObjXfer(c *client, f wire.Frame) error {
 		if c.member == nil {
 			return fmt.Errorf("NODE_STORE from a %s connection; only member agents have stores to announce", c.role)
 		}
-		c.member.loc = m.Loc
+		c.member.loc = reachable(m.Loc, c.conn.Net().RemoteAddr())
 		return nil
 	case wire.TPutAt:
 		var m wire.PutAt
@@ -125,25 +160,7 @@ func (a *Agent) fetch(c *client, seq uint64, id wire.ID) {
 			"object "+id.String()+" lives on another node, and this agent does not listen for object transfers (no TCP listener)")})
 		return
 	}
-	p := a.xfer.pull(id, o.Loc, o.Size, func(owner uint64) (string, int64, error) {
-		o := a.store.Lookup(id)
-		if o == nil || o.Freed() {
-			return "", 0, fmt.Errorf("object %s was freed", id)
-		}
-		if o.Local() {
-			return "", 0, errAlreadyHere
-		}
-		o, err := a.store.FillRemote(id, owner)
-		if err != nil {
-			return "", 0, err
-		}
-		return o.Path, o.Offset, nil
-	}, func(owner uint64, err error) {
-		if err != nil {
-			a.log.Warn("pull object", "object", id.String(), "error", err)
-		}
-		a.store.Filled(id, owner, err == nil)
-	})
+	p := a.pullHere(o)
 	go func() {
 		<-p.done
 		a.mu.Lock()
@@ -164,6 +181,53 @@ func (a *Agent) fetch(c *client, seq uint64, id wire.ID) {
 	}()
 }
 
+// pullHere starts pulling object o (stored on another node) into this node's store, or joins
+// the pull of it in flight. Called with a.mu held; a.xfer must be set.
+func (a *Agent) pullHere(o *objstore.Object) *pull {
+	id := o.ID
+	return a.xfer.pull(id, o.Loc, o.Size, func(owner uint64) (string, int64, error) {
+		o := a.store.Lookup(id)
+		if o == nil || o.Freed() {
+			return "", 0, fmt.Errorf("object %s was freed", id)
+		}
+		if o.Local() {
+			return "", 0, errAlreadyHere
+		}
+		o, err := a.store.FillRemote(id, owner)
+		if err != nil {
+			return "", 0, err
+		}
+		return o.Path, o.Offset, nil
+	}, func(owner uint64, err error) {
+		if err != nil {
+			a.log.Warn("pull object", "object", id.String(), "error", err)
+		}
+		a.store.Filled(id, owner, err == nil)
+	})
+}
+
+// pullsFor starts pulling, into this node's store, the objects of ids that a client without a
+// store of its own (connected over TCP, not a worker of a member node) is about to get but
+// that live only on other nodes: this agent then sends their bytes in its answer, as it does
+// for the objects of its own store. nil when there is nothing to pull. Called with a.mu held.
+func (a *Agent) pullsFor(c *client, ids []wire.ID) map[wire.ID]*pull {
+	if !c.remote || storeNode(c) != nil || a.xfer == nil {
+		return nil
+	}
+	var ps map[wire.ID]*pull
+	for _, id := range ids {
+		o := a.store.Lookup(id)
+		if o == nil || o.Freed() || o.Local() || o.Size > maxInlineReply || ps[id] != nil {
+			continue
+		}
+		if ps == nil {
+			ps = map[wire.ID]*pull{}
+		}
+		ps[id] = a.pullHere(o)
+	}
+	return ps
+}
+
 // localObj describes an object whose bytes are here for client c, counting a use when c will
 // map them.
 func (a *Agent) localObj(c *client, o *objstore.Object) wire.Obj {
@@ -178,7 +242,7 @@ func (a *Agent) localObj(c *client, o *objstore.Object) wire.Obj {
 func (a *Agent) remoteObj(nd *node, o *objstore.Object) wire.Obj {
 	loc := o.Loc
 	if o.Local() {
-		loc = a.XferAddr()
+		loc = a.xferLocFor(nd)
 	}
 	a.addHolder(o.ID, nd.loc)
 	return wire.Obj{ID: o.ID, Fmt: o.Fmt, Size: o.Size, Loc: loc}

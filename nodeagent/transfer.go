@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -23,26 +24,42 @@ import (
 // Every agent (the head node's and each member) serves its store's sealed objects on a
 // listener of an rdma.Transport, and pulls objects it lacks from the agent that holds them:
 //
-//	FETCH ──> pull(id) ──> wait for room ──> reserve (arena, or spill) ──> dial holder (pooled)
-//	      ──> REQ{id} ──> HDR{size, fmt} ──> size bytes in chunks, straight into the mapping
+//	FETCH ──> pull(id) ──> wait for room ──> reserve (arena, or spill) ──> pieces of 8 MiB:
+//	      pullLanes pooled connections to the holder, each with up to pullDepth requests
+//	      REQ{id, off, len} in flight ──> HDR{size, fmt} + the bytes, straight into the mapping
 //	      ──> seal here ──> answer every FETCH of id that waited
 //
-// Several objects are pulled at once (up to pullSlots), each on its own connection; a second
-// FETCH of an object already on its way waits for the same pull. Flow control against the
-// store's free memory: a pull reserves its room before any byte moves; when the object does
-// not fit the arena's free room while other pulls are in flight, it waits for one of them to
-// end, and then the store spills least recently used objects (or, failing that, the object
-// goes to a spill file). A pull never fails for lack of room, and a failed one says why.
+// Several objects are pulled at once (up to pullSlots); a second FETCH of an object already on
+// its way waits for the same pull. Flow control against the store's free memory: a pull
+// reserves its room before any byte moves; when the object does not fit the arena's free room
+// while other pulls are in flight, it waits for one of them to end, and then the store spills
+// least recently used objects (or, failing that, the object goes to a spill file). Only then
+// are pieces requested, so every byte in flight has its place, and at most pullWindow pieces
+// are in flight on the whole node (pullWindow x 8 MiB of socket buffers and holder reads). A
+// pull never fails for lack of room, and a failed one says why.
 //
-// On the connection (fixed sizes, big-endian): REQ is the 16-byte id; HDR is size (int64,
-// -1 when the object is not here) and fmt (int64); then ceil(size/chunk) messages of chunk
-// bytes (the last one shorter). The transport authenticates both ends with the cluster secret.
+// On a connection (fixed sizes, big-endian): REQ is the 16-byte id, off (int64) and len
+// (int64); the answer is HDR, size (int64, -1 when the object is not here) and fmt (int64),
+// then, when 0 <= off < off+len <= size, the len bytes as one message; otherwise nothing more. Requests on one connection are
+// answered in order, so a puller keeps several in flight. The transport authenticates both
+// ends with the cluster secret.
 
 const (
 	// pullSlots is how many objects one node pulls at the same time.
 	pullSlots = 4
-	// defaultChunk is the size of one transfer message.
-	defaultChunk = 8 << 20
+	// pullLanes is how many connections one object is pulled over: each is striped over the
+	// transport's streams (4 for TCP), and independent connections keep one slow stream from
+	// holding up the others at the end of every piece.
+	pullLanes = 2
+	// pullDepth is how many requests one connection keeps in flight, so the holder starts the
+	// next piece while the last bytes of the one before are still on their way.
+	pullDepth = 2
+	// pullWindow is how many pieces may be in flight on one node, over all its pulls.
+	pullWindow = 8
+	// defaultPiece is the size of one request (and of the message that answers it).
+	defaultPiece = 8 << 20
+	// popBlock is the unit in which the arena's pages are faulted in before a pull writes them.
+	popBlock = 2 << 20
 	// xferOwnerBase numbers the store uses of transfers, apart from connection ids.
 	xferOwnerBase = uint64(1) << 62
 )
@@ -52,17 +69,18 @@ var errAlreadyHere = errors.New("object already here")
 
 // xfer serves and pulls one store's objects.
 type xfer struct {
-	log   hclog.Logger
-	tr    rdma.Transport
-	ln    rdma.Listener
-	mu    *sync.Mutex // guards store (the agent's lock)
-	store *objstore.Store
-	chunk int
-	slots chan struct{}
-	ctx   context.Context
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
-	owner atomic.Uint64
+	log    hclog.Logger
+	tr     rdma.Transport
+	ln     rdma.Listener
+	mu     *sync.Mutex // guards store (the agent's lock)
+	store  *objstore.Store
+	piece  int64
+	slots  chan struct{}
+	window chan struct{} // one token per piece in flight
+	ctx    context.Context
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+	owner  atomic.Uint64
 
 	pmu   sync.Mutex
 	pulls map[wire.ID]*pull
@@ -74,7 +92,7 @@ type xfer struct {
 	arenaPath string
 	arena     []byte // the whole arena, mapped once (see view)
 	popMu     sync.Mutex
-	populated int64 // the arena's pages are faulted in below this offset
+	populated []uint64 // bit i: the arena's pages of block i (popBlock bytes) are faulted in
 }
 
 // pull is one object on its way here; done is closed when err is final.
@@ -91,8 +109,8 @@ func newXfer(log hclog.Logger, tr rdma.Transport, mu *sync.Mutex, store *objstor
 		stop()
 		return nil, fmt.Errorf("listen for object transfers over %s: %w", tr.Name(), err)
 	}
-	x := &xfer{log: log, tr: tr, ln: ln, mu: mu, store: store, chunk: defaultChunk,
-		slots: make(chan struct{}, pullSlots), ctx: ctx, stop: stop,
+	x := &xfer{log: log, tr: tr, ln: ln, mu: mu, store: store, piece: defaultPiece,
+		slots: make(chan struct{}, pullSlots), window: make(chan struct{}, pullWindow), ctx: ctx, stop: stop,
 		pulls: map[wire.ID]*pull{}, idle: map[string][]rdma.Conn{}, conns: map[rdma.Conn]bool{},
 		room: make(chan struct{})}
 	x.arenaPath = store.ArenaPath()
@@ -102,6 +120,7 @@ func newXfer(log hclog.Logger, tr rdma.Transport, mu *sync.Mutex, store *objstor
 			stop()
 			return nil, fmt.Errorf("map the object store arena for transfers: %w", err)
 		}
+		x.populated = make([]uint64, (n+popBlock-1)/popBlock/64+1)
 	}
 	x.wg.Add(1)
 	go x.accept()
@@ -168,7 +187,7 @@ func (x *xfer) serve(c rdma.Conn) {
 	defer x.wg.Done()
 	defer x.track(c, false)
 	defer c.Close()
-	req := make([]byte, 16)
+	req := make([]byte, 32)
 	hdr := make([]byte, 16)
 	for {
 		if err := c.Recv(x.ctx, req); err != nil {
@@ -176,6 +195,7 @@ func (x *xfer) serve(c rdma.Conn) {
 		}
 		var id wire.ID
 		copy(id[:], req)
+		roff, rlen := int64(binary.BigEndian.Uint64(req[16:])), int64(binary.BigEndian.Uint64(req[24:]))
 		owner := xferOwnerBase + x.owner.Add(1)
 		size, format, path, off := int64(-1), 0, "", int64(0)
 		x.mu.Lock()
@@ -187,8 +207,8 @@ func (x *xfer) serve(c rdma.Conn) {
 		binary.BigEndian.PutUint64(hdr, uint64(size))
 		binary.BigEndian.PutUint64(hdr[8:], uint64(format))
 		err := c.Send(x.ctx, hdr)
-		if err == nil && size > 0 {
-			err = x.sendBytes(c, path, off, size)
+		if err == nil && size >= 0 && roff >= 0 && rlen > 0 && rlen <= size-roff {
+			err = x.sendBytes(c, path, off+roff, rlen)
 		}
 		if size >= 0 {
 			x.mu.Lock()
@@ -221,17 +241,12 @@ func mapFile(path string, off, size int64, write bool) ([]byte, error) {
 }
 
 func (x *xfer) sendBytes(c rdma.Conn, path string, off, size int64) error {
-	m, done, err := x.view(path, off, size, false)
+	m, _, done, err := x.view(path, off, size, false)
 	if err != nil {
 		return err
 	}
 	defer done()
-	for p := 0; p < len(m); p += x.chunk {
-		if err := c.Send(x.ctx, m[p:min(p+x.chunk, len(m))]); err != nil {
-			return err
-		}
-	}
-	return nil
+	return c.Send(x.ctx, m)
 }
 
 // pull brings object id of size bytes here from the agent at loc, or joins the pull of it
@@ -308,7 +323,12 @@ func (x *xfer) run(id wire.ID, loc string, size int64,
 			return fmt.Errorf("pull object %s: the agent is closing", id)
 		}
 	}
+	t0 := time.Now()
 	err := x.fetchInto(id, loc, size, path, off)
+	if err == nil {
+		dt := time.Since(t0).Seconds()
+		x.log.Debug("pulled object", "object", id.String(), "from", loc, "bytes", size, "seconds", dt, "GB/s", float64(size)/dt/1e9)
+	}
 	x.mu.Lock()
 	finish(owner, err)
 	x.mu.Unlock()
@@ -346,7 +366,7 @@ func (x *xfer) dial(loc string) (rdma.Conn, error) {
 func (x *xfer) putIdle(loc string, c rdma.Conn) {
 	x.pmu.Lock()
 	defer x.pmu.Unlock()
-	if x.ctx.Err() != nil || len(x.idle[loc]) >= pullSlots {
+	if x.ctx.Err() != nil || len(x.idle[loc]) >= pullSlots*pullLanes {
 		delete(x.conns, c)
 		c.Close()
 		return
@@ -354,80 +374,190 @@ func (x *xfer) putIdle(loc string, c rdma.Conn) {
 	x.idle[loc] = append(x.idle[loc], c)
 }
 
-// fetchInto reads object id from the agent at loc into path at off.
+// fetchInto reads object id from the agent at loc into path at off: its pieces are requested
+// over up to pullLanes connections, each keeping up to pullDepth requests in flight.
 func (x *xfer) fetchInto(id wire.ID, loc string, size int64, path string, off int64) error {
+	var m []byte
+	prep, done := func(int64, int64) {}, func() {}
+	if size > 0 {
+		var err error
+		if m, prep, done, err = x.view(path, off, size, true); err != nil {
+			return err
+		}
+	}
+	defer done()
+	pieces := max(1, (size+x.piece-1)/x.piece)
+	lanes := int(min(pullLanes, pieces))
+	ctx, cancel := context.WithCancel(x.ctx)
+	defer cancel()
+	var next atomic.Int64
+	errs := make([]error, lanes)
+	var wg sync.WaitGroup
+	for i := range lanes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = x.lane(ctx, id, loc, size, m, prep, &next, pieces); errs[i] != nil {
+				cancel() // the other lanes stop at their next piece
+			}
+		}()
+	}
+	wg.Wait()
+	// the first error that is not another lane's cancellation says what went wrong
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lane pulls pieces of object id (the next one not taken: next) over one connection to loc
+// until none is left. Its sender keeps up to pullDepth requests in flight, each holding a
+// token of the node's window until its bytes are here.
+func (x *xfer) lane(ctx context.Context, id wire.ID, loc string, size int64, m []byte,
+	prep func(a, b int64), next *atomic.Int64, pieces int64) (err error) {
 	c, err := x.dial(loc)
 	if err != nil {
 		return fmt.Errorf("connect to %s to pull object %s: %w", loc, id, err)
 	}
-	ok := false
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sent := make(chan int64, pullDepth-1) // requests sent (or being sent), oldest first
+	serr := make(chan error, 1)
+	go func() {
+		defer close(sent)
+		req := make([]byte, 32)
+		copy(req, id[:])
+		for {
+			p := next.Add(1) - 1
+			if p >= pieces {
+				serr <- nil
+				return
+			}
+			select {
+			case x.window <- struct{}{}:
+			case <-ctx.Done():
+				serr <- ctx.Err()
+				return
+			}
+			select {
+			case sent <- p:
+			case <-ctx.Done():
+				<-x.window
+				serr <- ctx.Err()
+				return
+			}
+			a := p * x.piece
+			binary.BigEndian.PutUint64(req[16:], uint64(a))
+			binary.BigEndian.PutUint64(req[24:], uint64(min(x.piece, size-a)))
+			if err := c.Send(ctx, req); err != nil {
+				c.Close() // the receiver waits for no answer to it
+				serr <- fmt.Errorf("ask %s for object %s: %w", loc, id, err)
+				return
+			}
+		}
+	}()
 	defer func() {
-		if ok {
+		if err != nil {
+			cancel()
+			c.Close() // ends a Send in flight; its answers are not read
+		}
+		for range sent {
+			<-x.window
+		}
+		if serr := <-serr; err == nil {
+			err = serr
+		}
+		if err == nil {
 			x.putIdle(loc, c)
 		} else {
 			x.track(c, false)
 			c.Close()
 		}
 	}()
-	if err := c.Send(x.ctx, id[:]); err != nil {
-		return fmt.Errorf("ask %s for object %s: %w", loc, id, err)
-	}
 	hdr := make([]byte, 16)
-	if err := c.Recv(x.ctx, hdr); err != nil {
+	for p := range sent {
+		err := x.recvPiece(ctx, c, hdr, id, loc, size, m, prep, p)
+		<-x.window
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recvPiece reads the answer to the request of piece p into m.
+func (x *xfer) recvPiece(ctx context.Context, c rdma.Conn, hdr []byte, id wire.ID, loc string, size int64,
+	m []byte, prep func(a, b int64), p int64) error {
+	if err := c.Recv(ctx, hdr); err != nil {
 		return fmt.Errorf("ask %s for object %s: %w", loc, id, err)
 	}
 	got := int64(binary.BigEndian.Uint64(hdr))
 	if got < 0 {
-		ok = true
 		return fmt.Errorf("object %s is no longer at %s (freed, or its node lost it)", id, loc)
 	}
 	if got != size {
 		return fmt.Errorf("object %s at %s has %d bytes, the directory says %d", id, loc, got, size)
 	}
-	if size > 0 {
-		m, done, err := x.view(path, off, size, true)
-		if err != nil {
-			return err
-		}
-		for p := 0; p < len(m); p += x.chunk {
-			if err := c.Recv(x.ctx, m[p:min(p+x.chunk, len(m))]); err != nil {
-				done()
-				return fmt.Errorf("pull object %s from %s: %w", id, loc, err)
-			}
-		}
-		done()
+	a, b := p*x.piece, min((p+1)*x.piece, size)
+	if a >= b {
+		return nil
 	}
-	ok = true
+	prep(a, b)
+	if err := c.Recv(ctx, m[a:b]); err != nil {
+		return fmt.Errorf("pull object %s from %s: %w", id, loc, err)
+	}
 	return nil
 }
 
-// view returns size bytes of path at off and a function to call when done with them. Ranges of
-// the arena come from one mapping of the whole arena that the agent keeps, so their page
-// tables are made once (the first pull into a range is faulted in with one call); other files
-// (spill files) are mapped for the call and faulted in with one call.
-func (x *xfer) view(path string, off, size int64, write bool) ([]byte, func(), error) {
+// view returns size bytes of path at off, a function that makes a sub-range [a, b) ready to be
+// written (for write views), and a function to call when done with them. Ranges of the arena
+// come from one mapping of the whole arena that the agent keeps, so their page tables are made
+// once: prep faults in the blocks of the arena no pull has written before, with one call per
+// run of them, instead of a fault per page as the copy goes. Other files (spill files) are
+// mapped for the call; prep faults in the whole range (each piece is written once).
+func (x *xfer) view(path string, off, size int64, write bool) ([]byte, func(a, b int64), func(), error) {
 	if x.arena != nil && path == x.arenaPath {
-		m := x.arena[off : off+size]
-		if write {
-			x.popMu.Lock()
-			if end := off + size; end > x.populated {
-				unix.Madvise(x.arena[max(off, x.populated)/objstore.PageSize*objstore.PageSize:end], unix.MADV_POPULATE_WRITE)
-				if off <= x.populated {
-					x.populated = end
-				}
-			}
-			x.popMu.Unlock()
-		}
-		return m, func() {}, nil
+		return x.arena[off : off+size], func(a, b int64) { x.populate(off+a, off+b) }, func() {}, nil
 	}
-	m, err := mapFile(path, off, size, write)
+	skip := off % objstore.PageSize // mappings start at a page
+	mm, err := mapFile(path, off-skip, size+skip, write)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	adv := unix.MADV_POPULATE_READ
-	if write {
-		adv = unix.MADV_POPULATE_WRITE
+	if !write {
+		unix.Madvise(mm, unix.MADV_POPULATE_READ) // Linux 5.14+; without it the pages fault in one by one
 	}
-	unix.Madvise(m, adv) // Linux 5.14+; without it the pages fault in one by one
-	return m, func() { unix.Munmap(m) }, nil
+	prep := func(a, b int64) {
+		a = (skip + a) / objstore.PageSize * objstore.PageSize
+		unix.Madvise(mm[a:skip+b], unix.MADV_POPULATE_WRITE)
+	}
+	return mm[skip:], prep, func() { unix.Munmap(mm) }, nil
+}
+
+// populate faults in the arena's blocks in [a, b) that are not yet.
+func (x *xfer) populate(a, b int64) {
+	var runs [][2]int64
+	x.popMu.Lock()
+	for i := a / popBlock; i*popBlock < b; i++ {
+		if x.populated[i/64]&(1<<(i%64)) != 0 {
+			continue
+		}
+		x.populated[i/64] |= 1 << (i % 64)
+		if n := len(runs); n > 0 && runs[n-1][1] == i {
+			runs[n-1][1] = i + 1
+		} else {
+			runs = append(runs, [2]int64{i, i + 1})
+		}
+	}
+	x.popMu.Unlock()
+	for _, r := range runs {
+		unix.Madvise(x.arena[r[0]*popBlock:min(r[1]*popBlock, int64(len(x.arena)))], unix.MADV_POPULATE_WRITE)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,13 @@ type twoNodes struct {
 
 func startTwoNodes(t testing.TB, headStore, memberStore int64) *twoNodes {
 	t.Helper()
+	return startTwoNodesAt(t, "127.0.0.1:0", "127.0.0.1", headStore, memberStore)
+}
+
+// startTwoNodesAt is startTwoNodes with the head's TCP listener at listen and the member's
+// address addr.
+func startTwoNodesAt(t testing.TB, listen, addr string, headStore, memberStore int64) *twoNodes {
+	t.Helper()
 	log := hclog.NewNullLogger()
 	if testing.Verbose() {
 		log = hclog.New(&hclog.LoggerOptions{Level: hclog.Debug})
@@ -39,7 +47,7 @@ func startTwoNodes(t testing.TB, headStore, memberStore int64) *twoNodes {
 	n.shm = []string{"/dev/shm/shoal-" + id, "/dev/shm/shoal-" + id + "-node2"}
 	a, err := New(log.Named("head"), nil, Config{ClusterID: id, Secret: n.secret, NodeID: "node1", SessionDir: t.TempDir(),
 		StoreDir: n.shm[0], SpillDir: filepath.Join(t.TempDir(), "spill"), Resources: sched.Resources{"CPU": 1},
-		ObjectStoreMemory: headStore, ListenTCP: "127.0.0.1:0"})
+		ObjectStoreMemory: headStore, ListenTCP: listen})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +56,7 @@ func startTwoNodes(t testing.TB, headStore, memberStore int64) *twoNodes {
 		t.Fatal(err)
 	}
 	n.head = a
-	m, err := Join(log.Named("member"), MemberConfig{HeadAddr: a.TCPAddr(), Secret: n.secret, Node: "node2", Addr: "127.0.0.1",
+	m, err := Join(log.Named("member"), MemberConfig{HeadAddr: a.TCPAddr(), Secret: n.secret, Node: "node2", Addr: addr,
 		Resources: sched.Resources{"CPU": 1}, Store: &StoreConfig{ClusterID: id, Dir: n.shm[1],
 			SessionDir: filepath.Join(t.TempDir(), id+"-node2"), Memory: memberStore}})
 	if err != nil {
@@ -179,6 +187,57 @@ func TestObjectPulledFromHeadToMember(t *testing.T) {
 	}
 }
 
+// TestPullInManyPiecesOverSeveralConnections pulls objects in many pieces of an odd size (not a
+// multiple of a page), over several connections with requests in flight on each, and checks
+// every byte.
+func TestPullInManyPiecesOverSeveralConnections(t *testing.T) {
+	n := startTwoNodes(t, 256<<20, 64<<20)
+	n.member.store.xfer.piece = 1000003
+	driver := n.dial(n.head.Addr())
+	store := n.dial(n.member.store.Addr())
+	for _, size := range []int{5, 1 << 20, 33<<20 + 4097} {
+		data := randomBytes(size)
+		id := randomID()
+		create(t, driver, id, data)
+		var o wire.Obj
+		if err := store.Call(wire.TFetch, 10, &wire.Fetch{ID: id, Fmt: wire.FmtRaw, Size: int64(size), Loc: n.head.XferAddr()}, &o); err != nil {
+			t.Fatal(err)
+		}
+		if got := readObj(t, o); !bytes.Equal(got, data) {
+			t.Fatalf("the member's copy of a %d-byte object pulled in pieces of 1000003 bytes differs from the original", size)
+		}
+	}
+}
+
+// TestPullOfAnObjectItsHolderLacksSaysWhy asks node2 to pull an object the head node does not
+// have: the answer is an object_lost error that names the holder, node2 keeps no room for it,
+// and the next pull from the same holder works.
+func TestPullOfAnObjectItsHolderLacksSaysWhy(t *testing.T) {
+	n := startTwoNodes(t, 256<<20, 64<<20)
+	driver := n.dial(n.head.Addr())
+	store := n.dial(n.member.store.Addr())
+	var o wire.Obj
+	missing := randomID()
+	if err := store.Call(wire.TFetch, 10, &wire.Fetch{ID: missing, Fmt: wire.FmtRaw, Size: 20 << 20, Loc: n.head.XferAddr()}, &o); err != nil {
+		t.Fatal(err)
+	}
+	if o.Fmt != wire.FmtError || !strings.Contains(string(o.Data), "object_lost") || !strings.Contains(string(o.Data), "no longer at "+n.head.XferAddr()) {
+		t.Fatalf("FETCH of an object its holder lacks answered %+v (%q); want an object_lost error naming the holder", o, o.Data)
+	}
+	if st := n.member.StoreStats(); st.Objects != 0 || st.Bytes != 0 {
+		t.Errorf("node2's store after a failed pull: %+v; want nothing kept", st)
+	}
+	data := randomBytes(20 << 20)
+	id := randomID()
+	create(t, driver, id, data)
+	if err := store.Call(wire.TFetch, 11, &wire.Fetch{ID: id, Fmt: wire.FmtRaw, Size: int64(len(data)), Loc: n.head.XferAddr()}, &o); err != nil {
+		t.Fatal(err)
+	}
+	if got := readObj(t, o); !bytes.Equal(got, data) {
+		t.Fatal("a pull after a failed one got other bytes than the original")
+	}
+}
+
 func TestObjectPulledFromMemberToHeadAndFreedEverywhere(t *testing.T) {
 	n := startTwoNodes(t, 256<<20, 128<<20)
 	driver := n.dial(n.head.Addr())
@@ -212,6 +271,85 @@ func TestObjectPulledFromMemberToHeadAndFreedEverywhere(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("after the last reference went, the head holds %+v and node2 %+v; want nothing", hs, ms)
 		}
+	}
+}
+
+// TestTCPDriverGetsAnObjectThatLivesOnAMember: a driver connected over TCP, with no store of
+// its own, gets an object sealed only in node2's store. The head node's agent pulls it into
+// its own store and sends its bytes in the answer, as for the objects of its own store.
+func TestTCPDriverGetsAnObjectThatLivesOnAMember(t *testing.T) {
+	n := startTwoNodes(t, 256<<20, 64<<20)
+	driver := n.dial(n.head.Addr())
+	store := n.dial(n.member.store.Addr())
+	tcp := n.dial(n.head.TCPAddr())
+	data := randomBytes(30<<20 + 5)
+	id := randomID()
+	create(t, store, id, data)
+	driver.Send(wire.TPutAt, 0, &wire.PutAt{ID: id, Fmt: wire.FmtRaw, Size: int64(len(data)), Refs: []wire.ID{}, Loc: n.memberLoc()})
+	missing := randomID() // put at node2 too, but node2 does not have it
+	driver.Send(wire.TPutAt, 0, &wire.PutAt{ID: missing, Fmt: wire.FmtRaw, Size: 1 << 20, Refs: []wire.ID{}, Loc: n.memberLoc()})
+	if err := driver.Call(wire.TInfo, 4, struct{}{}, nil); err != nil { // both PUT_AT are in once this is answered
+		t.Fatal(err)
+	}
+	var g wire.GetReply
+	if err := tcp.Call(wire.TGet, 5, &wire.Get{IDs: []wire.ID{id, missing}, TimeoutMS: 10000}, &g); err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Objs) != 2 {
+		t.Fatalf("GET of two objects answered %d", len(g.Objs))
+	}
+	if o := g.Objs[0]; o.Fmt != wire.FmtRaw || o.Path != "" || o.Loc != "" || !bytes.Equal(o.Data, data) {
+		t.Fatalf("a TCP driver's GET of an object on node2 answered fmt %d, path %q, loc %q, %d bytes (%q...); want the object's %d bytes",
+			o.Fmt, o.Path, o.Loc, len(o.Data), o.Data[:min(len(o.Data), 200)], len(data))
+	}
+	if o := g.Objs[1]; o.Fmt != wire.FmtError || !strings.Contains(string(o.Data), "object_lost") || !strings.Contains(string(o.Data), "no longer at") {
+		t.Fatalf("a TCP driver's GET of an object node2 lacks answered %+v (%q); want an object_lost error that says why", o, o.Data)
+	}
+	if hs := n.head.Stats(); hs.Bytes < int64(len(data)) {
+		t.Errorf("the head node's store after serving the TCP driver: %+v; want its copy of the %d-byte object", hs, len(data))
+	}
+}
+
+// TestWildcardListenAddresses: with the head's listener and
+// the member's store on 0.0.0.0, the transfer addresses the head hands out name the host each
+// agent reached the other at, not 0.0.0.0 (which other nodes cannot reach), and pulls work
+// both ways through them.
+func TestWildcardListenAddresses(t *testing.T) {
+	n := startTwoNodesAt(t, "0.0.0.0:0", "0.0.0.0", 256<<20, 64<<20)
+	n.head.mu.Lock()
+	var headLoc, memberLoc string
+	for _, nd := range n.head.nodes {
+		if nd.member != nil {
+			headLoc, memberLoc = n.head.xferLocFor(nd), nd.loc
+		}
+	}
+	n.head.mu.Unlock()
+	for _, loc := range []string{headLoc, memberLoc} {
+		host, _, err := net.SplitHostPort(strings.TrimPrefix(loc, "tcp:"))
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			t.Errorf("published transfer address %q; want the address the agents reached each other at, on loopback (the head's listener: %s)", loc, n.head.XferAddr())
+		}
+	}
+	driver := n.dial(n.head.Addr())
+	store := n.dial(n.member.store.Addr())
+	data := randomBytes(9 << 20)
+	id := randomID()
+	create(t, driver, id, data)
+	var o wire.Obj
+	if err := store.Call(wire.TFetch, 10, &wire.Fetch{ID: id, Fmt: wire.FmtRaw, Size: int64(len(data)), Loc: headLoc}, &o); err != nil {
+		t.Fatal(err)
+	}
+	if got := readObj(t, o); !bytes.Equal(got, data) {
+		t.Fatal("node2's copy pulled through the head's published address differs")
+	}
+	id2 := randomID()
+	create(t, store, id2, data)
+	driver.Send(wire.TPutAt, 0, &wire.PutAt{ID: id2, Fmt: wire.FmtRaw, Size: int64(len(data)), Refs: []wire.ID{}, Loc: memberLoc})
+	if err := driver.Call(wire.TFetch, 11, &wire.Fetch{ID: id2, Fmt: wire.FmtRaw, Size: int64(len(data)), Loc: memberLoc}, &o); err != nil {
+		t.Fatal(err)
+	}
+	if got := readObj(t, o); !bytes.Equal(got, data) {
+		t.Fatal("the head's copy pulled through node2's published address differs")
 	}
 }
 

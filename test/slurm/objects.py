@@ -2,6 +2,7 @@
 `srun shoal launch`): every check prints one line "CHECK <name> <True|False> <detail>"."""
 import hashlib
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -38,8 +39,15 @@ def where():
     return os.environ["SHOAL_NODE_ID"]
 
 
-got = {n: ray.get(where.options(resources=on(n)).remote()) for n in ("node1", "node2", "node3")}
-check("placement", all(k == v for k, v in got.items()), got)
+mode = sys.argv[1] if len(sys.argv) > 1 else "all"
+if mode != "tcp_driver":
+    got = {n: ray.get(where.options(resources=on(n)).remote()) for n in ("node1", "node2", "node3")}
+    check("placement", all(k == v for k, v in got.items()), got)
+
+
+@ray.remote(num_cpus=1)
+def where_addr():
+    return os.environ["SHOAL_ADDRESS"]
 
 
 @ray.remote(num_cpus=1)
@@ -52,7 +60,19 @@ def consume(a):
     return digest(a), a.nbytes, os.environ["SHOAL_NODE_ID"]
 
 
-mode = sys.argv[1] if len(sys.argv) > 1 else "all"
+if mode == "tcp_driver":
+    # started by the "all" run below with SHOAL_ADDRESS=tcp:<head>: a driver connected over TCP
+    # with no store of its own gets arrays that live only in node2's store
+    assert os.environ["SHOAL_ADDRESS"].startswith("tcp:") and "SHOAL_STORE_ADDRESS" not in os.environ
+    a = ray.get(produce.options(resources=on("node2")).remote(3, 150 * MIB))
+    print("TCPDRIVER", digest(a), a.nbytes, flush=True)
+    try:
+        ray.get(produce.options(resources=on("node2")).remote(4, 300 * MIB))
+        print("TOOLARGE none", flush=True)
+    except ray.exceptions.RaySystemError as e:
+        print("TOOLARGE", "does not fit in one answer" in str(e), flush=True)
+    sys.exit(0)
+
 if mode in ("all", "big"):
     # a 300 MiB array made on node2, read by the driver on node1 (more than one 256 MiB frame)
     ref = produce.options(resources=on("node2")).remote(1, 300 * MIB)
@@ -78,6 +98,21 @@ if mode == "all":
     out = ray.get(consume.options(resources=on("node3")).remote(mid))
     check("node2_result_to_node3_task", out == (digest(array(8, 64 * MIB)), 64 * MIB, "node3"), out[1:])
     del big, mid
+
+    # a driver connected over TCP, without a store of its own (here on node1, but it could be
+    # anywhere that reaches the head), gets an array a task returned on node2: the head node's
+    # agent pulls it into its store and sends it in the answer; one larger than a message is
+    # refused with a clear error
+    tcp = ray.get(where_addr.options(resources=on("node2")).remote())
+    env = {k: v for k, v in os.environ.items() if k != "SHOAL_STORE_ADDRESS"}
+    env["SHOAL_ADDRESS"] = tcp
+    r = subprocess.run([sys.executable, __file__, "tcp_driver"], env=env, capture_output=True, text=True, timeout=240)
+    line = next((ln.split() for ln in r.stdout.splitlines() if ln.startswith("TCPDRIVER ")), None)
+    check("tcp_driver_gets_node2_array", r.returncode == 0 and tcp.startswith("tcp:") and line is not None
+          and line[1:] == [digest(array(3, 150 * MIB)), str(150 * MIB)],
+          f"{tcp} rc={r.returncode} {line} {r.stderr[-2000:]!r}")
+    big = next((ln for ln in r.stdout.splitlines() if ln.startswith("TOOLARGE ")), None)
+    check("tcp_driver_too_large_refused", big == "TOOLARGE True", big)
 
 if mode == "spill":
     # node2's store (--object-store-memory) holds one of these at a time: the others spill
