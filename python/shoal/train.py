@@ -30,6 +30,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 
 from . import _api
@@ -139,11 +140,40 @@ def report(metrics, checkpoint=None):
             os.write(int(fd), line)
         except OSError as e:
             raise RuntimeError(f"report to shoal train through fd {fd}: {e}") from None
+        ack = os.environ.get("SHOAL_TRAIN_ACK_FD")
+        if ckpt and ack:
+            _wait_ack(int(ack))
         return
     if _controller is not None:
         _api.get(_controller.report.remote(get_context().world_rank, metrics, ckpt))
         return
     raise RuntimeError("shoal.train.report() works only in a worker of shoal.train.run() or a rank of `shoal train`")
+
+
+ACK_TIMEOUT = 300.0
+
+
+def _wait_ack(fd):
+    """Wait until shoal train has the checkpoint just reported (one byte on fd): from then on
+    a restart starts from it even if this rank's node is lost at once."""
+    import select
+    deadline = time.monotonic() + ACK_TIMEOUT
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            print(f"shoal.train.report: shoal train did not confirm the checkpoint within {ACK_TIMEOUT:.0f} s; "
+                  "going on (a restart may start from the one before)", file=sys.stderr, flush=True)
+            return
+        try:
+            ready, _, _ = select.select([fd], [], [], left)
+        except InterruptedError:
+            continue
+        if ready:
+            try:
+                os.read(fd, 1)  # b"": shoal train's side is gone; the gang is being stopped
+            except OSError:
+                pass
+            return
 
 
 class _Controller:
