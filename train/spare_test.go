@@ -22,8 +22,8 @@ func TestParsePython(t *testing.T) {
 		{[]string{"python3.11", "-m", "pkg.train", "-c", "x"}, &PyCmd{[]string{"python3.11"}, "module", "pkg.train", []string{"-c", "x"}}},
 		{[]string{"python", "-mpkg", "a"}, &PyCmd{[]string{"python"}, "module", "pkg", []string{"a"}}},
 		{[]string{"python", "-uB", "-c", "print(1)", "a"}, &PyCmd{[]string{"python", "-uB"}, "code", "print(1)", []string{"a"}}},
-		{[]string{"python", "-i", "t.py"}, nil},           // interactive afterwards
-		{[]string{"python", "-"}, nil},                    // stdin
+		{[]string{"python", "-i", "t.py"}, nil}, // interactive afterwards
+		{[]string{"python", "-"}, nil},          // stdin
 		{[]string{"python", "--check-hash-based-pycs", "always", "t.py"}, nil},
 		{[]string{"python"}, nil},
 		{[]string{"python", "-m"}, nil},
