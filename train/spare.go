@@ -226,6 +226,9 @@ func (s *spare) activate(c PyCmd, argv, env []string, cwd string) error {
 	}
 	msg := map[string]any{"env": m, "mode": c.Mode, "target": c.Target, "args": c.Args, "cwd": cwd, "orig_argv": argv}
 	line, _ := json.Marshal(msg)
+	// a spare still importing reads it afterwards; one that cannot (its output pipe full, which
+	// nobody reads yet) is given up on
+	s.p.ctrl.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	_, err := s.p.ctrl.Write(append(line, '\n'))
 	s.p.ctrl.Close()
 	if err != nil {

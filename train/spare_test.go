@@ -252,3 +252,29 @@ open(%q, "w").close()
 		t.Fatal("report() did not return after the acknowledgement")
 	}
 }
+
+// FuzzParsePython: any command line either is not taken, or parses into a command whose
+// argv() parses back to the same thing; the interpreter's options never swallow the target.
+func FuzzParsePython(f *testing.F) {
+	for _, s := range []string{"python3\x00t.py\x00a", "python\x00-m\x00pkg", "python\x00-uB\x00-c\x00x", "python\x00-X\x00dev\x00t.py",
+		"python3.11\x00-mpkg\x00-c", "python\x00-i\x00t.py", "python\x00-", "python\x00--\x00t.py", "bash\x00x", "python\x00-W"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		argv := strings.Split(s, "\x00")
+		c, ok := ParsePython(argv)
+		if !ok {
+			return
+		}
+		if c.Mode != "script" && c.Mode != "module" && c.Mode != "code" || len(c.Interp) == 0 || c.Interp[0] != argv[0] {
+			t.Fatalf("ParsePython(%q) = %+v", argv, c)
+		}
+		again, ok := ParsePython(c.argv())
+		if c.Mode == "script" && strings.HasPrefix(c.Target, "-") {
+			t.Fatalf("ParsePython(%q): an option %q taken for the script", argv, c.Target)
+		}
+		if !ok || !reflect.DeepEqual(again.Interp, c.Interp) || again.Mode != c.Mode || again.Target != c.Target || len(again.Args) != len(c.Args) {
+			t.Fatalf("ParsePython(%q) = %+v, but its argv() %q parses to %+v, %v", argv, c, c.argv(), again, ok)
+		}
+	})
+}
