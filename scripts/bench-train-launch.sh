@@ -8,7 +8,8 @@
 # `shoal train` (the cluster is up; "with launch" adds `shoal launch`'s start-up, from srun).
 # torchrun: `srun -N3 python -m torch.distributed.run --nnodes 3 --nproc-per-node 1
 # --rdzv-backend c10d --max-restarts 1` (torchrun's own entry point without pyenv's shim),
-# timed from srun. Both use gloo on eth0 (GLOO_SOCKET_IFNAME: the test nodes share one host
+# timed from srun, and ended after 90 s (a torchrun whose restart failed waits for its
+# rendezvous much longer). Both use gloo on eth0 (GLOO_SOCKET_IFNAME: the test nodes share one host
 # name; torchrun's c10d store is told which node hosts it with --rdzv-conf is_host, since the
 # nodes' host name resolves to 127.0.0.1). shoal's restart runs in the ranks' warm spares (torch
 # imported already, the default --preload auto); a third arm, `shoal train --preload ''`,
@@ -66,7 +67,7 @@ srun shoal launch -- bash -c \"echo T_SRUN \$T_SRUN; echo T_TRAIN \\\$(date +%s.
   read -r l rs r _ _ <<<"$(times "$WORK/shoalcold$i.out" T_TRAIN)"
   C_L+=("$l"); C_RS+=("$rs"); C_R+=("$r")
   run "torchrun$i" "echo T_SRUN \$(date +%s.%N)
-srun bash -c 'exec python3 -m torch.distributed.run --nnodes 3 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint 198.18.0.11:29500 --rdzv-id bench$i --rdzv-conf is_host=\$([ \$SLURMD_NODENAME = node1 ] && echo 1 || echo 0),join_timeout=60 --max-restarts 1 --local-addr \$(getent ahostsv4 \$SLURMD_NODENAME | head -1 | cut -d\" \" -f1) $RANK_PY'"
+timeout 90 srun bash -c 'exec python3 -m torch.distributed.run --nnodes 3 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint 198.18.0.11:29500 --rdzv-id bench$i --rdzv-conf is_host=\$([ \$SLURMD_NODENAME = node1 ] && echo 1 || echo 0),join_timeout=60 --max-restarts 1 --local-addr \$(getent ahostsv4 \$SLURMD_NODENAME | head -1 | cut -d\" \" -f1) $RANK_PY'"
   read -r l rs r p u <<<"$(times "$WORK/torchrun$i.out" T_SRUN)"
   T_L+=("$l"); T_RS+=("$rs"); T_R+=("$r"); T_P+=("$p"); T_U+=("$u")
   echo "round $i: shoal processes ${S_P[-1]} s, launch ${S_L[-1]} s (with shoal launch ${S_LL[-1]} s), restart ${S_R[-1]} s (respawn ${S_RS[-1]} s); shoal --preload '' launch ${C_L[-1]} s, restart ${C_R[-1]} s (respawn ${C_RS[-1]} s); torchrun processes ${T_P[-1]} s, launch ${T_L[-1]} s, restart ${T_R[-1]} s (respawn ${T_RS[-1]} s)"

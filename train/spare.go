@@ -135,6 +135,89 @@ type spare struct {
 	p     *proc
 	key   string
 	niced bool
+	mu    sync.Mutex
+	setup []byte        // the setup line, not sent yet (nil once sent): the spare's go
+	stop  chan struct{} // closed when the spare is used or dropped
+}
+
+// sendSetup sends the setup line, once: the spare then imports the preload modules.
+func (s *spare) sendSetup() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.setup == nil {
+		return nil
+	}
+	line := s.setup
+	s.setup = nil
+	s.p.ctrl.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, err := s.p.ctrl.Write(line)
+	return err
+}
+
+// Spare start-up waits for a spare CPU: the spare's Python starts at once (a few ms of CPU),
+// but its imports begin only once the node has spareIdle CPUs idle (measured over spareSample
+// from /proc/stat), or after spareMaxWait: a node whose ranks are starting, all importing torch
+// themselves, is not slowed down by their spares; a node with cores to spare (GPU nodes) starts
+// them at once. (The spare's nice 19 does the same where the scheduler honours it.)
+var (
+	spareIdle    = 1.0
+	spareSample  = 250 * time.Millisecond
+	spareMaxWait = 30 * time.Second
+)
+
+// goWhenIdle sends the setup line once the node has a CPU to spare.
+func (s *spare) goWhenIdle() {
+	deadline := time.After(spareMaxWait)
+	prevIdle, prevTotal, ok := cpuTimes()
+	need := min(spareIdle, 0.5*float64(runtime.NumCPU()))
+	for ok {
+		select {
+		case <-s.stop:
+			return
+		case <-deadline:
+			ok = false
+			continue
+		case <-time.After(spareSample):
+		}
+		idle, total, fine := cpuTimes()
+		if !fine {
+			break
+		}
+		if total <= prevTotal {
+			continue
+		}
+		if float64(idle-prevIdle)/float64(total-prevTotal)*float64(runtime.NumCPU()) >= need {
+			break
+		}
+		prevIdle, prevTotal = idle, total
+	}
+	s.sendSetup()
+}
+
+// cpuTimes reads the idle (idle + iowait) and total CPU time of the node from /proc/stat.
+func cpuTimes() (idle, total uint64, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, false
+	}
+	for i, v := range f[1:] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		if i < 8 { // user nice system idle iowait irq softirq steal; guest time is in user already
+			total += n
+		}
+		if i == 3 || i == 4 {
+			idle += n
+		}
+	}
+	return idle, total, true
 }
 
 // spareKey is what must be equal for a spare to serve an attempt: argv, cwd, the preload list
@@ -172,17 +255,18 @@ func newSpare(path string, argv []string, c PyCmd, env []string, cwd string, pre
 	if err != nil {
 		return nil, err
 	}
-	s := &spare{p: p, key: spareKey(argv, cwd, env, preload)}
+	s := &spare{p: p, key: spareKey(argv, cwd, env, preload), stop: make(chan struct{})}
 	if base, ok := reniceable(); ok && base < spareNice {
 		s.niced = unix.Setpriority(unix.PRIO_PROCESS, p.cmd.Process.Pid, spareNice) == nil
 	}
-	setup := map[string]any{"preload": preload, "mode": c.Mode, "target": c.Target, "args": c.Args, "cwd": cwd}
 	src, _ := json.Marshal(zygoteSource)
-	line, _ := json.Marshal(setup)
-	if _, err := p.ctrl.Write(append(append(src, '\n'), append(line, '\n')...)); err != nil {
+	if _, err := p.ctrl.Write(append(src, '\n')); err != nil {
 		s.drop()
-		return nil, fmt.Errorf("hand the spare its setup: %w", err)
+		return nil, fmt.Errorf("hand the spare its code: %w", err)
 	}
+	line, _ := json.Marshal(map[string]any{"preload": preload, "mode": c.Mode, "target": c.Target, "args": c.Args, "cwd": cwd})
+	s.setup = append(line, '\n')
+	go s.goWhenIdle()
 	return s, nil
 }
 
@@ -219,6 +303,11 @@ func (s *spare) activate(c PyCmd, argv, env []string, cwd string) error {
 			}
 		}
 	}
+	close(s.stop)
+	if err := s.sendSetup(); err != nil { // not sent yet: it imports now, then runs the rank
+		s.p.ctrl.Close()
+		return fmt.Errorf("start the rank in its warm spare: %w", err)
+	}
 	m := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -244,6 +333,11 @@ func (s *spare) drop() string {
 	if !s.alive() {
 		s.p.op.SetReadDeadline(time.Now().Add(time.Second)) // a child of it may hold the pipe
 		out, _ = io.ReadAll(io.LimitReader(s.p.op, 16<<10))
+	}
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
 	}
 	s.p.ctrl.Close()
 	s.p.cmd.Process.Signal(syscall.SIGKILL)
