@@ -80,6 +80,7 @@ type RankActor struct {
 	sync    bool          // acknowledge only on Poll's ack
 	news    chan struct{} // a checkpoint report came
 	spare   *spare        // for the next attempt
+	gen     int           // Start and Close count up: a spare asked for earlier is not made
 	port    int           // the reserved port's socket, held until Stop
 	portFD  int
 	direct  map[syscall.Signal]time.Time // when this worker last got each signal itself
@@ -288,6 +289,7 @@ func (r *RankActor) Start(s StartSpec) (bool, error) {
 	// a new attempt of the gang on the same actor
 	r.cur, r.status, r.reports, r.last, r.tail = nil, Status{}, 0, nil, newTail(40)
 	r.ckpts, r.acked, r.sync = 0, 0, s.SyncCheckpoints
+	r.gen++
 	if len(s.Argv) == 0 {
 		return false, errors.New("no command to run")
 	}
@@ -326,11 +328,30 @@ func (r *RankActor) Start(s StartSpec) (bool, error) {
 	}
 	r.attach(p, s.Prefix)
 	if s.Spare && isPy && len(s.Preload) > 0 && spareable(py, dir) {
-		if sp, err := newSpare(path, s.Argv, py, env, dir, s.Preload); err == nil {
-			r.spare = sp
-		}
+		go r.makeSpare(r.gen, path, slices.Clone(s.Argv), py, env, dir, s.Preload)
 	}
 	return r.status.Warm, nil
+}
+
+// makeSpare starts the spare for the attempt after attempt gen once the node has a CPU to
+// spare, unless another Start or Close came meanwhile.
+func (r *RankActor) makeSpare(gen int, path string, argv []string, py PyCmd, env []string, dir string, preload []string) {
+	stale := func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.gen != gen
+	}
+	if !waitIdle(stale) {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gen != gen || r.spare != nil {
+		return
+	}
+	if sp, err := newSpare(path, argv, py, env, dir, preload); err == nil {
+		r.spare = sp
+	}
 }
 
 // attach makes p the rank's process: its output and reports are read, and r.exited closes
@@ -508,6 +529,7 @@ func (r *RankActor) Close() (bool, error) {
 	r.mu.Lock()
 	sp := r.spare
 	r.spare = nil
+	r.gen++
 	r.mu.Unlock()
 	if sp != nil {
 		sp.drop()

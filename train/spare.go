@@ -135,29 +135,12 @@ type spare struct {
 	p     *proc
 	key   string
 	niced bool
-	mu    sync.Mutex
-	setup []byte        // the setup line, not sent yet (nil once sent): the spare's go
-	stop  chan struct{} // closed when the spare is used or dropped
 }
 
-// sendSetup sends the setup line, once: the spare then imports the preload modules.
-func (s *spare) sendSetup() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.setup == nil {
-		return nil
-	}
-	line := s.setup
-	s.setup = nil
-	s.p.ctrl.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	_, err := s.p.ctrl.Write(line)
-	return err
-}
-
-// Spare start-up waits for a spare CPU: the spare's Python starts at once (a few ms of CPU),
-// but its imports begin only once the node has spareIdle CPUs idle (measured over spareSample
-// from /proc/stat), or after spareMaxWait: a node whose ranks are starting, all importing torch
-// themselves, is not slowed down by their spares; a node with cores to spare (GPU nodes) starts
+// A spare starts when its node has a CPU to spare: once spareIdle CPUs were idle over one
+// spareSample (/proc/stat), or after spareMaxWait. A node whose ranks are starting, all of them
+// importing torch, is then not slowed down by their spares (the interpreter's start included,
+// which behind a pyenv shim is a few hundred ms); a node with cores to spare (GPU nodes) starts
 // them at once. (The spare's nice 19 does the same where the scheduler honours it.)
 var (
 	spareIdle    = 1.0
@@ -165,33 +148,27 @@ var (
 	spareMaxWait = 30 * time.Second
 )
 
-// goWhenIdle sends the setup line once the node has a CPU to spare.
-func (s *spare) goWhenIdle() {
-	deadline := time.After(spareMaxWait)
-	prevIdle, prevTotal, ok := cpuTimes()
+// waitIdle returns true once the node has a CPU to spare (or spareMaxWait passed), false as
+// soon as cancelled says so.
+func waitIdle(cancelled func() bool) bool {
+	deadline := time.Now().Add(spareMaxWait)
 	need := min(spareIdle, 0.5*float64(runtime.NumCPU()))
-	for ok {
-		select {
-		case <-s.stop:
-			return
-		case <-deadline:
-			ok = false
-			continue
-		case <-time.After(spareSample):
+	prevIdle, prevTotal, ok := cpuTimes()
+	for ok && time.Now().Before(deadline) {
+		time.Sleep(spareSample)
+		if cancelled() {
+			return false
 		}
 		idle, total, fine := cpuTimes()
 		if !fine {
 			break
 		}
-		if total <= prevTotal {
-			continue
-		}
-		if float64(idle-prevIdle)/float64(total-prevTotal)*float64(runtime.NumCPU()) >= need {
+		if total > prevTotal && float64(idle-prevIdle)/float64(total-prevTotal)*float64(runtime.NumCPU()) >= need {
 			break
 		}
 		prevIdle, prevTotal = idle, total
 	}
-	s.sendSetup()
+	return !cancelled()
 }
 
 // cpuTimes reads the idle (idle + iowait) and total CPU time of the node from /proc/stat.
@@ -255,18 +232,16 @@ func newSpare(path string, argv []string, c PyCmd, env []string, cwd string, pre
 	if err != nil {
 		return nil, err
 	}
-	s := &spare{p: p, key: spareKey(argv, cwd, env, preload), stop: make(chan struct{})}
+	s := &spare{p: p, key: spareKey(argv, cwd, env, preload)}
 	if base, ok := reniceable(); ok && base < spareNice {
 		s.niced = unix.Setpriority(unix.PRIO_PROCESS, p.cmd.Process.Pid, spareNice) == nil
 	}
 	src, _ := json.Marshal(zygoteSource)
-	if _, err := p.ctrl.Write(append(src, '\n')); err != nil {
-		s.drop()
-		return nil, fmt.Errorf("hand the spare its code: %w", err)
-	}
 	line, _ := json.Marshal(map[string]any{"preload": preload, "mode": c.Mode, "target": c.Target, "args": c.Args, "cwd": cwd})
-	s.setup = append(line, '\n')
-	go s.goWhenIdle()
+	if _, err := p.ctrl.Write(append(append(src, '\n'), append(line, '\n')...)); err != nil {
+		s.drop()
+		return nil, fmt.Errorf("hand the spare its setup: %w", err)
+	}
 	return s, nil
 }
 
@@ -303,11 +278,6 @@ func (s *spare) activate(c PyCmd, argv, env []string, cwd string) error {
 			}
 		}
 	}
-	close(s.stop)
-	if err := s.sendSetup(); err != nil { // not sent yet: it imports now, then runs the rank
-		s.p.ctrl.Close()
-		return fmt.Errorf("start the rank in its warm spare: %w", err)
-	}
 	m := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -333,11 +303,6 @@ func (s *spare) drop() string {
 	if !s.alive() {
 		s.p.op.SetReadDeadline(time.Now().Add(time.Second)) // a child of it may hold the pipe
 		out, _ = io.ReadAll(io.LimitReader(s.p.op, 16<<10))
-	}
-	select {
-	case <-s.stop:
-	default:
-		close(s.stop)
 	}
 	s.p.ctrl.Close()
 	s.p.cmd.Process.Signal(syscall.SIGKILL)

@@ -96,10 +96,7 @@ func runTwice(t *testing.T, r *RankActor, dir, how string, env1 []string) (Statu
 		t.Fatalf("attempt 0: warm=%v err=%v, want a cold start", warm, err)
 	}
 	first := pollDone(t, r)
-	pid, _ := r.SparePID()
-	if pid == 0 {
-		t.Fatal("no spare was made for the next attempt")
-	}
+	pid := waitSpare(t, r)
 	spec.Env = env1
 	spec.Spare = false
 	if _, err := r.Start(spec); err != nil {
@@ -107,6 +104,19 @@ func runTwice(t *testing.T, r *RankActor, dir, how string, env1 []string) (Statu
 	}
 	second := pollDone(t, r)
 	return first, second, pid
+}
+
+// waitSpare waits for the actor's spare (made once the machine has a CPU to spare, or after
+// spareMaxWait) and returns its pid.
+func waitSpare(t *testing.T, r *RankActor) int {
+	t.Helper()
+	for deadline := time.Now().Add(spareMaxWait + 5*time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if pid, _ := r.SparePID(); pid != 0 {
+			return pid
+		}
+	}
+	t.Fatal("no spare was made for the next attempt")
+	return 0
 }
 
 func writeRank(t *testing.T) string {
@@ -169,6 +179,7 @@ func TestWarmSpareGetsSIGTERM(t *testing.T) {
 	}
 	for st, _ := r.Poll(50, 0); !strings.Contains(st.Tail, "UP"); st, _ = r.Poll(50, 0) {
 	}
+	waitSpare(t, r)
 	r.Stop(5000)
 	if warm, _ := r.Start(spec); !warm {
 		t.Fatal("the spare made for this command was not used")
@@ -179,7 +190,7 @@ func TestWarmSpareGetsSIGTERM(t *testing.T) {
 	if st.Code != 0 || !strings.HasSuffix(st.Tail, "SAVED") {
 		t.Fatalf("SIGTERM to a rank in its spare: %+v, want its handler to run", st)
 	}
-	pid, _ := r.SparePID()
+	pid := waitSpare(t, r)
 	if closed, _ := r.Close(); !closed || pid == 0 {
 		t.Fatalf("Close: %v, spare pid %d; want the next spare dropped", closed, pid)
 	}
@@ -206,7 +217,7 @@ func TestSpareThatFailedToPreloadIsNotUsed(t *testing.T) {
 	spec := StartSpec{Argv: []string{"python3", "rank.py", "ok"}, Cwd: dir, Spare: true, Preload: []string{"no_such_module_here"}}
 	r.Start(spec)
 	pollDone(t, r)
-	pid, _ := r.SparePID()
+	pid := waitSpare(t, r)
 	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
 		time.Sleep(50 * time.Millisecond) // it exits once its import fails (a zombie counts as gone below)
 		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); strings.Contains(string(b), ") Z ") {

@@ -3,7 +3,7 @@
 # The RankActor starts `python [the rank's interpreter options] -c STUB` with the rank's
 # environment (less the variables that change per attempt); STUB reads this source as a JSON
 # line from fd 5 and runs it. Then, on fd 5:
-#   1. a setup line (which the actor sends once the node has a CPU to spare) {"preload", "mode", "target", "args", "cwd"}: set sys.argv and sys.path[0]
+#   1. a setup line {"preload", "mode", "target", "args", "cwd"}: set sys.argv and sys.path[0]
 #      as the cold interpreter would for that command, and import the preload modules (a name
 #      ending in "?" is skipped when it is not installed); an import that fails otherwise makes
 #      the spare exit 1 saying why on stderr (the actor then starts the rank cold);
@@ -29,7 +29,7 @@ def _spare(f):
     import types
 
     me = _spare.__code__.co_filename
-    line = f.readline()  # sent once the node has a CPU to spare (or with the start line)
+    line = f.readline()
     if not line:
         os._exit(0)
     setup = json.loads(line)
