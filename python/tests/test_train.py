@@ -193,6 +193,8 @@ def test_cli_refuses_an_impossible_gang():
     assert "cannot place the ranks: the cluster can never hold 3 ranks of {CPU:64} (PACK)" in r.stderr, r.stderr
     r = shoal_train("--nproc-per-node", "two", "--", "true")
     assert r.returncode == 2 and "--nproc-per-node \"two\": use a positive number" in r.stderr
+    r = shoal_train("--preload", "to rch", "--", "true")
+    assert r.returncode == 2 and "--preload \"to rch\": \"to rch\" is not a Python module name" in r.stderr, r.stderr
 
 
 TERM_RANK = r"""
