@@ -37,6 +37,9 @@ type Config struct {
 	// Preload are the modules each rank's warm spare imports (spare.go; a name ending in "?"
 	// is skipped where it is not installed); empty: no spares, every attempt starts cold.
 	Preload []string
+	// SpareWait is the longest a spare waits for an idle CPU on its node before it starts
+	// (default 30 s).
+	SpareWait time.Duration
 }
 
 // Result is how a gang ended.
@@ -289,7 +292,7 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 		r := byActor[i]
 		env := append(Env(r, placed[i], w), g.cfg.Env...)
 		return []any{StartSpec{Argv: g.cfg.Argv, Env: env, Cwd: g.cfg.Cwd, Prefix: fmt.Sprintf("[rank%d]: ", r.Rank),
-			Spare: spare, Preload: g.cfg.Preload, SyncCheckpoints: r.Rank == 0}}
+			Spare: spare, Preload: g.cfg.Preload, SpareWaitMs: int(g.cfg.SpareWait / time.Millisecond), SyncCheckpoints: r.Rank == 0}}
 	}); err != nil {
 		lostNode = true
 		return Result{Code: 1, FailedRank: -1}, fmt.Errorf("start the ranks: %w", err)

@@ -60,6 +60,8 @@ type StartSpec struct {
 	// command is Python; none when Preload is empty.
 	Spare   bool     `msgpack:"spare"`
 	Preload []string `msgpack:"preload"`
+	// SpareWaitMs is the longest a spare waits for an idle CPU before it starts (0: 30 s).
+	SpareWaitMs int `msgpack:"spare_wait_ms"`
 	// SyncCheckpoints holds each checkpoint report (shoal.train.report blocks) until Poll's
 	// ack says shoal train has it: rank 0's, whose checkpoint the gang restarts from.
 	SyncCheckpoints bool `msgpack:"sync_checkpoints"`
@@ -328,20 +330,20 @@ func (r *RankActor) Start(s StartSpec) (bool, error) {
 	}
 	r.attach(p, s.Prefix)
 	if s.Spare && isPy && len(s.Preload) > 0 && spareable(py, dir) {
-		go r.makeSpare(r.gen, path, slices.Clone(s.Argv), py, env, dir, s.Preload)
+		go r.makeSpare(r.gen, time.Duration(s.SpareWaitMs)*time.Millisecond, path, slices.Clone(s.Argv), py, env, dir, s.Preload)
 	}
 	return r.status.Warm, nil
 }
 
 // makeSpare starts the spare for the attempt after attempt gen once the node has a CPU to
 // spare, unless another Start or Close came meanwhile.
-func (r *RankActor) makeSpare(gen int, path string, argv []string, py PyCmd, env []string, dir string, preload []string) {
+func (r *RankActor) makeSpare(gen int, wait time.Duration, path string, argv []string, py PyCmd, env []string, dir string, preload []string) {
 	stale := func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return r.gen != gen
 	}
-	if !waitIdle(stale) {
+	if !waitIdle(wait, stale) {
 		return
 	}
 	r.mu.Lock()

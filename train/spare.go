@@ -148,10 +148,13 @@ var (
 	spareMaxWait = 30 * time.Second
 )
 
-// waitIdle returns true once the node has a CPU to spare (or spareMaxWait passed), false as
-// soon as cancelled says so.
-func waitIdle(cancelled func() bool) bool {
-	deadline := time.Now().Add(spareMaxWait)
+// waitIdle returns true once the node has a CPU to spare (or maxWait passed; spareMaxWait when
+// 0), false as soon as cancelled says so.
+func waitIdle(maxWait time.Duration, cancelled func() bool) bool {
+	if maxWait <= 0 {
+		maxWait = spareMaxWait
+	}
+	deadline := time.Now().Add(maxWait)
 	need := min(spareIdle, 0.5*float64(runtime.NumCPU()))
 	prevIdle, prevTotal, ok := cpuTimes()
 	for ok && time.Now().Before(deadline) {

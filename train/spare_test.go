@@ -90,7 +90,7 @@ if how == "term":
 func runTwice(t *testing.T, r *RankActor, dir, how string, env1 []string) (Status, Status, int) {
 	t.Helper()
 	spec := StartSpec{Argv: []string{"python3", "rank.py", how}, Cwd: dir, Env: []string{"MASTER_PORT=1000", "OMP_NUM_THREADS=2", "RANK=0"},
-		Spare: true, Preload: []string{"fractions", "no_such_module_here?"}}
+		Spare: true, SpareWaitMs: 200, Preload: []string{"fractions", "no_such_module_here?"}}
 	warm, err := r.Start(spec)
 	if err != nil || warm {
 		t.Fatalf("attempt 0: warm=%v err=%v, want a cold start", warm, err)
@@ -169,7 +169,7 @@ func TestWarmSpareGetsSIGTERM(t *testing.T) {
 	needPython(t)
 	dir := writeRank(t)
 	r, _ := NewRankActor()
-	spec := StartSpec{Argv: []string{"python3", "rank.py", "ok"}, Cwd: dir, Spare: true, Preload: []string{"fractions"}}
+	spec := StartSpec{Argv: []string{"python3", "rank.py", "ok"}, Cwd: dir, Spare: true, SpareWaitMs: 200, Preload: []string{"fractions"}}
 	r.Start(spec)
 	pollDone(t, r)
 	spec.Argv[2] = "term"
@@ -214,7 +214,7 @@ func TestSpareThatFailedToPreloadIsNotUsed(t *testing.T) {
 	needPython(t)
 	dir := writeRank(t)
 	r, _ := NewRankActor()
-	spec := StartSpec{Argv: []string{"python3", "rank.py", "ok"}, Cwd: dir, Spare: true, Preload: []string{"no_such_module_here"}}
+	spec := StartSpec{Argv: []string{"python3", "rank.py", "ok"}, Cwd: dir, Spare: true, SpareWaitMs: 200, Preload: []string{"no_such_module_here"}}
 	r.Start(spec)
 	pollDone(t, r)
 	pid := waitSpare(t, r)

@@ -67,6 +67,8 @@ func trainCommand() *cli.Command {
 				Usage: "for a Python command, modules each rank's warm spare imports so that a restart does not start Python " +
 					"and import them again (comma-separated; auto: torch where it is installed; '' : no spares, every attempt " +
 					"starts cold). A spare costs the memory of those imports per rank (torch: ~530 MB RSS, ~290 MB of it private) while restarts are left"},
+			&cli.DurationFlag{Name: "spare-wait", Value: 30 * time.Second, EnvVars: []string{"SHOAL_TRAIN_SPARE_WAIT"},
+				Usage: "a warm spare starts once its node has an idle CPU, so that it does not slow starting ranks, or after this long"},
 		},
 		Subcommands: []*cli.Command{{
 			Name:   "nccl-env",
@@ -125,7 +127,7 @@ func trainCommand() *cli.Command {
 			r, err := train.Run(context.Background(), logger(c).Named("train"), cl, train.Config{Argv: argv, Ranks: n, Resources: res,
 				Strategy: strings.ToUpper(c.String("placement-strategy")), MaxRestarts: c.Int("max-restarts"),
 				GPUMode: c.String("cuda-visible-devices"), Allowed: allowed, Cwd: cwd, Env: env, StopGrace: c.Duration("stop-grace"),
-				PlaceTimeout: c.Duration("place-timeout"), Signals: sigs, Preload: preload})
+				PlaceTimeout: c.Duration("place-timeout"), Signals: sigs, Preload: preload, SpareWait: c.Duration("spare-wait")})
 			if err != nil {
 				return cli.Exit(err.Error(), max(r.Code, 1))
 			}

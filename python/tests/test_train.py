@@ -309,7 +309,8 @@ print("RANK", r, "ATTEMPT", a, "PRELOADED", "fractions" in sys.modules, "ENV", o
       os.environ["OMP_NUM_THREADS"], flush=True)
 if a == 0:
     if r == "1":
-        time.sleep(float(sys.argv[1]))
+        while not os.path.exists(sys.argv[1]):  # the driver says when (once the spares run)
+            time.sleep(0.05)
         sys.exit(3)
     time.sleep(60)
 if len(sys.argv) > 2:
@@ -335,17 +336,25 @@ def left():
         if state != "Z" and f"SHOAL_CLUSTER_ID={cid}".encode() in env and b"SHOAL_TRAIN_REPORT_FD=3" in env:
             n += 1
     return n
-cmd = [os.environ["SHOAL_BIN"], "train", "--nproc-per-node", "2", "--max-restarts", "2", "--preload", "fractions",
+cmd = [os.environ["SHOAL_BIN"], "train", "--nproc-per-node", "2", "--max-restarts", "2", "--preload", "fractions", "--spare-wait", "1s",
        "--", sys.executable, "-c", os.environ["RANK_CODE"]]
-r = subprocess.run(cmd + ["2"], capture_output=True, text=True, timeout=120)
-print("RUN1", r.returncode, r.stdout, r.stderr, flush=True)
-print("LEFT1", left(), flush=True)
-# SIGTERM (as scancel) while the ranks and their spares run
 import tempfile
 d = tempfile.mkdtemp()
-p = subprocess.Popen(cmd + ["0.5", d], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+go = os.path.join(d, "go")
+p = subprocess.Popen(cmd + [go], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 deadline = time.time() + 90
-while (len(os.listdir(d)) < 2 or left() < 4) and time.time() < deadline:  # attempt 1's ranks and the spares for attempt 2
+while left() < 4 and time.time() < deadline:  # attempt 0's ranks and the spares for attempt 1
+    time.sleep(0.1)                            # (made once the machine has a CPU to spare)
+open(go, "w").close()
+out, err = p.communicate(timeout=120)
+print("RUN1", p.returncode, out, err, flush=True)
+print("LEFT1", left(), flush=True)
+# SIGTERM (as scancel) while the ranks and their spares run
+d = tempfile.mkdtemp()
+open(os.path.join(d, "go"), "w").close()  # rank 1 fails at once this time
+p = subprocess.Popen(cmd + [os.path.join(d, "go"), d], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+deadline = time.time() + 90
+while (len(os.listdir(d)) < 3 or left() < 4) and time.time() < deadline:  # attempt 1's ranks and the spares for attempt 2
     time.sleep(0.1)
 print("RUNNING", left(), flush=True)
 p.send_signal(signal.SIGTERM)

@@ -91,7 +91,7 @@ killrun() { # NAME PRELOAD-ARGS: sets $out, $victim
   jid=$(cd "$ROOT/examples/train" && sbatch --parsable "$WORK/$1.sbatch")
   for _ in $(seq 600); do [[ -e $ck/step29/shard0.npz ]] && break; sleep 0.1; done
   # spares are made once a node has a CPU to spare: wait for them (at most 30 s)
-  [[ -z $2 ]] && for _ in $(seq 300); do [[ $(spares "$jid" SLURM_JOB_ID) == 3 ]] && break; sleep 0.1; done
+  [[ $2 != *preload* ]] && for _ in $(seq 300); do [[ $(spares "$jid" SLURM_JOB_ID) == 3 ]] && break; sleep 0.1; done
   victim=$(grep -o 'START rank=2 world=3 attempt=0 pid=[0-9]*' "$WORK/$1.out" | sed 's/.*pid=//')
   [[ -n $victim ]] && kill -9 "$victim"
   for _ in $(seq 1200); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && break; sleep 0.1; done
@@ -99,7 +99,7 @@ killrun() { # NAME PRELOAD-ARGS: sets $out, $victim
   has "$out" "rank 2 on node3 failed (killed by signal 9); restarting the gang from checkpoint $ck/step[0-9]* (restart 1 of 2)" \
     && [[ $(grep -c "RESUME rank=[0-2] from=$ck/step" <<<"$out") == 3 ]]
 }
-killrun kill ""; warm_ok=$?; warm_out=$out; warm_victim=$victim
+killrun kill "--spare-wait 2s"; warm_ok=$?; warm_out=$out; warm_victim=$victim
 killrun killcold "--preload ''"; cold_ok=$?; cold_out=$out
 warm_loss=$(grep -o 'FSDP world=3 steps=200 .*' <<<"$warm_out"); cold_loss=$(grep -o 'FSDP world=3 steps=200 .*' <<<"$cold_out")
 if [[ -n $warm_victim && $warm_ok == 0 ]] && has "$warm_out" "3 ranks running (attempt 1, 3 from warm spares)" \
@@ -180,7 +180,7 @@ while True:
     time.sleep(1)
 PY
 mkdir -p "$WORK/saved"
-printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/cancel.out\nsrun shoal launch -- shoal train --nproc-per-node 1 --max-restarts 3 -- python3 %s %s\n' "$WORK" "$WORK/term.py" "$WORK/saved" > "$WORK/cancel.sbatch"
+printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/cancel.out\nsrun shoal launch -- shoal train --nproc-per-node 1 --max-restarts 3 --spare-wait 2s -- python3 %s %s\n' "$WORK" "$WORK/term.py" "$WORK/saved" > "$WORK/cancel.sbatch"
 jid=$(cd "$ROOT/examples/train" && sbatch --parsable "$WORK/cancel.sbatch")
 for _ in $(seq 600); do [[ $(grep -c "RUNNING" "$WORK/cancel.out" 2>/dev/null) == 3 ]] && break; sleep 0.1; done
 cid=$(awk '/RUNNING/{print $NF; exit}' "$WORK/cancel.out" 2>/dev/null)
