@@ -148,25 +148,29 @@ var (
 	spareMaxWait = 30 * time.Second
 )
 
-// waitIdle returns true once the node has a CPU to spare (or maxWait passed; spareMaxWait when
-// 0), false as soon as cancelled says so.
+// waitIdle returns true once the node has a CPU to spare among those this process may run on
+// (or maxWait passed; spareMaxWait when 0), false as soon as cancelled says so.
 func waitIdle(maxWait time.Duration, cancelled func() bool) bool {
 	if maxWait <= 0 {
 		maxWait = spareMaxWait
 	}
 	deadline := time.Now().Add(maxWait)
-	need := min(spareIdle, 0.5*float64(runtime.NumCPU()))
-	prevIdle, prevTotal, ok := cpuTimes()
+	var set unix.CPUSet
+	if unix.SchedGetaffinity(0, &set) != nil {
+		set.Zero()
+	}
+	need := min(spareIdle, 0.5*float64(max(1, set.Count())))
+	prevIdle, prevTotal, ok := cpuTimes(&set)
 	for ok && time.Now().Before(deadline) {
 		time.Sleep(spareSample)
 		if cancelled() {
 			return false
 		}
-		idle, total, fine := cpuTimes()
+		idle, total, fine := cpuTimes(&set)
 		if !fine {
 			break
 		}
-		if total > prevTotal && float64(idle-prevIdle)/float64(total-prevTotal)*float64(runtime.NumCPU()) >= need {
+		if total > prevTotal && (idle-prevIdle)/(total-prevTotal)*float64(set.Count()) >= need {
 			break
 		}
 		prevIdle, prevTotal = idle, total
@@ -174,30 +178,36 @@ func waitIdle(maxWait time.Duration, cancelled func() bool) bool {
 	return !cancelled()
 }
 
-// cpuTimes reads the idle (idle + iowait) and total CPU time of the node from /proc/stat.
-func cpuTimes() (idle, total uint64, ok bool) {
+// cpuTimes sums the idle (idle + iowait) and all CPU time of the CPUs in set (all CPUs when
+// set is empty) from /proc/stat, in clock ticks.
+func cpuTimes(set *unix.CPUSet) (idle, total float64, ok bool) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0, false
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 6 || f[0] != "cpu" {
-		return 0, 0, false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
+		}
+		if n, err := strconv.Atoi(f[0][3:]); err != nil || (set.Count() > 0 && !set.IsSet(n)) {
+			continue
+		}
+		for i, v := range f[1:] {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return 0, 0, false
+			}
+			if i < 8 { // user nice system idle iowait irq softirq steal; guest time is in user already
+				total += float64(n)
+			}
+			if i == 3 || i == 4 {
+				idle += float64(n)
+			}
+		}
+		ok = true
 	}
-	for i, v := range f[1:] {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return 0, 0, false
-		}
-		if i < 8 { // user nice system idle iowait irq softirq steal; guest time is in user already
-			total += n
-		}
-		if i == 3 || i == 4 {
-			idle += n
-		}
-	}
-	return idle, total, true
+	return idle, total, ok
 }
 
 // spareKey is what must be equal for a spare to serve an attempt: argv, cwd, the preload list

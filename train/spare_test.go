@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParsePython(t *testing.T) {
@@ -288,4 +290,23 @@ func FuzzParsePython(f *testing.F) {
 			t.Fatalf("ParsePython(%q) = %+v, but its argv() %q parses to %+v, %v", argv, c, c.argv(), again, ok)
 		}
 	})
+}
+
+func TestCPUTimesOfThisProcessCPUs(t *testing.T) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Skip("no affinity mask:", err)
+	}
+	idle, total, ok := cpuTimes(&set)
+	if !ok || total <= 0 || idle < 0 || idle > total {
+		t.Fatalf("cpuTimes = %v idle of %v, ok %v; want sane clock ticks from /proc/stat", idle, total, ok)
+	}
+	// a spare waits no longer than it is told, even on a machine that is never idle
+	t0 := time.Now()
+	if !waitIdle(300*time.Millisecond, func() bool { return false }) || time.Since(t0) > 5*time.Second {
+		t.Fatalf("waitIdle(300ms) took %s", time.Since(t0))
+	}
+	if waitIdle(time.Minute, func() bool { return true }) {
+		t.Fatal("a cancelled wait must report it")
+	}
 }
