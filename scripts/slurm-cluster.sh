@@ -10,7 +10,8 @@
 # Layout: slurmctld runs on the host at 198.18.0.1 on the bridge shoalbr0; node K is the network
 # namespace shoal-nK with address 198.18.0.(10+K), where one `slurmd -N nodeK` runs. 198.18.0.0/24
 # is a block that is never routed, so these hosts stay apart from everything else. Nodes are in
-# /etc/hosts (lines marked "# shoal-slurm-cluster"). Every node has 2 CPUs and 4 fake GPUs
+# /etc/hosts (lines marked "# shoal-slurm-cluster", with their IPv4-mapped IPv6 addresses as
+# nodeK-v4mapped, see hosts_add). Every node has 2 CPUs and 4 fake GPUs
 # (/dev/tty0..3). All namespaces share one UTS namespace: `hostname` is the same on every node,
 # so jobs must use SLURMD_NODENAME.
 #
@@ -166,9 +167,14 @@ hosts_remove() {
   grep -vF "$MARK" /etc/hosts >"$tmp" || true
   cat "$tmp" >/etc/hosts; rm -f "$tmp"
 }
+# Each node also gets a line for its IPv4-mapped IPv6 address (::ffff:198.18.0.1K) under another
+# name (nodeK-v4mapped): the nodes reach no DNS server, and torch's c10d asks for the name of its
+# peers' mapped addresses, which otherwise waits for DNS (10 s each); the name differs so that
+# `getent hosts nodeK` and getaddrinfo("nodeK") still give only the IPv4 address.
 hosts_add() {
   local want n
-  want=$(for n in $(node_names); do printf '%s %s %s\n' "$(addr_of "$n")" "$n" "$MARK"; done)
+  want=$(for n in $(node_names); do printf '%s %s %s\n' "$(addr_of "$n")" "$n" "$MARK"; done
+         for n in $(node_names); do printf '::ffff:%s %s-v4mapped %s\n' "$(addr_of "$n")" "$n" "$MARK"; done)
   [[ $(grep -F "$MARK" /etc/hosts 2>/dev/null || true) == "$want" ]] && return 0
   hosts_remove
   echo "$want" >>/etc/hosts

@@ -34,6 +34,12 @@ type Config struct {
 	Progress     io.Writer     // progress lines (default stderr)
 	Signals      <-chan os.Signal
 	RunID        string
+	// Preload are the modules each rank's warm spare imports (spare.go; a name ending in "?"
+	// is skipped where it is not installed); empty: no spares, every attempt starts cold.
+	Preload []string
+	// SpareWait is the longest a spare waits for an idle CPU on its node before it starts
+	// (default 30 s).
+	SpareWait time.Duration
 }
 
 // Result is how a gang ended.
@@ -112,6 +118,16 @@ func Run(ctx context.Context, log hclog.Logger, c *client.Client, cfg Config) (R
 		g.say("rank %d on %s failed (%s); restarting the gang %s (restart %d of %d)",
 			res.FailedRank, res.Node, how(res), from, attempt+1, cfg.MaxRestarts)
 	}
+}
+
+func countTrue(v []bool) int {
+	n := 0
+	for _, b := range v {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 func how(r Result) string {
@@ -270,16 +286,22 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 	for _, r := range ranks {
 		byActor[r.Actor] = r
 	}
-	var started []any
-	if err := g.callAll(ctx, actors, &started, "Start", func(i int) []any {
+	warm := make([]bool, len(actors))
+	spare := attempt < g.cfg.MaxRestarts && len(g.cfg.Preload) > 0 // a spare only where a next attempt may come
+	if err := g.callAll(ctx, actors, &warm, "Start", func(i int) []any {
 		r := byActor[i]
 		env := append(Env(r, placed[i], w), g.cfg.Env...)
-		return []any{StartSpec{Argv: g.cfg.Argv, Env: env, Cwd: g.cfg.Cwd, Prefix: fmt.Sprintf("[rank%d]: ", r.Rank)}}
+		return []any{StartSpec{Argv: g.cfg.Argv, Env: env, Cwd: g.cfg.Cwd, Prefix: fmt.Sprintf("[rank%d]: ", r.Rank),
+			Spare: spare, Preload: g.cfg.Preload, SpareWaitMs: int(g.cfg.SpareWait / time.Millisecond), SyncCheckpoints: r.Rank == 0}}
 	}); err != nil {
 		lostNode = true
 		return Result{Code: 1, FailedRank: -1}, fmt.Errorf("start the ranks: %w", err)
 	}
-	g.say("%d ranks running (attempt %d): %s; MASTER_ADDR=%s MASTER_PORT=%d", len(ranks), attempt, Describe(ranks), master, port)
+	warmNote := ""
+	if n := countTrue(warm); n > 0 {
+		warmNote = fmt.Sprintf(", %d from warm spares", n)
+	}
+	g.say("%d ranks running (attempt %d%s): %s; MASTER_ADDR=%s MASTER_PORT=%d", len(ranks), attempt, warmNote, Describe(ranks), master, port)
 	// watch
 	pollMS := int(g.cfg.Poll / time.Millisecond)
 	pending := make([]client.ObjectRef, len(actors))
@@ -289,8 +311,9 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 		}
 	}()
 	owner := map[string]int{}
+	acks := make([]int, len(actors)) // the checkpoint reports of each rank this process has
 	for i, a := range actors {
-		ref, err := a.Call("Poll", pollMS)
+		ref, err := a.Call("Poll", pollMS, 0)
 		if err != nil {
 			return Result{Code: 1, FailedRank: -1}, err
 		}
@@ -327,8 +350,11 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 				fail = Result{Code: -1, FailedRank: r.Rank, Node: r.Node, Tail: "(lost: " + err.Error() + ")"}
 				break
 			}
-			if r.Rank == 0 && st.Last != nil {
-				g.ckpt = st.Last.Checkpoint
+			if st.Last != nil {
+				acks[i] = st.Last.Seq // rank 0's report() returns once this Poll's ack arrives
+				if r.Rank == 0 {
+					g.ckpt = st.Last.Checkpoint
+				}
 			}
 			if st.Done {
 				done[i] = true
@@ -339,7 +365,7 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 				}
 				continue
 			}
-			nref, err := actors[i].Call("Poll", pollMS)
+			nref, err := actors[i].Call("Poll", pollMS, acks[i])
 			if err != nil {
 				return Result{Code: 1, FailedRank: -1}, err
 			}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,6 +35,7 @@ const ActorType = "shoal.train.Rank"
 type Report struct {
 	Metrics    map[string]any `msgpack:"metrics" json:"metrics"`
 	Checkpoint string         `msgpack:"checkpoint" json:"checkpoint"`
+	Seq        int            `msgpack:"seq" json:"-"` // the count of checkpoint reports so far, this one included
 }
 
 // Status is a rank process's state as Poll and Stop see it.
@@ -45,6 +47,7 @@ type Status struct {
 	Tail    string  `msgpack:"tail"`   // the last lines the rank printed
 	Reports int     `msgpack:"reports"`
 	Last    *Report `msgpack:"last"` // the last report with a checkpoint
+	Warm    bool    `msgpack:"warm"` // the process was this actor's warm spare (spare.go)
 }
 
 // StartSpec is the rank process to start.
@@ -53,19 +56,34 @@ type StartSpec struct {
 	Env    []string `msgpack:"env"` // set over the worker's environment
 	Cwd    string   `msgpack:"cwd"`
 	Prefix string   `msgpack:"prefix"` // put in front of every output line ("[rank3] ")
+	// Spare keeps a warm spare for the next attempt (spare.go), preloading Preload, when the
+	// command is Python; none when Preload is empty.
+	Spare   bool     `msgpack:"spare"`
+	Preload []string `msgpack:"preload"`
+	// SpareWaitMs is the longest a spare waits for an idle CPU before it starts (0: 30 s).
+	SpareWaitMs int `msgpack:"spare_wait_ms"`
+	// SyncCheckpoints holds each checkpoint report (shoal.train.report blocks) until Poll's
+	// ack says shoal train has it: rank 0's, whose checkpoint the gang restarts from.
+	SyncCheckpoints bool `msgpack:"sync_checkpoints"`
 }
 
 // RankActor runs one rank's process on its node. Its methods run one at a time (it is an
 // actor), so every method returns promptly: Poll waits at most the time it is given.
 type RankActor struct {
 	mu      sync.Mutex
-	cmd     *exec.Cmd
+	cur     *proc
 	exited  chan struct{}
 	status  Status
 	tail    *tail
 	reports int
 	last    *Report
-	port    int // the reserved port's socket, held until Stop
+	ckpts   int           // checkpoint reports of the current process
+	acked   int           // of which acknowledged to it
+	sync    bool          // acknowledge only on Poll's ack
+	news    chan struct{} // a checkpoint report came
+	spare   *spare        // for the next attempt
+	gen     int           // Start and Close count up: a spare asked for earlier is not made
+	port    int           // the reserved port's socket, held until Stop
 	portFD  int
 	direct  map[syscall.Signal]time.Time // when this worker last got each signal itself
 }
@@ -79,7 +97,7 @@ const directWindow = 2 * time.Second
 // time limits, --signal), the rank process included, and the worker must outlive its rank to
 // report how it ended.
 func NewRankActor() (*RankActor, error) {
-	r := &RankActor{tail: newTail(40), portFD: -1, direct: map[syscall.Signal]time.Time{}}
+	r := &RankActor{tail: newTail(40), portFD: -1, direct: map[syscall.Signal]time.Time{}, news: make(chan struct{}, 1)}
 	ch := make(chan os.Signal, 8)
 	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	go func() {
@@ -166,56 +184,69 @@ func (r *RankActor) ReservePort() (int, error) {
 	return r.port, nil
 }
 
-// Start starts the rank's process in this worker's process group (so the agent's kill of
-// the worker's group reaches it) with a report pipe on fd 3 (SHOAL_TRAIN_REPORT_FD). Once
-// that process has exited, Start may start the next attempt's.
-func (r *RankActor) Start(s StartSpec) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd != nil && !r.status.Done {
-		return errors.New("this rank's process is still running")
-	}
-	// a new attempt of the gang on the same actor
-	r.cmd, r.status, r.reports, r.last, r.tail = nil, Status{}, 0, nil, newTail(40)
-	if len(s.Argv) == 0 {
-		return errors.New("no command to run")
-	}
-	path, err := exec.LookPath(s.Argv[0])
-	if err != nil {
-		return fmt.Errorf("run %q on %s: %w", s.Argv[0], os.Getenv("SHOAL_NODE_ID"), err)
-	}
-	rp, wp, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("make the report pipe: %w", err)
-	}
-	op, ow, err := os.Pipe()
-	if err != nil {
-		rp.Close()
-		wp.Close()
-		return fmt.Errorf("make the output pipe: %w", err)
-	}
-	cmd := exec.Command(path, s.Argv[1:]...)
-	cmd.Args[0] = s.Argv[0] // argv[0] as the user wrote it, as a shell would
-	base := os.Environ()
-	var kept []string
-	for _, kv := range base {
-		if !strings.HasPrefix(kv, "SHOAL_WORKER_ID=") { // the rank is a driver, not this worker
-			kept = append(kept, kv)
+// proc is a started process with its pipes: fd 1 and 2 the output pipe, fd 3 the report
+// pipe (SHOAL_TRAIN_REPORT_FD), fd 4 the acknowledgement pipe (SHOAL_TRAIN_ACK_FD), and for a
+// spare fd 5 its control pipe.
+type proc struct {
+	cmd    *exec.Cmd
+	op, rp *os.File // read ends: output, reports
+	ack    *os.File // write end: one byte per acknowledged checkpoint report
+	ctrl   *os.File // write end of a spare's control pipe
+	waited chan struct{}
+	werr   error
+}
+
+// spawn starts argv (argv[0] found at path) with env in dir, in this worker's process group
+// (so the agent's kill of the worker's group reaches it) and with Pdeathsig.
+func spawn(path string, argv, env []string, dir string, withCtrl bool) (*proc, error) {
+	var parent, child []*os.File // what this process keeps; what the child gets
+	closeAll := func(fs []*os.File) {
+		for _, f := range fs {
+			if f != nil {
+				f.Close()
+			}
 		}
 	}
-	cmd.Env = MergeEnv(kept, append(s.Env, "SHOAL_TRAIN_REPORT_FD=3"))
-	cmd.Dir = s.Cwd
-	if cmd.Dir != "" {
-		if st, err := os.Stat(cmd.Dir); err != nil || !st.IsDir() {
-			cmd.Dir = ""
+	pipe := func(childReads bool) (*os.File, error) {
+		rd, wr, err := os.Pipe()
+		if err != nil {
+			return nil, err
 		}
+		if childReads {
+			parent, child = append(parent, wr), append(child, rd)
+			return wr, nil
+		}
+		parent, child = append(parent, rd), append(child, wr)
+		return rd, nil
 	}
-	cmd.Stdout, cmd.Stderr = ow, ow
-	cmd.ExtraFiles = []*os.File{wp}
+	p := &proc{waited: make(chan struct{})}
+	var err error
+	ok := func(f *os.File, e error) *os.File {
+		if e != nil && err == nil {
+			err = e
+		}
+		return f
+	}
+	p.op = ok(pipe(false))
+	p.rp = ok(pipe(false))
+	p.ack = ok(pipe(true))
+	if withCtrl {
+		p.ctrl = ok(pipe(true))
+	}
+	if err != nil {
+		closeAll(parent)
+		closeAll(child)
+		return nil, fmt.Errorf("make the rank's pipes: %w", err)
+	}
+	cmd := exec.Command(path, argv[1:]...)
+	cmd.Args[0] = argv[0] // argv[0] as the user wrote it, as a shell would
+	cmd.Env = env
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = child[0], child[0]
+	cmd.ExtraFiles = child[1:] // fd 3 reports, fd 4 acks, fd 5 control
 	// Pdeathsig fires when the thread that started the child ends: start it from a locked
 	// thread that lives as long as the child does.
 	started := make(chan error, 1)
-	r.exited = make(chan struct{})
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -224,30 +255,127 @@ func (r *RankActor) Start(s StartSpec) error {
 		if err != nil {
 			return
 		}
-		ow.Close()
-		wp.Close()
+		p.werr = cmd.Wait()
+		close(p.waited)
+	}()
+	err = <-started
+	closeAll(child)
+	if err != nil {
+		closeAll(parent)
+		return nil, err
+	}
+	p.cmd = cmd
+	return p, nil
+}
+
+// closeParent closes this process's ends of p's pipes.
+func (p *proc) closeParent() {
+	for _, f := range []*os.File{p.op, p.rp, p.ack, p.ctrl} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// Start starts the rank's process, or hands the attempt to this actor's warm spare when it
+// has one for this very command (spare.go). Once that process has exited, Start may start the
+// next attempt's.
+//
+// It reports whether the process is the warm spare.
+func (r *RankActor) Start(s StartSpec) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur != nil && !r.status.Done {
+		return false, errors.New("this rank's process is still running")
+	}
+	// a new attempt of the gang on the same actor
+	r.cur, r.status, r.reports, r.last, r.tail = nil, Status{}, 0, nil, newTail(40)
+	r.ckpts, r.acked, r.sync = 0, 0, s.SyncCheckpoints
+	r.gen++
+	if len(s.Argv) == 0 {
+		return false, errors.New("no command to run")
+	}
+	path, err := exec.LookPath(s.Argv[0])
+	if err != nil {
+		return false, fmt.Errorf("run %q on %s: %w", s.Argv[0], os.Getenv("SHOAL_NODE_ID"), err)
+	}
+	var kept []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SHOAL_WORKER_ID=") { // the rank is a driver, not this worker
+			kept = append(kept, kv)
+		}
+	}
+	env := MergeEnv(kept, append(slices.Clone(s.Env), "SHOAL_TRAIN_REPORT_FD=3", "SHOAL_TRAIN_ACK_FD=4"))
+	dir := s.Cwd
+	if dir != "" {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			dir = ""
+		}
+	}
+	py, isPy := ParsePython(s.Argv)
+	var p *proc
+	if sp := r.spare; sp != nil {
+		r.spare = nil
+		if isPy && sp.alive() && sp.key == spareKey(s.Argv, dir, env, s.Preload) && sp.activate(py, s.Argv, env, dir) == nil {
+			p = sp.p
+			r.status.Warm = true
+		} else if out := sp.drop(); out != "" {
+			fmt.Fprintf(os.Stdout, "%sshoal train: starting cold: the warm spare had exited: %s\n", s.Prefix, strings.ReplaceAll(out, "\n", "\n"+s.Prefix))
+		}
+	}
+	if p == nil {
+		if p, err = spawn(path, s.Argv, env, dir, false); err != nil {
+			return false, fmt.Errorf("start %q: %w", s.Argv[0], err)
+		}
+	}
+	r.attach(p, s.Prefix)
+	if s.Spare && isPy && len(s.Preload) > 0 && spareable(py, dir) {
+		go r.makeSpare(r.gen, time.Duration(s.SpareWaitMs)*time.Millisecond, path, slices.Clone(s.Argv), py, env, dir, s.Preload)
+	}
+	return r.status.Warm, nil
+}
+
+// makeSpare starts the spare for the attempt after attempt gen once the node has a CPU to
+// spare, unless another Start or Close came meanwhile.
+func (r *RankActor) makeSpare(gen int, wait time.Duration, path string, argv []string, py PyCmd, env []string, dir string, preload []string) {
+	stale := func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.gen != gen
+	}
+	if !waitIdle(wait, stale) {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gen != gen || r.spare != nil {
+		return
+	}
+	if sp, err := newSpare(path, argv, py, env, dir, preload); err == nil {
+		r.spare = sp
+	}
+}
+
+// attach makes p the rank's process: its output and reports are read, and r.exited closes
+// once it has exited and its pipes are drained.
+func (r *RankActor) attach(p *proc, prefix string) {
+	r.cur, r.exited = p, make(chan struct{})
+	r.status.Started = true
+	ex, t := r.exited, r.tail
+	go func() {
 		var wg sync.WaitGroup
 		wg.Add(2)
-		go func() { defer wg.Done(); r.copyOutput(op, s.Prefix) }()
-		go func() { defer wg.Done(); r.readReports(rp) }()
-		werr := cmd.Wait()
+		go func() { defer wg.Done(); copyOutput(p.op, prefix, t) }()
+		go func() { defer wg.Done(); r.readReports(p) }()
+		<-p.waited
 		wg.Wait()
+		p.closeParent()
 		r.mu.Lock()
 		r.status.Done = true
-		r.status.Code, r.status.Signal = exitCode(werr, cmd.ProcessState)
+		r.status.Code, r.status.Signal = exitCode(p.werr, p.cmd.ProcessState)
 		r.mu.Unlock()
-		close(r.exited)
+		close(ex)
 	}()
-	if err := <-started; err != nil {
-		rp.Close()
-		wp.Close()
-		op.Close()
-		ow.Close()
-		return fmt.Errorf("start %q: %w", s.Argv[0], err)
-	}
-	r.cmd = cmd
-	r.status.Started = true
-	return nil
 }
 
 func exitCode(err error, st *os.ProcessState) (int, string) {
@@ -266,8 +394,7 @@ func exitCode(err error, st *os.ProcessState) (int, string) {
 // copyOutput passes the rank's output on to the worker's (the job's) output, each line with
 // prefix, and keeps the last lines for the failure report. Output is drained even after the
 // process exits, until every holder of the pipe (its children too) closed it.
-func (r *RankActor) copyOutput(op *os.File, prefix string) {
-	defer op.Close()
+func copyOutput(op *os.File, prefix string, t *tail) {
 	br := bufio.NewReaderSize(op, 64<<10)
 	for {
 		line, err := br.ReadString('\n')
@@ -276,7 +403,7 @@ func (r *RankActor) copyOutput(op *os.File, prefix string) {
 				line += "\n"
 			}
 			io.WriteString(os.Stdout, prefix+line)
-			r.tail.add(strings.TrimRight(line, "\n"))
+			t.add(strings.TrimRight(line, "\n"))
 		}
 		if err != nil {
 			return
@@ -284,9 +411,12 @@ func (r *RankActor) copyOutput(op *os.File, prefix string) {
 	}
 }
 
-func (r *RankActor) readReports(rp *os.File) {
-	defer rp.Close()
-	sc := bufio.NewScanner(rp)
+// readReports reads the rank's reports. A checkpoint report is acknowledged (one byte on the
+// ack pipe, which shoal.train.report waits for) at once, or, with SyncCheckpoints, once Poll
+// is told that shoal train has it: then a node lost right after report() returned cannot take
+// the checkpoint with it.
+func (r *RankActor) readReports(p *proc) {
+	sc := bufio.NewScanner(p.rp)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
 		var rep Report
@@ -296,21 +426,51 @@ func (r *RankActor) readReports(rp *os.File) {
 		r.mu.Lock()
 		r.reports++
 		if rep.Checkpoint != "" {
-			c := rep
-			r.last = &c
+			r.ckpts++
+			rep.Seq = r.ckpts
+			r.last = &rep
+			if !r.sync {
+				r.ackLocked(r.ckpts)
+			}
+			select {
+			case r.news <- struct{}{}:
+			default:
+			}
 		}
 		r.mu.Unlock()
 	}
 }
 
-// Poll waits up to ms milliseconds for the process to exit and returns its status.
-func (r *RankActor) Poll(ms int) (Status, error) {
+// ackLocked acknowledges the checkpoint reports up to seq.
+func (r *RankActor) ackLocked(seq int) {
+	if seq > r.ckpts {
+		seq = r.ckpts
+	}
+	if n := seq - r.acked; n > 0 && r.cur != nil {
+		// never blocks the actor: a rank that exited, or does not read its acks, is told nothing
+		r.cur.ack.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+		r.cur.ack.Write(make([]byte, n))
+		r.acked = seq
+	}
+}
+
+// Poll acknowledges the checkpoint reports up to ack (shoal train has them), then waits up to
+// ms milliseconds for the process to exit, or, with SyncCheckpoints, for a checkpoint report
+// not acknowledged yet, and returns the status.
+func (r *RankActor) Poll(ms, ack int) (Status, error) {
 	r.mu.Lock()
 	ex := r.exited
+	r.ackLocked(ack)
+	pending := r.sync && r.ckpts > ack
 	r.mu.Unlock()
-	if ex != nil && ms > 0 {
+	if ex != nil && ms > 0 && !pending {
+		var news <-chan struct{}
+		if r.sync {
+			news = r.news
+		}
 		select {
 		case <-ex:
+		case <-news:
 		case <-time.After(time.Duration(ms) * time.Millisecond):
 		}
 	}
@@ -336,33 +496,57 @@ func (r *RankActor) Signal(sig int) (bool, error) {
 	if t, ok := r.direct[syscall.Signal(sig)]; ok && time.Since(t) < directWindow {
 		return false, nil
 	}
-	if r.cmd != nil && !r.status.Done {
-		r.cmd.Process.Signal(syscall.Signal(sig))
+	if r.cur != nil && !r.status.Done {
+		r.cur.cmd.Process.Signal(syscall.Signal(sig))
 		return true, nil
 	}
 	return false, nil
 }
 
 // Stop ends the rank's process: SIGTERM, then SIGKILL after graceMs; it returns once the
-// process is gone, and frees the reserved port.
+// process is gone, and frees the reserved port. The warm spare stays for the next attempt.
 func (r *RankActor) Stop(graceMs int) (Status, error) {
 	r.mu.Lock()
-	cmd, ex := r.cmd, r.exited
+	p, ex := r.cur, r.exited
 	if r.portFD >= 0 {
 		unix.Close(r.portFD)
 		r.portFD = -1
 	}
 	r.mu.Unlock()
-	if cmd != nil {
-		cmd.Process.Signal(syscall.SIGTERM)
+	if p != nil {
+		p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-ex:
 		case <-time.After(time.Duration(graceMs) * time.Millisecond):
-			cmd.Process.Kill()
+			p.cmd.Process.Kill()
 			<-ex
 		}
 	}
 	return r.snapshot(), nil
+}
+
+// Close ends the warm spare, if any: the gang is over. (Killing the actor ends it too: it is
+// in the worker's process group and has Pdeathsig.)
+func (r *RankActor) Close() (bool, error) {
+	r.mu.Lock()
+	sp := r.spare
+	r.spare = nil
+	r.gen++
+	r.mu.Unlock()
+	if sp != nil {
+		sp.drop()
+	}
+	return sp != nil, nil
+}
+
+// SparePID is the process id of the warm spare (0: none), for tests.
+func (r *RankActor) SparePID() (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.spare == nil {
+		return 0, nil
+	}
+	return r.spare.p.cmd.Process.Pid, nil
 }
 
 // tail keeps the last n lines.

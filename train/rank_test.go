@@ -15,7 +15,7 @@ func pollDone(t *testing.T, r *RankActor) Status {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		st, err := r.Poll(200)
+		st, err := r.Poll(200, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -36,10 +36,10 @@ func TestRankActorRunsReportsAndRestarts(t *testing.T) {
 		`echo '{"metrics":{"step":4}}' >&$SHOAL_TRAIN_REPORT_FD; test -z "$SLURM_PROCID" || echo leaked; exit 3`
 	spec := StartSpec{Argv: []string{"sh", "-c", script}, Env: []string{"RANK=5"}, Prefix: "[rank5]: "}
 	t.Setenv("SLURM_PROCID", "7") // the worker's own environment: the rank must not inherit it
-	if err := r.Start(spec); err != nil {
+	if _, err := r.Start(spec); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Start(spec); err == nil {
+	if _, err := r.Start(spec); err == nil {
 		t.Fatal("a second Start while the process runs must fail")
 	}
 	st := pollDone(t, r)
@@ -47,7 +47,7 @@ func TestRankActorRunsReportsAndRestarts(t *testing.T) {
 		t.Fatalf("status = %+v (last %+v), want exit 3, tail %q, 2 reports, checkpoint /ck/3", st, st.Last, "rank 5 up")
 	}
 	// the next attempt on the same actor
-	if err := r.Start(StartSpec{Argv: []string{"sh", "-c", "echo again"}}); err != nil {
+	if _, err := r.Start(StartSpec{Argv: []string{"sh", "-c", "echo again"}}); err != nil {
 		t.Fatal(err)
 	}
 	st = pollDone(t, r)
@@ -59,20 +59,20 @@ func TestRankActorRunsReportsAndRestarts(t *testing.T) {
 func TestRankActorStop(t *testing.T) {
 	r, _ := NewRankActor()
 	// a rank that saves on SIGTERM
-	if err := r.Start(StartSpec{Argv: []string{"sh", "-c", `trap 'echo saved; exit 0' TERM; echo up; while :; do sleep 0.05; done`}}); err != nil {
+	if _, err := r.Start(StartSpec{Argv: []string{"sh", "-c", `trap 'echo saved; exit 0' TERM; echo up; while :; do sleep 0.05; done`}}); err != nil {
 		t.Fatal(err)
 	}
-	for st, _ := r.Poll(50); st.Tail != "up"; st, _ = r.Poll(50) {
+	for st, _ := r.Poll(50, 0); st.Tail != "up"; st, _ = r.Poll(50, 0) {
 	}
 	st, _ := r.Stop(5000)
 	if !st.Done || st.Code != 0 || !strings.HasSuffix(st.Tail, "saved") {
 		t.Fatalf("SIGTERM: %+v, want a clean exit after saving", st)
 	}
 	// one that ignores SIGTERM is killed after the grace period
-	if err := r.Start(StartSpec{Argv: []string{"sh", "-c", `trap '' TERM; echo up; while :; do sleep 0.05; done`}}); err != nil {
+	if _, err := r.Start(StartSpec{Argv: []string{"sh", "-c", `trap '' TERM; echo up; while :; do sleep 0.05; done`}}); err != nil {
 		t.Fatal(err)
 	}
-	for st, _ := r.Poll(50); st.Tail != "up"; st, _ = r.Poll(50) {
+	for st, _ := r.Poll(50, 0); st.Tail != "up"; st, _ = r.Poll(50, 0) {
 	}
 	st, _ = r.Stop(200)
 	if !st.Done || st.Code != 128+int(syscall.SIGKILL) || st.Signal != "SIGKILL" {
@@ -119,11 +119,11 @@ func TestReservePortHoldsThePortForTheRank(t *testing.T) {
 
 func TestSignalIsNotPassedTwice(t *testing.T) {
 	r, _ := NewRankActor()
-	if err := r.Start(StartSpec{Argv: []string{"sh", "-c", `trap 'echo usr1' USR1; echo up; while :; do sleep 0.05; done`}}); err != nil {
+	if _, err := r.Start(StartSpec{Argv: []string{"sh", "-c", `trap 'echo usr1' USR1; echo up; while :; do sleep 0.05; done`}}); err != nil {
 		t.Fatal(err)
 	}
 	defer r.Stop(100)
-	for st, _ := r.Poll(50); st.Tail != "up"; st, _ = r.Poll(50) {
+	for st, _ := r.Poll(50, 0); st.Tail != "up"; st, _ = r.Poll(50, 0) {
 	}
 	if sent, _ := r.Signal(int(syscall.SIGUSR1)); !sent {
 		t.Fatal("a signal from shoal train alone must reach the rank")
@@ -134,6 +134,6 @@ func TestSignalIsNotPassedTwice(t *testing.T) {
 	if sent, _ := r.Signal(int(syscall.SIGUSR1)); sent {
 		t.Fatal("a signal the worker just got from Slurm itself must not be passed on again")
 	}
-	for st, _ := r.Poll(50); !strings.Contains(st.Tail, "usr1"); st, _ = r.Poll(50) {
+	for st, _ := r.Poll(50, 0); !strings.Contains(st.Tail, "usr1"); st, _ = r.Poll(50, 0) {
 	}
 }

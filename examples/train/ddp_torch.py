@@ -90,6 +90,7 @@ def main():
     dist.all_reduce(total)
     if rank == 0:
         print(f"DONE steps={a.steps} mean_loss={float(total) / world:.6f}", flush=True)
+    del ddp, opt  # the reducer's hooks and buffers go before the process group they use
     dist.barrier()  # nobody tears down its connections while a peer still uses them
     dist.destroy_process_group()
 

@@ -28,8 +28,10 @@ gives every rank (SHOAL_TRAIN_REPORT_FD).
 import inspect
 import json
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 
 from . import _api
@@ -139,11 +141,40 @@ def report(metrics, checkpoint=None):
             os.write(int(fd), line)
         except OSError as e:
             raise RuntimeError(f"report to shoal train through fd {fd}: {e}") from None
+        ack = os.environ.get("SHOAL_TRAIN_ACK_FD")
+        if ckpt and ack:
+            _wait_ack(int(ack))
         return
     if _controller is not None:
         _api.get(_controller.report.remote(get_context().world_rank, metrics, ckpt))
         return
     raise RuntimeError("shoal.train.report() works only in a worker of shoal.train.run() or a rank of `shoal train`")
+
+
+ACK_TIMEOUT = 300.0
+
+
+def _wait_ack(fd):
+    """Wait until shoal train has the checkpoint just reported (one byte on fd): from then on
+    a restart starts from it even if this rank's node is lost at once."""
+    import select
+    deadline = time.monotonic() + ACK_TIMEOUT
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            print(f"shoal.train.report: shoal train did not confirm the checkpoint within {ACK_TIMEOUT:.0f} s; "
+                  "going on (a restart may start from the one before)", file=sys.stderr, flush=True)
+            return
+        try:
+            ready, _, _ = select.select([fd], [], [], left)
+        except InterruptedError:
+            continue
+        if ready:
+            try:
+                os.read(fd, 1)  # b"": shoal train's side is gone; the gang is being stopped
+            except OSError:
+                pass
+            return
 
 
 class _Controller:
@@ -173,7 +204,8 @@ class _Rank:
         self._sock = None
 
     def info(self, allowed):
-        return {"node": os.environ.get("SHOAL_NODE_ID", ""), "gpus": _api.get_gpu_ids(), "nccl": _nccl_env(allowed)}
+        return {"node": os.environ.get("SHOAL_NODE_ID", ""), "gpus": _api.get_gpu_ids(), "nccl": _nccl_env(allowed),
+                "pid": os.getpid()}
 
     def reserve_port(self):
         # bound, never listening, SO_REUSEADDR: nobody else takes the port, and torch's
@@ -195,6 +227,39 @@ class _Rank:
         except (TypeError, ValueError):
             takes_config = True
         return fn(config) if takes_config else fn()
+
+
+def _signal(pid, sig):
+    """Runs in a worker's bundle, on its node: signal the worker's process."""
+    try:
+        os.kill(pid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _stop(actors, pg, pids, running, grace):
+    """Stop a gang's workers as `shoal train` stops its ranks: SIGTERM to the workers still
+    running (a task in each one's bundle, so on its node, signals it), up to grace seconds for
+    them to end, then kill every worker."""
+    from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    if running and pg is not None and pids and grace > 0:
+        sig = _api.remote(_signal)
+        for i, _ in running:
+            try:
+                sig.options(num_cpus=0, scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    pg, placement_group_bundle_index=i)).remote(pids[i], signal.SIGTERM)
+            except Exception:  # noqa: BLE001 - its node may be gone; it is killed below
+                pass
+        try:
+            _api.wait([ref for _, ref in running], num_returns=len(running), timeout=grace)
+        except Exception:  # noqa: BLE001 - the kill below ends them anyway
+            pass
+    for a in actors:
+        try:
+            _api.kill(a)
+        except Exception:  # noqa: BLE001 - already dead
+            pass
 
 
 def _nccl_env(allowed):
@@ -254,7 +319,7 @@ def _env(r, own, world):
 
 
 def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="PACK", max_failures=0, config=None,
-        *, cuda_visible_devices="per-rank", allowed_interfaces=None, placement_timeout=60.0, verbose=True):
+        *, cuda_visible_devices="per-rank", allowed_interfaces=None, placement_timeout=60.0, stop_grace=5.0, verbose=True):
     """Run ``train_fn(config)`` (or ``train_fn()``) on ``num_workers`` workers placed as one
     gang, and return their return values in world-rank order.
 
@@ -263,6 +328,8 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
     max_failures: restarts of the whole gang after a worker fails (its exception, its process
     dying, its node lost); each restart starts from the last checkpoint rank 0 reported.
     cuda_visible_devices: "per-rank" (each worker sees its GPUs) or "shared" (the node's).
+    stop_grace: when a worker fails, the others get SIGTERM (so a handler can save) and are
+    killed after this many seconds, as `shoal train --stop-grace` does.
 
     Raises TaskUnschedulableError when the cluster can never hold the gang, GetTimeoutError when
     it has no room within placement_timeout seconds, and TrainingFailedError (whose __cause__ is
@@ -310,9 +377,10 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
                     max_restarts=0,
                     scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i),
                 ).remote(controller))
-            lost = False
+            lost, pids, running = False, None, []
             try:
                 placed = _api.get([a.info.remote(allowed_interfaces) for a in actors])
+                pids = [p.get("pid") for p in placed]
                 nodes = [n["NodeID"] for n in _api.nodes()]
                 nodes = nodes[:1] + sorted(nodes[1:])  # the head node, then by name (as in Go)
                 addrs = {n["NodeID"]: n.get("NodeManagerAddress", "") for n in _api.nodes()}
@@ -344,14 +412,12 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
                             break
                 if failure is None:
                     return [results[r] for r in range(num_workers)]
+                index_of = {ref: i for i, ref in enumerate(refs)}
+                running = [(index_of[ref], ref) for ref in pending]
             except (exc.RayActorError, exc.WorkerCrashedError) as e:
                 failure, lost = (-1, e), True
             finally:
-                for a in actors:
-                    try:
-                        _api.kill(a)
-                    except Exception:  # noqa: BLE001 - already dead
-                        pass
+                _stop(actors, pg, pids, running, stop_grace)
             rank, err = failure
             who = f"worker of rank {rank}" if rank >= 0 else "a worker"
             if lost:

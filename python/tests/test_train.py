@@ -193,6 +193,8 @@ def test_cli_refuses_an_impossible_gang():
     assert "cannot place the ranks: the cluster can never hold 3 ranks of {CPU:64} (PACK)" in r.stderr, r.stderr
     r = shoal_train("--nproc-per-node", "two", "--", "true")
     assert r.returncode == 2 and "--nproc-per-node \"two\": use a positive number" in r.stderr
+    r = shoal_train("--preload", "to rch", "--", "true")
+    assert r.returncode == 2 and "--preload \"to rch\": \"to rch\" is not a Python module name" in r.stderr, r.stderr
 
 
 TERM_RANK = r"""
@@ -269,3 +271,130 @@ def test_run_workers_use_shoal_collective():
     r = run_script(COLL_RUN, "--num-cpus", "3")
     assert r.returncode == 0, r.stderr
     assert "SUMS [6.0, 6.0, 6.0]" in r.stdout, r.stdout
+
+
+TERM_RUN = r"""
+import os, signal, sys, time, shoal, shoal.train as st
+shoal.init()
+def fn(config):
+    c = st.get_context()
+    if c.attempt == 0:
+        if c.world_rank == 1:
+            time.sleep(1)
+            raise ValueError("rank 1 fails")
+        def term(*_):
+            open(os.path.join(config["dir"], f"saved-{c.world_rank}-{os.getpid()}"), "w").close()
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, term)
+        time.sleep(60)
+    return c.attempt
+print("OUT", st.run(fn, num_workers=2, max_failures=1, config={"dir": sys.argv[1]}))
+"""
+
+
+def test_run_gives_the_other_workers_sigterm_before_the_kill(tmp_path):
+    t0 = time.time()
+    r = run_script(TERM_RUN.replace("sys.argv[1]", repr(str(tmp_path))), "--num-cpus", "2")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "OUT [1, 1]" in r.stdout, r.stdout
+    saved = os.listdir(tmp_path)
+    assert len(saved) == 1 and saved[0].startswith("saved-0-"), saved
+    assert time.time() - t0 < 50, "rank 0 (sleeping 60 s) was not stopped"
+
+
+SPARE_RANK = r"""
+import os, sys, time
+a, r = int(os.environ["TORCHELASTIC_RESTART_COUNT"]), os.environ["RANK"]
+print("RANK", r, "ATTEMPT", a, "PRELOADED", "fractions" in sys.modules, "ENV", os.environ["MASTER_PORT"],
+      os.environ["OMP_NUM_THREADS"], flush=True)
+if a == 0:
+    if r == "1":
+        while not os.path.exists(sys.argv[1]):  # the driver says when (once the spares run)
+            time.sleep(0.05)
+        sys.exit(3)
+    time.sleep(60)
+if len(sys.argv) > 2:
+    open(os.path.join(sys.argv[2], "up-" + r), "w").close()
+    time.sleep(60)
+"""
+
+# a driver inside a cluster that runs `shoal train` and then counts what is left of its ranks
+# and spares (processes with the rank's report pipe variable and this cluster's id)
+LEFT_DRIVER = r"""
+import os, signal, subprocess, sys, time
+cid = os.environ["SHOAL_CLUSTER_ID"]
+def left():
+    n = 0
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            env = open(f"/proc/{p}/environ", "rb").read().split(b"\0")
+            state = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and f"SHOAL_CLUSTER_ID={cid}".encode() in env and b"SHOAL_TRAIN_REPORT_FD=3" in env:
+            n += 1
+    return n
+cmd = [os.environ["SHOAL_BIN"], "train", "--nproc-per-node", "2", "--max-restarts", "2", "--preload", "fractions", "--spare-wait", "1s",
+       "--", sys.executable, "-c", os.environ["RANK_CODE"]]
+import tempfile
+d = tempfile.mkdtemp()
+go = os.path.join(d, "go")
+p = subprocess.Popen(cmd + [go], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+deadline = time.time() + 90
+while left() < 4 and time.time() < deadline:  # attempt 0's ranks and the spares for attempt 1
+    time.sleep(0.1)                            # (made once the machine has a CPU to spare)
+open(go, "w").close()
+out, err = p.communicate(timeout=120)
+print("RUN1", p.returncode, out, err, flush=True)
+print("LEFT1", left(), flush=True)
+# SIGTERM (as scancel) while the ranks and their spares run
+d = tempfile.mkdtemp()
+open(os.path.join(d, "go"), "w").close()  # rank 1 fails at once this time
+p = subprocess.Popen(cmd + [os.path.join(d, "go"), d], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+deadline = time.time() + 90
+while (len(os.listdir(d)) < 3 or left() < 4) and time.time() < deadline:  # attempt 1's ranks and the spares for attempt 2
+    time.sleep(0.1)
+print("RUNNING", left(), flush=True)
+p.send_signal(signal.SIGTERM)
+p.wait(60)
+time.sleep(0.5)
+print("LEFT2", left(), p.returncode, flush=True)
+"""
+
+
+def test_cli_restart_runs_from_warm_spares_and_leaves_nothing():
+    r = run_script(LEFT_DRIVER, "--num-cpus", "2", timeout=240,
+                   env={"SHOAL_BIN": shoal_bin(), "RANK_CODE": SPARE_RANK})
+    assert r.returncode == 0, r.stderr + r.stdout
+    out = r.stdout
+    # attempt 0 starts cold; attempt 1 runs in the spares, which had imported the preload module
+    assert "[rank0]: RANK 0 ATTEMPT 0 PRELOADED False" in out and "[rank1]: RANK 1 ATTEMPT 0 PRELOADED False" in out, out
+    assert "[rank0]: RANK 0 ATTEMPT 1 PRELOADED True" in out and "[rank1]: RANK 1 ATTEMPT 1 PRELOADED True" in out, out
+    assert "2 ranks running (attempt 1, 2 from warm spares)" in out, out
+    # the new attempt's MASTER_PORT reached the spares; OMP_NUM_THREADS (set when they started) is the rank's
+    envs = {l.split("ENV ")[1] for l in out.split("RUN1")[0].splitlines() if "RANK " in l and "ATTEMPT 1" in l}
+    assert len(envs) == 1 and envs.pop().endswith(" 1"), out
+    assert "RUN1 0" in out and "LEFT1 0" in out, out       # the spares made for attempt 2 went with the gang
+    assert "RUNNING 4" in out and "LEFT2 0 143" in out, out  # SIGTERM: ranks and spares gone, no restart
+
+
+CKPT_LOST_RANK = r"""
+import os, signal, sys, time, shoal.train as st
+a, r = int(os.environ["TORCHELASTIC_RESTART_COUNT"]), int(os.environ["RANK"])
+print("START", r, a, st.get_checkpoint(), flush=True)
+if a == 0:
+    if r == 0:
+        time.sleep(1)
+        st.report({"step": 1}, checkpoint="/ck/1")
+        os.kill(os.getppid(), signal.SIGKILL)   # rank 0's actor is lost right after report() returned
+    time.sleep(60)
+"""
+
+
+def test_cli_checkpoint_reported_just_before_rank_0_is_lost_is_kept():
+    r = shoal_train("--nproc-per-node", "2", "--max-restarts", "1", "--preload", "", "--", sys.executable, "-c", CKPT_LOST_RANK)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "failed (its process or node was lost); restarting the gang from checkpoint /ck/1" in r.stderr, r.stderr
+    assert "START 0 1 /ck/1" in r.stdout and "START 1 1 /ck/1" in r.stdout, r.stdout

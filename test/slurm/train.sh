@@ -9,9 +9,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . "$PWD/test/slurm/lib.sh"
-# The test nodes reach no DNS server: torch's c10d looks up its peers' IPv6-mapped addresses
-# (not in /etc/hosts) and would wait 10 s for each; 1 s keeps the torch tests short.
-export RES_OPTIONS="timeout:1 attempts:1"
+# (The test nodes reach no DNS server; scripts/slurm-cluster.sh puts the nodes' IPv4-mapped
+# addresses, which torch's c10d asks names for, in /etc/hosts.)
 WORK=$(mktemp -d /tmp/shoal-train.XXXXXX)
 trap 'rm -rf "$WORK" "$SHOAL_RENDEZVOUS_DIR"' EXIT
 "$CLUSTER" up >/dev/null || { bad "slurm cluster up"; finish; }
@@ -71,20 +70,45 @@ if [[ $rc == 0 ]] && has "$out" "FSDP world=3 steps=100 first_loss=0.623533 loss
   ok "numpy FSDP on 3 nodes: loss 0.6235 -> $(grep -o ' loss=[0-9.]*' <<<"$out" | head -1 | cut -c7-14), equal to one process's within 1e-9 (relative)"
 else bad "numpy FSDP convergence" "rc=$rc" "$out"; fi
 
+# spares CID|JOB KEY: how many warm spares (started as `python -c ...<shoal train spare>...`) of
+# the cluster (KEY SHOAL_CLUSTER_ID) or Slurm job (KEY SLURM_JOB_ID) run
+spares() {
+  local e n=0
+  for e in /proc/[0-9]*/environ; do
+    tr '\0' '\n' < "${e%/environ}/cmdline" 2>/dev/null | grep -q '<shoal train spare>' || continue
+    { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qx "${2:-SHOAL_CLUSTER_ID}=$1" && n=$((n + 1))
+  done
+  echo "$n"
+}
+
 # a rank killed mid-run: the gang stops and restarts from the last sharded checkpoint, then
-# finishes with exactly the loss of an uninterrupted run
-ck=$WORK/ckpt; mkdir -p "$ck"
-printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/kill.out\nsrun shoal launch -- shoal train --nproc-per-node 1 --max-restarts 2 -- python3 fsdp_numpy.py --steps 100 --step-time 0.05 --ckpt-every 10 --ckpt-dir %s\n' "$WORK" "$ck" > "$WORK/kill.sbatch"
-jid=$(cd "$ROOT/examples/train" && sbatch --parsable "$WORK/kill.sbatch")
-for _ in $(seq 600); do [[ -e $ck/step29/shard0.npz ]] && break; sleep 0.1; done
-victim=$(grep -o 'START rank=2 world=3 attempt=0 pid=[0-9]*' "$WORK/kill.out" | sed 's/.*pid=//')
-[[ -n $victim ]] && kill -9 "$victim"
-for _ in $(seq 1200); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && break; sleep 0.1; done
-out=$(cat "$WORK/kill.out")
-if [[ -n $victim ]] && has "$out" "rank 2 on node3 failed (killed by signal 9); restarting the gang from checkpoint $ck/step[0-9]* (restart 1 of 2)" \
-   && [[ $(grep -c "RESUME rank=[0-2] from=$ck/step" <<<"$out") == 3 ]] && has "$out" "FSDP world=3 steps=100 .* loss=0.0763945.* agree=True"; then
-  ok "a rank killed with SIGKILL: the gang restarts from the last checkpoint on every node and ends with the uninterrupted loss"
-else bad "restart from checkpoint" "victim=$victim" "$out"; fi
+# finishes with exactly the loss of an uninterrupted run; the new attempt runs in the ranks' warm
+# spares (which had imported torch), and once more with --preload '' (cold): the same loss
+killrun() { # NAME PRELOAD-ARGS: sets $out, $victim
+  local ck=$WORK/ckpt-$1 jid
+  mkdir -p "$ck"
+  printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/%s.out\nsrun shoal launch -- shoal train --nproc-per-node 1 --max-restarts 2 %s -- python3 fsdp_numpy.py --steps 200 --step-time 0.05 --ckpt-every 10 --ckpt-dir %s\n' "$WORK" "$1" "$2" "$ck" > "$WORK/$1.sbatch"
+  jid=$(cd "$ROOT/examples/train" && sbatch --parsable "$WORK/$1.sbatch")
+  for _ in $(seq 600); do [[ -e $ck/step29/shard0.npz ]] && break; sleep 0.1; done
+  # spares are made once a node has a CPU to spare: wait for them (at most 30 s)
+  [[ $2 != *preload* ]] && for _ in $(seq 300); do [[ $(spares "$jid" SLURM_JOB_ID) == 3 ]] && break; sleep 0.1; done
+  victim=$(grep -o 'START rank=2 world=3 attempt=0 pid=[0-9]*' "$WORK/$1.out" | sed 's/.*pid=//')
+  [[ -n $victim ]] && kill -9 "$victim"
+  for _ in $(seq 1200); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && break; sleep 0.1; done
+  out=$(cat "$WORK/$1.out")
+  has "$out" "rank 2 on node3 failed (killed by signal 9); restarting the gang from checkpoint $ck/step[0-9]* (restart 1 of 2)" \
+    && [[ $(grep -c "RESUME rank=[0-2] from=$ck/step" <<<"$out") == 3 ]]
+}
+killrun kill "--spare-wait 2s"; warm_ok=$?; warm_out=$out; warm_victim=$victim
+killrun killcold "--preload ''"; cold_ok=$?; cold_out=$out
+warm_loss=$(grep -o 'FSDP world=3 steps=200 .*' <<<"$warm_out"); cold_loss=$(grep -o 'FSDP world=3 steps=200 .*' <<<"$cold_out")
+if [[ -n $warm_victim && $warm_ok == 0 ]] && has "$warm_out" "3 ranks running (attempt 1, 3 from warm spares)" \
+   && has "$warm_loss" " agree=True"; then
+  ok "a rank killed with SIGKILL: the gang restarts from the last checkpoint on every node, in the ranks' warm spares, and ends with the uninterrupted loss"
+else bad "restart from checkpoint (warm spares)" "victim=$warm_victim" "$warm_out"; fi
+if [[ $cold_ok == 0 && -n $warm_loss && $warm_loss == "$cold_loss" ]] && ! has "$cold_out" "from warm spares"; then
+  ok "the same with --preload '' (every attempt cold): the same final loss to the last digit ($(grep -o ' loss=[0-9.]*' <<<"$cold_loss" | cut -c7-))"
+else bad "warm restart vs cold restart" "warm: $warm_loss" "cold: $cold_loss" "$cold_out"; fi
 
 # a node lost mid-run (its agent killed): the gang stops at once; 3 one-CPU ranks no longer fit
 # on the 2 nodes left, which shoal train says instead of waiting
@@ -98,7 +122,9 @@ t0=$(date +%s.%N)
 for _ in $(seq 600); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && break; sleep 0.1; done
 took=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t0}")
 out=$(cat "$WORK/lost.out")
-if [[ -n $victim ]] && has "$out" "rank 2 on node3 failed (its process or node was lost); restarting the gang" \
+# (which failure shoal train sees first is a race: node3's rank lost, or rank 1's collective
+# failing on the connection to it)
+if [[ -n $victim ]] && has "$out" "rank [0-9] on node[1-3] failed (.*); restarting the gang" \
    && has "$out" "cannot place the ranks: the cluster can never hold 3 ranks of {CPU:1}" && ! has "$out" "FSDP world="; then
   ok "a node lost mid-run: the gang is stopped and the job ends in ${took} s, saying the 3 ranks no longer fit"
 else bad "node lost" "victim=$victim took=$took" "$out"; fi
@@ -154,14 +180,17 @@ while True:
     time.sleep(1)
 PY
 mkdir -p "$WORK/saved"
-printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/cancel.out\nsrun shoal launch -- shoal train --nproc-per-node 1 --max-restarts 3 -- python3 %s %s\n' "$WORK" "$WORK/term.py" "$WORK/saved" > "$WORK/cancel.sbatch"
+printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/cancel.out\nsrun shoal launch -- shoal train --nproc-per-node 1 --max-restarts 3 --spare-wait 2s -- python3 %s %s\n' "$WORK" "$WORK/term.py" "$WORK/saved" > "$WORK/cancel.sbatch"
 jid=$(cd "$ROOT/examples/train" && sbatch --parsable "$WORK/cancel.sbatch")
 for _ in $(seq 600); do [[ $(grep -c "RUNNING" "$WORK/cancel.out" 2>/dev/null) == 3 ]] && break; sleep 0.1; done
 cid=$(awk '/RUNNING/{print $NF; exit}' "$WORK/cancel.out" 2>/dev/null)
 before=$(live_procs "$cid")
+for _ in $(seq 300); do [[ $(spares "$cid") == 3 ]] && break; sleep 0.1; done
+spares_before=$(spares "$cid")
 scancel -s USR1 "$jid"   # as --signal=USR1@T does: to every process of the step
 sleep 3
 usr1=$(grep -o 'USR1 [0-9] [0-9]*' "$WORK/cancel.out" | sort | paste -sd' ')
+spares_usr1=$(spares "$cid")
 scancel "$jid"
 left=1
 for _ in $(seq 300); do
@@ -170,9 +199,10 @@ for _ in $(seq 300); do
 done
 saved=$(cd "$WORK/saved" && for f in saved-*; do echo "$f:$(cat "$f")"; done | sort | paste -sd' ')
 if [[ -n $cid && $before -ge 6 && $left == 0 && $saved == "saved-0:node1 saved-1:node2 saved-2:node3" ]] \
-   && ! grep -q "restarting the gang" "$WORK/cancel.out" && [[ $usr1 == "USR1 0 1 USR1 1 1 USR1 2 1" ]]; then
-  ok "scancel -s USR1 reaches every rank once; scancel: every rank gets SIGTERM and saves, no restart, no process or shm file left"
-else bad "scancel" "cluster=$cid before=$before left=$left saved=$saved usr1=$usr1" "$(cat "$WORK/cancel.out")" \
+   && ! grep -q "restarting the gang" "$WORK/cancel.out" && [[ $usr1 == "USR1 0 1 USR1 1 1 USR1 2 1" ]] \
+   && [[ $spares_before == 3 && $spares_usr1 == 3 ]]; then
+  ok "scancel -s USR1 reaches every rank once (the 3 warm spares stay); scancel: every rank gets SIGTERM and saves, no restart, no process (spares included) or shm file left"
+else bad "scancel" "cluster=$cid before=$before spares=$spares_before after USR1: $spares_usr1 left=$left saved=$saved usr1=$usr1" "$(cat "$WORK/cancel.out")" \
   "$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | while read -r e; do p=${e%/environ}; echo "${p#/proc/}: $(tr '\0' ' ' < "$p/cmdline")"; done)"; fi
 
 finish
