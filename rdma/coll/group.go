@@ -116,7 +116,7 @@ type Group struct {
 	conns    []rdma.Conn
 	live     []atomic.Pointer[connRef] // conns, readable without mu (the per-operation path)
 	failed   atomic.Bool               // abortErr is set
-	making   []sync.Mutex // one per peer: a connection is made once, by one goroutine
+	making   []sync.Mutex              // one per peer: a connection is made once, by one goroutine
 	accepted []chan rdma.Conn
 	abortErr error
 	closed   bool
