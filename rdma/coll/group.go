@@ -597,6 +597,9 @@ func (c *deadlineCtx) Err() error {
 	if err := c.Context.Err(); err != nil {
 		return err
 	}
+	if c.dl.Load() == 0 {
+		return nil // nobody has waited yet: the operation began a moment ago
+	}
 	if !time.Now().Before(c.deadline()) {
 		return context.DeadlineExceeded
 	}

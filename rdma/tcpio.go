@@ -1,0 +1,160 @@
+package rdma
+
+import (
+	"io"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// tcpStream is one TCP connection of a tcpConn. Its reads and writes are non-blocking system
+// calls made by the calling goroutine on the socket itself (syscall.RawConn): a message that is
+// already there, or comes within a short spin, costs one system call and no hand-off through
+// Go's network poller (a poller wake-up is several microseconds, more than a small message's
+// whole trip over loopback). Only when the bytes do not come does the caller arm the deadline
+// and block in the poller.
+type tcpStream struct {
+	nc   net.Conn
+	raw  syscall.RawConn // nil: not a socket (plain blocking Read and Write)
+	buf  []byte          // read-ahead: small reads take what the kernel has, up to len(buf)
+	r, w int             // unread bytes of buf
+	spin atomic.Int64    // spin budget of a read, in ns (adaptive, like the shm waits)
+}
+
+const (
+	tcpReadAhead = 64 << 10
+	tcpSpinFor   = 50 * time.Microsecond
+	tcpSpinMin   = time.Microsecond
+)
+
+func newTCPStream(nc net.Conn) *tcpStream {
+	s := &tcpStream{nc: nc, buf: make([]byte, tcpReadAhead)}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			s.raw = raw
+		}
+	}
+	s.spin.Store(int64(tcpSpinFor))
+	return s
+}
+
+// read fills p, starting from the read-ahead buffer, and returns how many bytes of p it
+// filled. With block false it stops once nothing more has come within the spin budget; the
+// caller then arms its deadline and calls again for the rest with block true, which waits in
+// the poller as long as the deadline allows.
+func (s *tcpStream) read(p []byte, block bool) (int, error) {
+	done := 0
+	for done < len(p) {
+		if s.r < s.w {
+			k := copy(p[done:], s.buf[s.r:s.w])
+			s.r += k
+			done += k
+			continue
+		}
+		if s.raw == nil {
+			k, err := io.ReadFull(s.nc, p[done:])
+			return done + k, err
+		}
+		rest := p[done:]
+		if len(rest) >= len(s.buf) {
+			got, err := s.fill(rest, len(rest), block)
+			done += got
+			if err != nil || got < len(rest) {
+				return done, err
+			}
+			continue
+		}
+		s.r = 0
+		w, err := s.fill(s.buf, len(rest), block)
+		s.w = w
+		if err != nil || w < len(rest) {
+			k := copy(rest, s.buf[:w])
+			s.r = k
+			return done + k, err
+		}
+	}
+	return done, nil
+}
+
+// fill reads into dst until at least need bytes came (or, with block false, nothing more comes
+// within the spin budget) and returns how many did.
+func (s *tcpStream) fill(dst []byte, need int, block bool) (n int, err error) {
+	var start time.Time
+	budget := time.Duration(s.spin.Load())
+	spun, gaveUp := false, false
+	rerr := s.raw.Read(func(fd uintptr) bool {
+		for n < need {
+			m, e := syscall.Read(int(fd), dst[n:])
+			switch {
+			case m > 0:
+				n += m
+			case e == syscall.EINTR:
+			case e == syscall.EAGAIN:
+				if block {
+					return false // wait in the poller (under the armed deadline)
+				}
+				if start.IsZero() {
+					start = time.Now()
+				} else if time.Since(start) > budget {
+					gaveUp = true
+					return true
+				}
+				spun = true
+			case e != nil:
+				err = e
+				return true
+			default:
+				err = io.EOF
+				if n > 0 {
+					err = io.ErrUnexpectedEOF
+				}
+				return true
+			}
+		}
+		return true
+	})
+	if !block {
+		switch {
+		case gaveUp:
+			s.spin.Store(int64(max(budget/2, tcpSpinMin)))
+		case spun:
+			s.spin.Store(int64(min(budget*2, tcpSpinFor)))
+		}
+	}
+	if err == nil && rerr != nil {
+		err = rerr
+	}
+	return n, err
+}
+
+// write writes p. With block false it returns (done false, n written) when the socket's buffer
+// is full; the caller then arms its deadline and calls again with the rest and block true.
+func (s *tcpStream) write(p []byte, block bool) (n int, err error) {
+	if s.raw == nil {
+		return s.nc.Write(p)
+	}
+	rerr := s.raw.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			m, e := syscall.Write(int(fd), p[n:])
+			switch {
+			case m > 0:
+				n += m
+			case e == syscall.EINTR:
+			case e == syscall.EAGAIN:
+				return !block
+			case e != nil:
+				err = e
+				return true
+			default:
+				err = io.ErrShortWrite
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil && rerr != nil {
+		err = rerr
+	}
+	return n, err
+}
