@@ -386,7 +386,11 @@ func isLoopback(addr string) bool {
 func tuneTCP(nc net.Conn) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
-		tc.SetWriteBuffer(4 << 20) // fewer wake-ups of a sender of large messages
+		// fewer wake-ups of a sender of large messages; a fixed receive buffer instead of the
+		// kernel's auto-tuning, which starts small and made the first large messages of a
+		// connection wait for the window to grow (docs/collectives.md)
+		tc.SetWriteBuffer(4 << 20)
+		tc.SetReadBuffer(4 << 20)
 		tc.SetKeepAlive(true)
 		tc.SetKeepAlivePeriod(5 * time.Second)
 	}
@@ -430,7 +434,14 @@ func newTCPConn(cfg *TCPConfig, streams []net.Conn) *tcpConn {
 // Buffered returns how many bytes a Send can leave unread without blocking: the socket's send
 // buffer, for a one-stream conn; 0 for a striped one (its large messages must not be cut
 // into pieces that would all go on stream 0).
-func (c *tcpConn) Buffered() int { return c.sndbuf }
+//
+// It reports at most tcpPieceBuf, so that collectives cut messages into pieces of a quarter of
+// that (256 KiB): on loopback, pieces of that size crossed both ways 20-30% faster than 1 MiB
+// ones (the reduction of a piece runs while it is still in cache, and each side waits less
+// for the other's next piece).
+func (c *tcpConn) Buffered() int { return min(c.sndbuf, tcpPieceBuf) }
+
+const tcpPieceBuf = 1 << 20
 
 // striped reports whether an n-byte message is cut into one part per stream.
 func (c *tcpConn) striped(n int) bool { return n >= c.cfg.StripeMin && len(c.streams) > 1 }
