@@ -219,7 +219,7 @@ func (s *Shm) serverHandshake(uc *net.UnixConn) (*shmConn, error) {
 		syscall.Close(fds[0])
 		return nil, fmt.Errorf("shm handshake: peer uses %d-byte rings, this end %d", ring, s.cfg.Ring)
 	}
-	mem, err := syscall.Mmap(fds[0], 0, 2*(shmHdr+ring), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	mem, err := syscall.Mmap(fds[0], 0, 2*(shmHdr+ring), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED|syscall.MAP_POPULATE)
 	syscall.Close(fds[0])
 	if err != nil {
 		return nil, fmt.Errorf("map shm ring: %w", err)
@@ -285,7 +285,7 @@ func (s *Shm) Dial(ctx context.Context, addr string) (Conn, error) {
 	if err := f.Truncate(int64(size)); err != nil {
 		return fail(fmt.Errorf("size ring file %s: %w", path, err))
 	}
-	mem, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	mem, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED|syscall.MAP_POPULATE)
 	if err != nil {
 		return fail(fmt.Errorf("map ring file %s: %w", path, err))
 	}

@@ -52,7 +52,7 @@ func collBenchCommands() []*cli.Command {
 				&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, EnvVars: []string{"SHOAL_BENCH_TIMEOUT"}, Usage: "bound on every operation"},
 				&cli.IntFlag{Name: "rank", Value: -1, EnvVars: []string{"SHOAL_BENCH_RANK"}, Usage: "inside a cluster: this process's rank (with --size)"},
 				&cli.IntFlag{Name: "size", EnvVars: []string{"SHOAL_BENCH_SIZE"}, Usage: "inside a cluster: the number of ranks"},
-				&cli.StringFlag{Name: "bind", Value: "auto", EnvVars: []string{"SHOAL_BENCH_BIND"}, Usage: "local ranks: auto (rank r on CPU r when --np <= CPUs, as mpirun --bind-to core), none"},
+				&cli.StringFlag{Name: "bind", Value: "cpu", EnvVars: []string{"SHOAL_BENCH_BIND"}, Usage: "local ranks: cpu (rank r on CPU r mod CPUs, as mpirun --bind-to core:overload-allowed), none (where the kernel puts them)"},
 				&cli.StringFlag{Name: "rendezvous", Hidden: true, Usage: "directory the local ranks meet in (set by the parent)"},
 			},
 			Action: func(c *cli.Context) error { return benchColl(c, op) },
@@ -219,11 +219,11 @@ func benchSpawn(c *cli.Context) error {
 	}
 	bind := false
 	switch c.String("bind") {
-	case "auto":
-		bind = np <= runtime.NumCPU()
+	case "cpu":
+		bind = true
 	case "none":
 	default:
-		return cli.Exit("--bind: want auto or none", 2)
+		return cli.Exit("--bind: want cpu or none", 2)
 	}
 	cmds := make([]*exec.Cmd, np)
 	for r := range np {
