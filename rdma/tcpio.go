@@ -3,6 +3,7 @@ package rdma
 import (
 	"io"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -26,6 +27,7 @@ const (
 	tcpReadAhead = 64 << 10
 	tcpSpinFor   = 50 * time.Microsecond
 	tcpSpinMin   = time.Microsecond
+	tcpYieldFor  = time.Millisecond // after the spin, yield the CPU until then, then park
 )
 
 func newTCPStream(nc net.Conn) *tcpStream {
@@ -39,6 +41,10 @@ func newTCPStream(nc net.Conn) *tcpStream {
 	return s
 }
 
+// A read that finds nothing spins on the socket for an adaptive budget (up to tcpSpinFor:
+// halved when spinning did not pay, doubled when it did), then yields the CPU (sched_yield)
+// until tcpYieldFor, and only then returns so that the caller parks in the poller.
+//
 // read fills p, starting from the read-ahead buffer, and returns how many bytes of p it
 // filled. With block false it stops once nothing more has come within the spin budget; the
 // caller then arms its deadline and calls again for the rest with block true, which waits in
@@ -96,11 +102,22 @@ func (s *tcpStream) fill(dst []byte, need int, block bool) (n int, err error) {
 				}
 				if start.IsZero() {
 					start = time.Now()
-				} else if time.Since(start) > budget {
-					gaveUp = true
+					break
+				}
+				spent := time.Since(start)
+				if spent < budget {
+					spun = true
+					break
+				}
+				gaveUp = true
+				if spent > tcpYieldFor {
 					return true
 				}
-				spun = true
+				// more ranks than free cores: hand this core to the rank that will answer
+				// (its process, or another goroutine of this one) without sleeping; a sleep
+				// and a wake-up through the poller cost several times more
+				runtime.Gosched()
+				syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
 			case e != nil:
 				err = e
 				return true
