@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // tcpStream is one TCP connection of a tcpConn. Its reads and writes are non-blocking system
@@ -145,15 +147,30 @@ func (s *tcpStream) fill(dst []byte, need int, block bool) (n int, err error) {
 	return n, err
 }
 
-// write writes p. With block false it returns (done false, n written) when the socket's buffer
-// is full; the caller then arms its deadline and calls again with the rest and block true.
-func (s *tcpStream) write(p []byte, block bool) (n int, err error) {
+// write writes h then p (one writev while both have bytes left, so that a large message's
+// header does not travel, and wake the receiver, alone) and returns how many bytes of the two
+// it wrote. With block false it returns early when the socket's buffer is full; the caller then
+// arms its deadline and calls again with the rest and block true.
+func (s *tcpStream) write(h, p []byte, block bool) (n int, err error) {
+	total := len(h) + len(p)
 	if s.raw == nil {
-		return s.nc.Write(p)
+		k, err := s.nc.Write(h)
+		if err != nil {
+			return k, err
+		}
+		m, err := s.nc.Write(p)
+		return k + m, err
 	}
 	rerr := s.raw.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			m, e := syscall.Write(int(fd), p[n:])
+		for n < total {
+			var m int
+			var e error
+			if n < len(h) {
+				iov := [2][]byte{h[n:], p}
+				m, e = unix.Writev(int(fd), iov[:])
+			} else {
+				m, e = syscall.Write(int(fd), p[n-len(h):])
+			}
 			switch {
 			case m > 0:
 				n += m
