@@ -512,7 +512,14 @@ func (c *tcpConn) watch(ctx context.Context, read bool, k int) func() {
 		set(dl)
 	}
 	if ctx.Done() == nil {
-		return func() {}
+		// the deadline must not outlive the operation: a later one reads and writes without
+		// arming (rdma/tcpio.go), and the poller fails even a non-blocking read once an old
+		// deadline has passed
+		return func() {
+			if hasDL {
+				set(time.Time{})
+			}
+		}
 	}
 	var mu sync.Mutex
 	finished, fired := false, false

@@ -124,6 +124,7 @@ type Group struct {
 
 	scratchBuf []byte
 	dctx       deadlineCtx // the running collective's context (a Group runs one at a time)
+	dctxBusy   atomic.Bool // dctx is in use (a Send and a Recv may run at once)
 	forming    bool        // in NewGroup: records may still be replaced
 
 	world *comm
@@ -554,16 +555,23 @@ func (g *Group) run(ctx context.Context, what string, f func(ctx context.Context
 	if g.failed.Load() {
 		return g.err()
 	}
+	// one context value per group, reused: a collective allocates nothing for its deadline, and
+	// reads the clock only once it waits (see deadlineCtx). A Send and a Recv that run at once
+	// (two goroutines) each need their own: the second gets a fresh one.
+	dc := &g.dctx
+	if g.dctxBusy.CompareAndSwap(false, true) {
+		defer g.dctxBusy.Store(false)
+	} else {
+		dc = &deadlineCtx{}
+	}
 	if d, ok := ctx.Deadline(); !ok {
-		// one context value per group, reused: a collective allocates nothing for its deadline,
-		// and reads the clock only once it waits (see deadlineCtx)
-		g.dctx.Context, g.dctx.timeout = ctx, g.opts.Timeout
-		g.dctx.dl.Store(0)
-		ctx = &g.dctx
+		dc.Context, dc.timeout = ctx, g.opts.Timeout
+		dc.dl.Store(0)
+		ctx = dc
 	} else if dl := time.Now().Add(g.opts.Timeout); dl.Before(d) {
-		g.dctx.Context, g.dctx.timeout = ctx, 0
-		g.dctx.dl.Store(dl.UnixNano())
-		ctx = &g.dctx
+		dc.Context, dc.timeout = ctx, 0
+		dc.dl.Store(dl.UnixNano())
+		ctx = dc
 	}
 	if err := f(ctx); err != nil {
 		return fmt.Errorf("%s: %w", what, g.abort(err))
