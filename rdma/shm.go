@@ -219,7 +219,7 @@ func (s *Shm) serverHandshake(uc *net.UnixConn) (*shmConn, error) {
 		syscall.Close(fds[0])
 		return nil, fmt.Errorf("shm handshake: peer uses %d-byte rings, this end %d", ring, s.cfg.Ring)
 	}
-	mem, err := syscall.Mmap(fds[0], 0, 2*(shmHdr+ring), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	mem, err := syscall.Mmap(fds[0], 0, 2*(shmHdr+ring), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED|syscall.MAP_POPULATE)
 	syscall.Close(fds[0])
 	if err != nil {
 		return nil, fmt.Errorf("map shm ring: %w", err)
@@ -285,7 +285,7 @@ func (s *Shm) Dial(ctx context.Context, addr string) (Conn, error) {
 	if err := f.Truncate(int64(size)); err != nil {
 		return fail(fmt.Errorf("size ring file %s: %w", path, err))
 	}
-	mem, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	mem, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED|syscall.MAP_POPULATE)
 	if err != nil {
 		return fail(fmt.Errorf("map ring file %s: %w", path, err))
 	}
@@ -343,6 +343,9 @@ type shmConn struct {
 	rhdr  [8]byte
 	small [8 + 1024]byte
 	spin  atomic.Int64 // current spin budget of a wait, in ns
+	// the other side's ring index as this side last read it (sender: out's tail; receiver:
+	// in's head), so that the shared one is read only when the cached one does not suffice
+	tailSeen, headSeen uint64
 	// single copy: a large message is announced in the ring and read by the receiver straight
 	// out of the sender's memory (process_vm_readv); cmaOff once that failed on this conn
 	cmaOff  atomic.Bool
@@ -459,10 +462,18 @@ func (c *shmConn) write(ctx context.Context, b []byte) error {
 	size := uint64(len(r.data))
 	for len(b) > 0 {
 		head := r.head.Load()
-		if err := c.await(ctx, func() bool { return head-r.tail.Load() < size }, r.tail, r.wwait); err != nil {
-			return err
+		// the consumer's tail as last seen: reading the shared one on every message would pull
+		// its cache line over from the consumer's core each time
+		if head-c.tailSeen+uint64(min(len(b), shmPiece)) > size {
+			c.tailSeen = r.tail.Load()
+			if head-c.tailSeen >= size {
+				if err := c.await(ctx, func() bool { return head-r.tail.Load() < size }, r.tail, r.wwait); err != nil {
+					return err
+				}
+				c.tailSeen = r.tail.Load()
+			}
 		}
-		free := size - (head - r.tail.Load())
+		free := size - (head - c.tailSeen)
 		pos := head & r.mask
 		n := min(uint64(len(b)), free, size-pos, shmPiece)
 		copy(r.data[pos:pos+n], b[:n])
@@ -482,10 +493,16 @@ func (c *shmConn) read(ctx context.Context, b []byte, n int, fn func(off int, p 
 	size := uint64(len(r.data))
 	for off := 0; off < n; {
 		tail := r.tail.Load()
-		if err := c.await(ctx, func() bool { return r.head.Load() != tail }, r.head, r.rwait); err != nil {
-			return err
+		if c.headSeen == tail { // all that was seen is consumed: look again, then wait
+			c.headSeen = r.head.Load()
+			if c.headSeen == tail {
+				if err := c.await(ctx, func() bool { return r.head.Load() != tail }, r.head, r.rwait); err != nil {
+					return err
+				}
+				c.headSeen = r.head.Load()
+			}
 		}
-		avail := r.head.Load() - tail
+		avail := c.headSeen - tail
 		pos := tail & r.mask
 		k := min(uint64(n-off), avail, size-pos, shmPiece)
 		if fn != nil {

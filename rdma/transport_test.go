@@ -136,10 +136,14 @@ func conformance(t *testing.T, tr Transport) {
 		a, b := pair(t, tr)
 		for i := range 3 {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			go a.Send(ctx, []byte{byte(i)})
+			sent := make(chan error, 1)
+			go func() { sent <- a.Send(ctx, []byte{byte(i)}) }()
 			got := make([]byte, 1)
 			if err := b.Recv(ctx, got); err != nil || got[0] != byte(i) {
 				t.Fatalf("message %d: %v %v", i, got, err)
+			}
+			if err := <-sent; err != nil { // one Send at a time on a Conn
+				t.Fatalf("send of message %d: %v", i, err)
 			}
 			cancel()
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-hpc/shoal/client"
 	"github.com/shoal-hpc/shoal/rdma/coll"
@@ -50,6 +52,7 @@ func collBenchCommands() []*cli.Command {
 				&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, EnvVars: []string{"SHOAL_BENCH_TIMEOUT"}, Usage: "bound on every operation"},
 				&cli.IntFlag{Name: "rank", Value: -1, EnvVars: []string{"SHOAL_BENCH_RANK"}, Usage: "inside a cluster: this process's rank (with --size)"},
 				&cli.IntFlag{Name: "size", EnvVars: []string{"SHOAL_BENCH_SIZE"}, Usage: "inside a cluster: the number of ranks"},
+				&cli.StringFlag{Name: "bind", Value: "cpu", EnvVars: []string{"SHOAL_BENCH_BIND"}, Usage: "local ranks: cpu (rank r on CPU r mod CPUs, as mpirun --bind-to core:overload-allowed), none (where the kernel puts them)"},
 				&cli.StringFlag{Name: "rendezvous", Hidden: true, Usage: "directory the local ranks meet in (set by the parent)"},
 			},
 			Action: func(c *cli.Context) error { return benchColl(c, op) },
@@ -214,6 +217,14 @@ func benchSpawn(c *cli.Context) error {
 	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte(wire.NewSecret()), 0o600); err != nil {
 		return err
 	}
+	bind := false
+	switch c.String("bind") {
+	case "cpu":
+		bind = true
+	case "none":
+	default:
+		return cli.Exit("--bind: want cpu or none", 2)
+	}
 	cmds := make([]*exec.Cmd, np)
 	for r := range np {
 		args := append(append([]string{}, os.Args[1:]...), "--rendezvous", dir, "--rank", strconv.Itoa(r))
@@ -223,7 +234,7 @@ func benchSpawn(c *cli.Context) error {
 		if r != 0 {
 			cmd.Stdout = nil
 		}
-		if err := cmd.Start(); err != nil {
+		if err := startBound(cmd, r, bind); err != nil {
 			for _, k := range cmds[:r] {
 				k.Process.Kill()
 				k.Wait()
@@ -251,6 +262,35 @@ func benchSpawn(c *cli.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// startBound starts cmd; with bind, on CPU r only (the child inherits the affinity of the
+// thread that forks it), as mpirun --bind-to core places its ranks.
+func startBound(cmd *exec.Cmd, r int, bind bool) error {
+	if !bind {
+		return cmd.Start()
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var old, one unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return cmd.Start()
+	}
+	cpus := []int{}
+	for i := range 1024 {
+		if old.IsSet(i) {
+			cpus = append(cpus, i)
+		}
+	}
+	if len(cpus) == 0 {
+		return cmd.Start()
+	}
+	one.Set(cpus[r%len(cpus)])
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		return cmd.Start()
+	}
+	defer unix.SchedSetaffinity(0, &old)
+	return cmd.Start()
 }
 
 // dirKV is the rendezvous store of local benchmark ranks: one file per key in a private

@@ -35,6 +35,10 @@ func (c *comm) send(ctx context.Context, to int, b []byte) error {
 	if err != nil {
 		return err
 	}
+	return c.sendOn(ctx, cn, to, b)
+}
+
+func (c *comm) sendOn(ctx context.Context, cn rdma.Conn, to int, b []byte) error {
 	if err := cn.Send(ctx, b); err != nil {
 		return fmt.Errorf("send to rank %d: %w", c.ranks[to], err)
 	}
@@ -46,6 +50,10 @@ func (c *comm) recv(ctx context.Context, from int, b []byte) error {
 	if err != nil {
 		return err
 	}
+	return c.recvOn(ctx, cn, from, b)
+}
+
+func (c *comm) recvOn(ctx context.Context, cn rdma.Conn, from int, b []byte) error {
 	if err := cn.Recv(ctx, b); err != nil {
 		return fmt.Errorf("receive from rank %d: %w", c.ranks[from], err)
 	}
@@ -59,6 +67,10 @@ func (c *comm) recvReduce(ctx context.Context, from int, dst []byte, d DType, op
 	if err != nil {
 		return err
 	}
+	return c.recvReduceOn(ctx, cn, from, dst, d, op)
+}
+
+func (c *comm) recvReduceOn(ctx context.Context, cn rdma.Conn, from int, dst []byte, d DType, op Op) error {
 	if s, ok := cn.(rdma.Streamer); ok {
 		es := d.Size()
 		var carry [8]byte
@@ -85,7 +97,7 @@ func (c *comm) recvReduce(ctx context.Context, from int, dst []byte, d DType, op
 		return nil
 	}
 	tmp := c.g.scratch(len(dst))
-	if err := c.recv(ctx, from, tmp); err != nil {
+	if err := c.recvOn(ctx, cn, from, tmp); err != nil {
 		return err
 	}
 	Reduce(dst, tmp, d, op)
@@ -136,12 +148,6 @@ func buffers(conn rdma.Conn) bool {
 // send can wait for a receiver that waits for it. Otherwise the sends and the receives run in
 // two goroutines.
 func (c *comm) exchangeReduce(ctx context.Context, to int, sb []byte, from int, rb []byte, d DType, op Op, reduce bool) error {
-	recv := func(b []byte) error {
-		if reduce {
-			return c.recvReduce(ctx, from, b, d, op)
-		}
-		return c.recv(ctx, from, b)
-	}
 	sc, err := c.conn(ctx, to)
 	if err != nil {
 		return err
@@ -153,37 +159,54 @@ func (c *comm) exchangeReduce(ctx context.Context, to int, sb []byte, from int, 
 	es := d.Size()
 	sch, rch := linkChunk(sc, len(sb), es), linkChunk(rc, len(rb), es)
 	ns, nr := max((len(sb)+sch-1)/sch, 1), max((len(rb)+rch-1)/rch, 1)
-	sendK := func(k int) error { return c.send(ctx, to, sb[k*sch:min((k+1)*sch, len(sb))]) }
-	recvK := func(k int) error { return recv(rb[k*rch : min((k+1)*rch, len(rb))]) }
 	sbuf, rbuf := buffers(sc), buffers(rc)
 	if rz, ok := sc.(rdma.Rendezvous); ok && rz.Rendezvous(min(sch, len(sb))) {
 		sbuf = false // a single-copy send waits for its receiver
 	}
-	if sbuf && rbuf || len(sb) <= seqMax {
-		for k := range max(ns, nr) {
-			if k < ns {
-				if err := sendK(k); err != nil {
-					return err
-				}
-			}
-			if k < nr {
-				if err := recvK(k); err != nil {
-					return err
-				}
+	if !(sbuf && rbuf || len(sb) <= seqMax) {
+		return c.exchangeBoth(ctx, to, sb, sch, ns, from, rb, rch, nr, d, op, reduce)
+	}
+	// no closures here: this is every small operation's path
+	for k := range max(ns, nr) {
+		if k < ns {
+			if err := c.sendOn(ctx, sc, to, sb[k*sch:min((k+1)*sch, len(sb))]); err != nil {
+				return err
 			}
 		}
-		return nil
+		if k < nr {
+			p := rb[k*rch : min((k+1)*rch, len(rb))]
+			if reduce {
+				err = c.recvReduceOn(ctx, rc, from, p, d, op)
+			} else {
+				err = c.recvOn(ctx, rc, from, p)
+			}
+			if err != nil {
+				return err
+			}
+		}
 	}
+	return nil
+}
+
+// exchangeBoth is exchangeReduce's sends and receives in two goroutines.
+func (c *comm) exchangeBoth(ctx context.Context, to int, sb []byte, sch, ns, from int, rb []byte, rch, nr int, d DType, op Op, reduce bool) error {
 	return both(func() error {
 		for k := range ns {
-			if err := sendK(k); err != nil {
+			if err := c.send(ctx, to, sb[k*sch:min((k+1)*sch, len(sb))]); err != nil {
 				return err
 			}
 		}
 		return nil
 	}, func() error {
 		for k := range nr {
-			if err := recvK(k); err != nil {
+			p := rb[k*rch : min((k+1)*rch, len(rb))]
+			var err error
+			if reduce {
+				err = c.recvReduce(ctx, from, p, d, op)
+			} else {
+				err = c.recv(ctx, from, p)
+			}
+			if err != nil {
 				return err
 			}
 		}

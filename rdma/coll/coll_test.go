@@ -437,3 +437,25 @@ func TestMixedRingLargeBlocks(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleAfterWait: an operation that had to wait (so the transport armed the group's
+// deadline on its sockets), then an idle spell longer than the timeout, then another
+// operation: it must not fail on the first operation's old deadline.
+func TestIdleAfterWait(t *testing.T) {
+	for _, backend := range []string{"tcp", "shm"} {
+		t.Run(backend, func(t *testing.T) {
+			world(t, 2, Options{Backend: backend, Timeout: time.Second}, func(g *Group) error {
+				ctx := context.Background()
+				buf := make([]byte, 4)
+				if g.Rank() == 1 {
+					time.Sleep(100 * time.Millisecond) // rank 0 waits well past its spin
+				}
+				if err := g.AllReduce(ctx, buf, Float32, Sum); err != nil {
+					return err
+				}
+				time.Sleep(1500 * time.Millisecond)
+				return g.AllReduce(ctx, buf, Float32, Sum)
+			})
+		})
+	}
+}

@@ -114,7 +114,7 @@ func reduceNum[T number](dst, src []T, op Op) {
 	src = src[:len(dst)]
 	switch op {
 	case Sum, Avg:
-		i := 0
+		i := addFast(dst, src)
 		for ; i+8 <= len(dst); i += 8 { // unrolled: independent adds keep the FPU busy
 			d, s := dst[i:i+8:i+8], src[i:i+8:i+8]
 			d[0] += s[0]

@@ -28,6 +28,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -96,6 +97,8 @@ func parseRecord(v []byte, r int) (record, error) {
 }
 
 // Group is one rank's membership in a collective group.
+type connRef struct{ c rdma.Conn }
+
 type Group struct {
 	name       string
 	rank, size int
@@ -111,7 +114,9 @@ type Group struct {
 
 	mu       sync.Mutex
 	conns    []rdma.Conn
-	making   []sync.Mutex // one per peer: a connection is made once, by one goroutine
+	live     []atomic.Pointer[connRef] // conns, readable without mu (the per-operation path)
+	failed   atomic.Bool               // abortErr is set
+	making   []sync.Mutex              // one per peer: a connection is made once, by one goroutine
 	accepted []chan rdma.Conn
 	abortErr error
 	closed   bool
@@ -119,6 +124,7 @@ type Group struct {
 
 	scratchBuf []byte
 	dctx       deadlineCtx // the running collective's context (a Group runs one at a time)
+	dctxBusy   atomic.Bool // dctx is in use (a Send and a Recv may run at once)
 	forming    bool        // in NewGroup: records may still be replaced
 
 	world *comm
@@ -177,7 +183,7 @@ func NewGroup(ctx context.Context, kv KV, name string, rank, size int, opts Opti
 		log = hclog.NewNullLogger()
 	}
 	g := &Group{name: name, rank: rank, size: size, opts: opts, log: log.With("group", name, "rank", rank), kv: kv,
-		trs: map[string]rdma.Transport{}, lns: map[string]rdma.Listener{}, conns: make([]rdma.Conn, size), making: make([]sync.Mutex, size),
+		trs: map[string]rdma.Transport{}, lns: map[string]rdma.Listener{}, conns: make([]rdma.Conn, size), live: make([]atomic.Pointer[connRef], size), making: make([]sync.Mutex, size),
 		accepted: make([]chan rdma.Conn, size), done: make(chan struct{})}
 	for i := range g.accepted {
 		g.accepted[i] = make(chan rdma.Conn, 1)
@@ -379,6 +385,9 @@ func (g *Group) choose(r int) string {
 
 // conn returns the connection to rank r, making it on first use: the lower rank dials.
 func (g *Group) conn(ctx context.Context, r int) (rdma.Conn, error) {
+	if p := g.live[r].Load(); p != nil && !g.failed.Load() {
+		return p.c, nil
+	}
 	g.mu.Lock()
 	if g.abortErr != nil {
 		err := g.abortErr
@@ -440,6 +449,7 @@ func (g *Group) conn(ctx context.Context, r int) (rdma.Conn, error) {
 		return nil, g.abortErr
 	}
 	g.conns[r] = c
+	g.live[r].Store(&connRef{c})
 	return c, nil
 }
 
@@ -490,6 +500,7 @@ func (g *Group) abort(cause error) error {
 	g.mu.Lock()
 	if g.abortErr == nil {
 		g.abortErr = fmt.Errorf("%w: rank %d of group %q: %w", ErrAborted, g.rank, g.name, cause)
+		g.failed.Store(true)
 		g.log.Debug("group aborted", "error", cause)
 		g.mu.Unlock()
 		g.closeAll()
@@ -532,6 +543,7 @@ func (g *Group) Close() error {
 	g.mu.Lock()
 	if g.abortErr == nil {
 		g.abortErr = fmt.Errorf("%w: group %q was closed (destroy_group)", ErrAborted, g.name)
+		g.failed.Store(true)
 	}
 	g.mu.Unlock()
 	g.closeAll()
@@ -540,17 +552,26 @@ func (g *Group) Close() error {
 
 // run runs one collective under the group's timeout, aborting the group when it fails.
 func (g *Group) run(ctx context.Context, what string, f func(ctx context.Context) error) error {
-	g.mu.Lock()
-	err := g.abortErr
-	g.mu.Unlock()
-	if err != nil {
-		return err
+	if g.failed.Load() {
+		return g.err()
 	}
-	dl := time.Now().Add(g.opts.Timeout)
-	if d, ok := ctx.Deadline(); !ok || dl.Before(d) {
-		// one context value per group, reused: a collective allocates nothing for its deadline
-		g.dctx = deadlineCtx{ctx, dl}
-		ctx = &g.dctx
+	// one context value per group, reused: a collective allocates nothing for its deadline, and
+	// reads the clock only once it waits (see deadlineCtx). A Send and a Recv that run at once
+	// (two goroutines) each need their own: the second gets a fresh one.
+	dc := &g.dctx
+	if g.dctxBusy.CompareAndSwap(false, true) {
+		defer g.dctxBusy.Store(false)
+	} else {
+		dc = &deadlineCtx{}
+	}
+	if d, ok := ctx.Deadline(); !ok {
+		dc.Context, dc.timeout = ctx, g.opts.Timeout
+		dc.dl.Store(0)
+		ctx = dc
+	} else if dl := time.Now().Add(g.opts.Timeout); dl.Before(d) {
+		dc.Context, dc.timeout = ctx, 0
+		dc.dl.Store(dl.UnixNano())
+		ctx = dc
 	}
 	if err := f(ctx); err != nil {
 		return fmt.Errorf("%s: %w", what, g.abort(err))
@@ -558,21 +579,36 @@ func (g *Group) run(ctx context.Context, what string, f func(ctx context.Context
 	return nil
 }
 
-// deadlineCtx is ctx with an earlier deadline but, unlike context.WithDeadline, no timer:
-// every blocking step of the transports checks Deadline and Err itself, so a collective of a
-// few microseconds does not pay for arming and stopping a timer.
+// deadlineCtx is ctx with a deadline timeout after the operation began but, unlike
+// context.WithDeadline, no timer: every blocking step of the transports checks Deadline and Err
+// itself. The clock is read when a step first asks (a shm wait asks once it has spun for a few
+// microseconds, a socket before it blocks), so an operation that never waits never reads it;
+// the timeout then counts from that first wait, a few microseconds after the start at most.
 type deadlineCtx struct {
 	context.Context
-	dl time.Time
+	timeout time.Duration
+	dl      atomic.Int64 // unix ns; 0 until first asked
 }
 
-func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.dl, true }
+func (c *deadlineCtx) deadline() time.Time {
+	v := c.dl.Load()
+	if v == 0 {
+		c.dl.CompareAndSwap(0, time.Now().Add(c.timeout).UnixNano())
+		v = c.dl.Load()
+	}
+	return time.Unix(0, v)
+}
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.deadline(), true }
 
 func (c *deadlineCtx) Err() error {
 	if err := c.Context.Err(); err != nil {
 		return err
 	}
-	if !time.Now().Before(c.dl) {
+	if c.dl.Load() == 0 {
+		return nil // nobody has waited yet: the operation began a moment ago
+	}
+	if !time.Now().Before(c.deadline()) {
 		return context.DeadlineExceeded
 	}
 	return nil
