@@ -26,3 +26,6 @@ if attempt == 0:
         os.kill(os.getpid(), 9)
     time.sleep(120)  # the launcher stops this rank when rank 2 dies
 dist.destroy_process_group()
+# torch 2.15 sometimes aborts in its C++ teardown at interpreter exit after a gloo group (see
+# examples/train/ddp_torch.py); the figures are printed, so skip that teardown
+os._exit(0)

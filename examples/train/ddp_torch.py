@@ -112,3 +112,10 @@ def check_gradients(model, x, y, dev, rank, world):
 
 if __name__ == "__main__":
     main()
+    # torch 2.15 (PyPI, CPU) sometimes aborts at interpreter exit once a gloo group has been
+    # used ("terminate called without an active exception", about 1 run in 6, under torchrun
+    # as well): its C++ teardown, after main has returned. Everything is saved and flushed by
+    # now, so leave without running that teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
