@@ -249,6 +249,17 @@ func followApp(cl *yarn.Client, id string, want int) error {
 	return nil
 }
 
+// yarnApp is the application id argument of a status, kill or logs command and a client of
+// the ResourceManager the configuration names.
+func yarnApp(c *cli.Context) (string, *yarn.Client, error) {
+	id, err := oneAppID(c)
+	if err != nil {
+		return "", nil, err
+	}
+	cl, _, err := yarnClient(c)
+	return id, cl, err
+}
+
 func oneAppID(c *cli.Context) (string, error) {
 	if c.NArg() != 1 {
 		return "", cli.Exit("give one application id, e.g. application_1700000000000_0001", 2)
@@ -268,11 +279,7 @@ func yarnStatusCommand() *cli.Command {
 		UsageText: "shoal yarn status application_1700000000000_0001",
 		Flags:     yarnConnFlags(),
 		Action: func(c *cli.Context) error {
-			id, err := oneAppID(c)
-			if err != nil {
-				return err
-			}
-			cl, _, err := yarnClient(c)
+			id, cl, err := yarnApp(c)
 			if err != nil {
 				return err
 			}
@@ -316,11 +323,7 @@ func yarnKillCommand() *cli.Command {
 		Flags: append(yarnConnFlags(),
 			&cli.BoolFlag{Name: "wait", Value: true, EnvVars: []string{"SHOAL_YARN_KILL_WAIT"}, Usage: "wait until the application is KILLED"}),
 		Action: func(c *cli.Context) error {
-			id, err := oneAppID(c)
-			if err != nil {
-				return err
-			}
-			cl, _, err := yarnClient(c)
+			id, cl, err := yarnApp(c)
 			if err != nil {
 				return err
 			}
@@ -360,11 +363,7 @@ func yarnLogsCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "file", EnvVars: []string{"SHOAL_YARN_LOG_FILE"}, Usage: "only these log files (e.g. stderr, driver.out)"},
 			&cli.BoolFlag{Name: "list", EnvVars: []string{"SHOAL_YARN_LOG_LIST"}, Usage: "list the containers and files, without their content"}),
 		Action: func(c *cli.Context) error {
-			id, err := oneAppID(c)
-			if err != nil {
-				return err
-			}
-			cl, _, err := yarnClient(c)
+			id, cl, err := yarnApp(c)
 			if err != nil {
 				return err
 			}

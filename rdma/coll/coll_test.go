@@ -65,6 +65,12 @@ func (m *memKV) KVDelete(ctx context.Context, k string) (bool, error) {
 // world forms a group of n ranks in this process and runs f on each rank at once.
 func world(t *testing.T, n int, opts Options, f func(g *Group) error) {
 	t.Helper()
+	worldOn(t, make([]string, n), opts, func(_ int, g *Group) error { return f(g) })
+}
+
+// worldOn is world with rank r on node nodes[r] (Options.Node; "" for every rank is one node).
+func worldOn(t *testing.T, nodes []string, opts Options, f func(r int, g *Group) error) {
+	t.Helper()
 	kv := newMemKV()
 	if opts.Secret == "" {
 		opts.Secret = wire.NewSecret()
@@ -76,6 +82,7 @@ func world(t *testing.T, n int, opts Options, f func(g *Group) error) {
 		opts.Timeout = 20 * time.Second
 	}
 	name := fmt.Sprintf("g%d", rand.Uint32())
+	n := len(nodes)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for r := range n {
@@ -83,13 +90,16 @@ func world(t *testing.T, n int, opts Options, f func(g *Group) error) {
 		go func() {
 			defer wg.Done()
 			o := opts
+			if nodes[r] != "" {
+				o.Node = nodes[r]
+			}
 			g, err := NewGroup(context.Background(), kv, name, r, n, o)
 			if err != nil {
 				errs[r] = err
 				return
 			}
 			defer g.Close()
-			errs[r] = f(g)
+			errs[r] = f(r, g)
 		}()
 	}
 	wg.Wait()
@@ -286,41 +296,17 @@ func TestCollectivesInProcess(t *testing.T) {
 func TestHierarchical(t *testing.T) {
 	// ranks on three "nodes" (by node id): shm inside a node, tcp across, hierarchical allreduce
 	nodes := []string{"a", "a", "b", "b", "b", "c"}
-	kv := newMemKV()
-	opts := Options{Secret: wire.NewSecret(), Cluster: "hier", Timeout: 20 * time.Second}
-	errs := make([]error, len(nodes))
-	var wg sync.WaitGroup
-	for r := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			o := opts
-			o.Node = nodes[r]
-			g, err := NewGroup(context.Background(), kv, "hier", r, len(nodes), o)
-			if err != nil {
-				errs[r] = err
-				return
-			}
-			defer g.Close()
-			if g.local == nil {
-				errs[r] = errors.New("a group over 3 nodes with several ranks per node is not hierarchical")
-				return
-			}
-			for peer, b := range g.Backends() {
-				if want := map[bool]string{true: "shm", false: "tcp"}[nodes[peer] == nodes[r]]; b != want {
-					errs[r] = fmt.Errorf("rank %d reaches rank %d over %s, want %s", r, peer, b, want)
-					return
-				}
-			}
-			errs[r] = checkAll(context.Background(), g, []int{5, 40001})
-		}()
-	}
-	wg.Wait()
-	for r, err := range errs {
-		if err != nil {
-			t.Fatalf("rank %d: %v", r, err)
+	worldOn(t, nodes, Options{}, func(r int, g *Group) error {
+		if g.local == nil {
+			return errors.New("a group over 3 nodes with several ranks per node is not hierarchical")
 		}
-	}
+		for peer, b := range g.Backends() {
+			if want := map[bool]string{true: "shm", false: "tcp"}[nodes[peer] == nodes[r]]; b != want {
+				return fmt.Errorf("rank %d reaches rank %d over %s, want %s", r, peer, b, want)
+			}
+		}
+		return checkAll(context.Background(), g, []int{5, 40001})
+	})
 }
 
 func TestBadArguments(t *testing.T) {
@@ -411,31 +397,9 @@ func TestStaleRecordIsReplaced(t *testing.T) {
 // shm link's piece: both ends of every link must cut messages the same way.
 func TestMixedRingLargeBlocks(t *testing.T) {
 	nodes := []string{"a", "a", "a", "b", "b", "b"}
-	kv := newMemKV()
-	opts := Options{Secret: wire.NewSecret(), Cluster: "mixed", Timeout: 60 * time.Second}
-	errs := make([]error, len(nodes))
-	var wg sync.WaitGroup
-	for r := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			o := opts
-			o.Node = nodes[r]
-			g, err := NewGroup(context.Background(), kv, "mixed", r, len(nodes), o)
-			if err != nil {
-				errs[r] = err
-				return
-			}
-			defer g.Close()
-			errs[r] = checkAll(context.Background(), g, []int{300001})
-		}()
-	}
-	wg.Wait()
-	for r, err := range errs {
-		if err != nil {
-			t.Errorf("rank %d: %v", r, err)
-		}
-	}
+	worldOn(t, nodes, Options{Timeout: 60 * time.Second}, func(_ int, g *Group) error {
+		return checkAll(context.Background(), g, []int{300001})
+	})
 }
 
 // TestIdleAfterWait: an operation that had to wait (so the transport armed the group's
