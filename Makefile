@@ -5,7 +5,7 @@ PYTHON    ?= python3
 export PATH := $(CURDIR)/bin:$(PATH)
 export SHOAL_BIN := $(CURDIR)/bin/shoal
 
-.PHONY: all build spank deps test test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma bench-ucx demo fuzz bench clean
+.PHONY: all build spank deps test test-security test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma bench-ucx demo fuzz bench clean
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 deps:
 	./scripts/deps.sh
 
-test: deps build test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma
+test: deps build test-go test-python test-e2e test-security test-slurm test-objects test-yarn test-train test-coll test-rdma
 
 test-go:
 	$(GO) vet ./...
@@ -28,6 +28,12 @@ test-python: build
 
 test-e2e: build
 	./test/e2e.sh
+
+# a hostile second user on this node (test/security/*.sh, real Unix users made with useradd), then
+# the same attacks on the 3-node Slurm cluster (test/slurm/security*.sh, held under the lock)
+test-security: build spank
+	@rc=0; for t in test/security/*.sh; do case $$t in */lib.sh) continue;; esac; echo "== $$t"; $$t || rc=1; done; \
+	flock /tmp/shoal-slurm.lock sh -c 'rc=0; for t in test/slurm/security*.sh; do [ -e "$$t" ] || continue; echo "== $$t"; $$t || rc=1; done; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc' || rc=1; exit $$rc
 
 # the SPANK plugin (srun --shoal); needs slurm/spank.h from Debian's libslurm-dev
 spank: bin/shoal_spank.so
