@@ -168,3 +168,23 @@ func FuzzParseFrame(f *testing.F) {
 		}
 	})
 }
+
+func TestProofBindsEveryField(t *testing.T) {
+	c, s, b := NewNonce(), NewNonce(), []byte("binding")
+	p := Proof("secret", "shoal/2 client", c, s, b)
+	if !CheckProof("secret", "shoal/2 client", c, s, b, p) {
+		t.Fatal("a proof does not check against its own arguments")
+	}
+	for name, ok := range map[string]bool{
+		"other secret":       CheckProof("secret2", "shoal/2 client", c, s, b, p),
+		"other label":        CheckProof("secret", "shoal/2 server", c, s, b, p),
+		"other client nonce": CheckProof("secret", "shoal/2 client", NewNonce(), s, b, p),
+		"other server nonce": CheckProof("secret", "shoal/2 client", c, NewNonce(), b, p),
+		"other binding":      CheckProof("secret", "shoal/2 client", c, s, []byte("bindinh"), p),
+		"fields shifted":     CheckProof("secret", "shoal/2 client", append(c, s[0]), s[1:], b, p),
+	} {
+		if ok {
+			t.Errorf("%s: proof accepted", name)
+		}
+	}
+}
