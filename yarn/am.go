@@ -216,9 +216,14 @@ func runAM(ctx context.Context, log hclog.Logger) (int, error) {
 		return 1, fmt.Errorf("open the container roster: %w", err)
 	}
 	defer roster.Close()
+	tokens, err := memberCredentials(creds, []byte(c.Secret))
+	if err != nil {
+		finish(ipc.Failed, "shoal: "+err.Error())
+		return 1, fmt.Errorf("the members' credentials: %w", err)
+	}
 	am := &appMaster{log: log, spec: spec, rm: rm, cluster: c, head: head, self: self, roster: roster,
 		members: map[string]*member{}, nms: map[string]*ipc.NMClient{}, started: make(chan startResult, 64),
-		secret: credentialsWithSecret(SecretAlias, []byte(c.Secret))}
+		tokens: tokens}
 	defer am.closeNMs()
 	code, status, diag := am.run(ctx, sigs, dout, derr)
 	if status == ipc.Killed {
@@ -271,7 +276,7 @@ type appMaster struct {
 	cluster *launcher.Cluster
 	head    string
 	self    ipc.ContainerID
-	secret  []byte
+	tokens  []byte   // the members' Credentials (memberCredentials): their token file, with the secret
 	roster  *os.File // RosterFile: every member container and its node, for `shoal yarn logs`
 
 	members     map[string]*member // live member containers by id
@@ -521,7 +526,7 @@ func (a *appMaster) launchContext() (ipc.LaunchContext, error) {
 		Command:        []string{"./shoal", "--log-level", level, "yarn", "agent", "1><LOG_DIR>/stdout", "2><LOG_DIR>/stderr"},
 		Env:            env,
 		LocalResources: res,
-		Tokens:         a.secret,
+		Tokens:         a.tokens,
 	}, nil
 }
 

@@ -1,59 +1,41 @@
 package yarn
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 
 	"github.com/shoal-hpc/shoal/yarn/ipc"
 )
 
-// SecretAlias is the alias under which the cluster's secret travels in a member container's
-// token file.
+// SecretAlias is the alias under which the cluster's secret travels, as a secret key of the
+// member containers' Credentials.
 const SecretAlias = "shoal.cluster.secret"
 
-// credentialsWithSecret is a Hadoop token file (version 0, Writable) holding no token and one
-// secret key: what the ApplicationMaster hands a NodeManager as a container's tokens, so that the
-// secret lands in the container's private token file (HADOOP_TOKEN_FILE_LOCATION) and never on a
-// command line, in the environment, or in the launch script.
-func credentialsWithSecret(alias string, secret []byte) []byte {
-	var b bytes.Buffer
-	b.WriteString("HDTS")
-	b.WriteByte(0) // version 0: Writable
-	writeVLong(&b, 0)
-	writeVLong(&b, 1)
-	writeVLong(&b, int64(len(alias)))
-	b.WriteString(alias)
-	writeVLong(&b, int64(len(secret)))
-	b.Write(secret)
-	return b.Bytes()
-}
-
-// writeVLong writes Hadoop's WritableUtils VLong: -112..127 in one byte, else a length byte and
-// the big-endian magnitude.
-func writeVLong(b *bytes.Buffer, i int64) {
-	if i >= -112 && i <= 127 {
-		b.WriteByte(byte(i))
-		return
+// memberCredentials is what the ApplicationMaster hands a NodeManager as a member container's
+// tokens (ContainerLaunchContext.tokens, a serialized Credentials), the way Hadoop's own
+// ApplicationMasters forward credentials: every token and secret key of the AM's own token file
+// except the AMRMToken (which lets its holder act as the AM towards the ResourceManager), plus
+// the cluster's secret under SecretAlias. The NodeManager writes it to the container's
+// container_tokens file and points HADOOP_TOKEN_FILE_LOCATION at it, so the secret is never on
+// a command line, in the environment, in the launch script or in the application's submission.
+// Version 0 (Writable): every Hadoop release reads it.
+func memberCredentials(am *ipc.Credentials, secret []byte) ([]byte, error) {
+	if len(secret) == 0 {
+		return nil, errors.New("the cluster has no secret to give its members")
 	}
-	n := int64(-112)
-	if i < 0 {
-		i ^= -1
-		n = -120
+	c := &ipc.Credentials{Tokens: map[string]ipc.Token{}, Secrets: map[string][]byte{}}
+	if am != nil {
+		for alias, t := range am.Tokens {
+			if t.Kind != ipc.KindAMRMToken {
+				c.Tokens[alias] = t
+			}
+		}
+		maps.Copy(c.Secrets, am.Secrets)
 	}
-	for t := i; t != 0; t >>= 8 {
-		n--
-	}
-	b.WriteByte(byte(n))
-	k := -(n + 112)
-	if n < -120 {
-		k = -(n + 120)
-	}
-	for idx := k; idx != 0; idx-- {
-		shift := (idx - 1) * 8
-		b.WriteByte(byte((i >> shift) & 0xff))
-	}
+	c.Secrets[SecretAlias] = secret
+	return c.Marshal(ipc.TokenFileWritable)
 }
 
 // secretFromTokenFile reads the cluster's secret from this container's token file.

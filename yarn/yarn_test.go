@@ -201,28 +201,53 @@ func TestProgressLine(t *testing.T) {
 	}
 }
 
-func TestCredentialsWithSecret(t *testing.T) {
+func TestMemberCredentials(t *testing.T) {
+	amrm := ipc.Token{Identifier: []byte{1, 2, 3}, Password: []byte("amrm"), Kind: ipc.KindAMRMToken, Service: "rm:8030"}
+	hdfs := ipc.Token{Identifier: []byte{4, 5}, Password: []byte("hdfs"), Kind: "HDFS_DELEGATION_TOKEN", Service: "nn:8020"}
+	am := &ipc.Credentials{Tokens: map[string]ipc.Token{"amrm": amrm, "hdfs": hdfs}, Secrets: map[string][]byte{"user.key": []byte("k")}}
 	for _, secret := range []string{"abc", strings.Repeat("s", 127), strings.Repeat("x", 128), strings.Repeat("y", 70000)} {
-		b := credentialsWithSecret(SecretAlias, []byte(secret))
+		b, err := memberCredentials(am, []byte(secret))
+		if err != nil {
+			t.Fatal(err)
+		}
 		creds, err := ipc.ParseCredentials(bytes.NewReader(b))
 		if err != nil {
 			t.Fatalf("secret of %d bytes: %v", len(secret), err)
 		}
-		if got := string(creds.Secrets[SecretAlias]); got != secret || len(creds.Tokens) != 0 {
-			t.Fatalf("secret of %d bytes read back as %d bytes, %d tokens", len(secret), len(got), len(creds.Tokens))
+		if got := string(creds.Secrets[SecretAlias]); got != secret {
+			t.Fatalf("secret of %d bytes read back as %d bytes", len(secret), len(got))
 		}
+		if _, ok := creds.ByKind(ipc.KindAMRMToken); ok {
+			t.Fatal("the AMRMToken was forwarded to a member container")
+		}
+		if creds.Tokens["hdfs"].Kind != hdfs.Kind || string(creds.Secrets["user.key"]) != "k" {
+			t.Fatalf("the AM's other credentials were not forwarded: %+v", creds)
+		}
+	}
+	if b, err := memberCredentials(nil, []byte("s")); err != nil || !bytes.HasPrefix(b, []byte("HDTS\x00")) {
+		t.Fatalf("no AM credentials: %q, %v", b, err)
+	}
+	if _, err := memberCredentials(am, nil); err == nil {
+		t.Fatal("an empty secret was accepted")
 	}
 }
 
 func TestSecretFromTokenFile(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "container_tokens")
-	os.WriteFile(p, credentialsWithSecret(SecretAlias, []byte("s3cret")), 0o600)
+	write := func(alias, secret string) {
+		b, err := (&ipc.Credentials{Secrets: map[string][]byte{alias: []byte(secret)}}).Marshal(ipc.TokenFileProto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(p, b, 0o600)
+	}
+	write(SecretAlias, "s3cret")
 	t.Setenv("HADOOP_TOKEN_FILE_LOCATION", p)
 	if s, err := secretFromTokenFile(); err != nil || s != "s3cret" {
 		t.Fatalf("got %q, %v", s, err)
 	}
-	os.WriteFile(p, credentialsWithSecret("other", []byte("x")), 0o600)
+	write("other", "x")
 	if _, err := secretFromTokenFile(); err == nil || !strings.Contains(err.Error(), SecretAlias) {
 		t.Fatalf("a token file without the secret gave %v", err)
 	}

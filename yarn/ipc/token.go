@@ -277,3 +277,93 @@ func (c *Credentials) readProto(r io.Reader, br io.ByteReader) error {
 		return nil
 	})
 }
+
+// Token file versions, the byte after "HDTS".
+const (
+	TokenFileWritable = 0 // Hadoop's Writable encoding; every Hadoop release reads it
+	TokenFileProto    = 1 // a delimited CredentialsProto; Hadoop 3 and later
+)
+
+// Marshal encodes c as a token file of the given version (TokenFileWritable or
+// TokenFileProto), the form a ContainerLaunchContext's tokens take and the
+// NodeManager writes to the container's HADOOP_TOKEN_FILE_LOCATION. Entries
+// are written in alias order, so the output is deterministic.
+func (c *Credentials) Marshal(version int) ([]byte, error) {
+	if c == nil {
+		c = &Credentials{}
+	}
+	for alias, t := range c.Tokens {
+		for what, n := range map[string]int{"alias": len(alias), "identifier": len(t.Identifier),
+			"password": len(t.Password), "kind": len(t.Kind), "service": len(t.Service)} {
+			if n > maxTokenField {
+				return nil, fmt.Errorf("marshal credentials: token %q: %s of %d bytes over the %d limit", alias, what, n, maxTokenField)
+			}
+		}
+	}
+	for alias, s := range c.Secrets {
+		if len(alias) > maxTokenField || len(s) > maxTokenField {
+			return nil, fmt.Errorf("marshal credentials: secret %q over the %d-byte limit", alias, maxTokenField)
+		}
+	}
+	switch version {
+	case TokenFileWritable:
+		b := []byte("HDTS\x00")
+		b = appendVLong(b, int64(len(c.Tokens)))
+		for _, alias := range sortedKeys(c.Tokens) {
+			t := c.Tokens[alias]
+			b = appendVBytes(b, []byte(alias))
+			b = appendVBytes(b, t.Identifier)
+			b = appendVBytes(b, t.Password)
+			b = appendVBytes(b, []byte(t.Kind))
+			b = appendVBytes(b, []byte(t.Service))
+		}
+		b = appendVLong(b, int64(len(c.Secrets)))
+		for _, alias := range sortedKeys(c.Secrets) {
+			b = appendVBytes(b, []byte(alias))
+			b = appendVBytes(b, c.Secrets[alias])
+		}
+		return b, nil
+	case TokenFileProto:
+		var cp msg // CredentialsProto: tokens = 1, secrets = 2 (CredentialsKVProto: alias 1, token 2, secret 3)
+		for _, alias := range sortedKeys(c.Tokens) {
+			var e msg
+			e.str(1, alias)
+			e.sub(2, c.Tokens[alias].proto())
+			cp.sub(1, e)
+		}
+		for _, alias := range sortedKeys(c.Secrets) {
+			var e msg
+			e.str(1, alias)
+			e.bytes(3, c.Secrets[alias])
+			cp.sub(2, e)
+		}
+		return delimited([]byte("HDTS\x01"), cp), nil
+	}
+	return nil, fmt.Errorf("marshal credentials: token file version %d; use %d (Writable) or %d (protobuf)", version, TokenFileWritable, TokenFileProto)
+}
+
+// appendVLong appends Hadoop's WritableUtils VLong (the inverse of readVLong).
+func appendVLong(b []byte, v int64) []byte {
+	if v >= -112 && v <= 127 {
+		return append(b, byte(int8(v)))
+	}
+	l := int64(-112)
+	if v < 0 {
+		v = ^v
+		l = -120
+	}
+	for tmp := v; tmp != 0; tmp >>= 8 {
+		l--
+	}
+	b = append(b, byte(int8(l)))
+	n := -(l + 112)
+	if l < -120 {
+		n = -(l + 120)
+	}
+	for i := n; i > 0; i-- {
+		b = append(b, byte(v>>((i-1)*8)))
+	}
+	return b
+}
+
+func appendVBytes(b, v []byte) []byte { return append(appendVLong(b, int64(len(v))), v...) }

@@ -12,32 +12,11 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// writeVLong is Hadoop's WritableUtils.writeVLong, here only to build test
-// files; the parser is the product.
-func writeVLong(b []byte, v int64) []byte {
-	if v >= -112 && v <= 127 {
-		return append(b, byte(int8(v)))
-	}
-	l := int64(-112)
-	if v < 0 {
-		v = ^v
-		l = -120
-	}
-	for tmp := v; tmp != 0; tmp >>= 8 {
-		l--
-	}
-	b = append(b, byte(int8(l)))
-	n := -(l + 112)
-	if l < -120 {
-		n = -(l + 120)
-	}
-	for i := n; i > 0; i-- {
-		b = append(b, byte(v>>((i-1)*8)))
-	}
-	return b
-}
+// writeVLong and vbytes build test files and pin appendVLong to the byte
+// strings Hadoop's WritableUtils.writeVLong produces (TestVLongMatchesHadoop).
+func writeVLong(b []byte, v int64) []byte { return appendVLong(b, v) }
 
-func vbytes(b, v []byte) []byte { return append(writeVLong(b, int64(len(v))), v...) }
+func vbytes(b, v []byte) []byte { return appendVBytes(b, v) }
 
 type kv struct {
 	alias string
@@ -217,14 +196,46 @@ func FuzzParseCredentials(f *testing.F) {
 		if c.Tokens == nil || c.Secrets == nil {
 			t.Fatal("nil maps on success")
 		}
-		// what parsed must survive a round trip through version 1
-		var toks []kv
-		for _, k := range sortedKeys(c.Tokens) {
-			toks = append(toks, kv{k, c.Tokens[k]})
-		}
-		again, err := ParseCredentials(bytes.NewReader(v1(toks, c.Secrets)))
-		if err != nil || !credsEqual(c, again) {
-			t.Fatalf("round trip: %v", err)
+		// what parsed must survive a round trip through Marshal, in both versions
+		for _, version := range []int{TokenFileWritable, TokenFileProto} {
+			enc, err := c.Marshal(version)
+			if err != nil {
+				t.Fatalf("marshal version %d: %v", version, err)
+			}
+			again, err := ParseCredentials(bytes.NewReader(enc))
+			if err != nil || !credsEqual(c, again) {
+				t.Fatalf("round trip through version %d: %v", version, err)
+			}
 		}
 	})
+}
+
+func TestMarshalCredentials(t *testing.T) {
+	tok := Token{Identifier: []byte{0, 1, 0x80, 0xff}, Password: []byte("pw"), Kind: KindAMRMToken, Service: "rm:8030"}
+	big := Token{Identifier: make([]byte, 300), Password: make([]byte, 20), Kind: KindNMToken, Service: "nm:45454"}
+	secrets := map[string][]byte{"shoal.cluster.secret": []byte("0123456789abcdef"), "empty": {}, "big": make([]byte, 70000)}
+	c := &Credentials{Tokens: map[string]Token{"a": tok, "b": big}, Secrets: secrets}
+	for version, want := range map[int][]byte{
+		TokenFileWritable: v0([]kv{{"a", tok}, {"b", big}}, secrets),
+		TokenFileProto:    v1([]kv{{"a", tok}, {"b", big}}, secrets),
+	} {
+		got, err := c.Marshal(version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("version %d: Marshal differs from the reference encoding", version)
+		}
+		back, err := ParseCredentials(bytes.NewReader(got))
+		if err != nil || !credsEqual(c, back) {
+			t.Errorf("version %d: round trip: %v", version, err)
+		}
+	}
+	if _, err := c.Marshal(2); err == nil || !strings.Contains(err.Error(), "version 2") {
+		t.Errorf("version 2: %v, want a refusal naming it", err)
+	}
+	empty, err := (&Credentials{}).Marshal(TokenFileWritable)
+	if err != nil || string(empty) != "HDTS\x00\x00\x00" {
+		t.Errorf("empty credentials: %q, %v", empty, err)
+	}
 }
