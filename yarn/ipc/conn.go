@@ -46,6 +46,7 @@ const (
 	saslInitiate  = 2
 	saslChallenge = 3
 	saslResponse  = 4
+	saslWrap      = 5
 )
 
 // conn is one authenticated Hadoop IPC connection speaking one protocol.
@@ -61,6 +62,10 @@ type conn struct {
 	nextCall int32
 	broken   error // set when the stream is out of sync; every later call fails
 	log      hclog.Logger
+
+	layer *saslLayer // with integrity or privacy: every packet after the handshake is wrapped
+	plain []byte     // unwrapped bytes from the server not yet consumed
+	prot  Protection
 }
 
 // dial connects, authenticates with tok over SASL DIGEST-MD5 and sends the
@@ -91,7 +96,7 @@ func dial(ctx context.Context, addr, protocol string, tok Token, log hclog.Logge
 		}
 		return nil, fmt.Errorf("connect to %s (%s): %w", addr, short(protocol), err)
 	}
-	log.Debug("connected", "addr", addr, "protocol", short(protocol))
+	log.Debug("connected", "addr", addr, "protocol", short(protocol), "protection", c.prot)
 	return c, nil
 }
 
@@ -190,6 +195,14 @@ func (c *conn) handshake(tok Token) error {
 			if err := dc.verify(sm.token); err != nil {
 				return fmt.Errorf("%w: %w", ErrAuth, err)
 			}
+			if dc.qop != "auth" {
+				l, err := newSaslLayer(dc.ha1, dc.qop, dc.cipher, dc.maxSend)
+				if err != nil {
+					return fmt.Errorf("sasl: %w", err)
+				}
+				c.layer = l
+			}
+			c.prot = protectionOf(dc.qop)
 			return c.sendContext()
 		default:
 			return fmt.Errorf("sasl: unexpected state %d from server", sm.state)
@@ -241,29 +254,95 @@ func (c *conn) packet(callID int32, parts ...[]byte) []byte {
 	return append(out, body...)
 }
 
+// send writes packets; after a handshake that negotiated integrity or privacy
+// it wraps them, in pieces the server's maxbuf allows, each in a SASL WRAP
+// message (call id -33), as Hadoop's SaslRpcClient does.
 func (c *conn) send(b []byte) error {
+	if c.layer != nil {
+		var out []byte
+		for len(b) > 0 {
+			n := min(len(b), c.layer.maxRaw)
+			var w msg
+			w.int(2, saslWrap)
+			w.bytes(3, c.layer.wrap(b[:n]))
+			out = append(out, c.packet(callIDSASL, nil, w)...)
+			b = b[n:]
+		}
+		b = out
+	}
 	_, err := c.nc.Write(b)
 	return err
 }
 
-// recv reads one response frame.
+// recv reads one response frame; with a security layer, from the bytes
+// unwrapped from the server's WRAP messages.
 func (c *conn) recv() (respHeader, []byte, error) {
+	if c.layer == nil {
+		frame, err := c.readFrame()
+		if err != nil {
+			return respHeader{}, nil, err
+		}
+		return parseResponse(frame)
+	}
+	for {
+		if len(c.plain) >= 4 {
+			n := binary.BigEndian.Uint32(c.plain)
+			if n > maxFrame {
+				return respHeader{}, nil, fmt.Errorf("read response: frame of %d bytes over the %d limit", n, maxFrame)
+			}
+			if uint64(len(c.plain)) >= 4+uint64(n) {
+				frame := c.plain[4 : 4+n]
+				c.plain = c.plain[4+n:]
+				return parseResponse(frame)
+			}
+		}
+		frame, err := c.readFrame()
+		if err != nil {
+			return respHeader{}, nil, err
+		}
+		h, payload, err := parseResponse(frame)
+		if err != nil {
+			return h, nil, err
+		}
+		if h.status != statusSuccess { // the server refused before wrapping anything
+			return h, nil, nil
+		}
+		if h.callID != callIDSASL {
+			return h, nil, fmt.Errorf("read response: call %d in clear on a connection with %s protection", h.callID, c.prot)
+		}
+		sm, err := decodeSasl(payload)
+		if err != nil {
+			return h, nil, fmt.Errorf("read response: %w", err)
+		}
+		if sm.state != saslWrap {
+			return h, nil, fmt.Errorf("read response: SASL state %d, want WRAP", sm.state)
+		}
+		p, err := c.layer.unwrap(sm.token)
+		if err != nil {
+			return h, nil, fmt.Errorf("read response from %s: %w", c.addr, err)
+		}
+		c.plain = append(c.plain, p...)
+	}
+}
+
+// readFrame reads one length-prefixed frame from the socket.
+func (c *conn) readFrame() ([]byte, error) {
 	var lb [4]byte
 	if _, err := io.ReadFull(c.br, lb[:]); err != nil {
 		if errors.Is(err, io.EOF) {
-			return respHeader{}, nil, fmt.Errorf("read response: server closed the connection: %w", io.ErrUnexpectedEOF)
+			return nil, fmt.Errorf("read response: server closed the connection: %w", io.ErrUnexpectedEOF)
 		}
-		return respHeader{}, nil, fmt.Errorf("read response: %w", err)
+		return nil, fmt.Errorf("read response: %w", err)
 	}
 	n := binary.BigEndian.Uint32(lb[:])
 	if n > maxFrame {
-		return respHeader{}, nil, fmt.Errorf("read response: frame of %d bytes over the %d limit (is %s a Hadoop IPC port?)", n, maxFrame, c.addr)
+		return nil, fmt.Errorf("read response: frame of %d bytes over the %d limit (is %s a Hadoop IPC port?)", n, maxFrame, c.addr)
 	}
 	frame := make([]byte, n)
 	if _, err := io.ReadFull(c.br, frame); err != nil {
-		return respHeader{}, nil, fmt.Errorf("read response: %w", noEOF(err))
+		return nil, fmt.Errorf("read response: %w", noEOF(err))
 	}
-	return parseResponse(frame)
+	return frame, nil
 }
 
 // respHeader is RpcResponseHeaderProto.

@@ -55,11 +55,22 @@ func seedCorpora() map[string][][]byte {
 	alloc.sub(3, c)
 	alloc.sub(4, st)
 
+	// FuzzSaslUnwrap: a mode byte (0 3des, 1 rc4, 2 integrity), then a server message
+	var unwrap [][]byte
+	for mode, m := range []struct{ qop, cipher string }{{"auth-conf", "3des"}, {"auth-conf", "rc4"}, {"auth-int", ""}} {
+		_, srv := saslPair(m.qop, m.cipher)
+		w := srv.wrap([]byte("hello"))
+		unwrap = append(unwrap, append([]byte{byte(mode)}, w...), append([]byte{byte(mode)}, w[:len(w)-1]...))
+	}
+
 	return map[string][][]byte{
+		"FuzzSaslUnwrap": unwrap,
 		"FuzzParseCredentials": {file0, file1, file0[:len(file0)/2], file1[:7], []byte("HDTS\x02")},
 		"FuzzParseResponse":    {respFrame(ok, body), respFrame(fatal, nil), respFrame(sasl, neg), respFrame(ok, nil)},
 		"FuzzDecodeRecords":    {c, st, alloc, neg, auth},
 		"FuzzDigestChallenge": {[]byte(`realm="default",nonce="n",qop="auth,auth-int,auth-conf",charset=utf-8,algorithm=md5-sess,cipher="rc4"`),
+			[]byte(`realm="default",nonce="n",qop="auth-conf",charset=utf-8,maxbuf=65536,algorithm=md5-sess,cipher="3des,rc4,des,rc4-56,rc4-40"`),
+			[]byte(`realm="default",nonce="n",qop="auth-int",maxbuf=64,algorithm=md5-sess`),
 			[]byte(`nonce="a\"b",algorithm=md5-sess`), []byte("rspauth=ea40f60335c427b5527b84dbabcdfffd")},
 		"FuzzParseContainerID": {[]byte("container_e02_1700000000000_0007_01_000002"), []byte("container_1_1_1_1"), []byte("container_e_1_1_1_1")},
 	}
@@ -73,6 +84,8 @@ func TestFuzzCorpusCommitted(t *testing.T) {
 			var content string
 			if name == "FuzzParseContainerID" {
 				content = fmt.Sprintf("go test fuzz v1\nstring(%q)\n", s)
+			} else if name == "FuzzSaslUnwrap" {
+				content = fmt.Sprintf("go test fuzz v1\nbyte(%d)\n[]byte(%q)\n", s[0], s[1:])
 			} else {
 				content = fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s)
 			}

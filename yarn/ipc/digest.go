@@ -8,17 +8,26 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
 // digestClient is the client side of SASL DIGEST-MD5 (RFC 2831) as Hadoop's
-// token authentication uses it: qop "auth" only (no integrity or privacy
-// layer, so nothing is wrapped after the handshake), no authorization id.
+// token authentication uses it, no authorization id. It takes the strongest
+// quality of protection the server offers: "auth-conf" (privacy: every later
+// message encrypted and integrity-protected, hadoop.rpc.protection=privacy),
+// "auth-int" (integrity) or "auth" (authentication only: nothing is wrapped
+// after the handshake). See saslLayer for the wrapping.
 type digestClient struct {
 	user, pass string // base64 of the token identifier and password
 	digestURI  string // "<protocol>/<server id>", "/default" for Hadoop tokens
 	cnonce     string // empty: random
 	rspauth    string // expected from the server's final message
+
+	qop     string   // negotiated: auth, auth-int or auth-conf
+	cipher  string   // with auth-conf: 3des or rc4
+	ha1     [16]byte // H(A1), the session key the security layer's keys derive from
+	maxSend int      // the server's maxbuf: the largest wrapped message it takes
 }
 
 // newDigestClient prepares the DIGEST-MD5 exchange for a Hadoop token: the user
@@ -30,6 +39,19 @@ func newDigestClient(tok Token, protocol, serverID string) *digestClient {
 		pass:      base64.StdEncoding.EncodeToString(tok.Password),
 		digestURI: protocol + "/" + serverID,
 	}
+}
+
+// list splits the comma-separated values of a directive that may be repeated.
+func list(dir map[string][]string, key string) []string {
+	var out []string
+	for _, v := range dir[key] {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.ToLower(strings.TrimSpace(s)); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }
 
 // respond answers the server's digest-challenge with a digest-response.
@@ -46,16 +68,30 @@ func (d *digestClient) respond(challenge []byte) ([]byte, error) {
 		return nil, fmt.Errorf("DIGEST-MD5 challenge algorithm %q, want md5-sess", alg)
 	}
 	qops := []string{"auth"} // the RFC's default when qop is absent
-	if q, ok := dir["qop"]; ok {
-		qops = nil
-		for _, v := range q {
-			for _, s := range strings.Split(v, ",") {
-				qops = append(qops, strings.TrimSpace(s))
-			}
-		}
+	if _, ok := dir["qop"]; ok {
+		qops = list(dir, "qop")
 	}
-	if !slices.Contains(qops, "auth") {
-		return nil, fmt.Errorf("server requires SASL qop %v; this client does only \"auth\" (set hadoop.rpc.protection=authentication)", qops)
+	// the strongest protection offered; a cipher weaker than 3DES or RC4-128 is never chosen
+	d.qop, d.cipher = "", ""
+	switch ciphers := list(dir, "cipher"); {
+	case slices.Contains(qops, "auth-conf") && slices.Contains(ciphers, "3des"):
+		d.qop, d.cipher = "auth-conf", "3des"
+	case slices.Contains(qops, "auth-conf") && slices.Contains(ciphers, "rc4"):
+		d.qop, d.cipher = "auth-conf", "rc4"
+	case slices.Contains(qops, "auth-int"):
+		d.qop = "auth-int"
+	case slices.Contains(qops, "auth"):
+		d.qop = "auth"
+	default:
+		return nil, fmt.Errorf("server offers SASL qop %v with ciphers %v; this client does auth, auth-int, and auth-conf with 3des or rc4", qops, list(dir, "cipher"))
+	}
+	d.maxSend = 65536 // RFC 2831's default maxbuf
+	if m := dir["maxbuf"]; len(m) > 0 {
+		n, err := strconv.Atoi(m[0])
+		if err != nil || n < 64 || n > 1<<24 {
+			return nil, fmt.Errorf("DIGEST-MD5 challenge maxbuf %q out of range [64, %d]", m[0], 1<<24)
+		}
+		d.maxSend = n
 	}
 	realm := ""
 	if r := dir["realm"]; len(r) > 0 {
@@ -70,16 +106,24 @@ func (d *digestClient) respond(challenge []byte) ([]byte, error) {
 		cnonce = base64.RawStdEncoding.EncodeToString(b)
 	}
 	const nc = "00000001"
-	resp := digestResponse(d.user, realm, d.pass, nonce[0], cnonce, nc, "auth", d.digestURI, false)
-	d.rspauth = digestResponse(d.user, realm, d.pass, nonce[0], cnonce, nc, "auth", d.digestURI, true)
+	d.ha1 = sessionKey(d.user, realm, d.pass, nonce[0], cnonce)
+	resp := digestResponse(d.ha1, nonce[0], cnonce, nc, d.qop, d.digestURI, false)
+	d.rspauth = digestResponse(d.ha1, nonce[0], cnonce, nc, d.qop, d.digestURI, true)
 	var b strings.Builder
 	if cs := dir["charset"]; len(cs) > 0 && strings.EqualFold(cs[0], "utf-8") {
 		b.WriteString("charset=utf-8,")
 	}
-	fmt.Fprintf(&b, "username=%s,realm=%s,nonce=%s,nc=%s,cnonce=%s,digest-uri=%s,maxbuf=65536,response=%s,qop=auth",
-		quote(d.user), quote(realm), quote(nonce[0]), nc, quote(cnonce), quote(d.digestURI), resp)
+	fmt.Fprintf(&b, "username=%s,realm=%s,nonce=%s,nc=%s,cnonce=%s,digest-uri=%s,maxbuf=%d,response=%s,qop=%s",
+		quote(d.user), quote(realm), quote(nonce[0]), nc, quote(cnonce), quote(d.digestURI), maxRecvBuf, resp, d.qop)
+	if d.cipher != "" {
+		fmt.Fprintf(&b, ",cipher=%s", quote(d.cipher))
+	}
 	return []byte(b.String()), nil
 }
+
+// maxRecvBuf is the maxbuf this client announces: the largest wrapped message
+// it takes from the server.
+const maxRecvBuf = 65536
 
 // verify checks the server's response-auth, which proves the server knows the
 // token password too.
@@ -98,16 +142,24 @@ func (d *digestClient) verify(final []byte) error {
 	return nil
 }
 
-// digestResponse computes RFC 2831's response-value (or, with rspauth, the
-// server's response-auth value, which differs only in A2) for qop "auth".
-func digestResponse(user, realm, pass, nonce, cnonce, nc, qop, digestURI string, rspauth bool) string {
+// sessionKey is RFC 2831's H(A1) for md5-sess without authzid:
+// MD5(MD5(user:realm:pass) ":" nonce ":" cnonce).
+func sessionKey(user, realm, pass, nonce, cnonce string) [16]byte {
 	h := md5.Sum([]byte(user + ":" + realm + ":" + pass))
-	a1 := string(h[:]) + ":" + nonce + ":" + cnonce
+	return md5.Sum([]byte(string(h[:]) + ":" + nonce + ":" + cnonce))
+}
+
+// digestResponse computes RFC 2831's response-value (or, with rspauth, the
+// server's response-auth value, which differs only in A2) from H(A1). With qop
+// auth-int or auth-conf, A2 ends in ":" and 32 zeros.
+func digestResponse(ha1 [16]byte, nonce, cnonce, nc, qop, digestURI string, rspauth bool) string {
 	a2 := "AUTHENTICATE:" + digestURI
 	if rspauth {
 		a2 = ":" + digestURI
 	}
-	ha1 := md5.Sum([]byte(a1))
+	if qop == "auth-int" || qop == "auth-conf" {
+		a2 += ":00000000000000000000000000000000"
+	}
 	ha2 := md5.Sum([]byte(a2))
 	kd := md5.Sum([]byte(hex.EncodeToString(ha1[:]) + ":" + nonce + ":" + nc + ":" + cnonce + ":" + qop + ":" + hex.EncodeToString(ha2[:])))
 	return hex.EncodeToString(kd[:])

@@ -7,13 +7,12 @@ import (
 
 // RFC 2831 section 4 example: chris / secret at elwood.innosoft.com, IMAP.
 func TestDigestResponseRFC2831(t *testing.T) {
-	got := digestResponse("chris", "elwood.innosoft.com", "secret", "OA6MG9tEQGm2hh", "OA6MHXh6VqTrRk",
-		"00000001", "auth", "imap/elwood.innosoft.com", false)
+	ha1 := sessionKey("chris", "elwood.innosoft.com", "secret", "OA6MG9tEQGm2hh", "OA6MHXh6VqTrRk")
+	got := digestResponse(ha1, "OA6MG9tEQGm2hh", "OA6MHXh6VqTrRk", "00000001", "auth", "imap/elwood.innosoft.com", false)
 	if want := "d388dad90d4bbd760a152321f2143af7"; got != want {
 		t.Errorf("response = %s, want %s (RFC 2831 example)", got, want)
 	}
-	got = digestResponse("chris", "elwood.innosoft.com", "secret", "OA6MG9tEQGm2hh", "OA6MHXh6VqTrRk",
-		"00000001", "auth", "imap/elwood.innosoft.com", true)
+	got = digestResponse(ha1, "OA6MG9tEQGm2hh", "OA6MHXh6VqTrRk", "00000001", "auth", "imap/elwood.innosoft.com", true)
 	if want := "ea40f60335c427b5527b84dbabcdfffd"; got != want {
 		t.Errorf("rspauth = %s, want %s (RFC 2831 example)", got, want)
 	}
@@ -65,12 +64,15 @@ func TestDigestClientHadoopToken(t *testing.T) {
 
 func TestDigestClientRejects(t *testing.T) {
 	for name, ch := range map[string]string{
-		"no nonce":         `realm="r",qop="auth",algorithm=md5-sess`,
-		"two nonces":       `nonce="a",nonce="b",algorithm=md5-sess`,
-		"only auth-conf":   `nonce="a",qop="auth-conf",algorithm=md5-sess`,
-		"no algorithm":     `nonce="a",qop="auth"`,
-		"unterminated":     `nonce="a`,
-		"directive no val": `nonce`,
+		"no nonce":             `realm="r",qop="auth",algorithm=md5-sess`,
+		"two nonces":           `nonce="a",nonce="b",algorithm=md5-sess`,
+		"auth-conf, no cipher": `nonce="a",qop="auth-conf",algorithm=md5-sess`,
+		"auth-conf, weak":      `nonce="a",qop="auth-conf",cipher="des,rc4-40,rc4-56",algorithm=md5-sess`,
+		"unknown qop":          `nonce="a",qop="auth-x",algorithm=md5-sess`,
+		"maxbuf":               `nonce="a",qop="auth",maxbuf=x,algorithm=md5-sess`,
+		"no algorithm":         `nonce="a",qop="auth"`,
+		"unterminated":         `nonce="a`,
+		"directive no val":     `nonce`,
 	} {
 		d := &digestClient{user: "u", pass: "p", digestURI: "/default"}
 		if _, err := d.respond([]byte(ch)); err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -22,7 +23,11 @@ type NMClient struct {
 // (Container.NodeAddr()) with the NMToken for that node
 // (AMRMClient.NMToken). user is only logged: the NodeManager takes the identity
 // from the token. A refused token gives an error wrapping ErrAuth.
-func DialNM(ctx context.Context, addr, user string, nmToken Token, log hclog.Logger) (*NMClient, error) {
+//
+// With RequireProtection, every connection (the first and any redial) to a
+// NodeManager that negotiates less is refused, so nothing (a launch context's
+// tokens above all) is ever sent over it.
+func DialNM(ctx context.Context, addr, user string, nmToken Token, log hclog.Logger, opts ...DialOption) (*NMClient, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
@@ -31,6 +36,9 @@ func DialNM(ctx context.Context, addr, user string, nmToken Token, log hclog.Log
 	}
 	log = log.With("nm", addr)
 	nm := &endpoint{addr: addr, protocol: cmProtocol, token: nmToken, log: log}
+	for _, o := range opts {
+		o(nm)
+	}
 	if err := nm.dial(ctx); err != nil {
 		if errors.Is(err, ErrAuth) {
 			return nil, fmt.Errorf("dial NodeManager: it refused the NMToken (use AMRMClient.NMToken for this node's host:port): %w", err)
@@ -39,6 +47,25 @@ func DialNM(ctx context.Context, addr, user string, nmToken Token, log hclog.Log
 	}
 	log.Debug("connected to the NodeManager", "user", user)
 	return &NMClient{nm: nm, addr: addr, log: log}, nil
+}
+
+// DialOption changes how a client connects.
+type DialOption func(*endpoint)
+
+// RequireProtection refuses a server whose hadoop.rpc.protection gives less
+// than p (Privacy: only encrypted connections).
+func RequireProtection(p Protection) DialOption { return func(e *endpoint) { e.min = p } }
+
+// Protection is the quality of protection the connection to the NodeManager
+// negotiated: the strongest its hadoop.rpc.protection allows.
+func (n *NMClient) Protection() Protection {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := n.nm.protection(ctx)
+	if err != nil {
+		return Authentication
+	}
+	return p
 }
 
 // StartContainer starts container c with launch context lc. The container

@@ -17,6 +17,7 @@ type endpoint struct {
 	addr     string
 	protocol string
 	token    Token
+	min      Protection // refuse a server that negotiates less
 	log      hclog.Logger
 	c        *conn // nil: dial on the next call
 }
@@ -39,8 +40,24 @@ func (e *endpoint) dialLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.prot < e.min {
+		c.close()
+		return fmt.Errorf("%s negotiated hadoop.rpc.protection=%s, and %s is required: set hadoop.rpc.protection=%s in the cluster's core-site.xml, or drop the requirement",
+			e.addr, c.prot, e.min, e.min)
+	}
 	e.c = c
 	return nil
+}
+
+// protection is what the current connection negotiated (dialing one if there
+// is none).
+func (e *endpoint) protection(ctx context.Context) (Protection, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.dialLocked(ctx); err != nil {
+		return 0, err
+	}
+	return e.c.prot, nil
 }
 
 // call runs one call. If the connection fails (not a server error, not ctx),

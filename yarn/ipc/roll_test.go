@@ -45,7 +45,10 @@ func TestYARNAMRMTokenRollOver(t *testing.T) {
 		t.Skip("no java: install JDK 17 (scripts/deps.sh)")
 	}
 	dir := t.TempDir()
-	web, scheduler := startCluster(t, dir, jar+":"+strings.TrimSpace(string(cp)))
+	web, scheduler := startCluster(t, dir, jar+":"+strings.TrimSpace(string(cp)), map[string]string{
+		"yarn.resourcemanager.am-rm-tokens.master-key-rolling-interval-secs": strconv.Itoa(rollIntervalSecs),
+		"yarn.am.liveness-monitor.expiry-interval-ms":                        strconv.Itoa(amExpiryMS),
+	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -144,22 +147,25 @@ func runRollAM(log hclog.Logger) (*rollResult, error) {
 	return res, nil
 }
 
-// startCluster runs a MiniYARNCluster of its own under dir and returns the RM
-// web and scheduler addresses; it stops with the test.
-func startCluster(t *testing.T, dir, classpath string) (web, scheduler string) {
+// startCluster runs a MiniYARNCluster of its own under dir, with props in a
+// yarn-site.xml and a core-site.xml ahead of the harness on the class path, and
+// returns the RM web and scheduler addresses; it stops with the test.
+func startCluster(t *testing.T, dir, classpath string, props map[string]string) (web, scheduler string) {
 	t.Helper()
 	site := filepath.Join(dir, "site")
 	if err := os.MkdirAll(site, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	xml := fmt.Sprintf(`<?xml version="1.0"?>
-<configuration>
-  <property><name>yarn.resourcemanager.am-rm-tokens.master-key-rolling-interval-secs</name><value>%d</value></property>
-  <property><name>yarn.am.liveness-monitor.expiry-interval-ms</name><value>%d</value></property>
-</configuration>
-`, rollIntervalSecs, amExpiryMS)
-	if err := os.WriteFile(filepath.Join(site, "yarn-site.xml"), []byte(xml), 0o644); err != nil {
-		t.Fatal(err)
+	var xml strings.Builder
+	xml.WriteString("<?xml version=\"1.0\"?>\n<configuration>\n")
+	for _, k := range sortedKeys(props) {
+		fmt.Fprintf(&xml, "  <property><name>%s</name><value>%s</value></property>\n", k, props[k])
+	}
+	xml.WriteString("</configuration>\n")
+	for _, name := range []string{"yarn-site.xml", "core-site.xml"} {
+		if err := os.WriteFile(filepath.Join(site, name), []byte(xml.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	base := freeBase(t)
 	logf, err := os.Create(filepath.Join(dir, "minicluster.log"))

@@ -13,15 +13,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,6 +83,10 @@ type amResult struct {
 	WrongNMAuth   string // the error DialNM gave for a wrong password
 	Unregistered  bool
 	Redialed      []string // calls that went through after the AM dropped the connection under them
+
+	Secret        string            // the secret key the AM gave both containers in their tokens
+	Protection    map[string]string // negotiated by the "amrm" and "nm" connections
+	SecretOnWire  bool              // the secret is in the bytes the AM sent the first NodeManager
 }
 
 func TestYARNApplicationMaster(t *testing.T) {
@@ -153,7 +161,41 @@ func TestYARNApplicationMaster(t *testing.T) {
 	if !res.Unregistered {
 		t.Error("Finish did not report unregistered")
 	}
+	checkTokens(t, dir, res, "authentication")
+	// with hadoop.rpc.protection=authentication (the harness's, and Hadoop's default) the
+	// launch context's tokens cross the network in clear: the AM's own bytes show it
+	if !res.SecretOnWire {
+		t.Error("the secret is not in the bytes sent to the NodeManager under authentication: the wire check proves nothing")
+	}
 	t.Logf("AM log:\n%s", amLog)
+}
+
+// checkTokens checks the negotiated protection and that each container's
+// token file (copied by its command) holds the secret key the AM gave it.
+func checkTokens(t *testing.T, dir string, res amResult, want string) {
+	t.Helper()
+	for _, which := range []string{"amrm", "nm"} {
+		if got := res.Protection[which]; got != want {
+			t.Errorf("%s connection negotiated %q, want %q", which, got, want)
+		}
+	}
+	if res.Secret == "" {
+		t.Fatal("the AM reported no secret")
+	}
+	for _, id := range res.Allocated {
+		f, err := os.Open(filepath.Join(dir, "tokens."+id))
+		if err != nil {
+			t.Errorf("container %s: its token file: %v", id, err)
+			continue
+		}
+		c, err := ParseCredentials(bufio.NewReader(f))
+		f.Close()
+		if err != nil {
+			t.Errorf("container %s: %v", id, err)
+		} else if string(c.Secrets["shoal.test.secret"]) != res.Secret {
+			t.Errorf("container %s: its token file holds secrets %v, not the AM's", id, sortedKeys(c.Secrets))
+		}
+	}
 }
 
 type appState struct {
@@ -341,8 +383,18 @@ func runAM(log hclog.Logger, dir string) (*amResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	res.Protection = map[string]string{"amrm": am.rm.c.prot.String()}
+	secret := make([]byte, 24)
+	rand.Read(secret)
+	res.Secret = hex.EncodeToString(secret)
+	tokens, err := (&Credentials{Secrets: map[string][]byte{"shoal.test.secret": []byte(res.Secret)}}).Marshal(TokenFileWritable)
+	if err != nil {
+		return nil, err
+	}
+	var wire *recordConn
 	lc := func(cmd string) LaunchContext {
 		return LaunchContext{
+			Tokens:  tokens,
 			Command: []string{cmd, "1><LOG_DIR>/stdout", "2><LOG_DIR>/stderr"},
 			Env:     map[string]string{"SHOAL_IPC_TEST_DIR": dir},
 			LocalResources: map[string]LocalResource{"payload.txt": {
@@ -401,11 +453,17 @@ func runAM(log hclog.Logger, dir string) (*amResult, error) {
 					return nil, err
 				}
 				nms[c.NodeAddr()] = nm
+				res.Protection["nm"] = nm.Protection().String()
+				if wire == nil { // record what the AM sends this NodeManager
+					wire = &recordConn{Conn: nm.nm.c.nc}
+					nm.nm.c.nc = wire
+				}
 			}
-			// the first container exits by itself, the second sleeps until stopped
-			cmd := "cp payload.txt $SHOAL_IPC_TEST_DIR/out.$CONTAINER_ID && true"
+			// the first container exits by itself, the second sleeps until stopped; both copy
+			// their token file
+			cmd := "cp payload.txt $SHOAL_IPC_TEST_DIR/out.$CONTAINER_ID && cp $HADOOP_TOKEN_FILE_LOCATION $SHOAL_IPC_TEST_DIR/tokens.$CONTAINER_ID && true"
 			if len(containers) == 2 {
-				cmd = "cp payload.txt $SHOAL_IPC_TEST_DIR/out.$CONTAINER_ID && exec sleep 300"
+				cmd = "cp payload.txt $SHOAL_IPC_TEST_DIR/out.$CONTAINER_ID && cp $HADOOP_TOKEN_FILE_LOCATION $SHOAL_IPC_TEST_DIR/tokens.$CONTAINER_ID && exec sleep 300"
 			}
 			if err := nm.StartContainer(ctx, c, lc(cmd)); err != nil {
 				return nil, err
@@ -444,5 +502,28 @@ func runAM(log hclog.Logger, dir string) (*amResult, error) {
 	if res.Unregistered, err = am.Finish(ctx, Succeeded, "shoal ipc test done", ""); err != nil {
 		return nil, err
 	}
+	if wire != nil {
+		res.SecretOnWire = wire.contains([]byte(res.Secret))
+	}
 	return res, nil
+}
+
+// recordConn keeps a copy of every byte written to the connection.
+type recordConn struct {
+	net.Conn
+	mu   sync.Mutex
+	sent bytes.Buffer
+}
+
+func (r *recordConn) Write(b []byte) (int, error) {
+	r.mu.Lock()
+	r.sent.Write(b)
+	r.mu.Unlock()
+	return r.Conn.Write(b)
+}
+
+func (r *recordConn) contains(b []byte) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return bytes.Contains(r.sent.Bytes(), b)
 }
