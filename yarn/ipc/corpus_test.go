@@ -64,7 +64,7 @@ func seedCorpora() map[string][][]byte {
 	}
 
 	return map[string][][]byte{
-		"FuzzSaslUnwrap": unwrap,
+		"FuzzSaslUnwrap":       unwrap,
 		"FuzzParseCredentials": {file0, file1, file0[:len(file0)/2], file1[:7], []byte("HDTS\x02")},
 		"FuzzParseResponse":    {respFrame(ok, body), respFrame(fatal, nil), respFrame(sasl, neg), respFrame(ok, nil)},
 		"FuzzDecodeRecords":    {c, st, alloc, neg, auth},

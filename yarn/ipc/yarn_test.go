@@ -84,9 +84,9 @@ type amResult struct {
 	Unregistered  bool
 	Redialed      []string // calls that went through after the AM dropped the connection under them
 
-	Secret        string            // the secret key the AM gave both containers in their tokens
-	Protection    map[string]string // negotiated by the "amrm" and "nm" connections
-	SecretOnWire  bool              // the secret is in the bytes the AM sent the first NodeManager
+	Secret       string            // the secret key the AM gave both containers in their tokens
+	Protection   map[string]string // negotiated by the "amrm" and "nm" connections
+	SecretOnWire bool              // the secret is in the bytes the AM sent the first NodeManager
 }
 
 func TestYARNApplicationMaster(t *testing.T) {
