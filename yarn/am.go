@@ -181,6 +181,20 @@ func runAM(ctx context.Context, log hclog.Logger) (int, error) {
 			log.Error("unregister", "error", err)
 		}
 	}
+	// the members' launch contexts carry the cluster's secret to the NodeManagers: in clear on
+	// the network unless Hadoop RPC is encrypted (hadoop.rpc.protection=privacy, cluster-wide)
+	if p := rm.Protection(); p < ipc.Privacy {
+		if spec.RequirePrivacy {
+			msg := fmt.Sprintf("shoal: the ResourceManager negotiated hadoop.rpc.protection=%s, and --require-rpc-privacy needs privacy "+
+				"(the containers' launch contexts carry the cluster's secret): set hadoop.rpc.protection=privacy on the cluster, or submit without --require-rpc-privacy", p)
+			finish(ipc.Failed, msg)
+			return 1, errors.New(msg)
+		}
+		log.Warn("Hadoop RPC is not encrypted on this cluster: the cluster's secret goes to the NodeManagers in clear; set hadoop.rpc.protection=privacy to encrypt it, --require-rpc-privacy to insist",
+			"protection", p.String())
+	} else {
+		log.Info("Hadoop RPC is encrypted", "protection", p.String())
+	}
 	if max.MemoryMB > 0 && (spec.MemoryMB > max.MemoryMB || spec.VCores > max.VCores) {
 		msg := fmt.Sprintf("shoal: containers of %d MB, %d vcores are larger than the cluster's largest (%d MB, %d vcores)",
 			spec.MemoryMB, spec.VCores, max.MemoryMB, max.VCores)
@@ -483,7 +497,11 @@ func (a *appMaster) nm(ctx context.Context, addr string) (*ipc.NMClient, error) 
 	if !ok {
 		return nil, fmt.Errorf("no NMToken for node %s", addr)
 	}
-	n, err := ipc.DialNM(ctx, addr, a.spec.User, tok, a.log.Named("nm"))
+	var opts []ipc.DialOption
+	if a.spec.RequirePrivacy {
+		opts = append(opts, ipc.RequireProtection(ipc.Privacy))
+	}
+	n, err := ipc.DialNM(ctx, addr, a.spec.User, tok, a.log.Named("nm"), opts...)
 	if err != nil {
 		return nil, err
 	}

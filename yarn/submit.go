@@ -45,6 +45,10 @@ type SubmitOptions struct {
 	JoinTimeout      time.Duration // how long the AM waits for all agents to join
 	MaxReplacements  int           // containers replaced after they die, in all (default: Containers)
 	LogLevel         string        // the AM's and agents' log level
+	// RequireRPCPrivacy makes the AM refuse to start members unless its connections to the
+	// ResourceManager and each NodeManager are encrypted (hadoop.rpc.protection=privacy): the
+	// members' launch context carries the cluster's secret.
+	RequireRPCPrivacy bool
 	// HDFS, when set, stages the shipped files on HDFS (hdfs:// resources, StagingDir) instead
 	// of naming them as file:// resources, which only work on a file system every node mounts.
 	HDFS *WebHDFS
@@ -69,6 +73,7 @@ type AMSpec struct {
 	LogLevel         string                   `json:"log_level,omitempty"`
 	User             string                   `json:"user"`
 	Staging          string                   `json:"staging,omitempty"` // removed by the AM at the end
+	RequirePrivacy   bool                     `json:"require_rpc_privacy,omitempty"`
 }
 
 // SpecEnv is the environment variable that carries the AMSpec (JSON, base64-encoded).
@@ -199,7 +204,7 @@ func (o *SubmitOptions) Build(ctx context.Context, id, user string) (*Submission
 	spec := AMSpec{Containers: o.Containers, MemoryMB: o.MemoryMB, VCores: o.VCores, AMMemoryMB: o.AMMemoryMB,
 		AMVCores: o.AMVCores, NodeLabel: o.NodeLabel, SchedulerAddress: o.SchedulerAddress,
 		JoinTimeoutMS: o.JoinTimeout.Milliseconds(), MaxReplacements: replace, Driver: argv, Env: o.Env,
-		LocalResources: res, LogLevel: o.LogLevel, User: user}
+		LocalResources: res, LogLevel: o.LogLevel, User: user, RequirePrivacy: o.RequireRPCPrivacy}
 	if o.HDFS != nil {
 		spec.Staging = encodeStaging(o.HDFS, StagingDir(user, id))
 	}

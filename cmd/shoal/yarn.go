@@ -104,6 +104,8 @@ func yarnSubmitCommand() *cli.Command {
 				Usage: "the NameNode's web address for staging (default: dfs.namenode.http-address from hdfs-site.xml, else the fs.defaultFS host on port 9870)"},
 			&cli.StringFlag{Name: "am-log-level", Value: "info", EnvVars: []string{"SHOAL_YARN_AM_LOG_LEVEL"},
 				Usage: "log level of the ApplicationMaster and the agents (their stderr, see `shoal yarn logs`)"},
+			&cli.BoolFlag{Name: "require-rpc-privacy", EnvVars: []string{"SHOAL_YARN_REQUIRE_RPC_PRIVACY"},
+				Usage: "fail unless the cluster encrypts Hadoop RPC (hadoop.rpc.protection=privacy): the containers' launch contexts carry the cluster's secret from the ApplicationMaster to the NodeManagers"},
 		),
 		Action: func(c *cli.Context) error {
 			argv := c.Args().Slice()
@@ -142,7 +144,7 @@ func yarnSubmitCommand() *cli.Command {
 				NodeLabel: c.String("node-label"), MaxAttempts: c.Int("max-attempts"), Containers: c.Int("containers"),
 				MemoryMB: mem, VCores: int32(c.Int("vcores")), AMMemoryMB: amMem, AMVCores: int32(c.Int("am-vcores")),
 				Files: c.StringSlice("files"), Archives: c.StringSlice("archives"), Env: env, SchedulerAddress: sched, JoinTimeout: c.Duration("join-timeout"),
-				MaxReplacements: replace, LogLevel: c.String("am-log-level"), Argv: argv}
+				MaxReplacements: replace, LogLevel: c.String("am-log-level"), RequireRPCPrivacy: c.Bool("require-rpc-privacy"), Argv: argv}
 			if o.HDFS, err = stager(c, site, cl.User()); err != nil {
 				return err
 			}

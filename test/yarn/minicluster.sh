@@ -14,7 +14,8 @@
 # SHOAL_YARN_NM_MEMORY_MB (4096 each), SHOAL_YARN_NM_VCORES (8 each), SHOAL_YARN_HEAP (768m),
 # SHOAL_YARN_NODE_LABEL (fast: a non-exclusive node label on the first NodeManager; empty: none),
 # SHOAL_YARN_HDFS (1, the default: HDFS as the default file system, NameNode on base-10 and WebHDFS
-# on base+40; 0: the local file system).
+# on base+40; 0: the local file system), SHOAL_YARN_RPC_PROTECTION (hadoop.rpc.protection:
+# authentication, Hadoop's default when empty; integrity; privacy).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,6 +28,8 @@ HEAP="${SHOAL_YARN_HEAP:-768m}"
 LABEL="${SHOAL_YARN_NODE_LABEL-fast}"
 HDFS=()
 [[ ${SHOAL_YARN_HDFS:-1} == 1 ]] && HDFS=(--hdfs)
+PROTECTION=()
+[[ -n ${SHOAL_YARN_RPC_PROTECTION:-} ]] && PROTECTION=(--rpc-protection "$SHOAL_YARN_RPC_PROTECTION")
 LOCK="/tmp/shoal-yarn.lock"
 
 die() { echo "minicluster: $*" >&2; exit 1; }
@@ -80,7 +83,7 @@ up() {
 			-Djava.net.preferIPv4Stack=true \
 			-cp "$HERE/target/shoal-yarn-minicluster-1.jar:$(cat "$HERE/target/classpath.txt")" \
 			shoal.yarntest.MiniCluster --out "$DIR" --base-port "$BASE_PORT" \
-			--nodemanagers "$NMS" --nm-memory-mb "$NM_MEM" --nm-vcores "$NM_VCORES" --node-label "$LABEL" "${HDFS[@]}" \
+			--nodemanagers "$NMS" --nm-memory-mb "$NM_MEM" --nm-vcores "$NM_VCORES" --node-label "$LABEL" "${HDFS[@]}" "${PROTECTION[@]}" \
 			</dev/null >"$DIR/minicluster.log" 2>&1 9>&-
 	) 9>&- &
 	echo $! >"$DIR/pid"

@@ -319,6 +319,18 @@ func (a *AMRMClient) allocate(ctx context.Context, ask []Ask, release []Containe
 	return res, nil
 }
 
+// Protection is the quality of protection the connection to the RM negotiated:
+// the strongest the RM's hadoop.rpc.protection allows.
+func (a *AMRMClient) Protection() Protection {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := a.rm.protection(ctx)
+	if err != nil {
+		return Authentication
+	}
+	return p
+}
+
 // AMRMToken is the token the client authenticates with now: the one it was
 // dialed with, or the newer one after the RM rolled it.
 func (a *AMRMClient) AMRMToken() Token { return a.rm.currentToken() }

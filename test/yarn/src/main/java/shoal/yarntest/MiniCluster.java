@@ -58,6 +58,8 @@ public final class MiniCluster {
     int nmVcores = Integer.parseInt(opt.getOrDefault("nm-vcores", "8"));
     int maxAttempts = Integer.parseInt(opt.getOrDefault("max-attempts", "4"));
     boolean stopOnEOF = opt.containsKey("stop-on-eof");
+    // hadoop.rpc.protection: authentication (Hadoop's default), integrity or privacy
+    String protection = opt.getOrDefault("rpc-protection", "");
     if (nms < 2) {
       throw new IllegalArgumentException("--nodemanagers must be at least 2, got " + nms);
     }
@@ -73,6 +75,9 @@ public final class MiniCluster {
 
     YarnConfiguration conf = new YarnConfiguration();
     conf.set("fs.defaultFS", "file:///"); // HDFS instead with --hdfs, below
+    if (!protection.isEmpty()) {
+      conf.set("hadoop.rpc.protection", protection);
+    }
     conf.set("hadoop.tmp.dir", out.resolve("tmp").toString());
     conf.setBoolean(YarnConfiguration.YARN_MINICLUSTER_FIXED_PORTS, true);
     conf.set(YarnConfiguration.RM_ADDRESS, rm);
@@ -127,6 +132,9 @@ public final class MiniCluster {
       int nnHttp = basePort + 40;     // 18070
       Configuration hconf = new Configuration();
       hconf.set("hadoop.tmp.dir", out.resolve("tmp").toString());
+      if (!protection.isEmpty()) {
+        hconf.set("hadoop.rpc.protection", protection);
+      }
       hconf.setBoolean("dfs.permissions.enabled", false);
       hconf.set("dfs.namenode.http-address", host + ":" + nnHttp);
       hconf.set("dfs.namenode.rpc-address", host + ":" + nnPort);
