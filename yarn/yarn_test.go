@@ -289,9 +289,22 @@ func TestBuildShipsFilesAndScript(t *testing.T) {
 	if got := strings.Join(spec.Driver, " "); got != "python3 job.py --in data.csv /etc/hostname" {
 		t.Fatalf("driver %q", got)
 	}
-	if spec.Containers != 2 || spec.SchedulerAddress != "rm:8030" || len(spec.LocalResources) != 3 {
+	if spec.Containers != 2 || spec.SchedulerAddress != "rm:8030" || len(spec.LocalResources) != 3 || spec.RequirePrivacy {
 		t.Fatalf("spec %+v", spec)
 	}
+	// the submission carries no credentials: the AM makes the secret
+	if b, _ := json.Marshal(s); strings.Contains(string(b), "credentials") || strings.Contains(string(b), "SHOAL_SECRET") {
+		t.Fatalf("the submission names credentials or a secret: %s", b)
+	}
+	o.RequireRPCPrivacy = true
+	if s, err = o.Build(context.Background(), "application_1_0006", "u"); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ = base64.StdEncoding.DecodeString(s.AM.Environment[SpecEnv])
+	if err := json.Unmarshal(raw, &spec); err != nil || !spec.RequirePrivacy {
+		t.Fatalf("--require-rpc-privacy did not reach the AM's spec: %+v, %v", spec, err)
+	}
+	o.RequireRPCPrivacy = false
 	o.Argv = []string{"./run.sh"}
 	if s, err = o.Build(context.Background(), "application_1_0002", "u"); err != nil || !strings.Contains(s.AM.Environment[SpecEnv], "") {
 		t.Fatal(err)
