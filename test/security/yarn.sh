@@ -39,7 +39,7 @@ cleanup() {
   [[ -n $sniffer ]] && kill "$sniffer" 2>/dev/null
   touch "$WORK"/release.* 2>/dev/null
   ((started)) && "$MC" down >/dev/null 2>&1
-  SHOAL_YARN_DIR=$PRIV_DIR "$MC" down >/dev/null 2>&1
+  SHOAL_YARN_DIR=$PRIV_DIR "$MC" down >/dev/null 2>&1 && rm -rf "$PRIV_DIR"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
