@@ -344,9 +344,11 @@ func (e *epilog) killProcesses() {
 	k.wait(2 * time.Second) // let the kernel tear them down before their files are removed
 }
 
-// killCgroups kills every process in the job's cgroups: with cgroup.kill where it exists and the
-// epilog itself is not inside, else one by one through pidfds, each checked to be still in the
-// job's cgroup.
+// killCgroups kills the job user's processes in the job's cgroups: with cgroup.kill where it
+// exists, the epilog itself is not inside and every process in the cgroup is the user's, else one
+// by one through pidfds, each checked to be still in the job's cgroup and of the user. A process
+// of another uid in the job's cgroup (slurmstepd, under cgroup v2) is Slurm's and is left; with no
+// job uid known, the user's are those not of root.
 func (e *epilog) killCgroups(anc map[int]bool, k *killer) {
 	inside := false
 	for a := range anc {
@@ -354,19 +356,27 @@ func (e *epilog) killCgroups(anc map[int]bool, k *killer) {
 			inside = true
 		}
 	}
+	theirs := func(uid int) bool {
+		if e.o.UID >= 0 {
+			return uid == e.o.UID
+		}
+		return uid != 0
+	}
+	job := e.o.Job
 	for _, cg := range e.r.Cgroups {
 		pids := cgroupProcs(cg)
+		all := len(pids) > 0
 		for _, pid := range pids {
-			if e.o.UID >= 0 {
-				if u, err := readProcUID(e.o.ProcRoot, pid); err != nil || u != e.o.UID {
-					continue // learn clusters only from the job user's processes
-				}
+			u, err := readProcUID("/proc", pid)
+			if err != nil || !theirs(u) {
+				all = false
+				continue
 			}
-			if env, err := readProcEnv(e.o.ProcRoot, pid); err == nil {
+			if env, err := readProcEnv("/proc", pid); err == nil {
 				e.learn(pid, env)
 			}
 		}
-		if !inside {
+		if !inside && all {
 			err := killCgroup(cg)
 			if err == nil {
 				waitCgroupEmpty(cg, 2*time.Second)
@@ -376,7 +386,6 @@ func (e *epilog) killCgroups(anc map[int]bool, k *killer) {
 				e.problem("%s: write cgroup.kill: %v; killing its processes one by one", cg, err)
 			}
 		}
-		job := e.o.Job
 		for _, pid := range pids {
 			if anc[pid] {
 				continue
@@ -385,7 +394,11 @@ func (e *epilog) killCgroups(anc map[int]bool, k *killer) {
 			if err != nil || st.State == 'Z' {
 				continue
 			}
-			err = k.kill(pid, st.Start, -1, func(pid int) bool {
+			err = k.kill(pid, st.Start, e.o.UID, func(pid int) bool {
+				u, err := readProcUID("/proc", pid)
+				if err != nil || !theirs(u) {
+					return false
+				}
 				b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cgroup"))
 				return err == nil && inJobCgroup(b, job)
 			})

@@ -396,3 +396,69 @@ func TestRemoveAtDoesNotFollowSymlinks(t *testing.T) {
 		t.Fatal("removeAt of a missing entry succeeded")
 	}
 }
+
+// The job's cgroup on this machine's real hierarchies: a process moved into
+// <v2>/…/slurmstepd.scope/job_N/step_0 dies by cgroup.kill, one in
+// <v1 controller>/slurm/uid_<uid>/job_N/step_0 by a pidfd kill; one in another job's cgroup and
+// one outside live on. Needs root and the hierarchies mounted.
+func TestEpilogKillsTheJobCgroup(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("moving processes between cgroups needs root")
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Skip(err)
+	}
+	mounts, _ := ParseCgroupMounts(f)
+	f.Close()
+	job := strconv.Itoa(4100000000 + os.Getpid()%1000000)
+	for _, v2 := range []bool{true, false} {
+		var m *CgroupMount
+		for i := range mounts {
+			if mounts[i].V2 == v2 && (v2 || strings.HasSuffix(mounts[i].Point, "/pids") || strings.HasSuffix(mounts[i].Point, "/freezer")) {
+				m = &mounts[i]
+				break
+			}
+		}
+		name := map[bool]string{true: "v2", false: "v1"}[v2]
+		t.Run(name, func(t *testing.T) {
+			if m == nil {
+				t.Skipf("no cgroup %s hierarchy mounted here", name)
+			}
+			top := filepath.Join(m.Point, "shoal-epilog-test-"+strconv.Itoa(os.Getpid()))
+			parent := filepath.Join(top, "slurm", "uid_0")
+			if v2 {
+				parent = filepath.Join(top, "system.slice", "slurmstepd.scope")
+			}
+			mine := filepath.Join(parent, "job_"+job, "step_0")
+			other := filepath.Join(parent, "job_1"+job, "step_0")
+			for _, d := range []string{mine, other} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Skipf("make a cgroup under %s: %v", m.Point, err)
+				}
+			}
+			t.Cleanup(func() { removeCgroupTree(top) })
+			in, inOther, outside := start(t, -1), start(t, -1), start(t, -1)
+			for d, c := range map[string]*exec.Cmd{mine: in, other: inOther} {
+				if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(c.Process.Pid)), 0); err != nil {
+					t.Skipf("move a process into %s: %v", d, err)
+				}
+			}
+			r := Epilog(hclog.NewNullLogger(), EpilogOptions{Job: job, UID: 0, CgroupMounts: []CgroupMount{*m},
+				TmpRoots: []string{t.TempDir()}, ShmRoot: t.TempDir(), HomeDir: t.TempDir()})
+			if len(r.Cgroups) != 1 || r.Cgroups[0] != filepath.Dir(mine) {
+				t.Fatalf("job cgroups %v, want [%s]", r.Cgroups, filepath.Dir(mine))
+			}
+			if !killedBySignal(in) {
+				t.Fatalf("the process in the job's cgroup lives on (report %+v)", r)
+			}
+			_, err := os.Stat(filepath.Join(filepath.Dir(mine), "cgroup.kill"))
+			if byPidfd := slices.Contains(r.Killed, in.Process.Pid); byPidfd == (v2 && err == nil) {
+				t.Errorf("killed through a pidfd: %v; cgroup.kill present: %v", byPidfd, err == nil)
+			}
+			if !alive(inOther) || !alive(outside) {
+				t.Fatalf("killed a process of another job's cgroup or outside (report %+v)", r)
+			}
+		})
+	}
+}
