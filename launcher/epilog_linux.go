@@ -71,6 +71,15 @@ func readNames(dirfd int) ([]string, error) {
 
 // readFileAt reads a regular file under dirfd (no symlink) that uid owns, at most max bytes.
 func readFileAt(dirfd int, name string, uid int, max int64) ([]byte, error) {
+	// not even opened unless it is a regular file now: opening a FIFO or a device can block or
+	// act; the check on the open descriptor below catches a swap in between
+	var pre unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &pre, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, err
+	}
+	if pre.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%s is not a regular file: %w", name, errNotTheirs)
+	}
 	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
@@ -115,7 +124,7 @@ const removeDepth = 32 // shoal's trees are 3 deep; a deeper one is left and rep
 // removeAt removes name under dirfd and, when it is a directory, everything in it, as the job's
 // user could: the top entry must be owned by uid, and a directory is entered only when uid owns
 // it (the user could not have emptied another user's directory). A symlink is removed, never
-// followed. It returns how many entries it removed.
+// followed. It returns the first error; what it could remove is removed.
 func removeAt(dirfd int, name string, uid int) error {
 	var st unix.Stat_t
 	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
