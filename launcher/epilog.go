@@ -445,9 +445,8 @@ func (e *epilog) killByEnvironment(anc map[int]bool, k *killer) {
 		}
 		env, err := readProcEnv(e.o.ProcRoot, pid)
 		if env == nil {
-			if err != nil && !errors.Is(err, os.ErrNotExist) {
-				e.problem("read the environment of %d: %v", pid, err)
-			}
+			// gone, a kernel thread (ESRCH), or a process the kernel hides even from root
+			e.log.Debug("environment not read", "pid", pid, "error", err)
 			continue
 		}
 		cmd, _ := os.ReadFile(filepath.Join(e.o.ProcRoot, ent.Name(), "cmdline"))
