@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -16,7 +17,7 @@ func TestEpilogRemovesAKilledMembersStore(t *testing.T) {
 	shm, tmp, proc := t.TempDir(), t.TempDir(), t.TempDir()
 	mk := func(job, id string) (store, sess string) {
 		store = filepath.Join(shm, "shoal-"+id+"-node3")
-		sess = filepath.Join(tmp, "shoal-0", id+"-node3")
+		sess = filepath.Join(tmp, "shoal-"+strconv.Itoa(os.Getuid()), id+"-node3")
 		for _, d := range []string{store, filepath.Join(sess, "spill")} {
 			if err := os.MkdirAll(d, 0o700); err != nil {
 				t.Fatal(err)
@@ -29,7 +30,8 @@ func TestEpilogRemovesAKilledMembersStore(t *testing.T) {
 	}
 	store, sess := mk("42", "aaaaaaaaaaaa")
 	otherStore, otherSess := mk("43", "bbbbbbbbbbbb")
-	r := Epilog(hclog.NewNullLogger(), EpilogOptions{Job: "42", UID: -1, TmpRoots: []string{tmp}, ShmRoot: shm, ProcRoot: proc})
+	r := Epilog(hclog.NewNullLogger(), EpilogOptions{Job: "42", UID: os.Getuid(), TmpRoots: []string{tmp}, ShmRoot: shm, ProcRoot: proc,
+		CgroupMounts: []CgroupMount{}, HomeDir: t.TempDir()})
 	for _, p := range []string{store, sess} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("the epilog of job 42 left %s (report %+v)", p, r)

@@ -203,7 +203,7 @@ else
   bad "scancel cleanup" "cluster=$cid processes-before=$workers" "$(ls /dev/shm "$SHOAL_RENDEZVOUS_DIR")" \
     "$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | while read -r e; do p=${e%/environ}; echo "${p#/proc/}: $(tr '\0' ' ' < "$p/cmdline") $(awk '{print $3, "ppid", $4}' "$p/stat")"; done)"
   # leave the machine clean for the tests that follow
-  [[ -n $cid ]] && "$ROOT/bin/shoal" admin epilog --job "$jid" --tmpdir /tmp --rendezvous-dir "$SHOAL_RENDEZVOUS_DIR" >/dev/null
+  [[ -n $cid ]] && "$ROOT/bin/shoal" admin epilog --job "$jid" --uid "$(id -u)" --tmpdir /tmp --rendezvous-dir "$SHOAL_RENDEZVOUS_DIR" >/dev/null
 fi
 
 # Ctrl-C on an interactive srun (twice within a second: srun aborts the step) stops everything
@@ -249,7 +249,7 @@ scancel "$jid" 2>/dev/null
 # the killed agent could not remove node3's object store: that is the admin epilog's job (the
 # test cluster runs no Epilog here), so run it as Slurm would once the job is gone
 for _ in $(seq 300); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && break; sleep 0.1; done
-"$ROOT/bin/shoal" admin epilog --job "$jid" --tmpdir /tmp --rendezvous-dir "$SHOAL_RENDEZVOUS_DIR" >/dev/null
+"$ROOT/bin/shoal" admin epilog --job "$jid" --uid "$(id -u)" --tmpdir /tmp --rendezvous-dir "$SHOAL_RENDEZVOUS_DIR" >/dev/null
 
 # the time-limit job (submitted at the start)
 cid=""
@@ -302,7 +302,7 @@ time.sleep(600)"\n' "$WORK" "$via" "$setrdv" > "$WORK/epi.sbatch"
     ok "shoal admin epilog ($via) removes what a killed job left on every node"
   else bad "epilog via $via" "cluster=$cid shm-before=$before left=$left" "$(cat "$WORK/epilog.log" 2>/dev/null)" "$(ls /dev/shm /tmp/shoal-0 "$rdv" 2>/dev/null)" \
     "$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | while read -r e; do p=${e%/environ}; echo "${p#/proc/}: $(tr '\0' ' ' < "$p/cmdline")"; done)"
-    "$ROOT/bin/shoal" admin epilog --job "$jid" --tmpdir /tmp --rendezvous-dir "$rdv" >/dev/null
+    "$ROOT/bin/shoal" admin epilog --job "$jid" --uid "$(id -u)" --tmpdir /tmp --rendezvous-dir "$rdv" >/dev/null
   fi
 done
 
