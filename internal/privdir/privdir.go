@@ -18,6 +18,7 @@
 package privdir
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -331,7 +332,7 @@ func (d *Dir) ReplaceFile(name string, data []byte) error {
 }
 
 // OpenFile opens the existing file name for reading without following a link; it must be a
-// regular file owned by the user.
+// regular file owned by the user (else a *NotPrivateError).
 func (d *Dir) OpenFile(name string) (*os.File, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
@@ -350,8 +351,13 @@ func (d *Dir) OpenFile(name string) (*os.File, error) {
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || int(st.Uid) != os.Geteuid() {
 		unix.Close(fd)
-		return nil, fmt.Errorf("refusing to read %s: not a regular file of yours (owner %s, mode %04o); remove it",
-			d.Join(name), describeUID(int(st.Uid)), st.Mode&07777)
+		what := "a regular file"
+		if st.Mode&unix.S_IFMT != unix.S_IFREG {
+			what = "not a regular file"
+		}
+		return nil, &NotPrivateError{Path: d.Join(name), What: what, UID: int(st.Uid), Mode: fileMode(st.Mode),
+			Problem: "shoal reads only regular files of your own, " + describeUID(os.Geteuid()) + ", here",
+			Hint: cmp.Or(d.hint, "remove it")}
 	}
 	return os.NewFile(uintptr(fd), d.Join(name)), nil
 }

@@ -264,7 +264,7 @@ func TestReadFileRefusesAnotherUsersFile(t *testing.T) {
 	defer d.Close()
 	os.WriteFile(d.Join("rdv.json"), []byte("{}"), 0o644)
 	os.Chown(d.Join("rdv.json"), uid, uid)
-	if _, err := d.ReadFile("rdv.json"); err == nil || !strings.Contains(err.Error(), "not a regular file of yours") {
+	if _, err := d.ReadFile("rdv.json"); !errors.Is(err, ErrNotPrivate) || !strings.Contains(err.Error(), "owned by") {
 		t.Errorf("ReadFile of another user's file: %v", err)
 	}
 }
