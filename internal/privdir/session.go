@@ -222,10 +222,16 @@ func sweepOne(log hclog.Logger, base *Dir, name, host string) bool {
 	return true
 }
 
+// notedPathOK says whether p, read from a leftover-N file of session name, is a path the
+// session could have noted: absolute, clean, named shoal-<name>, with name a session name.
+func notedPathOK(p, name string) bool {
+	return ValidSessionName(name) && filepath.IsAbs(p) && filepath.Clean(p) == p && filepath.Base(p) == "shoal-"+name
+}
+
 // removeNoted removes p, noted by session name: only an absolute, clean path named
 // shoal-<name> that is a directory of the user's own (never a link).
 func removeNoted(p, name string) error {
-	if !filepath.IsAbs(p) || filepath.Clean(p) != p || filepath.Base(p) != "shoal-"+name {
+	if !notedPathOK(p, name) {
 		return fmt.Errorf("%q is not a path this session could have made; left alone", p)
 	}
 	parent, err := os.Open(filepath.Dir(p))
