@@ -357,7 +357,7 @@ func (d *Dir) OpenFile(name string) (*os.File, error) {
 		}
 		return nil, &NotPrivateError{Path: d.Join(name), What: what, UID: int(st.Uid), Mode: fileMode(st.Mode),
 			Problem: "shoal reads only regular files of your own, " + describeUID(os.Geteuid()) + ", here",
-			Hint: cmp.Or(d.hint, "remove it")}
+			Hint:    cmp.Or(d.hint, "remove it")}
 	}
 	return os.NewFile(uintptr(fd), d.Join(name)), nil
 }

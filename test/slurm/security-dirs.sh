@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Squatted directories on the 3-node Slurm test cluster (docs/security.md, "Directories and
+# files"), played by real users: INTRUDER makes the victim's /tmp/shoal-<uid> first, or watches
+# /dev/shm for a head's store and makes the member's store directory (/dev/shm/shoal-<id>-node2)
+# before the member does. VICTIM's `srun shoal launch` must fail with an error naming the path
+# and the intruder, and leave nothing of the victim's in the intruder's directories. Both
+# succeeded against shoal before issue 12. Run under `flock /tmp/shoal-slurm.lock` (make
+# test-security does). Last line: "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+. "$PWD/test/slurm/lib.sh"
+. "$PWD/test/security/lib.sh"
+WORK=$(mktemp -d /tmp/shoal-secdirs.XXXXXX)
+chmod 1777 "$WORK"
+BASE=/tmp/shoal-$VICTIM_UID
+WATCH=
+cleanup() {
+  [[ -n $WATCH ]] && kill "$WATCH" 2>/dev/null
+  [[ -f $WORK/squatted ]] && while read -r d; do rm -rf "$d"; done < "$WORK/squatted"
+  rm -rf "$WORK" "$SHOAL_RENDEZVOUS_DIR" "$BASE"
+  [[ -f $WORK/squatted ]] && while read -r d; do rm -rf "$d"; done < "$WORK/squatted"
+}
+trap cleanup EXIT
+"$CLUSTER" up >/dev/null || { bad "slurm cluster up"; finish; }
+
+# vjob NAME BODY: an sbatch -N 3 script submitted by the victim, waited for; sets $rc and $out
+vjob() {
+  printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/%s.out\n%s\n' "$WORK" "$1" "$2" > "$WORK/$1.sbatch"
+  chmod 644 "$WORK/$1.sbatch"
+  (cd "$WORK" && as_victim env SLURM_CONF="$SLURM_CONF" timeout 120 sbatch --wait "$WORK/$1.sbatch" >/dev/null 2>&1); rc=$?
+  out=$(cat "$WORK/$1.out" 2>/dev/null)
+}
+mine() { find "$1" -mindepth 1 -user "$VICTIM" 2>/dev/null | head -5; }
+
+# --- 1. /tmp/shoal-<victim uid> made first by the intruder (shared /tmp of the test nodes)
+rm -rf "$BASE"
+as_intruder mkdir -m 0777 "$BASE"; as_intruder chmod 0777 "$BASE"
+vjob base 'srun --kill-on-bad-exit=1 shoal launch --join-timeout 30s -- true'
+if ((rc != 0)) && has "$out" "refusing to use $BASE" && has "$out" "$INTRUDER (uid $INTRUDER_UID)"; then
+  ok "squatted base: every node's launch refuses it, naming the path and the intruder"
+else
+  bad "squatted base: the job ran in the intruder's directory" "rc=$rc" "$out"
+fi
+left=$(mine "$BASE")
+[[ -z $left ]] && ok "squatted base: nothing of the victim's in it (no secret, no record)" || bad "squatted base: the victim wrote into it" "$left"
+rm -rf "$BASE"
+
+# --- 2. a member's store directory, made by the intruder as soon as the head's store shows the
+# cluster's id in /dev/shm
+as_intruder bash -c 'end=$((SECONDS + 90)); while ((SECONDS < end)); do
+  for d in /dev/shm/shoal-????????????; do
+    [[ -d $d && ! -e $d-node2 && $(stat -c %U "$d" 2>/dev/null) == "$1" ]] || continue
+    mkdir -m 0777 "$d-node2" 2>/dev/null && chmod 0777 "$d-node2" && echo "$d-node2" >> "$2"
+  done
+done' squat "$VICTIM" "$WORK/squatted" &
+WATCH=$!
+vjob store 'srun --kill-on-bad-exit=1 shoal launch --join-timeout 30s -- true'
+squat=$(head -1 "$WORK/squatted" 2>/dev/null)
+if [[ -z $squat ]]; then
+  bad "store squat: the intruder did not get in first (the race was lost; rerun)" "$out"
+elif ((rc != 0)) && has "$out" "refusing to use $squat" && has "$out" "$INTRUDER"; then
+  ok "squatted member store: node2's agent refuses it, naming the path and the intruder"
+else
+  bad "squatted member store: node2's agent used the intruder's directory" "rc=$rc" "$out"
+fi
+[[ -n $squat ]] && { left=$(mine "$squat"); [[ -z $left ]] && ok "squatted member store: no arena of the victim's in it" || bad "squatted member store: the victim's arena is in it" "$left"; }
+kill "$WATCH" 2>/dev/null; wait "$WATCH" 2>/dev/null; WATCH=
+finish
