@@ -15,7 +15,7 @@ chmod 1777 "$WORK"
 BASE=/tmp/shoal-$VICTIM_UID
 WATCH=
 cleanup() {
-  [[ -n $WATCH ]] && kill "$WATCH" 2>/dev/null
+  [[ -n $WATCH ]] && { touch "$WORK/squatted.stop"; wait "$WATCH" 2>/dev/null; }
   [[ -f $WORK/squatted ]] && while read -r d; do rm -rf "$d"; done < "$WORK/squatted"
   rm -rf "$WORK" "$SHOAL_RENDEZVOUS_DIR" "$BASE"
   [[ -f $WORK/squatted ]] && while read -r d; do rm -rf "$d"; done < "$WORK/squatted"
@@ -47,12 +47,14 @@ rm -rf "$BASE"
 
 # --- 2. a member's store directory, made by the intruder as soon as the head's store shows the
 # cluster's id in /dev/shm
-as_intruder bash -c 'end=$((SECONDS + 90)); while ((SECONDS < end)); do
+ls -d /dev/shm/shoal-* > "$WORK/before" 2>/dev/null; chmod 644 "$WORK/before"
+as_intruder bash -c 'end=$((SECONDS + 90)); while ((SECONDS < end)) && [[ ! -e $2.stop ]]; do
   for d in /dev/shm/shoal-????????????; do
     [[ -d $d && ! -e $d-node2 && $(stat -c %U "$d" 2>/dev/null) == "$1" ]] || continue
+    grep -qx "$d" "$3" && continue # only the clusters that start from now on
     mkdir -m 0777 "$d-node2" 2>/dev/null && chmod 0777 "$d-node2" && echo "$d-node2" >> "$2"
   done
-done' squat "$VICTIM" "$WORK/squatted" &
+done' squat "$VICTIM" "$WORK/squatted" "$WORK/before" &
 WATCH=$!
 vjob store 'srun --kill-on-bad-exit=1 shoal launch --join-timeout 30s -- true'
 squat=$(head -1 "$WORK/squatted" 2>/dev/null)
@@ -64,5 +66,5 @@ else
   bad "squatted member store: node2's agent used the intruder's directory" "rc=$rc" "$out"
 fi
 [[ -n $squat ]] && { left=$(mine "$squat"); [[ -z $left ]] && ok "squatted member store: no arena of the victim's in it" || bad "squatted member store: the victim's arena is in it" "$left"; }
-kill "$WATCH" 2>/dev/null; wait "$WATCH" 2>/dev/null; WATCH=
+touch "$WORK/squatted.stop"; wait "$WATCH" 2>/dev/null; WATCH=
 finish
