@@ -79,8 +79,11 @@ func describeUID(uid int) string {
 	return fmt.Sprintf("uid %d", uid)
 }
 
-func wanted() string {
-	return "shoal needs a directory owned by you, " + describeUID(os.Geteuid()) + ", with mode 0700"
+func wanted(uid int) string {
+	if uid == os.Geteuid() {
+		return "shoal needs a directory owned by you, " + describeUID(uid) + ", with mode 0700"
+	}
+	return "shoal needs a directory owned by " + describeUID(uid) + " with mode 0700"
 }
 
 // Dir is an open private directory.
@@ -88,6 +91,7 @@ type Dir struct {
 	f    *os.File
 	path string
 	hint string
+	uid  int // the owner it was checked against
 }
 
 // Make makes path (mode 0700) unless it exists, and opens it: a directory of the user's own is
@@ -97,7 +101,7 @@ func Make(path, hint string) (*Dir, error) {
 	if err := unix.Mkdir(path, Mode); err != nil && err != unix.EEXIST {
 		return nil, fmt.Errorf("create directory %s: %w", path, err)
 	}
-	return open(unix.AT_FDCWD, path, path, hint, true)
+	return open(unix.AT_FDCWD, path, path, hint, true, os.Geteuid())
 }
 
 // Create makes path (mode 0700) and opens it; a path that exists already is an error (a
@@ -110,13 +114,20 @@ func Create(path, hint string) (*Dir, error) {
 // Open opens the private directory path without making it (an error wrapping fs.ErrNotExist
 // when it is missing). A directory of the user's own is set to mode 0700.
 func Open(path, hint string) (*Dir, error) {
-	return open(unix.AT_FDCWD, path, path, hint, true)
+	return open(unix.AT_FDCWD, path, path, hint, true, os.Geteuid())
+}
+
+// OpenOwnedBy opens path when it is a directory (not a link) owned by uid with mode 0700, and
+// changes nothing; for root acting on a user's files (the epilog). Subdirectories and files
+// opened through it are checked against uid too.
+func OpenOwnedBy(path string, uid int, hint string) (*Dir, error) {
+	return open(unix.AT_FDCWD, path, path, hint, false, uid)
 }
 
 func create(at int, name, path, hint string) (*Dir, error) {
 	if err := unix.Mkdirat(at, name, Mode); err != nil {
 		if err == unix.EEXIST {
-			d, oerr := open(at, name, path, hint, false)
+			d, oerr := open(at, name, path, hint, false, os.Geteuid())
 			if oerr != nil {
 				return nil, oerr
 			}
@@ -125,24 +136,24 @@ func create(at int, name, path, hint string) (*Dir, error) {
 		}
 		return nil, fmt.Errorf("create directory %s: %w", path, err)
 	}
-	return open(at, name, path, hint, true)
+	return open(at, name, path, hint, true, os.Geteuid())
 }
 
-// open opens name relative to at without following a link and checks it; fix: set a directory
-// of the user's own to 0700.
-func open(at int, name, path, hint string, fix bool) (*Dir, error) {
+// open opens name relative to at without following a link and checks it against owner uid;
+// fix: set a directory of the process's own to 0700.
+func open(at int, name, path, hint string, fix bool, uid int) (*Dir, error) {
 	fd, err := unix.Openat(at, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if err == unix.ELOOP || err == unix.ENOTDIR {
-			return nil, describe(at, name, path, hint)
+			return nil, describe(at, name, path, hint, uid)
 		}
 		if err == unix.ENOENT {
 			return nil, fmt.Errorf("open directory %s: %w", path, fs.ErrNotExist)
 		}
 		return nil, fmt.Errorf("open directory %s: %w", path, err)
 	}
-	d := &Dir{f: os.NewFile(uintptr(fd), path), path: path, hint: hint}
-	if err := d.check(fix); err != nil {
+	d := &Dir{f: os.NewFile(uintptr(fd), path), path: path, hint: hint, uid: uid}
+	if err := d.check(fix && uid == os.Geteuid()); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -155,16 +166,16 @@ func (d *Dir) check(fix bool) error {
 		return fmt.Errorf("stat %s: %w", d.path, err)
 	}
 	mode := fileMode(st.Mode)
-	if int(st.Uid) != os.Geteuid() {
+	if int(st.Uid) != d.uid {
 		return &NotPrivateError{Path: d.path, What: "a directory", UID: int(st.Uid), Mode: mode,
-			Problem: wanted(), Hint: d.hint}
+			Problem: wanted(d.uid), Hint: d.hint}
 	}
 	if st.Mode&07777 == Mode {
 		return nil
 	}
 	if !fix {
 		return &NotPrivateError{Path: d.path, What: "a directory", UID: int(st.Uid), Mode: mode,
-			Problem: wanted(), Hint: "run chmod 0700 " + d.path}
+			Problem: wanted(d.uid), Hint: "run chmod 0700 " + d.path}
 	}
 	if err := unix.Fchmod(int(d.f.Fd()), Mode); err != nil {
 		return fmt.Errorf("set mode 0700 on %s (yours, mode %04o): %w", d.path, st.Mode&07777, err)
@@ -172,15 +183,15 @@ func (d *Dir) check(fix bool) error {
 	if err := unix.Fstat(int(d.f.Fd()), &st); err != nil {
 		return fmt.Errorf("stat %s: %w", d.path, err)
 	}
-	if st.Mode&07777 != Mode || int(st.Uid) != os.Geteuid() {
+	if st.Mode&07777 != Mode || int(st.Uid) != d.uid {
 		return &NotPrivateError{Path: d.path, What: "a directory", UID: int(st.Uid), Mode: fileMode(st.Mode),
-			Problem: wanted() + " (chmod did not take)", Hint: d.hint}
+			Problem: wanted(d.uid) + " (chmod did not take)", Hint: d.hint}
 	}
 	return nil
 }
 
 // describe makes the error for a name that is not a directory (a link, a file).
-func describe(at int, name, path, hint string) error {
+func describe(at int, name, path, hint string, uid int) error {
 	var st unix.Stat_t
 	if err := unix.Fstatat(at, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("stat %s: %w", path, err)
@@ -197,7 +208,7 @@ func describe(at int, name, path, hint string) error {
 		what = "a regular file"
 	}
 	return &NotPrivateError{Path: path, What: what, UID: int(st.Uid), Mode: fileMode(st.Mode),
-		Problem: wanted() + ", not a link", Hint: hint}
+		Problem: wanted(uid) + ", not a link", Hint: hint}
 }
 
 func unixMode(m fs.FileMode) uint32 {
@@ -259,7 +270,7 @@ func (d *Dir) Make(name string) (*Dir, error) {
 	if err := unix.Mkdirat(d.fd(), name, Mode); err != nil && err != unix.EEXIST {
 		return nil, fmt.Errorf("create directory %s: %w", d.Join(name), err)
 	}
-	return open(d.fd(), name, d.Join(name), d.hint, true)
+	return open(d.fd(), name, d.Join(name), d.hint, true, d.uid)
 }
 
 // Create makes the subdirectory name, which must not exist, and opens it.
@@ -276,7 +287,7 @@ func (d *Dir) Open(name string) (*Dir, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	return open(d.fd(), name, d.Join(name), d.hint, false)
+	return open(d.fd(), name, d.Join(name), d.hint, false, d.uid)
 }
 
 // CreateFile creates the file name (mode 0600, read-write), which must not exist: a name taken
@@ -349,14 +360,14 @@ func (d *Dir) OpenFile(name string) (*os.File, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("stat %s: %w", d.Join(name), err)
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || int(st.Uid) != os.Geteuid() {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || int(st.Uid) != d.uid {
 		unix.Close(fd)
 		what := "a regular file"
 		if st.Mode&unix.S_IFMT != unix.S_IFREG {
 			what = "not a regular file"
 		}
 		return nil, &NotPrivateError{Path: d.Join(name), What: what, UID: int(st.Uid), Mode: fileMode(st.Mode),
-			Problem: "shoal reads only regular files of your own, " + describeUID(os.Geteuid()) + ", here",
+			Problem: "shoal reads only regular files owned by " + describeUID(d.uid) + " here",
 			Hint:    cmp.Or(d.hint, "remove it")}
 	}
 	return os.NewFile(uintptr(fd), d.Join(name)), nil

@@ -405,3 +405,34 @@ func TestLockIsNotInherited(t *testing.T) {
 		t.Errorf("lock descriptor flags %#x (%v): not close-on-exec", fl, err)
 	}
 }
+
+func TestOpenOwnedBy(t *testing.T) {
+	name, uid := other(t)
+	p := filepath.Join(t.TempDir(), "shoal-x")
+	os.Mkdir(p, 0o700)
+	os.WriteFile(filepath.Join(p, "theirs.json"), []byte("{}"), 0o600)
+	os.Chown(filepath.Join(p, "theirs.json"), uid, uid)
+	os.WriteFile(filepath.Join(p, "roots.json"), []byte("{}"), 0o600)
+	os.Chown(p, uid, uid)
+	if _, err := OpenOwnedBy(p, os.Geteuid(), ""); !errors.Is(err, ErrNotPrivate) || !strings.Contains(err.Error(), name) {
+		t.Errorf("OpenOwnedBy with the wrong owner: %v", err)
+	}
+	d, err := OpenOwnedBy(p, uid, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := d.ReadFile("theirs.json"); err != nil || string(b) != "{}" {
+		t.Errorf("reading the owner's file: %q %v", b, err)
+	}
+	if _, err := d.ReadFile("roots.json"); !errors.Is(err, ErrNotPrivate) {
+		t.Errorf("a file of another owner was read: %v", err)
+	}
+	d.Close()
+	os.Chmod(p, 0o755)
+	if _, err := OpenOwnedBy(p, uid, ""); !errors.Is(err, ErrNotPrivate) {
+		t.Errorf("OpenOwnedBy accepted mode 0755: %v", err)
+	}
+	if m := mode(t, p); m != os.ModeDir|0o755 {
+		t.Errorf("OpenOwnedBy changed the mode to %v", m)
+	}
+}

@@ -242,8 +242,8 @@ func removeNoted(p, name string) error {
 		return err
 	}
 	defer parent.Close()
-	pd := &Dir{f: parent, path: filepath.Dir(p)}
-	d, err := open(int(parent.Fd()), filepath.Base(p), p, "", false)
+	pd := &Dir{f: parent, path: filepath.Dir(p), uid: os.Geteuid()}
+	d, err := open(int(parent.Fd()), filepath.Base(p), p, "", false, os.Geteuid())
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
