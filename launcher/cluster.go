@@ -16,9 +16,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
+	"sort"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/shoal-hpc/shoal/config"
 	"github.com/shoal-hpc/shoal/head"
+	"github.com/shoal-hpc/shoal/internal/privdir"
 	"github.com/shoal-hpc/shoal/nodeagent"
 	"github.com/shoal-hpc/shoal/nodeagent/confine"
 	"github.com/shoal-hpc/shoal/nodeagent/fingerprint"
@@ -75,7 +77,7 @@ type Cluster struct {
 	head   *head.Head
 	agent  *nodeagent.Agent
 	conf   *confine.Confiner
-	base   string
+	sess   *privdir.Session
 	// Shutdown is closed when a client asked the cluster to stop (shoal down).
 	Shutdown chan struct{}
 }
@@ -94,15 +96,44 @@ type Info struct {
 	StoreDir string `json:"store_dir,omitempty"`
 }
 
-// BaseDir returns the per-user directory that holds session directories.
+// BaseDir returns the per-user directory that holds session directories,
+// <tmpRoot>/shoal-<uid>. It is private (internal/privdir): made once, never removed.
 func BaseDir(tmpRoot string) string {
+	return privdir.BasePath(tmpRootOf(tmpRoot))
+}
+
+func tmpRootOf(tmpRoot string) string {
 	if tmpRoot == "" {
 		tmpRoot = os.Getenv("SHOAL_TMPDIR")
 	}
 	if tmpRoot == "" {
 		tmpRoot = os.TempDir()
 	}
-	return filepath.Join(tmpRoot, "shoal-"+strconv.Itoa(os.Getuid()))
+	return tmpRoot
+}
+
+// openSession makes this user's base directory under tmpRoot (unless it exists), removes what
+// killed clusters left in it, and makes the session directory name.
+func openSession(log hclog.Logger, tmpRoot, name string) (*privdir.Session, error) {
+	root := tmpRootOf(tmpRoot)
+	base, err := privdir.Base(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w; the temp directory %s must exist: create it, or set SHOAL_TMPDIR (--tmpdir) to one that does", err, root)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s, err := privdir.NewSession(log.Named("session"), base, name)
+	if err != nil {
+		return nil, fmt.Errorf("make the session directory: %w", err)
+	}
+	return s, nil
+}
+
+// validID says whether id is a cluster id: 12 lowercase hex digits (what NewID makes, and all
+// the epilog accepts).
+func validID(id string) bool {
+	return len(id) == 12 && privdir.ValidSessionName(id)
 }
 
 // NewID returns a random cluster id.
@@ -120,26 +151,30 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 	if o.Secret == "" {
 		o.Secret = wire.NewSecret()
 	}
-	base := BaseDir(o.TmpRoot)
-	if err := os.MkdirAll(base, 0o700); err != nil {
-		return nil, fmt.Errorf("create %s: %w", base, err)
+	if !validID(o.ClusterID) {
+		return nil, fmt.Errorf("cluster id %q: a cluster id is 12 lowercase hex digits; leave it unset for a random one", o.ClusterID)
 	}
-	dir := filepath.Join(base, o.ClusterID)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create session directory %s: %w", dir, err)
+	sess, err := openSession(log, o.TmpRoot, o.ClusterID)
+	if err != nil {
+		return nil, err
 	}
-	c := &Cluster{ID: o.ClusterID, Secret: o.Secret, Dir: dir, log: log, base: base, Shutdown: make(chan struct{})}
+	dir := sess.Path()
+	c := &Cluster{ID: o.ClusterID, Secret: o.Secret, Dir: dir, log: log, sess: sess, Shutdown: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
 			c.Close()
 		}
 	}()
-	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte(o.Secret+"\n"), 0o600); err != nil {
+	if err := sess.WriteFile("secret", []byte(o.Secret+"\n")); err != nil {
 		return nil, fmt.Errorf("write cluster secret: %w", err)
 	}
 	res, storeBytes, shmDir, node, err := resources(log, o, c.ID)
 	if err != nil {
+		return nil, err
+	}
+	// noted before they exist, so that the next start removes them should this one be killed
+	if err := sess.Note(shmDir); err != nil {
 		return nil, err
 	}
 	topo, conf, majors, err := gpuSetup(log, &o, res)
@@ -156,7 +191,11 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 	if spill == "" {
 		spill = filepath.Join(dir, "spill")
 	} else {
+		// the objects store makes it (Mkdir, checked) before its /dev/shm directory shows the id
 		spill = filepath.Join(spill, "shoal-"+c.ID)
+		if err := sess.Note(spill); err != nil {
+			return nil, err
+		}
 	}
 	listen := o.ListenTCP
 	if listen == "" {
@@ -309,15 +348,11 @@ func (c *Cluster) Info() Info {
 		SlurmJob: os.Getenv("SLURM_JOB_ID"), StoreDir: filepath.Dir(c.agent.ArenaPath())}
 }
 
-// WriteInfo records the cluster in its session directory for `shoal status` and `shoal down`.
+// WriteInfo records the cluster in its session directory for `shoal status` and `shoal down`
+// (a new file renamed over the old one, never a file written in place).
 func (c *Cluster) WriteInfo() error {
 	b, _ := json.MarshalIndent(c.Info(), "", "  ")
-	p := filepath.Join(c.Dir, "cluster.json")
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
+	return c.sess.ReplaceFile("cluster.json", b)
 }
 
 // Agent returns the node agent.
@@ -335,34 +370,45 @@ func (c *Cluster) Close() error {
 	if c.conf != nil {
 		errs = append(errs, c.conf.Close())
 	}
-	errs = append(errs, os.RemoveAll(c.Dir))
-	os.Remove(c.base) // only when empty: other clusters of this user keep it
+	// the session directory goes, then its lock; the per-user base stays (see privdir)
+	errs = append(errs, c.sess.Close())
 	return errors.Join(errs...)
 }
 
 // Clusters lists the clusters of this user recorded under the base directory.
 func Clusters(tmpRoot string) ([]Info, error) {
-	base := BaseDir(tmpRoot)
-	ents, err := os.ReadDir(base)
-	if errors.Is(err, os.ErrNotExist) {
+	base, err := privdir.Open(BaseDir(tmpRoot), privdir.BaseHint)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
+		return nil, err // never read records from a directory another user could write
+	}
+	defer base.Close()
+	names, err := base.Names()
+	if err != nil {
 		return nil, err
 	}
+	sort.Strings(names)
 	var out []Info
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(base, e.Name(), "cluster.json"))
+	for _, name := range names {
+		if !validID(name) {
+			continue // members' stores (<id>-<node>) and anything else
+		}
+		d, err := base.Open(name)
 		if err != nil {
 			continue
 		}
-		var in Info
-		if json.Unmarshal(b, &in) == nil {
-			if unix.Kill(in.PID, 0) != nil && !errors.Is(unix.Kill(in.PID, 0), unix.EPERM) {
-				continue // stale: its process is gone
+		// live: its process holds the session's lock (a pid could have been reused)
+		if privdir.Live(d) {
+			if b, err := d.ReadFile("cluster.json"); err == nil {
+				var in Info
+				if json.Unmarshal(b, &in) == nil {
+					out = append(out, in)
+				}
 			}
-			out = append(out, in)
 		}
+		d.Close()
 	}
 	return out, nil
 }

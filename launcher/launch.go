@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-hpc/shoal/internal/privdir"
 	"github.com/shoal-hpc/shoal/nodeagent"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/slurm"
@@ -299,25 +301,71 @@ func cudaList(gpus []int, m map[int]int) []int {
 	return out
 }
 
+const rendezvousHint = "remove it, or set --rendezvous-dir (SHOAL_RENDEZVOUS_DIR) to a directory of your own that all nodes of the job share"
+
+// writeRendezvous writes the rendezvous file (the head's address and the secret) into its
+// directory, a private one (internal/privdir; made when missing, and so is $HOME/.shoal for the
+// default), as a new file renamed into place.
 func writeRendezvous(file string, r rendezvous) error {
-	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
-		return fmt.Errorf("create rendezvous directory: %w", err)
+	dir := filepath.Dir(file)
+	d, err := privdir.Make(dir, rendezvousHint)
+	if errors.Is(err, fs.ErrNotExist) {
+		if home, herr := os.UserHomeDir(); herr == nil && filepath.Dir(dir) == filepath.Join(home, ".shoal") {
+			var p *privdir.Dir
+			if p, err = privdir.Make(filepath.Dir(dir), rendezvousHint); err == nil {
+				d, err = p.Make(filepath.Base(dir))
+				p.Close()
+			}
+		}
 	}
+	if err != nil {
+		return fmt.Errorf("make the rendezvous directory: %w", err)
+	}
+	defer d.Close()
 	b, _ := json.Marshal(r)
-	tmp := file + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("write rendezvous file: %w", err)
+	if err := d.ReplaceFile(filepath.Base(file), b); err != nil {
+		return fmt.Errorf("write the rendezvous file: %w", err)
 	}
-	return os.Rename(tmp, file)
+	return nil
+}
+
+// readRendezvous reads the rendezvous file, only from a private directory (another user's
+// file there could send this node to a head of their own); an error wrapping
+// privdir.ErrNotPrivate is final, others mean "not yet".
+func readRendezvous(file string) ([]byte, error) {
+	d, err := privdir.Open(filepath.Dir(file), rendezvousHint)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.ReadFile(filepath.Base(file))
+}
+
+// writeMemberRecord records a member agent in its store's session directory, for the epilog
+// and for the next start of this user should the agent be killed.
+func writeMemberRecord(sessionDir string, in Info) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	d, err := privdir.Open(sessionDir, privdir.BaseHint)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.ReplaceFile("member.json", b)
 }
 
 func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, file string) (int, error) {
 	deadline := time.Now().Add(o.JoinTimeout)
 	var r rendezvous
 	for {
-		b, err := os.ReadFile(file)
+		b, err := readRendezvous(file)
 		if err == nil && json.Unmarshal(b, &r) == nil && r.Addr != "" {
 			break
+		}
+		if errors.Is(err, privdir.ErrNotPrivate) {
+			return 1, err
 		}
 		if time.Now().After(deadline) {
 			return 1, fmt.Errorf("timed out after %s waiting for the first node to start the cluster (no %s); is `shoal launch` running on the job's first node, and is %s shared between the nodes?",
@@ -378,9 +426,9 @@ func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, fi
 		return 1, err
 	}
 	// for `shoal admin epilog`, should this agent be killed before it removes its store
-	if b, err := json.Marshal(Info{ID: r.Cluster, PID: os.Getpid(), Dir: store.SessionDir, StoreDir: shmDir,
-		SlurmJob: os.Getenv("SLURM_JOB_ID")}); err == nil {
-		os.WriteFile(filepath.Join(store.SessionDir, "member.json"), b, 0o600)
+	if err := writeMemberRecord(store.SessionDir, Info{ID: r.Cluster, PID: os.Getpid(), Dir: store.SessionDir, StoreDir: shmDir,
+		SlurmJob: os.Getenv("SLURM_JOB_ID")}); err != nil {
+		log.Warn("record this member for the epilog", "error", err)
 	}
 	code, sig, err := m.Serve(ctx, sigs)
 	if sig != nil {

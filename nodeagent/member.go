@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/shoal-hpc/shoal/internal/privdir"
 	"github.com/shoal-hpc/shoal/nodeagent/confine"
 	"github.com/shoal-hpc/shoal/nodeagent/gpu"
 	"github.com/shoal-hpc/shoal/sched"
@@ -82,7 +83,8 @@ func JoinRetry(ctx context.Context, log hclog.Logger, cfg MemberConfig, deadline
 		if err == nil {
 			return m, nil, nil
 		}
-		if time.Now().After(deadline) {
+		// a store directory another user made is not going away by trying again
+		if time.Now().After(deadline) || errors.Is(err, privdir.ErrNotPrivate) {
 			return nil, nil, err
 		}
 		select {

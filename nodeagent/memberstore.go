@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/shoal-hpc/shoal/internal/privdir"
 	"github.com/shoal-hpc/shoal/nodeagent/objstore"
 	"github.com/shoal-hpc/shoal/rdma"
 	"github.com/shoal-hpc/shoal/wire"
@@ -25,8 +26,9 @@ type StoreConfig struct {
 	// Dir is the store's directory under /dev/shm; its name must include the node's name,
 	// since the network namespaces of a test cluster share one /dev/shm.
 	Dir string
-	// SessionDir holds the store's Unix socket and spill directory; created 0700, removed at
-	// the end.
+	// SessionDir holds the store's Unix socket and spill directory: made (with its parent, the
+	// per-user base, when missing) as a private session directory (internal/privdir) that it
+	// must not exist, locked while the store lives, removed at the end.
 	SessionDir string
 	// Memory is the arena size in bytes.
 	Memory int64
@@ -42,6 +44,7 @@ type memberStore struct {
 	cluster string
 	node    string
 	dir     string
+	sess    *privdir.Session
 	sock    string
 	mu      sync.Mutex
 	store   *objstore.Store
@@ -57,16 +60,25 @@ func newMemberStore(log hclog.Logger, secret, node, host string, cfg StoreConfig
 	if cfg.ClusterID == "" || cfg.Dir == "" || cfg.SessionDir == "" {
 		return nil, errors.New("[internal error] a member store needs a cluster id, a store directory and a session directory")
 	}
-	if err := os.MkdirAll(cfg.SessionDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create session directory %s: %w", cfg.SessionDir, err)
+	base, err := privdir.Make(filepath.Dir(cfg.SessionDir), privdir.BaseHint)
+	if err != nil {
+		return nil, err
 	}
-	s = &memberStore{log: log, secret: secret, cluster: cfg.ClusterID, node: node, dir: cfg.SessionDir,
+	sess, err := privdir.NewSession(log.Named("session"), base, filepath.Base(cfg.SessionDir))
+	if err != nil {
+		return nil, fmt.Errorf("make the store's session directory: %w", err)
+	}
+	s = &memberStore{log: log, secret: secret, cluster: cfg.ClusterID, node: node, dir: cfg.SessionDir, sess: sess,
 		sock: filepath.Join(cfg.SessionDir, "store.sock"), conns: map[uint64]*wire.Conn{}}
 	defer func() {
 		if err != nil {
 			s.close()
 		}
 	}()
+	// the next start removes it should this agent be killed
+	if err := sess.Note(cfg.Dir); err != nil {
+		return s, err
+	}
 	if s.store, err = objstore.New(log.Named("objstore"), cfg.Dir, filepath.Join(cfg.SessionDir, "spill"), cfg.Memory); err != nil {
 		return s, err
 	}
@@ -114,7 +126,9 @@ func (s *memberStore) doClose() {
 		}
 		s.mu.Unlock()
 	}
-	os.RemoveAll(s.dir)
+	if err := s.sess.Close(); err != nil {
+		s.log.Warn("remove the store's session directory", "error", err)
+	}
 }
 
 // free drops the copies the head node's agent freed.

@@ -120,7 +120,10 @@ check "init(): a local cluster for a plain python script" eval '[ $rc -eq 0 ] &&
 sleep 0.5
 check "init(): its cluster is gone after the script exits" leftovers "$id"
 
-check "nothing of any cluster is left under the session root" test ! -e "$SHOAL_TMPDIR/shoal-$(id -u)"
+# the per-user base stays (0700, empty but for its lock file): removing it would let another
+# user make it first (docs/security.md, "Directories and files")
+check "nothing of any cluster is left under the session root, which stays 0700" \
+  eval '[ -z "$(ls "$SHOAL_TMPDIR/shoal-$(id -u)")" ] && [ "$(stat -c %a "$SHOAL_TMPDIR/shoal-$(id -u)")" = 700 ]'
 
 echo "e2e: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -12,12 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/shoal-hpc/shoal/internal/privdir"
 	"github.com/shoal-hpc/shoal/wire"
 )
 
@@ -86,6 +87,7 @@ type Store struct {
 	log       hclog.Logger
 	dir       string
 	spillDir  string
+	spill     *privdir.Dir // nil: spilling off
 	arenaPath string
 	arena     *os.File
 	alloc     *allocator
@@ -98,25 +100,52 @@ type Store struct {
 	OnFree func(id wire.ID)
 }
 
-// New creates the store's directory dir (0700) with an arena of capacity bytes in it, and
-// spills to spillDir. The arena is sparse: pages are allocated when first written.
-func New(log hclog.Logger, dir, spillDir string, capacity int64) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create object store directory %s: %w", dir, err)
+// Hints in the errors about a store or spill directory that is not the user's own.
+const (
+	storeHint = "remove it (or ask its owner or an admin to), or set --object-store-dir (SHOAL_OBJECT_STORE_DIR) to a directory of your own"
+	spillHint = "remove it (or ask its owner or an admin to), or set --spill-dir (SHOAL_SPILL_DIR) to a directory of your own"
+)
+
+// New creates the spill directory spillDir ("": spilling off) and then the store's directory
+// dir, each with Mkdir (their parents must exist; a directory that exists already is an error,
+// a *privdir.NotPrivateError when it is another user's), mode 0700, checked through its open
+// descriptor, with an arena of capacity bytes in dir. The spill directory comes first, so that
+// no other user has seen the cluster's id (in dir's name under /dev/shm) when it is made. The
+// arena is sparse: pages are allocated when first written.
+func New(log hclog.Logger, dir, spillDir string, capacity int64) (_ *Store, err error) {
+	var spill, d *privdir.Dir
+	defer func() {
+		if err != nil {
+			if d != nil {
+				os.RemoveAll(dir)
+				d.Close()
+			}
+			if spill != nil {
+				os.RemoveAll(spillDir)
+				spill.Close()
+			}
+		}
+	}()
+	if spillDir != "" {
+		if spill, err = privdir.Create(spillDir, spillHint); err != nil {
+			return nil, fmt.Errorf("create the spill directory: %w", err)
+		}
 	}
-	os.Chmod(dir, 0o700)
-	p := filepath.Join(dir, "arena")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if d, err = privdir.Create(dir, storeHint); err != nil {
+		return nil, fmt.Errorf("create the object store directory: %w", err)
+	}
+	defer d.Close()
+	f, err := d.CreateFile("arena")
 	if err != nil {
-		return nil, fmt.Errorf("create object store arena %s: %w", p, err)
+		return nil, fmt.Errorf("create object store arena: %w", err)
 	}
+	p := f.Name()
 	capacity = capacity / PageSize * PageSize
 	if err := f.Truncate(capacity); err != nil {
 		f.Close()
-		os.Remove(p)
 		return nil, fmt.Errorf("size object store arena %s to %d bytes: %w", p, capacity, err)
 	}
-	return &Store{log: log, dir: dir, spillDir: spillDir, arenaPath: p, arena: f,
+	return &Store{log: log, dir: dir, spillDir: spillDir, spill: spill, arenaPath: p, arena: f,
 		alloc: newAllocator(capacity), objs: map[wire.ID]*Object{}}, nil
 }
 
@@ -130,10 +159,11 @@ func (s *Store) Capacity() int64 { return s.alloc.size }
 func (s *Store) Close() error {
 	s.arena.Close()
 	err := os.RemoveAll(s.dir)
-	if s.spillDir != "" {
+	if s.spill != nil {
 		if e := os.RemoveAll(s.spillDir); e != nil && err == nil {
 			err = e
 		}
+		s.spill.Close()
 	}
 	return err
 }
@@ -246,11 +276,12 @@ func (s *Store) place(o *Object) error {
 		o.Path, o.Offset, o.inArena = s.arenaPath, off, true
 		return nil
 	}
-	p, err := s.spillFile(o.ID, o.Size)
+	f, err := s.spillFile(o.ID, o.Size)
 	if err != nil {
 		return err
 	}
-	o.Path, o.Offset, o.spilled = p, 0, true
+	f.Close()
+	o.Path, o.Offset, o.spilled = f.Name(), 0, true
 	s.spilled++
 	s.spillB += o.Size
 	s.log.Debug("arena full, object created in spill directory", "object", o.ID.String(), "size", o.Size)
@@ -327,24 +358,29 @@ func (s *Store) Filled(id wire.ID, owner uint64, ok bool) {
 // Free returns the room in the arena for an object of size bytes now, without spilling.
 func (s *Store) Free() int64 { return s.alloc.largest() }
 
-func (s *Store) spillFile(id wire.ID, size int64) (string, error) {
-	if s.spillDir == "" {
-		return "", fmt.Errorf("%w: no room for %s in the arena and spilling is off", ErrFull, human(size))
+// spillFile creates the spill file of id, size bytes, in the (private) spill directory.
+func (s *Store) spillFile(id wire.ID, size int64) (*os.File, error) {
+	if s.spill == nil {
+		return nil, fmt.Errorf("%w: no room for %s in the arena and spilling is off", ErrFull, human(size))
 	}
-	if err := os.MkdirAll(s.spillDir, 0o700); err != nil {
-		return "", fmt.Errorf("create spill directory %s: %w", s.spillDir, err)
+	name := id.String()
+	f, err := s.spill.CreateFile(name)
+	if errors.Is(err, fs.ErrExist) {
+		// only this process writes the private spill directory: a stale file of an earlier
+		// copy of the object
+		if err = s.spill.Remove(name); err == nil {
+			f, err = s.spill.CreateFile(name)
+		}
 	}
-	p := filepath.Join(s.spillDir, id.String())
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return "", fmt.Errorf("create spill file: %w", err)
+		return nil, fmt.Errorf("create spill file: %w", err)
 	}
-	defer f.Close()
 	if err := f.Truncate(size); err != nil {
-		os.Remove(p)
-		return "", fmt.Errorf("size spill file %s: %w", p, err)
+		f.Close()
+		s.spill.Remove(name)
+		return nil, fmt.Errorf("size spill file %s: %w", f.Name(), err)
 	}
-	return p, nil
+	return f, nil
 }
 
 // spillOne moves the least recently used sealed arena object that nobody maps to the spill
@@ -356,25 +392,23 @@ func (s *Store) spillOne() bool {
 			cands = append(cands, o)
 		}
 	}
-	if len(cands) == 0 || s.spillDir == "" {
+	if len(cands) == 0 || s.spill == nil {
 		return false
 	}
 	sort.Slice(cands, func(i, j int) bool { return cands[i].tick < cands[j].tick })
 	o := cands[0]
-	p, err := s.spillFile(o.ID, o.Size)
+	f, err := s.spillFile(o.ID, o.Size)
 	if err != nil {
 		s.log.Warn("spill object failed", "object", o.ID.String(), "error", err)
 		return false
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err == nil {
-		_, err = io.Copy(f, io.NewSectionReader(s.arena, o.Offset, o.Size))
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
+	p := f.Name()
+	_, err = io.Copy(f, io.NewSectionReader(s.arena, o.Offset, o.Size))
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
-		os.Remove(p)
+		s.spill.Remove(o.ID.String())
 		s.log.Warn("spill object failed", "object", o.ID.String(), "error", err)
 		return false
 	}
