@@ -47,6 +47,8 @@ type memberStore struct {
 	store   *objstore.Store
 	xfer    *xfer
 	ln      net.Listener
+	gate    *wire.Gate // connections in their handshake
+	closing bool       // set by close: a handshake that ends later is closed at once
 	next    uint64
 	conns   map[uint64]*wire.Conn
 	wg      sync.WaitGroup
@@ -61,7 +63,7 @@ func newMemberStore(log hclog.Logger, secret, node, host string, cfg StoreConfig
 		return nil, fmt.Errorf("create session directory %s: %w", cfg.SessionDir, err)
 	}
 	s = &memberStore{log: log, secret: secret, cluster: cfg.ClusterID, node: node, dir: cfg.SessionDir,
-		sock: filepath.Join(cfg.SessionDir, "store.sock"), conns: map[uint64]*wire.Conn{}}
+		sock: filepath.Join(cfg.SessionDir, "store.sock"), conns: map[uint64]*wire.Conn{}, gate: wire.NewGate(wire.MaxPending)}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -98,10 +100,12 @@ func (s *memberStore) doClose() {
 	if s.ln != nil {
 		s.ln.Close()
 	}
+	s.gate.Close()
 	if s.xfer != nil {
 		s.xfer.close()
 	}
 	s.mu.Lock()
+	s.closing = true
 	for _, c := range s.conns {
 		c.Close()
 	}
@@ -139,26 +143,35 @@ func (s *memberStore) accept() {
 		if err != nil {
 			return
 		}
+		done := s.gate.Admit(nc)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.serveConn(nc)
+			s.serveConn(nc, done)
 		}()
 	}
 }
 
-func (s *memberStore) serveConn(nc net.Conn) {
+// serveConn serves one connection of the store's Unix socket; done is called once its
+// handshake ended (see wire.Gate).
+func (s *memberStore) serveConn(nc net.Conn, done func()) {
 	conn, _, err := wire.Accept(nc, s.secret, s.cluster, func(au *wire.Auth) (*wire.Welcome, error) {
 		if au.Role != "worker" && au.Role != "driver" && au.Role != "cli" {
 			return nil, fmt.Errorf("unknown client role %q for a node's object store; want worker, driver or cli", au.Role)
 		}
 		return &wire.Welcome{Node: s.node, Client: newPrefix(), Arena: s.store.ArenaPath(), ArenaSize: s.store.Capacity()}, nil
 	})
+	done()
 	if err != nil {
 		s.log.Debug("store handshake failed", "error", err)
 		return
 	}
 	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		conn.Close()
+		return
+	}
 	s.next++
 	id := s.next
 	s.conns[id] = conn
