@@ -240,11 +240,11 @@ func (a *Agent) serve(ln net.Listener, tcp bool) error {
 			if err != nil {
 				return
 			}
-			done := gate.Admit(nc)
+			ticket := gate.Admit(nc)
 			if conf != nil {
 				nc = tls.Server(nc, conf)
 			}
-			go a.handshake(nc, tcp, done)
+			go a.handshake(nc, tcp, ticket)
 		}
 	}()
 	return nil
@@ -341,9 +341,8 @@ func (a *Agent) welcome(au *wire.Auth, tcp bool) (*wire.Welcome, error) {
 	return w, nil
 }
 
-func (a *Agent) handshake(nc net.Conn, tcp bool, done func()) {
-	conn, au, err := wire.Accept(nc, a.cfg.Secret, a.cfg.ClusterID, func(au *wire.Auth) (*wire.Welcome, error) { return a.welcome(au, tcp) })
-	done()
+func (a *Agent) handshake(nc net.Conn, tcp bool, ticket *wire.Ticket) {
+	conn, au, err := wire.AcceptGated(nc, ticket, a.cfg.Secret, a.cfg.ClusterID, func(au *wire.Auth) (*wire.Welcome, error) { return a.welcome(au, tcp) })
 	if err != nil {
 		if errors.Is(err, wire.ErrAuth) {
 			a.log.Warn("refused a connection", "remote", nc.RemoteAddr().String(), "error", err)

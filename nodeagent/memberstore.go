@@ -143,25 +143,23 @@ func (s *memberStore) accept() {
 		if err != nil {
 			return
 		}
-		done := s.gate.Admit(nc)
+		ticket := s.gate.Admit(nc)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.serveConn(nc, done)
+			s.serveConn(nc, ticket)
 		}()
 	}
 }
 
-// serveConn serves one connection of the store's Unix socket; done is called once its
-// handshake ended (see wire.Gate).
-func (s *memberStore) serveConn(nc net.Conn, done func()) {
-	conn, _, err := wire.Accept(nc, s.secret, s.cluster, func(au *wire.Auth) (*wire.Welcome, error) {
+// serveConn serves one connection of the store's Unix socket, admitted to the gate with ticket.
+func (s *memberStore) serveConn(nc net.Conn, ticket *wire.Ticket) {
+	conn, _, err := wire.AcceptGated(nc, ticket, s.secret, s.cluster, func(au *wire.Auth) (*wire.Welcome, error) {
 		if au.Role != "worker" && au.Role != "driver" && au.Role != "cli" {
 			return nil, fmt.Errorf("unknown client role %q for a node's object store; want worker, driver or cli", au.Role)
 		}
 		return &wire.Welcome{Node: s.node, Client: newPrefix(), Arena: s.store.ArenaPath(), ArenaSize: s.store.Capacity()}, nil
 	})
-	done()
 	if err != nil {
 		s.log.Debug("store handshake failed", "error", err)
 		return

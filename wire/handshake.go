@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -55,6 +57,13 @@ var ErrProtocolVersion = errors.New("protocol version mismatch")
 // with a wrong secret gets an ERROR that says so and an error wrapping ErrAuth is returned; nc
 // is closed on any error.
 func Accept(nc net.Conn, secret, cluster string, welcome func(*Auth) (*Welcome, error)) (*Conn, *Auth, error) {
+	return AcceptGated(nc, nil, secret, cluster, welcome)
+}
+
+// AcceptGated is Accept for a connection admitted to a Gate: the ticket records the peer's
+// progress and is done when the handshake ends.
+func AcceptGated(nc net.Conn, t *Ticket, secret, cluster string, welcome func(*Auth) (*Welcome, error)) (*Conn, *Auth, error) {
+	defer t.Done()
 	fail := func(err error) (*Conn, *Auth, error) { nc.Close(); return nil, nil, err }
 	nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	var binding []byte
@@ -63,6 +72,7 @@ func Accept(nc net.Conn, secret, cluster string, welcome func(*Auth) (*Welcome, 
 			return fail(fmt.Errorf("tls handshake with %s: %w", nc.RemoteAddr(), err))
 		}
 		binding = ServerBinding()
+		t.Progress()
 	}
 	sn := NewNonce()
 	if err := writeFrame(nc, THello, &Hello{Proto: Proto, Nonce: sn, Cluster: cluster}); err != nil {
@@ -89,7 +99,7 @@ func Accept(nc net.Conn, secret, cluster string, welcome func(*Auth) (*Welcome, 
 		return fail(fmt.Errorf("%w: client speaks protocol %d, want %d", ErrProtocolVersion, a.Proto, Proto))
 	}
 	if len(a.Nonce) != NonceSize || !CheckProof(secret, ClientLabel, a.Nonce, sn, binding, a.Proof) {
-		writeFrame(nc, TError, &Error{Code: "auth", Msg: fmt.Sprintf("authentication failed: wrong secret for cluster %s; set SHOAL_SECRET to the secret of the cluster at this address", cluster)})
+		writeFrame(nc, TError, &Error{Code: "auth", Msg: fmt.Sprintf("wrong secret for cluster %s (set SHOAL_SECRET to the secret of the cluster at this address), or the connection was relayed by something posing as the agent", cluster)})
 		return fail(fmt.Errorf("%w: client %s (pid %d, role %q) does not know the secret of cluster %s", ErrAuth, nc.RemoteAddr(), a.PID, a.Role, cluster))
 	}
 	w, err := welcome(&a)
@@ -115,15 +125,33 @@ func Dial(addr, secret string, a Auth) (*Conn, *Welcome, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	nc, err := net.DialTimeout(network, address, HandshakeTimeout)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to shoal agent at %s: %w (is the cluster running? check SHOAL_ADDRESS)", addr, err)
+	// An agent under a flood of connections that never authenticate drops some in their
+	// handshake (see Gate); one dropped before it proved anything is tried again.
+	for try := 0; ; try++ {
+		nc, err := net.DialTimeout(network, address, HandshakeTimeout)
+		if err != nil {
+			return nil, nil, fmt.Errorf("connect to shoal agent at %s: %w (is the cluster running? check SHOAL_ADDRESS)", addr, err)
+		}
+		c, w, err := ClientHandshake(nc, addr, secret, a)
+		if err == nil || !errors.Is(err, errDropped) || try == len(dialRetries) {
+			return c, w, err
+		}
+		time.Sleep(dialRetries[try])
 	}
-	c, w, err := ClientHandshake(nc, addr, secret, a)
-	if err != nil {
-		return nil, nil, err
+}
+
+// dialRetries are the waits before Dial tries again after the agent dropped its connection.
+var dialRetries = []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second}
+
+// errDropped marks a connection the agent closed before the handshake's first message.
+var errDropped = errors.New("the agent closed the connection")
+
+// dropped wraps err with errDropped when it says the peer closed or reset the connection.
+func dropped(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return fmt.Errorf("%w: %w", errDropped, err)
 	}
-	return c, w, nil
+	return err
 }
 
 // ClientHandshake runs the client side of the handshake on a connection to addr (TLS is
@@ -136,7 +164,7 @@ func ClientHandshake(nc net.Conn, addr, secret string, a Auth) (*Conn, *Welcome,
 		tc := tls.Client(nc, ClientTLS())
 		if err := tc.HandshakeContext(context.Background()); err != nil {
 			nc.Close()
-			return nil, nil, fmt.Errorf("tls handshake with the shoal agent at %s: %w (is a shoal agent of the same version listening there?)", addr, err)
+			return nil, nil, fmt.Errorf("tls handshake with the shoal agent at %s: %w (is a shoal agent of the same version listening there?)", addr, dropped(err))
 		}
 		binding = ClientBinding(tc.ConnectionState())
 		if binding == nil {
@@ -146,7 +174,7 @@ func ClientHandshake(nc net.Conn, addr, secret string, a Auth) (*Conn, *Welcome,
 	}
 	f, err := ReadFrameLimit(nc, PreAuthMax)
 	if err != nil {
-		return fail(fmt.Errorf("read HELLO from %s: %w", addr, err))
+		return fail(fmt.Errorf("read HELLO from %s: %w", addr, dropped(err)))
 	}
 	var h Hello
 	if f.Type != THello {
@@ -214,17 +242,27 @@ func writeFrame(nc net.Conn, t Type, body any) error {
 }
 
 // Gate bounds the connections of one listener that are in their handshake. When MaxPending
-// are already waiting, admitting one more closes the one that has waited longest: a flood of
-// connections that never finish cannot hold the listener, while a real client, whose handshake
-// takes milliseconds, is very unlikely to be the oldest. Authenticated connections are not
+// are already waiting, admitting one more closes one of them: first those that have not got
+// through TLS (a real client sends its ClientHello at once), then those from the address with
+// the most connections waiting, and of those the oldest. So a flood of connections that never
+// finish cannot hold the listener: it only displaces itself, while a real client, whose
+// handshake takes milliseconds, is unlikely to be chosen. Authenticated connections are not
 // counted. A Gate is safe for concurrent use.
 type Gate struct {
 	max     int
 	mu      sync.Mutex
 	next    uint64
-	pending map[uint64]net.Conn
-	order   []uint64 // admission order; may hold ids already done
+	pending map[uint64]*Ticket
 	closed  bool
+}
+
+// Ticket is one connection's place in a Gate. Its methods may be called on a nil Ticket.
+type Ticket struct {
+	g        *Gate
+	id       uint64
+	nc       net.Conn
+	src      string
+	progress bool
 }
 
 // NewGate returns a Gate of max connections (MaxPending when max <= 0).
@@ -232,44 +270,74 @@ func NewGate(max int) *Gate {
 	if max <= 0 {
 		max = MaxPending
 	}
-	return &Gate{max: max, pending: map[uint64]net.Conn{}}
+	return &Gate{max: max, pending: map[uint64]*Ticket{}}
 }
 
-// Admit counts nc as in its handshake until done is called (once the handshake ended, either
-// way). nc is closed at once when the gate is closed.
-func (g *Gate) Admit(nc net.Conn) (done func()) {
+// Admit counts nc as in its handshake until the ticket's Done (called once the handshake
+// ended, either way). nc is closed at once when the gate is closed.
+func (g *Gate) Admit(nc net.Conn) *Ticket {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
 		nc.Close()
-		return func() {}
+		return nil
 	}
-	for len(g.pending) >= g.max && len(g.order) > 0 {
-		old := g.order[0]
-		g.order = g.order[1:]
-		if oc, ok := g.pending[old]; ok {
-			delete(g.pending, old)
-			oc.Close()
-		}
+	for len(g.pending) >= g.max {
+		g.evictLocked()
 	}
 	g.next++
-	id := g.next
-	g.pending[id] = nc
-	g.order = append(g.order, id)
-	if len(g.order) > 4*g.max { // drop ids already done
-		keep := g.order[:0]
-		for _, o := range g.order {
-			if _, ok := g.pending[o]; ok {
-				keep = append(keep, o)
-			}
+	src := ""
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		src = a.IP.String()
+	}
+	t := &Ticket{g: g, id: g.next, nc: nc, src: src}
+	g.pending[t.id] = t
+	return t
+}
+
+func (g *Gate) evictLocked() {
+	bySrc := map[string]int{}
+	for _, t := range g.pending {
+		bySrc[t.src]++
+	}
+	var worst *Ticket
+	less := func(a, b *Ticket) bool { // a is a better choice to drop than b
+		if a.progress != b.progress {
+			return !a.progress
 		}
-		g.order = keep
+		if bySrc[a.src] != bySrc[b.src] {
+			return bySrc[a.src] > bySrc[b.src]
+		}
+		return a.id < b.id
 	}
-	return func() {
-		g.mu.Lock()
-		delete(g.pending, id)
-		g.mu.Unlock()
+	for _, t := range g.pending {
+		if worst == nil || less(t, worst) {
+			worst = t
+		}
 	}
+	delete(g.pending, worst.id)
+	worst.nc.Close()
+}
+
+// Progress records that the peer got through TLS (it is dropped for a new connection only
+// after those that have not).
+func (t *Ticket) Progress() {
+	if t == nil {
+		return
+	}
+	t.g.mu.Lock()
+	t.progress = true
+	t.g.mu.Unlock()
+}
+
+// Done ends the ticket: the connection is no longer in its handshake.
+func (t *Ticket) Done() {
+	if t == nil {
+		return
+	}
+	t.g.mu.Lock()
+	delete(t.g.pending, t.id)
+	t.g.mu.Unlock()
 }
 
 // Pending returns how many connections are in their handshake.
@@ -284,9 +352,8 @@ func (g *Gate) Close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.closed = true
-	for id, nc := range g.pending {
-		nc.Close()
+	for id, t := range g.pending {
+		t.nc.Close()
 		delete(g.pending, id)
 	}
-	g.order = nil
 }

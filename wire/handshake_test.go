@@ -60,15 +60,14 @@ func startServer(t *testing.T, network string) *testServer {
 			if err != nil {
 				return
 			}
-			done := s.gate.Admit(nc)
+			ticket := s.gate.Admit(nc)
 			if network == "tcp" {
 				nc = tls.Server(nc, conf)
 			}
 			go func() {
-				c, a, err := Accept(nc, testSecret, "c1", func(a *Auth) (*Welcome, error) {
+				c, a, err := AcceptGated(nc, ticket, testSecret, "c1", func(a *Auth) (*Welcome, error) {
 					return &Welcome{Node: "n1", Client: []byte("12345678")}, nil
 				})
-				done()
 				s.errs <- err
 				if c != nil {
 					s.auths <- a
@@ -390,40 +389,67 @@ func TestHandshakeDeadline(t *testing.T) {
 	}
 }
 
-func TestGateDropsOldest(t *testing.T) {
-	g := NewGate(2)
-	a, b, c := newClosable(), newClosable(), newClosable()
-	doneA := g.Admit(a)
-	g.Admit(b)
-	doneA() // a finished its handshake: not counted, not closed
-	doneC := g.Admit(c)
-	if a.isClosed() || b.isClosed() || c.isClosed() || g.Pending() != 2 {
-		t.Fatalf("under the limit: closed a=%v b=%v c=%v, pending %d", a.isClosed(), b.isClosed(), c.isClosed(), g.Pending())
-	}
-	d := newClosable()
-	g.Admit(d)
-	if !b.isClosed() || c.isClosed() || d.isClosed() {
-		t.Fatalf("over the limit: closed b=%v c=%v d=%v, want only b (the oldest)", b.isClosed(), c.isClosed(), d.isClosed())
-	}
-	doneC()
-	g.Close()
-	if !d.isClosed() {
-		t.Fatal("Close left a pending connection open")
-	}
-	e := newClosable()
-	g.Admit(e)
-	if !e.isClosed() {
-		t.Fatal("a closed gate admitted a connection")
-	}
+func TestGateChoosesWhomToDrop(t *testing.T) {
+	t.Run("oldest", func(t *testing.T) {
+		g := NewGate(2)
+		a, b, c := newClosable("10.0.0.1"), newClosable("10.0.0.1"), newClosable("10.0.0.1")
+		ta := g.Admit(a)
+		g.Admit(b)
+		ta.Done() // a finished its handshake: not counted, not closed
+		tc := g.Admit(c)
+		if a.isClosed() || b.isClosed() || c.isClosed() || g.Pending() != 2 {
+			t.Fatalf("under the limit: closed a=%v b=%v c=%v, pending %d", a.isClosed(), b.isClosed(), c.isClosed(), g.Pending())
+		}
+		d := newClosable("10.0.0.1")
+		g.Admit(d)
+		if !b.isClosed() || c.isClosed() || d.isClosed() {
+			t.Fatalf("over the limit: closed b=%v c=%v d=%v, want only b (the oldest)", b.isClosed(), c.isClosed(), d.isClosed())
+		}
+		tc.Done()
+		g.Close()
+		if !d.isClosed() {
+			t.Fatal("Close left a pending connection open")
+		}
+		e := newClosable("10.0.0.1")
+		g.Admit(e)
+		if !e.isClosed() {
+			t.Fatal("a closed gate admitted a connection")
+		}
+	})
+	t.Run("no progress first", func(t *testing.T) {
+		g := NewGate(2)
+		a, b := newClosable("10.0.0.1"), newClosable("10.0.0.1")
+		g.Admit(a).Progress() // through TLS
+		g.Admit(b)
+		g.Admit(newClosable("10.0.0.1"))
+		if a.isClosed() || !b.isClosed() {
+			t.Fatalf("closed a=%v b=%v, want b (no progress) although a is older", a.isClosed(), b.isClosed())
+		}
+	})
+	t.Run("busiest address first", func(t *testing.T) {
+		g := NewGate(3)
+		y, x1, x2 := newClosable("10.0.0.2"), newClosable("10.0.0.1"), newClosable("10.0.0.1")
+		g.Admit(y)
+		g.Admit(x1)
+		g.Admit(x2)
+		g.Admit(newClosable("10.0.0.3"))
+		if y.isClosed() || !x1.isClosed() || x2.isClosed() {
+			t.Fatalf("closed y=%v x1=%v x2=%v, want x1 (oldest of the busiest address)", y.isClosed(), x1.isClosed(), x2.isClosed())
+		}
+	})
 }
 
 type closable struct {
 	net.Conn
+	addr   net.Addr
 	mu     sync.Mutex
 	closed bool
 }
 
-func newClosable() *closable { return &closable{} }
+func newClosable(ip string) *closable {
+	return &closable{addr: &net.TCPAddr{IP: net.ParseIP(ip), Port: 1}}
+}
+func (c *closable) RemoteAddr() net.Addr { return c.addr }
 func (c *closable) Close() error {
 	c.mu.Lock()
 	c.closed = true

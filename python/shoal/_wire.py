@@ -6,6 +6,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 
 import msgpack
 
@@ -34,6 +35,15 @@ _hdr = struct.Struct(">I")
 
 class ProtocolError(ConnectionError):
     """The peer broke the protocol or closed the connection."""
+
+
+class Closed(ProtocolError):
+    """The peer closed the connection."""
+
+
+class Dropped(ProtocolError):
+    """The agent closed the connection before its first message (an agent under a flood of
+    unauthenticated connections drops some in their handshake); connect() tries again."""
 
 
 class AuthError(ConnectionError):
@@ -180,7 +190,10 @@ class Conn:
         if address.startswith("tcp:"):
             try:
                 tls = _TLS(s)
-            except (OSError, ssl.SSLError, ProtocolError) as e:
+            except (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError, ProtocolError) as e:
+                s.close()
+                raise Dropped(f"the shoal agent at {address} closed the connection in the TLS handshake: {e}") from e
+            except (OSError, ssl.SSLError) as e:
                 s.close()
                 raise ConnectionError(f"TLS handshake with the shoal agent at {address}: {e} (is a shoal agent of the same version listening there?)") from e
         return cls(s, tls)
@@ -217,7 +230,7 @@ class Conn:
                 self._pos = 0
             chunk = self._read_some()
             if not chunk:
-                raise ProtocolError("the shoal agent closed the connection")
+                raise Closed("the shoal agent closed the connection")
             self._buf += chunk
 
     def close(self):
@@ -232,7 +245,10 @@ def handshake(conn, secret, role, lang="python", worker_id="", sys_path=None, ex
     check that the agent proved it too, on this connection, before believing anything it sent.
     Returns (HELLO, WELCOME)."""
     conn.limit = PRE_AUTH_MAX
-    t, _, hello = conn.recv()
+    try:
+        t, _, hello = conn.recv()
+    except (Closed, ConnectionResetError, BrokenPipeError) as e:
+        raise Dropped(f"the shoal agent closed the connection before its HELLO: {e}") from e
     if t != HELLO or not isinstance(hello, dict):
         raise ProtocolError(f"expected HELLO from the agent, got message type {t}")
     if hello.get("proto") != PROTO:
@@ -267,3 +283,30 @@ def handshake(conn, secret, role, lang="python", worker_id="", sys_path=None, ex
     conn.limit = MAX_FRAME
     conn.sock.settimeout(None)
     return hello, body
+
+
+_RETRIES = (0.05, 0.2, 0.5, 1.0)
+
+
+def connect(address, secret, role, **kw):
+    """Dial address and run the handshake; a connection the agent dropped before its first
+    message is tried again a few times. Returns (conn, HELLO, WELCOME)."""
+    for wait in _RETRIES + (None,):
+        try:
+            conn = Conn.dial(address)
+        except Dropped:
+            if wait is None:
+                raise
+            time.sleep(wait)
+            continue
+        try:
+            hello, welcome = handshake(conn, secret, role, **kw)
+            return conn, hello, welcome
+        except Dropped:
+            conn.close()
+            if wait is None:
+                raise
+            time.sleep(wait)
+        except BaseException:
+            conn.close()
+            raise
