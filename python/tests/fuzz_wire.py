@@ -1,7 +1,10 @@
 """Fuzz targets for the Python SDK's frame reader and handshake (hostile bytes from the agent
 side). Run with atheris (pip install atheris):
 
-    PYTHONPATH=python python python/tests/fuzz_wire.py python/tests/testdata/fuzz_wire -max_total_time=60
+    PYTHONPATH=python python python/tests/fuzz_wire.py CORPUS_COPY -max_total_time=60
+
+(atheris adds what it finds to the directory: give it a copy of testdata/fuzz_wire, as `make fuzz`
+does.)
 
 test_wire.py replays the committed corpus and seeded mutations of it without atheris. A target
 fails only when something other than a clean protocol error (ProtocolError, AuthError or
