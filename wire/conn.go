@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
@@ -15,6 +16,7 @@ import (
 type Conn struct {
 	nc net.Conn
 	r  *bufio.Reader
+	bw *bufio.Writer // gathers a batch into few TLS records; nil on a plain connection
 
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -26,6 +28,9 @@ type Conn struct {
 // NewConn wraps nc.
 func NewConn(nc net.Conn) *Conn {
 	c := &Conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10), done: make(chan struct{})}
+	if _, ok := nc.(*tls.Conn); ok {
+		c.bw = bufio.NewWriterSize(nc, 64<<10)
+	}
 	c.cond = sync.NewCond(&c.mu)
 	go c.writeLoop()
 	return c
@@ -48,7 +53,20 @@ func (c *Conn) writeLoop() {
 		batch := net.Buffers(c.out)
 		c.out = nil
 		c.mu.Unlock()
-		if _, err := batch.WriteTo(c.nc); err != nil {
+		var err error
+		if c.bw != nil { // TLS: one record per frame would cost a record header and a syscall each
+			for _, b := range batch {
+				if _, err = c.bw.Write(b); err != nil {
+					break
+				}
+			}
+			if err == nil {
+				err = c.bw.Flush()
+			}
+		} else {
+			_, err = batch.WriteTo(c.nc)
+		}
+		if err != nil {
 			c.mu.Lock()
 			c.closed = true
 			c.out = nil
