@@ -84,6 +84,11 @@ demo: build
 
 fuzz:
 	$(GO) test ./wire -run '^$$' -fuzz FuzzParseFrame -fuzztime 30s
+	for t in FuzzReadFrame FuzzDecodeBody FuzzAccept FuzzClientHandshake; do \
+	  $(GO) test ./wire -run '^$$' -fuzz "^$$t\$$" -fuzztime 30s || exit 1; done
+	@if $(PYTHON) -c "import atheris" 2>/dev/null; then d=$$(mktemp -d) && cp python/tests/testdata/fuzz_wire/* $$d && \
+	  PYTHONPATH=$$PWD/python $(PYTHON) python/tests/fuzz_wire.py $$d -max_total_time=30; \
+	  else echo "skip python/tests/fuzz_wire.py: pip install atheris"; fi
 
 bench: build
 	./bin/shoal bench core

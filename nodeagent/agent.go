@@ -14,6 +14,7 @@ package nodeagent
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -86,6 +87,7 @@ type Agent struct {
 	store *objstore.Store
 
 	lnUnix, lnTCP net.Listener
+	gates         []*wire.Gate // one per listener: connections in their handshake
 	sockPath      string
 	wg            sync.WaitGroup
 
@@ -160,7 +162,11 @@ func (a *Agent) Start() error {
 		}
 		a.lnTCP = tl
 		a.local.addr = a.TCPAddr()
-		a.serve(tl, true)
+		if err := a.serve(tl, true); err != nil {
+			ln.Close()
+			tl.Close()
+			return err
+		}
 		if err := a.startXfer(); err != nil {
 			ln.Close()
 			tl.Close()
@@ -213,7 +219,19 @@ func (a *Agent) TCPAddr() string {
 // ArenaPath returns the object store's arena file.
 func (a *Agent) ArenaPath() string { return a.store.ArenaPath() }
 
-func (a *Agent) serve(ln net.Listener, tcp bool) {
+// serve accepts connections on ln; TCP ones run in TLS. At most wire.MaxPending of them are in
+// their handshake at once (the oldest is dropped for a new one), so that connections which
+// never authenticate cost a bounded amount and cannot keep real clients out.
+func (a *Agent) serve(ln net.Listener, tcp bool) error {
+	var conf *tls.Config
+	if tcp {
+		var err error
+		if conf, err = wire.ServerTLS(); err != nil {
+			return err
+		}
+	}
+	gate := wire.NewGate(wire.MaxPending)
+	a.gates = append(a.gates, gate)
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -222,9 +240,14 @@ func (a *Agent) serve(ln net.Listener, tcp bool) {
 			if err != nil {
 				return
 			}
-			go a.handshake(nc, tcp)
+			ticket := gate.Admit(nc)
+			if conf != nil {
+				nc = tls.Server(nc, conf)
+			}
+			go a.handshake(nc, tcp, ticket)
 		}
 	}()
+	return nil
 }
 
 // Close stops the agent: listeners close, every worker process (and its process group) is
@@ -250,6 +273,9 @@ func (a *Agent) Close() error {
 	}
 	if a.lnTCP != nil {
 		a.lnTCP.Close()
+	}
+	for _, g := range a.gates {
+		g.Close()
 	}
 	if !a.stopping {
 		a.StopMembers(1, "the head node's agent is closing")
@@ -315,8 +341,8 @@ func (a *Agent) welcome(au *wire.Auth, tcp bool) (*wire.Welcome, error) {
 	return w, nil
 }
 
-func (a *Agent) handshake(nc net.Conn, tcp bool) {
-	conn, au, err := wire.Accept(nc, a.cfg.Secret, a.cfg.ClusterID, func(au *wire.Auth) (*wire.Welcome, error) { return a.welcome(au, tcp) })
+func (a *Agent) handshake(nc net.Conn, tcp bool, ticket *wire.Ticket) {
+	conn, au, err := wire.AcceptGated(nc, ticket, a.cfg.Secret, a.cfg.ClusterID, func(au *wire.Auth) (*wire.Welcome, error) { return a.welcome(au, tcp) })
 	if err != nil {
 		if errors.Is(err, wire.ErrAuth) {
 			a.log.Warn("refused a connection", "remote", nc.RemoteAddr().String(), "error", err)

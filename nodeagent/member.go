@@ -228,7 +228,10 @@ func (m *Member) spawn(s *wire.Spawn) {
 	if m.scrub != nil {
 		env = m.scrub(env)
 	}
-	cmd.Env = append(filterEnv(env, "SHOAL_", "PYTHONPATH="), s.Env...)
+	// The secret comes from this agent, never from SPAWN: the head does not send it, and a
+	// SHOAL_SECRET in s.Env would be dropped.
+	cmd.Env = append(filterEnv(env, "SHOAL_", "PYTHONPATH="), filterEnv(s.Env, "SHOAL_SECRET=")...)
+	cmd.Env = append(cmd.Env, "SHOAL_SECRET="+m.cfg.Secret)
 	if m.store != nil {
 		cmd.Env = append(cmd.Env, "SHOAL_STORE_ADDRESS="+m.store.Addr())
 	}

@@ -50,6 +50,8 @@ type memberStore struct {
 	store   *objstore.Store
 	xfer    *xfer
 	ln      net.Listener
+	gate    *wire.Gate // connections in their handshake
+	closing bool       // set by close: a handshake that ends later is closed at once
 	next    uint64
 	conns   map[uint64]*wire.Conn
 	wg      sync.WaitGroup
@@ -69,7 +71,7 @@ func newMemberStore(log hclog.Logger, secret, node, host string, cfg StoreConfig
 		return nil, fmt.Errorf("make the store's session directory: %w", err)
 	}
 	s = &memberStore{log: log, secret: secret, cluster: cfg.ClusterID, node: node, dir: cfg.SessionDir, sess: sess,
-		sock: filepath.Join(cfg.SessionDir, "store.sock"), conns: map[uint64]*wire.Conn{}}
+		sock: filepath.Join(cfg.SessionDir, "store.sock"), conns: map[uint64]*wire.Conn{}, gate: wire.NewGate(wire.MaxPending)}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -110,10 +112,12 @@ func (s *memberStore) doClose() {
 	if s.ln != nil {
 		s.ln.Close()
 	}
+	s.gate.Close()
 	if s.xfer != nil {
 		s.xfer.close()
 	}
 	s.mu.Lock()
+	s.closing = true
 	for _, c := range s.conns {
 		c.Close()
 	}
@@ -153,16 +157,18 @@ func (s *memberStore) accept() {
 		if err != nil {
 			return
 		}
+		ticket := s.gate.Admit(nc)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.serveConn(nc)
+			s.serveConn(nc, ticket)
 		}()
 	}
 }
 
-func (s *memberStore) serveConn(nc net.Conn) {
-	conn, _, err := wire.Accept(nc, s.secret, s.cluster, func(au *wire.Auth) (*wire.Welcome, error) {
+// serveConn serves one connection of the store's Unix socket, admitted to the gate with ticket.
+func (s *memberStore) serveConn(nc net.Conn, ticket *wire.Ticket) {
+	conn, _, err := wire.AcceptGated(nc, ticket, s.secret, s.cluster, func(au *wire.Auth) (*wire.Welcome, error) {
 		if au.Role != "worker" && au.Role != "driver" && au.Role != "cli" {
 			return nil, fmt.Errorf("unknown client role %q for a node's object store; want worker, driver or cli", au.Role)
 		}
@@ -173,6 +179,11 @@ func (s *memberStore) serveConn(nc net.Conn) {
 		return
 	}
 	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		conn.Close()
+		return
+	}
 	s.next++
 	id := s.next
 	s.conns[id] = conn

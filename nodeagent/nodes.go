@@ -116,15 +116,20 @@ func (a *Agent) biggestNode(res sched.Resources) *node {
 	return best
 }
 
-// workerEnv is what every worker of j needs to reach this agent from node nd.
+// workerEnv is what every worker of j needs to reach this agent from node nd. The secret is
+// in it only for a worker of this node: a member's worker gets it from its member agent, which
+// has its own copy, so it never travels in SPAWN (docs/security.md).
 func (a *Agent) workerEnv(j *job, id string, nd *node) []string {
 	addr := a.Addr()
 	if nd.member != nil {
 		addr = a.TCPAddr()
 	}
 	env := append([]string{}, a.cfg.WorkerEnv...)
-	env = append(env, "SHOAL_ADDRESS="+addr, "SHOAL_SECRET="+a.cfg.Secret, "SHOAL_WORKER_ID="+id,
+	env = append(env, "SHOAL_ADDRESS="+addr, "SHOAL_WORKER_ID="+id,
 		"SHOAL_JOB_ID="+j.id, "SHOAL_CLUSTER_ID="+a.cfg.ClusterID, "SHOAL_NODE_ID="+nd.id)
+	if nd.member == nil {
+		env = append(env, "SHOAL_SECRET="+a.cfg.Secret)
+	}
 	if j.lang == "python" {
 		var p []string
 		for _, e := range j.path {
@@ -153,6 +158,7 @@ func (a *Agent) spawnRemote(j *job, forAct *actor, nd *node, gpus []int) *worker
 	id := fmt.Sprintf("%s-w%d", j.id, j.nextW)
 	w := &worker{id: id, job: j, exited: make(chan struct{}), fnsSent: map[wire.ID]bool{}, forAct: forAct, node: nd, gpus: gpus}
 	env := append(a.workerEnv(j, id, nd), a.gpuEnv(nd, gpus)...)
+	env = filterEnv(env, "SHOAL_SECRET=") // never in SPAWN, whatever WorkerEnv holds
 	err := nd.member.conn.Send(wire.TSpawn, 0, &wire.Spawn{Worker: id, Argv: workerArgv(j), Env: env, Cwd: j.cwd, GPUs: gpus})
 	if err != nil {
 		return nil

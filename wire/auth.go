@@ -22,28 +22,26 @@ func NewSecret() string {
 	return hex.EncodeToString(b[:])
 }
 
-// NewNonce returns 32 random bytes.
+// NonceSize is the length of a handshake nonce.
+const NonceSize = 32
+
+// NewNonce returns NonceSize random bytes.
 func NewNonce() []byte {
-	b := make([]byte, 32)
+	b := make([]byte, NonceSize)
 	if _, err := rand.Read(b); err != nil {
 		panic(fmt.Sprintf("[internal error] read random bytes: %v", err))
 	}
 	return b
 }
 
-// MAC computes HMAC-SHA256(secret, nonce || label); label is "shoal/1 client" or "shoal/1 server".
+// MAC computes HMAC-SHA256(secret, nonce || label). It covers one nonce only, so a recorded
+// answer to it can be replayed to whoever reuses that nonce; new protocols use Proof.
 func MAC(secret string, nonce []byte, label string) []byte {
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write(nonce)
 	m.Write([]byte(label))
 	return m.Sum(nil)
 }
-
-// Labels of the two MACs.
-const (
-	ClientLabel = "shoal/1 client"
-	ServerLabel = "shoal/1 server"
-)
 
 // CheckMAC reports whether mac is the right MAC for secret, nonce and label.
 func CheckMAC(secret string, nonce, mac []byte, label string) bool {

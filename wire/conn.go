@@ -2,7 +2,7 @@ package wire
 
 import (
 	"bufio"
-	"errors"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
@@ -16,6 +16,7 @@ import (
 type Conn struct {
 	nc net.Conn
 	r  *bufio.Reader
+	bw *bufio.Writer // gathers a batch into few TLS records; nil on a plain connection
 
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -27,6 +28,9 @@ type Conn struct {
 // NewConn wraps nc.
 func NewConn(nc net.Conn) *Conn {
 	c := &Conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10), done: make(chan struct{})}
+	if _, ok := nc.(*tls.Conn); ok {
+		c.bw = bufio.NewWriterSize(nc, 64<<10)
+	}
 	c.cond = sync.NewCond(&c.mu)
 	go c.writeLoop()
 	return c
@@ -49,7 +53,20 @@ func (c *Conn) writeLoop() {
 		batch := net.Buffers(c.out)
 		c.out = nil
 		c.mu.Unlock()
-		if _, err := batch.WriteTo(c.nc); err != nil {
+		var err error
+		if c.bw != nil { // TLS: one record per frame would cost a record header and a syscall each
+			for _, b := range batch {
+				if _, err = c.bw.Write(b); err != nil {
+					break
+				}
+			}
+			if err == nil {
+				err = c.bw.Flush()
+			}
+		} else {
+			_, err = batch.WriteTo(c.nc)
+		}
+		if err != nil {
 			c.mu.Lock()
 			c.closed = true
 			c.out = nil
@@ -112,110 +129,6 @@ func (c *Conn) Close() error {
 	case <-time.After(time.Second):
 	}
 	return c.nc.Close()
-}
-
-// Accept runs the server side of the handshake on nc. welcome builds the answer for an
-// authenticated peer (its MAC is filled in here). A peer with a wrong secret gets an ERROR
-// that says so and an error wrapping ErrAuth is returned; nc is closed on any error.
-func Accept(nc net.Conn, secret, cluster string, welcome func(*Auth) (*Welcome, error)) (*Conn, *Auth, error) {
-	c := NewConn(nc)
-	fail := func(err error) (*Conn, *Auth, error) { c.Close(); return nil, nil, err }
-	nonce := NewNonce()
-	if err := c.Send(THello, 0, &Hello{Proto: Proto, Nonce: nonce, Cluster: cluster}); err != nil {
-		return fail(err)
-	}
-	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	f, err := c.Read()
-	nc.SetReadDeadline(time.Time{})
-	if err != nil {
-		if errors.Is(err, ErrCorruptFrame) {
-			c.SendError(0, "corrupt_frame", err.Error())
-		}
-		return fail(fmt.Errorf("read handshake: %w", err))
-	}
-	if f.Type != TAuth {
-		c.SendError(0, "auth", fmt.Sprintf("expected AUTH (type %d) as the first message, got type %d", TAuth, f.Type))
-		return fail(fmt.Errorf("%w: first message has type %d, not AUTH", ErrAuth, f.Type))
-	}
-	var a Auth
-	if err := f.Decode(&a); err != nil {
-		c.SendError(0, "corrupt_frame", err.Error())
-		return fail(err)
-	}
-	if a.Proto != Proto {
-		c.SendError(0, "version", fmt.Sprintf("this agent speaks shoal protocol %d, the client speaks %d; use the same shoal version on both sides", Proto, a.Proto))
-		return fail(fmt.Errorf("client speaks protocol %d, want %d", a.Proto, Proto))
-	}
-	if !CheckMAC(secret, nonce, a.MAC, ClientLabel) {
-		c.SendError(0, "auth", fmt.Sprintf("authentication failed: wrong secret for cluster %s; set SHOAL_SECRET to the secret of the cluster at this address", cluster))
-		return fail(fmt.Errorf("%w: client (pid %d, role %q) does not know the secret of cluster %s", ErrAuth, a.PID, a.Role, cluster))
-	}
-	w, err := welcome(&a)
-	if err != nil {
-		c.SendError(0, "refused", err.Error())
-		return fail(err)
-	}
-	w.MAC = MAC(secret, nonce, ServerLabel)
-	if err := c.Send(TWelcome, 0, w); err != nil {
-		return fail(err)
-	}
-	return c, &a, nil
-}
-
-// Dial connects to addr ("unix:/path" or "tcp:host:port"), proves it knows secret and checks
-// that the server knows it too.
-func Dial(addr, secret string, a Auth) (*Conn, *Welcome, error) {
-	network, address, err := SplitAddr(addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	nc, err := net.DialTimeout(network, address, 10*time.Second)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to shoal agent at %s: %w (is the cluster running? check SHOAL_ADDRESS)", addr, err)
-	}
-	c := NewConn(nc)
-	fail := func(err error) (*Conn, *Welcome, error) { c.Close(); return nil, nil, err }
-	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	defer nc.SetReadDeadline(time.Time{})
-	f, err := c.Read()
-	if err != nil {
-		return fail(fmt.Errorf("read HELLO from %s: %w", addr, err))
-	}
-	var h Hello
-	if f.Type != THello {
-		return fail(fmt.Errorf("%w: %s did not greet with HELLO (type %d)", ErrCorruptFrame, addr, f.Type))
-	}
-	if err := f.Decode(&h); err != nil {
-		return fail(err)
-	}
-	a.Proto = Proto
-	a.MAC = MAC(secret, h.Nonce, ClientLabel)
-	if err := c.Send(TAuth, 0, &a); err != nil {
-		return fail(err)
-	}
-	f, err = c.Read()
-	if err != nil {
-		return fail(fmt.Errorf("read WELCOME from %s: %w", addr, err))
-	}
-	if f.Type == TError {
-		var e Error
-		f.Decode(&e)
-		if e.Code == "auth" {
-			return fail(fmt.Errorf("%w: %s", ErrAuth, e.Msg))
-		}
-		return fail(fmt.Errorf("agent at %s refused the connection: %s", addr, e.Msg))
-	}
-	var w Welcome
-	if f.Type != TWelcome {
-		return fail(fmt.Errorf("%w: expected WELCOME, got type %d", ErrCorruptFrame, f.Type))
-	}
-	if err := f.Decode(&w); err != nil {
-		return fail(err)
-	}
-	if !CheckMAC(secret, h.Nonce, w.MAC, ServerLabel) {
-		return fail(fmt.Errorf("%w: the agent at %s does not know this secret; it belongs to another cluster", ErrAuth, addr))
-	}
-	return c, &w, nil
 }
 
 // SplitAddr splits "unix:/path" or "tcp:host:port" into a network and an address.

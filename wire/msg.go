@@ -83,10 +83,12 @@ type Hello struct {
 	Cluster string `msgpack:"cluster"`
 }
 
-// Auth answers Hello.
+// Auth answers Hello. Nonce is the client's; Proof is Proof(secret, ClientLabel, Nonce, the
+// server's nonce, the channel binding). Accept returns it with both cleared.
 type Auth struct {
 	Proto    int      `msgpack:"proto"`
-	MAC      []byte   `msgpack:"mac"`
+	Nonce    []byte   `msgpack:"nonce"`
+	Proof    []byte   `msgpack:"proof"`
 	Role     string   `msgpack:"role"`
 	Lang     string   `msgpack:"lang"`
 	PID      int      `msgpack:"pid"`
@@ -97,12 +99,13 @@ type Auth struct {
 	Job      string   `msgpack:"job"`
 }
 
-// Welcome closes the handshake.
+// Welcome closes the handshake. Proof is Proof(secret, ServerLabel, the client's nonce, the
+// server's nonce, the channel binding).
 type Welcome struct {
 	Node      string             `msgpack:"node"`
 	Client    []byte             `msgpack:"client"`
 	Job       string             `msgpack:"job"`
-	MAC       []byte             `msgpack:"mac"`
+	Proof     []byte             `msgpack:"proof"`
 	Arena     string             `msgpack:"arena"`
 	ArenaSize int64              `msgpack:"arena_size"`
 	Resources map[string]float64 `msgpack:"resources"`
@@ -331,4 +334,67 @@ type WorkerExit struct {
 type Stop struct {
 	Code int    `msgpack:"code"`
 	Msg  string `msgpack:"msg"`
+}
+
+// Body returns a new value of the type a receiver decodes a message of type t into, or nil for
+// a type without a body of its own (OK answers carry the reply type of their request; INFO and
+// SHUTDOWN have none). The fuzz targets decode every type through it.
+func Body(t Type) any {
+	switch t {
+	case TError:
+		return &Error{}
+	case THello:
+		return &Hello{}
+	case TAuth:
+		return &Auth{}
+	case TWelcome:
+		return &Welcome{}
+	case TPut:
+		return &Put{}
+	case TCreate:
+		return &Create{}
+	case TSeal, TCancel, TPGRemove:
+		return &One{}
+	case TGet:
+		return &Get{}
+	case TWait:
+		return &Wait{}
+	case TDecref, TIncref, TRelease, TObjFree:
+		return &IDs{}
+	case TReady:
+		return &Ready{}
+	case TSubmit, TExec:
+		return &Task{}
+	case TDone:
+		return &Done{}
+	case TKill:
+		return &Kill{}
+	case TGetActor:
+		return &GetActor{}
+	case TPGCreate:
+		return &PGCreate{}
+	case TNodeJoin:
+		return &NodeJoin{}
+	case TSpawn:
+		return &Spawn{}
+	case TWorkerExit, TKillWorker:
+		return &WorkerExit{}
+	case TStop:
+		return &Stop{}
+	case TKVPut:
+		return &KVPut{}
+	case TKVGet:
+		return &KVGet{}
+	case TKVDelete:
+		return &KVKey{}
+	case TKVReply:
+		return &KVReply{}
+	case TFetch:
+		return &Fetch{}
+	case TPutAt:
+		return &PutAt{}
+	case TNodeStore:
+		return &NodeStore{}
+	}
+	return nil
 }

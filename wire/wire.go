@@ -17,8 +17,9 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Proto is the protocol version spoken by this build.
-const Proto = 1
+// Proto is the protocol version spoken by this build. Version 2: TLS on TCP, and a handshake
+// in which both proofs cover both nonces and the TLS channel binding.
+const Proto = 2
 
 // MaxFrame is the largest frame payload accepted, in bytes.
 const MaxFrame = 256 << 20
@@ -112,14 +113,18 @@ func Encode(t Type, seq uint64, body any) ([]byte, error) {
 }
 
 // ReadFrame reads one frame from r.
-func ReadFrame(r io.Reader) (Frame, error) {
+func ReadFrame(r io.Reader) (Frame, error) { return ReadFrameLimit(r, MaxFrame) }
+
+// ReadFrameLimit reads one frame from r whose payload is at most max bytes. The length is
+// checked before the payload is allocated, and r is read no further than the frame's end.
+func ReadFrameLimit(r io.Reader, max uint32) (Frame, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return Frame{}, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
-	if n > MaxFrame {
-		return Frame{}, fmt.Errorf("%w: length %d is over the %d-byte limit (is the peer speaking the shoal protocol?)", ErrCorruptFrame, n, MaxFrame)
+	if n > max {
+		return Frame{}, fmt.Errorf("%w: length %d is over the %d-byte limit (is the peer speaking the shoal protocol?)", ErrCorruptFrame, n, max)
 	}
 	payload := make([]byte, n)
 	if _, err := io.ReadFull(r, payload); err != nil {

@@ -98,8 +98,7 @@ class _StoreConn:
 
     def __init__(self, address, secret, worker_id):
         self.address = address
-        self.conn = w.Conn.dial(address)
-        _, self.welcome = w.handshake(self.conn, secret, "worker", worker_id=worker_id)
+        self.conn, _, self.welcome = w.connect(address, secret, "worker", worker_id=worker_id)
         self.lock = threading.Lock()
         self.seq = 0
         self.releases = []  # uses to give back, sent before the next request
@@ -172,10 +171,9 @@ class _StoreConn:
 class Client:
     def __init__(self, address, secret, role="driver", worker_id=""):
         self.address = address
-        self.conn = w.Conn.dial(address)
-        self.hello, self.welcome = w.handshake(self.conn, secret, role, worker_id=worker_id,
-                                               sys_path=[os.path.abspath(p) if p else os.getcwd() for p in sys.path],
-                                               exe=sys.executable)
+        self.conn, self.hello, self.welcome = w.connect(address, secret, role, worker_id=worker_id,
+                                                        sys_path=[os.path.abspath(p) if p else os.getcwd() for p in sys.path],
+                                                        exe=sys.executable)
         self.role = role
         self.prefix = self.welcome["client"]
         self.node_id = self.welcome["node"]
