@@ -102,8 +102,8 @@ const (
 	shmPiece      = 256 << 10
 	shmLabelC     = "shoal/2 rdma-shm client"
 	shmLabelS     = "shoal/2 rdma-shm server"
-	// shmMaxHandshakes bounds the connections of one listener in their handshake at once;
-	// more wait in the kernel's backlog
+	// shmMaxHandshakes bounds the connections of one listener in their handshake at once
+	// (see handshakes)
 	shmMaxHandshakes    = 64
 	shmHandshakeTimeout = 10 * time.Second
 )
@@ -118,7 +118,7 @@ func (s *Shm) Listen(ctx context.Context) (Listener, error) {
 		return nil, fmt.Errorf("listen for shm transport on %s: %w", name, err)
 	}
 	l := &shmListener{s: s, ln: ln, addr: name, ready: make(chan *shmConn, 64), done: make(chan struct{}),
-		slots: make(chan struct{}, shmMaxHandshakes)}
+		hs: newHandshakes(shmMaxHandshakes)}
 	go l.loop()
 	return l, nil
 }
@@ -130,26 +130,25 @@ type shmListener struct {
 	ready chan *shmConn
 	done  chan struct{}
 	once  sync.Once
-	slots chan struct{} // one per connection in its handshake
+	hs    *handshakes // connections in their handshake
 }
 
 func (l *shmListener) Addr() string { return l.addr }
 
 func (l *shmListener) loop() {
 	for {
-		select {
-		case l.slots <- struct{}{}:
-		case <-l.done:
-			return
-		}
 		uc, err := l.ln.AcceptUnix()
 		if err != nil {
 			l.Close()
 			return
 		}
+		l.hs.start(uc)
 		go func() {
 			c, err := l.s.serverHandshake(uc)
-			<-l.slots
+			if !l.hs.end(uc) && err == nil {
+				c.Close()
+				return
+			}
 			if err != nil {
 				uc.Close()
 				return
@@ -178,6 +177,7 @@ func (l *shmListener) Close() error {
 	l.once.Do(func() {
 		close(l.done)
 		l.ln.Close()
+		l.hs.closeAll()
 		for {
 			select {
 			case c := <-l.ready:
@@ -219,6 +219,11 @@ func parseShmRing(buf, oob []byte, want int) (fd int, err error) {
 	var fds []int
 	if msgs, perr := syscall.ParseSocketControlMessage(oob); perr == nil {
 		for i := range msgs {
+			// syscall.ParseUnixRights indexes past the end of data whose length is not a
+			// multiple of 4 (found by FuzzParseShmRing); the kernel never makes such a message
+			if len(msgs[i].Data)%4 != 0 {
+				continue
+			}
 			if f, err := syscall.ParseUnixRights(&msgs[i]); err == nil {
 				fds = append(fds, f...)
 			}

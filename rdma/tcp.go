@@ -46,7 +46,7 @@ type TCPConfig struct {
 	// must agree; a mismatch fails the dial with an error that says so.
 	Insecure bool
 	// MaxHandshakes bounds the connections of one listener that are in their handshake at
-	// once (0 = 64); more wait in the kernel's backlog, costing the agent nothing.
+	// once (0 = 64); a new one beyond it closes the oldest (see handshakes).
 	MaxHandshakes int
 }
 
@@ -176,7 +176,7 @@ func (t *TCP) Listen(ctx context.Context) (Listener, error) {
 		pending: map[[16]byte]*tcpPending{},
 		ready:   make(chan *tcpConn, 64),
 		done:    make(chan struct{}),
-		slots:   make(chan struct{}, t.cfg.MaxHandshakes),
+		hs:      newHandshakes(t.cfg.MaxHandshakes),
 	}
 	go l.loop()
 	return l, nil
@@ -199,20 +199,13 @@ type tcpListener struct {
 	done    chan struct{}
 	once    sync.Once
 	err     error
-	slots   chan struct{} // one per connection in its handshake
+	hs      *handshakes // connections in their handshake
 }
 
 func (l *tcpListener) Addr() string { return l.addr }
 
 func (l *tcpListener) loop() {
 	for {
-		// a connection is taken from the kernel only when a handshake slot is free: a flood
-		// of connections that never authenticate waits in the backlog, not in the agent
-		select {
-		case l.slots <- struct{}{}:
-		case <-l.done:
-			return
-		}
 		nc, err := l.ln.Accept()
 		if err != nil {
 			l.mu.Lock()
@@ -223,9 +216,13 @@ func (l *tcpListener) loop() {
 			l.Close()
 			return
 		}
+		l.hs.start(nc)
 		go func() {
 			s, au, ok := l.handshake(nc)
-			<-l.slots
+			if !l.hs.end(nc) && ok {
+				s.Close()
+				ok = false
+			}
 			if ok {
 				l.join(s, au)
 			}
@@ -368,6 +365,7 @@ func (l *tcpListener) Close() error {
 	l.once.Do(func() {
 		close(l.done)
 		l.ln.Close()
+		l.hs.closeAll()
 		l.mu.Lock()
 		for k, p := range l.pending {
 			for _, s := range p.streams {
