@@ -185,10 +185,18 @@ func TestTCPHandshakeFlood(t *testing.T) {
 			}
 			done <- err
 		}()
-		// the flood goes on while the genuine client connects
-		for i := 0; i < 20; i++ {
-			if nc, err := net.Dial("tcp", ln.Addr()); err == nil {
-				flood = append(flood, nc)
+		// the flood goes on while the genuine client connects (a new connection every 5 ms;
+		// the genuine one is evicted only if MaxHandshakes newer ones come during its handshake)
+	flood:
+		for {
+			select {
+			case err := <-done:
+				done <- err
+				break flood
+			case <-time.After(5 * time.Millisecond):
+				if nc, err := net.Dial("tcp", ln.Addr()); err == nil {
+					flood = append(flood, nc)
+				}
 			}
 		}
 		if err := <-done; err != nil {
