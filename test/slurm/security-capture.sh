@@ -7,6 +7,7 @@
 # transfer), and runs an allgather between a rank on node1 and one on node2 whose buffers repeat
 # a second marker (the collectives' rdma TCP streams). Then the same job with
 # --insecure-data-plane, where both markers must appear: proof that the check can fail.
+# Last, a cluster whose node2 alone runs in clear: the pull fails with an error naming the setting.
 # The secret check passes only once the control plane is encrypted too (SPAWN carried
 # SHOAL_SECRET in clear before). Run under `flock /tmp/shoal-slurm.lock`. Last line: "N passed,
 # N failed".
@@ -110,4 +111,36 @@ for mode in encrypted insecure; do
     else bad "--insecure-data-plane: the collective buffer's bytes do not appear"; fi
   fi
 done
+
+# node2's agent alone in clear: the pull of its object fails at once with an error that names the
+# setting, instead of hanging or falling back to clear
+cat > "$WORK/mismatch.py" <<'PY'
+import numpy as np
+import shoal
+
+@shoal.remote(num_cpus=1, resources={"on_node2": 1})
+def produce():
+    return np.ones(1 << 20, dtype=np.int64)
+
+shoal.init()
+ref = produce.remote()
+shoal.wait([ref])
+try:
+    shoal.get(ref, timeout=60)
+    print("MISMATCH got the object", flush=True)
+except Exception as e:
+    print("MISMATCH error", type(e).__name__, str(e).replace("\n", " "), flush=True)
+PY
+cat > "$WORK/mismatch.sbatch" <<SB
+#!/bin/bash
+#SBATCH -N 2 --ntasks-per-node=1 --output=$WORK/mismatch.out
+srun bash -c 'f=; [ "\$SLURMD_NODENAME" = node2 ] && f=--insecure-data-plane; exec shoal launch \$f --object-store-memory 512m --resources "{\"on_\$SLURMD_NODENAME\": 100}" -- python3 $WORK/mismatch.py'
+SB
+start=$(date +%s)
+(cd "$WORK" && timeout 300 sbatch --wait "$WORK/mismatch.sbatch" >/dev/null 2>&1); rc=$?
+took=$(($(date +%s) - start))
+out=$(cat "$WORK/mismatch.out" 2>/dev/null)
+if has "$out" "^MISMATCH error.*data plane encryption setting differs.*insecure-data-plane" && ((took < 120)); then
+  ok "head encrypted, node2 in clear: the pull fails in ${took}s with an error naming --insecure-data-plane"
+else bad "a data plane mismatch between head and member" "rc=$rc took=${took}s" "$out"; fi
 finish
