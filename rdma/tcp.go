@@ -243,7 +243,7 @@ func (l *tcpListener) handshake(nc net.Conn) (net.Conn, tcpAuth, bool) {
 	var binding []byte
 	if !cfg.Insecure {
 		srv, _ := tlsConfigs()
-		tc := tls.Server(nc, srv)
+		tc := tls.Server(tlsSocket(nc), srv)
 		if err := tc.Handshake(); err != nil {
 			return fail()
 		}
@@ -444,7 +444,7 @@ func (t *TCP) dialStream(ctx context.Context, addr string, id [16]byte, idx, n i
 	var binding []byte
 	if !t.cfg.Insecure {
 		_, cli := tlsConfigs()
-		tc := tls.Client(nc, cli)
+		tc := tls.Client(tlsSocket(nc), cli)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return fail(fmt.Errorf("tls handshake with the tcp transport at %s: %w", addr, err))
 		}
