@@ -66,7 +66,21 @@ func parseVerdict(b []byte) ([]byte, error) {
 	return b[1:], nil
 }
 
+// msgConn is what the handshake needs of a connection: whole messages of known sizes.
+type msgConn interface {
+	Send(ctx context.Context, b []byte) error
+	Recv(ctx context.Context, b []byte) error
+}
+
 func (c *Conn) serverHandshake(ctx context.Context, secret string) error {
+	return serverAuth(ctx, c, secret)
+}
+
+func (c *Conn) clientHandshake(ctx context.Context, secret string) error {
+	return clientAuth(ctx, c, secret)
+}
+
+func serverAuth(ctx context.Context, c msgConn, secret string) error {
 	nonce := wire.NewNonce()
 	if err := c.Send(ctx, append([]byte(magic), nonce...)); err != nil {
 		return fmt.Errorf("send hello: %w", err)
@@ -89,7 +103,7 @@ func (c *Conn) serverHandshake(ctx context.Context, secret string) error {
 	return nil
 }
 
-func (c *Conn) clientHandshake(ctx context.Context, secret string) error {
+func clientAuth(ctx context.Context, c msgConn, secret string) error {
 	hello := make([]byte, helloLen)
 	if err := c.Recv(ctx, hello); err != nil {
 		return fmt.Errorf("read hello (is a shoal ucx listener at this address?): %w", err)
