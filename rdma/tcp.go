@@ -623,8 +623,14 @@ func (c *tcpConn) writeQuick(ctx context.Context, i int, h, p []byte, undo *func
 // readQuick fills p from stream i: at once when the bytes are there or come within a short
 // spin, else it arms ctx's deadline and cancellation (*undo) and blocks.
 func (c *tcpConn) readQuick(ctx context.Context, i int, p []byte, undo *func()) error {
-	if c.blocking && *undo == nil {
-		*undo = c.watch(ctx, true, len(c.streams))
+	if c.blocking {
+		// TLS: crypto/tls's reads block, so the deadline goes first; the socket under it
+		// still spins before it parks (block false)
+		if *undo == nil {
+			*undo = c.watch(ctx, true, len(c.streams))
+		}
+		_, err := c.st[i].read(p, false)
+		return err
 	}
 	n, err := c.st[i].read(p, *undo != nil)
 	if err == nil && n < len(p) {
