@@ -38,6 +38,12 @@ type File struct {
 		Level  *string `toml:"level"`
 		Format *string `toml:"format"`
 	} `toml:"log"`
+	// DataPlane is the traffic of objects and collectives between nodes.
+	DataPlane struct {
+		// Insecure turns its encryption off (TLS 1.3 by default), for fabrics the admin
+		// trusts; the control plane stays encrypted (docs/security.md, "Data plane").
+		Insecure *bool `toml:"insecure"`
+	} `toml:"data_plane"`
 }
 
 // ErrInvalid is wrapped by every error about the file's content.
@@ -125,6 +131,9 @@ func (f *File) Values() map[string]string {
 	putS("gpu-confinement", n.GPUConfinement)
 	putS("log-level", f.Log.Level)
 	putS("log-format", f.Log.Format)
+	if p := f.DataPlane.Insecure; p != nil {
+		v["insecure-data-plane"] = strconv.FormatBool(*p)
+	}
 	if len(n.Resources) > 0 {
 		keys := make([]string, 0, len(n.Resources))
 		for k := range n.Resources {

@@ -57,3 +57,16 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestDataPlaneInsecure(t *testing.T) {
+	f, err := Parse(strings.NewReader("[data_plane]\ninsecure = true\n"), "shoal.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := f.Values()["insecure-data-plane"]; v != "true" {
+		t.Fatalf("insecure-data-plane = %q, want true", v)
+	}
+	if _, err := Parse(strings.NewReader("[data_plane]\ninsecure = \"yes\"\n"), "shoal.toml"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a string for data_plane.insecure: %v, want ErrInvalid", err)
+	}
+}

@@ -65,6 +65,9 @@ type Options struct {
 	// Confinement is "auto" (default: confine workers' devices on GPU nodes where the agent
 	// may), "on" (fail when it cannot) or "off".
 	Confinement string
+	// InsecureDataPlane moves objects and collectives between nodes in clear
+	// (--insecure-data-plane); workers and drivers get SHOAL_INSECURE_DATA_PLANE=1.
+	InsecureDataPlane bool
 }
 
 // Cluster is a running one-node cluster.
@@ -78,6 +81,8 @@ type Cluster struct {
 	agent  *nodeagent.Agent
 	conf   *confine.Confiner
 	sess   *privdir.Session
+	// insecureDataPlane: objects and collectives between nodes go in clear
+	insecureDataPlane bool
 	// Shutdown is closed when a client asked the cluster to stop (shoal down).
 	Shutdown chan struct{}
 }
@@ -159,7 +164,8 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	dir := sess.Path()
-	c := &Cluster{ID: o.ClusterID, Secret: o.Secret, Dir: dir, log: log, sess: sess, Shutdown: make(chan struct{})}
+	c := &Cluster{ID: o.ClusterID, Secret: o.Secret, Dir: dir, log: log, sess: sess, Shutdown: make(chan struct{}),
+		insecureDataPlane: o.InsecureDataPlane}
 	ok := false
 	defer func() {
 		if !ok {
@@ -224,6 +230,7 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		SpillDir: spill, Resources: res, ObjectStoreMemory: storeBytes, ListenTCP: listen,
 		Scrub: o.Scrub, Stdout: stdout, Stderr: stderr, PrestartWorkers: int(min(res["CPU"], 4)),
 		GPUs: topo, CUDAIndex: o.CUDAIndex, CPUs: node.CPUs, Confine: c.conf, GPUMajors: majors,
+		InsecureDataPlane: o.InsecureDataPlane, WorkerEnv: dataPlaneEnv(o.InsecureDataPlane),
 		OnShutdown: func() {
 			if !once {
 				once = true
@@ -339,7 +346,17 @@ func human(n int64) string {
 
 // Env returns the variables a driver needs to reach the cluster.
 func (c *Cluster) Env() []string {
-	return []string{"SHOAL_ADDRESS=" + c.Addr, "SHOAL_SECRET=" + c.Secret, "SHOAL_CLUSTER_ID=" + c.ID}
+	return append([]string{"SHOAL_ADDRESS=" + c.Addr, "SHOAL_SECRET=" + c.Secret, "SHOAL_CLUSTER_ID=" + c.ID},
+		dataPlaneEnv(c.insecureDataPlane)...)
+}
+
+// dataPlaneEnv tells workers and drivers (collective ranks) that the data plane is in clear,
+// so that they agree with the agents.
+func dataPlaneEnv(insecure bool) []string {
+	if insecure {
+		return []string{"SHOAL_INSECURE_DATA_PLANE=1"}
+	}
+	return nil
 }
 
 // Info describes the cluster.

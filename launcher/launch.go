@@ -384,7 +384,7 @@ func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, fi
 	if err != nil {
 		return 1, err
 	}
-	store := &nodeagent.StoreConfig{ClusterID: r.Cluster, Dir: shmDir, Memory: storeBytes,
+	store := &nodeagent.StoreConfig{ClusterID: r.Cluster, Dir: shmDir, Memory: storeBytes, InsecureDataPlane: o.InsecureDataPlane,
 		SessionDir: filepath.Join(BaseDir(o.TmpRoot), storeID)}
 	addr, err := bindAddr(me, o.AllowedInterfaces)
 	if err != nil {

@@ -77,6 +77,8 @@ type Config struct {
 	ExtraDevices []confine.Rule
 	// Transport moves object bytes between nodes (nil: TCP on the TCP listener's address).
 	Transport rdma.Transport
+	// InsecureDataPlane: that TCP moves object bytes in clear (default: inside TLS 1.3).
+	InsecureDataPlane bool
 }
 
 // Agent is a node agent.

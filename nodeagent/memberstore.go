@@ -34,6 +34,8 @@ type StoreConfig struct {
 	Memory int64
 	// Transport moves objects between nodes (nil: TCP on the member's address).
 	Transport rdma.Transport
+	// InsecureDataPlane: that TCP moves object bytes in clear (default: inside TLS 1.3).
+	InsecureDataPlane bool
 }
 
 // memberStore is a member node's object store: local workers create and map objects through
@@ -86,7 +88,7 @@ func newMemberStore(log hclog.Logger, secret, node, host string, cfg StoreConfig
 	}
 	tr := cfg.Transport
 	if tr == nil {
-		if tr, err = rdma.NewTCP(rdma.TCPConfig{Secret: secret, Host: host}); err != nil {
+		if tr, err = rdma.NewTCP(rdma.TCPConfig{Secret: secret, Host: host, Insecure: cfg.InsecureDataPlane}); err != nil {
 			return s, err
 		}
 	}

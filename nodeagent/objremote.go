@@ -27,7 +27,7 @@ func (a *Agent) startXfer() error {
 		if err != nil {
 			return err
 		}
-		if tr, err = rdma.NewTCP(rdma.TCPConfig{Secret: a.cfg.Secret, Host: host}); err != nil {
+		if tr, err = rdma.NewTCP(rdma.TCPConfig{Secret: a.cfg.Secret, Host: host, Insecure: a.cfg.InsecureDataPlane}); err != nil {
 			return err
 		}
 	}

@@ -193,9 +193,10 @@ func (x *xfer) serve(c rdma.Conn) {
 		if err := c.Recv(x.ctx, req); err != nil {
 			return
 		}
-		var id wire.ID
-		copy(id[:], req)
-		roff, rlen := int64(binary.BigEndian.Uint64(req[16:])), int64(binary.BigEndian.Uint64(req[24:]))
+		id, roff, rlen, err := parseXferReq(req)
+		if err != nil {
+			return
+		}
 		owner := xferOwnerBase + x.owner.Add(1)
 		size, format, path, off := int64(-1), 0, "", int64(0)
 		x.mu.Lock()
@@ -206,8 +207,8 @@ func (x *xfer) serve(c rdma.Conn) {
 		x.mu.Unlock()
 		binary.BigEndian.PutUint64(hdr, uint64(size))
 		binary.BigEndian.PutUint64(hdr[8:], uint64(format))
-		err := c.Send(x.ctx, hdr)
-		if err == nil && size >= 0 && roff >= 0 && rlen > 0 && rlen <= size-roff {
+		err = c.Send(x.ctx, hdr)
+		if err == nil && xferRange(size, roff, rlen) {
 			err = x.sendBytes(c, path, off+roff, rlen)
 		}
 		if size >= 0 {
@@ -220,6 +221,25 @@ func (x *xfer) serve(c rdma.Conn) {
 			return
 		}
 	}
+}
+
+// xferReqLen is the size of a pull request: the object's id, the offset and the length.
+const xferReqLen = 32
+
+// parseXferReq reads a pull request (from an authenticated agent of the cluster, but still
+// outside input to this one).
+func parseXferReq(req []byte) (id wire.ID, off, n int64, err error) {
+	if len(req) != xferReqLen {
+		return id, 0, 0, fmt.Errorf("object transfer request of %d bytes, want %d", len(req), xferReqLen)
+	}
+	copy(id[:], req)
+	return id, int64(binary.BigEndian.Uint64(req[16:])), int64(binary.BigEndian.Uint64(req[24:])), nil
+}
+
+// xferRange reports whether a request for n bytes at off lies inside an object of size bytes
+// (size -1: not here); only then are bytes sent.
+func xferRange(size, off, n int64) bool {
+	return size >= 0 && off >= 0 && n > 0 && off <= size && n <= size-off
 }
 
 // mapFile maps size bytes of path at off (page aligned).

@@ -19,7 +19,15 @@ type Config struct {
 	Host string
 	// SysRoot is where sysfs is (default /sys); tests point it at fixture trees.
 	SysRoot string
+	// Insecure turns the data plane's encryption off (--insecure-data-plane): TCP carries
+	// bytes in clear, and unencrypted backends (ucx) may be used. Default: every TCP stream runs
+	// inside TLS 1.3, and only shm (one node) and tcp are chosen.
+	Insecure bool
 }
+
+// Encrypted reports whether a backend protects its bytes on the network: tcp (TLS unless the
+// data plane is insecure) and shm (never leaves the node) do; ucx and nccl do not.
+func Encrypted(name string) bool { return name == "tcp" || name == "shm" }
 
 // Ctor builds a backend; it returns an error wrapping ErrNotSupported when the backend
 // cannot run on this node.
@@ -29,7 +37,7 @@ var (
 	regMu    sync.Mutex
 	registry = map[string]Ctor{
 		"tcp": func(cfg Config) (Transport, error) {
-			return NewTCP(TCPConfig{Secret: cfg.Secret, Host: cfg.Host})
+			return NewTCP(TCPConfig{Secret: cfg.Secret, Host: cfg.Host, Insecure: cfg.Insecure})
 		},
 		"shm": func(cfg Config) (Transport, error) {
 			// SHOAL_SHM_SINGLE_COPY=1 moves large messages with process_vm_readv
@@ -79,9 +87,9 @@ var Preference = []string{"ucx", "tcp"}
 
 // Choose names the backend for a connection to a peer: shm when the peer is on this node and
 // both can run shm; else the first of Preference that both ends offer, where "ucx" counts only
-// when this node has an active InfiniBand or RoCE port; else "tcp". mine and theirs are the
-// backends each end can run.
-func Choose(sameNode bool, mine, theirs []string, sysRoot string) string {
+// when the data plane is insecure (UCX cannot run inside TLS) and this node has an active
+// InfiniBand or RoCE port; else "tcp". mine and theirs are the backends each end can run.
+func Choose(sameNode bool, mine, theirs []string, sysRoot string, insecure bool) string {
 	has := func(l []string, n string) bool {
 		for _, x := range l {
 			if x == n {
@@ -95,6 +103,9 @@ func Choose(sameNode bool, mine, theirs []string, sysRoot string) string {
 	}
 	for _, n := range Preference {
 		if !has(mine, n) || !has(theirs, n) {
+			continue
+		}
+		if !insecure && !Encrypted(n) {
 			continue
 		}
 		if n == "ucx" && !HasRDMAPort(sysRoot) {

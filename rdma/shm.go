@@ -100,8 +100,12 @@ const (
 	shmYieldFor   = time.Millisecond // after the spin, yield the CPU until then, then sleep
 	shmSleepSlice = 10 * time.Millisecond
 	shmPiece      = 256 << 10
-	shmLabelC     = "shoal/1 rdma-shm client"
-	shmLabelS     = "shoal/1 rdma-shm server"
+	shmLabelC     = "shoal/2 rdma-shm client"
+	shmLabelS     = "shoal/2 rdma-shm server"
+	// shmMaxHandshakes bounds the connections of one listener in their handshake at once
+	// (see handshakes)
+	shmMaxHandshakes    = 64
+	shmHandshakeTimeout = 10 * time.Second
 )
 
 // Listen opens an abstract Unix socket named after the cluster and a random suffix.
@@ -113,7 +117,8 @@ func (s *Shm) Listen(ctx context.Context) (Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for shm transport on %s: %w", name, err)
 	}
-	l := &shmListener{s: s, ln: ln, addr: name, ready: make(chan *shmConn, 64), done: make(chan struct{})}
+	l := &shmListener{s: s, ln: ln, addr: name, ready: make(chan *shmConn, 64), done: make(chan struct{}),
+		hs: newHandshakes(shmMaxHandshakes)}
 	go l.loop()
 	return l, nil
 }
@@ -125,6 +130,7 @@ type shmListener struct {
 	ready chan *shmConn
 	done  chan struct{}
 	once  sync.Once
+	hs    *handshakes // connections in their handshake
 }
 
 func (l *shmListener) Addr() string { return l.addr }
@@ -136,8 +142,13 @@ func (l *shmListener) loop() {
 			l.Close()
 			return
 		}
+		l.hs.start(uc)
 		go func() {
 			c, err := l.s.serverHandshake(uc)
+			if !l.hs.end(uc) && err == nil {
+				c.Close()
+				return
+			}
 			if err != nil {
 				uc.Close()
 				return
@@ -166,6 +177,7 @@ func (l *shmListener) Close() error {
 	l.once.Do(func() {
 		close(l.done)
 		l.ln.Close()
+		l.hs.closeAll()
 		for {
 			select {
 			case c := <-l.ready:
@@ -178,49 +190,99 @@ func (l *shmListener) Close() error {
 	return nil
 }
 
+// The handshake on the setup socket (fixed sizes):
+//
+//	server -> client: server nonce(32)
+//	client -> server: proof(32) = wire.Proof(secret, shmLabelC, client nonce, server nonce, ""),
+//	                  client nonce(32)
+//	server -> client: status(1) (0 ok, 1 wrong secret), proof(32) (label shmLabelS)
+//	client -> server: ring size (8, little-endian) with the ring file's descriptor (SCM_RIGHTS)
+//	server -> client: 0 (mapped)
+//
+// Both proofs cover both nonces, so no recorded one is accepted again. The server reads
+// nothing but the fixed 64 bytes before the client's proof checks, and takes a descriptor
+// only from an authenticated client.
+const shmAuthLen = 64
+
+// parseShmAuth splits a client's authentication message (outside input: any process on the
+// node can connect to the abstract socket).
+func parseShmAuth(a []byte) (proof, nonce []byte, err error) {
+	if len(a) != shmAuthLen {
+		return nil, nil, fmt.Errorf("shm handshake: authentication of %d bytes, want %d", len(a), shmAuthLen)
+	}
+	return a[:32], a[32:], nil
+}
+
+// parseShmRing reads the dialer's ring message: its size and the one descriptor passed with
+// it. Every descriptor that came is closed when the message is refused.
+func parseShmRing(buf, oob []byte, want int) (fd int, err error) {
+	var fds []int
+	if msgs, perr := syscall.ParseSocketControlMessage(oob); perr == nil {
+		for i := range msgs {
+			// syscall.ParseUnixRights indexes past the end of data whose length is not a
+			// multiple of 4 (found by FuzzParseShmRing); the kernel never makes such a message
+			if len(msgs[i].Data)%4 != 0 {
+				continue
+			}
+			if f, err := syscall.ParseUnixRights(&msgs[i]); err == nil {
+				fds = append(fds, f...)
+			}
+		}
+	}
+	refuse := func(err error) (int, error) {
+		for _, f := range fds {
+			syscall.Close(f)
+		}
+		return -1, err
+	}
+	if len(buf) != 8 {
+		return refuse(fmt.Errorf("shm handshake: ring message of %d bytes, want 8", len(buf)))
+	}
+	if len(fds) != 1 {
+		return refuse(fmt.Errorf("shm handshake: %d ring descriptors came, want 1", len(fds)))
+	}
+	if ring := binary.LittleEndian.Uint64(buf); ring != uint64(want) {
+		return refuse(fmt.Errorf("shm handshake: peer uses %d-byte rings, this end %d; every rank must run the same shoal", ring, want))
+	}
+	return fds[0], nil
+}
+
 func (s *Shm) serverHandshake(uc *net.UnixConn) (*shmConn, error) {
-	uc.SetDeadline(time.Now().Add(10 * time.Second))
+	uc.SetDeadline(time.Now().Add(shmHandshakeTimeout))
 	nonce := wire.NewNonce()
 	if _, err := uc.Write(nonce); err != nil {
 		return nil, err
 	}
-	var a [64]byte
+	var a [shmAuthLen]byte
 	if _, err := io.ReadFull(uc, a[:]); err != nil {
 		return nil, err
 	}
-	if !wire.CheckMAC(s.cfg.Secret, nonce, a[:32], shmLabelC) {
+	proof, cnonce, err := parseShmAuth(a[:])
+	if err != nil {
+		return nil, err
+	}
+	if !wire.CheckProof(s.cfg.Secret, shmLabelC, cnonce, nonce, nil, proof) {
 		uc.Write([]byte{1})
 		return nil, wire.ErrAuth
 	}
-	reply := append([]byte{0}, wire.MAC(s.cfg.Secret, a[32:], shmLabelS)...)
+	reply := append([]byte{0}, wire.Proof(s.cfg.Secret, shmLabelS, cnonce, nonce, nil)...)
 	if _, err := uc.Write(reply); err != nil {
 		return nil, err
 	}
 	// the ring file's descriptor and its size
 	buf := make([]byte, 8)
-	oob := make([]byte, syscall.CmsgSpace(4))
+	oob := make([]byte, syscall.CmsgSpace(4*4)) // room to see (and close) a few extra descriptors
 	n, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
 	if err != nil {
 		return nil, err
 	}
-	if n != 8 {
-		return nil, fmt.Errorf("shm handshake: short size message")
+	fd, err := parseShmRing(buf[:n], oob[:oobn], s.cfg.Ring)
+	if err != nil {
+		return nil, err
 	}
-	msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		return nil, fmt.Errorf("shm handshake: no ring descriptor came: %v", err)
-	}
-	fds, err := syscall.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 1 {
-		return nil, fmt.Errorf("shm handshake: bad ring descriptor: %v", err)
-	}
-	ring := int(binary.LittleEndian.Uint64(buf))
-	if ring != s.cfg.Ring {
-		syscall.Close(fds[0])
-		return nil, fmt.Errorf("shm handshake: peer uses %d-byte rings, this end %d", ring, s.cfg.Ring)
-	}
-	mem, err := syscall.Mmap(fds[0], 0, 2*(shmHdr+ring), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED|syscall.MAP_POPULATE)
-	syscall.Close(fds[0])
+	ring := s.cfg.Ring
+	mem, err := syscall.Mmap(fd, 0, 2*(shmHdr+ring), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED|syscall.MAP_POPULATE)
+	syscall.Close(fd)
 	if err != nil {
 		return nil, fmt.Errorf("map shm ring: %w", err)
 	}
@@ -246,7 +308,7 @@ func (s *Shm) Dial(ctx context.Context, addr string) (Conn, error) {
 		uc.Close()
 		return nil, fmt.Errorf("dial shm transport at %s: %w", addr, err)
 	}
-	dl := time.Now().Add(10 * time.Second)
+	dl := time.Now().Add(shmHandshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
 		dl = d
 	}
@@ -256,7 +318,7 @@ func (s *Shm) Dial(ctx context.Context, addr string) (Conn, error) {
 		return fail(err)
 	}
 	mine := wire.NewNonce()
-	if _, err := uc.Write(append(wire.MAC(s.cfg.Secret, nonce, shmLabelC), mine...)); err != nil {
+	if _, err := uc.Write(append(wire.Proof(s.cfg.Secret, shmLabelC, mine, nonce, nil), mine...)); err != nil {
 		return fail(err)
 	}
 	var reply [33]byte
@@ -269,7 +331,7 @@ func (s *Shm) Dial(ctx context.Context, addr string) (Conn, error) {
 	if _, err := io.ReadFull(uc, reply[1:]); err != nil {
 		return fail(err)
 	}
-	if !wire.CheckMAC(s.cfg.Secret, mine, reply[1:], shmLabelS) {
+	if !wire.CheckProof(s.cfg.Secret, shmLabelS, mine, nonce, nil, reply[1:]) {
 		return fail(fmt.Errorf("%w: the peer does not know this cluster's secret", wire.ErrAuth))
 	}
 	var r [8]byte

@@ -3,12 +3,14 @@ package rdma
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -36,8 +38,16 @@ type TCPConfig struct {
 	// Chunk is the piece size in which large messages are written and read, so that a
 	// cancelled or timed-out operation stops within one chunk (0 = 1 MiB).
 	Chunk int
-	// HandshakeTimeout bounds the authentication of one stream (0 = 10 s).
+	// HandshakeTimeout bounds the authentication of one stream, TLS included (0 = 10 s).
 	HandshakeTimeout time.Duration
+	// Insecure turns encryption off (--insecure-data-plane): streams are authenticated but
+	// carry the bytes in clear, through the non-blocking system calls of rdma/tcpio.go. The
+	// default runs every stream inside TLS 1.3 (docs/security.md, "Data plane"). Both ends
+	// must agree; a mismatch fails the dial with an error that says so.
+	Insecure bool
+	// MaxHandshakes bounds the connections of one listener that are in their handshake at
+	// once (0 = 64); a new one beyond it closes the oldest (see handshakes).
+	MaxHandshakes int
 }
 
 // TCP is the TCP transport. It is safe for concurrent use.
@@ -71,6 +81,9 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
 	}
+	if cfg.MaxHandshakes <= 0 {
+		cfg.MaxHandshakes = 64
+	}
 	return &TCP{cfg: cfg}, nil
 }
 
@@ -79,25 +92,77 @@ func (t *TCP) Name() string { return "tcp" }
 
 // Handshake of every stream (fixed sizes, big-endian):
 //
-//	server -> client: "SHRT" version(1) nonce(32)
-//	client -> server: mac(32) = HMAC(secret, server nonce || tcpClientLabel), nonce(32),
-//	                  conn id(16), stream index(1), stream count(1)
-//	server -> client: status(1) (0 ok, 1 wrong secret), mac(32) = HMAC(secret, client nonce ||
-//	                  tcpServerLabel)
+//	server -> client: "SHRT" version(1) mode(1)   mode 'T': TLS follows, 'P': in clear
+//	[mode 'T': a TLS 1.3 handshake; everything below runs inside the TLS session]
+//	server -> client: server nonce(32)
+//	client -> server: proof(32), client nonce(32), conn id(16), stream index(1), stream count(1)
+//	server -> client: status(1) (0 ok, 1 wrong secret), proof(32)
+//
+// Both proofs are wire.Proof under the cluster secret over both nonces and the channel binding
+// (SHA-256 of the TLS server's certificate; empty in clear), with the labels tcpClientLabel and
+// tcpServerLabel: a recorded proof is never accepted again, and a man in the middle with his
+// own certificate can neither make nor relay one. The mode goes first and in clear so that
+// two ends that disagree about encryption fail at once with an error that names the setting.
+// Nothing the peer sends before its proof checks is longer than tcpAuthLen bytes, and nothing
+// is allocated from it.
 //
 // Streams with the same conn id form one Conn; Accept returns it once all have arrived.
 const (
 	tcpMagic       = "SHRT"
-	tcpVersion     = 1
-	tcpClientLabel = "shoal/1 rdma-tcp client"
-	tcpServerLabel = "shoal/1 rdma-tcp server"
-	tcpHelloLen    = 4 + 1 + 32
+	tcpVersion     = 2
+	tcpModeTLS     = 'T'
+	tcpModeClear   = 'P'
+	tcpClientLabel = "shoal/2 rdma-tcp client"
+	tcpServerLabel = "shoal/2 rdma-tcp server"
+	tcpBannerLen   = 4 + 1 + 1
+	tcpNonceLen    = 32
 	tcpAuthLen     = 32 + 32 + 16 + 1 + 1
 	tcpReplyLen    = 1 + 32
 )
 
+// InsecureHint names the three ways to set the data plane's encryption, for error messages.
+const InsecureHint = "--insecure-data-plane, SHOAL_INSECURE_DATA_PLANE=1, or data_plane.insecure in shoal.toml"
+
+// InsecureFromEnv reports whether SHOAL_INSECURE_DATA_PLANE asks for an unencrypted data plane
+// ("1", "true", "yes", "on"); the agent sets it for workers and drivers of such a cluster, so
+// that collective ranks agree with the agents.
+func InsecureFromEnv() bool {
+	switch strings.ToLower(strings.TrimSpace(os.Getenv("SHOAL_INSECURE_DATA_PLANE"))) {
+	case "1", "true", "yes", "on":
+		return true
+	}
+	return false
+}
+
+func (t *TCP) mode() byte {
+	if t.cfg.Insecure {
+		return tcpModeClear
+	}
+	return tcpModeTLS
+}
+
+// tlsConfigs are the TLS configurations of every tcp transport: wire's, with fixed 16 KiB
+// records (Go's dynamic record sizing starts each burst with small records, which costs bulk
+// transfers a third of their speed for the first hundreds of KiB).
+var tlsConfigs = sync.OnceValues(func() (*tls.Config, *tls.Config) {
+	srv, err := wire.ServerTLS()
+	if err == nil {
+		srv = srv.Clone()
+		srv.DynamicRecordSizingDisabled = true
+	}
+	cli := wire.ClientTLS().Clone()
+	cli.DynamicRecordSizingDisabled = true
+	return srv, cli
+})
+
 // Listen starts accepting connections on cfg.Host with a port the OS chooses.
 func (t *TCP) Listen(ctx context.Context) (Listener, error) {
+	if !t.cfg.Insecure {
+		if srv, _ := tlsConfigs(); srv == nil {
+			_, err := wire.ServerTLS()
+			return nil, fmt.Errorf("listen for tcp transport: %w", err)
+		}
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(t.cfg.Host, "0"))
 	if err != nil {
@@ -111,6 +176,7 @@ func (t *TCP) Listen(ctx context.Context) (Listener, error) {
 		pending: map[[16]byte]*tcpPending{},
 		ready:   make(chan *tcpConn, 64),
 		done:    make(chan struct{}),
+		hs:      newHandshakes(t.cfg.MaxHandshakes),
 	}
 	go l.loop()
 	return l, nil
@@ -133,6 +199,7 @@ type tcpListener struct {
 	done    chan struct{}
 	once    sync.Once
 	err     error
+	hs      *handshakes // connections in their handshake
 }
 
 func (l *tcpListener) Addr() string { return l.addr }
@@ -149,47 +216,71 @@ func (l *tcpListener) loop() {
 			l.Close()
 			return
 		}
-		go l.handshake(nc)
+		l.hs.start(nc)
+		go func() {
+			s, au, ok := l.handshake(nc)
+			if !l.hs.end(nc) && ok {
+				s.Close()
+				ok = false
+			}
+			if ok {
+				l.join(s, au)
+			}
+		}()
 	}
 }
 
-func (l *tcpListener) handshake(nc net.Conn) {
+// handshake authenticates one stream (the server's side) within HandshakeTimeout.
+func (l *tcpListener) handshake(nc net.Conn) (net.Conn, tcpAuth, bool) {
 	cfg := &l.t.cfg
 	nc.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
-	hello := make([]byte, tcpHelloLen)
-	copy(hello, tcpMagic)
-	hello[4] = tcpVersion
+	fail := func() (net.Conn, tcpAuth, bool) { nc.Close(); return nil, tcpAuth{}, false }
+	banner := [tcpBannerLen]byte{'S', 'H', 'R', 'T', tcpVersion, l.t.mode()}
+	if _, err := nc.Write(banner[:]); err != nil {
+		return fail()
+	}
+	s := nc
+	var binding []byte
+	if !cfg.Insecure {
+		srv, _ := tlsConfigs()
+		tc := tls.Server(tlsSocket(nc), srv)
+		if err := tc.Handshake(); err != nil {
+			return fail()
+		}
+		s, binding = tc, wire.ServerBinding()
+	}
 	nonce := wire.NewNonce()
-	copy(hello[5:], nonce)
-	if _, err := nc.Write(hello); err != nil {
-		nc.Close()
-		return
+	if _, err := s.Write(nonce); err != nil {
+		return fail()
 	}
 	var a [tcpAuthLen]byte
-	if _, err := io.ReadFull(nc, a[:]); err != nil {
-		nc.Close()
-		return
+	if _, err := io.ReadFull(s, a[:]); err != nil {
+		return fail()
 	}
 	au, err := parseTCPAuth(a[:])
 	if err != nil {
-		nc.Close()
-		return
+		return fail()
 	}
-	if !wire.CheckMAC(cfg.Secret, nonce, au.mac, tcpClientLabel) {
-		nc.Write([]byte{1})
-		nc.Close()
-		return
+	if !wire.CheckProof(cfg.Secret, tcpClientLabel, au.nonce, nonce, binding, au.mac) {
+		s.Write([]byte{1})
+		s.Close()
+		return nil, tcpAuth{}, false
 	}
-	id, idx, n := au.id, au.idx, au.n
-	reply := make([]byte, tcpReplyLen)
-	copy(reply[1:], wire.MAC(cfg.Secret, au.nonce, tcpServerLabel))
-	if _, err := nc.Write(reply); err != nil {
-		nc.Close()
-		return
+	var reply [tcpReplyLen]byte
+	copy(reply[1:], wire.Proof(cfg.Secret, tcpServerLabel, au.nonce, nonce, binding))
+	if _, err := s.Write(reply[:]); err != nil {
+		s.Close()
+		return nil, tcpAuth{}, false
 	}
 	nc.SetDeadline(time.Time{})
 	tuneTCP(nc)
+	return s, au, true
+}
 
+// join adds an authenticated stream to its connection, and hands the connection to Accept
+// once all its streams came.
+func (l *tcpListener) join(nc net.Conn, au tcpAuth) {
+	cfg := &l.t.cfg
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	select {
@@ -209,6 +300,7 @@ func (l *tcpListener) handshake(nc net.Conn) {
 			delete(l.pending, k)
 		}
 	}
+	id, idx, n := au.id, au.idx, au.n
 	p := l.pending[id]
 	if p == nil {
 		p = &tcpPending{streams: make([]net.Conn, n), since: time.Now()}
@@ -273,6 +365,7 @@ func (l *tcpListener) Close() error {
 	l.once.Do(func() {
 		close(l.done)
 		l.ln.Close()
+		l.hs.closeAll()
 		l.mu.Lock()
 		for k, p := range l.pending {
 			for _, s := range p.streams {
@@ -337,38 +430,74 @@ func (t *TCP) dialStream(ctx context.Context, addr string, id [16]byte, idx, n i
 	}
 	nc.SetDeadline(dl)
 	fail := func(err error) (net.Conn, error) { nc.Close(); return nil, err }
-	var hello [tcpHelloLen]byte
-	if _, err := io.ReadFull(nc, hello[:]); err != nil {
+	var banner [tcpBannerLen]byte
+	if _, err := io.ReadFull(nc, banner[:]); err != nil {
 		return fail(fmt.Errorf("read tcp transport greeting from %s: %w", addr, err))
 	}
-	if string(hello[:4]) != tcpMagic || hello[4] != tcpVersion {
-		return fail(fmt.Errorf("%s is not a shoal tcp transport listener of version %d (greeting %q)", addr, tcpVersion, hello[:5]))
+	if string(banner[:4]) != tcpMagic || banner[4] != tcpVersion {
+		return fail(fmt.Errorf("%s is not a shoal tcp transport listener of version %d (greeting %q); every node must run the same shoal", addr, tcpVersion, banner[:5]))
+	}
+	if err := checkMode(banner[5], t.mode(), addr); err != nil {
+		return fail(err)
+	}
+	s := nc
+	var binding []byte
+	if !t.cfg.Insecure {
+		_, cli := tlsConfigs()
+		tc := tls.Client(tlsSocket(nc), cli)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fail(fmt.Errorf("tls handshake with the tcp transport at %s: %w", addr, err))
+		}
+		s, binding = tc, wire.ClientBinding(tc.ConnectionState())
+	}
+	fail = func(err error) (net.Conn, error) { s.Close(); return nil, err }
+	var snonce [tcpNonceLen]byte
+	if _, err := io.ReadFull(s, snonce[:]); err != nil {
+		return fail(fmt.Errorf("read tcp transport greeting from %s: %w", addr, err))
 	}
 	auth := make([]byte, tcpAuthLen)
-	copy(auth, wire.MAC(t.cfg.Secret, hello[5:], tcpClientLabel))
 	nonce := wire.NewNonce()
+	copy(auth, wire.Proof(t.cfg.Secret, tcpClientLabel, nonce, snonce[:], binding))
 	copy(auth[32:], nonce)
 	copy(auth[64:], id[:])
 	auth[80], auth[81] = byte(idx), byte(n)
-	if _, err := nc.Write(auth); err != nil {
+	if _, err := s.Write(auth); err != nil {
 		return fail(fmt.Errorf("send tcp transport authentication to %s: %w", addr, err))
 	}
 	var reply [tcpReplyLen]byte
-	if _, err := io.ReadFull(nc, reply[:1]); err != nil {
+	if _, err := io.ReadFull(s, reply[:1]); err != nil {
 		return fail(fmt.Errorf("read tcp transport answer from %s: %w", addr, err))
 	}
 	if reply[0] != 0 {
 		return fail(fmt.Errorf("%w: the tcp transport at %s does not accept this cluster secret; use the secret of the cluster the peer belongs to (SHOAL_SECRET)", wire.ErrAuth, addr))
 	}
-	if _, err := io.ReadFull(nc, reply[1:]); err != nil {
+	if _, err := io.ReadFull(s, reply[1:]); err != nil {
 		return fail(fmt.Errorf("read tcp transport answer from %s: %w", addr, err))
 	}
-	if !wire.CheckMAC(t.cfg.Secret, nonce, reply[1:], tcpServerLabel) {
-		return fail(fmt.Errorf("%w: the tcp transport at %s does not know this cluster's secret", wire.ErrAuth, addr))
+	if !wire.CheckProof(t.cfg.Secret, tcpServerLabel, nonce, snonce[:], binding, reply[1:]) {
+		return fail(fmt.Errorf("%w: the tcp transport at %s does not know this cluster's secret (or a man in the middle answered)", wire.ErrAuth, addr))
 	}
 	nc.SetDeadline(time.Time{})
 	tuneTCP(nc)
-	return nc, nil
+	return s, nil
+}
+
+// ErrDataPlaneMismatch is wrapped by a dial to a peer whose data plane is encrypted when this
+// end's is not, or the other way round.
+var ErrDataPlaneMismatch = errors.New("data plane encryption setting differs between the two ends")
+
+// checkMode compares the listener's mode (its banner) with this end's.
+func checkMode(theirs, mine byte, addr string) error {
+	if theirs == mine {
+		return nil
+	}
+	switch theirs {
+	case tcpModeTLS:
+		return fmt.Errorf("%w: the tcp transport at %s encrypts (the default) but this end runs with the data plane in clear; set the same on every node and rank of the cluster (%s)", ErrDataPlaneMismatch, addr, InsecureHint)
+	case tcpModeClear:
+		return fmt.Errorf("%w: the tcp transport at %s runs with the data plane in clear (insecure data plane) but this end encrypts; set the same on every node and rank of the cluster (%s)", ErrDataPlaneMismatch, addr, InsecureHint)
+	}
+	return fmt.Errorf("the tcp transport at %s announced an unknown mode %q; every node must run the same shoal", addr, theirs)
 }
 
 func isLoopback(addr string) bool {
@@ -409,6 +538,9 @@ type tcpConn struct {
 	wbuf    []byte // a small message's header and body, written with one system call
 	scratch []byte // RecvStream's buffer
 	sndbuf  int    // the kernel's send buffer of a one-stream conn (0: several streams)
+	// blocking: the streams are TLS sessions, read and written through blocking calls, so
+	// an operation arms its deadline and cancellation before it starts, not after a spin
+	blocking bool
 
 	closeOnce sync.Once
 }
@@ -417,8 +549,15 @@ func newTCPConn(cfg *TCPConfig, streams []net.Conn) *tcpConn {
 	c := &tcpConn{cfg: cfg, streams: streams, st: make([]*tcpStream, len(streams)), wbuf: make([]byte, 8+tcpSmallMax)}
 	for i, s := range streams {
 		c.st[i] = newTCPStream(s)
+		if c.st[i].raw == nil {
+			c.blocking = true
+		}
 	}
-	if tc, ok := streams[0].(*net.TCPConn); ok && len(streams) == 1 {
+	s0 := streams[0]
+	if tc, ok := s0.(*tls.Conn); ok {
+		s0 = tc.NetConn()
+	}
+	if tc, ok := s0.(*net.TCPConn); ok && len(streams) == 1 {
 		if raw, err := tc.SyscallConn(); err == nil {
 			raw.Control(func(fd uintptr) {
 				v, err := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
@@ -466,6 +605,9 @@ const tcpSmallMax = 64 << 10
 // writeQuick writes h then p on stream i without arming anything when the socket takes them
 // at once, else arms ctx's deadline and cancellation (*undo) and blocks until they are written.
 func (c *tcpConn) writeQuick(ctx context.Context, i int, h, p []byte, undo *func()) error {
+	if c.blocking && *undo == nil {
+		*undo = c.watch(ctx, false, len(c.streams))
+	}
 	n, err := c.st[i].write(h, p, *undo != nil)
 	if err == nil && n < len(h)+len(p) {
 		*undo = c.watch(ctx, false, len(c.streams))
@@ -481,6 +623,15 @@ func (c *tcpConn) writeQuick(ctx context.Context, i int, h, p []byte, undo *func
 // readQuick fills p from stream i: at once when the bytes are there or come within a short
 // spin, else it arms ctx's deadline and cancellation (*undo) and blocks.
 func (c *tcpConn) readQuick(ctx context.Context, i int, p []byte, undo *func()) error {
+	if c.blocking {
+		// TLS: crypto/tls's reads block, so the deadline goes first; the socket under it
+		// still spins before it parks (block false)
+		if *undo == nil {
+			*undo = c.watch(ctx, true, len(c.streams))
+		}
+		_, err := c.st[i].read(p, false)
+		return err
+	}
 	n, err := c.st[i].read(p, *undo != nil)
 	if err == nil && n < len(p) {
 		*undo = c.watch(ctx, true, len(c.streams))

@@ -107,3 +107,10 @@ func BenchmarkTCPSmall(b *testing.B) {
 	tr, _ := NewTCP(TCPConfig{Secret: "s"})
 	benchPingPong(b, tr, 8)
 }
+
+func BenchmarkTCPEncryption(b *testing.B) {
+	for _, insecure := range []bool{false, true} {
+		tr, _ := NewTCP(TCPConfig{Secret: "s", Insecure: insecure})
+		b.Run(map[bool]string{false: "tls", true: "clear"}[insecure], func(b *testing.B) { benchPingPong(b, tr, 4<<20) })
+	}
+}

@@ -11,6 +11,8 @@ APT_PKGS+=(openjdk-17-jdk-headless maven curl)
 APT_PKGS+=(libopenmpi-dev openmpi-bin)
 # UCX: the rdma/ucx backend (opened with dlopen) and ucx_perftest for its benchmark
 APT_PKGS+=(libucx-dev ucx-utils)
+# the capture test (test/slurm/security-capture.sh) records the test cluster's bridge
+APT_PKGS+=(tcpdump)
 PIP_PKGS=(numpy msgpack cloudpickle pytest wheel setuptools ml_dtypes)
 
 missing=()

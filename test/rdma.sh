@@ -31,9 +31,12 @@ check "transports: a hidden UCX is 'not available' naming the path" \
 check "run: shoal starts and runs a command with UCX and NCCL hidden" \
   env SHOAL_UCX_LIB=/nonexistent SHOAL_NCCL_LIB=/nonexistent "$SHOAL" run -- true
 
-out=$("$SHOAL" transports --sysfs-root "$FIX/dgx/sys" 2>&1)
-check "transports: a node with ACTIVE InfiniBand ports sends to other nodes over ucx" \
+out=$("$SHOAL" transports --insecure-data-plane --sysfs-root "$FIX/dgx/sys" 2>&1)
+check "transports: a node with ACTIVE InfiniBand ports sends to other nodes over ucx (insecure data plane)" \
   eval 'has "$out" "peers on other nodes: ucx (RDMA port mlx5_0/1 is ACTIVE (InfiniBand))"'
+out=$("$SHOAL" transports --sysfs-root "$FIX/dgx/sys" 2>&1)
+check "transports: with the data plane encrypted (default), InfiniBand still means tcp, and it says why" \
+  eval 'has "$out" "peers on other nodes: tcp (.*the data plane is encrypted.*--insecure-data-plane allows ucx"'
 out=$(SHOAL_UCX_LIB=/nonexistent "$SHOAL" transports --sysfs-root "$FIX/dgx/sys" 2>&1)
 check "transports: InfiniBand without UCX falls back to tcp and says why" \
   eval 'has "$out" "peers on other nodes: tcp (.*but UCX does not work here)"'
@@ -42,10 +45,13 @@ check "transports --json: a node without RDMA uses tcp" \
   eval 'python3 -c "import json,sys; r=json.loads(sys.argv[1]); assert r[\"inter_node\"][\"backend\"]==\"tcp\", r" "$out"'
 
 if "$SHOAL" transports | grep -q "^ucx   available"; then
-  out=$(SHOAL_UCX=on UCX_TLS=tcp,shm "$SHOAL" bench allreduce --np 3 --min-bytes 16 --max-bytes 1MiB --step-factor 16 --transport ucx 2>&1); rc=$?
-  check "bench allreduce: 3 rank processes run collectives over the ucx backend" \
+  out=$(SHOAL_INSECURE_DATA_PLANE=1 SHOAL_UCX=on UCX_TLS=tcp,shm "$SHOAL" bench allreduce --np 3 --min-bytes 16 --max-bytes 1MiB --step-factor 16 --transport ucx 2>&1); rc=$?
+  check "bench allreduce: 3 rank processes run collectives over the ucx backend (insecure data plane)" \
     eval '[ $rc -eq 0 ] && has "$out" "^ *1048576 "'
-  out=$("$SHOAL" bench allreduce --np 2 --max-bytes 4 --transport ucx 2>&1); rc=$?
+  out=$(SHOAL_UCX=on "$SHOAL" bench allreduce --np 2 --max-bytes 4 --transport ucx 2>&1); rc=$?
+  check "bench allreduce: ucx on an encrypted data plane is refused, naming --insecure-data-plane" \
+    eval '[ $rc -ne 0 ] && has "$out" "insecure-data-plane"'
+  out=$(SHOAL_INSECURE_DATA_PLANE=1 "$SHOAL" bench allreduce --np 2 --max-bytes 4 --transport ucx 2>&1); rc=$?
   check "bench allreduce: ucx forced on a node without RDMA says why and how to force it" \
     eval '[ $rc -ne 0 ] && has "$out" "SHOAL_UCX=on"'
 fi

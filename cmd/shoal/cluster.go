@@ -49,6 +49,8 @@ func clusterFlags() []cli.Flag {
 			Usage: "TCP ports the agent may listen on, e.g. 30000-30999 (default: any the OS picks)"},
 		&cli.StringFlag{Name: "allowed-interfaces", EnvVars: []string{"SHOAL_ALLOWED_INTERFACES"},
 			Usage: "comma-separated network interfaces (names or globs) agents may use between nodes"},
+		&cli.BoolFlag{Name: "insecure-data-plane", EnvVars: []string{"SHOAL_INSECURE_DATA_PLANE"},
+			Usage: "move objects and collectives between nodes in clear (no TLS; UCX allowed) on a fabric you trust; every node must agree (docs/security.md)"},
 	}
 }
 
@@ -59,7 +61,7 @@ func options(c *cli.Context) (launcher.Options, error) {
 	o := launcher.Options{NumCPUs: c.Float64("num-cpus"), NumGPUs: c.Float64("num-gpus"),
 		SpillDir: c.String("spill-dir"), TmpRoot: c.String("tmpdir"), Scrub: slurm.Scrub,
 		Confinement: c.String("gpu-confinement"), ShmRoot: c.String("object-store-dir"),
-		PortRange: c.String("port-range")}
+		PortRange: c.String("port-range"), InsecureDataPlane: c.Bool("insecure-data-plane")}
 	if s := c.String("allowed-interfaces"); s != "" {
 		o.AllowedInterfaces = strings.Split(s, ",")
 	}
@@ -385,7 +387,7 @@ func passOn(c *cli.Context, skip ...string) []string {
 		if slices.Contains(skip, name) || !c.IsSet(name) {
 			continue
 		}
-		args = append(args, "--"+name, c.String(name))
+		args = append(args, "--"+name+"="+c.String(name)) // one word: a bool flag takes no separate value
 	}
 	return args
 }

@@ -23,12 +23,15 @@ func transportsCommand() *cli.Command {
 			"SHOAL_UCX_LIB=/opt/ucx/lib/libucp.so.0 shoal transports   # another UCX build",
 		Description: "Opens libucp.so.0 (SHOAL_UCX_LIB) and starts a UCX worker, opens libnccl.so.2\n" +
 			"(SHOAL_NCCL_LIB) and the CUDA runtime (SHOAL_CUDART_LIB), and reads the RDMA ports\n" +
-			"in sysfs. TCP always works; UCX carries traffic to other nodes when this node has an\n" +
-			"ACTIVE InfiniBand or RoCE port. Exit status 0 even when a library is missing.",
+			"in sysfs. TCP always works; UCX carries traffic to other nodes when the data plane is\n" +
+			"insecure (--insecure-data-plane: UCX cannot be encrypted) and this node has an ACTIVE\n" +
+			"InfiniBand or RoCE port. Exit status 0 even when a library is missing.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", EnvVars: []string{"SHOAL_JSON"}, Usage: "print JSON"},
 			&cli.StringFlag{Name: "sysfs-root", Value: "/sys", EnvVars: []string{"SHOAL_SYSFS_ROOT"},
 				Usage: "where sysfs is mounted (tests point it at a fixture tree)"},
+			&cli.BoolFlag{Name: "insecure-data-plane", EnvVars: []string{"SHOAL_INSECURE_DATA_PLANE"},
+				Usage: "report for a cluster whose data plane is in clear (where UCX may be used)"},
 		},
 		Action: transportsAction,
 	}
@@ -51,6 +54,9 @@ type transportsReport struct {
 }
 
 func transportsAction(c *cli.Context) error {
+	if err := applyConfig(c); err != nil {
+		return err
+	}
 	var r transportsReport
 	if v, err := ucx.Open(); err != nil {
 		r.UCX.Error = err.Error()
@@ -72,6 +78,8 @@ func transportsAction(c *cli.Context) error {
 	}
 	prefer, why := ucx.Preferred(ucx.SysfsPorts(c.String("sysfs-root")))
 	switch {
+	case prefer && r.UCX.Available && !c.Bool("insecure-data-plane"):
+		r.InterNode.Backend, r.InterNode.Reason = "tcp", why+", but the data plane is encrypted and UCX cannot be (--insecure-data-plane allows ucx)"
 	case prefer && r.UCX.Available:
 		r.InterNode.Backend, r.InterNode.Reason = "ucx", why
 	case prefer:

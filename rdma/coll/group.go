@@ -65,6 +65,10 @@ type Options struct {
 	// Hierarchical: 0 = when the group spans nodes and a node has several ranks, 1 = always,
 	// -1 = never.
 	Hierarchical int
+	// Insecure runs the data plane in clear (--insecure-data-plane; also set by
+	// SHOAL_INSECURE_DATA_PLANE=1, which the agent gives the workers of such a cluster): TCP
+	// without TLS, and ucx may be chosen. Every rank of a group must agree.
+	Insecure bool
 	// Log receives debug messages; nil logs nothing.
 	Log hclog.Logger
 }
@@ -178,6 +182,12 @@ func NewGroup(ctx context.Context, kv KV, name string, rank, size int, opts Opti
 	if opts.Cluster == "" {
 		opts.Cluster = "local"
 	}
+	if rdma.InsecureFromEnv() {
+		opts.Insecure = true
+	}
+	if !opts.Insecure && opts.Backend != "auto" && !rdma.Encrypted(opts.Backend) {
+		return nil, fmt.Errorf("join collective group %q: backend %q does not encrypt its traffic between nodes and the data plane is encrypted; use backend \"auto\" or \"tcp\", or run the cluster with an insecure data plane (%s)", name, opts.Backend, rdma.InsecureHint)
+	}
 	log := opts.Log
 	if log == nil {
 		log = hclog.NewNullLogger()
@@ -218,12 +228,16 @@ func (g *Group) join(ctx context.Context) error {
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	cfg := rdma.Config{Secret: g.opts.Secret, Cluster: g.opts.Cluster, Host: host}
+	cfg := rdma.Config{Secret: g.opts.Secret, Cluster: g.opts.Cluster, Host: host, Insecure: g.opts.Insecure}
 	names := rdma.Names()
 	if g.opts.Backend != "auto" {
 		names = []string{g.opts.Backend}
 	}
 	for _, n := range names {
+		if !g.opts.Insecure && !rdma.Encrypted(n) {
+			g.log.Debug("backend not offered: it does not encrypt and the data plane is encrypted", "backend", n)
+			continue
+		}
 		tr, err := rdma.New(n, cfg)
 		if err != nil {
 			if errors.Is(err, rdma.ErrNotSupported) || g.opts.Backend == "auto" {
@@ -380,7 +394,7 @@ func (g *Group) choose(r int) string {
 	if g.opts.Node == "" && g.recs[r].Node == "" {
 		same = true // no node ids: a one-node setting (tests, shoal bench)
 	}
-	return rdma.Choose(same, mine, theirs, "")
+	return rdma.Choose(same, mine, theirs, "", g.opts.Insecure)
 }
 
 // conn returns the connection to rank r, making it on first use: the lower rank dials.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -65,7 +66,8 @@ func world(t *testing.T, n int, backend string, f func(g *coll.Group) error) {
 		go func() {
 			defer wg.Done()
 			g, err := coll.NewGroup(context.Background(), store, "ucx-test", r, n,
-				coll.Options{Secret: "s3cret", Cluster: "c1", Backend: backend, Timeout: 30 * time.Second})
+				coll.Options{Secret: "s3cret", Cluster: "c1", Backend: backend, Timeout: 30 * time.Second,
+					Insecure: backend == "ucx"}) // ucx runs only on an insecure data plane
 			if err != nil {
 				errs[r] = err
 				return
@@ -111,6 +113,15 @@ func TestCollectiveOverUCX(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestUCXRefusedWhenEncrypted: naming ucx on an encrypted data plane is an error that says why.
+func TestUCXRefusedWhenEncrypted(t *testing.T) {
+	_, err := coll.NewGroup(context.Background(), &kv{vals: map[string][]byte{}}, "g", 0, 1,
+		coll.Options{Secret: "s", Backend: "ucx"})
+	if err == nil || !strings.Contains(err.Error(), "insecure-data-plane") {
+		t.Fatalf("ucx on an encrypted data plane: %v, want an error naming --insecure-data-plane", err)
+	}
 }
 
 // TestAutoSkipsUCXWithoutRDMA: on a node without an ACTIVE RDMA port (this one) the "ucx"

@@ -173,6 +173,11 @@ static void on_conn(sx_conn_request_h req, void* arg) {
 	l->count++;
 }
 
+void shoal_lst_reject(shoal_lst* l, sx_conn_request_h r) {
+	lib.listener_reject(l->listener, r);
+	l->rejected++;
+}
+
 sx_conn_request_h shoal_lst_pop(shoal_lst* l) {
 	sx_conn_request_h r;
 	if (l->count == 0) return NULL;

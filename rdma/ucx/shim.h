@@ -34,6 +34,7 @@ int shoal_ucx_arm(sx_worker_h w);
 void shoal_ucx_sleep(int efd, int timeout_ms);
 int shoal_ucx_signal(sx_worker_h w);
 sx_conn_request_h shoal_lst_pop(shoal_lst* l);
+void shoal_lst_reject(shoal_lst* l, sx_conn_request_h r);
 int shoal_ucx_listen(sx_worker_h w, const struct sockaddr* sa, socklen_t salen, shoal_lst* l, int* port);
 void shoal_ucx_unlisten(shoal_lst* l);
 int shoal_ucx_connect(sx_worker_h w, const struct sockaddr* sa, socklen_t salen, sx_conn_request_h req,

@@ -116,6 +116,8 @@ type Listener struct {
 	accepted chan *Conn
 	closed   chan struct{}
 	once     sync.Once
+	// handshaking counts the endpoints in their handshake (at most maxHandshakes)
+	handshaking atomic.Int32
 }
 
 var _ rdma.Listener = (*Listener)(nil)
@@ -212,15 +214,24 @@ func (l *Listener) incoming(r C.sx_conn_request_h) {
 	if C.shoal_ucx_client_addr(r, &buf[0], C.size_t(len(buf))) == 0 {
 		peer = C.GoString(&buf[0])
 	}
+	if l.handshaking.Load() >= maxHandshakes {
+		// a flood of requests that do not authenticate costs no endpoint
+		C.shoal_lst_reject(l.lst, r)
+		l.t.log.Warn("ucx: rejected a connection request: too many handshakes in progress", "addr", l.addr, "peer", peer)
+		return
+	}
 	c, err := l.t.w.newConn(nil, 0, r, peer)
 	if err != nil {
 		l.t.log.Warn("ucx: cannot accept connection", "addr", l.addr, "error", err)
 		return
 	}
+	l.handshaking.Add(1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 		defer cancel()
-		if err := c.serverHandshake(ctx, l.t.secret); err != nil {
+		err := c.serverHandshake(ctx, l.t.secret)
+		l.handshaking.Add(-1)
+		if err != nil {
 			l.t.log.Warn("ucx: refused connection", "addr", l.addr, "error", err)
 			c.Close()
 			return
