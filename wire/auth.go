@@ -34,19 +34,6 @@ func NewNonce() []byte {
 	return b
 }
 
-// MAC computes HMAC-SHA256(secret, nonce || label). It covers one nonce only, so a recorded
-// answer to it can be replayed to whoever reuses that nonce; new protocols use Proof.
-func MAC(secret string, nonce []byte, label string) []byte {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write(nonce)
-	m.Write([]byte(label))
-	return m.Sum(nil)
-}
-
-// CheckMAC reports whether mac is the right MAC for secret, nonce and label.
-func CheckMAC(secret string, nonce, mac []byte, label string) bool {
-	return hmac.Equal(MAC(secret, nonce, label), mac)
-}
 
 // Proof is one side's proof in a mutual challenge: HMAC-SHA256 under the cluster secret over
 // label, the client's nonce, the server's nonce and the channel binding (SHA-256 of the TLS
