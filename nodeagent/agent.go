@@ -238,7 +238,9 @@ func (a *Agent) serve(ln net.Listener, tcp bool) error {
 	go func() {
 		defer a.wg.Done()
 		for {
-			nc, err := ln.Accept()
+			nc, err := wire.AcceptBackoff(ln, func(err error) {
+				a.log.Warn("accept failed; waiting before the next", "error", err)
+			})
 			if err != nil {
 				return
 			}

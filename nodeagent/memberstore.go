@@ -155,7 +155,9 @@ func (s *memberStore) stats() wire.StoreStats {
 func (s *memberStore) accept() {
 	defer s.wg.Done()
 	for {
-		nc, err := s.ln.Accept()
+		nc, err := wire.AcceptBackoff(s.ln, func(err error) {
+			s.log.Warn("accept failed; waiting before the next", "error", err)
+		})
 		if err != nil {
 			return
 		}

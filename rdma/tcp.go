@@ -206,7 +206,7 @@ func (l *tcpListener) Addr() string { return l.addr }
 
 func (l *tcpListener) loop() {
 	for {
-		nc, err := l.ln.Accept()
+		nc, err := wire.AcceptBackoff(l.ln, nil)
 		if err != nil {
 			l.mu.Lock()
 			if l.err == nil {

@@ -2,7 +2,9 @@
 a real `shoal run` cluster: allreduce, allgather and broadcast give the reference results over
 connections that are all UCX ones. SHOAL_UCX=on lets UCX run on a node without an RDMA port
 (it then uses its tcp and shared-memory transports); workers do not inherit SHOAL_* variables,
-so the actor sets it before the collective library loads."""
+so the actor sets it before the collective library loads. UCX does not encrypt, so it is offered
+only on an insecure data plane: the cluster runs with SHOAL_INSECURE_DATA_PLANE=1 (without it the
+group is refused, which test_ucx_refused_on_an_encrypted_data_plane checks)."""
 import ctypes.util
 import json
 import os
@@ -49,6 +51,13 @@ print(json.dumps({"ok": ok}))
 
 
 def test_collectives_over_ucx():
-    p = run_script(SCRIPT, "--num-cpus", "4", env={"SHOAL_UCX": "on", "UCX_TLS": "tcp,shm"})
+    p = run_script(SCRIPT, "--num-cpus", "4",
+                   env={"SHOAL_UCX": "on", "UCX_TLS": "tcp,shm", "SHOAL_INSECURE_DATA_PLANE": "1"})
     assert p.returncode == 0, p.stderr[-3000:]
     assert json.loads(p.stdout.strip().splitlines()[-1]) == {"ok": True}, p.stdout
+
+
+def test_ucx_refused_on_an_encrypted_data_plane():
+    p = run_script(SCRIPT, "--num-cpus", "4", env={"SHOAL_UCX": "on", "UCX_TLS": "tcp,shm"})
+    assert p.returncode != 0
+    assert "does not encrypt" in p.stderr and "--insecure-data-plane" in p.stderr, p.stderr[-3000:]
