@@ -166,7 +166,14 @@ def frames(b):
 
 def replay_client(host, port, path):
     data = open(path, "rb").read()
-    s = socket.create_connection((host, port), timeout=10)
+    for attempt in range(10):  # right after a flood a connect can meet the flood's own debris
+        try:
+            s = socket.create_connection((host, port), timeout=10)
+            break
+        except ConnectionRefusedError:
+            if attempt == 9:
+                raise
+            time.sleep(0.5)
     s.sendall(data)
     got = b""
     s.settimeout(3)

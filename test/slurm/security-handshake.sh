@@ -6,9 +6,9 @@
 # opens connections to every TCP port the head's agent listens on (its control listener and its
 # object-transfer listener) that announce 256 MiB frames and stream junk, and connections that
 # never finish the handshake. The head agent's RSS must grow by less than FLOOD_RSS_MAX_KB, the
-# driver must keep being served, and the job must end with exit code 0. Then INTRUDER replays,
-# from node3, what node2's agent sent each of those ports when it joined (taken from a tcpdump
-# capture on the bridge, as anyone on the network could record it): refused. Held under
+# driver must keep being served, and the job must end with exit code 0. Before the flood,
+# INTRUDER replays, from node3, what node2's agent sent each of those ports when it joined (taken
+# from a tcpdump capture on the bridge, as anyone on the network could record it): refused. Held under
 # /tmp/shoal-slurm.lock (make test-security). Last line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -38,7 +38,7 @@ command -v tcpdump >/dev/null || { bad "tcpdump is not installed (scripts/deps.s
 tcpdump -i shoalbr0 -s 0 -U -w "$WORK/join.pcap" 2> "$WORK/tcpdump.err" &
 TD=$!
 for _ in $(seq 50); do grep -q "listening on" "$WORK/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
-secs=$((FLOOD_SECS + 12))
+secs=$((FLOOD_SECS + 40))  # the replays, then the flood (its tool takes up to 10 s to wind down)
 printf '#!/bin/bash\nsrun -N2 -n2 --ntasks-per-node=1 shoal launch -- %s %s\n' "$WORK/driver" "$secs" > "$WORK/v/job.sh"
 chown "$VICTIM" "$WORK/v/job.sh"
 A=$(as_victim env SLURM_CONF="$SLURM_CONF" sbatch --parsable -N 2 -w node1,node2 --ntasks-per-node=1 \
@@ -55,20 +55,6 @@ done
 ports=$("$CLUSTER" exec node1 ss -ltnpH 2>/dev/null | grep "pid=$head," | awk '{print $4}' | sed 's/.*://' | sort -u)
 [[ -n $ports ]] || { bad "find the head agent's TCP ports" "$("$CLUSTER" exec node1 ss -ltnpH 2>&1)"; finish; }
 echo "victim's head agent: pid $head, TCP ports $(echo $ports)"
-before=$(rss_kb "$head"); peak=$before
-fl=()
-for port in $ports; do
-  "$CLUSTER" exec node3 runuser -u "$INTRUDER" -- python3 "$TOOL" flood 198.18.0.11 "$port" "$FLOOD_SECS" "$FLOOD_BIG" "$FLOOD_IDLE" >"$WORK/flood.$port" 2>&1 &
-  fl+=($!)
-done
-end=$((SECONDS + FLOOD_SECS))
-while ((SECONDS < end)); do r=$(rss_kb "$head"); ((r > peak)) && peak=$r; sleep 0.2; done
-wait "${fl[@]}"
-cat "$WORK"/flood.*
-grows=$((peak - before))
-echo "head agent RSS: $before kB before the flood, $peak kB at its peak (+$grows kB)"
-if ((grows < FLOOD_RSS_MAX_KB)); then ok "a flood from another host grew the head agent's RSS by $grows kB (< $FLOOD_RSS_MAX_KB)"
-else bad "a flood from another host grew the head agent's RSS by $grows kB (limit $FLOOD_RSS_MAX_KB)"; fi
 # --- replays of what node2 sent the head when it joined, from another host and user
 # stream PCAP SRC DST PORT OUT: the payload of the first TCP connection SRC -> DST:PORT, in order
 stream() {
@@ -113,6 +99,20 @@ for port in $ports; do
   replayed=1
 done
 [[ -n ${replayed:-} ]] || bad "the capture held no connection of node2 to the head" "$(tcpdump -nr "$WORK/join.pcap" 2>/dev/null | head -5)"
+before=$(rss_kb "$head"); peak=$before
+fl=()
+for port in $ports; do
+  "$CLUSTER" exec node3 runuser -u "$INTRUDER" -- python3 "$TOOL" flood 198.18.0.11 "$port" "$FLOOD_SECS" "$FLOOD_BIG" "$FLOOD_IDLE" >"$WORK/flood.$port" 2>&1 &
+  fl+=($!)
+done
+end=$((SECONDS + FLOOD_SECS))
+while ((SECONDS < end)); do r=$(rss_kb "$head"); ((r > peak)) && peak=$r; sleep 0.2; done
+wait "${fl[@]}"
+cat "$WORK"/flood.*
+grows=$((peak - before))
+echo "head agent RSS: $before kB before the flood, $peak kB at its peak (+$grows kB)"
+if ((grows < FLOOD_RSS_MAX_KB)); then ok "a flood from another host grew the head agent's RSS by $grows kB (< $FLOOD_RSS_MAX_KB)"
+else bad "a flood from another host grew the head agent's RSS by $grows kB (limit $FLOOD_RSS_MAX_KB)"; fi
 for _ in $(seq 600); do [[ -z $(squeue -h -j "$A" 2>/dev/null) ]] && break; sleep 0.1; done
 state=$(sacct -n -X -j "$A" -o State,ExitCode 2>/dev/null | head -1)
 if grep -q "^served" "$WORK/v/a.out" && ! grep -q "^handshake_driver:" "$WORK/v/a.out"; then
