@@ -2,13 +2,14 @@ package launcher
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/shoal-hpc/shoal/nodeagent/confine"
 )
 
 // Slurm's job cgroups. Where Slurm confines jobs (proctrack/cgroup, task/cgroup), every process
@@ -24,52 +25,10 @@ import (
 //	           uses one of the two, and the search looks in both.
 
 // CgroupMount is a mounted cgroup hierarchy.
-type CgroupMount struct {
-	Point string // where it is mounted
-	V2    bool   // cgroup2 (unified), else a v1 hierarchy
-}
+type CgroupMount = confine.CgroupMount
 
 // ParseCgroupMounts returns the cgroup hierarchies (v1 and v2) in a /proc/self/mountinfo.
-func ParseCgroupMounts(r io.Reader) ([]CgroupMount, error) {
-	var out []CgroupMount
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
-	for sc.Scan() {
-		// ID PARENT MAJ:MIN ROOT POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		f := strings.Fields(pre)
-		if !ok || len(f) < 6 {
-			continue
-		}
-		switch fs := strings.Fields(post); {
-		case len(fs) == 0:
-		case fs[0] == "cgroup2":
-			out = append(out, CgroupMount{Point: unescapeMount(f[4]), V2: true})
-		case fs[0] == "cgroup":
-			out = append(out, CgroupMount{Point: unescapeMount(f[4])})
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return out, fmt.Errorf("read mountinfo: %w", err)
-	}
-	return out, nil
-}
-
-// unescapeMount undoes mountinfo's octal escapes of space, tab, newline and backslash.
-func unescapeMount(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+func ParseCgroupMounts(r io.Reader) ([]CgroupMount, error) { return confine.CgroupMounts(r) }
 
 var uidDirRe = regexp.MustCompile(`^uid_[0-9]+$`)
 

@@ -49,6 +49,39 @@ func findCgroup2(r io.Reader) (mount, error) {
 	return mount{}, fmt.Errorf("no cgroup v2 hierarchy mounted: %w", ErrNotSupported)
 }
 
+// CgroupMount is a mounted cgroup hierarchy.
+type CgroupMount struct {
+	Point string // where it is mounted
+	V2    bool   // cgroup2 (unified), else a v1 hierarchy
+}
+
+// CgroupMounts returns every cgroup hierarchy, v1 and v2, mounted according to r, the contents
+// of /proc/self/mountinfo (the epilog searches them all for Slurm's job cgroups). Malformed
+// lines are skipped; only a read error is returned.
+func CgroupMounts(r io.Reader) ([]CgroupMount, error) {
+	var out []CgroupMount
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		f := strings.Fields(pre)
+		if !ok || len(f) < 6 {
+			continue
+		}
+		switch fs := strings.Fields(post); {
+		case len(fs) == 0:
+		case fs[0] == "cgroup2":
+			out = append(out, CgroupMount{Point: unescape(f[4]), V2: true})
+		case fs[0] == "cgroup":
+			out = append(out, CgroupMount{Point: unescape(f[4])})
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return out, fmt.Errorf("read mountinfo: %w", err)
+	}
+	return out, nil
+}
+
 // unescape undoes mountinfo's octal escapes of space, tab, newline and backslash.
 func unescape(s string) string {
 	if !strings.Contains(s, `\`) {
