@@ -82,10 +82,13 @@ demo: build
 	@if ! $(PYTHON) -c "import numpy, msgpack, cloudpickle" 2>/dev/null; then ./scripts/deps.sh; fi
 	./examples/demo.sh
 
+# every Go fuzz target in the tree for FUZZTIME each (seed corpora also run in test-go), then the
+# Python SDK's frame reader under atheris when it is installed
+FUZZTIME ?= 10s
 fuzz:
-	$(GO) test ./wire -run '^$$' -fuzz FuzzParseFrame -fuzztime 30s
-	for t in FuzzReadFrame FuzzDecodeBody FuzzAccept FuzzClientHandshake; do \
-	  $(GO) test ./wire -run '^$$' -fuzz "^$$t\$$" -fuzztime 30s || exit 1; done
+	@for p in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+	    echo "== $$p $$t"; $(GO) test $$p -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) || exit 1; done; done
 	@if $(PYTHON) -c "import atheris" 2>/dev/null; then d=$$(mktemp -d) && cp python/tests/testdata/fuzz_wire/* $$d && \
 	  PYTHONPATH=$$PWD/python $(PYTHON) python/tests/fuzz_wire.py $$d -max_total_time=30; \
 	  else echo "skip python/tests/fuzz_wire.py: pip install atheris"; fi
