@@ -215,7 +215,8 @@ func runAM(ctx context.Context, log hclog.Logger) (int, error) {
 	defer derr.Close()
 
 	c, err := launcher.Start(log.Named("head"), launcher.Options{NumCPUs: float64(spec.AMVCores),
-		Memory: spec.AMMemoryMB << 20, ListenTCP: net.JoinHostPort(ip, "0"), Stdout: dout, Stderr: derr})
+		Memory: spec.AMMemoryMB << 20, ListenTCP: net.JoinHostPort(ip, "0"), Stdout: dout, Stderr: derr,
+		InsecureDataPlane: spec.InsecureData})
 	if err != nil {
 		finish(ipc.Failed, "shoal: start the head: "+err.Error())
 		return 1, fmt.Errorf("start the head: %w", err)

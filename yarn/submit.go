@@ -49,6 +49,9 @@ type SubmitOptions struct {
 	// ResourceManager and each NodeManager are encrypted (hadoop.rpc.protection=privacy): the
 	// members' launch context carries the cluster's secret.
 	RequireRPCPrivacy bool
+	// InsecureDataPlane moves objects and collectives between containers in clear; the
+	// control plane stays in TLS.
+	InsecureDataPlane bool
 	// HDFS, when set, stages the shipped files on HDFS (hdfs:// resources, StagingDir) instead
 	// of naming them as file:// resources, which only work on a file system every node mounts.
 	HDFS *WebHDFS
@@ -74,6 +77,8 @@ type AMSpec struct {
 	User             string                   `json:"user"`
 	Staging          string                   `json:"staging,omitempty"` // removed by the AM at the end
 	RequirePrivacy   bool                     `json:"require_rpc_privacy,omitempty"`
+	// InsecureData: the cluster's data plane in clear (`--insecure-data-plane`).
+	InsecureData bool `json:"insecure_data_plane,omitempty"`
 }
 
 // SpecEnv is the environment variable that carries the AMSpec (JSON, base64-encoded).
@@ -204,7 +209,8 @@ func (o *SubmitOptions) Build(ctx context.Context, id, user string) (*Submission
 	spec := AMSpec{Containers: o.Containers, MemoryMB: o.MemoryMB, VCores: o.VCores, AMMemoryMB: o.AMMemoryMB,
 		AMVCores: o.AMVCores, NodeLabel: o.NodeLabel, SchedulerAddress: o.SchedulerAddress,
 		JoinTimeoutMS: o.JoinTimeout.Milliseconds(), MaxReplacements: replace, Driver: argv, Env: o.Env,
-		LocalResources: res, LogLevel: o.LogLevel, User: user, RequirePrivacy: o.RequireRPCPrivacy}
+		LocalResources: res, LogLevel: o.LogLevel, User: user, RequirePrivacy: o.RequireRPCPrivacy,
+		InsecureData: o.InsecureDataPlane}
 	if o.HDFS != nil {
 		spec.Staging = encodeStaging(o.HDFS, StagingDir(user, id))
 	}

@@ -305,6 +305,15 @@ func TestBuildShipsFilesAndScript(t *testing.T) {
 		t.Fatalf("--require-rpc-privacy did not reach the AM's spec: %+v, %v", spec, err)
 	}
 	o.RequireRPCPrivacy = false
+	o.InsecureDataPlane = true
+	if s, err = o.Build(context.Background(), "application_1_0007", "u"); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ = base64.StdEncoding.DecodeString(s.AM.Environment[SpecEnv])
+	if err := json.Unmarshal(raw, &spec); err != nil || !spec.InsecureData {
+		t.Fatalf("--insecure-data-plane did not reach the AM's spec: %+v, %v", spec, err)
+	}
+	o.InsecureDataPlane = false
 	o.Argv = []string{"./run.sh"}
 	if s, err = o.Build(context.Background(), "application_1_0002", "u"); err != nil || !strings.Contains(s.AM.Environment[SpecEnv], "") {
 		t.Fatal(err)

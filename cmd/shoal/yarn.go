@@ -106,6 +106,8 @@ func yarnSubmitCommand() *cli.Command {
 				Usage: "log level of the ApplicationMaster and the agents (their stderr, see `shoal yarn logs`)"},
 			&cli.BoolFlag{Name: "require-rpc-privacy", EnvVars: []string{"SHOAL_YARN_REQUIRE_RPC_PRIVACY"},
 				Usage: "fail unless the cluster encrypts Hadoop RPC (hadoop.rpc.protection=privacy): the containers' launch contexts carry the cluster's secret from the ApplicationMaster to the NodeManagers"},
+			&cli.BoolFlag{Name: "insecure-data-plane", EnvVars: []string{"SHOAL_INSECURE_DATA_PLANE"},
+				Usage: "move objects and collectives between containers in clear (default: TLS 1.3), for networks you trust; the control plane stays encrypted (docs/security.md)"},
 		),
 		Action: func(c *cli.Context) error {
 			argv := c.Args().Slice()
@@ -144,7 +146,8 @@ func yarnSubmitCommand() *cli.Command {
 				NodeLabel: c.String("node-label"), MaxAttempts: c.Int("max-attempts"), Containers: c.Int("containers"),
 				MemoryMB: mem, VCores: int32(c.Int("vcores")), AMMemoryMB: amMem, AMVCores: int32(c.Int("am-vcores")),
 				Files: c.StringSlice("files"), Archives: c.StringSlice("archives"), Env: env, SchedulerAddress: sched, JoinTimeout: c.Duration("join-timeout"),
-				MaxReplacements: replace, LogLevel: c.String("am-log-level"), RequireRPCPrivacy: c.Bool("require-rpc-privacy"), Argv: argv}
+				MaxReplacements: replace, LogLevel: c.String("am-log-level"), RequireRPCPrivacy: c.Bool("require-rpc-privacy"),
+				InsecureDataPlane: c.Bool("insecure-data-plane"), Argv: argv}
 			if o.HDFS, err = stager(c, site, cl.User()); err != nil {
 				return err
 			}

@@ -136,6 +136,15 @@ else
   bad "--archives (rc=$rc, unpacked in $unpacked of 3 containers)" "$out"
 fi
 
+# 1d. --insecure-data-plane reaches every container's workers (without it: TLS everywhere)
+for mode in clear tls; do
+  flag=(); [[ $mode == clear ]] && flag=(--insecure-data-plane)
+  out=$(cd "$DRIVERS" && "$SHOAL" yarn submit --containers 2 "${COMMON[@]}" "${flag[@]}" -- "$PY" dataplane.py 2>&1); rc=$?
+  n=$(grep -c "^DATAPLANE container_.* $mode\$" <<<"$out"); other=$(grep "^DATAPLANE" <<<"$out" | grep -vc " $mode\$")
+  if ((rc == 0 && n == 3 && other == 0)); then ok "data plane $mode in all 3 containers (${flag[*]:-default})"
+  else bad "data plane $mode in every container (rc=$rc, $n of 3, $other otherwise)" "$out"; fi
+done
+
 # 2. a failing driver's exit code comes back, and its output is shown; the ResourceManager and
 # its scheduler address come from $YARN_CONF_DIR/yarn-site.xml
 # and --stage local ships file:// resources (every NodeManager here sees this machine's files)
