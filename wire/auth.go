@@ -34,7 +34,6 @@ func NewNonce() []byte {
 	return b
 }
 
-
 // Proof is one side's proof in a mutual challenge: HMAC-SHA256 under the cluster secret over
 // label, the client's nonce, the server's nonce and the channel binding (SHA-256 of the TLS
 // server's certificate; empty on a local socket), each field length-prefixed. Both nonces are
