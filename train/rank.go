@@ -92,6 +92,11 @@ type RankActor struct {
 // same signal from shoal train as a copy of it.
 const directWindow = 2 * time.Second
 
+// directGrace is how long Signal waits for Slurm's own copy of a signal to reach this worker
+// before it passes on the copy `shoal train` sent (a signal for the batch shell only, B:USR1,
+// never comes directly, and is passed on this much later).
+const directGrace = 300 * time.Millisecond
+
 // NewRankActor is RankActor's constructor. The worker catches SIGTERM, SIGINT, SIGHUP, SIGUSR1
 // and SIGUSR2 and notes when each came: Slurm sends them to every process of a step (scancel,
 // time limits, --signal), the rank process included, and the worker must outlive its rank to
@@ -488,16 +493,28 @@ func (r *RankActor) snapshot() Status {
 
 // Signal sends sig to the rank's process, if it runs, unless this worker got sig itself
 // within directWindow: then Slurm signalled every process of the step, the rank included, and
-// a second copy would run the rank's handler (a checkpoint on SIGUSR1) twice. It reports
-// whether it sent the signal.
+// a second copy would run the rank's handler (a checkpoint on SIGUSR1) twice. Slurm signals the
+// step's processes on every node at about the time `shoal train` gets its own copy and passes
+// it on, so the direct copy may still be on its way: Signal waits up to directGrace for it
+// before it sends. It reports whether it sent the signal.
 func (r *RankActor) Signal(sig int) (bool, error) {
+	s := syscall.Signal(sig)
+	deadline := time.Now().Add(directGrace)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if t, ok := r.direct[syscall.Signal(sig)]; ok && time.Since(t) < directWindow {
-		return false, nil
+	for {
+		if t, ok := r.direct[s]; ok && time.Since(t) < directWindow {
+			return false, nil
+		}
+		if !time.Now().Before(deadline) {
+			break
+		}
+		r.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+		r.mu.Lock()
 	}
 	if r.cur != nil && !r.status.Done {
-		r.cur.cmd.Process.Signal(syscall.Signal(sig))
+		r.cur.cmd.Process.Signal(s)
 		return true, nil
 	}
 	return false, nil
