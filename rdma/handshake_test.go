@@ -87,13 +87,7 @@ func TestTCPReplayedClientProof(t *testing.T) {
 	}
 	defer ln.Close()
 	// a real client's authentication, as a listener on the network would record it
-	nc, snonce := rawClient(t, ln.Addr())
-	cnonce := wire.NewNonce()
-	auth := make([]byte, tcpAuthLen)
-	copy(auth, wire.Proof(secret, tcpClientLabel, cnonce, snonce, nil))
-	copy(auth[32:], cnonce)
-	auth[81] = 1
-	nc.Write(auth)
+	nc, auth, _ := genuineAuth(t, secret, ln.Addr())
 	var st [1]byte
 	if _, err := io.ReadFull(nc, st[:]); err != nil || st[0] != 0 {
 		t.Fatalf("the genuine client was refused: %v %d", err, st[0])
@@ -119,13 +113,7 @@ func TestTCPReplayedServerProof(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	nc, snonce := rawClient(t, ln.Addr())
-	cnonce := wire.NewNonce()
-	auth := make([]byte, tcpAuthLen)
-	copy(auth, wire.Proof(secret, tcpClientLabel, cnonce, snonce, nil))
-	copy(auth[32:], cnonce)
-	auth[81] = 1
-	nc.Write(auth)
+	nc, _, snonce := genuineAuth(t, secret, ln.Addr())
 	reply := make([]byte, tcpReplyLen)
 	if _, err := io.ReadFull(nc, reply); err != nil || reply[0] != 0 {
 		t.Fatalf("the genuine client was refused: %v", err)
@@ -263,4 +251,19 @@ func TestShmReplayedClientProof(t *testing.T) {
 	if _, err := io.ReadFull(nc2, st[:]); err == nil && st[0] == 0 {
 		t.Fatal("the shm listener accepted a replayed client proof")
 	}
+}
+
+// genuineAuth opens a clear connection to the listener at addr and sends a genuine client's
+// authentication of one stream; it returns the connection and the bytes sent, as a listener on
+// the network would record them, and the server's nonce they answer.
+func genuineAuth(t *testing.T, secret, addr string) (net.Conn, []byte, []byte) {
+	t.Helper()
+	nc, snonce := rawClient(t, addr)
+	cnonce := wire.NewNonce()
+	auth := make([]byte, tcpAuthLen)
+	copy(auth, wire.Proof(secret, tcpClientLabel, cnonce, snonce, nil))
+	copy(auth[32:], cnonce)
+	auth[81] = 1
+	nc.Write(auth)
+	return nc, auth, snonce
 }

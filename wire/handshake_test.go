@@ -253,11 +253,7 @@ func otherCert(t *testing.T) tls.Certificate {
 // the server certificate, so neither side accepts the other's proof.
 func TestManInTheMiddleRefused(t *testing.T) {
 	s := startServer(t, "tcp")
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{otherCert(t)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := otherListener(t)
 	go func() {
 		cc, err := ln.Accept()
 		if err != nil {
@@ -272,7 +268,7 @@ func TestManInTheMiddleRefused(t *testing.T) {
 		go io.Copy(cc, sc)
 		io.Copy(sc, cc)
 	}()
-	_, _, err = Dial("tcp:"+ln.Addr().String(), testSecret, Auth{Role: "member"})
+	_, _, err := Dial("tcp:"+ln.Addr().String(), testSecret, Auth{Role: "member"})
 	if !errors.Is(err, ErrAuth) {
 		t.Fatalf("through a man in the middle: got %v, want ErrAuth", err)
 	}
@@ -285,11 +281,7 @@ func TestManInTheMiddleRefused(t *testing.T) {
 // different certificate than the one its proof binds (the proof of a relayed connection) is
 // refused by the client itself, before it reads anything else.
 func TestClientRefusesUnboundProof(t *testing.T) {
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{otherCert(t)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := otherListener(t)
 	go func() {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -309,7 +301,7 @@ func TestClientRefusesUnboundProof(t *testing.T) {
 		writeFrame(nc, TWelcome, &Welcome{Node: "n1", Proof: Proof(testSecret, ServerLabel, a.Nonce, sn, ServerBinding())})
 		io.Copy(io.Discard, nc)
 	}()
-	_, _, err = Dial("tcp:"+ln.Addr().String(), testSecret, Auth{Role: "member"})
+	_, _, err := Dial("tcp:"+ln.Addr().String(), testSecret, Auth{Role: "member"})
 	if !errors.Is(err, ErrAuth) {
 		t.Fatalf("got %v, want ErrAuth", err)
 	}
@@ -511,4 +503,16 @@ func TestVersionMismatch(t *testing.T) {
 	if err := <-s.errs; !errors.Is(err, ErrProtocolVersion) {
 		t.Fatalf("server side: got %v", err)
 	}
+}
+
+// otherListener is a TLS 1.3 listener on loopback with a certificate other than this process's
+// (a man in the middle's, or a relay's); closed when the test ends.
+func otherListener(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{otherCert(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
 }
