@@ -137,11 +137,13 @@ func (l *shmListener) Addr() string { return l.addr }
 
 func (l *shmListener) loop() {
 	for {
-		uc, err := l.ln.AcceptUnix()
+		// any user of the node can reach the abstract socket: wait out what a flood causes
+		nc, err := wire.AcceptBackoff(l.ln, nil)
 		if err != nil {
 			l.Close()
 			return
 		}
+		uc := nc.(*net.UnixConn)
 		l.hs.start(uc)
 		go func() {
 			c, err := l.s.serverHandshake(uc)
