@@ -108,8 +108,7 @@ func (c *Core) dispatch(q *queue) {
 	for {
 		t := q.front()
 		if t == nil {
-			q.parked = false
-			c.dropQueue(q)
+			q.parked = false // an empty queue stays (its cursor with it) until its job ends
 			return
 		}
 		n, ok := c.place(t, q)
@@ -123,7 +122,7 @@ func (c *Core) dispatch(q *queue) {
 	}
 }
 
-// dropQueue forgets an empty queue so a finished job leaves nothing behind.
+// dropQueue forgets an empty queue (its job ended, or its group went).
 func (c *Core) dropQueue(q *queue) {
 	if q.len() > 0 || c.queues[q.key] != q {
 		return
@@ -169,7 +168,6 @@ func (c *Core) released(n NodeID) {
 			t := q.front()
 			if t == nil {
 				q.parked = false
-				c.dropQueue(q)
 				break
 			}
 			if !c.fitsOn(t, c.nodes[n]) {

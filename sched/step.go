@@ -502,6 +502,11 @@ func (c *Core) jobEnded(id JobID) {
 	for _, nd := range c.nodes {
 		delete(nd.pool, id)
 	}
+	for _, q := range append([]*queue(nil), c.qorder...) {
+		if q.key.job == id {
+			c.dropQueue(q)
+		}
+	}
 	delete(c.jobs, id)
 	for _, nd := range c.nodes {
 		if nd.alive {
