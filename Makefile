@@ -5,7 +5,7 @@ PYTHON    ?= python3
 export PATH := $(CURDIR)/bin:$(PATH)
 export SHOAL_BIN := $(CURDIR)/bin/shoal
 
-.PHONY: all build spank deps test test-security test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma bench-ucx demo fuzz bench clean
+.PHONY: all build spank deps test test-security test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma bench-ucx bench-core-sim demo fuzz bench clean
 
 all: build
 
@@ -95,6 +95,11 @@ fuzz:
 
 bench: build
 	./bin/shoal bench core
+
+# the core's simulation at the design's limits (1,000 nodes, 1M queued tasks, 10k actors, 1k
+# placement groups): decisions per second and heap bytes per queued task (docs/architecture.md)
+bench-core-sim:
+	$(GO) test -run '^$$' -bench CoreSimulation -benchtime=1x ./sched/
 
 clean:
 	rm -rf bin python/shoal/bin

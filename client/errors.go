@@ -31,11 +31,13 @@ var (
 const (
 	KindTaskError  = "task_error"
 	KindWorkerDied = "worker_died"
-	KindActorDied  = "actor_died"
-	KindObjectLost = "object_lost"
-	KindStoreFull  = "store_full"
-	KindInfeasible = "infeasible"
-	KindCancelled  = "cancelled"
+	// KindStartFailed: the task's workers could not start (errors.Is matches ErrWorkerDied).
+	KindStartFailed = "worker_start_failed"
+	KindActorDied   = "actor_died"
+	KindObjectLost  = "object_lost"
+	KindStoreFull   = "store_full"
+	KindInfeasible  = "infeasible"
+	KindCancelled   = "cancelled"
 )
 
 // TaskError is an error object read from the cluster: the remote function failed (Kind
@@ -47,13 +49,14 @@ type TaskError struct {
 }
 
 var kindPrefix = map[string]string{
-	KindTaskError:  "remote task failed",
-	KindWorkerDied: "worker died",
-	KindActorDied:  "actor died",
-	KindObjectLost: "object lost",
-	KindStoreFull:  "object store full",
-	KindInfeasible: "task is infeasible",
-	KindCancelled:  "task cancelled",
+	KindTaskError:   "remote task failed",
+	KindWorkerDied:  "worker died",
+	KindStartFailed: "worker could not start",
+	KindActorDied:   "actor died",
+	KindObjectLost:  "object lost",
+	KindStoreFull:   "object store full",
+	KindInfeasible:  "task is infeasible",
+	KindCancelled:   "task cancelled",
 }
 
 func (e *TaskError) Error() string {
@@ -67,7 +70,7 @@ func (e *TaskError) Error() string {
 // Is matches the sentinel of e's kind.
 func (e *TaskError) Is(target error) bool {
 	switch e.Kind {
-	case KindWorkerDied:
+	case KindWorkerDied, KindStartFailed:
 		return target == ErrWorkerDied
 	case KindActorDied:
 		return target == ErrActorDied

@@ -2,10 +2,12 @@ package nodeagent
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/shoal-hpc/shoal/nodeagent/confine"
 	"github.com/shoal-hpc/shoal/sched"
@@ -43,6 +45,11 @@ type job struct {
 	workers  map[string]*worker
 	ended    bool
 	nextW    int
+	// worker start failures (startfail.go)
+	startFails int
+	startErr   string
+	notBefore  time.Time
+	retryArmed bool
 }
 
 type worker struct {
@@ -61,7 +68,8 @@ type worker struct {
 	gpus    []int  // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
 	node    *node  // the node it runs on
 	group   *confine.Group
-	pending *task // a GPU task waiting for this worker, started for it
+	pending *task    // a GPU task waiting for this worker, started for it
+	errTail *tailBuf // the end of its stderr (this node's workers)
 }
 
 func (w *worker) signal(sig syscall.Signal) {
@@ -485,6 +493,11 @@ func (a *Agent) schedule() {
 		n := a.nodeFor(t)
 		w := a.idleWorkerOn(t.job, n, "")
 		if w == nil {
+			if t.job.broken() {
+				a.ready[i] = nil
+				a.fail(t, KindStartFailed, t.job.startMsg(t.spec.Name))
+				continue
+			}
 			need[jobNode{t.job, n}]++
 			continue
 		}
@@ -564,9 +577,15 @@ func (a *Agent) releaseGPUTask(t *task) {
 // ensureWorkers starts workers for n runnable tasks that have none: a few at a time, and no
 // more task workers in all than the node has CPUs (plus two spares for tasks that need none).
 func (a *Agent) ensureWorkers(j *job, nd *node, n int) {
+	if a.startDelay(j) > 0 {
+		return // backing off after workers failed to start
+	}
 	limit := int(nd.total["CPU"]) + 2
 	if limit < 4 {
 		limit = 4
+	}
+	if j.startFails > 0 {
+		limit = 1 // one at a time while starts fail
 	}
 	pool, starting, blocked := 0, 0, 0
 	for _, w := range j.workers {
@@ -746,9 +765,15 @@ func (a *Agent) spawnWorkerOn(j *job, forAct *actor, gpus []int, nd *node) *work
 			cmd.Dir = j.cwd
 		}
 	}
-	cmd.Stdout, cmd.Stderr = a.cfg.Stdout, a.cfg.Stderr
+	tail := &tailBuf{max: 2048}
+	cmd.Stdout = a.cfg.Stdout
+	if a.cfg.Stderr != nil {
+		cmd.Stderr = io.MultiWriter(a.cfg.Stderr, tail)
+	} else {
+		cmd.Stderr = tail
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	w := &worker{id: id, job: j, cmd: cmd, exited: make(chan struct{}), fnsSent: map[wire.ID]bool{}, forAct: forAct, gpus: gpus, node: a.local}
+	w := &worker{id: id, job: j, cmd: cmd, exited: make(chan struct{}), fnsSent: map[wire.ID]bool{}, forAct: forAct, gpus: gpus, node: a.local, errTail: tail}
 	cg, err := a.confineWorker(w)
 	if err != nil {
 		a.log.Error("confine worker; starting it unconfined", "worker", id, "error", err)
@@ -807,6 +832,7 @@ func filterEnv(env []string, prefixes ...string) []string {
 // workerReady runs when a started worker connects.
 func (a *Agent) workerReady(w *worker) {
 	w.job.starting--
+	w.job.startFails = 0
 	if t := w.pending; t != nil {
 		w.pending = nil
 		if !t.finished {
@@ -829,6 +855,7 @@ func (a *Agent) workerLost(w *worker, why string) {
 		if !w.job.ended && !a.closed {
 			a.log.Warn("worker exited before connecting", "worker", w.id, "reason", why)
 		}
+		a.startFailed(w, why)
 	}
 	w.signal(syscall.SIGKILL)
 	if t := w.pending; t != nil && !t.finished {
@@ -838,7 +865,7 @@ func (a *Agent) workerLost(w *worker, why string) {
 		if t.spec.Kind == wire.KindActorCreate {
 			a.actorDead(t.actor, "its worker could not start ("+why+")")
 		} else {
-			a.fail(t, "worker_died", fmt.Sprintf("the worker started for %s exited before it connected (%s)", t.spec.Name, why))
+			a.fail(t, KindStartFailed, fmt.Sprintf("the worker started for %s exited before it connected (%s)", t.spec.Name, w.job.startErr))
 		}
 	}
 	if t := w.task; t != nil && !t.finished {

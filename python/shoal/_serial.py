@@ -148,6 +148,7 @@ def deserialize_bundle(mv):
 
 _error_kinds = {
     "worker_died": exc.WorkerCrashedError,
+    "worker_start_failed": exc.WorkerCrashedError,
     "actor_died": exc.ActorDiedError,
     "object_lost": exc.ObjectFreedError,
     "store_full": exc.ObjectStoreFullError,
