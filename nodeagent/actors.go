@@ -8,6 +8,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/shoal-hpc/shoal/head"
+	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
 )
 
@@ -41,6 +42,7 @@ type actor struct {
 	inflight     []*task // sent, in order
 	death        string
 	noRestart    bool
+	failedWith   string // why its constructor failed, for the death the core then reports
 }
 
 func (a *Agent) newActor(t *task) error {
@@ -89,7 +91,7 @@ func (a *Agent) actorCreated(ac *actor, failed bool, rets []wire.Ret) {
 			}
 		}
 		ac.noRestart = true
-		a.actorDead(ac, msg)
+		ac.failedWith = msg // the core kills its worker and reports it dead (ActorDied)
 		return
 	}
 	a.setActorState(ac, actorAlive)
@@ -125,48 +127,28 @@ func (a *Agent) actorCallDone(t *task) {
 	a.finish(t)
 }
 
-// actorWorkerDied handles the death of an actor's process: calls in flight fail; the actor
-// restarts when it has restarts left, otherwise it is dead.
-func (a *Agent) actorWorkerDied(ac *actor, why string) {
-	w := ac.worker
-	ac.worker = nil
-	if w != nil {
+// actorRestarting handles the core's decision to restart ac after its process died: calls in
+// flight fail, queued calls wait for the new instance.
+func (a *Agent) actorRestarting(ac *actor, why string) {
+	a.unbindActor(ac, why)
+	ac.restarts++
+	a.log.Warn("restarting actor", "actor", ac.id.String(), "class", ac.create.spec.Name, "restart", ac.restarts, "reason", why)
+	a.setActorState(ac, actorRestarting)
+}
+
+// unbindActor detaches ac from its (dead) worker and fails the calls it was running.
+func (a *Agent) unbindActor(ac *actor, why string) {
+	if w := ac.worker; w != nil {
 		w.actor = nil
 	}
-	a.releaseActorRes(ac)
+	ac.worker = nil
+	if t := ac.create; t != nil {
+		t.worker = nil
+	}
 	inflight := ac.inflight
 	ac.inflight = nil
 	for _, t := range inflight {
 		a.fail(t, "actor_died", fmt.Sprintf("%s: the actor's process died while running this call (%s)", t.spec.Name, why))
-	}
-	if ac.state == actorDead {
-		return
-	}
-	if ac.noRestart || ac.restartsLeft == 0 || ac.job.ended {
-		a.actorDead(ac, "its process died ("+why+")")
-		return
-	}
-	if ac.restartsLeft > 0 {
-		ac.restartsLeft--
-	}
-	ac.restarts++
-	a.log.Warn("restarting actor", "actor", ac.id.String(), "class", ac.create.spec.Name, "restart", ac.restarts, "reason", why)
-	a.setActorState(ac, actorRestarting)
-	t := ac.create
-	t.worker = nil
-	t.spec.Attempt++
-	a.ready = append(a.ready, t)
-	a.schedule()
-}
-
-func (a *Agent) releaseActorRes(ac *actor) {
-	if t := ac.create; t != nil && t.allocated {
-		t.allocated = false
-		a.pool(t).Add(t.res)
-	}
-	if t := ac.create; t != nil && t.gpus != nil {
-		a.freeGPUs(t.node, t.gpus)
-		t.gpus = nil
 	}
 }
 
@@ -175,25 +157,30 @@ func (a *Agent) actorDead(ac *actor, why string) {
 	if ac.state == actorDead {
 		return
 	}
-	ac.death = why
-	a.setActorState(ac, actorDead)
-	a.releaseActorRes(ac)
+	if ac.failedWith != "" {
+		why = ac.failedWith
+	}
 	if w := ac.worker; w != nil {
 		w.signal(syscall.SIGKILL)
 	}
-	for _, t := range append(ac.inflight, ac.queue...) {
+	a.unbindActor(ac, why)
+	ac.death = why
+	a.setActorState(ac, actorDead)
+	for _, t := range ac.queue {
 		if !t.finished {
 			a.fail(t, "actor_died", fmt.Sprintf("%s: the actor is dead: %s", t.spec.Name, why))
 		}
 	}
-	ac.inflight, ac.queue = nil, nil
+	ac.queue = nil
 	if t := ac.create; t != nil {
 		if !t.finished {
 			a.fail(t, "actor_died", fmt.Sprintf("%s: the actor died before it was created: %s", t.spec.Name, why))
 		}
 		delete(a.tasks, t.spec.Task)
+		if t.cid != 0 {
+			delete(a.coreTasks, t.cid)
+		}
 	}
-	a.schedule()
 }
 
 // killActor kills an actor's process; with noRestart it never comes back.
@@ -204,15 +191,13 @@ func (a *Agent) killActor(id wire.ID, noRestart bool, why string) error {
 	}
 	if noRestart {
 		ac.noRestart = true
+		ac.failedWith = why
 	}
-	if ac.worker != nil {
-		ac.worker.signal(syscall.SIGKILL)
-		if noRestart {
-			ac.death = why
-		}
+	if t := ac.create; t != nil && t.cid != 0 && a.coreTasks[t.cid] != nil {
+		a.feed(sched.KillActor{Task: t.cid, NoRestart: noRestart})
 		return nil
 	}
-	if noRestart {
+	if noRestart { // still waiting for its constructor's arguments: the core never saw it
 		a.actorDead(ac, why)
 	}
 	return nil

@@ -79,6 +79,9 @@ type Config struct {
 	Transport rdma.Transport
 	// InsecureDataPlane: that TCP moves object bytes in clear (default: inside TLS 1.3).
 	InsecureDataPlane bool
+	// MaxWorkersPerNode caps worker processes per node, actors included (0: max(64, 4 x the
+	// node's CPUs)); see sched.Config.
+	MaxWorkersPerNode int
 }
 
 // Agent is a node agent.
@@ -101,15 +104,12 @@ type Agent struct {
 	jobs     map[string]*job
 	workers  map[string]*worker
 	tasks    map[wire.ID]*task
-	ready    []*task // deps resolved, waiting for resources or a worker
 	depWait  map[wire.ID][]*task
 	waiters  map[wire.ID][]*waiter
 	actors   map[wire.ID]*actor
 	pgs      map[wire.ID]*pgroup
-	pendPGs  []*pgroup
 	fns      map[wire.ID][]byte
-	total    sched.Resources // this node's (the local node's maps)
-	avail    sched.Resources
+	total    sched.Resources // this node's
 	local    *node
 	nodes    []*node // this node first, then members as they joined
 	nodeCond *sync.Cond
@@ -117,6 +117,18 @@ type Agent struct {
 	shutOnce sync.Once
 	xfer     *xfer                       // serves and pulls objects (objremote.go)
 	holders  map[wire.ID]map[string]bool // nodes that may hold a copy of an object
+
+	// the scheduling core (core.go) and the shell's maps from its ids
+	core        *sched.Core
+	coreTasks   map[sched.TaskID]*task
+	coreWorkers map[sched.WorkerID]*worker
+	coreJobs    map[sched.JobID]*job
+	coreGroups  map[sched.GroupID]*pgroup
+	byCID       []*node
+	nextTask    uint64
+	nextGroup   uint64
+	started     time.Time
+	quit        chan struct{} // closed by Close
 }
 
 // New creates an agent: the object store is made, nothing listens yet.
@@ -132,15 +144,16 @@ func New(log hclog.Logger, h *head.Head, cfg Config) (*Agent, error) {
 		conns: map[uint64]*client{}, jobs: map[string]*job{}, workers: map[string]*worker{},
 		tasks: map[wire.ID]*task{}, depWait: map[wire.ID][]*task{}, waiters: map[wire.ID][]*waiter{},
 		actors: map[wire.ID]*actor{}, pgs: map[wire.ID]*pgroup{}, fns: map[wire.ID][]byte{},
-		total: cfg.Resources.Clone(), avail: cfg.Resources.Clone()}
-	a.local = &node{id: cfg.NodeID, total: a.total, avail: a.avail, alive: true, joined: time.Now(), gpuUsed: map[int]bool{},
-		cuda: cfg.CUDAIndex, topo: cfg.GPUs}
+		total: cfg.Resources.Clone(), coreJobs: map[sched.JobID]*job{}, quit: make(chan struct{})}
+	a.local = &node{id: cfg.NodeID, total: a.total, alive: true, joined: time.Now(), cuda: cfg.CUDAIndex, topo: cfg.GPUs}
 	if cfg.GPUs != nil {
 		for _, d := range cfg.GPUs.Devices {
 			a.local.gpus = append(a.local.gpus, d.Index)
 		}
 	}
 	a.nodes = []*node{a.local}
+	a.newCore()
+	a.joinCore(a.local)
 	st.OnFree = a.objFreed
 	a.nodeCond = sync.NewCond(&a.mu)
 	return a, nil
@@ -180,6 +193,11 @@ func (a *Agent) Start() error {
 			return err
 		}
 	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.tick()
+	}()
 	a.log.Debug("agent serving", "socket", a.sockPath, "tcp", a.TCPAddr(), "resources", a.total.String())
 	return nil
 }
@@ -263,6 +281,7 @@ func (a *Agent) Close() error {
 		return nil
 	}
 	a.closed = true
+	close(a.quit)
 	ws := make([]*worker, 0, len(a.workers))
 	for _, w := range a.workers {
 		ws = append(ws, w)
@@ -442,7 +461,6 @@ func (a *Agent) disconnect(c *client) {
 	if c.member != nil {
 		a.memberLost(c.member)
 	}
-	a.schedule()
 }
 
 // handle dispatches one frame; the returned error is sent back as ERROR.
@@ -541,9 +559,6 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 				a.store.Release(id, c.id)
 			}
 		}
-		if f.Type != wire.TIncref {
-			a.schedule() // freed room may unblock spilled creates later
-		}
 		return nil
 	case wire.TSubmit:
 		var m wire.Task
@@ -588,6 +603,18 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		}
 		return a.getActor(c, f.Seq, &m)
 	case wire.TCancel:
+		var m wire.Cancel
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if err := a.cancel(c, &m); err != nil {
+			return err
+		}
+		if f.Seq != 0 {
+			return c.conn.Send(wire.TOK, f.Seq, nil)
+		}
 		return nil
 	case wire.TInfo:
 		a.mu.Lock()
@@ -657,8 +684,7 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 }
 
 func (a *Agent) info() *wire.InfoReply {
-	r := &wire.InfoReply{Cluster: a.cfg.ClusterID, Total: a.total, Available: a.availView(),
-		Objects: a.store.Stats(), Workers: len(a.workers), Jobs: len(a.jobs)}
+	r := &wire.InfoReply{Cluster: a.cfg.ClusterID, Objects: a.store.Stats(), Workers: len(a.workers), Jobs: len(a.jobs)}
 	for _, ac := range a.actors {
 		if ac.state != actorDead {
 			r.Actors++
@@ -668,8 +694,10 @@ func (a *Agent) info() *wire.InfoReply {
 	total, avail := sched.Resources{}, sched.Resources{}
 	for _, n := range a.nodes {
 		av := map[string]float64{}
-		for k, v := range n.avail {
-			av[k] = max(v, 0)
+		if n.alive {
+			for k, v := range a.core.Avail(n.cid) {
+				av[k] = max(v, 0)
+			}
 		}
 		gpus := TopologyToWire(n.topo)
 		if gpus == nil {
@@ -685,19 +713,6 @@ func (a *Agent) info() *wire.InfoReply {
 	}
 	r.Total, r.Available = total, avail
 	return r
-}
-
-// availView is the available resources with placement-group reservations counted as used,
-// never below zero (blocked workers may oversubscribe for a moment).
-func (a *Agent) availView() map[string]float64 {
-	out := map[string]float64{}
-	for k, v := range a.avail {
-		if v < 0 {
-			v = 0
-		}
-		out[k] = v
-	}
-	return out
 }
 
 // Stats returns the object store's figures (for tests and `shoal status`).

@@ -3,7 +3,6 @@ package nodeagent
 import (
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -37,53 +36,6 @@ func gpuKey(ids []int) string {
 		s[i] = strconv.Itoa(id)
 	}
 	return strings.Join(s, ",")
-}
-
-// hasGPUs reports whether this node offers GPUs that the agent places itself.
-func (a *Agent) hasGPUs() bool { return len(a.local.gpus) > 0 }
-
-// gpuCount is the number of whole GPUs t needs (a fraction takes one whole GPU: sharing a GPU
-// between tasks is not supported yet).
-func gpuCount(n float64) int { return int(math.Ceil(n - 1e-9)) }
-
-// pickGPUs chooses n free GPUs of node nd, or nil when they are not free now. Where the node's
-// topology is known (NVML on the head node, or sent by a member in NODE_JOIN) the choice follows
-// it (one NUMA node, NVLink); otherwise the node's GPUs are plain indices, taken in order.
-func (a *Agent) pickGPUs(nd *node, n int) []int {
-	if nd.topo != nil && len(nd.topo.Devices) > 0 {
-		var used []int
-		for id := range nd.gpuUsed {
-			used = append(used, id)
-		}
-		ids, err := gpu.Pick(nd.topo.Without(used...), n, -1)
-		if err != nil {
-			return nil
-		}
-		sort.Ints(ids)
-		return ids
-	}
-	var ids []int
-	for _, id := range nd.gpus {
-		if !nd.gpuUsed[id] && len(ids) < n {
-			ids = append(ids, id)
-		}
-	}
-	if len(ids) < n {
-		return nil
-	}
-	return ids
-}
-
-func (a *Agent) takeGPUs(nd *node, ids []int) {
-	for _, id := range ids {
-		nd.gpuUsed[id] = true
-	}
-}
-
-func (a *Agent) freeGPUs(nd *node, ids []int) {
-	for _, id := range ids {
-		delete(nd.gpuUsed, id)
-	}
 }
 
 // device returns the GPU with NVML index index from t.

@@ -155,7 +155,11 @@ func (m *Member) Run() (int, error) {
 			}
 			m.mu.Lock()
 			if cmd := m.workers[k.Worker]; cmd != nil && cmd.Process != nil {
-				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				if k.Signal == int(syscall.SIGINT) {
+					cmd.Process.Signal(syscall.SIGINT) // a cancel: the worker interrupts its task
+				} else {
+					syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				}
 			}
 			m.mu.Unlock()
 		case wire.TObjFree:

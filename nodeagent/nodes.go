@@ -23,97 +23,21 @@ import (
 //	member <──KILL_WORKER / STOP──           member ──WORKER_EXIT──> head agent
 type node struct {
 	id     string
+	cid    sched.NodeID // its id in the core
 	addr   string
 	loc    string // where its agent serves object transfers (NODE_STORE)
 	total  sched.Resources
-	avail  sched.Resources
 	member *client // nil for this node
 	alive  bool
 	joined time.Time
-	// gpus are the GPU indices the node offers (CUDA_VISIBLE_DEVICES values); gpuUsed the taken
-	gpus    []int
-	gpuUsed map[int]bool
+	// gpus are the GPU indices the node offers (CUDA_VISIBLE_DEVICES values)
+	gpus []int
 	// cuda maps a GPU index to the index CUDA sees on the node, where they differ (Slurm's
 	// ConstrainDevices); nil: the same.
 	cuda map[int]int
 	// topo is the node's GPU topology where known (NVML here, or a member's NODE_JOIN); nil:
 	// its GPUs are plain indices.
 	topo *gpu.Topology
-}
-
-// placeGPUTask takes resources and n free GPUs for t on one node (this node first) and
-// returns the node and the GPUs, or nil when none has them free now.
-func (a *Agent) placeGPUTask(t *task, n int) (*node, []int) {
-	if t.pg != nil {
-		if !a.tryAlloc(t) {
-			return nil, nil
-		}
-		if ids := a.pickGPUs(t.node, n); ids != nil {
-			return t.node, ids
-		}
-		t.allocated = false
-		a.pool(t).Add(t.res)
-		return nil, nil
-	}
-	for _, nd := range a.nodes {
-		if !nd.alive || !nd.avail.Fits(t.res) {
-			continue
-		}
-		if ids := a.pickGPUs(nd, n); ids != nil {
-			nd.avail.Sub(t.res)
-			t.node, t.bundle, t.allocated = nd, -1, true
-			return nd, ids
-		}
-	}
-	return nil, nil
-}
-
-// nodeFor is the node where t would run now: its placement-group bundle's node, or else the
-// first with room (this node first), or this node when none has room.
-func (a *Agent) nodeFor(t *task) *node {
-	if t.pg != nil {
-		// the node of the bundle tryAlloc will take: the first that fits
-		if t.pg.state == pgCreated {
-			for i := range t.pg.bundles {
-				if (t.spec.Bundle < 0 || i == t.spec.Bundle) && t.pg.avail[i].Fits(t.res) {
-					return t.pg.nodes[i]
-				}
-			}
-		}
-		return a.local
-	}
-	if n := a.pickNode(t); n != nil {
-		return n
-	}
-	return a.local
-}
-
-// pickNode is the first live node whose available resources fit t: this node, then members in
-// the order they joined.
-func (a *Agent) pickNode(t *task) *node {
-	for _, n := range a.nodes {
-		if n.alive && n.avail.Fits(t.res) {
-			return n
-		}
-	}
-	return nil
-}
-
-// biggestNode is a node whose total fits res, or else the one with the most CPUs.
-func (a *Agent) biggestNode(res sched.Resources) *node {
-	best := a.local
-	for _, n := range a.nodes {
-		if !n.alive {
-			continue
-		}
-		if n.total.Fits(res) {
-			return n
-		}
-		if n.total["CPU"] > best.total["CPU"] {
-			best = n
-		}
-	}
-	return best
 }
 
 // workerEnv is what every worker of j needs to reach this agent from node nd. The secret is
@@ -149,26 +73,6 @@ func workerArgv(j *job) []string {
 	return []string{j.exe}
 }
 
-// spawnRemote asks nd's member agent to start a worker for j.
-func (a *Agent) spawnRemote(j *job, forAct *actor, nd *node, gpus []int) *worker {
-	if j.lang != "python" && j.lang != "go" {
-		return nil
-	}
-	j.nextW++
-	id := fmt.Sprintf("%s-w%d", j.id, j.nextW)
-	w := &worker{id: id, job: j, exited: make(chan struct{}), fnsSent: map[wire.ID]bool{}, forAct: forAct, node: nd, gpus: gpus}
-	env := append(a.workerEnv(j, id, nd), a.gpuEnv(nd, gpus)...)
-	env = filterEnv(env, "SHOAL_SECRET=") // never in SPAWN, whatever WorkerEnv holds
-	err := nd.member.conn.Send(wire.TSpawn, 0, &wire.Spawn{Worker: id, Argv: workerArgv(j), Env: env, Cwd: j.cwd, GPUs: gpus})
-	if err != nil {
-		return nil
-	}
-	j.starting++
-	j.workers[id] = w
-	a.workers[id] = w
-	return w
-}
-
 // remoteWorkerExited handles WORKER_EXIT from a member.
 func (a *Agent) remoteWorkerExited(c *client, m *wire.WorkerExit) {
 	w := a.workers[m.Worker]
@@ -188,7 +92,6 @@ func (a *Agent) endRemoteWorker(w *worker, why string) {
 	a.workerLost(w, why)
 	delete(a.workers, w.id)
 	delete(w.job.workers, w.id)
-	a.schedule()
 }
 
 // nodeJoin handles NODE_JOIN: a member offers its node.
@@ -210,8 +113,8 @@ func (a *Agent) nodeJoin(c *client, m *wire.NodeJoin) error {
 			res[k] = v
 		}
 	}
-	n := &node{id: m.Node, addr: m.Addr, total: res, avail: res.Clone(), member: c, alive: true, joined: time.Now(),
-		gpus: append([]int(nil), m.GPUs...), gpuUsed: map[int]bool{}}
+	n := &node{id: m.Node, addr: m.Addr, total: res, member: c, alive: true, joined: time.Now(),
+		gpus: append([]int(nil), m.GPUs...)}
 	if len(m.Devices) > 0 {
 		n.topo = topologyFromWire(m.Devices)
 	}
@@ -223,13 +126,12 @@ func (a *Agent) nodeJoin(c *client, m *wire.NodeJoin) error {
 	}
 	if len(n.gpus) > 0 {
 		res["GPU"] = float64(len(n.gpus))
-		n.avail["GPU"] = res["GPU"]
 	} else {
 		delete(res, "GPU")
-		delete(n.avail, "GPU")
 	}
 	c.member = n
 	a.nodes = append(a.nodes, n)
+	a.joinCore(n)
 	if a.head != nil {
 		if err := a.head.JoinNode(head.Node{ID: n.id, Addr: n.addr, Resources: res}); err != nil {
 			a.log.Warn("record node", "node", n.id, "error", err)
@@ -237,8 +139,18 @@ func (a *Agent) nodeJoin(c *client, m *wire.NodeJoin) error {
 	}
 	a.log.Info("node joined", "node", n.id, "addr", n.addr, "resources", res.String(), "nodes", a.liveNodes())
 	a.nodeCond.Broadcast()
-	a.schedule()
 	return nil
+}
+
+// joinCore adds n to the core and indexes it by its core id.
+func (a *Agent) joinCore(n *node) {
+	a.feed(sched.NodeJoined{Name: n.id, Total: n.total, GPUs: n.gpus, MaxWorkers: a.cfg.MaxWorkersPerNode})
+	id, _ := a.core.NodeByName(n.id)
+	n.cid = id
+	for int(id) >= len(a.byCID) {
+		a.byCID = append(a.byCID, nil)
+	}
+	a.byCID[id] = n
 }
 
 func (a *Agent) liveNodes() int {
@@ -264,6 +176,7 @@ func (a *Agent) memberLost(n *node) {
 	if a.head != nil {
 		a.head.LeaveNode(n.id)
 	}
+	a.feed(sched.NodeLost{Node: n.cid, Why: "its agent's connection closed"})
 	for _, w := range a.workers {
 		if w.node == n {
 			a.endRemoteWorker(w, "its node "+n.id+" was lost")

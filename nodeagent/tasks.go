@@ -1,24 +1,24 @@
 package nodeagent
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/shoal-hpc/shoal/nodeagent/confine"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
 )
 
-// Task lifecycle inside the agent:
+// Task lifecycle in the shell (the core has its own, sched/core.go):
 //
-//	SUBMIT ──> waiting for deps ──> ready queue ──> running on a worker ──> DONE ──> finished
-//	                                     ^                 │ worker died
-//	                                     └── retry ────────┘ (max_retries left)
+//	SUBMIT ──> waiting for its arguments (depWait) ──> the core ──Run──> sent to a worker ──> DONE
+//	                                                      │ Fail / Retry (the core decided)
+//	actor method calls skip the core: they queue on their actor, in order (actors.go)
 
 type client struct {
 	id     uint64
@@ -34,26 +34,20 @@ type client struct {
 }
 
 type job struct {
-	id       string
-	driver   *client
-	lang     string
-	exe      string
-	path     []string
-	cwd      string
-	idle     []*worker
-	starting int
-	workers  map[string]*worker
-	ended    bool
-	nextW    int
-	// worker start failures (startfail.go)
-	startFails int
-	startErr   string
-	notBefore  time.Time
-	retryArmed bool
+	id      string
+	cid     sched.JobID
+	driver  *client
+	lang    string
+	exe     string
+	path    []string
+	cwd     string
+	workers map[string]*worker
+	ended   bool
 }
 
 type worker struct {
 	id      string
+	cid     sched.WorkerID
 	job     *job
 	cmd     *exec.Cmd
 	client  *client
@@ -63,23 +57,29 @@ type worker struct {
 	blocked bool
 	blockW  *waiter // the waiter that blocked it
 	dead    bool
+	killed  bool // the core asked for it to be killed and has forgotten it
 	fnsSent map[wire.ID]bool
-	forAct  *actor // started for this actor's creation
-	gpus    []int  // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
-	node    *node  // the node it runs on
+	gpus    []int    // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
+	node    *node    // the node it runs on
 	group   *confine.Group
-	pending *task    // a GPU task waiting for this worker, started for it
 	errTail *tailBuf // the end of its stderr (this node's workers)
 }
 
 func (w *worker) signal(sig syscall.Signal) {
 	if w.node != nil && w.node.member != nil {
-		if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
+		switch sig {
+		case syscall.SIGKILL, syscall.SIGTERM:
 			w.node.member.conn.Send(wire.TKillWorker, 0, &wire.WorkerExit{Worker: w.id})
+		case syscall.SIGINT:
+			w.node.member.conn.Send(wire.TKillWorker, 0, &wire.WorkerExit{Worker: w.id, Signal: int(syscall.SIGINT)})
 		}
 		return
 	}
 	if w.cmd != nil && w.cmd.Process != nil {
+		if sig == syscall.SIGINT {
+			w.cmd.Process.Signal(sig) // the worker alone: it raises TaskCancelledError in its task
+			return
+		}
 		syscall.Kill(-w.cmd.Process.Pid, sig)
 		w.cmd.Process.Signal(sig)
 	}
@@ -106,41 +106,36 @@ func (w *worker) owns(id wire.ID) bool {
 
 type task struct {
 	spec        *wire.Task
+	cid         sched.TaskID // its id in the core (0: never submitted to it)
 	owner       *client
 	job         *job
 	res         sched.Resources
-	resKey      string
 	pendingDeps int
 	worker      *worker
-	retriesLeft int
 	finished    bool
 	pg          *pgroup
-	bundle      int // bundle the resources came from, -1 for the node
 	actor       *actor
-	allocated   bool
 	gpus        []int
-	node        *node // where the resources were taken (nil until then)
+	node        *node // where it runs (nil until then)
 }
-
-func resKey(r sched.Resources) string { return r.String() }
 
 func (a *Agent) newJob(c *client, au *wire.Auth) *job {
 	a.nextJob++
-	j := &job{id: fmt.Sprintf("%s-%04x", a.cfg.ClusterID[:8], a.nextJob), driver: c, lang: au.Lang, exe: au.Exe,
-		path: au.Path, cwd: au.Cwd, workers: map[string]*worker{}}
+	j := &job{id: fmt.Sprintf("%s-%04x", a.cfg.ClusterID[:8], a.nextJob), cid: sched.JobID(a.nextJob), driver: c, lang: au.Lang,
+		exe: au.Exe, path: au.Path, cwd: au.Cwd, workers: map[string]*worker{}}
 	a.jobs[j.id] = j
+	a.coreJobs[j.cid] = j
 	if a.head != nil {
 		if err := a.head.StartJob(j.id, au.PID, au.Exe); err != nil {
 			a.log.Warn("record job", "job", j.id, "error", err)
 		}
 	}
 	a.log.Debug("driver connected", "job", j.id, "pid", au.PID, "lang", au.Lang)
+	pre := 0
 	if j.lang == "python" {
-		n := a.cfg.PrestartWorkers
-		for i := 0; i < n; i++ {
-			a.spawnWorker(j, nil)
-		}
+		pre = a.cfg.PrestartWorkers
 	}
+	a.feed(sched.JobStarted{Job: j.cid, Driver: a.local.cid, Prestart: pre})
 	return j
 }
 
@@ -149,32 +144,29 @@ func (a *Agent) endJob(j *job, reason string) {
 		return
 	}
 	j.ended = true
+	a.feed(sched.JobEnded{Job: j.cid})
 	for _, w := range j.workers {
 		w.signal(syscall.SIGKILL)
 	}
+	// what the core never saw: tasks waiting for their arguments, actors not yet submitted
 	for _, ac := range a.actors {
 		if ac.job == j && ac.state != actorDead {
 			a.actorDead(ac, "its job ended: "+reason)
 		}
 	}
-	keep := a.ready[:0]
-	for _, t := range a.ready {
-		if t == nil {
-			continue
-		}
-		if t.job == j {
+	for _, t := range a.tasks {
+		if t.job == j && !t.finished && t.cid == 0 {
 			a.finish(t)
-		} else {
-			keep = append(keep, t)
 		}
 	}
-	a.ready = keep
 	for _, pg := range a.pgs {
 		if pg.job == j {
-			a.removePG(pg.id)
+			delete(a.pgs, pg.id)
+			delete(a.coreGroups, pg.cid)
 		}
 	}
 	delete(a.jobs, j.id)
+	delete(a.coreJobs, j.cid)
 	if a.head != nil {
 		a.head.EndJob(j.id, "FINISHED")
 	}
@@ -202,7 +194,7 @@ func (a *Agent) submit(c *client, m *wire.Task) error {
 			res[k] = v
 		}
 	}
-	t := &task{spec: m, owner: c, job: c.job, res: res, resKey: resKey(res), retriesLeft: m.Retries, bundle: -1}
+	t := &task{spec: m, owner: c, job: c.job, res: res}
 	for i := 0; i < m.Nret; i++ {
 		a.store.Expect(m.Task.WithIndex(uint32(i+1)), c.id)
 	}
@@ -222,19 +214,7 @@ func (a *Agent) submit(c *client, m *wire.Task) error {
 			a.fail(t, "infeasible", fmt.Sprintf("%s was scheduled in placement group %s, which does not exist or was removed", m.Name, m.PG))
 			return nil
 		}
-		if m.Bundle >= len(pg.bundles) {
-			a.fail(t, "infeasible", fmt.Sprintf("%s asks for bundle %d of placement group %s, which has %d bundles", m.Name, m.Bundle, m.PG, len(pg.bundles)))
-			return nil
-		}
 		t.pg = pg
-		if !pg.canEverFit(res, m.Bundle) {
-			a.fail(t, "infeasible", fmt.Sprintf("%s needs %s, more than its placement group bundle holds", m.Name, res))
-			return nil
-		}
-	} else if big := a.biggestNode(res); !big.total.Fits(res) {
-		a.fail(t, "infeasible", fmt.Sprintf("%s needs %s but no node of the cluster has that much: the largest offers %s (%s); ask for less or start the cluster with more (e.g. shoal run --num-cpus)",
-			m.Name, res, big.total, big.total.Missing(res)))
-		return nil
 	}
 	switch m.Kind {
 	case wire.KindActorCreate:
@@ -301,9 +281,45 @@ func (a *Agent) depsReady(t *task) {
 	case wire.KindActorMethod:
 		a.flushActor(t.actor)
 	default:
-		a.ready = append(a.ready, t)
-		a.schedule()
+		a.toCore(t)
 	}
+}
+
+// toCore submits t (a task or an actor's creation whose arguments are ready) to the core.
+func (a *Agent) toCore(t *task) {
+	if t.cid != 0 {
+		return // an actor's creation runs again on restart: the core kept it
+	}
+	a.nextTask++
+	t.cid = sched.TaskID(a.nextTask)
+	a.coreTasks[t.cid] = t
+	ev := sched.Submitted{Task: t.cid, Job: t.job.cid, Name: t.spec.Name, Res: t.res, Bundle: -1,
+		Retries: t.spec.Retries, Origin: a.local.cid}
+	if t.spec.Kind == wire.KindActorCreate {
+		ev.Kind, ev.Retries = sched.KindActor, t.spec.Restarts
+	}
+	if t.pg != nil {
+		ev.Group, ev.Bundle = t.pg.cid, t.spec.Bundle
+	}
+	if c := t.owner; c != nil {
+		if w := c.worker; w != nil {
+			if w.task != nil {
+				ev.Parent = w.task.cid
+			}
+			if w.node != nil {
+				ev.Origin = w.node.cid
+			}
+		} else if c.member == nil && c.remote {
+			ev.Origin = sched.NoNode // a remote driver: no node of its own
+		}
+	}
+	for _, d := range t.spec.Deps {
+		ev.Args = append(ev.Args, sched.ObjectID(d))
+	}
+	if !t.spec.ArgObj.IsZero() {
+		ev.Args = append(ev.Args, sched.ObjectID(t.spec.ArgObj))
+	}
+	a.feed(ev)
 }
 
 func (a *Agent) afterFail(t *task) {
@@ -358,270 +374,12 @@ func (a *Agent) finish(t *task) {
 	if !t.spec.ArgObj.IsZero() {
 		a.store.Unpin(t.spec.ArgObj)
 	}
-	if t.allocated && t.spec.Kind == wire.KindTask {
-		a.releaseRes(t)
-	}
-	if t.spec.Kind == wire.KindTask && t.gpus != nil {
-		a.freeGPUs(t.node, t.gpus)
-		t.gpus = nil
-	}
 	if t.worker != nil && t.worker.task == t {
 		t.worker.task = nil
 	}
 	if t.spec.Kind != wire.KindActorCreate || t.actor == nil || t.actor.state == actorDead {
 		delete(a.tasks, t.spec.Task)
 	}
-}
-
-func (a *Agent) releaseRes(t *task) {
-	if !t.allocated {
-		return
-	}
-	t.allocated = false
-	if w := t.worker; w != nil && w.blocked && w.task == t {
-		// given back already while the worker waited; the wait no longer blocks this task
-		w.blocked = false
-		if w.blockW != nil {
-			w.blockW.blocked = false
-			w.blockW = nil
-		}
-		return
-	}
-	a.pool(t).Add(t.res)
-}
-
-// pool returns the resources t draws from: the node's, or its placement-group bundle's (the
-// node's again once the group is removed).
-func (a *Agent) pool(t *task) sched.Resources {
-	if t.pg != nil && t.pg.state == pgCreated && t.bundle >= 0 {
-		return t.pg.avail[t.bundle]
-	}
-	if t.node != nil {
-		return t.node.avail
-	}
-	return a.avail
-}
-
-// tryAlloc takes t's resources if they fit now.
-func (a *Agent) tryAlloc(t *task) bool {
-	if t.pg == nil {
-		n := a.pickNode(t)
-		if n == nil {
-			return false
-		}
-		n.avail.Sub(t.res)
-		t.node = n
-		t.bundle = -1
-		t.allocated = true
-		return true
-	}
-	if t.pg.state != pgCreated {
-		return false
-	}
-	for i := range t.pg.bundles {
-		if t.spec.Bundle >= 0 && i != t.spec.Bundle {
-			continue
-		}
-		if t.pg.avail[i].Fits(t.res) {
-			t.pg.avail[i].Sub(t.res)
-			t.bundle = i
-			t.node = t.pg.nodes[i]
-			t.allocated = true
-			return true
-		}
-	}
-	return false
-}
-
-// schedule places ready tasks on idle workers, starting workers where needed, and retries
-// pending placement groups. It looks at no more than scanMax waiting tasks per call, so a long
-// queue costs O(1) per event; runnable tasks are nearly always at the front (FIFO).
-func (a *Agent) schedule() {
-	if a.closed {
-		return
-	}
-	a.placePending()
-	if len(a.ready) == 0 {
-		return
-	}
-	const scanMax = 128
-	blocked := map[string]bool{}
-	need := map[jobNode]int{}
-	scanned, end := 0, 0
-	for i := 0; i < len(a.ready) && scanned < scanMax; i++ {
-		end = i + 1
-		t := a.ready[i]
-		if t == nil {
-			continue
-		}
-		if t.finished {
-			a.ready[i] = nil
-			continue
-		}
-		scanned++
-		key := t.resKey
-		if t.pg != nil {
-			key += t.pg.id.String()
-		}
-		if blocked[key] || t.job.ended {
-			continue
-		}
-		if !a.fitsNow(t) {
-			blocked[key] = true
-			continue
-		}
-		if n := gpuCount(t.res["GPU"]); n > 0 {
-			nd, ids := a.placeGPUTask(t, n)
-			if nd == nil {
-				blocked[key] = true
-				continue
-			}
-			a.takeGPUs(nd, ids)
-			t.gpus = ids
-			a.ready[i] = nil
-			if w := a.idleWorkerOn(t.job, nd, gpuKey(ids)); w != nil {
-				a.run(t, w)
-			} else if w := a.spawnWorkerOn(t.job, nil, ids, nd); w != nil {
-				w.pending = t
-				t.worker = w
-			} else {
-				a.releaseGPUTask(t)
-				a.fail(t, "worker_died", fmt.Sprintf("%s: could not start a worker for GPUs %s", t.spec.Name, gpuKey(ids)))
-			}
-			continue
-		}
-		n := a.nodeFor(t)
-		w := a.idleWorkerOn(t.job, n, "")
-		if w == nil {
-			if t.job.broken() {
-				a.ready[i] = nil
-				a.fail(t, KindStartFailed, t.job.startMsg(t.spec.Name))
-				continue
-			}
-			need[jobNode{t.job, n}]++
-			continue
-		}
-		a.tryAlloc(t)
-		a.ready[i] = nil
-		a.run(t, w)
-	}
-	// squeeze the holes out of the scanned prefix and drop them from the front
-	k := end
-	for i := end - 1; i >= 0; i-- {
-		if a.ready[i] != nil {
-			k--
-			a.ready[k] = a.ready[i]
-		}
-	}
-	for i := 0; i < k; i++ {
-		a.ready[i] = nil
-	}
-	a.ready = a.ready[k:]
-	for jn, n := range need {
-		a.ensureWorkers(jn.j, jn.n, n)
-	}
-}
-
-type jobNode struct {
-	j *job
-	n *node
-}
-
-// fitsNow reports whether t's resources are available now, without taking them.
-func (a *Agent) fitsNow(t *task) bool {
-	if t.pg == nil {
-		return a.pickNode(t) != nil
-	}
-	if t.pg.state != pgCreated {
-		return false
-	}
-	for i := range t.pg.bundles {
-		if (t.spec.Bundle < 0 || i == t.spec.Bundle) && t.pg.avail[i].Fits(t.res) {
-			return true
-		}
-	}
-	return false
-}
-
-func (a *Agent) idleWorker(j *job) *worker { return a.idleWorkerOn(j, a.local, "") }
-
-// idleWorkerFor takes an idle worker of j on this node that owns exactly the GPU set key.
-func (a *Agent) idleWorkerFor(j *job, key string) *worker { return a.idleWorkerOn(j, a.local, key) }
-
-// idleWorkerOn takes an idle worker of j on node n that owns exactly the GPU set key.
-func (a *Agent) idleWorkerOn(j *job, n *node, key string) *worker {
-	for i := len(j.idle) - 1; i >= 0; i-- {
-		w := j.idle[i]
-		if w.dead || w.task != nil || w.actor != nil {
-			j.idle = append(j.idle[:i], j.idle[i+1:]...)
-			continue
-		}
-		if w.node == n && gpuKey(w.gpus) == key {
-			j.idle = append(j.idle[:i], j.idle[i+1:]...)
-			return w
-		}
-	}
-	return nil
-}
-
-// releaseGPUTask gives back what a GPU task took before it ran.
-func (a *Agent) releaseGPUTask(t *task) {
-	a.freeGPUs(t.node, t.gpus)
-	t.gpus = nil
-	if t.allocated {
-		t.allocated = false
-		a.pool(t).Add(t.res)
-	}
-}
-
-// ensureWorkers starts workers for n runnable tasks that have none: a few at a time, and no
-// more task workers in all than the node has CPUs (plus two spares for tasks that need none).
-func (a *Agent) ensureWorkers(j *job, nd *node, n int) {
-	if a.startDelay(j) > 0 {
-		return // backing off after workers failed to start
-	}
-	limit := int(nd.total["CPU"]) + 2
-	if limit < 4 {
-		limit = 4
-	}
-	if j.startFails > 0 {
-		limit = 1 // one at a time while starts fail
-	}
-	pool, starting, blocked := 0, 0, 0
-	for _, w := range j.workers {
-		if w.node != nd || w.dead {
-			continue
-		}
-		if w.client == nil {
-			starting++
-		}
-		if w.blocked {
-			blocked++
-		}
-		if w.actor == nil && w.forAct == nil {
-			pool++
-		}
-	}
-	for starting < n && starting < limit && pool < limit+blocked {
-		pool++
-		starting++
-		if a.spawnWorkerOn(j, nil, nil, nd) == nil {
-			return
-		}
-	}
-}
-
-// run sends t to w.
-func (a *Agent) run(t *task, w *worker) {
-	t.worker = w
-	if t.spec.Kind == wire.KindActorCreate {
-		ac := t.actor
-		ac.worker = w
-		w.actor = ac
-	} else {
-		w.task = t
-	}
-	a.exec(t, w)
 }
 
 func (a *Agent) exec(t *task, w *worker) {
@@ -680,12 +438,14 @@ func (a *Agent) done(c *client, m *wire.Done) error {
 	case wire.KindTask:
 		a.finish(t)
 		w.task = nil
-		if !w.dead {
-			w.job.idle = append(w.job.idle, w)
+		t.worker = nil
+		if t.cid != 0 {
+			delete(a.coreTasks, t.cid)
+			a.feed(sched.TaskFinished{Task: t.cid})
 		}
-		a.schedule()
 	case wire.KindActorCreate:
 		a.actorCreated(t.actor, m.Err, m.Rets)
+		a.feed(sched.TaskFinished{Task: t.cid, Failed: m.Err})
 	case wire.KindActorMethod:
 		a.actorCallDone(t)
 	}
@@ -699,15 +459,15 @@ func nonNil(b []byte) []byte {
 	return b
 }
 
-// blockWorker gives a waiting worker's CPUs back; it reports whether it did.
+// blockWorker lends a waiting worker's resources out (the core decides what runs on them);
+// it reports whether it did.
 func (a *Agent) blockWorker(w *worker) bool {
 	t := w.task
-	if t == nil || w.blocked || !t.allocated {
+	if t == nil || w.blocked || t.cid == 0 {
 		return false
 	}
-	a.pool(t).Add(t.res)
 	w.blocked = true
-	a.schedule()
+	a.feed(sched.WorkerBlocked{Worker: w.cid})
 	return true
 }
 
@@ -717,48 +477,46 @@ func (a *Agent) unblockWorker(w *worker) {
 	}
 	w.blocked = false
 	w.blockW = nil
-	if t := w.task; t != nil && t.allocated {
-		a.pool(t).Sub(t.res)
+	a.feed(sched.WorkerUnblocked{Worker: w.cid})
+}
+
+// startWorker starts the worker the core asked for: here, or through nd's member agent.
+func (a *Agent) startWorker(j *job, nd *node, cid sched.WorkerID, gpus []int) error {
+	if a.closed || a.stopping || j.ended || !nd.alive {
+		return errors.New("the cluster is stopping") // a worker started now could outlive it
 	}
-}
-
-// spawnWorker starts a worker process for j on this node that owns no GPUs.
-func (a *Agent) spawnWorker(j *job, forAct *actor) *worker {
-	return a.spawnWorkerOn(j, forAct, nil, a.local)
-}
-
-// spawnWorkerGPUs starts a worker process for j on this node that owns the GPUs gpus.
-func (a *Agent) spawnWorkerGPUs(j *job, forAct *actor, gpus []int) *worker {
-	return a.spawnWorkerOn(j, forAct, gpus, a.local)
-}
-
-// spawnWorkerOn starts a worker process for j on node nd: here, or through nd's member agent.
-func (a *Agent) spawnWorkerOn(j *job, forAct *actor, gpus []int, nd *node) *worker {
-	if a.closed || a.stopping || j.ended || nd == nil || !nd.alive {
-		return nil // the cluster is going away: a worker started now could outlive it
+	if j.lang != "python" && j.lang != "go" {
+		return fmt.Errorf("cannot start workers for a driver in %q", j.lang)
 	}
+	id := fmt.Sprintf("%s-w%d", j.id, cid)
+	w := &worker{id: id, cid: cid, job: j, exited: make(chan struct{}), fnsSent: map[wire.ID]bool{}, gpus: gpus, node: nd}
 	if nd.member != nil {
-		return a.spawnRemote(j, forAct, nd, gpus)
+		env := append(a.workerEnv(j, id, nd), a.gpuEnv(nd, gpus)...)
+		env = filterEnv(env, "SHOAL_SECRET=") // never in SPAWN, whatever WorkerEnv holds
+		if err := nd.member.conn.Send(wire.TSpawn, 0, &wire.Spawn{Worker: id, Argv: workerArgv(j), Env: env, Cwd: j.cwd, GPUs: gpus}); err != nil {
+			return fmt.Errorf("ask node %s to start a worker: %w", nd.id, err)
+		}
+	} else if err := a.spawnLocal(w); err != nil {
+		return err
 	}
-	j.nextW++
-	id := fmt.Sprintf("%s-w%d", j.id, j.nextW)
-	var cmd *exec.Cmd
-	switch j.lang {
-	case "python":
-		cmd = exec.Command(j.exe, "-u", "-m", "shoal._worker")
-	case "go":
-		cmd = exec.Command(j.exe)
-	default:
-		a.log.Error("cannot start workers for this driver's language", "job", j.id, "lang", j.lang)
-		return nil
-	}
+	j.workers[id] = w
+	a.workers[id] = w
+	a.coreWorkers[cid] = w
+	return nil
+}
+
+// spawnLocal starts w's process on this node.
+func (a *Agent) spawnLocal(w *worker) error {
+	j := w.job
+	argv := workerArgv(j)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	env := os.Environ()
 	if a.cfg.Scrub != nil {
 		env = a.cfg.Scrub(env)
 	}
 	env = filterEnv(env, "SHOAL_", "PYTHONPATH=")
-	env = append(env, a.workerEnv(j, id, a.local)...)
-	env = append(env, a.gpuEnv(a.local, gpus)...)
+	env = append(env, a.workerEnv(j, w.id, a.local)...)
+	env = append(env, a.gpuEnv(a.local, w.gpus)...)
 	cmd.Env = env
 	if j.cwd != "" {
 		if st, err := os.Stat(j.cwd); err == nil && st.IsDir() {
@@ -773,10 +531,10 @@ func (a *Agent) spawnWorkerOn(j *job, forAct *actor, gpus []int, nd *node) *work
 		cmd.Stderr = tail
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	w := &worker{id: id, job: j, cmd: cmd, exited: make(chan struct{}), fnsSent: map[wire.ID]bool{}, forAct: forAct, gpus: gpus, node: a.local, errTail: tail}
+	w.cmd, w.errTail = cmd, tail
 	cg, err := a.confineWorker(w)
 	if err != nil {
-		a.log.Error("confine worker; starting it unconfined", "worker", id, "error", err)
+		a.log.Error("confine worker; starting it unconfined", "worker", w.id, "error", err)
 	}
 	if cg != nil {
 		cmd.SysProcAttr.UseCgroupFD = true
@@ -789,12 +547,9 @@ func (a *Agent) spawnWorkerOn(j *job, forAct *actor, gpus []int, nd *node) *work
 	if err != nil {
 		a.closeGroup(w)
 		a.log.Error("start worker", "job", j.id, "exe", j.exe, "error", err)
-		return nil
+		return fmt.Errorf("start %s: %w", j.exe, err)
 	}
-	a.setAffinity(cmd.Process.Pid, gpuCPUs(a.cfg.GPUs, a.cfg.CPUs, gpus))
-	j.starting++
-	j.workers[id] = w
-	a.workers[id] = w
+	a.setAffinity(cmd.Process.Pid, gpuCPUs(a.cfg.GPUs, a.cfg.CPUs, w.gpus))
 	go func() {
 		err := cmd.Wait()
 		a.mu.Lock()
@@ -808,9 +563,8 @@ func (a *Agent) spawnWorkerOn(j *job, forAct *actor, gpus []int, nd *node) *work
 		a.closeGroup(w)
 		delete(a.workers, w.id)
 		delete(w.job.workers, w.id)
-		a.schedule()
 	}()
-	return w
+	return nil
 }
 
 func filterEnv(env []string, prefixes ...string) []string {
@@ -831,59 +585,28 @@ func filterEnv(env []string, prefixes ...string) []string {
 
 // workerReady runs when a started worker connects.
 func (a *Agent) workerReady(w *worker) {
-	w.job.starting--
-	w.job.startFails = 0
-	if t := w.pending; t != nil {
-		w.pending = nil
-		if !t.finished {
-			a.run(t, w)
-			return
-		}
-	}
-	w.job.idle = append(w.job.idle, w)
-	a.schedule()
+	a.feed(sched.WorkerConnected{Worker: w.cid})
 }
 
-// workerLost handles a worker whose connection closed or whose process exited.
+// workerLost handles a worker whose connection closed or whose process exited: the core
+// decides what becomes of its task (retry) or actor (restart); calls in flight on an actor
+// fail when it says the actor restarts or died.
 func (a *Agent) workerLost(w *worker, why string) {
 	if w.dead {
 		return
 	}
 	w.dead = true
-	if w.client == nil {
-		w.job.starting--
-		if !w.job.ended && !a.closed {
-			a.log.Warn("worker exited before connecting", "worker", w.id, "reason", why)
-		}
-		a.startFailed(w, why)
+	if w.client == nil && !w.job.ended && !a.closed && !w.killed {
+		a.log.Warn("worker exited before connecting", "worker", w.id, "reason", why)
 	}
 	w.signal(syscall.SIGKILL)
-	if t := w.pending; t != nil && !t.finished {
-		w.pending = nil
-		t.worker = nil
-		a.releaseGPUTask(t)
-		if t.spec.Kind == wire.KindActorCreate {
-			a.actorDead(t.actor, "its worker could not start ("+why+")")
-		} else {
-			a.fail(t, KindStartFailed, fmt.Sprintf("the worker started for %s exited before it connected (%s)", t.spec.Name, w.job.startErr))
-		}
+	if w.killed {
+		return // the core forgot it when it asked for the kill
 	}
-	if t := w.task; t != nil && !t.finished {
-		a.releaseRes(t)
-		w.task = nil
-		t.worker = nil
-		if t.retriesLeft != 0 && !w.job.ended {
-			if t.retriesLeft > 0 {
-				t.retriesLeft--
-			}
-			t.spec.Attempt++
-			a.log.Warn("worker died while running a task; retrying", "task", t.spec.Name, "worker", w.id, "attempt", t.spec.Attempt, "reason", why)
-			a.ready = append([]*task{t}, a.ready...)
-		} else {
-			a.fail(t, "worker_died", fmt.Sprintf("the worker running %s died (%s) and no retries were left (max_retries=%d)", t.spec.Name, why, t.spec.Retries))
-		}
+	delete(a.coreWorkers, w.cid)
+	if w.client == nil {
+		a.feed(sched.WorkerStartFailed{Worker: w.cid, Why: why, Stderr: w.errTail.String()})
+		return
 	}
-	if ac := w.actor; ac != nil && ac.worker == w {
-		a.actorWorkerDied(ac, why)
-	}
+	a.feed(sched.WorkerExited{Worker: w.cid, Why: why})
 }

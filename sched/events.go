@@ -7,7 +7,8 @@ type Event interface{ event() }
 type (
 	// Tick advances the core's clock to Now (ms since any fixed origin; never backwards).
 	Tick struct{ Now int64 }
-	// NodeJoined adds a node with its total resources and GPU indices.
+	// NodeJoined adds a node with its total resources and GPU indices. A node lost before may
+	// join again under its name: it gets a new NodeID.
 	NodeJoined struct {
 		Name  string
 		Total Resources
@@ -25,6 +26,9 @@ type (
 	JobStarted struct {
 		Job    JobID
 		Driver NodeID
+		// Prestart task workers on the driver's node, ready before the first task (a Python
+		// driver's imports take a while); at most the node's pool limit.
+		Prestart int
 	}
 	// JobEnded ends a job: its queued tasks fail, its workers are killed.
 	JobEnded struct{ Job JobID }

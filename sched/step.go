@@ -33,6 +33,13 @@ func (c *Core) step(ev Event) error {
 			return fmt.Errorf("job %d started twice", e.Job)
 		}
 		c.jobs[e.Job] = &job{id: e.Job, driver: e.Driver, tasks: map[TaskID]*task{}}
+		if e.Driver >= 0 && int(e.Driver) < len(c.nodes) && c.nodes[e.Driver].alive {
+			nd := c.nodes[e.Driver]
+			p := c.poolOf(nd, e.Job)
+			for i := 0; i < e.Prestart && p.workers < nd.poolLimit(p) && nd.procs < nd.maxProc; i++ {
+				c.newWorker(nd, e.Job, nil, true)
+			}
+		}
 	case JobEnded:
 		c.jobEnded(e.Job)
 	case Submitted:
@@ -104,7 +111,7 @@ func (c *Core) step(ev Event) error {
 }
 
 func (c *Core) nodeJoined(e NodeJoined) error {
-	if _, ok := c.nodeByName[e.Name]; ok {
+	if id, ok := c.nodeByName[e.Name]; ok && c.nodes[id].alive {
 		return fmt.Errorf("node %q joined twice", e.Name)
 	}
 	id := NodeID(len(c.nodes))

@@ -328,6 +328,18 @@ type Spawn struct {
 type WorkerExit struct {
 	Worker string `msgpack:"worker"`
 	Msg    string `msgpack:"msg"`
+	// Signal, in KILL_WORKER only: 2 (SIGINT) interrupts the worker's task (a cancel); any
+	// other value, or none, kills its process group.
+	Signal int `msgpack:"sig,omitempty"`
+}
+
+// Cancel cancels the task that returns Object, as ray.cancel does: a task that has not run
+// never will; a running one gets TaskCancelledError (Force: its worker is killed); Recursive
+// also cancels the tasks it submitted.
+type Cancel struct {
+	Object    ID   `msgpack:"object"`
+	Force     bool `msgpack:"force"`
+	Recursive bool `msgpack:"recursive"`
 }
 
 // Stop ends a member agent: its workers are killed and it exits with Code.
@@ -353,8 +365,10 @@ func Body(t Type) any {
 		return &Put{}
 	case TCreate:
 		return &Create{}
-	case TSeal, TCancel, TPGRemove:
+	case TSeal, TPGRemove:
 		return &One{}
+	case TCancel:
+		return &Cancel{}
 	case TGet:
 		return &Get{}
 	case TWait:
