@@ -35,4 +35,3 @@ func (t *tailBuf) String() string {
 	defer t.mu.Unlock()
 	return strings.TrimSpace(string(t.b))
 }
-

@@ -59,8 +59,8 @@ type worker struct {
 	dead    bool
 	killed  bool // the core asked for it to be killed and has forgotten it
 	fnsSent map[wire.ID]bool
-	gpus    []int    // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
-	node    *node    // the node it runs on
+	gpus    []int // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
+	node    *node // the node it runs on
 	group   *confine.Group
 	errTail *tailBuf // the end of its stderr (this node's workers)
 }
