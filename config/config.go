@@ -33,6 +33,7 @@ type File struct {
 		AllowedInterfaces []string           `toml:"allowed_interfaces"`
 		PortRange         *string            `toml:"port_range"`
 		GPUConfinement    *string            `toml:"gpu_confinement"`
+		MaxWorkers        *int               `toml:"max_workers"`
 	} `toml:"node"`
 	Log struct {
 		Level  *string `toml:"level"`
@@ -129,6 +130,9 @@ func (f *File) Values() map[string]string {
 	putS("tmpdir", n.TmpDir)
 	putS("port-range", n.PortRange)
 	putS("gpu-confinement", n.GPUConfinement)
+	if n.MaxWorkers != nil {
+		v["max-workers-per-node"] = strconv.Itoa(*n.MaxWorkers)
+	}
 	putS("log-level", f.Log.Level)
 	putS("log-format", f.Log.Format)
 	if p := f.DataPlane.Insecure; p != nil {

@@ -68,6 +68,9 @@ type Options struct {
 	// InsecureDataPlane moves objects and collectives between nodes in clear
 	// (--insecure-data-plane); workers and drivers get SHOAL_INSECURE_DATA_PLANE=1.
 	InsecureDataPlane bool
+	// MaxWorkersPerNode caps worker processes per node, actors included (0: the default,
+	// max(64, 4 x CPUs)).
+	MaxWorkersPerNode int
 }
 
 // Cluster is a running one-node cluster.
@@ -231,6 +234,7 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		Scrub: o.Scrub, Stdout: stdout, Stderr: stderr, PrestartWorkers: int(min(res["CPU"], 4)),
 		GPUs: topo, CUDAIndex: o.CUDAIndex, CPUs: node.CPUs, Confine: c.conf, GPUMajors: majors,
 		InsecureDataPlane: o.InsecureDataPlane, WorkerEnv: dataPlaneEnv(o.InsecureDataPlane),
+		MaxWorkersPerNode: o.MaxWorkersPerNode,
 		OnShutdown: func() {
 			if !once {
 				once = true

@@ -601,3 +601,25 @@ func TestDeterministic(t *testing.T) {
 		t.Fatalf("two runs of the same events differ")
 	}
 }
+
+// Under the cap, an actor waits for a pool worker of its job that is still starting rather
+// than die.
+func TestActorWaitsForStartingPoolWorkerUnderCap(t *testing.T) {
+	h := newHarness(t, Config{}, NodeJoined{Name: "a", Total: cpus(1), MaxWorkers: 1})
+	h.auto = false
+	h.c.Step(JobEnded{Job: 1})
+	h.drain()
+	acts := h.step(JobStarted{Job: 2, Driver: 0, Prestart: 1})
+	sw, ok := find[StartWorker](acts, nil)
+	if !ok {
+		t.Fatalf("no prestarted worker: %v", acts)
+	}
+	acts = h.submit(1, nil, func(s *Submitted) { s.Job = 2; s.Kind = KindActor })
+	if _, died := find[ActorDied](acts, nil); died || count[StartWorker](acts) != 0 {
+		t.Fatalf("the actor should wait for the starting worker: %v", acts)
+	}
+	acts = h.step(WorkerConnected{Worker: sw.Worker})
+	if r, ok := find[Run](acts, func(r Run) bool { return r.Task == 1 }); !ok || r.Worker != sw.Worker {
+		t.Fatalf("the actor should take the prestarted worker: %v", acts)
+	}
+}

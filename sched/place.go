@@ -162,13 +162,8 @@ func (c *Core) fitsOn(t *task, nd *node) bool {
 // without GPUs), a pool worker that will be free, or a process slot (possibly after stopping
 // an idle worker).
 func (c *Core) workerRoom(nd *node, t *task) bool {
-	if p := nd.pool[t.job]; p != nil && t.shape.gpus == 0 {
-		if t.kind == KindTask && p.workers > len(p.waiting) {
-			return true
-		}
-		if t.kind == KindActor && c.hasIdle(nd, wkey{job: t.job}) {
-			return true
-		}
+	if p := nd.pool[t.job]; p != nil && t.shape.gpus == 0 && p.workers > len(p.waiting) {
+		return true // a pool worker of its job will be free for it
 	}
 	if nd.procs < nd.maxProc {
 		return true

@@ -41,18 +41,18 @@ func (c *Core) giveWorker(t *task, nd *node) {
 	}
 	k := wkey{job: t.job, gpus: gpuKey(t.gpus)}
 	if w := c.takeIdle(nd, k); w != nil {
-		if t.kind == KindActor && w.pooled {
-			// the actor keeps this worker: it leaves the task pool
-			w.pooled = false
-			p.workers--
-		}
 		c.run(t, w)
 		return
 	}
-	if t.kind == KindTask {
-		if t.shape.gpus == 0 {
+	if t.shape.gpus == 0 {
+		if t.kind == KindTask {
 			p.waiting = append(p.waiting, t)
 			c.startPool(nd, t.job)
+			return
+		}
+		if nd.procs >= nd.maxProc && p.workers > len(p.waiting) && c.evictable(nd, k) == nil {
+			// no slot for a worker of its own: the actor takes the next pool worker that is free
+			p.waiting = append(p.waiting, t)
 			return
 		}
 	}
@@ -133,15 +133,6 @@ func (c *Core) newWorker(nd *node, j JobID, gpus []int, pooled bool) *worker {
 	return w
 }
 
-func (c *Core) hasIdle(nd *node, k wkey) bool {
-	for _, w := range nd.idle {
-		if w.job == k.job && gpuKey(w.gpus) == k.gpus {
-			return true
-		}
-	}
-	return false
-}
-
 func (c *Core) takeIdle(nd *node, k wkey) *worker {
 	for i := len(nd.idle) - 1; i >= 0; i-- {
 		w := nd.idle[i]
@@ -154,6 +145,11 @@ func (c *Core) takeIdle(nd *node, k wkey) *worker {
 }
 
 func (c *Core) run(t *task, w *worker) {
+	if t.kind == KindActor && w.pooled {
+		// the actor keeps this worker: it leaves the task pool
+		w.pooled = false
+		c.poolOf(c.nodes[w.node], w.job).workers--
+	}
 	t.state = tRunning
 	t.worker = w
 	w.task = t

@@ -51,6 +51,8 @@ func clusterFlags() []cli.Flag {
 			Usage: "comma-separated network interfaces (names or globs) agents may use between nodes"},
 		&cli.BoolFlag{Name: "insecure-data-plane", EnvVars: []string{"SHOAL_INSECURE_DATA_PLANE"},
 			Usage: "move objects and collectives between nodes in clear (no TLS; UCX allowed) on a fabric you trust; every node must agree (docs/security.md)"},
+		&cli.IntFlag{Name: "max-workers-per-node", EnvVars: []string{"SHOAL_MAX_WORKERS_PER_NODE"},
+			Usage: "cap on worker processes per node, actors included; the head node's value applies to every node (default: max(64, 4 x the node's CPUs))"},
 	}
 }
 
@@ -61,7 +63,8 @@ func options(c *cli.Context) (launcher.Options, error) {
 	o := launcher.Options{NumCPUs: c.Float64("num-cpus"), NumGPUs: c.Float64("num-gpus"),
 		SpillDir: c.String("spill-dir"), TmpRoot: c.String("tmpdir"), Scrub: slurm.Scrub,
 		Confinement: c.String("gpu-confinement"), ShmRoot: c.String("object-store-dir"),
-		PortRange: c.String("port-range"), InsecureDataPlane: c.Bool("insecure-data-plane")}
+		PortRange: c.String("port-range"), InsecureDataPlane: c.Bool("insecure-data-plane"),
+		MaxWorkersPerNode: c.Int("max-workers-per-node")}
 	if s := c.String("allowed-interfaces"); s != "" {
 		o.AllowedInterfaces = strings.Split(s, ",")
 	}
@@ -83,6 +86,9 @@ func options(c *cli.Context) (launcher.Options, error) {
 	}
 	if o.NumCPUs < 0 || o.NumGPUs < 0 {
 		return o, cli.Exit("--num-cpus and --num-gpus must not be negative", 2)
+	}
+	if o.MaxWorkersPerNode < 0 {
+		return o, cli.Exit(fmt.Sprintf("--max-workers-per-node %d: give a positive cap, or leave it out for the default", o.MaxWorkersPerNode), 2)
 	}
 	return o, nil
 }

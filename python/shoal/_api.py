@@ -452,6 +452,16 @@ def kill(actor, *, no_restart=True):
     _auto_init().request(w.KILL, {"actor": actor._actor_id, "no_restart": bool(no_restart)})
 
 
+def cancel(object_ref, *, force=False, recursive=True):
+    """Cancel the task that returns object_ref, as ray.cancel does: a task that has not started
+    never runs; a running one gets TaskCancelledError raised inside it (force=True kills its
+    worker instead); recursive=True also cancels the tasks it submitted. get() on its result
+    then raises TaskCancelledError. A finished task is left as it is."""
+    if not isinstance(object_ref, C.ObjectRef):
+        raise TypeError(f"cancel() takes an ObjectRef returned by a task; got {type(object_ref).__name__}")
+    _auto_init().request(w.CANCEL, {"object": object_ref._id, "force": bool(force), "recursive": bool(recursive)})
+
+
 def get_actor(name, namespace=None):
     cl = _auto_init()
     if not name:

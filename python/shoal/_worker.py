@@ -1,6 +1,7 @@
 """A worker process: connects to its agent, runs the tasks and actor methods it is sent, and
 answers with their return values (inline when small, written to the store when large)."""
 import os
+import signal
 import sys
 import traceback
 
@@ -53,6 +54,7 @@ def _run(client, spec):
     args = [_subst(a, vals) for a in args]
     kwargs = {k: _subst(v, vals) for k, v in kwargs.items()}
     current_task = spec["task"]
+    globals()["_current_name"] = spec.get("name")
     globals()["current_gpus"] = spec.get("gpus") or []
     if kind == w.KIND_TASK:
         fn = _fns.get(fid)
@@ -91,6 +93,10 @@ def _execute(client, spec):
                 raise ValueError(f"Task returned {len(values)} objects, but num_returns={nret}.")
         rets = [_ret(client, i, v) for i, v in zip(ids, values)]
         client.send(w.DONE, {"task": tid, "rets": rets, "err": False})
+    except exc.TaskCancelledError as e:
+        data = _serial.error_data("cancelled", str(e) or f"{spec.get('name', '')} was cancelled", None)
+        rets = [{"id": i, "fmt": w.FMT_ERROR, "data": data, "refs": [], "stored": False} for i in ids]
+        client.send(w.DONE, {"task": tid, "rets": rets, "err": True})
     except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
         tb = traceback.format_exc()
         # an upstream task's error propagates as it is
@@ -106,7 +112,18 @@ def _execute(client, spec):
         globals()["current_task"] = None
 
 
+def _interrupted(signum, frame):
+    # SIGINT from the agent: cancel() of the running task (never sent while idle, but a late
+    # one is ignored then)
+    if globals().get("current_task") is not None:
+        raise exc.TaskCancelledError(f"{_current_name or 'the task'} was cancelled")
+
+
+_current_name = None
+
+
 def main():
+    signal.signal(signal.SIGINT, _interrupted)
     addr = os.environ["SHOAL_ADDRESS"]
     secret = os.environ["SHOAL_SECRET"]
     wid = os.environ["SHOAL_WORKER_ID"]
