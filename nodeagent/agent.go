@@ -356,6 +356,15 @@ func (a *Agent) welcome(au *wire.Auth, tcp bool) (*wire.Welcome, error) {
 	res := map[string]float64(a.total.Clone())
 	w := &wire.Welcome{Node: a.cfg.NodeID, Client: newPrefix(), Arena: a.store.ArenaPath(),
 		ArenaSize: a.store.Capacity(), Resources: res}
+	if au.Role == "worker" {
+		// a worker learns the node it runs on (get_runtime_context), a member's as the head's
+		a.mu.Lock()
+		if wk := a.workers[au.WorkerID]; wk != nil && wk.node != nil {
+			w.Node = wk.node.id
+			w.Resources = map[string]float64(wk.node.total.Clone())
+		}
+		a.mu.Unlock()
+	}
 	if tcp {
 		// over TCP the client may be on another node: it cannot map the arena, and objects
 		// travel inline

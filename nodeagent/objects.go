@@ -223,6 +223,7 @@ func tooLarge(id wire.ID, size int, with string) wire.Obj {
 // whose dependencies are now all ready.
 func (a *Agent) sealed(o *objstore.Object) {
 	id := o.ID
+	a.located(o)
 	if ws, ok := a.waiters[id]; ok {
 		delete(a.waiters, id)
 		for _, w := range ws {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/shoal-hpc/shoal/nodeagent/objstore"
 	"github.com/shoal-hpc/shoal/rdma"
+	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
 )
 
@@ -273,6 +274,7 @@ func (a *Agent) addHolder(id wire.ID, loc string) {
 
 // objFreed tells every node that may hold a copy of a freed object to drop it.
 func (a *Agent) objFreed(id wire.ID) {
+	a.feed(sched.ObjectGone{Object: sched.ObjectID(id)})
 	for loc := range a.holders[id] {
 		a.freeAt(loc, id)
 	}
@@ -287,3 +289,27 @@ func (a *Agent) freeAt(loc string, id wire.ID) {
 		}
 	}
 }
+
+// located tells the core where a large sealed object lives, for argument locality (the core
+// prefers the node that holds a task's large arguments).
+func (a *Agent) located(o *objstore.Object) {
+	if o.Size < locality || o.Fmt == wire.FmtError {
+		return
+	}
+	nd := a.local
+	if o.Loc != "" && o.Path == "" {
+		nd = nil
+		for _, n := range a.nodes {
+			if n.member != nil && n.alive && n.loc == o.Loc {
+				nd = n
+			}
+		}
+	}
+	if nd != nil {
+		a.feed(sched.ObjectAt{Object: sched.ObjectID(o.ID), Node: nd.cid, Size: o.Size})
+	}
+}
+
+// locality is the size from which an argument pulls its task to its node (sched.Config's
+// LocalityBytes default).
+const locality = 1 << 20
