@@ -28,6 +28,7 @@ test-python: build
 
 test-e2e: build
 	./test/e2e.sh
+	./test/head_state.sh
 
 # a hostile second user on this node (test/security/*.sh, real Unix users made with useradd), then
 # the same attacks on the 3-node Slurm cluster (test/slurm/security*.sh, held under the lock)
