@@ -409,6 +409,10 @@ func (c *Cluster) WriteInfo() error {
 	return c.sess.ReplaceFile("cluster.json", b)
 }
 
+// CommandExited records in the head's tables that the cluster's command (process pid) exited
+// with code: the cluster's exit code, and the outcome of the job that process drove.
+func (c *Cluster) CommandExited(pid, code int) { c.head.CommandExited(pid, code) }
+
 // Agent returns the node agent.
 func (c *Cluster) Agent() *nodeagent.Agent { return c.agent }
 

@@ -74,7 +74,7 @@ func runDriver(ctx context.Context, log hclog.Logger, c *Cluster, path string, a
 			cmd.Process.Signal(syscall.SIGTERM)
 		case err := <-waited:
 			code := ExitCode(cmd.ProcessState, err)
-			c.head.CommandExited(cmd.Process.Pid, code)
+			c.CommandExited(cmd.Process.Pid, code)
 			return code, nil
 		}
 	}

@@ -606,8 +606,9 @@ func (a *appMaster) startDriver(dout, derr *os.File, done chan<- int) (*exec.Cmd
 		return nil, fmt.Errorf("start the driver %q: %w", argv[0], err)
 	}
 	go func() {
-		err := cmd.Wait()
-		done <- launcher.ExitCode(cmd.ProcessState, err)
+		code := launcher.ExitCode(cmd.ProcessState, cmd.Wait())
+		a.cluster.CommandExited(cmd.Process.Pid, code)
+		done <- code
 	}()
 	return cmd, nil
 }
