@@ -67,7 +67,7 @@ test-train: build spank
 # and then stops it after
 test-yarn: build
 	@if ./test/yarn/minicluster.sh status; then keep=1; else keep=0; ./test/yarn/minicluster.sh up || exit 1; fi; \
-	$(GO) test -count=1 ./yarn/...; rc=$$?; ./test/yarn/yarn.sh || rc=1; \
+	$(GO) test -count=1 ./yarn/...; rc=$$?; ./test/yarn/yarn.sh || rc=1; ./test/yarn/head_state.sh || rc=1; \
 	if [ $$keep = 0 ]; then ./test/yarn/minicluster.sh down; fi; exit $$rc
 
 

@@ -3,7 +3,7 @@
 # keeps its database in the directory, and `shoal history` lists the application's cluster
 # (kind yarn), its nodes (the AM's container and the members), the job's outcome, a named actor
 # and a placement group after the application has finished. Starts the MiniYARNCluster when none
-# runs (and stops it after); run under `flock /tmp/shoal-yarn.lock`. Last line: "N passed, N failed".
+# runs (and stops it after; minicluster.sh locks /tmp/shoal-yarn.lock itself). Last line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
