@@ -606,7 +606,8 @@ func (a *appMaster) startDriver(dout, derr *os.File, done chan<- int) (*exec.Cmd
 		return nil, fmt.Errorf("start the driver %q: %w", argv[0], err)
 	}
 	go func() {
-		code := launcher.ExitCode(cmd.ProcessState, cmd.Wait())
+		err := cmd.Wait()
+		code := launcher.ExitCode(cmd.ProcessState, err)
 		a.cluster.CommandExited(cmd.Process.Pid, code)
 		done <- code
 	}()
