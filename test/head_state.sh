@@ -71,6 +71,26 @@ out=$("$SHOAL" history --state-dir "$SD" --cluster "${id:0:6}" 2>&1)
 if [[ $(grep -c '^cluster ' <<<"$out") == 1 ]] && has "$out" "cluster $id "; then ok "history --cluster: one cluster by id prefix"
 else bad "history --cluster" "$out"; fi
 
+# 3b. a cluster killed with SIGKILL: what its head had committed is there, with no end
+K=$SHOAL_TMPDIR/killed
+"$SHOAL" run --num-cpus 1 --state-dir "$K" -- "$PY" -c '
+import os, subprocess, time, shoal
+shoal.init()
+a = shoal.remote(type("Keep", (), {"f": lambda self: 1})).options(name="kept").remote()
+shoal.get(a.f.remote())
+subprocess.run([os.environ["SHOAL_BIN"], "status"], check=True, capture_output=True)  # STATE waits for the queued writes
+print("UP", os.getpid(), flush=True)
+time.sleep(60)' > "$SHOAL_TMPDIR/killed.out" 2>&1 &
+spid=$!
+for _ in $(seq 150); do grep -q '^UP' "$SHOAL_TMPDIR/killed.out" && break; sleep 0.1; done
+dpid=$(awk '/^UP/{print $2}' "$SHOAL_TMPDIR/killed.out")
+kill -9 "$spid"; wait "$spid" 2>/dev/null
+[[ -n $dpid ]] && kill "$dpid" 2>/dev/null
+out=$("$SHOAL" history --state-dir "$K" 2>&1)
+if has "$out" "no end recorded" && has "$out" "running, or killed" && row " kept " "Keep  *ALIVE" && row "-0001" "RUNNING"; then
+  ok "history of a SIGKILLed cluster: its committed rows, marked as having no recorded end"
+else bad "history of a killed cluster" "$out"; fi
+
 # 4. errors name the input and what to do
 out=$("$SHOAL" history --state-dir "$SD" --cluster ffffffffffff 2>&1); rc=$?
 if [[ $rc == 1 ]] && has "$out" 'no cluster "ffffffffffff"'; then ok "history: an unknown cluster is exit 1 naming it"; else bad "history unknown cluster" "rc=$rc" "$out"; fi
