@@ -62,10 +62,12 @@ else bad "history --json"; fi
 SHOAL_STATE_DIR=$SD "$SHOAL" run --num-cpus 1 -- "$PY" -c 'import shoal; shoal.init(); shoal.get(shoal.remote(lambda: 1).remote())'
 printf '[head]\nstate_dir = "%s"\n' "$SD" > "$SHOAL_TMPDIR/shoal.toml"
 SHOAL_CONFIG=$SHOAL_TMPDIR/shoal.toml "$SHOAL" run --num-cpus 1 -- true
+SHOAL_STATE_DIR=$SD "$PY" -c 'import shoal; shoal.init(num_cpus=1); shoal.get(shoal.remote(lambda: 1).remote())'
 out=$("$SHOAL" history --state-dir "$SD" 2>&1)
 n=$(grep -c '^cluster ' <<<"$out")
-if [[ $n == 3 && $(ls "$SD"/shoal-*.db | wc -l) == 3 ]] && has "$out" "cluster $id " && row "ns1/counter" "DEAD" && has "$out" "exit 0"; then
-  ok "state dir: three clusters (flag, SHOAL_STATE_DIR, [head] state_dir) keep a file each; the first is intact"
+if [[ $n == 4 && $(ls "$SD"/shoal-*.db | wc -l) == 4 ]] && has "$out" "cluster $id " && row "ns1/counter" "DEAD" && has "$out" "exit 0" \
+   && has "$out" "shoal up on"; then
+  ok "state dir: four clusters (flag, SHOAL_STATE_DIR, [head] state_dir, shoal.init()) keep a file each; the first is intact"
 else bad "several clusters in one state dir" "$out"; fi
 out=$("$SHOAL" history --state-dir "$SD" --cluster "${id:0:6}" 2>&1)
 if [[ $(grep -c '^cluster ' <<<"$out") == 1 ]] && has "$out" "cluster $id "; then ok "history --cluster: one cluster by id prefix"
