@@ -231,9 +231,7 @@ func (a *Agent) nodeJoin(c *client, m *wire.NodeJoin) error {
 	c.member = n
 	a.nodes = append(a.nodes, n)
 	if a.head != nil {
-		if err := a.head.JoinNode(head.Node{ID: n.id, Addr: n.addr, Resources: res}); err != nil {
-			a.log.Warn("record node", "node", n.id, "error", err)
-		}
+		a.head.NodeJoined(head.Node{ID: n.id, Addr: n.addr, Resources: res})
 	}
 	a.log.Info("node joined", "node", n.id, "addr", n.addr, "resources", res.String(), "nodes", a.liveNodes())
 	a.nodeCond.Broadcast()
@@ -262,7 +260,7 @@ func (a *Agent) memberLost(n *node) {
 		a.log.Error("node lost: its agent's connection closed", "node", n.id)
 	}
 	if a.head != nil {
-		a.head.LeaveNode(n.id)
+		a.head.NodeLost(n.id)
 	}
 	for _, w := range a.workers {
 		if w.node == n {

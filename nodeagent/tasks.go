@@ -130,9 +130,7 @@ func (a *Agent) newJob(c *client, au *wire.Auth) *job {
 		path: au.Path, cwd: au.Cwd, workers: map[string]*worker{}}
 	a.jobs[j.id] = j
 	if a.head != nil {
-		if err := a.head.StartJob(j.id, au.PID, au.Exe); err != nil {
-			a.log.Warn("record job", "job", j.id, "error", err)
-		}
+		a.head.JobStarted(j.id, au.PID, au.Exe)
 	}
 	a.log.Debug("driver connected", "job", j.id, "pid", au.PID, "lang", au.Lang)
 	if j.lang == "python" {
@@ -176,7 +174,7 @@ func (a *Agent) endJob(j *job, reason string) {
 	}
 	delete(a.jobs, j.id)
 	if a.head != nil {
-		a.head.EndJob(j.id, "FINISHED")
+		a.head.JobEnded(j.id, "FINISHED")
 	}
 	a.log.Debug("job ended", "job", j.id, "reason", reason)
 }
