@@ -28,6 +28,7 @@ test-python: build
 
 test-e2e: build
 	./test/e2e.sh
+	./test/head_state.sh
 
 # a hostile second user on this node (test/security/*.sh, real Unix users made with useradd), then
 # the same attacks on the 3-node Slurm cluster (test/slurm/security*.sh, held under the lock)
@@ -43,7 +44,7 @@ bin/shoal_spank.so: slurm/spank/shoal_spank.c
 # a real 3-node Slurm 22.05 cluster (slurmctld + slurmd in network namespaces) on this machine;
 # the cluster is machine-wide, so every Slurm target holds /tmp/shoal-slurm.lock while it runs
 test-slurm: build spank
-	flock /tmp/shoal-slurm.lock sh -c './test/slurm/smoke.sh && ./test/slurm/launch.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
+	flock /tmp/shoal-slurm.lock sh -c './test/slurm/smoke.sh && ./test/slurm/launch.sh && ./test/slurm/head_state.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
 
 # objects between the nodes of the 3-node Slurm cluster (held under the lock)
 test-objects: build spank
@@ -66,7 +67,7 @@ test-train: build spank
 # and then stops it after
 test-yarn: build
 	@if ./test/yarn/minicluster.sh status; then keep=1; else keep=0; ./test/yarn/minicluster.sh up || exit 1; fi; \
-	$(GO) test -count=1 ./yarn/...; rc=$$?; ./test/yarn/yarn.sh || rc=1; \
+	$(GO) test -count=1 ./yarn/...; rc=$$?; ./test/yarn/yarn.sh || rc=1; ./test/yarn/head_state.sh || rc=1; \
 	if [ $$keep = 0 ]; then ./test/yarn/minicluster.sh down; fi; exit $$rc
 
 

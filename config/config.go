@@ -39,6 +39,11 @@ type File struct {
 		Level  *string `toml:"level"`
 		Format *string `toml:"format"`
 	} `toml:"log"`
+	// Head is the cluster's state store.
+	Head struct {
+		// StateDir keeps each cluster's head database after it ends (--state-dir).
+		StateDir *string `toml:"state_dir"`
+	} `toml:"head"`
 	// DataPlane is the traffic of objects and collectives between nodes.
 	DataPlane struct {
 		// Insecure turns its encryption off (TLS 1.3 by default), for fabrics the admin
@@ -133,6 +138,7 @@ func (f *File) Values() map[string]string {
 	if n.MaxWorkers != nil {
 		v["max-workers-per-node"] = strconv.Itoa(*n.MaxWorkers)
 	}
+	putS("state-dir", f.Head.StateDir)
 	putS("log-level", f.Log.Level)
 	putS("log-format", f.Log.Format)
 	if p := f.DataPlane.Insecure; p != nil {

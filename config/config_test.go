@@ -14,7 +14,8 @@ func TestExampleFileParses(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := f.Values()
-	if v["object-store-memory"] != "8g" || v["gpu-confinement"] != "auto" || v["port-range"] != "30000-30999" {
+	if v["object-store-memory"] != "8g" || v["gpu-confinement"] != "auto" || v["port-range"] != "30000-30999" ||
+		v["state-dir"] != "/var/lib/shoal/history" {
 		t.Fatalf("values %v", v)
 	}
 }
@@ -25,6 +26,7 @@ func TestParseErrorsNameTheSetting(t *testing.T) {
 		"[node]\nport_range = \"9-1\"\n":         "port_range",
 		"[node]\ngpu_confinement = \"maybe\"\n":  "gpu_confinement",
 		"[log]\nformat = \"xml\"\n":              "log.format",
+		"[head]\nstate_dri = \"/x\"\n":           "head.state_dri",
 		"[node\n":                                "shoal.toml",
 	}
 	for in, want := range cases {

@@ -71,6 +71,12 @@ type Options struct {
 	// MaxWorkersPerNode caps worker processes per node, actors included (0: the default,
 	// max(64, 4 x CPUs)).
 	MaxWorkersPerNode int
+	// StateDir keeps the head's database (head.FileName: one file per cluster) after the
+	// cluster ends (--state-dir); empty: the session directory, removed at exit.
+	StateDir string
+	// Kind (run, up, launch, yarn) and Command describe the cluster in its head's record.
+	Kind    string
+	Command []string
 }
 
 // Cluster is a running one-node cluster.
@@ -84,6 +90,8 @@ type Cluster struct {
 	agent  *nodeagent.Agent
 	conf   *confine.Confiner
 	sess   *privdir.Session
+	// stateDB is the head's database when a state directory keeps it
+	stateDB string
 	// insecureDataPlane: objects and collectives between nodes go in clear
 	insecureDataPlane bool
 	// Shutdown is closed when a client asked the cluster to stop (shoal down).
@@ -102,6 +110,8 @@ type Info struct {
 	SlurmJob string `json:"slurm_job,omitempty"`
 	// StoreDir is the object store's directory (under /dev/shm).
 	StoreDir string `json:"store_dir,omitempty"`
+	// StateDB is the head's database, when a state directory keeps it (--state-dir).
+	StateDB string `json:"state_db,omitempty"`
 }
 
 // BaseDir returns the per-user directory that holds session directories,
@@ -191,7 +201,7 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	c.conf = conf
-	h, err := head.Open(filepath.Join(dir, "head.db"))
+	h, err := openHead(log, c, o)
 	if err != nil {
 		return nil, err
 	}
@@ -255,6 +265,33 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 	}
 	ok = true
 	return c, nil
+}
+
+// openHead opens the cluster's head database: in the state directory when o names one (made
+// 0700 when missing), else in the session directory, which Close removes.
+func openHead(log hclog.Logger, c *Cluster, o Options) (*head.Head, error) {
+	path := filepath.Join(c.Dir, "head.db")
+	if o.StateDir != "" {
+		dir, err := filepath.Abs(o.StateDir)
+		if err != nil {
+			return nil, fmt.Errorf("--state-dir %q: %w", o.StateDir, err)
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("--state-dir: %w; give a directory you can write (it keeps the cluster's history)", err)
+		}
+		path = head.FileName(dir, c.ID)
+		c.stateDB = path
+	}
+	kind := o.Kind
+	if kind == "" {
+		kind = "run"
+	}
+	h, err := head.Open(log.Named("head"), path, head.Cluster{ID: c.ID, Kind: kind, Node: nodeID(),
+		Command: strings.Join(o.Command, " "), SlurmJob: os.Getenv("SLURM_JOB_ID")})
+	if err != nil && o.StateDir != "" {
+		return nil, fmt.Errorf("--state-dir: %w", err)
+	}
+	return h, err
 }
 
 func nodeID() string {
@@ -366,7 +403,7 @@ func dataPlaneEnv(insecure bool) []string {
 // Info describes the cluster.
 func (c *Cluster) Info() Info {
 	return Info{ID: c.ID, Address: c.Addr, TCP: c.agent.TCPAddr(), Secret: c.Secret, PID: os.Getpid(), Dir: c.Dir,
-		SlurmJob: os.Getenv("SLURM_JOB_ID"), StoreDir: filepath.Dir(c.agent.ArenaPath())}
+		SlurmJob: os.Getenv("SLURM_JOB_ID"), StoreDir: filepath.Dir(c.agent.ArenaPath()), StateDB: c.stateDB}
 }
 
 // WriteInfo records the cluster in its session directory for `shoal status` and `shoal down`
@@ -375,6 +412,10 @@ func (c *Cluster) WriteInfo() error {
 	b, _ := json.MarshalIndent(c.Info(), "", "  ")
 	return c.sess.ReplaceFile("cluster.json", b)
 }
+
+// CommandExited records in the head's tables that the cluster's command (process pid) exited
+// with code: the cluster's exit code, and the outcome of the job that process drove.
+func (c *Cluster) CommandExited(pid, code int) { c.head.CommandExited(pid, code) }
 
 // Agent returns the node agent.
 func (c *Cluster) Agent() *nodeagent.Agent { return c.agent }
@@ -387,6 +428,9 @@ func (c *Cluster) Close() error {
 	}
 	if c.head != nil {
 		errs = append(errs, c.head.Close())
+		if c.stateDB != "" {
+			c.log.Info("the cluster's history is kept", "file", c.stateDB, "list_with", "shoal history --state-dir "+filepath.Dir(c.stateDB))
+		}
 	}
 	if c.conf != nil {
 		errs = append(errs, c.conf.Close())

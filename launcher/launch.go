@@ -248,6 +248,7 @@ func launchHead(ctx context.Context, log hclog.Logger, o LaunchOptions, me strin
 		}
 		o.ListenTCP = net.JoinHostPort(addr, "0")
 	}
+	o.Kind, o.Command = "launch", argv
 	c, err := Start(log, o.Options)
 	if err != nil {
 		return 1, err

@@ -31,6 +31,10 @@ func Run(ctx context.Context, log hclog.Logger, o Options, argv []string) (int, 
 	}
 	// Orphans of the driver (daemons it forgot) are re-parented to us, so we can end them.
 	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	if o.Kind == "" {
+		o.Kind = "run"
+	}
+	o.Command = argv
 	c, err := Start(log, o)
 	if err != nil {
 		return 1, err
@@ -69,7 +73,9 @@ func runDriver(ctx context.Context, log hclog.Logger, c *Cluster, path string, a
 		case <-ctx.Done():
 			cmd.Process.Signal(syscall.SIGTERM)
 		case err := <-waited:
-			return ExitCode(cmd.ProcessState, err), nil
+			code := ExitCode(cmd.ProcessState, err)
+			c.CommandExited(cmd.Process.Pid, code)
+			return code, nil
 		}
 	}
 }

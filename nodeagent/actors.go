@@ -55,9 +55,7 @@ func (a *Agent) newActor(t *task) error {
 	}
 	ac := &actor{id: m.Actor, job: t.job, create: t, name: m.AName, ns: m.NS, restartsLeft: m.Restarts}
 	if a.head != nil {
-		err := a.head.AddActor(head.Actor{ID: m.Actor.String(), Job: t.job.id, Name: m.AName, NS: m.NS,
-			Class: m.Name, State: "PENDING", Node: a.cfg.NodeID, Meta: m.Meta})
-		if err != nil {
+		if err := a.head.ActorCreated(head.Actor{ID: m.Actor.String(), Job: t.job.id, Name: m.AName, NS: m.NS, Class: m.Name, State: "PENDING", Node: a.cfg.NodeID, Meta: m.Meta}); err != nil {
 			return err
 		}
 	}
@@ -69,9 +67,7 @@ func (a *Agent) newActor(t *task) error {
 func (a *Agent) setActorState(ac *actor, s actorState) {
 	ac.state = s
 	if a.head != nil {
-		if err := a.head.SetActorState(ac.id.String(), actorStateNames[s], ac.restarts, ac.death); err != nil {
-			a.log.Warn("record actor state", "actor", ac.id.String(), "error", err)
-		}
+		a.head.ActorState(ac.id.String(), actorStateNames[s], ac.restarts, ac.death)
 	}
 }
 

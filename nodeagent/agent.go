@@ -189,9 +189,7 @@ func (a *Agent) Start() error {
 		}
 	}
 	if a.head != nil {
-		if err := a.head.JoinNode(head.Node{ID: a.cfg.NodeID, Addr: a.TCPAddr(), Resources: a.total}); err != nil {
-			return err
-		}
+		a.head.NodeJoined(head.Node{ID: a.cfg.NodeID, Addr: a.TCPAddr(), Resources: a.total})
 	}
 	a.wg.Add(1)
 	go func() {
@@ -677,6 +675,8 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		return a.handleObjXfer(c, f)
 	case wire.TKVPut, wire.TKVGet, wire.TKVDelete:
 		return a.handleKV(c, f)
+	case wire.TState:
+		return a.headState(c, f.Seq)
 	case wire.TShutdown:
 		if c.role != "cli" {
 			return errors.New("only a CLI connection (shoal down) may shut the cluster down")

@@ -133,9 +133,7 @@ func (a *Agent) nodeJoin(c *client, m *wire.NodeJoin) error {
 	a.nodes = append(a.nodes, n)
 	a.joinCore(n)
 	if a.head != nil {
-		if err := a.head.JoinNode(head.Node{ID: n.id, Addr: n.addr, Resources: res}); err != nil {
-			a.log.Warn("record node", "node", n.id, "error", err)
-		}
+		a.head.NodeJoined(head.Node{ID: n.id, Addr: n.addr, Resources: res})
 	}
 	a.log.Info("node joined", "node", n.id, "addr", n.addr, "resources", res.String(), "nodes", a.liveNodes())
 	a.nodeCond.Broadcast()
@@ -174,7 +172,7 @@ func (a *Agent) memberLost(n *node) {
 		a.log.Error("node lost: its agent's connection closed", "node", n.id)
 	}
 	if a.head != nil {
-		a.head.LeaveNode(n.id)
+		a.head.NodeLost(n.id)
 	}
 	a.feed(sched.NodeLost{Node: n.cid, Why: "its agent's connection closed"})
 	for _, w := range a.workers {

@@ -65,10 +65,7 @@ func (a *Agent) createPG(c *client, m *wire.PGCreate) error {
 	a.pgs[pg.id] = pg
 	a.store.Expect(pg.ready, c.id)
 	if a.head != nil {
-		if err := a.head.AddPlacementGroup(head.PlacementGroup{ID: pg.id.String(), Job: c.job.id, Name: m.Name,
-			Strategy: string(strategy), Bundles: m.Bundles, State: "PENDING"}); err != nil {
-			a.log.Warn("record placement group", "error", err)
-		}
+		a.head.PlacementGroupCreated(head.PlacementGroup{ID: pg.id.String(), Job: c.job.id, Name: m.Name, Strategy: string(strategy), Bundles: m.Bundles, State: "PENDING"})
 	}
 	a.nextGroup++
 	pg.cid = sched.GroupID(a.nextGroup)
@@ -79,7 +76,7 @@ func (a *Agent) createPG(c *client, m *wire.PGCreate) error {
 
 func (a *Agent) setPGState(pg *pgroup, s string) {
 	if a.head != nil {
-		a.head.SetPlacementGroupState(pg.id.String(), s)
+		a.head.PlacementGroupState(pg.id.String(), s)
 	}
 }
 

@@ -126,9 +126,7 @@ func (a *Agent) newJob(c *client, au *wire.Auth) *job {
 	a.jobs[j.id] = j
 	a.coreJobs[j.cid] = j
 	if a.head != nil {
-		if err := a.head.StartJob(j.id, au.PID, au.Exe); err != nil {
-			a.log.Warn("record job", "job", j.id, "error", err)
-		}
+		a.head.JobStarted(j.id, au.PID, au.Exe)
 	}
 	a.log.Debug("driver connected", "job", j.id, "pid", au.PID, "lang", au.Lang)
 	pre := 0
@@ -168,7 +166,7 @@ func (a *Agent) endJob(j *job, reason string) {
 	delete(a.jobs, j.id)
 	delete(a.coreJobs, j.cid)
 	if a.head != nil {
-		a.head.EndJob(j.id, "FINISHED")
+		a.head.JobEnded(j.id, "FINISHED")
 	}
 	a.log.Debug("job ended", "job", j.id, "reason", reason)
 }

@@ -216,7 +216,7 @@ func runAM(ctx context.Context, log hclog.Logger) (int, error) {
 
 	c, err := launcher.Start(log.Named("head"), launcher.Options{NumCPUs: float64(spec.AMVCores),
 		Memory: spec.AMMemoryMB << 20, ListenTCP: net.JoinHostPort(ip, "0"), Stdout: dout, Stderr: derr,
-		InsecureDataPlane: spec.InsecureData})
+		InsecureDataPlane: spec.InsecureData, StateDir: spec.StateDir, Kind: "yarn", Command: spec.Driver})
 	if err != nil {
 		finish(ipc.Failed, "shoal: start the head: "+err.Error())
 		return 1, fmt.Errorf("start the head: %w", err)
@@ -607,7 +607,9 @@ func (a *appMaster) startDriver(dout, derr *os.File, done chan<- int) (*exec.Cmd
 	}
 	go func() {
 		err := cmd.Wait()
-		done <- launcher.ExitCode(cmd.ProcessState, err)
+		code := launcher.ExitCode(cmd.ProcessState, err)
+		a.cluster.CommandExited(cmd.Process.Pid, code)
+		done <- code
 	}()
 	return cmd, nil
 }

@@ -52,6 +52,9 @@ type SubmitOptions struct {
 	// InsecureDataPlane moves objects and collectives between containers in clear; the
 	// control plane stays in TLS.
 	InsecureDataPlane bool
+	// StateDir, an absolute path on the ApplicationMaster's node (a shared file system, to
+	// read it from elsewhere), keeps the head's database after the application ends.
+	StateDir string
 	// HDFS, when set, stages the shipped files on HDFS (hdfs:// resources, StagingDir) instead
 	// of naming them as file:// resources, which only work on a file system every node mounts.
 	HDFS *WebHDFS
@@ -79,6 +82,8 @@ type AMSpec struct {
 	RequirePrivacy   bool                     `json:"require_rpc_privacy,omitempty"`
 	// InsecureData: the cluster's data plane in clear (`--insecure-data-plane`).
 	InsecureData bool `json:"insecure_data_plane,omitempty"`
+	// StateDir: where the head keeps its database (`--state-dir`); empty: not kept.
+	StateDir string `json:"state_dir,omitempty"`
 }
 
 // SpecEnv is the environment variable that carries the AMSpec (JSON, base64-encoded).
@@ -210,7 +215,7 @@ func (o *SubmitOptions) Build(ctx context.Context, id, user string) (*Submission
 		AMVCores: o.AMVCores, NodeLabel: o.NodeLabel, SchedulerAddress: o.SchedulerAddress,
 		JoinTimeoutMS: o.JoinTimeout.Milliseconds(), MaxReplacements: replace, Driver: argv, Env: o.Env,
 		LocalResources: res, LogLevel: o.LogLevel, User: user, RequirePrivacy: o.RequireRPCPrivacy,
-		InsecureData: o.InsecureDataPlane}
+		InsecureData: o.InsecureDataPlane, StateDir: o.StateDir}
 	if o.HDFS != nil {
 		spec.Staging = encodeStaging(o.HDFS, StagingDir(user, id))
 	}

@@ -306,6 +306,7 @@ func TestBuildShipsFilesAndScript(t *testing.T) {
 	}
 	o.RequireRPCPrivacy = false
 	o.InsecureDataPlane = true
+	o.StateDir = "/shared/shoal-history"
 	if s, err = o.Build(context.Background(), "application_1_0007", "u"); err != nil {
 		t.Fatal(err)
 	}
@@ -313,6 +314,10 @@ func TestBuildShipsFilesAndScript(t *testing.T) {
 	if err := json.Unmarshal(raw, &spec); err != nil || !spec.InsecureData {
 		t.Fatalf("--insecure-data-plane did not reach the AM's spec: %+v, %v", spec, err)
 	}
+	if spec.StateDir != "/shared/shoal-history" {
+		t.Fatalf("--state-dir did not reach the AM's spec: %+v", spec)
+	}
+	o.StateDir = ""
 	o.InsecureDataPlane = false
 	o.Argv = []string{"./run.sh"}
 	if s, err = o.Build(context.Background(), "application_1_0002", "u"); err != nil || !strings.Contains(s.AM.Environment[SpecEnv], "") {

@@ -21,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-hpc/shoal/head"
 	"github.com/shoal-hpc/shoal/launcher"
 	"github.com/shoal-hpc/shoal/slurm"
 	"github.com/shoal-hpc/shoal/wire"
@@ -53,7 +54,13 @@ func clusterFlags() []cli.Flag {
 			Usage: "move objects and collectives between nodes in clear (no TLS; UCX allowed) on a fabric you trust; every node must agree (docs/security.md)"},
 		&cli.IntFlag{Name: "max-workers-per-node", EnvVars: []string{"SHOAL_MAX_WORKERS_PER_NODE"},
 			Usage: "cap on worker processes per node, actors included; the head node's value applies to every node (default: max(64, 4 x the node's CPUs))"},
+		stateDirFlag("keep the head's database (nodes, jobs, actors, placement groups) in this directory after the cluster ends, one file per cluster; `shoal history` lists it (default: the session directory, removed at exit)"),
 	}
+}
+
+// stateDirFlag is --state-dir, for the commands that start a cluster and for `shoal history`.
+func stateDirFlag(usage string) cli.Flag {
+	return &cli.StringFlag{Name: "state-dir", EnvVars: []string{"SHOAL_STATE_DIR"}, Usage: usage}
 }
 
 func options(c *cli.Context) (launcher.Options, error) {
@@ -64,7 +71,7 @@ func options(c *cli.Context) (launcher.Options, error) {
 		SpillDir: c.String("spill-dir"), TmpRoot: c.String("tmpdir"), Scrub: slurm.Scrub,
 		Confinement: c.String("gpu-confinement"), ShmRoot: c.String("object-store-dir"),
 		PortRange: c.String("port-range"), InsecureDataPlane: c.Bool("insecure-data-plane"),
-		MaxWorkersPerNode: c.Int("max-workers-per-node")}
+		MaxWorkersPerNode: c.Int("max-workers-per-node"), StateDir: c.String("state-dir")}
 	if s := c.String("allowed-interfaces"); s != "" {
 		o.AllowedInterfaces = strings.Split(s, ",")
 	}
@@ -161,6 +168,7 @@ func serveCommand() *cli.Command {
 				return err
 			}
 			o.ClusterID = os.Getenv("SHOAL_NEW_CLUSTER_ID")
+			o.Kind = "up"
 			os.Unsetenv("SHOAL_NEW_CLUSTER_ID")
 			log := logger(c)
 			unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -271,10 +279,12 @@ func dialCLI(c *cli.Context) (*wire.Conn, launcher.Info, error) {
 
 func statusCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "status",
-		Usage:     "show a running cluster's nodes, resources, workers and objects",
-		UsageText: "shoal status [--cluster ID] [--json]\n\n   Example: shoal status --json | jq .available",
-		Flags:     append(targetFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+		Name:  "status",
+		Usage: "show a running cluster: its nodes, resources and objects, and the head's jobs, actors and placement groups",
+		UsageText: "shoal status [--cluster ID] [--json]\n\n   Example: shoal status --json | jq .state.actors\n" +
+			"   The jobs, actors and placement groups come from the head's tables (SQLite), read by the head\n" +
+			"   node's agent; an ended cluster's are listed by `shoal history --state-dir DIR`.",
+		Flags: append(targetFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON: the live resources, and the head's tables under \"state\""}),
 		Action: func(c *cli.Context) error {
 			conn, _, err := dialCLI(c)
 			if err != nil {
@@ -285,25 +295,58 @@ func statusCommand() *cli.Command {
 			if err := conn.Call(wire.TInfo, 1, struct{}{}, &r); err != nil {
 				return cli.Exit(fmt.Sprintf("ask the cluster for its status: %v", err), 1)
 			}
+			var st head.State
+			if err := conn.Call(wire.TState, 2, struct{}{}, &st); err != nil {
+				return cli.Exit(fmt.Sprintf("ask the cluster's head for its tables: %v", err), 1)
+			}
 			if c.Bool("json") {
-				b, _ := json.MarshalIndent(r, "", "  ")
+				b, _ := json.MarshalIndent(struct {
+					wire.InfoReply
+					State head.State `json:"state"`
+				}{r, st}, "", "  ")
 				fmt.Println(string(b))
 				return nil
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintf(tw, "cluster\t%s\n", r.Cluster)
-			fmt.Fprintf(tw, "nodes\t%d\n", len(r.Nodes))
+			live := map[string]wire.NodeInfo{}
 			for _, n := range r.Nodes {
-				fmt.Fprintf(tw, "  %s\t%s\talive=%v\t%s\n", n.ID, n.Addr, n.Alive, fmtRes(n.Total, n.Available))
-				for _, g := range n.GPUs {
+				live[n.ID] = n
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "cluster\t%s (shoal %s on %s, up since %s)\n", r.Cluster, st.Cluster.Kind, st.Cluster.Node, stamp(st.Cluster.StartedMS))
+			alive := 0
+			for _, n := range st.Nodes {
+				if n.Alive {
+					alive++
+				}
+			}
+			fmt.Fprintf(tw, "nodes\t%d (%d alive)\n", len(st.Nodes), alive)
+			for _, n := range st.Nodes {
+				state := "ALIVE"
+				if !n.Alive {
+					state = "LOST " + stamp(n.LeftMS)
+				}
+				res := resString(n.Resources)
+				ln, ok := live[n.ID]
+				if ok && n.Alive {
+					res = fmtRes(ln.Total, ln.Available)
+				}
+				fmt.Fprintf(tw, "  %s\t%s\t%s\tjoined %s\t%s\n", n.ID, n.Addr, state, stamp(n.JoinedMS), res)
+				for _, g := range ln.GPUs {
 					fmt.Fprintf(tw, "    GPU %d\t%s\t%s\n", g.Index, g.Name, gpuWhere(g))
 				}
 			}
 			fmt.Fprintf(tw, "resources\t%s\n", fmtRes(r.Total, r.Available))
-			fmt.Fprintf(tw, "jobs\t%d\nworkers\t%d\nactors\t%d\n", r.Jobs, r.Workers, r.Actors)
+			fmt.Fprintf(tw, "workers\t%d\n", r.Workers)
 			fmt.Fprintf(tw, "objects\t%d (%s of %s in shared memory; %d spilled, %s)\n", r.Objects.Objects,
 				hb(r.Objects.Bytes), hb(r.Objects.Capacity), r.Objects.Spilled, hb(r.Objects.SpilledBytes))
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			printTables(os.Stdout, st)
+			if st.Cluster.Dropped > 0 || st.Cluster.Failed > 0 {
+				fmt.Printf("head state incomplete: %d events dropped (write queue full), %d writes failed; see the head's log\n", st.Cluster.Dropped, st.Cluster.Failed)
+			}
+			return nil
 		},
 	}
 }

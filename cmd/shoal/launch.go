@@ -43,7 +43,7 @@ func launchCommand() *cli.Command {
 				return cli.Exit(err.Error(), 2)
 			}
 			// every node takes its CPUs and memory from Slurm's share of it, not the first node's
-			extra := passOn(c, "num-cpus", "memory")
+			extra := passOn(c, "num-cpus", "memory", "state-dir") // only the head keeps state
 			exe, _ := os.Executable()
 			code, err := launcher.Launch(context.Background(), logger(c), launcher.LaunchOptions{Options: o,
 				RendezvousDir: c.String("rendezvous-dir"), RendezvousKey: c.String("rendezvous-key"),

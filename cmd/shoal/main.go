@@ -54,6 +54,7 @@ func newApp() *cli.App {
 			trainCommand(),
 			upCommand(),
 			statusCommand(),
+			historyCommand(),
 			downCommand(),
 			serveCommand(),
 			nodeCommand(),

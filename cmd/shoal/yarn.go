@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -108,11 +109,19 @@ func yarnSubmitCommand() *cli.Command {
 				Usage: "fail unless the cluster encrypts Hadoop RPC (hadoop.rpc.protection=privacy): the containers' launch contexts carry the cluster's secret from the ApplicationMaster to the NodeManagers"},
 			&cli.BoolFlag{Name: "insecure-data-plane", EnvVars: []string{"SHOAL_INSECURE_DATA_PLANE"},
 				Usage: "move objects and collectives between containers in clear (default: TLS 1.3), for networks you trust; the control plane stays encrypted (docs/security.md)"},
+			stateDirFlag("absolute path, on the ApplicationMaster's node, where the head keeps its database after the application ends (a shared file system, to read it with `shoal history` elsewhere) (default: not kept)"),
 		),
 		Action: func(c *cli.Context) error {
 			argv := c.Args().Slice()
 			if len(argv) == 0 {
 				return cli.Exit("no driver command; usage: shoal yarn submit [options] -- python job.py", 2)
+			}
+			sd := c.String("state-dir")
+			if !c.IsSet("state-dir") {
+				sd = loadedConfig.values["state-dir"] // the admin's [head] state_dir; no other setting of the file is a container's
+			}
+			if sd != "" && !filepath.IsAbs(sd) {
+				return cli.Exit(fmt.Sprintf("--state-dir %q: give an absolute path; the head runs in a container whose working directory YARN removes", sd), 2)
 			}
 			cl, site, err := yarnClient(c)
 			if err != nil {
@@ -147,7 +156,7 @@ func yarnSubmitCommand() *cli.Command {
 				MemoryMB: mem, VCores: int32(c.Int("vcores")), AMMemoryMB: amMem, AMVCores: int32(c.Int("am-vcores")),
 				Files: c.StringSlice("files"), Archives: c.StringSlice("archives"), Env: env, SchedulerAddress: sched, JoinTimeout: c.Duration("join-timeout"),
 				MaxReplacements: replace, LogLevel: c.String("am-log-level"), RequireRPCPrivacy: c.Bool("require-rpc-privacy"),
-				InsecureDataPlane: c.Bool("insecure-data-plane"), Argv: argv}
+				InsecureDataPlane: c.Bool("insecure-data-plane"), StateDir: sd, Argv: argv}
 			if o.HDFS, err = stager(c, site, cl.User()); err != nil {
 				return err
 			}

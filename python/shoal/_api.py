@@ -67,7 +67,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
                 args += ["--object-store-memory", str(int(object_store_memory))]
             if resources:
                 args += ["--resources", json.dumps(resources)]
-            env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_") or k in ("SHOAL_TMPDIR", "SHOAL_LOG_LEVEL")}
+            env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_") or k in ("SHOAL_TMPDIR", "SHOAL_LOG_LEVEL", "SHOAL_STATE_DIR")}
             proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
             line = proc.stdout.readline()
             if not line:
