@@ -308,18 +308,23 @@ func (a *Agent) Close() error {
 		}
 	}
 	ws = local
+	sig := func(w *worker, s syscall.Signal) {
+		a.mu.Lock() // a worker may still be starting (spawnLocal): its process is set under the lock
+		w.signal(s)
+		a.mu.Unlock()
+	}
 	for _, w := range ws {
-		w.signal(syscall.SIGTERM)
+		sig(w, syscall.SIGTERM)
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for _, w := range ws {
 		select {
 		case <-w.exited:
 		case <-time.After(time.Until(deadline)):
-			w.signal(syscall.SIGKILL)
+			sig(w, syscall.SIGKILL)
 			<-w.exited
 		}
-		w.signal(syscall.SIGKILL) // leftovers in the worker's process group
+		sig(w, syscall.SIGKILL) // leftovers in the worker's process group
 	}
 	a.mu.Lock()
 	for _, w := range ws {
@@ -737,7 +742,7 @@ func (a *Agent) WorkerPIDs() []int {
 	defer a.mu.Unlock()
 	var out []int
 	for _, w := range a.workers {
-		if w.cmd != nil && w.cmd.Process != nil {
+		if w.cmd != nil && !w.launching && w.cmd.Process != nil {
 			out = append(out, w.cmd.Process.Pid)
 		}
 	}

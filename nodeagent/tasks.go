@@ -58,6 +58,9 @@ type worker struct {
 	blockW  *waiter // the waiter that blocked it
 	dead    bool
 	killed  bool // the core asked for it to be killed and has forgotten it
+	// launching: its process is being started outside the agent's lock (spawnLocal); a kill
+	// asked for meanwhile is done once it has started
+	launching, killLater bool
 	fnsSent map[wire.ID]bool
 	gpus    []int // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
 	node    *node // the node it runs on
@@ -72,6 +75,12 @@ func (w *worker) signal(sig syscall.Signal) {
 			w.node.member.conn.Send(wire.TKillWorker, 0, &wire.WorkerExit{Worker: w.id})
 		case syscall.SIGINT:
 			w.node.member.conn.Send(wire.TKillWorker, 0, &wire.WorkerExit{Worker: w.id, Signal: int(syscall.SIGINT)})
+		}
+		return
+	}
+	if w.launching {
+		if sig != syscall.SIGINT {
+			w.killLater = true
 		}
 		return
 	}
@@ -530,6 +539,16 @@ func (a *Agent) spawnLocal(w *worker) error {
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	w.cmd, w.errTail = cmd, tail
+	// the slow part (cgroup and device program, fork and exec) runs outside the agent's lock,
+	// so that starting workers never holds up other clients
+	w.launching = true
+	go a.launch(w)
+	return nil
+}
+
+// launch starts w's process (outside the lock), then hands it to the agent.
+func (a *Agent) launch(w *worker) {
+	cmd := w.cmd
 	cg, err := a.confineWorker(w)
 	if err != nil {
 		a.log.Error("confine worker; starting it unconfined", "worker", w.id, "error", err)
@@ -542,12 +561,23 @@ func (a *Agent) spawnLocal(w *worker) error {
 	if cg != nil {
 		cg.Close()
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w.launching = false
 	if err != nil {
 		a.closeGroup(w)
-		a.log.Error("start worker", "job", j.id, "exe", j.exe, "error", err)
-		return fmt.Errorf("start %s: %w", j.exe, err)
+		a.log.Error("start worker", "job", w.job.id, "exe", w.job.exe, "error", err)
+		close(w.exited)
+		a.workerLost(w, fmt.Sprintf("start %s: %v", w.job.exe, err))
+		delete(a.workers, w.id)
+		delete(w.job.workers, w.id)
+		return
 	}
-	a.setAffinity(cmd.Process.Pid, gpuCPUs(a.cfg.GPUs, a.cfg.CPUs, w.gpus))
+	if w.killLater || a.closed || w.dead {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	} else {
+		a.setAffinity(cmd.Process.Pid, gpuCPUs(a.cfg.GPUs, a.cfg.CPUs, w.gpus))
+	}
 	go func() {
 		err := cmd.Wait()
 		a.mu.Lock()
@@ -562,7 +592,6 @@ func (a *Agent) spawnLocal(w *worker) error {
 		delete(a.workers, w.id)
 		delete(w.job.workers, w.id)
 	}()
-	return nil
 }
 
 func filterEnv(env []string, prefixes ...string) []string {
