@@ -5,7 +5,7 @@ PYTHON    ?= python3
 export PATH := $(CURDIR)/bin:$(PATH)
 export SHOAL_BIN := $(CURDIR)/bin/shoal
 
-.PHONY: all build spank deps test test-security test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma bench-ucx bench-core-sim demo fuzz bench clean
+.PHONY: all build spank deps test test-security test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma bench-ucx bench-core-sim bench-head-scale demo fuzz bench clean
 
 all: build
 
@@ -101,6 +101,10 @@ bench: build
 # placement groups): decisions per second and heap bytes per queued task (docs/architecture.md)
 bench-core-sim:
 	$(GO) test -run '^$$' -bench CoreSimulation -benchtime=1x ./sched/
+
+# tiny tasks from one driver on 1, 3 and 9 Slurm test nodes: tasks/s and the head's CPU per task
+bench-head-scale: build spank
+	./scripts/bench-head-scale.sh
 
 clean:
 	rm -rf bin python/shoal/bin
