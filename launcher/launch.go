@@ -378,24 +378,50 @@ func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, fi
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	code, sig, err := RunMember(ctx, log, o.Options, MemberSpec{Cluster: r.Cluster, HeadAddr: r.Addr, Secret: r.Secret, Node: me,
+		SlurmJob: os.Getenv("SLURM_JOB_ID")}, deadline, 100*time.Millisecond)
+	if sig != nil {
+		return 128 + int(sig.(syscall.Signal)), nil
+	}
+	return code, err
+}
+
+// MemberSpec names the cluster a member joins and the node it offers.
+type MemberSpec struct {
+	Cluster, HeadAddr, Secret string
+	Node                      string // this node's name in the cluster (SLURMD_NODENAME, a YARN container id)
+	Addr                      string // its address for `shoal status`; empty: the node name's, on an allowed interface
+	SlurmJob                  string // for the epilog's record
+}
+
+// RunMember is the one way a node other than the head's joins a cluster, whatever allocated it
+// (a Slurm step, a YARN container): it discovers the node's resources within o (CPUs, memory,
+// GPUs through NVML or Slurm's indices), makes the node's object store, confines its workers'
+// devices where it may, joins the head (retrying every `every` until deadline) and serves until
+// the head says STOP (its driver's code), the head goes away, or a signal arrives (returned, so
+// the caller exits 128+signal).
+func RunMember(ctx context.Context, log hclog.Logger, o Options, spec MemberSpec, deadline time.Time, every time.Duration) (int, os.Signal, error) {
+	me := spec.Node
 	// the node's own object store: every name holds the node's, since the network namespaces
 	// of one machine (the test cluster) share /dev/shm and /tmp
-	storeID := r.Cluster + "-" + me
-	res, storeBytes, shmDir, fp, err := resources(log, o.Options, storeID)
+	storeID := spec.Cluster + "-" + me
+	res, storeBytes, shmDir, fp, err := resources(log, o, storeID)
 	if err != nil {
-		return 1, err
+		return 1, nil, err
 	}
-	store := &nodeagent.StoreConfig{ClusterID: r.Cluster, Dir: shmDir, Memory: storeBytes, InsecureDataPlane: o.InsecureDataPlane,
+	store := &nodeagent.StoreConfig{ClusterID: spec.Cluster, Dir: shmDir, Memory: storeBytes, InsecureDataPlane: o.InsecureDataPlane,
 		SessionDir: filepath.Join(BaseDir(o.TmpRoot), storeID)}
-	addr, err := bindAddr(me, o.AllowedInterfaces)
-	if err != nil {
-		return 1, err
+	addr := spec.Addr
+	if addr == "" {
+		if addr, err = bindAddr(me, o.AllowedInterfaces); err != nil {
+			return 1, nil, err
+		}
 	}
 	// GPUs as the head node sees its own: NVML topology narrowed to Slurm's, confinement where
 	// this agent may; without NVML, Slurm's indices as they are.
-	topo, conf, majors, err := gpuSetup(log, &o.Options, res)
+	topo, conf, majors, err := gpuSetup(log, &o, res)
 	if err != nil {
-		return 1, err
+		return 1, nil, err
 	}
 	if conf != nil {
 		defer conf.Close()
@@ -417,23 +443,17 @@ func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, fi
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	m, sig, err := nodeagent.JoinRetry(ctx, log.Named("member"), nodeagent.MemberConfig{HeadAddr: r.Addr, Secret: r.Secret, Node: me,
+	m, sig, err := nodeagent.JoinRetry(ctx, log.Named("member"), nodeagent.MemberConfig{HeadAddr: spec.HeadAddr, Secret: spec.Secret, Node: me,
 		Addr: addr, Resources: offer, GPUs: gpus, CUDA: cudaList(gpus, o.CUDAIndex), Scrub: o.Scrub,
-		Topology: topo, Confine: conf, UVMMajor: majors.UVM, CPUs: fp.CPUs, Store: store}, deadline, 100*time.Millisecond, sigs)
-	if sig != nil {
-		return 128 + int(sig.(syscall.Signal)), nil
+		Topology: topo, Confine: conf, UVMMajor: majors.UVM, CPUs: fp.CPUs, Store: store}, deadline, every, sigs)
+	if sig != nil || err != nil {
+		return 1, sig, err
 	}
-	if err != nil {
-		return 1, err
-	}
+	log.Debug("joined the head", "head", spec.HeadAddr, "node", me, "offer", offer.String(), "gpus", gpus)
 	// for `shoal admin epilog`, should this agent be killed before it removes its store
-	if err := writeMemberRecord(store.SessionDir, Info{ID: r.Cluster, PID: os.Getpid(), Dir: store.SessionDir, StoreDir: shmDir,
-		SlurmJob: os.Getenv("SLURM_JOB_ID")}); err != nil {
+	if err := writeMemberRecord(store.SessionDir, Info{ID: spec.Cluster, PID: os.Getpid(), Dir: store.SessionDir, StoreDir: shmDir,
+		SlurmJob: spec.SlurmJob}); err != nil {
 		log.Warn("record this member for the epilog", "error", err)
 	}
-	code, sig, err := m.Serve(ctx, sigs)
-	if sig != nil {
-		return 128 + int(sig.(syscall.Signal)), nil
-	}
-	return code, err
+	return m.Serve(ctx, sigs)
 }

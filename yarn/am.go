@@ -534,6 +534,10 @@ func (a *appMaster) launchContext() (ipc.LaunchContext, error) {
 		env[k] = v
 	}
 	env["SHOAL_YARN_HEAD"] = a.head
+	env["SHOAL_YARN_CLUSTER"] = a.cluster.ID
+	if a.spec.InsecureData {
+		env["SHOAL_INSECURE_DATA_PLANE"] = "1" // every node must agree (docs/security.md)
+	}
 	env["SHOAL_YARN_MEMORY_MB"] = strconv.FormatInt(a.spec.MemoryMB, 10)
 	env["SHOAL_YARN_VCORES"] = strconv.Itoa(int(a.spec.VCores))
 	env["SHOAL_YARN_JOIN_TIMEOUT_MS"] = strconv.FormatInt(a.spec.JoinTimeoutMS, 10)

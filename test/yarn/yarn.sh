@@ -136,6 +136,12 @@ else
   bad "--archives (rc=$rc, unpacked in $unpacked of 3 containers)" "$out"
 fi
 
+# 1c2. a member container has an object store and joins as a Slurm member does (one member path)
+out=$(cd "$DRIVERS" && "$SHOAL" yarn submit --containers 2 "${COMMON[@]}" -- "$PY" store.py 2>&1); rc=$?
+stores=$(grep -c "^STORE container_.* [1-9][0-9]* MiB" <<<"$out"); objs=$(grep -Ec "^OBJECT container_[^ ]+ [0-9]{7,}$" <<<"$out")
+if ((rc == 0 && stores == 2 && objs == 2)); then ok "both member containers offer an object store; 8 MiB objects put there are read by the driver"
+else bad "member object stores (rc=$rc, $stores stores, $objs objects of 2)" "$out"; fi
+
 # 1d. --insecure-data-plane reaches every container's workers (without it: TLS everywhere)
 for mode in clear tls; do
   flag=(); [[ $mode == clear ]] && flag=(--insecure-data-plane)
