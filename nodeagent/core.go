@@ -102,6 +102,9 @@ func (a *Agent) act(x sched.Action) {
 		delete(a.coreTasks, x.Task)
 		a.detach(t)
 		a.fail(t, x.Kind, x.Msg)
+		if t.spec.Kind == wire.KindActorCreate && t.actor != nil {
+			a.actorDead(t.actor, x.Msg) // an actor that can never be placed
+		}
 	case sched.Retry:
 		if t := a.coreTasks[x.Task]; t != nil {
 			a.log.Warn("worker died while running a task; retrying", "task", t.spec.Name, "attempt", x.Attempt, "reason", x.Why)
