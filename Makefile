@@ -6,13 +6,14 @@ export PATH := $(CURDIR)/bin:$(PATH)
 export SHOAL_BIN := $(CURDIR)/bin/shoal
 # the version is written once, in python/shoal/__init__.py; `shoal --version` adds the commit
 VERSION   := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' python/shoal/__init__.py)
+COMMIT    := $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD -- || c=$$c-dirty; echo $$c; })
 
 .PHONY: all build spank deps test test-security test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma release test-release bench-ucx demo fuzz bench clean
 
 all: build
 
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/shoal ./cmd/shoal
+	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o bin/shoal ./cmd/shoal
 	mkdir -p python/shoal/bin && cp bin/shoal python/shoal/bin/shoal
 	$(GO) build -buildmode=c-shared -o python/shoal/bin/libshoalcoll.so ./cmd/libshoalcoll
 
