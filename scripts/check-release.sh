@@ -12,7 +12,9 @@
 #     numpy), from an empty directory with no checkout on PATH or sys.path: `shoal --version`
 #     gives the version and commit, and `shoal run -- python -c ...` runs tasks, an actor, numpy
 #     objects and a collective (libshoalcoll.so) from the installed package.
-# The aarch64 files cannot run here: they get the ELF checks.
+#   - the aarch64 binary, under qemu-user with Debian's aarch64 glibc, prints its version, binds
+#     nvml* lazily, and is the agent of a `shoal run` whose Python workers run tasks, an actor
+#     and numpy objects.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -41,6 +43,8 @@ git diff --quiet HEAD -- || commit+=-dirty
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+empty=$work/empty # the working directory of the runs: nothing of a checkout
+mkdir -p "$empty"
 
 declare -A machine=([x86_64]="Advanced Micro Devices X86-64" [aarch64]="AArch64")
 # manylinux2014 (PEP 599): the libraries a wheel may need from the system, and the dynamic loaders
@@ -126,11 +130,57 @@ EOF
     bash -c "LD_LIBRARY_PATH='$work/nvml' '$x' --log-level info node info 2>&1 | grep -q 'no NVIDIA GPUs: NVIDIA kernel driver not loaded'"
 fi
 
+# the aarch64 files under qemu-user with Debian's aarch64 glibc (qemu-user, libc6-arm64-cross):
+# the binary is the agent of a one-node cluster whose (x86_64) Python workers run tasks, an
+# actor and numpy objects with the aarch64 wheel's SDK, and its nvml* calls bind lazily too
+a=$work/tar-aarch64/shoal-$version-linux-aarch64/bin/shoal
+sysroot=/usr/aarch64-linux-gnu
+if [[ -x $a ]]; then
+  if command -v qemu-aarch64 >/dev/null && [[ -e $sysroot/lib/ld-linux-aarch64.so.1 ]]; then
+    qa=(env QEMU_LD_PREFIX=$sysroot qemu-aarch64)
+    check "aarch64 (qemu): shoal --version: 'shoal version $version (commit $commit)'" \
+      bash -c "v=\$(${qa[*]} '$a' --version); [[ \$v == 'shoal version $version (commit $commit)' ]] || { echo \"got: \$v\"; exit 1; }"
+    mkdir -p "$work/nvml-aarch64"
+    $PY -m ziglang cc -target aarch64-linux-gnu.2.17 -shared -fPIC -o "$work/nvml-aarch64/libnvidia-ml.so.1" "$work/nvml/fake.c"
+    check "aarch64 (qemu): no libnvidia-ml.so.1: shoal starts and finds no GPU" \
+      bash -c "${qa[*]} '$a' --log-level info node info 2>&1 | grep -q 'no NVIDIA GPUs: libnvidia-ml.so.1 not found'"
+    check "aarch64 (qemu): a libnvidia-ml.so.1 on the library path: nvmlInit_v2 binds to it at run time" \
+      bash -c "LD_LIBRARY_PATH='$work/nvml-aarch64' ${qa[*]} '$a' --log-level info node info 2>&1 | grep -q 'no NVIDIA GPUs: NVIDIA kernel driver not loaded'"
+    cat >"$work/job-aarch64.py" <<'EOF'
+import numpy as np
+import shoal
+
+shoal.init()
+
+@shoal.remote
+def square(x):
+    return x * x
+
+@shoal.remote
+class Counter:
+    def __init__(self):
+        self.n = 0
+    def add(self):
+        self.n += 1
+        return self.n
+
+assert shoal.get([square.remote(i) for i in range(8)]) == [i * i for i in range(8)]
+c = Counter.remote()
+assert shoal.get([c.add.remote() for _ in range(3)]) == [1, 2, 3]
+big = np.arange(1_000_000, dtype=np.int64)
+assert np.array_equal(shoal.get(shoal.put(big)), big)
+print("release-job-ok")
+EOF
+    check "aarch64 (qemu): shoal run -- python: tasks, an actor, numpy objects with the aarch64 wheel's SDK" \
+      bash -c "cd '$empty' && PYTHONPATH='$work/whl-aarch64' timeout 300 ${qa[*]} '$a' run --num-cpus 2 -- $PY '$work/job-aarch64.py' 2>&1 | tee /dev/stderr | grep -qx release-job-ok"
+  else
+    bad "aarch64 (qemu): qemu-aarch64 and $sysroot: apt-get install qemu-user libc6-arm64-cross (scripts/deps.sh)"
+  fi
+fi
+
 # the user's way: a fresh venv, the wheel from dist/, its dependencies from PyPI
 whl=$DIST/shoal-$version-py3-none-manylinux2014_x86_64.whl
 venv=$work/venv
-empty=$work/empty
-mkdir -p "$empty"
 if [[ -f $whl ]] && "$PY" -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check "$whl" numpy; then
   ok "a fresh venv: pip install $(basename "$whl") numpy"
   # no checkout: PATH has the venv and the system, PYTHONPATH and SHOAL_* are unset, cwd is empty
