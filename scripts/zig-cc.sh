@@ -39,14 +39,14 @@ fi
 # the nvml* symbols the link's objects leave undefined (nm reads any ELF through elf64-little)
 objs=()
 for a in "${args[@]}"; do [[ $a == *.o && -f $a ]] && objs+=("$a"); done
-stubdir=$(mktemp -d)
-trap 'rm -rf "$stubdir"' EXIT
-stubname=libshoal-nvml-stub.so
 syms=$( ((${#objs[@]})) && nm -u --format=just-symbols "${objs[@]}" 2>/dev/null | grep -E '^nvml[A-Za-z0-9_]*$' | sort -u || true)
 if [[ -z $syms ]]; then
   # a link with go-nvml's flag but no nvml reference (cgo's own test links): nothing to stub
   exec "${zig[@]}" cc -target "$target" "${args[@]}"
 fi
+stubdir=$(mktemp -d)
+trap 'rm -rf "$stubdir"' EXIT
+stubname=libshoal-nvml-stub.so
 while read -r s; do echo "void $s(void) {}"; done <<<"$syms" >"$stubdir/stub.c"
 "${zig[@]}" cc -target "$target" -shared -fPIC -o "$stubdir/$stubname" -Wl,-soname,$stubname "$stubdir/stub.c"
 "${zig[@]}" cc -target "$target" "${args[@]}" -Wl,-z,lazy "$stubdir/$stubname"
