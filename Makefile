@@ -112,4 +112,4 @@ bench: build
 	./bin/shoal bench core
 
 clean:
-	rm -rf bin python/shoal/bin
+	rm -rf bin python/shoal/bin dist
