@@ -47,3 +47,65 @@ def test_retry_after_worker_died_mid_write_returns_the_result(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert os.path.exists(marker), "the first attempt did not run"
     assert "RESULT" in r.stdout, r.stdout + r.stderr
+
+
+# A second driver creates a stored object and is killed before it seals it, while the first
+# one waits for that object: the store gets the room back, and the wait ends with an error.
+UNSEALED_SCRIPT = r"""
+import json, os, subprocess, sys, threading, time, shoal
+import shoal._wire as w
+shoal.init(address="auto")
+info = lambda: shoal._api._info()["objects"]
+before = info()
+child = subprocess.Popen([sys.executable, "-c", '''
+import os, sys, shoal, shoal._client as C, shoal._wire as w
+shoal.init(address="auto")
+cl = C.current()
+oid = cl.next_id(b"\\0\\0\\0\\1")
+r = cl.request(w.CREATE, {"id": oid, "fmt": w.FMT_RAW, "size": 8 << 20, "refs": []})
+fd = os.open(r["path"], os.O_RDWR)
+os.pwrite(fd, b"x" * (1 << 20), r["offset"])   # some of the bytes, never sealed
+print(oid.hex(), flush=True)
+sys.stdin.readline()
+os.kill(os.getpid(), 9)
+'''], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+oid = bytes.fromhex(child.stdout.readline().strip())
+during = info()
+got = {}
+def waiter():
+    try:
+        got["value"] = shoal.get(shoal.ObjectRef(oid), timeout=60)
+    except BaseException as e:
+        got["error"] = e
+t = threading.Thread(target=waiter)
+t.start()
+time.sleep(0.5)   # the GET is registered at the agent before the writer dies
+child.stdin.write("die\n"); child.stdin.flush()
+child.wait()
+t.join()
+after = info()
+for _ in range(100):   # the agent handles the closed connection soon after the exit
+    if after["bytes"] <= before["bytes"]:
+        break
+    time.sleep(0.1)
+    after = info()
+print("RESULT", json.dumps({"before": before, "during": during, "after": after, "child_rc": child.returncode,
+                            "error": type(got.get("error")).__name__, "msg": str(got.get("error"))}))
+"""
+
+
+def _result(r):
+    assert r.returncode == 0, r.stdout + r.stderr
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert line, r.stdout + r.stderr
+    return json.loads(line[-1][len("RESULT "):])
+
+
+def test_unsealed_object_is_freed_when_its_writer_dies():
+    res = _result(run_script(UNSEALED_SCRIPT, "--num-cpus", "1", "--object-store-memory", str(64 << 20)))
+    assert res["child_rc"] == -9
+    assert res["during"]["bytes"] >= res["before"]["bytes"] + (8 << 20), res
+    assert res["after"]["bytes"] == res["before"]["bytes"], res
+    assert res["after"]["objects"] == res["before"]["objects"], res
+    # the waiter heard that the object is gone instead of waiting out its timeout
+    assert res["error"] == "ObjectFreedError", res
