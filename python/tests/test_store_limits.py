@@ -109,3 +109,55 @@ def test_unsealed_object_is_freed_when_its_writer_dies():
     assert res["after"]["objects"] == res["before"]["objects"], res
     # the waiter heard that the object is gone instead of waiting out its timeout
     assert res["error"] == "ObjectFreedError", res
+
+
+# 8,000 puts of 90 KiB (small objects: kept inline, not in shared memory) on a 64 MiB store.
+SMALL_PUTS_SCRIPT = r"""
+import gc, json, os, numpy as np, shoal
+shoal.init(address="auto")
+agent = os.getppid()   # `shoal run` runs the head node's agent in its own process
+assert open(f"/proc/{agent}/comm").read().strip() == "shoal", open(f"/proc/{agent}/comm").read()
+
+def rss(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) << 10
+
+rss0 = rss(agent)
+N, n = 8000, 90 * 1024 // 8
+refs, peak, err = [], rss0, None
+try:
+    for i in range(N):
+        refs.append(shoal.put(np.full(n, i, dtype=np.int64)))
+        if i % 500 == 0:
+            peak = max(peak, rss(agent))
+except shoal.exceptions.ObjectStoreFullError as e:
+    err = str(e)
+peak = max(peak, rss(agent))
+st = shoal._api._info()["objects"]
+
+@shoal.remote
+def first(*arrays):
+    return [int(a[0]) for a in arrays]
+
+# every object is readable by another process (a worker): from memory or its spill file
+picked = list(range(0, len(refs), 97)) + [len(refs) - 1]
+got = shoal.get(first.remote(*[refs[i] for i in picked]))
+print("RESULT", json.dumps({"rss0": rss0, "peak": peak, "stats": st, "puts": len(refs), "err": err,
+                            "ok": got == picked}))
+"""
+
+
+def test_small_objects_count_against_the_store():
+    res = _result(run_script(SMALL_PUTS_SCRIPT, "--num-cpus", "1", "--object-store-memory", str(64 << 20), timeout=600))
+    st = res["stats"]
+    if res["err"] is None:
+        assert res["puts"] == 8000
+        assert res["ok"], res
+        assert st["bytes"] <= st["capacity"], st
+        assert st["spilled"] > 0, st   # 700 MiB of objects in a 64 MiB store: most spilled
+    else:
+        assert "--object-store-memory" in res["err"] and "MiB" in res["err"], res["err"]
+    # the agent's memory is bounded by the store, not by what was put (1.1 GB before)
+    print("agent RSS", res["rss0"] >> 20, "->", res["peak"] >> 20, "MiB;", st)
+    assert res["peak"] - res["rss0"] < 320 << 20, res
