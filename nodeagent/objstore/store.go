@@ -448,7 +448,7 @@ func (s *Store) place(o *Object) error {
 	f, err := s.spillFile(o.ID, o.Size, true)
 	if err != nil {
 		if arenaErr != nil {
-			return fmt.Errorf("%w (and the arena %s could not reserve it either: %v)", err, s.arenaPath, arenaErr)
+			return fmt.Errorf("%w; the arena's file system is full too (--object-store-dir, SHOAL_OBJECT_STORE_DIR): %v", err, arenaErr)
 		}
 		return err
 	}

@@ -367,16 +367,15 @@ class Client:
                     f"an object of {ser.size} bytes is too large to send from node {os.environ.get('SHOAL_NODE_ID', '?')} "
                     f"to the head node's store in one message (at most {w.MAX_FRAME - 4096} bytes in this version)")
             data = ser.to_bytes()
+            # before the PUT: an agent that cannot store it pushes a store_full error object
+            # (READY) that must replace this
+            self._ready[oid] = (fmt, data if ser.size < w.INLINE_MAX else None)
             self.send(w.PUT, {"id": oid, "fmt": fmt, "data": data, "refs": ser.refs})
-            if ser.size < w.INLINE_MAX:
-                self._ready[oid] = (fmt, data)
-            else:
-                self._ready[oid] = (fmt, None)
             return
         if ser.size < w.INLINE_MAX:
             data = ser.to_bytes()
+            self._ready[oid] = (fmt, data)   # before the PUT, as above
             self.send(w.PUT, {"id": oid, "fmt": fmt, "data": data, "refs": ser.refs})
-            self._ready[oid] = (fmt, data)
             return
         reply = self.request(w.CREATE, {"id": oid, "fmt": fmt, "size": ser.size, "refs": ser.refs})
         self._write(reply["path"], reply["offset"], ser)

@@ -161,3 +161,78 @@ def test_small_objects_count_against_the_store():
     # the agent's memory is bounded by the store, not by what was put (1.1 GB before)
     print("agent RSS", res["rss0"] >> 20, "->", res["peak"] >> 20, "MiB;", st)
     assert res["peak"] - res["rss0"] < 320 << 20, res
+
+
+# A driver puts 2 MiB arrays into a store whose tmpfs another job fills meanwhile, with a small
+# spill directory: the puts go to the arena, then (tmpfs full) to spill files, then fail with
+# ObjectStoreFullError. Before, the arena and spill files were sparse, and the driver was
+# killed by SIGBUS when a page could not be allocated as it wrote.
+FULL_TMPFS_SCRIPT = r"""
+import json, os, sys, numpy as np, shoal
+shoal.init(address="auto")
+shm = sys.argv[1] if len(sys.argv) > 1 else os.environ["SHM"]
+with open(os.path.join(shm, "other-job"), "wb") as f:   # another job's 20 MiB in the tmpfs
+    f.write(b"\1" * (20 << 20))
+refs, err = [], None
+try:
+    for i in range(100):
+        refs.append(shoal.put(np.full(2 << 20 >> 3, i, dtype=np.int64)))
+except shoal.exceptions.ObjectStoreFullError as e:
+    err = str(e)
+st = shoal._api._info()["objects"]
+
+@shoal.remote
+def first(*arrays):
+    return [int(a[0]) for a in arrays]
+
+got = shoal.get(first.remote(*refs))
+
+# small objects now: kept in the agent's memory while its budget lasts, then refused (the
+# spill directory is full): a put is not answered, so the refusal shows at get
+small = [shoal.put(np.full(90 * 1024 // 8, i, dtype=np.int64)) for i in range(300)]
+shoal._api._info()   # answered after the agent's READY pushes of refused puts
+readable, refused = 0, []
+for i, r in enumerate(small):
+    try:
+        readable += int(shoal.get(r)[0]) == i
+    except shoal.exceptions.ObjectStoreFullError as e:
+        refused.append(str(e))
+print("RESULT", json.dumps({"puts": len(refs), "err": err, "stats": st, "ok": got == list(range(len(refs))),
+                            "small_readable": readable, "small_refused": len(refused), "small_err": refused[0] if refused else None}))
+"""
+
+
+def _mount_tmpfs(path, size):
+    os.makedirs(path, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", path], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
+
+
+def test_full_tmpfs_and_spill_disk_raise_store_full_not_sigbus():
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    base = tempfile.mkdtemp(prefix="shoal-full-")
+    shm, spill = os.path.join(base, "shm"), os.path.join(base, "spill")
+    _mount_tmpfs(shm, "32m")
+    try:
+        _mount_tmpfs(spill, "16m")
+        try:
+            r = run_script(FULL_TMPFS_SCRIPT, "--num-cpus", "1", "--object-store-memory", str(24 << 20),
+                           "--object-store-dir", shm, "--spill-dir", spill, env={"SHM": shm})
+            # `shoal run` exits with 128+7 when its command dies of SIGBUS
+            assert r.returncode not in (-7, 135), "the driver was killed by SIGBUS:\n" + r.stderr
+            res = _result(r)
+            assert res["err"] is not None, res            # it ran out of room, and said so
+            assert "--spill-dir" in res["err"] and "--object-store-dir" in res["err"] and "2.0 MiB" in res["err"], res["err"]
+            # the arena took what the tmpfs had left, the spill directory the rest
+            assert res["stats"]["spilled"] >= 3 and res["puts"] >= 6, res
+            assert res["ok"], res                         # what was put stays readable
+            assert res["small_readable"] > 0 and res["small_refused"] > 0, res
+            assert res["small_readable"] + res["small_refused"] == 300, res
+            assert "--object-store-memory" in res["small_err"] and "--spill-dir" in res["small_err"], res["small_err"]
+        finally:
+            subprocess.run(["umount", "-l", spill])
+    finally:
+        subprocess.run(["umount", "-l", shm])
+        subprocess.run(["rm", "-rf", base])
