@@ -123,7 +123,7 @@ def rss(pid):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) << 10
 
-rss0 = rss(agent)
+rss0, drss0 = rss(agent), rss(os.getpid())
 N, n = 8000, 90 * 1024 // 8
 refs, peak, err = [], rss0, None
 try:
@@ -133,7 +133,7 @@ try:
             peak = max(peak, rss(agent))
 except shoal.exceptions.ObjectStoreFullError as e:
     err = str(e)
-peak = max(peak, rss(agent))
+peak, dpeak = max(peak, rss(agent)), rss(os.getpid())
 st = shoal._api._info()["objects"]
 
 @shoal.remote
@@ -143,7 +143,7 @@ def first(*arrays):
 # every object is readable by another process (a worker): from memory or its spill file
 picked = list(range(0, len(refs), 97)) + [len(refs) - 1]
 got = shoal.get(first.remote(*[refs[i] for i in picked]))
-print("RESULT", json.dumps({"rss0": rss0, "peak": peak, "stats": st, "puts": len(refs), "err": err,
+print("RESULT", json.dumps({"rss0": rss0, "peak": peak, "drss0": drss0, "dpeak": dpeak, "stats": st, "puts": len(refs), "err": err,
                             "ok": got == picked}))
 """
 
@@ -159,8 +159,11 @@ def test_small_objects_count_against_the_store():
     else:
         assert "--object-store-memory" in res["err"] and "MiB" in res["err"], res["err"]
     # the agent's memory is bounded by the store, not by what was put (1.1 GB before)
-    print("agent RSS", res["rss0"] >> 20, "->", res["peak"] >> 20, "MiB;", st)
+    print("agent RSS", res["rss0"] >> 20, "->", res["peak"] >> 20, "MiB; driver", res["drss0"] >> 20, "->",
+          res["dpeak"] >> 20, "MiB;", st)
     assert res["peak"] - res["rss0"] < 320 << 20, res
+    # nor the driver's: it keeps copies of its small puts up to a bound (720 MB before)
+    assert res["dpeak"] - res["drss0"] < 320 << 20, res
 
 
 # A driver puts 2 MiB arrays into a store whose tmpfs another job fills meanwhile, with a small
