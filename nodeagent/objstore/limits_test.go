@@ -2,6 +2,7 @@ package objstore
 
 import (
 	"bytes"
+	"container/list"
 	"errors"
 	"fmt"
 	"os"
@@ -36,6 +37,28 @@ func check(t *testing.T, s *Store) {
 	}
 	if inline != s.inline {
 		t.Fatalf("inline objects hold %d bytes, the store counts %d", inline, s.inline)
+	}
+	// the spill lists hold exactly the objects of their kind, oldest first
+	listed := 0
+	for _, l := range []*list.List{s.lruArena, s.lruInline} {
+		var tick uint64
+		for e := l.Front(); e != nil; e = e.Next() {
+			o := e.Value.(*Object)
+			if s.objs[o.ID] != o || s.lruOf(o) != l || o.elem != e || o.tick < tick {
+				t.Fatalf("spill list holds %s (state %d, in arena %v, tick %d after %d), which does not belong there", o.ID, o.State, o.inArena, o.tick, tick)
+			}
+			tick = o.tick
+			listed++
+		}
+	}
+	want := 0
+	for _, o := range s.objs {
+		if s.lruOf(o) != nil {
+			want++
+		}
+	}
+	if listed != want {
+		t.Fatalf("spill lists hold %d objects, %d may spill", listed, want)
 	}
 }
 
@@ -284,6 +307,24 @@ func TestInlineObjectsCountAgainstTheBudget(t *testing.T) {
 				t.Fatalf("the older stored object should have spilled for the new small one: %+v", o)
 			}
 		}, true},
+		{"an object in use does not spill, and one whose spill fails stays where it was", func(t *testing.T, s *Store) {
+			o, _ := s.Create(id(100), wire.FmtRaw, 8*PageSize, nil, 1, 1)
+			s.Seal(id(100), 1)
+			s.Use(o, 2) // a client maps it
+			for i := byte(0); i < 9; i++ { // one page more than the budget has left
+				s.PutInline(id(i), wire.FmtRaw, make([]byte, PageSize), nil, 1)
+			}
+			if !o.inArena || s.Stats().Spilled != 1 {
+				t.Fatalf("the mapped object spilled, or not the oldest small one: %+v %+v", o, s.Stats())
+			}
+			check(t, s)
+			os.RemoveAll(s.spillDir) // spills fail from now on
+			got := s.PutInline(id(50), wire.FmtRaw, make([]byte, 2*PageSize), nil, 1)
+			if got.Fmt != wire.FmtError || s.Lookup(id(1)).Path != "" {
+				t.Fatalf("with the spill directory gone: %+v, oldest small object %+v", got, s.Lookup(id(1)))
+			}
+			s.Release(id(100), 2)
+		}, true},
 		{"with spilling off, what does not fit is a store_full error naming the flag", func(t *testing.T, s *Store) {
 			for i := byte(0); i < 16; i++ {
 				s.PutInline(id(i), wire.FmtRaw, make([]byte, PageSize), nil, 1)
@@ -405,5 +446,29 @@ func TestArenaReservedInChunks(t *testing.T) {
 	want := [][2]int64{{0, backChunk}, {backChunk, backChunk}, {3 * backChunk, 5 * PageSize}, {2 * backChunk, backChunk}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("reserved %v, want %v", got, want)
+	}
+}
+
+// BenchmarkSmallPutsPastTheBudget: a put of a 1 KiB object into a full store of 1 MiB that
+// holds 100,000 objects (most of them spilled): the least recently used one spills per put.
+func BenchmarkSmallPutsPastTheBudget(b *testing.B) {
+	dir := b.TempDir()
+	s, err := New(hclog.NewNullLogger(), filepath.Join(dir, "shm"), filepath.Join(dir, "spill"), 1<<20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	data := make([]byte, 1024)
+	put := func(i int) {
+		var oid wire.ID
+		oid[0], oid[1], oid[2], oid[3] = byte(i), byte(i>>8), byte(i>>16), byte(i>>24)
+		s.PutInline(oid, wire.FmtRaw, data, nil, 1)
+	}
+	for i := 0; i < 100_000; i++ {
+		put(i)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		put(100_000 + i)
 	}
 }

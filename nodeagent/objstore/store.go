@@ -20,6 +20,7 @@
 package objstore
 
 import (
+	"container/list"
 	"errors"
 	"fmt"
 	"io"
@@ -74,6 +75,9 @@ type Object struct {
 	writer     uint64
 	createRef  uint64
 	wasPending bool
+	// elem is o's place in the store's list of the spillable kind it is (lru), by last use
+	elem *list.Element
+	lst  *list.List
 }
 
 // Stored reports whether the object's bytes are in a file (arena or spill).
@@ -124,6 +128,10 @@ type Store struct {
 	// reserve reserves n bytes at off of f before a client writes them (fallocate; a test
 	// may replace it to play a full file system).
 	reserve func(f *os.File, off, n int64) error
+	// lruArena and lruInline hold the sealed objects whose bytes are in the arena, and the
+	// sealed inline ones (error objects aside), least recently used first: what spillOne
+	// takes from, without a scan of every object.
+	lruArena, lruInline *list.List
 	// OnFree is called with the id of every object freed (for the agent's bookkeeping).
 	OnFree func(id wire.ID)
 }
@@ -175,6 +183,7 @@ func New(log hclog.Logger, dir, spillDir string, capacity int64) (_ *Store, err 
 	}
 	return &Store{log: log, dir: dir, spillDir: spillDir, spill: spill, arenaPath: p, arena: f,
 		alloc: newAllocator(capacity), objs: map[wire.ID]*Object{}, orphans: map[uint64][]room{},
+		lruArena: list.New(), lruInline: list.New(),
 		backed: make([]uint64, (capacity+backChunk*64-1)/(backChunk*64)), reserve: fallocate}, nil
 }
 
@@ -389,6 +398,7 @@ func (s *Store) supersede(o *Object) {
 		s.orphans[o.writer] = append(s.orphans[o.writer], room{size: o.Size, path: o.Path})
 	}
 	s.log.Debug("unsealed object superseded by a second writer", "object", o.ID.String(), "writer", o.writer)
+	s.unlist(o)
 	o.inArena, o.spilled = false, false
 	s.undoCreate(o)
 }
@@ -642,15 +652,9 @@ func (s *Store) spillOne(inline bool) bool {
 	if s.spill == nil {
 		return false
 	}
-	var o *Object
-	for _, c := range s.objs {
-		if c.State != Sealed || len(c.uses) > 0 || c.freeWant || c.filling {
-			continue
-		}
-		if !c.inArena && !(inline && c.Path == "" && c.Loc == "" && len(c.Inline) > 0 && c.Fmt != wire.FmtError) {
-			continue
-		}
-		if o == nil || c.tick < o.tick {
+	o := oldest(s.lruArena)
+	if inline {
+		if c := oldest(s.lruInline); c != nil && (o == nil || c.tick < o.tick) {
 			o = c
 		}
 	}
@@ -663,6 +667,7 @@ func (s *Store) spillOne(inline bool) bool {
 			s.log.Warn("spill object failed", "object", o.ID.String(), "error", err)
 			return false
 		}
+		s.unlist(o)
 		s.inline -= int64(len(data))
 		s.log.Debug("spilled inline object", "object", o.ID.String(), "size", len(data))
 		return true
@@ -682,12 +687,24 @@ func (s *Store) spillOne(inline bool) bool {
 		s.log.Warn("spill object failed", "object", o.ID.String(), "error", err)
 		return false
 	}
+	s.unlist(o)
 	s.releaseRange(o.Offset, o.Size)
 	o.Path, o.Offset, o.inArena, o.spilled = p, 0, false, true
 	s.spilled++
 	s.spillB += o.Size
 	s.log.Debug("spilled object", "object", o.ID.String(), "size", o.Size, "path", p)
 	return true
+}
+
+// oldest returns the least recently used object of l that may spill now: one that no client
+// maps, not freed, not being pulled. The ones skipped are few (in use at this moment).
+func oldest(l *list.List) *Object {
+	for e := l.Front(); e != nil; e = e.Next() {
+		if o := e.Value.(*Object); len(o.uses) == 0 && !o.freeWant && !o.filling {
+			return o
+		}
+	}
+	return nil
 }
 
 func (s *Store) releaseRange(off, n int64) {
@@ -710,7 +727,42 @@ func (s *Store) Seal(id wire.ID, writer uint64) (*Object, error) {
 	return o, nil
 }
 
-func (s *Store) touch(o *Object) { s.clock++; o.tick = s.clock }
+// touch marks o as used now, and files it in the spill list of its kind (lru).
+func (s *Store) touch(o *Object) {
+	s.clock++
+	o.tick = s.clock
+	l := s.lruOf(o)
+	if o.elem != nil && o.lst != l {
+		s.unlist(o)
+	}
+	switch {
+	case l == nil:
+	case o.elem == nil:
+		o.elem, o.lst = l.PushBack(o), l
+	default:
+		l.MoveToBack(o.elem)
+	}
+}
+
+// lruOf is the spill list o belongs in: arena, inline, or none (nil).
+func (s *Store) lruOf(o *Object) *list.List {
+	switch {
+	case o.State != Sealed:
+		return nil
+	case o.inArena:
+		return s.lruArena
+	case o.Path == "" && o.Loc == "" && len(o.Inline) > 0 && o.Fmt != wire.FmtError:
+		return s.lruInline
+	}
+	return nil
+}
+
+func (s *Store) unlist(o *Object) {
+	if o.elem != nil {
+		o.lst.Remove(o.elem)
+		o.elem, o.lst = nil, nil
+	}
+}
 
 // SetError seals a pending object as an error object. It returns nil when the object is
 // unknown or already sealed (objects are immutable).
@@ -866,6 +918,7 @@ func (s *Store) maybeFree(o *Object) {
 func (o *Object) Freed() bool { return o.freeWant }
 
 func (s *Store) dropBytes(o *Object) {
+	s.unlist(o)
 	switch {
 	case o.inArena:
 		s.releaseRange(o.Offset, o.Size)
