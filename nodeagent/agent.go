@@ -430,7 +430,9 @@ func (a *Agent) disconnect(c *client) {
 			a.waiters[id] = keep
 		}
 	}
-	a.store.DropOwner(c.id)
+	for _, id := range a.store.DropOwner(c.id) {
+		a.unsealedGone(id) // created on c and never sealed (objects.go)
+	}
 	if c.worker != nil {
 		a.workerLost(c.worker, "its connection closed")
 	}
@@ -478,7 +480,7 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		if c.worker != nil && c.worker.owns(m.ID) {
 			owner = 0 // a task's return value: its submitter holds the reference
 		}
-		o, err := a.store.Create(m.ID, m.Fmt, m.Size, m.Refs, owner)
+		o, err := a.store.Create(m.ID, m.Fmt, m.Size, m.Refs, owner, c.id)
 		if err != nil {
 			if errors.Is(err, objstore.ErrFull) {
 				return c.conn.SendError(f.Seq, "store_full", err.Error())
@@ -493,7 +495,7 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		}
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		o, err := a.store.Seal(m.ID)
+		o, err := a.store.Seal(m.ID, c.id)
 		if err != nil {
 			return err
 		}

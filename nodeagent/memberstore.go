@@ -224,7 +224,7 @@ func (s *memberStore) handle(conn *wire.Conn, cid uint64, f wire.Frame) error {
 		defer s.mu.Unlock()
 		// the head node's agent holds the references; this copy lives until OBJ_FREE. An
 		// object larger than the whole arena goes to a spill file, as pulled copies do.
-		o, err := s.store.CreateAny(m.ID, m.Fmt, m.Size, headOwner)
+		o, err := s.store.CreateAny(m.ID, m.Fmt, m.Size, headOwner, cid)
 		if err != nil {
 			if errors.Is(err, objstore.ErrFull) {
 				return conn.SendError(f.Seq, "store_full", err.Error())
@@ -239,7 +239,7 @@ func (s *memberStore) handle(conn *wire.Conn, cid uint64, f wire.Frame) error {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if _, err := s.store.Seal(m.ID); err != nil {
+		if _, err := s.store.Seal(m.ID, cid); err != nil {
 			return err
 		}
 		if f.Seq != 0 { // answered, so that the client tells the head only once it is readable
@@ -289,7 +289,7 @@ func (s *memberStore) fetch(conn *wire.Conn, cid, seq uint64, m *wire.Fetch) {
 			}
 			return "", 0, fmt.Errorf("object %s is being written here by a client", id)
 		}
-		o, err := s.store.CreateAny(id, m.Fmt, m.Size, headOwner)
+		o, err := s.store.CreateAny(id, m.Fmt, m.Size, headOwner, owner)
 		if err != nil {
 			return "", 0, err
 		}
@@ -300,7 +300,7 @@ func (s *memberStore) fetch(conn *wire.Conn, cid, seq uint64, m *wire.Fetch) {
 			s.store.Abort(id)
 			return
 		}
-		s.store.Seal(id)
+		s.store.Seal(id, owner)
 	})
 	go func() {
 		<-p.done
