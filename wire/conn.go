@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -47,7 +48,8 @@ type Conn struct {
 	qBytes   int64 // queued and in-flight bytes
 	qFrames  int   // queued and in-flight frames
 	overflow func(error)
-	full     error // set when the queue overflowed
+	full     error       // set when the queue overflowed
+	cut      atomic.Bool // the queue overflowed: Read stops too
 }
 
 // NewConn wraps nc.
@@ -168,6 +170,7 @@ func (c *Conn) SendRaw(b []byte) error {
 			ErrSendQueueFull, c.qFrames, c.qBytes, c.lim.Frames, c.lim.Bytes)
 		err, cb := c.full, c.overflow
 		c.closed = true
+		c.cut.Store(true)
 		for _, q := range c.out { // the memory goes now, not when the writer gives up
 			c.qBytes -= int64(len(q))
 		}
@@ -197,8 +200,17 @@ func (c *Conn) SendError(seq uint64, code, msg string) error {
 	return c.Send(TError, seq, &Error{Code: code, Msg: msg})
 }
 
-// Read reads the next frame.
-func (c *Conn) Read() (Frame, error) { return ReadFrame(c.r) }
+// Read reads the next frame. Once the send queue has overflowed it fails with that error, so
+// that frames already buffered from a peer that does not read are not served either.
+func (c *Conn) Read() (Frame, error) {
+	if c.cut.Load() {
+		c.mu.Lock()
+		err := c.full
+		c.mu.Unlock()
+		return Frame{}, err
+	}
+	return ReadFrame(c.r)
+}
 
 // Close flushes queued frames (for up to a second) and closes the connection.
 func (c *Conn) Close() error {
