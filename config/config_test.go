@@ -14,7 +14,7 @@ func TestExampleFileParses(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := f.Values()
-	if v["object-store-memory"] != "8g" || v["gpu-confinement"] != "auto" || v["port-range"] != "30000-30999" {
+	if v["object-store-memory"] != "8g" || v["gpu-confinement"] != "auto" || v["port-range"] != "30000-30999" || v["heartbeat-timeout"] != "5s" {
 		t.Fatalf("values %v", v)
 	}
 }
@@ -25,6 +25,7 @@ func TestParseErrorsNameTheSetting(t *testing.T) {
 		"[node]\nport_range = \"9-1\"\n":         "port_range",
 		"[node]\ngpu_confinement = \"maybe\"\n":  "gpu_confinement",
 		"[log]\nformat = \"xml\"\n":              "log.format",
+		"[cluster]\nheartbeat_timeout = \"5\"\n": "cluster.heartbeat_timeout",
 		"[node\n":                                "shoal.toml",
 	}
 	for in, want := range cases {

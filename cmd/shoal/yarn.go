@@ -108,6 +108,7 @@ func yarnSubmitCommand() *cli.Command {
 				Usage: "fail unless the cluster encrypts Hadoop RPC (hadoop.rpc.protection=privacy): the containers' launch contexts carry the cluster's secret from the ApplicationMaster to the NodeManagers"},
 			&cli.BoolFlag{Name: "insecure-data-plane", EnvVars: []string{"SHOAL_INSECURE_DATA_PLANE"},
 				Usage: "move objects and collectives between containers in clear (default: TLS 1.3), for networks you trust; the control plane stays encrypted (docs/security.md)"},
+			heartbeatFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			argv := c.Args().Slice()
@@ -138,6 +139,10 @@ func yarnSubmitCommand() *cli.Command {
 			if sched == "" {
 				sched = site.SchedulerAddress()
 			}
+			hb, err := heartbeatTimeout(c)
+			if err != nil {
+				return err
+			}
 			replace := c.Int("max-replacements")
 			if replace < 0 {
 				replace = c.Int("containers")
@@ -147,7 +152,7 @@ func yarnSubmitCommand() *cli.Command {
 				MemoryMB: mem, VCores: int32(c.Int("vcores")), AMMemoryMB: amMem, AMVCores: int32(c.Int("am-vcores")),
 				Files: c.StringSlice("files"), Archives: c.StringSlice("archives"), Env: env, SchedulerAddress: sched, JoinTimeout: c.Duration("join-timeout"),
 				MaxReplacements: replace, LogLevel: c.String("am-log-level"), RequireRPCPrivacy: c.Bool("require-rpc-privacy"),
-				InsecureDataPlane: c.Bool("insecure-data-plane"), Argv: argv}
+				InsecureDataPlane: c.Bool("insecure-data-plane"), HeartbeatTimeout: hb, Argv: argv}
 			if o.HDFS, err = stager(c, site, cl.User()); err != nil {
 				return err
 			}
