@@ -191,7 +191,7 @@ func (a *Agent) checkLiveness(now time.Time) []string {
 		return nil
 	}
 	a.mu.Lock()
-	if a.closed {
+	if a.closed || a.stopping { // members stopped by STOP go quiet while they kill their workers
 		a.mu.Unlock()
 		return nil
 	}
