@@ -201,3 +201,160 @@ func TestUnauthenticatedQueuesNothing(t *testing.T) {
 		t.Fatalf("an unauthenticated connection got %v, want HELLO (and at most an ERROR)", types)
 	}
 }
+
+// TestActorCallsWaitForABusyWorker: a driver queues 600 calls of 50 KiB each (30 MB, twice the
+// send queue's bound here) on an actor whose worker is busy and reads nothing. The agent holds
+// the calls past its window instead of pushing them all, so the worker's connection is not cut;
+// once the worker reads again, every call reaches it in order and its result the driver. The
+// test plays the member node (it gets the SPAWN) and the worker process.
+func TestActorCallsWaitForABusyWorker(t *testing.T) {
+	dir := t.TempDir()
+	lim := wire.Limits{Bytes: 16 << 20, Frames: 100000}
+	a, err := New(hclog.NewNullLogger(), nil, Config{ClusterID: "0123456789ab", Secret: spawnSecret, NodeID: "head",
+		SessionDir: dir, StoreDir: filepath.Join(dir, "store"), SpillDir: filepath.Join(dir, "spill"),
+		Resources: sched.Resources{"CPU": 1}, ObjectStoreMemory: 64 << 20, ListenTCP: "127.0.0.1:0", SendQueue: lim,
+		Heartbeat: Heartbeat{Timeout: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	member, _, err := wire.Dial(a.TCPAddr(), spawnSecret, wire.Auth{Role: "member", PID: os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer member.Close()
+	if err := member.Call(wire.TNodeJoin, 1, &wire.NodeJoin{Node: "m1", Addr: "127.0.0.1",
+		Resources: map[string]float64{"CPU": 1, "on_m1": 1}}, &wire.NodeJoinReply{}); err != nil {
+		t.Fatal(err)
+	}
+	driver, prefix := dialDriver(t, a)
+	id := func(c uint32) wire.ID {
+		var x wire.ID
+		copy(x[:8], prefix[:8])
+		x[8], x[9], x[10], x[11] = byte(c>>24), byte(c>>16), byte(c>>8), byte(c)
+		return x
+	}
+	actor := id(1).WithIndex(0xFFFFFFFE)
+	if err := driver.Send(wire.TSubmit, 0, &wire.Task{Task: id(1), Kind: wire.KindActorCreate, Name: "A", Lang: "go", Nret: 1,
+		Actor: actor, Res: map[string]float64{"on_m1": 1}, Bundle: -1, Deps: []wire.ID{}, Refs: []wire.ID{}}); err != nil {
+		t.Fatal(err)
+	}
+	// the member gets the SPAWN; the test becomes that worker
+	member.Net().SetReadDeadline(time.Now().Add(20 * time.Second))
+	var spawn wire.Spawn
+	for spawn.Worker == "" {
+		f, err := member.Read()
+		if err != nil {
+			t.Fatalf("no SPAWN: %v", err)
+		}
+		if f.Type == wire.TSpawn {
+			if err := f.Decode(&spawn); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	worker, _, err := wire.Dial(a.TCPAddr(), spawnSecret, wire.Auth{Role: "worker", Lang: "go", PID: os.Getpid(), WorkerID: spawn.Worker})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer worker.Close()
+	worker.Net().SetReadDeadline(time.Now().Add(60 * time.Second))
+	readExec := func() wire.Task {
+		t.Helper()
+		for {
+			f, err := worker.Read()
+			if err != nil {
+				t.Fatalf("worker read: %v", err)
+			}
+			if f.Type != wire.TExec {
+				continue
+			}
+			var x wire.Task
+			if err := f.Decode(&x); err != nil {
+				t.Fatal(err)
+			}
+			return x
+		}
+	}
+	if x := readExec(); x.Task != id(1) {
+		t.Fatalf("first EXEC is %s, want the actor's creation", x.Task)
+	}
+	if err := worker.Send(wire.TDone, 0, &wire.Done{Task: id(1), Rets: []wire.Ret{{ID: id(1).WithIndex(1), Fmt: wire.FmtRaw, Data: []byte{}}}}); err != nil {
+		t.Fatal(err)
+	}
+	// the driver reads its READYs all along
+	readies := make(chan int, 1)
+	const calls = 600
+	go func() {
+		n := 0
+		for n < calls+1 {
+			f, err := driver.Read()
+			if err != nil {
+				break
+			}
+			if f.Type == wire.TReady {
+				var r wire.Ready
+				f.Decode(&r)
+				n += len(r.Objs)
+			}
+		}
+		readies <- n
+	}()
+	arg := make([]byte, 50<<10)
+	for i := 0; i < calls; i++ {
+		if err := driver.Send(wire.TSubmit, 0, &wire.Task{Task: id(uint32(2 + i)), Kind: wire.KindActorMethod, Name: "A.m", Method: "m",
+			Lang: "go", Nret: 1, Actor: actor, Args: arg, Res: map[string]float64{}, Bundle: -1, Deps: []wire.ID{}, Refs: []wire.ID{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// wait until the agent has taken every call; the worker has read none of them
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a.mu.Lock()
+		ac := a.actors[actor]
+		held, sent, dead := len(ac.queue), len(ac.inflight), ac.state == actorDead
+		a.mu.Unlock()
+		if dead {
+			t.Fatal("the actor died: its busy worker's connection was cut")
+		}
+		if held+sent == calls {
+			if held == 0 {
+				t.Fatalf("all %d calls were pushed to a worker that reads nothing", calls)
+			}
+			t.Logf("%d calls in flight, %d held by the agent", sent, held)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent took %d of %d calls", held+sent, calls)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, b := func() (int, int64) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.workers[spawn.Worker].client.conn.Queued()
+	}(); b > lim.Bytes/4+64<<10 {
+		t.Fatalf("%d bytes queued for the worker, over the window", b)
+	}
+	// the worker reads again: every call, in order, and answers each
+	for i := 0; i < calls; i++ {
+		x := readExec()
+		if x.Task != id(uint32(2+i)) {
+			t.Fatalf("call %d: got task %s, want %s", i, x.Task, id(uint32(2+i)))
+		}
+		if err := worker.Send(wire.TDone, 0, &wire.Done{Task: x.Task, Rets: []wire.Ret{{ID: x.Task.WithIndex(1), Fmt: wire.FmtRaw, Data: []byte("r")}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case n := <-readies:
+		if n != calls+1 {
+			t.Fatalf("the driver got %d results, want %d", n, calls+1)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the driver did not get every result")
+	}
+}
