@@ -148,7 +148,8 @@ func (a *Agent) heartbeat(c *client, f wire.Frame) error {
 // headLiveness is the head agent's record of its members' heartbeats.
 type headLiveness struct {
 	*liveness[*node]
-	quit chan struct{}
+	quit  chan struct{}
+	since func(time.Time) time.Duration // time.Since; tests replace it
 }
 
 // startLiveness starts the head's check of its members, every period until stopLiveness.
@@ -158,7 +159,7 @@ func (a *Agent) startLiveness() {
 	if h.Timeout <= 0 {
 		return
 	}
-	a.live = &headLiveness{liveness: newLiveness[*node](h.Timeout), quit: make(chan struct{})}
+	a.live = &headLiveness{liveness: newLiveness[*node](h.Timeout), quit: make(chan struct{}), since: time.Since}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -192,6 +193,13 @@ func (a *Agent) checkLiveness(now time.Time) []string {
 	}
 	a.mu.Lock()
 	if a.closed || a.stopping { // members stopped by STOP go quiet while they kill their workers
+		a.mu.Unlock()
+		return nil
+	}
+	// A head agent that was stalled under its lock for more than a period judges no one this
+	// round: the members' readers may have been waiting on the same lock with heartbeats
+	// behind them. (For a made-up now, in tests, the wait is negative.)
+	if a.live.since(now) > a.cfg.Heartbeat.withDefaults().Period {
 		a.mu.Unlock()
 		return nil
 	}
@@ -258,6 +266,11 @@ func (m *Member) beat(h Heartbeat, stop <-chan struct{}) {
 // timeout it is given up (loseHead closes the connection, and Run returns the error) and
 // beatOnce returns false; otherwise it sends the next HEARTBEAT.
 func (m *Member) beatOnce(now time.Time) bool {
+	if m.handling.Load() {
+		// Run is busy with a frame (a SPAWN's fork and exec, say), not reading: answers may be
+		// waiting unread, so the head's silence is not counted while it is
+		m.beats.heard("head", now)
+	}
 	if d, lost := m.beats.silent(now)["head"]; lost {
 		m.loseHead(fmt.Errorf("%w: no answer from the head node's agent at %s for %s (timeout %s); the link or the head is down",
 			ErrHeadLost, m.cfg.HeadAddr, d.Round(time.Millisecond), m.hb.Timeout))

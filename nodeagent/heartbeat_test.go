@@ -147,6 +147,12 @@ func TestHeadDeclaresASilentMemberLost(t *testing.T) {
 	if got := a.Nodes(); len(got) != 2 {
 		t.Fatalf("nodes %v, want head and m1", got)
 	}
+	// a head agent that waited for its own lock for more than a period judges no one
+	a.live.since = func(time.Time) time.Duration { return 13 * time.Minute }
+	if lost := a.checkLiveness(after.Add(2 * time.Hour)); len(lost) != 0 {
+		t.Fatalf("a stalled head gave %v up", lost)
+	}
+	a.live.since = func(time.Time) time.Duration { return 0 }
 	lost := a.checkLiveness(after.Add(time.Hour + time.Millisecond))
 	if len(lost) != 1 || lost[0] != "m1" {
 		t.Fatalf("lost %v past the timeout, want [m1]", lost)
@@ -200,11 +206,20 @@ func TestMemberGivesUpASilentHead(t *testing.T) {
 	if !m.beatOnce(at(600)) || !m.beatOnce(at(3000)) {
 		t.Fatal("gave the head up within the timeout")
 	}
-	m.beats.heard("head", at(2500)) // an answer
-	if !m.beatOnce(at(5500)) {
+	m.handling.Store(true) // Run busy with a frame: silence does not count
+	if !m.beatOnce(at(4000)) {
+		t.Fatal("gave the head up while not reading")
+	}
+	m.handling.Store(false)
+	if !m.beatOnce(at(7000)) || !m.beatOnce(at(7000)) {
+		t.Fatal("gave the head up within the timeout after Run read again")
+	}
+	m.beats.heard("head", at(2500)) // an answer (older than the last sign: kept out)
+	m.beats.heard("head", at(7500)) // an answer
+	if !m.beatOnce(at(10500)) {
 		t.Fatal("gave the head up within the timeout of its last answer")
 	}
-	if m.beatOnce(at(5501)) {
+	if m.beatOnce(at(10501)) {
 		t.Fatal("kept a head silent for longer than the timeout")
 	}
 	code, err := m.Run()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,6 +50,8 @@ type Member struct {
 	beats   *liveness[string]
 	headErr error
 	hbSeq   uint64
+	// handling is set while Run handles a frame rather than waiting for one
+	handling atomic.Bool
 }
 
 // MemberConfig configures Join.
@@ -153,10 +156,12 @@ func (m *Member) Run() (int, error) {
 		go m.beat(m.hb, stop)
 	}
 	for {
+		m.handling.Store(false)
 		f, err := m.conn.Read()
 		if err != nil {
 			return 1, m.headLost(err)
 		}
+		m.handling.Store(true)
 		if m.beats != nil {
 			m.beats.heard("head", time.Now()) // every frame is a sign of the head's life
 		}
