@@ -82,7 +82,8 @@ type Config struct {
 	// SendQueue bounds what each connection queues for its peer (zero: wire.DefaultLimits);
 	// a client that does not read is disconnected past it (sendqueue.go).
 	SendQueue wire.Limits
-	// Heartbeat sets how members' liveness is checked (zero: DefaultHeartbeat; heartbeat.go).
+	// Heartbeat sets how members' liveness is checked (zero: DefaultHeartbeatTimeout and a
+	// fifth of it as the period; heartbeat.go).
 	Heartbeat Heartbeat
 }
 
