@@ -17,7 +17,7 @@ import (
 // the queue grow; past either bound the Conn drops the queue and closes the connection, so a
 // client that stops reading costs its agent at most this much memory.
 type Limits struct {
-	Bytes  int64 // at least MaxFrame, so that one maximal frame always fits
+	Bytes  int64 // MaxFrame or more, so that one maximal frame always fits
 	Frames int
 }
 
@@ -63,10 +63,11 @@ func NewConn(nc net.Conn) *Conn {
 	return c
 }
 
-// SetLimits changes the queue's bounds (a zero field keeps its default). Bytes below MaxFrame
-// (for tests) may refuse a well-behaved peer a large reply. onOverflow, when set, is called once, without the Conn's lock held but
-// possibly under the caller of Send's locks, with an error wrapping ErrSendQueueFull that
-// names the bound, when the Conn disconnects its peer for not reading; it must not block.
+// SetLimits changes the queue's bounds (a zero field keeps its default; Bytes below MaxFrame,
+// for tests, may refuse a well-behaved peer a large reply). onOverflow, when set, is called
+// once, without the Conn's lock held but possibly under the locks of Send's caller, with an
+// error wrapping ErrSendQueueFull that names the bound, when the Conn disconnects its peer for
+// not reading; it must not block.
 func (c *Conn) SetLimits(l Limits, onOverflow func(error)) {
 	if l.Bytes <= 0 {
 		l.Bytes = DefaultLimits.Bytes
