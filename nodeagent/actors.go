@@ -103,6 +103,9 @@ func (a *Agent) flushActor(ac *actor) {
 		if ac.state != actorAlive || ac.worker == nil || ac.worker.client == nil || t.pendingDeps > 0 {
 			return
 		}
+		if len(ac.inflight) > 0 && a.execWindowFull(ac.worker) { // sendqueue.go
+			return
+		}
 		ac.queue = ac.queue[1:]
 		ac.inflight = append(ac.inflight, t)
 		t.worker = ac.worker
@@ -119,6 +122,7 @@ func (a *Agent) actorCallDone(t *task) {
 		}
 	}
 	a.finish(t)
+	a.flushActor(ac) // calls held back by the send window (sendqueue.go)
 }
 
 // actorWorkerDied handles the death of an actor's process: calls in flight fail; the actor

@@ -79,6 +79,12 @@ type Config struct {
 	Transport rdma.Transport
 	// InsecureDataPlane: that TCP moves object bytes in clear (default: inside TLS 1.3).
 	InsecureDataPlane bool
+	// SendQueue bounds what each connection queues for its peer (zero: wire.DefaultLimits);
+	// a client that does not read is disconnected past it (sendqueue.go).
+	SendQueue wire.Limits
+	// Heartbeat sets how members' liveness is checked (zero: DefaultHeartbeatTimeout and a
+	// fifth of it as the period; heartbeat.go).
+	Heartbeat Heartbeat
 }
 
 // Agent is a node agent.
@@ -116,6 +122,7 @@ type Agent struct {
 	stopping bool
 	shutOnce sync.Once
 	xfer     *xfer                       // serves and pulls objects (objremote.go)
+	live     *headLiveness               // members' heartbeats (heartbeat.go); nil: not checked
 	holders  map[wire.ID]map[string]bool // nodes that may hold a copy of an object
 }
 
@@ -148,6 +155,7 @@ func New(log hclog.Logger, h *head.Head, cfg Config) (*Agent, error) {
 
 // Start opens the agent's Unix socket (and TCP listener when configured) and serves.
 func (a *Agent) Start() error {
+	a.startLiveness()
 	a.sockPath = filepath.Join(a.cfg.SessionDir, "agent.sock")
 	ln, err := net.Listen("unix", a.sockPath)
 	if err != nil {
@@ -310,6 +318,7 @@ func (a *Agent) Close() error {
 	for _, c := range conns {
 		c.conn.Close()
 	}
+	a.stopLiveness()
 	a.wg.Wait()
 	a.closeXfer()
 	os.Remove(a.sockPath)
@@ -363,6 +372,7 @@ func (a *Agent) handshake(nc net.Conn, tcp bool, ticket *wire.Ticket) {
 	a.nextConn++
 	c.id = a.nextConn
 	a.conns[c.id] = c
+	a.boundQueue(c)
 	switch au.Role {
 	case "worker":
 		w := a.workers[au.WorkerID]
@@ -625,7 +635,9 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		if err := a.nodeJoin(c, &m); err != nil {
 			return err
 		}
-		return c.conn.Send(wire.TOK, f.Seq, nil)
+		return c.conn.Send(wire.TOK, f.Seq, a.joinReply())
+	case wire.THeartbeat:
+		return a.heartbeat(c, f)
 	case wire.TWorkerExit:
 		var m wire.WorkerExit
 		if err := f.Decode(&m); err != nil {

@@ -172,7 +172,7 @@ func (s *memberStore) accept() {
 
 // serveConn serves one connection of the store's Unix socket, admitted to the gate with ticket.
 func (s *memberStore) serveConn(nc net.Conn, ticket *wire.Ticket) {
-	conn, _, err := wire.AcceptGated(nc, ticket, s.secret, s.cluster, func(au *wire.Auth) (*wire.Welcome, error) {
+	conn, au, err := wire.AcceptGated(nc, ticket, s.secret, s.cluster, func(au *wire.Auth) (*wire.Welcome, error) {
 		if au.Role != "worker" && au.Role != "driver" && au.Role != "cli" {
 			return nil, fmt.Errorf("unknown client role %q for a node's object store; want worker, driver or cli", au.Role)
 		}
@@ -192,6 +192,9 @@ func (s *memberStore) serveConn(nc net.Conn, ticket *wire.Ticket) {
 	id := s.next
 	s.conns[id] = conn
 	s.mu.Unlock()
+	conn.SetLimits(wire.Limits{}, func(err error) { // as the head's agent does (sendqueue.go)
+		s.log.Warn("disconnecting a client that does not read its messages", "client", id, "role", au.Role, "pid", au.PID, "error", err)
+	})
 	defer func() {
 		conn.Close()
 		s.mu.Lock()

@@ -187,6 +187,7 @@ class Client:
         self._cv = threading.Condition()
         self._reading = False
         self._seq = 0
+        self._sends = 0         # messages sent; every 32nd takes in what has arrived (send)
         self._replies = {}
         self._pending = set()   # ids of my tasks' returns not yet pushed as READY
         self._ready = {}        # id -> (fmt, data or None when stored)
@@ -234,6 +235,34 @@ class Client:
         data = w.encode(t, seq, body)
         with self._send_lock:
             self._flush_locked(data)
+        self._sends += 1
+        if not self._sends & 31:
+            self._drain_nowait()
+
+    def _drain_nowait(self, most=1024):
+        """Take in what the agent has pushed (READY, EXEC) without waiting, when no thread is
+        reading: a driver that submits for a long time before it gets anything would otherwise
+        leave every result in the agent's send queue, which is bounded (docs/protocol.md): past
+        the bound the agent disconnects a client that does not read."""
+        with self._cv:
+            if self._reading or self._dead:
+                return
+            self._reading = True
+        try:
+            for _ in range(most):
+                try:
+                    frame = self.conn.recv_nowait()
+                except (OSError, w.ProtocolError) as e:
+                    self._dead = exc.RaySystemError(f"lost the connection to the shoal agent at {self.address}: {e}")
+                    frame = None
+                if frame is None:
+                    break
+                with self._cv:
+                    self._dispatch(frame)
+        finally:
+            with self._cv:
+                self._reading = False
+                self._cv.notify_all()
 
     def flush(self):
         with self._send_lock:
