@@ -244,14 +244,7 @@ func (c *Client) dispatch(f wire.Frame) {
 		}
 		c.mu.Lock()
 		for _, o := range m.Objs {
-			if s := c.slots[o.ID]; s != nil {
-				select {
-				case <-s.ready:
-				default:
-					s.obj = o
-					close(s.ready)
-				}
-			}
+			c.readyLocked(o) // objects.go
 		}
 		close(c.readyGen)
 		c.readyGen = make(chan struct{})

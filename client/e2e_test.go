@@ -205,6 +205,28 @@ func TestLargeObjectsEndToEnd(t *testing.T) { scenario(t, "large") }
 
 func TestTasksAndActorsEndToEnd(t *testing.T) { scenario(t, "api") }
 
+// TestSmallPutsPastAFullStoreEndToEnd: small puts past the store's budget (256 MiB) with a
+// 1 MiB spill directory (a tmpfs the test mounts: root only) are refused, and the putter's
+// own gets say so (ErrStoreFull) instead of answering from the bytes it kept.
+func TestSmallPutsPastAFullStoreEndToEnd(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs as the spill directory needs root")
+	}
+	spill := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", spill).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	defer exec.Command("umount", "-l", spill).Run()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, code := shoalRun(t, []string{scenarioEnv + "=store_full", "SHOAL_SPILL_DIR=" + spill}, self)
+	if code != 0 || !strings.Contains(out, "scenario store_full: passed") {
+		t.Fatalf("scenario store_full exited %d:\n%s", code, out)
+	}
+}
+
 // runScenario is the driver side of a scenario; it prints what it checked and returns the
 // exit code.
 func runScenario(name string) int {
@@ -222,6 +244,7 @@ func runScenario(name string) int {
 		"large":      scenarioLarge,
 		"api":        scenarioAPI,
 		"pg":         scenarioPG,
+		"store_full": scenarioStoreFull,
 	}[name]
 	if run == nil {
 		fmt.Println("FAIL: unknown scenario", name)
@@ -304,6 +327,48 @@ func scenarioTaskError(ctx context.Context, c *client.Client) error {
 	ready, notReady, err := c.Wait(expired, []client.ObjectRef{never}, 1)
 	if !errors.Is(err, context.DeadlineExceeded) || len(ready) != 0 || len(notReady) != 1 {
 		return fmt.Errorf("wait with an expired context returned %v, %v, %v", ready, notReady, err)
+	}
+	return nil
+}
+
+func scenarioStoreFull(ctx context.Context, c *client.Client) error {
+	const n, size = 3400, 90 << 10 // 300 MiB of small objects into a 256 MiB store
+	refs := make([]client.ObjectRef, n)
+	for i := range refs {
+		b := bytes.Repeat([]byte{byte(i)}, size)
+		ref, err := c.Put(b)
+		if err != nil {
+			return fmt.Errorf("put %d: %w", i, err)
+		}
+		refs[i] = ref
+	}
+	// answered after the READY pushes of the puts the agent refused
+	ref, err := c.Submit("inc", 1)
+	if err != nil {
+		return err
+	}
+	var x int
+	if err := c.Get(ctx, ref, &x); err != nil {
+		return err
+	}
+	readable, refused := 0, 0
+	var msg string
+	for i, ref := range refs {
+		var b []byte
+		err := c.Get(ctx, ref, &b)
+		switch {
+		case err == nil && len(b) == size && b[0] == byte(i):
+			readable++
+		case errors.Is(err, client.ErrStoreFull):
+			refused++
+			msg = err.Error()
+		default:
+			return fmt.Errorf("get %d: %d bytes, %v", i, len(b), err)
+		}
+	}
+	fmt.Printf("%d readable, %d refused: %s\n", readable, refused, msg)
+	if readable == 0 || refused == 0 || !strings.Contains(msg, "--spill-dir") {
+		return fmt.Errorf("want some readable and some refused with an error naming --spill-dir")
 	}
 	return nil
 }

@@ -69,10 +69,35 @@ func (c *Client) hold(id wire.ID, obj *wire.Obj) ObjectRef {
 	return ObjectRef{id: id, c: c}
 }
 
+// readyLocked records o, pushed by READY: a return value of this client's task, or a put
+// that the agent could not store (a store_full error object that replaces the bytes this
+// client kept, so that its gets say what the others' say). Called with c.mu held.
+func (c *Client) readyLocked(o wire.Obj) {
+	s := c.slots[o.ID]
+	if s == nil {
+		return
+	}
+	select {
+	case <-s.ready:
+		if o.Fmt == wire.FmtError && s.obj.Fmt != wire.FmtError {
+			// readers may hold s and read s.obj without the lock: a new slot instead
+			ns := &slot{ready: make(chan struct{}), obj: o}
+			close(ns.ready)
+			c.slots[o.ID] = ns
+		}
+	default:
+		s.obj = o
+		close(s.ready)
+	}
+}
+
 // Put stores v in the cluster and returns a reference to it. v is encoded with MessagePack;
 // under 100 KiB it travels inline, otherwise it is written into the node's shared-memory
 // arena. ObjectRefs inside v are kept alive as long as the object lives. An error wraps
-// ErrStoreFull when v is larger than the whole object store.
+// ErrStoreFull when v is larger than the whole object store, or when neither the store nor
+// its spill directory has room for it. A small v that the agent cannot store (its memory
+// budget and its spill directory both full) becomes an error object: Get of the reference
+// returns an error of kind store_full, here as everywhere.
 func (c *Client) Put(v any) (ObjectRef, error) {
 	switch v.(type) {
 	case ObjectRef, *ObjectRef:
@@ -122,8 +147,9 @@ func (c *Client) create(id wire.ID, data []byte, refs []wire.ID) error {
 		return fmt.Errorf("reserve room in the object store: %w", err)
 	}
 	if err := writeAt(r.Path, r.Offset, data); err != nil {
-		// Seal all the same: an object left in CREATE state is never freed by the agent.
-		// Nobody reads it, since the caller reports the failure instead of the reference.
+		// Seal all the same, so that the DECREF of the caller frees it now (the agent would
+		// drop it unsealed only when this connection closes). Nobody reads it, since the
+		// caller reports the failure instead of the reference.
 		c.send(wire.TSeal, &wire.One{ID: id})
 		return fmt.Errorf("write %d bytes into the object store: %w", len(data), err)
 	}

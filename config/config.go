@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -44,6 +45,12 @@ type File struct {
 		// StateDir keeps each cluster's head database after it ends (--state-dir).
 		StateDir *string `toml:"state_dir"`
 	} `toml:"head"`
+	// Cluster holds what the head node of a multi-node cluster decides for all its nodes.
+	Cluster struct {
+		// HeartbeatTimeout: how long a node may stay silent before it is lost
+		// (--heartbeat-timeout), a Go duration such as "5s".
+		HeartbeatTimeout *string `toml:"heartbeat_timeout"`
+	} `toml:"cluster"`
 	// DataPlane is the traffic of objects and collectives between nodes.
 	DataPlane struct {
 		// Insecure turns its encryption off (TLS 1.3 by default), for fabrics the admin
@@ -77,6 +84,11 @@ func Parse(r io.Reader, name string) (*File, error) {
 	}
 	if g := f.Node.GPUConfinement; g != nil && *g != "auto" && *g != "on" && *g != "off" {
 		return nil, fmt.Errorf("%w: %s: node.gpu_confinement = %q: use auto, on or off", ErrInvalid, name, *g)
+	}
+	if h := f.Cluster.HeartbeatTimeout; h != nil {
+		if _, err := time.ParseDuration(*h); err != nil {
+			return nil, fmt.Errorf("%w: %s: cluster.heartbeat_timeout = %q: write a duration such as \"5s\"", ErrInvalid, name, *h)
+		}
 	}
 	if l := f.Log.Format; l != nil && *l != "text" && *l != "json" {
 		return nil, fmt.Errorf("%w: %s: log.format = %q: use text or json", ErrInvalid, name, *l)
@@ -139,6 +151,7 @@ func (f *File) Values() map[string]string {
 		v["max-workers-per-node"] = strconv.Itoa(*n.MaxWorkers)
 	}
 	putS("state-dir", f.Head.StateDir)
+	putS("heartbeat-timeout", f.Cluster.HeartbeatTimeout)
 	putS("log-level", f.Log.Level)
 	putS("log-format", f.Log.Format)
 	if p := f.DataPlane.Insecure; p != nil {

@@ -15,7 +15,7 @@ func TestExampleFileParses(t *testing.T) {
 	}
 	v := f.Values()
 	if v["object-store-memory"] != "8g" || v["gpu-confinement"] != "auto" || v["port-range"] != "30000-30999" ||
-		v["state-dir"] != "/var/lib/shoal/history" {
+		v["state-dir"] != "/var/lib/shoal/history" || v["heartbeat-timeout"] != "5s" {
 		t.Fatalf("values %v", v)
 	}
 }
@@ -27,6 +27,7 @@ func TestParseErrorsNameTheSetting(t *testing.T) {
 		"[node]\ngpu_confinement = \"maybe\"\n":  "gpu_confinement",
 		"[log]\nformat = \"xml\"\n":              "log.format",
 		"[head]\nstate_dri = \"/x\"\n":           "head.state_dri",
+		"[cluster]\nheartbeat_timeout = \"5\"\n": "cluster.heartbeat_timeout",
 		"[node\n":                                "shoal.toml",
 	}
 	for in, want := range cases {

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -77,6 +78,10 @@ type Options struct {
 	// Kind (run, up, launch, yarn) and Command describe the cluster in its head's record.
 	Kind    string
 	Command []string
+	// HeartbeatTimeout is how long a member node may stay silent before the head gives it up
+	// (and a member its head); zero: nodeagent.DefaultHeartbeatTimeout, negative: no
+	// heartbeats. Only the head's value counts: members take it from NODE_JOIN's answer.
+	HeartbeatTimeout time.Duration
 }
 
 // Cluster is a running one-node cluster.
@@ -245,6 +250,7 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		GPUs: topo, CUDAIndex: o.CUDAIndex, CPUs: node.CPUs, Confine: c.conf, GPUMajors: majors,
 		InsecureDataPlane: o.InsecureDataPlane, WorkerEnv: dataPlaneEnv(o.InsecureDataPlane),
 		MaxWorkersPerNode: o.MaxWorkersPerNode,
+		Heartbeat: nodeagent.Heartbeat{Timeout: o.HeartbeatTimeout},
 		OnShutdown: func() {
 			if !once {
 				once = true

@@ -105,6 +105,9 @@ func (a *Agent) flushActor(ac *actor) {
 		if ac.state != actorAlive || ac.worker == nil || ac.worker.client == nil || t.pendingDeps > 0 {
 			return
 		}
+		if len(ac.inflight) > 0 && a.execWindowFull(ac.worker) { // sendqueue.go
+			return
+		}
 		ac.queue = ac.queue[1:]
 		ac.inflight = append(ac.inflight, t)
 		t.worker = ac.worker
@@ -121,6 +124,7 @@ func (a *Agent) actorCallDone(t *task) {
 		}
 	}
 	a.finish(t)
+	a.flushActor(ac) // calls held back by the send window (sendqueue.go)
 }
 
 // actorRestarting handles the core's decision to restart ac after its process died: calls in

@@ -82,6 +82,12 @@ type Config struct {
 	// MaxWorkersPerNode caps worker processes per node, actors included (0: max(64, 4 x the
 	// node's CPUs)); see sched.Config.
 	MaxWorkersPerNode int
+	// SendQueue bounds what each connection queues for its peer (zero: wire.DefaultLimits);
+	// a client that does not read is disconnected past it (sendqueue.go).
+	SendQueue wire.Limits
+	// Heartbeat sets how members' liveness is checked (zero: DefaultHeartbeatTimeout and a
+	// fifth of it as the period; heartbeat.go).
+	Heartbeat Heartbeat
 }
 
 // Agent is a node agent.
@@ -116,6 +122,7 @@ type Agent struct {
 	stopping bool
 	shutOnce sync.Once
 	xfer     *xfer                       // serves and pulls objects (objremote.go)
+	live     *headLiveness               // members' heartbeats (heartbeat.go); nil: not checked
 	holders  map[wire.ID]map[string]bool // nodes that may hold a copy of an object
 
 	// the scheduling core (core.go) and the shell's maps from its ids
@@ -161,6 +168,7 @@ func New(log hclog.Logger, h *head.Head, cfg Config) (*Agent, error) {
 
 // Start opens the agent's Unix socket (and TCP listener when configured) and serves.
 func (a *Agent) Start() error {
+	a.startLiveness()
 	a.sockPath = filepath.Join(a.cfg.SessionDir, "agent.sock")
 	ln, err := net.Listen("unix", a.sockPath)
 	if err != nil {
@@ -334,6 +342,7 @@ func (a *Agent) Close() error {
 	for _, c := range conns {
 		c.conn.Close()
 	}
+	a.stopLiveness()
 	a.wg.Wait()
 	a.closeXfer()
 	os.Remove(a.sockPath)
@@ -396,6 +405,7 @@ func (a *Agent) handshake(nc net.Conn, tcp bool, ticket *wire.Ticket) {
 	a.nextConn++
 	c.id = a.nextConn
 	a.conns[c.id] = c
+	a.boundQueue(c)
 	switch au.Role {
 	case "worker":
 		w := a.workers[au.WorkerID]
@@ -463,7 +473,9 @@ func (a *Agent) disconnect(c *client) {
 			a.waiters[id] = keep
 		}
 	}
-	a.store.DropOwner(c.id)
+	for _, id := range a.store.DropOwner(c.id) {
+		a.unsealedGone(id) // created on c and never sealed (objects.go)
+	}
 	if c.worker != nil {
 		a.workerLost(c.worker, "its connection closed")
 	}
@@ -510,7 +522,7 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		if c.worker != nil && c.worker.owns(m.ID) {
 			owner = 0 // a task's return value: its submitter holds the reference
 		}
-		o, err := a.store.Create(m.ID, m.Fmt, m.Size, m.Refs, owner)
+		o, err := a.store.Create(m.ID, m.Fmt, m.Size, m.Refs, owner, c.id)
 		if err != nil {
 			if errors.Is(err, objstore.ErrFull) {
 				return c.conn.SendError(f.Seq, "store_full", err.Error())
@@ -525,7 +537,7 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		}
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		o, err := a.store.Seal(m.ID)
+		o, err := a.store.Seal(m.ID, c.id)
 		if err != nil {
 			return err
 		}
@@ -664,7 +676,9 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		if err := a.nodeJoin(c, &m); err != nil {
 			return err
 		}
-		return c.conn.Send(wire.TOK, f.Seq, nil)
+		return c.conn.Send(wire.TOK, f.Seq, a.joinReply())
+	case wire.THeartbeat:
+		return a.heartbeat(c, f)
 	case wire.TWorkerExit:
 		var m wire.WorkerExit
 		if err := f.Decode(&m); err != nil {

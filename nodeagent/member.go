@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,6 +44,14 @@ type Member struct {
 	stopping bool
 	wg       sync.WaitGroup
 	store    *memberStore // this node's object store (memberstore.go); nil without one
+	// heartbeats with the head (heartbeat.go): the head's figures from NODE_JOIN's answer
+	// (zero: none), when the head was last heard from, and why it was given up
+	hb      Heartbeat
+	beats   *liveness[string]
+	headErr error
+	hbSeq   uint64
+	// handling is set while Run handles a frame rather than waiting for one
+	handling atomic.Bool
 }
 
 // MemberConfig configures Join.
@@ -110,8 +119,9 @@ func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
 			return nil, fmt.Errorf("start node %s's object store: %w", cfg.Node, err)
 		}
 	}
+	var reply wire.NodeJoinReply
 	if err := conn.Call(wire.TNodeJoin, 1, &wire.NodeJoin{Node: cfg.Node, Addr: cfg.Addr, Resources: cfg.Resources, GPUs: cfg.GPUs, CUDA: cfg.CUDA,
-		Devices: TopologyToWire(cfg.Topology)}, nil); err != nil {
+		Devices: TopologyToWire(cfg.Topology)}, &reply); err != nil {
 		conn.Close()
 		if st != nil {
 			st.close()
@@ -123,6 +133,10 @@ func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
 	}
 	m := &Member{log: log, conn: conn, node: cfg.Node, scrub: cfg.Scrub, stdout: cfg.Stdout, stderr: cfg.Stderr,
 		workers: map[string]*exec.Cmd{}, cfg: cfg, store: st}
+	if reply.TimeoutMS > 0 && reply.HeartbeatMS > 0 {
+		m.hb = Heartbeat{Timeout: time.Duration(reply.TimeoutMS) * time.Millisecond, Period: time.Duration(reply.HeartbeatMS) * time.Millisecond}
+		m.beats = newLiveness[string](m.hb.Timeout)
+	}
 	if m.stdout == nil {
 		m.stdout = os.Stdout
 	}
@@ -136,10 +150,20 @@ func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
 // (returning an error wrapping ErrHeadLost). Either way every worker it started is gone.
 func (m *Member) Run() (int, error) {
 	defer m.killAll()
+	if m.beats != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go m.beat(m.hb, stop)
+	}
 	for {
+		m.handling.Store(false)
 		f, err := m.conn.Read()
 		if err != nil {
-			return 1, fmt.Errorf("%w: %v", ErrHeadLost, err)
+			return 1, m.headLost(err)
+		}
+		m.handling.Store(true)
+		if m.beats != nil {
+			m.beats.heard("head", time.Now()) // every frame is a sign of the head's life
 		}
 		switch f.Type {
 		case wire.TSpawn:

@@ -172,7 +172,7 @@ func (s *memberStore) accept() {
 
 // serveConn serves one connection of the store's Unix socket, admitted to the gate with ticket.
 func (s *memberStore) serveConn(nc net.Conn, ticket *wire.Ticket) {
-	conn, _, err := wire.AcceptGated(nc, ticket, s.secret, s.cluster, func(au *wire.Auth) (*wire.Welcome, error) {
+	conn, au, err := wire.AcceptGated(nc, ticket, s.secret, s.cluster, func(au *wire.Auth) (*wire.Welcome, error) {
 		if au.Role != "worker" && au.Role != "driver" && au.Role != "cli" {
 			return nil, fmt.Errorf("unknown client role %q for a node's object store; want worker, driver or cli", au.Role)
 		}
@@ -192,6 +192,9 @@ func (s *memberStore) serveConn(nc net.Conn, ticket *wire.Ticket) {
 	id := s.next
 	s.conns[id] = conn
 	s.mu.Unlock()
+	conn.SetLimits(wire.Limits{}, func(err error) { // as the head's agent does (sendqueue.go)
+		s.log.Warn("disconnecting a client that does not read its messages", "client", id, "role", au.Role, "pid", au.PID, "error", err)
+	})
 	defer func() {
 		conn.Close()
 		s.mu.Lock()
@@ -224,7 +227,7 @@ func (s *memberStore) handle(conn *wire.Conn, cid uint64, f wire.Frame) error {
 		defer s.mu.Unlock()
 		// the head node's agent holds the references; this copy lives until OBJ_FREE. An
 		// object larger than the whole arena goes to a spill file, as pulled copies do.
-		o, err := s.store.CreateAny(m.ID, m.Fmt, m.Size, headOwner)
+		o, err := s.store.CreateAny(m.ID, m.Fmt, m.Size, headOwner, cid)
 		if err != nil {
 			if errors.Is(err, objstore.ErrFull) {
 				return conn.SendError(f.Seq, "store_full", err.Error())
@@ -239,7 +242,7 @@ func (s *memberStore) handle(conn *wire.Conn, cid uint64, f wire.Frame) error {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if _, err := s.store.Seal(m.ID); err != nil {
+		if _, err := s.store.Seal(m.ID, cid); err != nil {
 			return err
 		}
 		if f.Seq != 0 { // answered, so that the client tells the head only once it is readable
@@ -289,7 +292,7 @@ func (s *memberStore) fetch(conn *wire.Conn, cid, seq uint64, m *wire.Fetch) {
 			}
 			return "", 0, fmt.Errorf("object %s is being written here by a client", id)
 		}
-		o, err := s.store.CreateAny(id, m.Fmt, m.Size, headOwner)
+		o, err := s.store.CreateAny(id, m.Fmt, m.Size, headOwner, owner)
 		if err != nil {
 			return "", 0, err
 		}
@@ -300,7 +303,7 @@ func (s *memberStore) fetch(conn *wire.Conn, cid, seq uint64, m *wire.Fetch) {
 			s.store.Abort(id)
 			return
 		}
-		s.store.Seal(id)
+		s.store.Seal(id, owner)
 	})
 	go func() {
 		<-p.done

@@ -38,6 +38,9 @@ type node struct {
 	// topo is the node's GPU topology where known (NVML here, or a member's NODE_JOIN); nil:
 	// its GPUs are plain indices.
 	topo *gpu.Topology
+	// lostWhy, when set before memberLost, says why the node is lost (heartbeat.go); empty:
+	// its agent's connection closed.
+	lostWhy string
 }
 
 // workerEnv is what every worker of j needs to reach this agent from node nd. The secret is
@@ -168,7 +171,7 @@ func (a *Agent) memberLost(n *node) {
 		return
 	}
 	n.alive = false
-	if !a.stopping {
+	if !a.stopping && n.lostWhy == "" {
 		a.log.Error("node lost: its agent's connection closed", "node", n.id)
 	}
 	if a.head != nil {

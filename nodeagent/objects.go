@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -72,11 +73,14 @@ func (a *Agent) objFor(c *client, id wire.ID) wire.Obj {
 }
 
 // storeBytes stores a sealed object whose bytes arrived in a message: small ones stay inline,
-// large ones (from clients on other nodes) go to the arena so local readers map them.
+// large ones (from clients on other nodes) go to the arena so local readers map them. When
+// the store has no room for it (memory and spill directory full), the object is sealed as a
+// store_full error object instead, and its putter (owner) is told with READY: a PUT is not
+// answered, and its error must not end the connection.
 func (a *Agent) storeBytes(id wire.ID, format int, data []byte, refs []wire.ID, owner uint64) error {
 	if len(data) < wire.InlineMax {
 		if o := a.store.PutInline(id, format, data, refs, owner); o != nil {
-			a.sealed(o)
+			a.storedFor(o, format, owner)
 		}
 		return nil
 	}
@@ -85,14 +89,21 @@ func (a *Agent) storeBytes(id wire.ID, format int, data []byte, refs []wire.ID, 
 	} else if o != nil && o.State == objstore.Sealed {
 		return nil // immutable: a retried task's second answer
 	}
-	o, err := a.store.Create(id, format, int64(len(data)), refs, owner)
+	o, err := a.store.Create(id, format, int64(len(data)), refs, owner, 0)
+	if errors.Is(err, objstore.ErrFull) {
+		if o := a.store.PutInline(id, wire.FmtError, errorData("store_full", err.Error()), nil, owner); o != nil {
+			a.storedFor(o, format, owner)
+		}
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	if err := writeStored(o.Path, o.Offset, data); err != nil {
+		a.store.Abort(id)
 		return err
 	}
-	o, err = a.store.Seal(id)
+	o, err = a.store.Seal(id, 0)
 	if err != nil {
 		return err
 	}
@@ -100,6 +111,17 @@ func (a *Agent) storeBytes(id wire.ID, format int, data []byte, refs []wire.ID, 
 		a.sealed(o)
 	}
 	return nil
+}
+
+// storedFor ends storeBytes for o, sealed: a putter whose object became a store_full error
+// object hears of it (its own cached copy must not answer its gets).
+func (a *Agent) storedFor(o *objstore.Object, format int, owner uint64) {
+	a.sealed(o)
+	if o.Fmt == wire.FmtError && format != wire.FmtError && owner != 0 {
+		if c := a.conns[owner]; c != nil {
+			a.push(c, []wire.Obj{{ID: o.ID, Fmt: o.Fmt, Data: nonNil(o.Inline)}})
+		}
+	}
 }
 
 func writeStored(path string, off int64, data []byte) error {
@@ -222,8 +244,18 @@ func tooLarge(id wire.ID, size int, with string) wire.Obj {
 // sealed is called when an object becomes readable: it answers waiters and releases tasks
 // whose dependencies are now all ready.
 func (a *Agent) sealed(o *objstore.Object) {
-	id := o.ID
 	a.located(o)
+	a.wake(o.ID)
+}
+
+// unsealedGone is called for an object that its writer created and never sealed, dropped
+// when the writer's connection closed: its waiters get an object_lost answer and the tasks
+// that wait for it fail (their dependency reads as freed).
+func (a *Agent) unsealedGone(id wire.ID) { a.wake(id) }
+
+// wake answers the waiters of id and releases the tasks waiting for it, now that it is
+// sealed or gone.
+func (a *Agent) wake(id wire.ID) {
 	if ws, ok := a.waiters[id]; ok {
 		delete(a.waiters, id)
 		for _, w := range ws {

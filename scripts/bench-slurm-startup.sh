@@ -355,7 +355,7 @@ others=$(squeue -h -o '%A %j' 2>/dev/null | grep -v "^$SLURM_JOB_ID " | paste -s
 exit "$failed"
 EOF
 
-log "shoal $("$SHOAL_BIN_DIR/shoal" --version 2>/dev/null | awk '{print $NF}'), Ray $RAY_VERSION; $SHOAL_RUNS shoal runs, $RAY_RUNS runs per Ray recipe ($RAY_RECIPES); work dir $W"
+log "shoal $("$SHOAL_BIN_DIR/shoal" --version 2>/dev/null | awk '{print $3}'), Ray $RAY_VERSION; $SHOAL_RUNS shoal runs, $RAY_RUNS runs per Ray recipe ($RAY_RECIPES); work dir $W"
 export W PYTHON SHOAL_RUNS RAY_RUNS RAY_RECIPES RAY_TIMEOUT
 export PATH=$SHOAL_BIN_DIR:$PATH
 JOB_LIMIT=$((120 + SHOAL_RUNS * 20 + RAY_RUNS * 2 * (RAY_TIMEOUT + 30)))

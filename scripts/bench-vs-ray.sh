@@ -48,7 +48,7 @@ if ! "$PYTHON" -c "import ray" 2>/dev/null; then
     "$PYTHON" -m pip install -q "ray${RAY_VERSION:+==$RAY_VERSION}" >&2
 fi
 RAY_VER=$("$PYTHON" -c "import ray; print(ray.__version__)")
-SHOAL_VER=$("$SHOAL_BIN" --version | awk '{print $NF}')
+SHOAL_VER=$("$SHOAL_BIN" --version | awk '{print $3}')
 say "shoal $SHOAL_VER ($SHOAL_BIN), ray $RAY_VER, $(nproc) CPUs, results in $OUT"
 
 # ONLY may name the script's own figures too: cold_start_seconds (here), run_true_seconds and

@@ -13,7 +13,13 @@ APT_PKGS+=(libopenmpi-dev openmpi-bin)
 APT_PKGS+=(libucx-dev ucx-utils)
 # the capture test (test/slurm/security-capture.sh) records the test cluster's bridge
 APT_PKGS+=(tcpdump)
+# the release (scripts/release.sh, docs/release.md): patchelf and nm for scripts/zig-cc.sh;
+# objdump and readelf for its check, which runs the aarch64 binary under qemu-user with Debian's
+# aarch64 glibc
+APT_PKGS+=(patchelf binutils qemu-user libc6-arm64-cross)
 PIP_PKGS=(numpy msgpack cloudpickle pytest wheel setuptools ml_dtypes)
+# the release: zig (the C compiler and linker for glibc 2.17) and auditwheel (the manylinux check)
+PIP_PKGS+=(ziglang auditwheel)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -216,7 +216,8 @@ func runAM(ctx context.Context, log hclog.Logger) (int, error) {
 
 	c, err := launcher.Start(log.Named("head"), launcher.Options{NumCPUs: float64(spec.AMVCores),
 		Memory: spec.AMMemoryMB << 20, ListenTCP: net.JoinHostPort(ip, "0"), Stdout: dout, Stderr: derr,
-		InsecureDataPlane: spec.InsecureData, StateDir: spec.StateDir, Kind: "yarn", Command: spec.Driver})
+		InsecureDataPlane: spec.InsecureData, StateDir: spec.StateDir, Kind: "yarn", Command: spec.Driver,
+		HeartbeatTimeout: time.Duration(spec.HeartbeatMS) * time.Millisecond})
 	if err != nil {
 		finish(ipc.Failed, "shoal: start the head: "+err.Error())
 		return 1, fmt.Errorf("start the head: %w", err)

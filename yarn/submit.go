@@ -55,6 +55,9 @@ type SubmitOptions struct {
 	// StateDir, an absolute path on the ApplicationMaster's node (a shared file system, to
 	// read it from elsewhere), keeps the head's database after the application ends.
 	StateDir string
+	// HeartbeatTimeout is how long a silent container's agent has before the head gives it
+	// up (zero: the default; negative: no heartbeats); see launcher.Options.
+	HeartbeatTimeout time.Duration
 	// HDFS, when set, stages the shipped files on HDFS (hdfs:// resources, StagingDir) instead
 	// of naming them as file:// resources, which only work on a file system every node mounts.
 	HDFS *WebHDFS
@@ -72,6 +75,7 @@ type AMSpec struct {
 	NodeLabel        string                   `json:"node_label,omitempty"`
 	SchedulerAddress string                   `json:"scheduler_address"`
 	JoinTimeoutMS    int64                    `json:"join_timeout_ms"`
+	HeartbeatMS      int64                    `json:"heartbeat_timeout_ms,omitempty"`
 	MaxReplacements  int                      `json:"max_replacements"`
 	Driver           []string                 `json:"driver"`
 	Env              map[string]string        `json:"env,omitempty"`
@@ -215,7 +219,7 @@ func (o *SubmitOptions) Build(ctx context.Context, id, user string) (*Submission
 		AMVCores: o.AMVCores, NodeLabel: o.NodeLabel, SchedulerAddress: o.SchedulerAddress,
 		JoinTimeoutMS: o.JoinTimeout.Milliseconds(), MaxReplacements: replace, Driver: argv, Env: o.Env,
 		LocalResources: res, LogLevel: o.LogLevel, User: user, RequirePrivacy: o.RequireRPCPrivacy,
-		InsecureData: o.InsecureDataPlane, StateDir: o.StateDir}
+		InsecureData: o.InsecureDataPlane, StateDir: o.StateDir, HeartbeatMS: o.HeartbeatTimeout.Milliseconds()}
 	if o.HDFS != nil {
 		spec.Staging = encodeStaging(o.HDFS, StagingDir(user, id))
 	}

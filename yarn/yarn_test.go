@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shoal-hpc/shoal/yarn/ipc"
 )
@@ -319,6 +320,16 @@ func TestBuildShipsFilesAndScript(t *testing.T) {
 	}
 	o.StateDir = ""
 	o.InsecureDataPlane = false
+	o.HeartbeatTimeout = 7 * time.Second
+	if s, err = o.Build(context.Background(), "application_1_0008", "u"); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ = base64.StdEncoding.DecodeString(s.AM.Environment[SpecEnv])
+	spec = AMSpec{}
+	if err := json.Unmarshal(raw, &spec); err != nil || spec.HeartbeatMS != 7000 {
+		t.Fatalf("--heartbeat-timeout did not reach the AM's spec: %+v, %v", spec, err)
+	}
+	o.HeartbeatTimeout = 0
 	o.Argv = []string{"./run.sh"}
 	if s, err = o.Build(context.Background(), "application_1_0002", "u"); err != nil || !strings.Contains(s.AM.Environment[SpecEnv], "") {
 		t.Fatal(err)

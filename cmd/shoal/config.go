@@ -87,7 +87,7 @@ func configCommand() *cli.Command {
 			Usage: "print every setting, its value and where it came from (flag, SHOAL_* variable, config file, default)",
 			UsageText: "shoal config show [--config FILE] [cluster options]\n\n" +
 				"   Example: SHOAL_CONFIG=examples/shoal.toml shoal config show",
-			Flags: clusterFlags(),
+			Flags: append(clusterFlags(), heartbeatFlag()),
 			Action: func(c *cli.Context) error {
 				if err := applyConfig(c); err != nil {
 					return err

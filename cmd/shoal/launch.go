@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-hpc/shoal/launcher"
+	"github.com/shoal-hpc/shoal/nodeagent"
 	"github.com/shoal-hpc/shoal/slurm"
 )
 
@@ -32,10 +33,14 @@ func launchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "member", Hidden: true},
 			&cli.DurationFlag{Name: "join-timeout", Value: 2 * time.Minute, EnvVars: []string{"SHOAL_JOIN_TIMEOUT"},
 				Usage: "how long the first node waits for the others to join"},
+			heartbeatFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			o, err := options(c)
 			if err != nil {
+				return err
+			}
+			if o.HeartbeatTimeout, err = heartbeatTimeout(c); err != nil {
 				return err
 			}
 			env, err := slurm.FromOS()
@@ -57,4 +62,23 @@ func launchCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// heartbeatFlag is --heartbeat-timeout, for the commands that start a multi-node cluster's head.
+func heartbeatFlag() cli.Flag {
+	return &cli.DurationFlag{Name: "heartbeat-timeout", Value: nodeagent.DefaultHeartbeatTimeout, EnvVars: []string{"SHOAL_HEARTBEAT_TIMEOUT"},
+		Usage: "how long a node may stay silent (no heartbeat: a cut link, a stopped agent) before the head gives it up and retries its tasks elsewhere, " +
+			"and a member its head; members send one every fifth of it; a negative value turns heartbeats off (a node is then lost only when its connection closes)"}
+}
+
+// heartbeatTimeout reads and checks --heartbeat-timeout.
+func heartbeatTimeout(c *cli.Context) (time.Duration, error) {
+	d := c.Duration("heartbeat-timeout")
+	if err := (nodeagent.Heartbeat{Timeout: d}).Validate(); err != nil {
+		return 0, cli.Exit(err.Error(), 2)
+	}
+	if d == 0 {
+		return 0, cli.Exit("--heartbeat-timeout 0: give a duration such as 5s, or a negative one to turn heartbeats off", 2)
+	}
+	return d, nil
 }

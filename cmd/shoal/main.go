@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
@@ -16,8 +17,39 @@ import (
 	_ "github.com/shoal-hpc/shoal/internal/cgotrace" // C frames in crash tracebacks
 )
 
-// version is set by the build (-ldflags "-X main.version=...").
-var version = "0.1.0-dev"
+// version and commit are set by the build: make build and scripts/release.sh pass
+// -ldflags "-X main.version=<python/shoal/__init__.py's __version__> -X main.commit=<git HEAD>".
+// A plain `go build` leaves version "dev" and takes the commit from the toolchain's VCS stamp.
+var (
+	version = "dev"
+	commit  = ""
+)
+
+// versionString is what `shoal --version` prints after "shoal version ": the version, then the
+// commit the binary was built from ("-dirty" when the tree had uncommitted changes).
+func versionString() string {
+	c := commit
+	if c == "" {
+		if info, ok := debug.ReadBuildInfo(); ok {
+			dirty := false
+			for _, s := range info.Settings {
+				switch s.Key {
+				case "vcs.revision":
+					c = s.Value
+				case "vcs.modified":
+					dirty = s.Value == "true"
+				}
+			}
+			if c != "" && dirty {
+				c += "-dirty"
+			}
+		}
+	}
+	if c == "" {
+		c = "unknown"
+	}
+	return fmt.Sprintf("%s (commit %s)", version, c)
+}
 
 func main() {
 	app := newApp()
@@ -38,7 +70,7 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:    "shoal",
 		Usage:   "turn an allocation into an ephemeral cluster for distributed Python and Go programs",
-		Version: version,
+		Version: versionString(),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "warn", EnvVars: []string{"SHOAL_LOG_LEVEL"},
 				Usage: "log level: trace, debug, info, warn or error"},

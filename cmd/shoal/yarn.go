@@ -110,6 +110,7 @@ func yarnSubmitCommand() *cli.Command {
 			&cli.BoolFlag{Name: "insecure-data-plane", EnvVars: []string{"SHOAL_INSECURE_DATA_PLANE"},
 				Usage: "move objects and collectives between containers in clear (default: TLS 1.3), for networks you trust; the control plane stays encrypted (docs/security.md)"},
 			stateDirFlag("absolute path, on the ApplicationMaster's node, where the head keeps its database after the application ends (a shared file system, to read it with `shoal history` elsewhere) (default: not kept)"),
+			heartbeatFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			argv := c.Args().Slice()
@@ -147,6 +148,10 @@ func yarnSubmitCommand() *cli.Command {
 			if sched == "" {
 				sched = site.SchedulerAddress()
 			}
+			hb, err := heartbeatTimeout(c)
+			if err != nil {
+				return err
+			}
 			replace := c.Int("max-replacements")
 			if replace < 0 {
 				replace = c.Int("containers")
@@ -156,7 +161,7 @@ func yarnSubmitCommand() *cli.Command {
 				MemoryMB: mem, VCores: int32(c.Int("vcores")), AMMemoryMB: amMem, AMVCores: int32(c.Int("am-vcores")),
 				Files: c.StringSlice("files"), Archives: c.StringSlice("archives"), Env: env, SchedulerAddress: sched, JoinTimeout: c.Duration("join-timeout"),
 				MaxReplacements: replace, LogLevel: c.String("am-log-level"), RequireRPCPrivacy: c.Bool("require-rpc-privacy"),
-				InsecureDataPlane: c.Bool("insecure-data-plane"), StateDir: sd, Argv: argv}
+				InsecureDataPlane: c.Bool("insecure-data-plane"), StateDir: sd, HeartbeatTimeout: hb, Argv: argv}
 			if o.HDFS, err = stager(c, site, cl.User()); err != nil {
 				return err
 			}

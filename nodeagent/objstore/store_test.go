@@ -51,14 +51,14 @@ func TestRefcountFreesObject(t *testing.T) {
 	s := newStore(t, 1<<20)
 	var freed []wire.ID
 	s.OnFree = func(i wire.ID) { freed = append(freed, i) }
-	o, err := s.Create(id(1), wire.FmtRaw, 100_000, nil, 7)
+	o, err := s.Create(id(1), wire.FmtRaw, 100_000, nil, 7, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.Path != s.ArenaPath() || o.Offset%PageSize != 0 {
 		t.Fatalf("object at %s+%d", o.Path, o.Offset)
 	}
-	s.Seal(id(1))
+	s.Seal(id(1), 7)
 	s.Incref(id(1), 8)
 	s.Decref(id(1), 7)
 	if s.Lookup(id(1)) == nil {
@@ -106,12 +106,12 @@ func TestDropOwner(t *testing.T) {
 
 func TestFullArenaSpills(t *testing.T) {
 	s := newStore(t, 4*PageSize)
-	o1, _ := s.Create(id(1), wire.FmtRaw, 3*PageSize, nil, 1)
+	o1, _ := s.Create(id(1), wire.FmtRaw, 3*PageSize, nil, 1, 1)
 	f, _ := os.OpenFile(o1.Path, os.O_RDWR, 0)
 	f.WriteAt([]byte("first object"), o1.Offset)
 	f.Close()
-	s.Seal(id(1))
-	o2, err := s.Create(id(2), wire.FmtRaw, 3*PageSize, nil, 1)
+	s.Seal(id(1), 1)
+	o2, err := s.Create(id(2), wire.FmtRaw, 3*PageSize, nil, 1, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,14 +127,14 @@ func TestFullArenaSpills(t *testing.T) {
 		t.Fatalf("spilled bytes %q, %v", b[:12], err)
 	}
 	// o2 is only created (not sealed), so a third object goes to a spill file itself
-	o3, err := s.Create(id(3), wire.FmtRaw, 2*PageSize, nil, 1)
+	o3, err := s.Create(id(3), wire.FmtRaw, 2*PageSize, nil, 1, 1)
 	if err != nil || o3.Path == s.ArenaPath() {
 		t.Fatalf("third object: %+v %v", o3, err)
 	}
 	if st := s.Stats(); st.Spilled != 2 {
 		t.Fatalf("stats %+v", st)
 	}
-	s.Seal(id(3))
+	s.Seal(id(3), 1)
 	s.Decref(id(3), 1)
 	if _, err := os.Stat(o3.Path); !os.IsNotExist(err) {
 		t.Fatal("spill file of a freed object is still there")
@@ -143,7 +143,7 @@ func TestFullArenaSpills(t *testing.T) {
 
 func TestObjectLargerThanStore(t *testing.T) {
 	s := newStore(t, 4*PageSize)
-	_, err := s.Create(id(1), wire.FmtRaw, 5*PageSize, nil, 1)
+	_, err := s.Create(id(1), wire.FmtRaw, 5*PageSize, nil, 1, 1)
 	if !errors.Is(err, ErrFull) {
 		t.Fatalf("got %v, want ErrFull", err)
 	}
@@ -213,10 +213,10 @@ func TestFailedFillLeavesTheObjectRemote(t *testing.T) {
 
 func TestCreateAnySpillsWhatTheArenaCannotHold(t *testing.T) {
 	s := newStore(t, 4*PageSize)
-	if _, err := s.Create(id(3), 0, 8*PageSize, nil, 1); !errors.Is(err, ErrFull) {
+	if _, err := s.Create(id(3), 0, 8*PageSize, nil, 1, 1); !errors.Is(err, ErrFull) {
 		t.Fatalf("Create of an object larger than the arena: %v, want ErrFull", err)
 	}
-	o, err := s.CreateAny(id(3), 0, 8*PageSize, 1)
+	o, err := s.CreateAny(id(3), 0, 8*PageSize, 1, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,9 @@ from . import _wire as w
 from . import exceptions as exc
 
 MADV_POPULATE_WRITE = 23
+# A client keeps a copy of the small objects it puts, so that its own gets of them need no
+# round trip, up to this many bytes; past it, a get asks the agent (whose store spills).
+PUT_CACHE_MAX = 64 << 20
 _counter_fmt = struct.Struct(">I")
 
 _client = None  # the process's connected Client
@@ -184,9 +187,12 @@ class Client:
         self._cv = threading.Condition()
         self._reading = False
         self._seq = 0
+        self._sends = 0         # messages sent; every 32nd takes in what has arrived (send)
         self._replies = {}
         self._pending = set()   # ids of my tasks' returns not yet pushed as READY
         self._ready = {}        # id -> (fmt, data or None when stored)
+        self._put_cached = {}   # id -> bytes of a small put kept in _ready (PUT_CACHE_MAX)
+        self._put_cache_bytes = 0
         self._execq = []        # EXEC bodies (workers)
         self._local = {}        # id -> count of live ObjectRefs in this process
         self._outq = []         # queued one-way frames (DECREF/RELEASE), sent before the next message
@@ -229,6 +235,34 @@ class Client:
         data = w.encode(t, seq, body)
         with self._send_lock:
             self._flush_locked(data)
+        self._sends += 1
+        if not self._sends & 31:
+            self._drain_nowait()
+
+    def _drain_nowait(self, most=1024):
+        """Take in what the agent has pushed (READY, EXEC) without waiting, when no thread is
+        reading: a driver that submits for a long time before it gets anything would otherwise
+        leave every result in the agent's send queue, which is bounded (docs/protocol.md): past
+        the bound the agent disconnects a client that does not read."""
+        with self._cv:
+            if self._reading or self._dead:
+                return
+            self._reading = True
+        try:
+            for _ in range(most):
+                try:
+                    frame = self.conn.recv_nowait()
+                except (OSError, w.ProtocolError) as e:
+                    self._dead = exc.RaySystemError(f"lost the connection to the shoal agent at {self.address}: {e}")
+                    frame = None
+                if frame is None:
+                    break
+                with self._cv:
+                    self._dispatch(frame)
+        finally:
+            with self._cv:
+                self._reading = False
+                self._cv.notify_all()
 
     def flush(self):
         with self._send_lock:
@@ -331,6 +365,7 @@ class Client:
             return
         self._local.pop(oid, None)
         self._ready.pop(oid, None)
+        self._put_cache_bytes -= self._put_cached.pop(oid, 0)
         self._pending.discard(oid)
         self._decref.add(oid)
         if len(self._decref) >= 256:
@@ -367,21 +402,29 @@ class Client:
                     f"an object of {ser.size} bytes is too large to send from node {os.environ.get('SHOAL_NODE_ID', '?')} "
                     f"to the head node's store in one message (at most {w.MAX_FRAME - 4096} bytes in this version)")
             data = ser.to_bytes()
+            # before the PUT: an agent that cannot store it pushes a store_full error object
+            # (READY) that must replace this
+            self._ready[oid] = (fmt, self._keep_put(oid, data) if ser.size < w.INLINE_MAX else None)
             self.send(w.PUT, {"id": oid, "fmt": fmt, "data": data, "refs": ser.refs})
-            if ser.size < w.INLINE_MAX:
-                self._ready[oid] = (fmt, data)
-            else:
-                self._ready[oid] = (fmt, None)
             return
         if ser.size < w.INLINE_MAX:
             data = ser.to_bytes()
+            self._ready[oid] = (fmt, self._keep_put(oid, data))   # before the PUT, as above
             self.send(w.PUT, {"id": oid, "fmt": fmt, "data": data, "refs": ser.refs})
-            self._ready[oid] = (fmt, data)
             return
         reply = self.request(w.CREATE, {"id": oid, "fmt": fmt, "size": ser.size, "refs": ser.refs})
         self._write(reply["path"], reply["offset"], ser)
         self.send(w.SEAL, {"id": oid})
         self._ready[oid] = (fmt, None)
+
+    def _keep_put(self, oid, data):
+        """data when this client keeps a copy of its small put oid (PUT_CACHE_MAX), else None
+        (ready, read from the agent)."""
+        if self._put_cache_bytes + len(data) > PUT_CACHE_MAX:
+            return None
+        self._put_cached[oid] = len(data)
+        self._put_cache_bytes += len(data)
+        return data
 
     def _write(self, path, offset, ser):
         if path == self._arena_welcome["arena"]:

@@ -2,6 +2,7 @@
 import hashlib
 import hmac
 import os
+import select
 import socket
 import ssl
 import struct
@@ -153,6 +154,30 @@ class _TLS:
             with self.lock:
                 self.inc.write(data)
 
+    def recv_nowait(self, n):
+        """What plaintext has arrived, reading the socket at most once and only when it is
+        readable: b"" at the end of the stream, None when nothing whole is there yet."""
+        with self.lock:
+            try:
+                return self.obj.read(n)
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLZeroReturnError:
+                return b""
+        if not select.select([self.sock], [], [], 0)[0]:
+            return None
+        data = self.sock.recv(1 << 18)
+        if not data:
+            return b""
+        with self.lock:
+            self.inc.write(data)
+            try:
+                return self.obj.read(n)
+            except ssl.SSLWantReadError:
+                return None
+            except ssl.SSLZeroReturnError:
+                return b""
+
 
 class Conn:
     """A framed connection (TLS on TCP). send() is called under the caller's lock; recv() by one
@@ -209,29 +234,55 @@ class Conn:
             return self._tls.recv(1 << 18)
         return self.sock.recv(1 << 18)
 
+    def _buffered(self):
+        """The next frame if the buffer holds all of it, else None."""
+        avail = len(self._buf) - self._pos
+        if avail >= 4:
+            (n,) = _hdr.unpack_from(self._buf, self._pos)
+            if n > self.limit:
+                raise ProtocolError(f"corrupt frame: length {n} over the {self.limit}-byte limit (is the peer speaking the shoal protocol?)")
+            if avail >= 4 + n:
+                start = self._pos + 4
+                payload = bytes(self._buf[start:start + n]) if n < 4096 else memoryview(self._buf)[start:start + n].tobytes()
+                self._pos = start + n
+                if self._pos == len(self._buf):
+                    self._buf.clear()
+                    self._pos = 0
+                return parse_frame(payload)
+        if self._pos > (1 << 20):
+            del self._buf[:self._pos]
+            self._pos = 0
+        return None
+
     def recv(self):
         """Read one frame: [type, seq, body]."""
         while True:
-            avail = len(self._buf) - self._pos
-            if avail >= 4:
-                (n,) = _hdr.unpack_from(self._buf, self._pos)
-                if n > self.limit:
-                    raise ProtocolError(f"corrupt frame: length {n} over the {self.limit}-byte limit (is the peer speaking the shoal protocol?)")
-                if avail >= 4 + n:
-                    start = self._pos + 4
-                    payload = bytes(self._buf[start:start + n]) if n < 4096 else memoryview(self._buf)[start:start + n].tobytes()
-                    self._pos = start + n
-                    if self._pos == len(self._buf):
-                        self._buf.clear()
-                        self._pos = 0
-                    return parse_frame(payload)
-            if self._pos > (1 << 20):
-                del self._buf[:self._pos]
-                self._pos = 0
+            f = self._buffered()
+            if f is not None:
+                return f
             chunk = self._read_some()
             if not chunk:
                 raise Closed("the shoal agent closed the connection")
             self._buf += chunk
+
+    def recv_nowait(self):
+        """The next frame if it has arrived whole, else None; never waits for the peer (the
+        socket is read at most once, and only when it is readable)."""
+        f = self._buffered()
+        if f is not None:
+            return f
+        if self._tls:
+            chunk = self._tls.recv_nowait(1 << 18)
+        elif select.select([self.sock], [], [], 0)[0]:
+            chunk = self.sock.recv(1 << 18)
+        else:
+            chunk = None
+        if chunk is None:
+            return None
+        if not chunk:
+            raise Closed("the shoal agent closed the connection")
+        self._buf += chunk
+        return self._buffered()
 
     def close(self):
         try:

@@ -114,6 +114,40 @@ if mode == "all":
     big = next((ln for ln in r.stdout.splitlines() if ln.startswith("TOOLARGE ")), None)
     check("tcp_driver_too_large_refused", big == "TOOLARGE True", big)
 
+
+
+@ray.remote(num_cpus=1, max_retries=2)
+def killed_once(marker, seed, nbytes):
+    # the first attempt writes half of its return value into node2's store and is killed
+    import shoal._client as C
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+
+        def half_then_die(self, path, offset, ser):
+            fd = os.open(path, os.O_RDWR)
+            os.pwrite(fd, b"\x93" * (ser.size // 2), offset)
+            os.close(fd)
+            os.kill(os.getpid(), 9)
+        C.Client._write = half_then_die
+    return array(seed, nbytes)
+
+
+if mode == "all":
+    # a task on node2 whose worker dies while writing its return value there is retried, and
+    # the retry's value is what get returns (the dead attempt's unsealed object is dropped)
+    import tempfile
+    marker = os.path.join(tempfile.mkdtemp(dir="/tmp"), "first-attempt")
+    try:
+        a = ray.get(killed_once.options(resources=on("node2")).remote(marker, 9, 32 * MIB))
+        check("node2_retry_after_worker_killed_mid_write", os.path.exists(marker) and digest(a) == digest(array(9, 32 * MIB)),
+              a.nbytes)
+        del a
+    except Exception as e:  # noqa: BLE001 - the check reports what went wrong
+        check("node2_retry_after_worker_killed_mid_write", False, repr(e))
+    finally:
+        import shutil
+        shutil.rmtree(os.path.dirname(marker), ignore_errors=True)
+
 if mode == "spill":
     # node2's store (--object-store-memory) holds one of these at a time: the others spill
     refs = [produce.options(resources=on("node2")).remote(20 + i, 150 * MIB) for i in range(3)]

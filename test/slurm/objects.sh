@@ -3,8 +3,9 @@
 # Objects between the nodes of the real 3-node Slurm cluster (scripts/slurm-cluster.sh), through
 # every node's own object store and chunked pulls between agents (docs/object-transfer.md): a
 # 300 MiB array made on node2 read by the driver on node1, several gets at once, tasks on node3
-# reading what the driver put, a node2 result handed to a node3 task, stores too small for the
-# objects spilling instead of failing, and no store or session directory left on any node.
+# reading what the driver put, a node2 result handed to a node3 task, a node2 task retried after
+# its worker was killed while writing its return value, stores too small for the objects
+# spilling instead of failing, and no store or session directory left on any node.
 # Run it under `flock /tmp/shoal-slurm.lock` (make test-objects does). Last line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -48,7 +49,8 @@ leftovers() {
 
 job objects "" all
 [[ $rc == 0 ]] || bad "objects job exit code" "rc=$rc" "$(tail -n 30 <<<"$out")"
-checks placement node2_300mib_to_driver concurrent_gets node3_consumes_driver_put node2_result_to_node3_task tcp_driver_gets_node2_array tcp_driver_too_large_refused
+checks placement node2_300mib_to_driver concurrent_gets node3_consumes_driver_put node2_result_to_node3_task tcp_driver_gets_node2_array tcp_driver_too_large_refused \
+  node2_retry_after_worker_killed_mid_write
 leftovers objects
 
 job spill "--object-store-memory 209715200" spill

@@ -1,0 +1,18 @@
+package wire
+
+// Liveness between the head node's agent and its members (docs/protocol.md, "Liveness").
+const (
+	// THeartbeat goes both ways on a member's connection: the member sends one every period,
+	// and the head node's agent answers each with one carrying the same seq. Each side
+	// declares the other lost after the timeout without one (no FIN needed: a cut link or a
+	// stopped process is noticed too).
+	THeartbeat Type = 65
+)
+
+// NodeJoinReply is the body of the OK that answers NODE_JOIN: how often the member must send
+// HEARTBEAT, and after how long without one either side gives the other up. Zero (a head that
+// checks no liveness): the member sends none and checks none.
+type NodeJoinReply struct {
+	HeartbeatMS int64 `msgpack:"heartbeat_ms"`
+	TimeoutMS   int64 `msgpack:"timeout_ms"`
+}
