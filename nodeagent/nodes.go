@@ -177,7 +177,11 @@ func (a *Agent) memberLost(n *node) {
 	if a.head != nil {
 		a.head.NodeLost(n.id)
 	}
-	a.feed(sched.NodeLost{Node: n.cid, Why: "its agent's connection closed"})
+	why := n.lostWhy
+	if why == "" {
+		why = "its agent's connection closed"
+	}
+	a.feed(sched.NodeLost{Node: n.cid, Why: why})
 	for _, w := range a.workers {
 		if w.node == n {
 			a.endRemoteWorker(w, "its node "+n.id+" was lost")
