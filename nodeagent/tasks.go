@@ -61,11 +61,11 @@ type worker struct {
 	// launching: its process is being started outside the agent's lock (spawnLocal); a kill
 	// asked for meanwhile is done once it has started
 	launching, killLater bool
-	fnsSent map[wire.ID]bool
-	gpus    []int // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
-	node    *node // the node it runs on
-	group   *confine.Group
-	errTail *tailBuf // the end of its stderr (this node's workers)
+	fnsSent              map[wire.ID]bool
+	gpus                 []int // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
+	node                 *node // the node it runs on
+	group                *confine.Group
+	errTail              *tailBuf // the end of its stderr (this node's workers)
 }
 
 func (w *worker) signal(sig syscall.Signal) {

@@ -310,7 +310,7 @@ func TestInlineObjectsCountAgainstTheBudget(t *testing.T) {
 		{"an object in use does not spill, and one whose spill fails stays where it was", func(t *testing.T, s *Store) {
 			o, _ := s.Create(id(100), wire.FmtRaw, 8*PageSize, nil, 1, 1)
 			s.Seal(id(100), 1)
-			s.Use(o, 2) // a client maps it
+			s.Use(o, 2)                    // a client maps it
 			for i := byte(0); i < 9; i++ { // one page more than the budget has left
 				s.PutInline(id(i), wire.FmtRaw, make([]byte, PageSize), nil, 1)
 			}
