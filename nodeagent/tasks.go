@@ -58,14 +58,15 @@ type worker struct {
 	blockW  *waiter // the waiter that blocked it
 	dead    bool
 	killed  bool // the core asked for it to be killed and has forgotten it
-	// launching: its process is being started outside the agent's lock (spawnLocal); a kill
-	// asked for meanwhile is done once it has started
-	launching, killLater bool
-	fnsSent              map[wire.ID]bool
-	gpus                 []int // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
-	node                 *node // the node it runs on
-	group                *confine.Group
-	errTail              *tailBuf // the end of its stderr (this node's workers)
+	fnsSent map[wire.ID]bool
+	gpus    []int // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
+	node    *node // the node it runs on
+	group   *confine.Group
+	errTail *tailBuf // the end of its stderr (this node's workers)
+	// launching: its process is being started outside the agent's lock (launch); killLater: a
+	// kill asked for meanwhile, done once it has started
+	launching bool
+	killLater bool
 }
 
 func (w *worker) signal(sig syscall.Signal) {
