@@ -5,14 +5,13 @@ import (
 	"fmt"
 	"os"
 	"sort"
-	"strconv"
-	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-hpc/shoal/nodeagent/confine"
 	"github.com/shoal-hpc/shoal/nodeagent/gpu"
+	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
 )
 
@@ -25,18 +24,6 @@ import (
 //
 // Workers that own no GPUs get CUDA_VISIBLE_DEVICES="" on a GPU node, and are confined to the
 // ordinary character devices, so a task that asked for none cannot take somebody's GPU.
-
-// gpuKey names a GPU set; "" for none.
-func gpuKey(ids []int) string {
-	if len(ids) == 0 {
-		return ""
-	}
-	s := make([]string, len(ids))
-	for i, id := range ids {
-		s[i] = strconv.Itoa(id)
-	}
-	return strings.Join(s, ",")
-}
 
 // device returns the GPU with NVML index index from t.
 func device(t *gpu.Topology, index int) (gpu.Device, bool) {
@@ -66,7 +53,7 @@ func (a *Agent) gpuEnv(nd *node, ids []int) []string {
 		}
 		ids = seen
 	}
-	return []string{"CUDA_VISIBLE_DEVICES=" + gpuKey(ids), "CUDA_DEVICE_ORDER=PCI_BUS_ID", "SHOAL_GPU_IDS=" + gpuKey(ids)}
+	return []string{"CUDA_VISIBLE_DEVICES=" + sched.GPUKey(ids), "CUDA_DEVICE_ORDER=PCI_BUS_ID", "SHOAL_GPU_IDS=" + sched.GPUKey(ids)}
 }
 
 // gpuCPUs is the CPUs nearest the GPUs ids of t, within allowed (all when empty); nil when

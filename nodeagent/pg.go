@@ -40,28 +40,18 @@ func (a *Agent) createPG(c *client, m *wire.PGCreate) error {
 	if err != nil {
 		return err
 	}
-	if len(m.Bundles) == 0 {
-		return errors.New("placement group needs at least one bundle")
+	raw := make([]sched.Resources, len(m.Bundles))
+	for i, b := range m.Bundles {
+		raw[i] = b
+	}
+	bundles, err := sched.Bundles(raw)
+	if err != nil {
+		return err
 	}
 	if a.pgs[m.PG] != nil {
 		return fmt.Errorf("placement group %s already exists", m.PG)
 	}
-	pg := &pgroup{id: m.PG, job: c.job, name: m.Name, strategy: strategy, ready: m.PG.WithIndex(ReadyIndex)}
-	for i, b := range m.Bundles {
-		r := sched.Resources{}
-		for k, v := range b {
-			if v < 0 {
-				return fmt.Errorf("bundle %d asks for %g of %s; amounts must not be negative", i, v, k)
-			}
-			if v > 0 {
-				r[k] = v
-			}
-		}
-		if len(r) == 0 {
-			return fmt.Errorf("bundle %d is empty; every bundle needs a resource such as {\"CPU\": 1}", i)
-		}
-		pg.bundles = append(pg.bundles, r)
-	}
+	pg := &pgroup{id: m.PG, job: c.job, name: m.Name, strategy: strategy, ready: m.PG.WithIndex(ReadyIndex), bundles: bundles}
 	a.pgs[pg.id] = pg
 	a.store.Expect(pg.ready, c.id)
 	if a.head != nil {

@@ -25,8 +25,8 @@ package sched
 // release tries the parked queues on that node alone.
 
 import (
-	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -341,16 +341,19 @@ func (c *Core) Procs(id NodeID) int {
 	return c.nodes[id].procs
 }
 
-func gpuKey(ids []int) string {
+// GPUKey names a GPU set as CUDA_VISIBLE_DEVICES lists it ("" for none).
+func GPUKey(ids []int) string {
 	if len(ids) == 0 {
 		return ""
 	}
 	s := make([]string, len(ids))
 	for i, g := range ids {
-		s[i] = fmt.Sprint(g)
+		s[i] = strconv.Itoa(g)
 	}
 	return strings.Join(s, ",")
 }
+
+func gpuKey(ids []int) string { return GPUKey(ids) }
 
 func insertSorted(s []int, v ...int) []int {
 	s = append(s, v...)

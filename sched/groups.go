@@ -58,24 +58,12 @@ func (c *Core) groupCreate(e GroupCreate) error {
 	if c.groups[e.Group] != nil {
 		return fmt.Errorf("placement group %d created twice", e.Group)
 	}
-	if len(e.Bundles) == 0 {
-		return errors.New("a placement group needs at least one bundle")
+	bundles, err := Bundles(e.Bundles)
+	if err != nil {
+		return err
 	}
-	g := &group{id: e.Group, job: e.Job, strategy: e.Strategy, members: map[TaskID]*task{}}
-	for i, b := range e.Bundles {
-		r := Resources{}
-		for k, v := range b {
-			if v < 0 {
-				return fmt.Errorf("bundle %d asks for %g of %s; amounts must not be negative", i, v, k)
-			}
-			if v > 0 {
-				r[k] = v
-			}
-		}
-		if len(r) == 0 {
-			return fmt.Errorf("bundle %d is empty; every bundle needs a resource such as {\"CPU\": 1}", i)
-		}
-		g.bundles = append(g.bundles, r)
+	g := &group{id: e.Group, job: e.Job, strategy: e.Strategy, members: map[TaskID]*task{}, bundles: bundles}
+	for _, r := range bundles {
 		g.avail = append(g.avail, r.Clone())
 		g.nodes = append(g.nodes, NoNode)
 	}
@@ -277,4 +265,29 @@ func (c *Core) groupsNodeLost(nd *node) {
 			c.groupsDirty = true
 		}
 	}
+}
+
+// Bundles checks a placement group's bundles as a user wrote them (no negative amount, none
+// empty; zero amounts dropped).
+func Bundles(in []Resources) ([]Resources, error) {
+	if len(in) == 0 {
+		return nil, errors.New("a placement group needs at least one bundle")
+	}
+	out := make([]Resources, 0, len(in))
+	for i, b := range in {
+		r := Resources{}
+		for k, v := range b {
+			if v < 0 {
+				return nil, fmt.Errorf("bundle %d asks for %g of %s; amounts must not be negative", i, v, k)
+			}
+			if v > 0 {
+				r[k] = v
+			}
+		}
+		if len(r) == 0 {
+			return nil, fmt.Errorf("bundle %d is empty; every bundle needs a resource such as {\"CPU\": 1}", i)
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
