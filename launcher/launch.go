@@ -392,6 +392,8 @@ type MemberSpec struct {
 	Node                      string // this node's name in the cluster (SLURMD_NODENAME, a YARN container id)
 	Addr                      string // its address for `shoal status`; empty: the node name's, on an allowed interface
 	SlurmJob                  string // for the epilog's record
+	// Joined, when set, is called once the head has taken the node in (YARN logs it).
+	Joined func(offer sched.Resources, gpus []int)
 }
 
 // RunMember is the one way a node other than the head's joins a cluster, whatever allocated it
@@ -449,7 +451,9 @@ func RunMember(ctx context.Context, log hclog.Logger, o Options, spec MemberSpec
 	if sig != nil || err != nil {
 		return 1, sig, err
 	}
-	log.Debug("joined the head", "head", spec.HeadAddr, "node", me, "offer", offer.String(), "gpus", gpus)
+	if spec.Joined != nil {
+		spec.Joined(offer, gpus)
+	}
 	// for `shoal admin epilog`, should this agent be killed before it removes its store
 	if err := writeMemberRecord(store.SessionDir, Info{ID: spec.Cluster, PID: os.Getpid(), Dir: store.SessionDir, StoreDir: shmDir,
 		SlurmJob: spec.SlurmJob}); err != nil {

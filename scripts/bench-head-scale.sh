@@ -40,7 +40,7 @@ print(f"RESULT nodes={len(ray.nodes())} tasks_per_s={n / dt:.0f} head_cpu_ms_per
 PY
 run() {
   local nodes=$1 out
-  ./scripts/slurm-cluster.sh down >/dev/null 2>&1 || true
+  SHOAL_SLURM_NODES=9 ./scripts/slurm-cluster.sh down >/dev/null 2>&1 || true
   SHOAL_SLURM_NODES=$nodes ./scripts/slurm-cluster.sh up >/dev/null
   for k in 1 2 3; do
     printf '#!/bin/bash\n#SBATCH -N %s --ntasks-per-node=1 -c 2 --output=%s/out.%s.%s\nsrun shoal launch -- python3 %s/drv.py\n' \
@@ -51,7 +51,7 @@ run() {
 }
 export -f run
 export WORK
-flock /tmp/shoal-slurm.lock bash -c 'rc=0; for n in 1 3 9; do run $n || rc=1; done; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $rc' | tee "$WORK/all.txt"
+flock /tmp/shoal-slurm.lock bash -c 'rc=0; for n in 1 3 9; do run $n || rc=1; done; SHOAL_SLURM_NODES=9 ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $rc' | tee "$WORK/all.txt"
 python3 - "$WORK/all.txt" <<'PY'
 import re, statistics, sys
 rows = {}

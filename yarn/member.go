@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/shoal-hpc/shoal/launcher"
+	"github.com/shoal-hpc/shoal/sched"
 )
 
 // RunMember runs `shoal yarn agent` in a member container: it joins the head named by
@@ -41,7 +42,9 @@ func RunMember(ctx context.Context, log hclog.Logger) (int, error) {
 	o := launcher.Options{NumCPUs: float64(vcores), Memory: mem << 20,
 		InsecureDataPlane: os.Getenv("SHOAL_INSECURE_DATA_PLANE") == "1"}
 	code, sig, err := launcher.RunMember(ctx, log, o, launcher.MemberSpec{Cluster: cluster, HeadAddr: headAddr, Secret: secret,
-		Node: me, Addr: os.Getenv("NM_HOST")}, time.Now().Add(timeout), 200*time.Millisecond)
+		Node: me, Addr: os.Getenv("NM_HOST"), Joined: func(offer sched.Resources, gpus []int) {
+			log.Info("joined the head", "head", headAddr, "node", me, "offer", offer.String(), "gpus", gpus)
+		}}, time.Now().Add(timeout), 200*time.Millisecond)
 	switch {
 	case sig != nil:
 		log.Info("stopped by signal", "signal", sig.String())
