@@ -250,7 +250,7 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		GPUs: topo, CUDAIndex: o.CUDAIndex, CPUs: node.CPUs, Confine: c.conf, GPUMajors: majors,
 		InsecureDataPlane: o.InsecureDataPlane, WorkerEnv: dataPlaneEnv(o.InsecureDataPlane),
 		MaxWorkersPerNode: o.MaxWorkersPerNode,
-		Heartbeat: nodeagent.Heartbeat{Timeout: o.HeartbeatTimeout},
+		Heartbeat:         nodeagent.Heartbeat{Timeout: o.HeartbeatTimeout},
 		OnShutdown: func() {
 			if !once {
 				once = true
