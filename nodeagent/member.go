@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"sync"
@@ -268,7 +269,11 @@ func (m *Member) spawn(s *wire.Spawn) {
 			cmd.Dir = s.Cwd
 		}
 	}
-	cmd.Stdout, cmd.Stderr = m.stdout, m.stderr
+	tail := &tailBuf{max: 2048}
+	cmd.Stdout, cmd.Stderr = m.stdout, tail
+	if m.stderr != nil {
+		cmd.Stderr = io.MultiWriter(m.stderr, tail)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	group := m.confine(s, cmd)
 	// Start under the lock: killAll either sees this worker or has already set stopping.
@@ -307,7 +312,7 @@ func (m *Member) spawn(s *wire.Spawn) {
 		delete(m.workers, s.Worker)
 		m.mu.Unlock()
 		closeGroup(m.log, group, s.Worker)
-		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: s.Worker, Msg: why})
+		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: s.Worker, Msg: why, Stderr: tail.String()})
 	}()
 }
 

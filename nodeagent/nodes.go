@@ -82,6 +82,10 @@ func (a *Agent) remoteWorkerExited(c *client, m *wire.WorkerExit) {
 	if w == nil || w.node != c.member {
 		return
 	}
+	if w.client == nil && m.Stderr != "" {
+		w.errTail = &tailBuf{max: 2048}
+		w.errTail.Write([]byte(m.Stderr))
+	}
 	a.endRemoteWorker(w, "worker process on "+w.node.id+" "+m.Msg)
 }
 

@@ -331,6 +331,9 @@ type WorkerExit struct {
 	// Signal, in KILL_WORKER only: 2 (SIGINT) interrupts the worker's task (a cancel); any
 	// other value, or none, kills its process group.
 	Signal int `msgpack:"sig,omitempty"`
+	// Stderr, in WORKER_EXIT only: the end of what the worker wrote to stderr (at most 2 KiB),
+	// for the error of a task whose worker could not start.
+	Stderr string `msgpack:"stderr,omitempty"`
 }
 
 // Cancel cancels the task that returns Object, as ray.cancel does: a task that has not run

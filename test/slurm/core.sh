@@ -80,4 +80,34 @@ else bad "argument locality" "$out"; fi
 if has "$out" "CANCEL ok"; then
   ok "cancel() interrupts a task running on a member node"
 else bad "cancel on a member" "$out"; fi
+
+# a worker that cannot start on a member node: the task fails with that worker's stderr
+cat > "$WORK/broken.sh" <<'SH'
+#!/bin/sh
+echo "libpython3.11.so.1.0: cannot open shared object file (broken-marker)" >&2
+exit 127
+SH
+chmod +x "$WORK/broken.sh"
+cat > "$WORK/broken.py" <<PY
+import sys
+sys.executable = "$WORK/broken.sh"
+import shoal as ray
+from shoal.util.placement_group import placement_group
+from shoal.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+ray.init()
+pg = placement_group([{"CPU": 1}] * 3, strategy="STRICT_SPREAD")
+ray.get(pg.ready(), timeout=60)
+f = ray.remote(num_cpus=1)(lambda: 1)
+try:
+    ray.get(f.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=2)).remote(), timeout=60)
+    print("BROKEN none")
+except ray.exceptions.WorkerCrashedError as e:
+    print("BROKEN", str(e).replace("\\n", " | "))
+PY
+printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 -c 2 --output=%s/broken.out\nsrun shoal launch -- python3 %s/broken.py\n' "$WORK" "$WORK" > "$WORK/broken.sbatch"
+(cd "$ROOT/examples/slurm" && timeout 180 sbatch --wait "$WORK/broken.sbatch" >/dev/null 2>&1)
+out=$(cat "$WORK/broken.out" 2>/dev/null)
+if grep -Eq "^BROKEN .*worker processes in a row failed to start on node node[23].*cannot open shared object file .broken-marker" <<<"$out"; then
+  ok "a worker that cannot start on a member node fails its task with that worker's stderr"
+else bad "start failure on a member" "$out"; fi
 finish
