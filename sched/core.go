@@ -292,7 +292,7 @@ type objLoc struct {
 
 // Stats are the core's table sizes.
 type Stats struct {
-	Nodes, LiveNodes, Jobs, Tasks, Queued, Workers, Groups, Objects int
+	Nodes, LiveNodes, Jobs, Tasks, Queued, Queues, Workers, Groups, Objects int
 }
 
 // Stats returns the sizes of the core's tables.
@@ -304,10 +304,12 @@ func (c *Core) Stats() Stats {
 			s.LiveNodes++
 		}
 	}
-	for _, q := range c.queues {
-		s.Queued += q.len()
+	for _, t := range c.tasks {
+		if t.state == tQueued {
+			s.Queued++
+		}
 	}
-	s.Queued += c.delayed.Len()
+	s.Queues = len(c.queues)
 	return s
 }
 

@@ -87,6 +87,15 @@ func (c *Core) queueFor(t *task) *queue {
 
 // enqueue puts t at the back (or the front, for a retry) of its queue and places what fits.
 func (c *Core) enqueue(t *task, front bool) {
+	if g := t.group; g != nil && g.state == groupRemoved {
+		// a retry or restart of work whose placement group is gone: it cannot run again
+		if t.kind == KindActor {
+			c.actorDead(t, ErrKindActorDied, "its placement group was removed")
+		} else {
+			c.failTask(t, ErrKindInfeasible, t.name+": its placement group was removed")
+		}
+		return
+	}
 	q := c.queueFor(t)
 	t.q = q
 	t.state = tQueued
@@ -124,7 +133,7 @@ func (c *Core) dispatch(q *queue) {
 
 // dropQueue forgets an empty queue (its job ended, or its group went).
 func (c *Core) dropQueue(q *queue) {
-	if q.len() > 0 || c.queues[q.key] != q {
+	if q.front() != nil || c.queues[q.key] != q {
 		return
 	}
 	delete(c.queues, q.key)
