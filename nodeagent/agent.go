@@ -20,10 +20,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -123,6 +121,7 @@ type Agent struct {
 	shutOnce sync.Once
 	xfer     *xfer                       // serves and pulls objects (objremote.go)
 	live     *headLiveness               // members' heartbeats (heartbeat.go); nil: not checked
+	procs    *spawner                    // starts this node's workers, as a member's does
 	holders  map[wire.ID]map[string]bool // nodes that may hold a copy of an object
 
 	// the scheduling core (core.go) and the shell's maps from its ids
@@ -159,6 +158,8 @@ func New(log hclog.Logger, h *head.Head, cfg Config) (*Agent, error) {
 		}
 	}
 	a.nodes = []*node{a.local}
+	a.procs = &spawner{log: log, scrub: cfg.Scrub, stdout: writer(cfg.Stdout), stderr: writer(cfg.Stderr), confine: cfg.Confine,
+		topo: cfg.GPUs, cpus: cfg.CPUs, uvm: cfg.GPUMajors.UVM, extra: cfg.ExtraDevices}
 	a.newCore()
 	a.joinCore(a.local)
 	st.OnFree = a.objFreed
@@ -316,29 +317,11 @@ func (a *Agent) Close() error {
 		}
 	}
 	ws = local
-	sig := func(w *worker, s syscall.Signal) {
-		a.mu.Lock() // a worker may still be starting (spawnLocal): its process is set under the lock
-		w.signal(s)
-		a.mu.Unlock()
-	}
+	// SIGTERM, a grace, SIGKILL, then every local worker reaped (its exit handled)
+	a.procs.stop(2 * time.Second)
 	for _, w := range ws {
-		sig(w, syscall.SIGTERM)
+		<-w.exited
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for _, w := range ws {
-		select {
-		case <-w.exited:
-		case <-time.After(time.Until(deadline)):
-			sig(w, syscall.SIGKILL)
-			<-w.exited
-		}
-		sig(w, syscall.SIGKILL) // leftovers in the worker's process group
-	}
-	a.mu.Lock()
-	for _, w := range ws {
-		a.closeGroup(w)
-	}
-	a.mu.Unlock()
 	for _, c := range conns {
 		c.conn.Close()
 	}
@@ -752,14 +735,5 @@ func (a *Agent) Stats() wire.StoreStats {
 
 // WorkerPIDs lists the worker processes' pids.
 func (a *Agent) WorkerPIDs() []int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []int
-	for _, w := range a.workers {
-		if w.cmd != nil && !w.launching && w.cmd.Process != nil {
-			out = append(out, w.cmd.Process.Pid)
-		}
-	}
-	sort.Ints(out)
-	return out
+	return a.procs.pids()
 }

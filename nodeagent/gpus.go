@@ -1,7 +1,6 @@
 package nodeagent
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -106,24 +105,6 @@ func DeviceRules(t *gpu.Topology, ids []int, uvm int, extra []confine.Rule) ([]c
 	return append(rules, extra...), nil
 }
 
-// confineWorker makes the worker's cgroup, when the agent confines workers. It returns the
-// open cgroup directory to start the process in, or nil.
-func (a *Agent) confineWorker(w *worker) (*os.File, error) {
-	if a.cfg.Confine == nil || w.node != a.local {
-		return nil, nil
-	}
-	rules, err := DeviceRules(a.cfg.GPUs, w.gpus, a.cfg.GPUMajors.UVM, a.cfg.ExtraDevices)
-	if err != nil {
-		return nil, fmt.Errorf("confine worker %s: %w", w.id, err)
-	}
-	g, f, err := openGroup(a.cfg.Confine, w.id, rules)
-	if err != nil {
-		return nil, err
-	}
-	w.group = g
-	return f, nil
-}
-
 // openGroup makes the cgroup name with rules and opens its directory, for starting a process
 // in it (SysProcAttr.CgroupFD).
 func openGroup(cf *confine.Confiner, name string, rules []confine.Rule) (*confine.Group, *os.File, error) {
@@ -153,17 +134,6 @@ func setAffinity(log hclog.Logger, pid int, cpus []int) {
 	if err := unix.SchedSetaffinity(pid, &set); err != nil {
 		log.Debug("set worker CPU affinity", "pid", pid, "cpus", fmt.Sprint(cpus), "error", err)
 	}
-}
-
-// closeGroup removes a dead worker's cgroup.
-func (a *Agent) closeGroup(w *worker) {
-	if w.group == nil {
-		return
-	}
-	if err := w.group.Close(); err != nil && !errors.Is(err, os.ErrNotExist) {
-		a.log.Warn("remove worker cgroup", "worker", w.id, "error", err)
-	}
-	w.group = nil
 }
 
 // TopologyToWire is what a member sends about its GPUs in NODE_JOIN.

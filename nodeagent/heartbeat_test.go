@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -198,7 +197,7 @@ func TestMemberGivesUpASilentHead(t *testing.T) {
 			}
 		}
 	}()
-	m := &Member{log: hclog.NewNullLogger(), conn: wire.NewConn(mine), node: "m1", workers: map[string]*exec.Cmd{},
+	m := &Member{log: hclog.NewNullLogger(), conn: wire.NewConn(mine), node: "m1", procs: &spawner{log: hclog.NewNullLogger()},
 		cfg: MemberConfig{HeadAddr: "tcp:198.18.0.11:1"}, stdout: os.Stderr, stderr: os.Stderr,
 		hb: Heartbeat{Timeout: 3 * time.Second, Period: 600 * time.Millisecond}}
 	m.beats = newLiveness[string](m.hb.Timeout)

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -30,21 +28,20 @@ var ErrHeadLost = errors.New("lost the connection to the head node")
 //
 //	Join ──> Run: SPAWN / KILL_WORKER ... ──> STOP{code} ──> workers killed ──> Run returns code
 type Member struct {
-	log     hclog.Logger
-	conn    *wire.Conn
-	node    string
-	scrub   func([]string) []string
-	cfg     MemberConfig
-	stdout  *os.File
-	stderr  *os.File
-	mu      sync.Mutex
-	workers map[string]*exec.Cmd
-	// stopping is set by killAll: from then on spawn starts nothing, so no worker can slip in
-	// between killAll's sweep and this process's exit (Close runs from a signal handler while
-	// Run may be handling a SPAWN).
-	stopping bool
-	wg       sync.WaitGroup
-	store    *memberStore // this node's object store (memberstore.go); nil without one
+	log    hclog.Logger
+	conn   *wire.Conn
+	node   string
+	scrub  func([]string) []string
+	cfg    MemberConfig
+	stdout *os.File
+	stderr *os.File
+	mu     sync.Mutex
+	// procs starts and ends this node's workers, as the head node's agent's does (spawner.go);
+	// once killAll has stopped it, it starts nothing, so no worker can slip in between the
+	// sweep and this process's exit (Close runs from a signal handler while Run may be
+	// handling a SPAWN).
+	procs *spawner
+	store *memberStore // this node's object store (memberstore.go); nil without one
 	// heartbeats with the head (heartbeat.go): the head's figures from NODE_JOIN's answer
 	// (zero: none), when the head was last heard from, and why it was given up
 	hb      Heartbeat
@@ -133,7 +130,7 @@ func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
 		conn.Send(wire.TNodeStore, 0, &wire.NodeStore{Loc: st.xfer.Loc()})
 	}
 	m := &Member{log: log, conn: conn, node: cfg.Node, scrub: cfg.Scrub, stdout: cfg.Stdout, stderr: cfg.Stderr,
-		workers: map[string]*exec.Cmd{}, cfg: cfg, store: st}
+		cfg: cfg, store: st}
 	if reply.TimeoutMS > 0 && reply.HeartbeatMS > 0 {
 		m.hb = Heartbeat{Timeout: time.Duration(reply.TimeoutMS) * time.Millisecond, Period: time.Duration(reply.HeartbeatMS) * time.Millisecond}
 		m.beats = newLiveness[string](m.hb.Timeout)
@@ -144,6 +141,8 @@ func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
 	if m.stderr == nil {
 		m.stderr = os.Stderr
 	}
+	m.procs = &spawner{log: log, scrub: cfg.Scrub, stdout: writer(m.stdout), stderr: writer(m.stderr), confine: cfg.Confine,
+		topo: cfg.Topology, cpus: cfg.CPUs, uvm: cfg.UVMMajor, extra: cfg.ExtraDevices}
 	return m, nil
 }
 
@@ -178,15 +177,11 @@ func (m *Member) Run() (int, error) {
 			if err := f.Decode(&k); err != nil {
 				return 1, err
 			}
-			m.mu.Lock()
-			if cmd := m.workers[k.Worker]; cmd != nil && cmd.Process != nil {
-				if k.Signal == int(syscall.SIGINT) {
-					cmd.Process.Signal(syscall.SIGINT) // a cancel: the worker interrupts its task
-				} else {
-					syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-				}
+			sig := syscall.SIGKILL
+			if k.Signal == int(syscall.SIGINT) {
+				sig = syscall.SIGINT // a cancel: the worker interrupts its task
 			}
-			m.mu.Unlock()
+			m.procs.signal(k.Worker, sig)
 		case wire.TObjFree:
 			var ids wire.IDs
 			if err := f.Decode(&ids); err != nil {
@@ -248,134 +243,22 @@ func (m *Member) StoreStats() wire.StoreStats {
 }
 
 func (m *Member) spawn(s *wire.Spawn) {
-	if len(s.Argv) == 0 {
-		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: s.Worker, Msg: "had no command"})
-		return
-	}
-	cmd := exec.Command(s.Argv[0], s.Argv[1:]...)
-	env := os.Environ()
-	if m.scrub != nil {
-		env = m.scrub(env)
-	}
 	// The secret comes from this agent, never from SPAWN: the head does not send it, and a
 	// SHOAL_SECRET in s.Env would be dropped.
-	cmd.Env = append(filterEnv(env, "SHOAL_", "PYTHONPATH="), filterEnv(s.Env, "SHOAL_SECRET=")...)
-	cmd.Env = append(cmd.Env, "SHOAL_SECRET="+m.cfg.Secret)
+	env := append(filterEnv(s.Env, "SHOAL_SECRET="), "SHOAL_SECRET="+m.cfg.Secret)
 	if m.store != nil {
-		cmd.Env = append(cmd.Env, "SHOAL_STORE_ADDRESS="+m.store.Addr())
+		env = append(env, "SHOAL_STORE_ADDRESS="+m.store.Addr())
 	}
-	if s.Cwd != "" {
-		if st, err := os.Stat(s.Cwd); err == nil && st.IsDir() {
-			cmd.Dir = s.Cwd
-		}
+	worker := s.Worker
+	err := m.procs.start(spawnSpec{Worker: worker, Argv: s.Argv, Env: env, Cwd: s.Cwd, GPUs: s.GPUs}, func(why, stderr string) {
+		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: worker, Msg: why, Stderr: stderr})
+	})
+	if errors.Is(err, errStopping) {
+		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: worker, Msg: "not started: node " + m.node + " is stopping"})
+	} else if err != nil {
+		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: worker, Msg: "not started: " + err.Error()})
 	}
-	tail := &tailBuf{max: 2048}
-	cmd.Stdout, cmd.Stderr = m.stdout, tail
-	if m.stderr != nil {
-		cmd.Stderr = io.MultiWriter(m.stderr, tail)
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	group := m.confine(s, cmd)
-	// Start under the lock: killAll either sees this worker or has already set stopping.
-	m.mu.Lock()
-	if m.stopping {
-		m.mu.Unlock()
-		closeGroup(m.log, group, s.Worker)
-		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: s.Worker, Msg: "not started: node " + m.node + " is stopping"})
-		return
-	}
-	err := cmd.Start()
-	if cmd.SysProcAttr.UseCgroupFD {
-		syscall.Close(cmd.SysProcAttr.CgroupFD)
-	}
-	if err != nil {
-		m.mu.Unlock()
-		closeGroup(m.log, group, s.Worker)
-		m.log.Error("start worker", "worker", s.Worker, "error", err)
-		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: s.Worker, Msg: "could not start: " + err.Error()})
-		return
-	}
-	m.workers[s.Worker] = cmd
-	m.wg.Add(1)
-	m.mu.Unlock()
-	if len(s.GPUs) > 0 {
-		setAffinity(m.log, cmd.Process.Pid, gpuCPUs(m.cfg.Topology, m.cfg.CPUs, s.GPUs))
-	}
-	go func() {
-		defer m.wg.Done()
-		err := cmd.Wait()
-		why := "exited"
-		if err != nil {
-			why = err.Error()
-		}
-		m.mu.Lock()
-		delete(m.workers, s.Worker)
-		m.mu.Unlock()
-		closeGroup(m.log, group, s.Worker)
-		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: s.Worker, Msg: why, Stderr: tail.String()})
-	}()
 }
 
 // killAll ends every worker: SIGTERM, then SIGKILL to its process group after a grace period.
-func (m *Member) killAll() {
-	m.mu.Lock()
-	m.stopping = true
-	cmds := make([]*exec.Cmd, 0, len(m.workers))
-	for _, c := range m.workers {
-		cmds = append(cmds, c)
-	}
-	m.mu.Unlock()
-	for _, c := range cmds {
-		syscall.Kill(-c.Process.Pid, syscall.SIGTERM)
-	}
-	done := make(chan struct{})
-	go func() { m.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-		for _, c := range cmds {
-			syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
-		}
-		<-done
-	}
-	for _, c := range cmds {
-		syscall.Kill(-c.Process.Pid, syscall.SIGKILL) // leftovers in the process groups
-	}
-}
-
-// confine makes the worker's cgroup when this member confines workers, and sets cmd to start in
-// it. A failure is logged and the worker starts unconfined, as on the head node.
-func (m *Member) confine(s *wire.Spawn, cmd *exec.Cmd) *confine.Group {
-	if m.cfg.Confine == nil {
-		return nil
-	}
-	rules, err := DeviceRules(m.cfg.Topology, s.GPUs, m.cfg.UVMMajor, m.cfg.ExtraDevices)
-	if err == nil {
-		var g *confine.Group
-		var f *os.File
-		if g, f, err = openGroup(m.cfg.Confine, s.Worker, rules); err == nil {
-			fd, derr := syscall.Dup(int(f.Fd()))
-			f.Close()
-			if derr != nil {
-				g.Close()
-				err = derr
-			} else {
-				cmd.SysProcAttr.UseCgroupFD = true
-				cmd.SysProcAttr.CgroupFD = fd
-				return g
-			}
-		}
-	}
-	m.log.Error("confine worker; starting it unconfined", "worker", s.Worker, "error", err)
-	return nil
-}
-
-// closeGroup removes a worker's cgroup, if it has one.
-func closeGroup(log hclog.Logger, g *confine.Group, worker string) {
-	if g == nil {
-		return
-	}
-	if err := g.Close(); err != nil && !errors.Is(err, os.ErrNotExist) {
-		log.Warn("remove worker cgroup", "worker", worker, "error", err)
-	}
-}
+func (m *Member) killAll() { m.procs.stop(2 * time.Second) }

@@ -3,7 +3,6 @@ package nodeagent
 import (
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -95,11 +94,11 @@ func TestMemberGivesItsWorkersTheSecret(t *testing.T) {
 			}
 		}
 	}()
-	m := &Member{log: hclog.NewNullLogger(), conn: wire.NewConn(mine), node: "m1", workers: map[string]*exec.Cmd{},
+	m := &Member{log: hclog.NewNullLogger(), conn: wire.NewConn(mine), node: "m1", procs: &spawner{log: hclog.NewNullLogger()},
 		cfg: MemberConfig{Secret: spawnSecret}, stdout: os.Stderr, stderr: os.Stderr}
 	m.spawn(&wire.Spawn{Worker: "w1", Argv: []string{"/bin/sh", "-c", `printf %s "$SHOAL_SECRET" > "$1"`, "sh", out},
 		Env: []string{"SHOAL_WORKER_ID=w1", "SHOAL_SECRET=from-spawn"}})
-	m.wg.Wait()
+	m.procs.wg.Wait()
 	b, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)

@@ -3,13 +3,9 @@ package nodeagent
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 
-	"github.com/shoal-hpc/shoal/nodeagent/confine"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
 )
@@ -49,7 +45,7 @@ type worker struct {
 	id      string
 	cid     sched.WorkerID
 	job     *job
-	cmd     *exec.Cmd
+	procs   *spawner // this node's spawner, for a worker of this node; nil for a member's
 	client  *client
 	exited  chan struct{}
 	task    *task
@@ -59,14 +55,9 @@ type worker struct {
 	dead    bool
 	killed  bool // the core asked for it to be killed and has forgotten it
 	fnsSent map[wire.ID]bool
-	gpus    []int // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
-	node    *node // the node it runs on
-	group   *confine.Group
-	errTail *tailBuf // the end of its stderr (this node's workers)
-	// launching: its process is being started outside the agent's lock (launch); killLater: a
-	// kill asked for meanwhile, done once it has started
-	launching bool
-	killLater bool
+	gpus    []int    // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
+	node    *node    // the node it runs on
+	errTail *tailBuf // the end of its stderr, once it exited
 }
 
 func (w *worker) signal(sig syscall.Signal) {
@@ -79,19 +70,8 @@ func (w *worker) signal(sig syscall.Signal) {
 		}
 		return
 	}
-	if w.launching {
-		if sig != syscall.SIGINT {
-			w.killLater = true
-		}
-		return
-	}
-	if w.cmd != nil && w.cmd.Process != nil {
-		if sig == syscall.SIGINT {
-			w.cmd.Process.Signal(sig) // the worker alone: it raises TaskCancelledError in its task
-			return
-		}
-		syscall.Kill(-w.cmd.Process.Pid, sig)
-		w.cmd.Process.Signal(sig)
+	if w.procs != nil {
+		w.procs.signal(w.id, sig)
 	}
 }
 
@@ -513,86 +493,23 @@ func (a *Agent) startWorker(j *job, nd *node, cid sched.WorkerID, gpus []int) er
 	return nil
 }
 
-// spawnLocal starts w's process on this node.
+// spawnLocal starts w's process on this node, through the node's spawner as a member does.
 func (a *Agent) spawnLocal(w *worker) error {
 	j := w.job
-	argv := workerArgv(j)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	env := os.Environ()
-	if a.cfg.Scrub != nil {
-		env = a.cfg.Scrub(env)
-	}
-	env = filterEnv(env, "SHOAL_", "PYTHONPATH=")
-	env = append(env, a.workerEnv(j, w.id, a.local)...)
-	env = append(env, a.gpuEnv(a.local, w.gpus)...)
-	cmd.Env = env
-	if j.cwd != "" {
-		if st, err := os.Stat(j.cwd); err == nil && st.IsDir() {
-			cmd.Dir = j.cwd
-		}
-	}
-	tail := &tailBuf{max: 2048}
-	cmd.Stdout = a.cfg.Stdout
-	if a.cfg.Stderr != nil {
-		cmd.Stderr = io.MultiWriter(a.cfg.Stderr, tail)
-	} else {
-		cmd.Stderr = tail
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	w.cmd, w.errTail = cmd, tail
-	// the slow part (cgroup and device program, fork and exec) runs outside the agent's lock,
-	// so that starting workers never holds up other clients
-	w.launching = true
-	go a.launch(w)
-	return nil
-}
-
-// launch starts w's process (outside the lock), then hands it to the agent.
-func (a *Agent) launch(w *worker) {
-	cmd := w.cmd
-	cg, err := a.confineWorker(w)
-	if err != nil {
-		a.log.Error("confine worker; starting it unconfined", "worker", w.id, "error", err)
-	}
-	if cg != nil {
-		cmd.SysProcAttr.UseCgroupFD = true
-		cmd.SysProcAttr.CgroupFD = int(cg.Fd())
-	}
-	err = cmd.Start()
-	if cg != nil {
-		cg.Close()
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	w.launching = false
-	if err != nil {
-		a.closeGroup(w)
-		a.log.Error("start worker", "job", w.job.id, "exe", w.job.exe, "error", err)
-		close(w.exited)
-		a.workerLost(w, fmt.Sprintf("start %s: %v", w.job.exe, err))
-		delete(a.workers, w.id)
-		delete(w.job.workers, w.id)
-		return
-	}
-	if w.killLater || a.closed || w.dead {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	} else {
-		a.setAffinity(cmd.Process.Pid, gpuCPUs(a.cfg.GPUs, a.cfg.CPUs, w.gpus))
-	}
-	go func() {
-		err := cmd.Wait()
+	env := append(a.workerEnv(j, w.id, a.local), a.gpuEnv(a.local, w.gpus)...)
+	w.procs = a.procs
+	return a.procs.start(spawnSpec{Worker: w.id, Argv: workerArgv(j), Env: env, Cwd: j.cwd, GPUs: w.gpus}, func(why, stderr string) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		close(w.exited)
-		why := "exited"
-		if err != nil {
-			why = err.Error()
+		if stderr != "" {
+			w.errTail = &tailBuf{max: 2048}
+			w.errTail.Write([]byte(stderr))
 		}
 		a.workerLost(w, "worker process "+why)
-		a.closeGroup(w)
 		delete(a.workers, w.id)
 		delete(w.job.workers, w.id)
-	}()
+	})
 }
 
 func filterEnv(env []string, prefixes ...string) []string {
