@@ -5,7 +5,7 @@ PYTHON    ?= python3
 export PATH := $(CURDIR)/bin:$(PATH)
 export SHOAL_BIN := $(CURDIR)/bin/shoal
 
-.PHONY: all build spank deps test test-security test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma bench-ucx demo fuzz bench clean
+.PHONY: all build spank deps test test-obs test-security test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma bench-ucx demo fuzz bench clean
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 deps:
 	./scripts/deps.sh
 
-test: deps build test-go test-python test-e2e test-security test-slurm test-objects test-yarn test-train test-coll test-rdma
+test: deps build test-go test-python test-e2e test-obs test-security test-slurm test-objects test-yarn test-train test-coll test-rdma
 
 test-go:
 	$(GO) vet ./...
@@ -28,6 +28,10 @@ test-python: build
 
 test-e2e: build
 	./test/e2e.sh
+
+# observability: /metrics (promtool), the token, `shoal dashboard`, `shoal timeline`, the report
+test-obs: build
+	./test/obs/metrics.sh
 
 # a hostile second user on this node (test/security/*.sh, real Unix users made with useradd), then
 # the same attacks on the 3-node Slurm cluster (test/slurm/security*.sh, held under the lock)

@@ -32,6 +32,7 @@ import (
 	"github.com/shoal-hpc/shoal/nodeagent/confine"
 	"github.com/shoal-hpc/shoal/nodeagent/fingerprint"
 	"github.com/shoal-hpc/shoal/nodeagent/gpu"
+	"github.com/shoal-hpc/shoal/nodeagent/obs"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
 )
@@ -68,6 +69,8 @@ type Options struct {
 	// InsecureDataPlane moves objects and collectives between nodes in clear
 	// (--insecure-data-plane); workers and drivers get SHOAL_INSECURE_DATA_PLANE=1.
 	InsecureDataPlane bool
+	// Observe: the recorder, dashboard and report (observe.go).
+	Observe ObserveOptions
 }
 
 // Cluster is a running one-node cluster.
@@ -85,6 +88,8 @@ type Cluster struct {
 	insecureDataPlane bool
 	// Shutdown is closed when a client asked the cluster to stop (shoal down).
 	Shutdown chan struct{}
+	rec      *obs.Recorder // nil: observability off
+	dash     *obs.Server
 }
 
 // Info is what `shoal up` records about a cluster, in <session dir>/cluster.json (0600).
@@ -99,6 +104,9 @@ type Info struct {
 	SlurmJob string `json:"slurm_job,omitempty"`
 	// StoreDir is the object store's directory (under /dev/shm).
 	StoreDir string `json:"store_dir,omitempty"`
+	// Dashboard is where the head serves the dashboard and /metrics (the token is in the
+	// session directory's dashboard.token).
+	Dashboard string `json:"dashboard,omitempty"`
 }
 
 // BaseDir returns the per-user directory that holds session directories,
@@ -165,7 +173,7 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 	}
 	dir := sess.Path()
 	c := &Cluster{ID: o.ClusterID, Secret: o.Secret, Dir: dir, log: log, sess: sess, Shutdown: make(chan struct{}),
-		insecureDataPlane: o.InsecureDataPlane}
+		insecureDataPlane: o.InsecureDataPlane, rec: newRecorder(o.Observe)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -231,6 +239,7 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		Scrub: o.Scrub, Stdout: stdout, Stderr: stderr, PrestartWorkers: int(min(res["CPU"], 4)),
 		GPUs: topo, CUDAIndex: o.CUDAIndex, CPUs: node.CPUs, Confine: c.conf, GPUMajors: majors,
 		InsecureDataPlane: o.InsecureDataPlane, WorkerEnv: dataPlaneEnv(o.InsecureDataPlane),
+		Observer: c.rec,
 		OnShutdown: func() {
 			if !once {
 				once = true
@@ -246,6 +255,9 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	c.Addr = a.Addr()
+	if err := c.startDashboard(o.Observe); err != nil {
+		return nil, err
+	}
 	if err := c.WriteInfo(); err != nil {
 		return nil, fmt.Errorf("record the cluster: %w", err)
 	}
@@ -362,7 +374,7 @@ func dataPlaneEnv(insecure bool) []string {
 // Info describes the cluster.
 func (c *Cluster) Info() Info {
 	return Info{ID: c.ID, Address: c.Addr, TCP: c.agent.TCPAddr(), Secret: c.Secret, PID: os.Getpid(), Dir: c.Dir,
-		SlurmJob: os.Getenv("SLURM_JOB_ID"), StoreDir: filepath.Dir(c.agent.ArenaPath())}
+		SlurmJob: os.Getenv("SLURM_JOB_ID"), StoreDir: filepath.Dir(c.agent.ArenaPath()), Dashboard: c.DashboardURL()}
 }
 
 // WriteInfo records the cluster in its session directory for `shoal status` and `shoal down`
@@ -378,6 +390,9 @@ func (c *Cluster) Agent() *nodeagent.Agent { return c.agent }
 // Close stops the agent and the head and removes the session directory.
 func (c *Cluster) Close() error {
 	var errs []error
+	if c.dash != nil {
+		errs = append(errs, c.dash.Close())
+	}
 	if c.agent != nil {
 		errs = append(errs, c.agent.Close())
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/shoal-hpc/shoal/nodeagent/confine"
 	"github.com/shoal-hpc/shoal/nodeagent/gpu"
 	"github.com/shoal-hpc/shoal/nodeagent/objstore"
+	"github.com/shoal-hpc/shoal/nodeagent/obs"
 	"github.com/shoal-hpc/shoal/rdma"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
@@ -79,6 +80,9 @@ type Config struct {
 	Transport rdma.Transport
 	// InsecureDataPlane: that TCP moves object bytes in clear (default: inside TLS 1.3).
 	InsecureDataPlane bool
+	// Observer records task events for the dashboard, metrics, timeline and report
+	// (observe.go); nil: observability off.
+	Observer *obs.Recorder
 }
 
 // Agent is a node agent.
@@ -641,6 +645,8 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		return a.handleObjXfer(c, f)
 	case wire.TKVPut, wire.TKVGet, wire.TKVDelete:
 		return a.handleKV(c, f)
+	case wire.TObserve, wire.TNodeStats: // obs: observe.go
+		return a.handleObserve(c, f)
 	case wire.TShutdown:
 		if c.role != "cli" {
 			return errors.New("only a CLI connection (shoal down) may shut the cluster down")

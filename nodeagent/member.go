@@ -136,6 +136,7 @@ func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
 // (returning an error wrapping ErrHeadLost). Either way every worker it started is gone.
 func (m *Member) Run() (int, error) {
 	defer m.killAll()
+	defer m.beat()() // obs: heartbeats (memberbeat.go)
 	for {
 		f, err := m.conn.Read()
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/shoal-hpc/shoal/nodeagent/confine"
+	"github.com/shoal-hpc/shoal/nodeagent/obs"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
 )
@@ -208,6 +209,7 @@ func (a *Agent) submit(c *client, m *wire.Task) error {
 		a.store.Pin(m.ArgObj)
 	}
 	a.tasks[m.Task] = t
+	a.observe(t, obs.Submitted, "") // obs:
 	if !m.PG.IsZero() {
 		pg := a.pgs[m.PG]
 		if pg == nil || pg.state == pgRemoved {
@@ -309,10 +311,12 @@ func (a *Agent) afterFail(t *task) {
 
 // fail seals all of t's return values with an error and finishes t.
 func (a *Agent) fail(t *task, kind, msg string) {
+	a.observe(t, obs.Failed, kind) // obs:
 	a.failWith(t, errorData(kind, msg))
 }
 
 func (a *Agent) failWith(t *task, data []byte) {
+	a.observe(t, obs.Failed, "") // obs: (after fail's, which names the reason, a no-op)
 	var objs []wire.Obj
 	for i := 0; i < t.spec.Nret; i++ {
 		id := t.spec.Task.WithIndex(uint32(i + 1))
@@ -606,6 +610,7 @@ func (a *Agent) run(t *task, w *worker) {
 }
 
 func (a *Agent) exec(t *task, w *worker) {
+	a.observe(t, obs.Running, "") // obs:
 	spec := *t.spec
 	spec.Attempt = t.spec.Attempt
 	spec.GPUs = t.gpus
@@ -657,6 +662,11 @@ func (a *Agent) done(c *client, m *wire.Done) error {
 		}
 	}
 	a.push(t.owner, objs)
+	if m.Err { // obs:
+		a.observe(t, obs.Failed, "raised")
+	} else {
+		a.observe(t, obs.Finished, "")
+	}
 	switch t.spec.Kind {
 	case wire.KindTask:
 		a.finish(t)
@@ -850,6 +860,7 @@ func (a *Agent) workerLost(w *worker, why string) {
 				t.retriesLeft--
 			}
 			t.spec.Attempt++
+			a.observe(t, obs.Retrying, why) // obs:
 			a.log.Warn("worker died while running a task; retrying", "task", t.spec.Name, "worker", w.id, "attempt", t.spec.Attempt, "reason", why)
 			a.ready = append([]*task{t}, a.ready...)
 		} else {

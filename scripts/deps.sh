@@ -13,6 +13,8 @@ APT_PKGS+=(libopenmpi-dev openmpi-bin)
 APT_PKGS+=(libucx-dev ucx-utils)
 # the capture test (test/slurm/security-capture.sh) records the test cluster's bridge
 APT_PKGS+=(tcpdump)
+# the dashboard's page in a headless browser, and promtool for /metrics (test/obs)
+APT_PKGS+=(chromium prometheus)
 PIP_PKGS=(numpy msgpack cloudpickle pytest wheel setuptools ml_dtypes)
 
 missing=()

@@ -27,7 +27,7 @@ import (
 )
 
 func clusterFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.Float64Flag{Name: "num-cpus", EnvVars: []string{"SHOAL_NUM_CPUS"},
 			Usage: "CPUs to offer (default: the CPUs this process may run on, lowered to its cgroup quota)"},
 		&cli.Float64Flag{Name: "num-gpus", EnvVars: []string{"SHOAL_NUM_GPUS"}, Usage: "GPUs to offer (default: the GPUs NVML finds)"},
@@ -51,7 +51,7 @@ func clusterFlags() []cli.Flag {
 			Usage: "comma-separated network interfaces (names or globs) agents may use between nodes"},
 		&cli.BoolFlag{Name: "insecure-data-plane", EnvVars: []string{"SHOAL_INSECURE_DATA_PLANE"},
 			Usage: "move objects and collectives between nodes in clear (no TLS; UCX allowed) on a fabric you trust; every node must agree (docs/security.md)"},
-	}
+	}, observeFlags()...) // dashboard.go
 }
 
 func options(c *cli.Context) (launcher.Options, error) {
@@ -66,6 +66,9 @@ func options(c *cli.Context) (launcher.Options, error) {
 		o.AllowedInterfaces = strings.Split(s, ",")
 	}
 	var err error
+	if o.Observe, err = observeOptions(c); err != nil { // dashboard.go
+		return o, err
+	}
 	if s := c.String("memory"); s != "" {
 		if o.Memory, err = parseBytes(s); err != nil {
 			return o, cli.Exit(fmt.Sprintf("--memory: %v", err), 2)
@@ -122,7 +125,7 @@ func runCommand() *cli.Command {
 		UsageText: "shoal run [options] -- python script.py\n\n" +
 			"   Example: shoal run --num-cpus 4 --object-store-memory 2g -- python examples/python/demo.py\n" +
 			"   The command gets SHOAL_ADDRESS, SHOAL_SECRET and SHOAL_CLUSTER_ID; shoal exits with its exit code.",
-		Flags: clusterFlags(),
+		Flags: append(clusterFlags(), reportFlags()...),
 		Action: func(c *cli.Context) error {
 			o, err := options(c)
 			if err != nil {

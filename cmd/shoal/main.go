@@ -63,6 +63,8 @@ func newApp() *cli.App {
 			benchCommand(),
 			yarnCommand(),
 			transportsCommand(),
+			dashboardCommand(),
+			timelineCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
 	}

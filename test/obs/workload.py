@@ -1,0 +1,46 @@
+"""The workload of test/obs/*.sh, run as the driver of a shoal cluster: five tasks, an actor
+with three calls, and a failing task; then it runs the checker given on its command line with
+the cluster in its environment, while the cluster is still up, and exits with its status."""
+import json
+import os
+import subprocess
+import sys
+
+import shoal
+
+shoal.init()
+
+
+@shoal.remote
+def square(x):
+    print(f"square of {x}", flush=True)
+    return x * x
+
+
+@shoal.remote
+def boom():
+    raise ValueError("boom on purpose")
+
+
+@shoal.remote
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def incr(self):
+        self.n += 1
+        print(f"counter at {self.n}", flush=True)
+        return self.n
+
+
+assert shoal.get([square.remote(i) for i in range(5)]) == [0, 1, 4, 9, 16]
+c = Counter.options(name="obs-counter").remote()
+assert shoal.get([c.incr.remote() for _ in range(3)]) == [1, 2, 3]
+try:
+    shoal.get(boom.remote())
+    sys.exit("boom() did not fail")
+except Exception:
+    pass
+with open(os.environ["OBS_OUT"] + "/ran.json", "w") as f:
+    json.dump({"tasks": 5, "failed": 1, "actor_calls": 3, "actors": 1}, f)
+sys.exit(subprocess.call(sys.argv[1:]))
