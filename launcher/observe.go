@@ -72,8 +72,8 @@ func (c *Cluster) DashboardURL() string {
 	return c.dash.URL()
 }
 
-// WriteReport prints the end-of-job report on w (unless o.Quiet) and writes it as JSON to
-// o.ReportFile (when set). Without a recorder it says why there is none.
+// WriteReport prints the end-of-job report on w (unless o.Quiet, or no task was submitted) and
+// writes it as JSON to o.ReportFile (when set). Without a recorder it says why there is none.
 func (c *Cluster) WriteReport(w io.Writer, o ObserveOptions) error {
 	if c.rec == nil {
 		if o.ReportFile != "" {
@@ -82,7 +82,7 @@ func (c *Cluster) WriteReport(w io.Writer, o ObserveOptions) error {
 		return nil
 	}
 	rep := c.rec.Report()
-	if !o.Quiet {
+	if !o.Quiet && rep.Tasks+rep.Actors+rep.ActorCalls > 0 { // a driver that used no task needs no report
 		rep.Write(w)
 	}
 	if o.ReportFile != "" {
