@@ -29,9 +29,11 @@ test-python: build
 test-e2e: build
 	./test/e2e.sh
 
-# observability: /metrics (promtool), the token, `shoal dashboard`, `shoal timeline`, the report
+# observability: /metrics (promtool), the token, `shoal dashboard`, `shoal timeline`, the report,
+# and the dashboard page in headless chromium (screenshot in $$OBS_ARTIFACTS, default /tmp/shoal-obs-artifacts)
 test-obs: build
 	./test/obs/metrics.sh
+	./test/obs/page.sh
 
 # a hostile second user on this node (test/security/*.sh, real Unix users made with useradd), then
 # the same attacks on the 3-node Slurm cluster (test/slurm/security*.sh, held under the lock)

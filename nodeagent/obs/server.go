@@ -59,6 +59,7 @@ func NewServer(log hclog.Logger, rec *Recorder, src Source, token string) *Serve
 	mux.HandleFunc("GET /api/snapshot", s.snapshot)
 	mux.HandleFunc("GET /api/timeline", s.timeline)
 	mux.HandleFunc("GET /api/report", s.report)
+	mux.HandleFunc("GET /api/events", s.events)
 	s.page(mux)
 	s.srv = &http.Server{Handler: s.auth(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10,
@@ -235,6 +236,36 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, s.rec.Report())
+}
+
+// events streams the page's JSON as server-sent events, one document every second, until the
+// client goes or the server closes.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		b, _ := json.Marshal(s.rec.PageData(200))
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+			return
+		}
+		fl.Flush()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // limitListener accepts at most n connections at once.

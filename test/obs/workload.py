@@ -1,10 +1,12 @@
 """The workload of test/obs/*.sh, run as the driver of a shoal cluster: five tasks, an actor
 with three calls, and a failing task; then it runs the checker given on its command line with
-the cluster in its environment, while the cluster is still up, and exits with its status."""
+the cluster in its environment, while the cluster is still up, and exits with its status. With
+OBS_LATE_SIGNAL set, it submits one more task (late_task) once the checker creates that file."""
 import json
 import os
 import subprocess
 import sys
+import time
 
 import shoal
 
@@ -43,4 +45,20 @@ except Exception:
     pass
 with open(os.environ["OBS_OUT"] + "/ran.json", "w") as f:
     json.dump({"tasks": 5, "failed": 1, "actor_calls": 3, "actors": 1}, f)
-sys.exit(subprocess.call(sys.argv[1:]))
+signal = os.environ.get("OBS_LATE_SIGNAL")
+if not signal:
+    sys.exit(subprocess.call(sys.argv[1:]))
+
+
+@shoal.remote
+def late_task():
+    return 1
+
+
+# the checker looks at the cluster first; when it has, one more task, which it then must see
+checker = subprocess.Popen(sys.argv[1:])
+while checker.poll() is None and not os.path.exists(signal):
+    time.sleep(0.05)
+if checker.poll() is None:
+    assert shoal.get(late_task.remote()) == 1
+sys.exit(checker.wait())
