@@ -29,11 +29,13 @@ test-python: build
 test-e2e: build
 	./test/e2e.sh
 
-# observability: /metrics (promtool), the token, `shoal dashboard`, `shoal timeline`, the report,
-# and the dashboard page in headless chromium (screenshot in $$OBS_ARTIFACTS, default /tmp/shoal-obs-artifacts)
-test-obs: build
+# observability: /metrics (promtool), the token, `shoal dashboard`, `shoal timeline`, `shoal logs`,
+# the report, the dashboard page in headless chromium (screenshot in $$OBS_ARTIFACTS, default
+# /tmp/shoal-obs-artifacts), then logs, timeline and heartbeats of member nodes on the Slurm cluster
+test-obs: build spank
 	./test/obs/metrics.sh
 	./test/obs/page.sh
+	flock /tmp/shoal-slurm.lock sh -c './test/slurm/obs.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
 
 # a hostile second user on this node (test/security/*.sh, real Unix users made with useradd), then
 # the same attacks on the 3-node Slurm cluster (test/slurm/security*.sh, held under the lock)

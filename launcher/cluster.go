@@ -173,7 +173,7 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 	}
 	dir := sess.Path()
 	c := &Cluster{ID: o.ClusterID, Secret: o.Secret, Dir: dir, log: log, sess: sess, Shutdown: make(chan struct{}),
-		insecureDataPlane: o.InsecureDataPlane, rec: newRecorder(o.Observe)}
+		insecureDataPlane: o.InsecureDataPlane, rec: newRecorder(o.Observe, o.Stdout, o.Stderr)}
 	ok := false
 	defer func() {
 		if !ok {

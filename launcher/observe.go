@@ -24,11 +24,19 @@ type ObserveOptions struct {
 }
 
 // newRecorder is the head node's recorder, or nil when observability is off.
-func newRecorder(o ObserveOptions) *obs.Recorder {
+func newRecorder(o ObserveOptions, stdout, stderr *os.File) *obs.Recorder {
 	if o.Off {
 		return nil
 	}
-	return obs.NewRecorder()
+	r := obs.NewRecorder()
+	if stdout == nil {
+		stdout = os.Stdout
+	}
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	r.SetLogEcho(obs.EchoTo(stdout, stderr)) // the lines of a driver that reads none (Go)
+	return r
 }
 
 // startDashboard serves the dashboard and /metrics behind a token made for this cluster and

@@ -241,7 +241,7 @@ func (m *Member) spawn(s *wire.Spawn) {
 			cmd.Dir = s.Cwd
 		}
 	}
-	cmd.Stdout, cmd.Stderr = m.stdout, m.stderr
+	cmd.Stdout, cmd.Stderr = m.workerOutput(s.Worker) // obs: lines to the head (observe.go)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	group := m.confine(s, cmd)
 	// Start under the lock: killAll either sees this worker or has already set stopping.

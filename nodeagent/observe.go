@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -178,6 +179,27 @@ func (a *Agent) handleObserve(c *client, f wire.Frame) error {
 		}
 		a.cfg.Observer.Heartbeat(n.id, m)
 		return nil
+	case wire.TLog:
+		var m wire.LogLines
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		n := c.member
+		a.mu.Unlock()
+		if n == nil {
+			return errors.New("LOG from a connection that is not a member agent")
+		}
+		for _, l := range m.Lines {
+			line := obs.Line{Time: time.Unix(0, l.TimeNS), Node: n.id, Job: l.Job, Worker: l.Worker, PID: l.PID,
+				Stream: l.Stream, Task: l.Task, Actor: l.Actor, Name: l.Name, Text: l.Text}
+			if a.cfg.Observer == nil {
+				a.echo(line)
+			} else {
+				a.cfg.Observer.AddLog(line)
+			}
+		}
+		return nil
 	case wire.TObserve:
 		var m wire.Observe
 		if err := f.Decode(&m); err != nil {
@@ -199,10 +221,64 @@ func (a *Agent) handleObserve(c *client, f wire.Frame) error {
 			data = r.TimelineJSON()
 		case wire.ObserveReport:
 			data, _ = json.Marshal(r.Report())
+		case wire.ObserveLogs:
+			data = a.observeLogs(r, &m)
+		case wire.ObserveDriver:
+			a.mu.Lock()
+			j := c.job
+			a.mu.Unlock()
+			if c.role != "driver" || j == nil {
+				return errors.New("OBSERVE driver: only a driver's own connection registers its job")
+			}
+			r.RegisterDriver(j.id, m.LogToDriver)
+			data, _ = json.Marshal(map[string]string{"job": j.id})
 		default:
-			return fmt.Errorf("OBSERVE %q: ask for %s, %s or %s", m.What, wire.ObserveDashboard, wire.ObserveTimeline, wire.ObserveReport)
+			return fmt.Errorf("OBSERVE %q: ask for %s, %s, %s, %s or %s", m.What, wire.ObserveDashboard, wire.ObserveTimeline,
+				wire.ObserveReport, wire.ObserveLogs, wire.ObserveDriver)
 		}
 		return c.conn.Send(wire.TOK, f.Seq, &wire.ObserveReply{Data: data})
 	}
 	return fmt.Errorf("%w: unknown message type %d", wire.ErrCorruptFrame, f.Type)
+}
+
+// workerOutput is where a worker's stdout and stderr go: line by line into the recorder
+// (shoal logs, the page, drivers with log_to_driver), or, with observability off, the agent's
+// own stdout and stderr as before.
+func (a *Agent) workerOutput(job, worker string) (io.Writer, io.Writer) {
+	r := a.cfg.Observer
+	if r == nil {
+		return a.cfg.Stdout, a.cfg.Stderr
+	}
+	return obs.NewLineWriter(a.cfg.NodeID, job, worker, "stdout", r.AddLog),
+		obs.NewLineWriter(a.cfg.NodeID, job, worker, "stderr", r.AddLog)
+}
+
+// workerOutput of a member: lines go to the head node's agent in LOG frames.
+func (m *Member) workerOutput(worker string) (io.Writer, io.Writer) {
+	send := func(l obs.Line) {
+		m.conn.Send(wire.TLog, 0, &wire.LogLines{Lines: []wire.LogLine{{TimeNS: l.Time.UnixNano(), Job: l.Job,
+			Worker: l.Worker, PID: l.PID, Stream: l.Stream, Task: l.Task, Actor: l.Actor, Name: l.Name, Text: l.Text}}})
+	}
+	job := obs.JobOfWorker(worker)
+	return obs.NewLineWriter(m.node, job, worker, "stdout", send), obs.NewLineWriter(m.node, job, worker, "stderr", send)
+}
+
+// echo is where a member's lines go on a head that records nothing.
+func (a *Agent) echo(l obs.Line) { obs.EchoTo(a.cfg.Stdout, a.cfg.Stderr)(l) }
+
+// observeLogs answers OBSERVE logs; an actor is named by id (prefix) or by name.
+func (a *Agent) observeLogs(r *obs.Recorder, m *wire.Observe) []byte {
+	f := obs.LogFilter{Job: m.Job, Task: m.Task, Actor: m.Actor, Node: m.Node, Worker: m.Worker}
+	if m.Actor != "" {
+		a.mu.Lock()
+		for _, ac := range a.actors {
+			if ac.name == m.Actor {
+				f.Actor = ac.id.String()
+			}
+		}
+		a.mu.Unlock()
+	}
+	lines, next := r.Logs(f, m.Since, m.Max)
+	b, _ := json.Marshal(map[string]any{"lines": lines, "next": next})
+	return b
 }

@@ -756,7 +756,7 @@ func (a *Agent) spawnWorkerOn(j *job, forAct *actor, gpus []int, nd *node) *work
 			cmd.Dir = j.cwd
 		}
 	}
-	cmd.Stdout, cmd.Stderr = a.cfg.Stdout, a.cfg.Stderr
+	cmd.Stdout, cmd.Stderr = a.workerOutput(j.id, id) // obs: per-task logs (observe.go)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	w := &worker{id: id, job: j, cmd: cmd, exited: make(chan struct{}), fnsSent: map[wire.ID]bool{}, forAct: forAct, gpus: gpus, node: a.local}
 	cg, err := a.confineWorker(w)

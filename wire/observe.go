@@ -6,6 +6,8 @@ const (
 	// TObserve (client -> head node's agent) asks for a recording: the answer is OK with an
 	// ObserveReply whose Data is the JSON document What names.
 	TObserve Type = 43
+	// TLog (member agent -> head node's agent) carries lines its workers wrote.
+	TLog Type = 44
 	// TNodeStats (member agent -> head node's agent) is a member's heartbeat: its node's
 	// object store use, transfer bytes, load and workers, every HeartbeatMS.
 	TNodeStats Type = 65
@@ -19,11 +21,44 @@ const (
 	ObserveDashboard = "dashboard" // {"url": ..., "token": ...}
 	ObserveTimeline  = "timeline"  // Chrome trace events
 	ObserveReport    = "report"    // the end-of-job report so far
+	// ObserveLogs asks for workers' lines after Since that match Job, Task, Actor (id prefix
+	// or name), Node and Worker: {"lines": [...], "next": seq}.
+	ObserveLogs = "logs"
+	// ObserveDriver, on a driver's own connection, registers its job: LogToDriver says whether
+	// the driver prints its workers' lines itself (polling ObserveLogs); either way the agent no
+	// longer echoes them. The answer is {"job": id}.
+	ObserveDriver = "driver"
 )
 
 // Observe is the body of OBSERVE.
 type Observe struct {
-	What string `msgpack:"what"`
+	What        string `msgpack:"what"`
+	Job         string `msgpack:"job,omitempty"`
+	Task        string `msgpack:"task,omitempty"`
+	Actor       string `msgpack:"actor,omitempty"`
+	Node        string `msgpack:"node,omitempty"`
+	Worker      string `msgpack:"worker,omitempty"`
+	Since       uint64 `msgpack:"since,omitempty"`
+	Max         int    `msgpack:"max,omitempty"`
+	LogToDriver bool   `msgpack:"log_to_driver,omitempty"`
+}
+
+// LogLine is one line a worker wrote (LOG).
+type LogLine struct {
+	TimeNS int64  `msgpack:"t"`
+	Job    string `msgpack:"job"`
+	Worker string `msgpack:"worker"`
+	PID    int    `msgpack:"pid"`
+	Stream string `msgpack:"stream"`
+	Task   string `msgpack:"task"`
+	Actor  string `msgpack:"actor"`
+	Name   string `msgpack:"name"`
+	Text   string `msgpack:"text"`
+}
+
+// LogLines is the body of LOG.
+type LogLines struct {
+	Lines []LogLine `msgpack:"lines"`
 }
 
 // ObserveReply answers OBSERVE.

@@ -65,6 +65,7 @@ func newApp() *cli.App {
 			transportsCommand(),
 			dashboardCommand(),
 			timelineCommand(),
+			logsCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
 	}

@@ -112,6 +112,9 @@ type Recorder struct {
 	token   string
 	beats   map[string]Beat
 
+	maxLines int
+	logs     logs
+
 	reg     *prometheus.Registry
 	m       metrics
 	src     Source
@@ -134,9 +137,12 @@ func WithClock(now func() time.Time) Option { return func(r *Recorder) { r.now =
 // WithMaxRecords bounds the ended tasks kept for the timeline.
 func WithMaxRecords(n int) Option { return func(r *Recorder) { r.max = max(n, 1) } }
 
+// WithMaxLogLines bounds the worker output lines kept.
+func WithMaxLogLines(n int) Option { return func(r *Recorder) { r.maxLines = max(n, 1) } }
+
 // NewRecorder returns an empty recorder whose clock starts now.
 func NewRecorder(opts ...Option) *Recorder {
-	r := &Recorder{now: time.Now, max: DefaultMaxRecords, live: map[wire.ID]*Record{}}
+	r := &Recorder{now: time.Now, max: DefaultMaxRecords, maxLines: DefaultMaxLogLines, live: map[wire.ID]*Record{}}
 	for _, o := range opts {
 		o(r)
 	}

@@ -60,6 +60,7 @@ func NewServer(log hclog.Logger, rec *Recorder, src Source, token string) *Serve
 	mux.HandleFunc("GET /api/timeline", s.timeline)
 	mux.HandleFunc("GET /api/report", s.report)
 	mux.HandleFunc("GET /api/events", s.events)
+	mux.HandleFunc("GET /api/logs", s.logs)
 	s.page(mux)
 	s.srv = &http.Server{Handler: s.auth(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10,
@@ -236,6 +237,25 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, s.rec.Report())
+}
+
+// logs answers the page's log view: the latest 1000 lines of ?worker=, ?task= or ?actor= as
+// text, prefixed.
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := LogFilter{Worker: q.Get("worker"), Task: q.Get("task"), Actor: q.Get("actor"), Node: q.Get("node")}
+	lines, _ := s.rec.Logs(f, 0, 0)
+	if len(lines) > 1000 {
+		lines = lines[len(lines)-1000:]
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if len(lines) == 0 {
+		fmt.Fprintln(w, "(no lines)")
+	}
+	for _, l := range lines {
+		fmt.Fprintln(w, l.Prefix()+l.Text)
+	}
 }
 
 // events streams the page's JSON as server-sent events, one document every second, until the

@@ -7,6 +7,7 @@ import traceback
 import cloudpickle
 
 from . import _client as C
+from . import _observe
 from . import _serial
 from . import _wire as w
 from . import exceptions as exc
@@ -53,6 +54,7 @@ def _run(client, spec):
     args = [_subst(a, vals) for a in args]
     kwargs = {k: _subst(v, vals) for k, v in kwargs.items()}
     current_task = spec["task"]
+    _observe.mark_task(spec, current_actor_id)
     globals()["current_gpus"] = spec.get("gpus") or []
     if kind == w.KIND_TASK:
         fn = _fns.get(fid)
@@ -112,6 +114,7 @@ def main():
     wid = os.environ["SHOAL_WORKER_ID"]
     client = C.Client(addr, secret, role="worker", worker_id=wid)
     C._client = client
+    sys.stdout, sys.stderr = _observe.MarkedStream(sys.stdout), _observe.MarkedStream(sys.stderr)
     try:
         while True:
             client.pump(lambda: bool(client._execq))

@@ -31,9 +31,13 @@ curl -sf -H "Authorization: Bearer $tok" "${url}metrics" > "$OBS_OUT/metrics" ||
 shoal dashboard > "$OBS_OUT/dashboard_line" 2>/dev/null || exit 1
 shoal timeline -o "$OBS_OUT/trace.json" 2>/dev/null || exit 1
 ls -l "$SHOAL_TMPDIR"/shoal-$(id -u)/$SHOAL_CLUSTER_ID/dashboard.token | cut -c1-10 > "$OBS_OUT/token_mode"
+shoal logs --actor obs-counter > "$OBS_OUT/logs_actor" || exit 1
+shoal logs --json > "$OBS_OUT/logs_all.json" || exit 1
+t=$(python3 -c 'import json,sys; print(next(l["task_id"] for l in map(json.loads, sys.stdin) if l["text"] == "square of 3"))' < "$OBS_OUT/logs_all.json")
+shoal logs --task "${t:0:24}" > "$OBS_OUT/logs_task" || exit 1
 IN
 
-err=$("$SHOAL" run --num-cpus 2 --report "$OBS_OUT/report.json" -- "$PY" test/obs/workload.py bash "$OBS_OUT/inside.sh" 2>&1 >/dev/null); rc=$?
+err=$("$SHOAL" run --num-cpus 2 --report "$OBS_OUT/report.json" -- "$PY" test/obs/workload.py bash "$OBS_OUT/inside.sh" 2>&1 >"$OBS_OUT/driver_out"); rc=$?
 check "run: the workload and the checks inside exit 0" test $rc -eq 0
 [ $rc -eq 0 ] || echo "$err" | tail -20
 check "dashboard: 401 without a token" test "$(cat "$OBS_OUT/code_none" 2>/dev/null)" = 401
@@ -74,6 +78,21 @@ if not names:
 if bad or len(ev) != 10:
     sys.exit(f"timeline: {bad}; {len(ev)} events: {by}")
 PYEOF
+
+# worker output: by task and actor in shoal logs, and in the driver, prefixed as Ray does
+check "logs: --actor NAME gives the actor's calls' lines, prefixed" eval '[ "$(grep -c "^(Counter.incr pid=[0-9]*, node=[^)]*) counter at [123]$" "$OBS_OUT/logs_actor")" = 3 ] && [ $(wc -l < "$OBS_OUT/logs_actor") = 3 ]'
+check "logs: --task ID gives that task's line only" eval '[ "$(cat "$OBS_OUT/logs_task")" != "" ] && grep -q "^(square pid=[0-9]*, node=[^)]*) square of 3$" "$OBS_OUT/logs_task" && [ $(wc -l < "$OBS_OUT/logs_task") = 1 ]'
+check "logs: the driver prints its workers' lines, prefixed (log_to_driver)" eval 'grep -q "^(square pid=[0-9]*, node=[^)]*) square of 4$" "$OBS_OUT/driver_out" && grep -q "^(Counter.incr pid=[0-9]*, node=[^)]*) counter at 3$" "$OBS_OUT/driver_out"'
+out=$("$SHOAL" run --quiet -- "$PY" -c '
+import shoal, subprocess
+shoal.init(log_to_driver=False)
+@shoal.remote
+def say():
+    print("quiet line", flush=True)
+shoal.get(say.remote())
+print("kept:", subprocess.run(["shoal", "logs"], capture_output=True, text=True).stdout.strip())
+' 2>&1)
+check "logs: log_to_driver=False prints none in the driver, and shoal logs keeps them" eval '[ "$(grep -c "quiet line" <<<"$out")" = 1 ] && grep -q "^kept: (say pid=[0-9]*, node=[^)]*) quiet line$" <<<"$out"'
 
 # the report, on stderr and as JSON
 check "report: one summary on stderr" eval 'grep -q "^shoal: job report: .* on 1 node(s); tasks 6 (1 failed, 0 retried); actors 1 (0 failed), actor calls 3 (0 failed)" <<<"$err" && grep -q "CPU-seconds used by tasks .* given" <<<"$err"'

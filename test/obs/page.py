@@ -6,7 +6,7 @@ page that keeps a live stream open never lets --dump-dom return. Usage:
 
 checks the page without the token (401), then with it: the tables show what the workload ran;
 it then creates SIGNAL_FILE, and waits for the task the workload submits then (late_task) to
-appear without a reload; a screenshot goes to SCREENSHOT.png. Exit 0 when every check held."""
+appear without a reload; the actor's worker's log opens; a screenshot goes to SCREENSHOT.png. Exit 0 when every check held."""
 import base64
 import json
 import os
@@ -125,6 +125,10 @@ def main():
         open(signal, "w").close()
         t = b.wait_text(s, lambda t: "late_task" in t)
         check("page: a task submitted after the page loaded appears without a reload", "late_task" in t, t)
+        b.call("Runtime.evaluate", {"expression": "[...document.querySelectorAll('#workers a')].find(a => "
+                                    "a.closest('tr').children[4].textContent.trim() !== '').click()"}, s)
+        t = b.wait_text(s, lambda t: "(Counter.incr pid=" in t and "counter at 3" in t)
+        check("page: the actor's worker's log, by task", "counter at 3" in t, t)
         png = b.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, s)["data"]
         with open(shot, "wb") as f:
             f.write(base64.b64decode(png))
