@@ -168,6 +168,7 @@ func (a *Agent) endJob(j *job, reason string) {
 		}
 	}
 	delete(a.jobs, j.id)
+	a.cfg.Observer.EndJob(j.id) // obs: what the job left live
 	if a.head != nil {
 		a.head.EndJob(j.id, "FINISHED")
 	}

@@ -188,3 +188,25 @@ func FuzzAuth(f *testing.F) {
 		}
 	})
 }
+
+func TestEndJobEndsWhatItLeft(t *testing.T) {
+	r := NewRecorder()
+	a, b := ev(1, Submitted, KindTask), ev(2, Submitted, KindTask)
+	a.Job, b.Job = "j1", "j2"
+	r.TaskEvent(a)
+	r.TaskEvent(b)
+	a.State = Running
+	r.TaskEvent(a)
+	r.EndJob("j1")
+	recs, _ := r.Records()
+	got := map[byte]string{}
+	for _, rec := range recs {
+		got[rec.Task[0]] = rec.State.String() + "/" + rec.Reason
+	}
+	if got[1] != "FAILED/job_ended" || got[2] != "PENDING/" {
+		t.Fatalf("after EndJob(j1): %v", got)
+	}
+	if rep := r.Report(); rep.TasksFailed != 1 {
+		t.Errorf("report: %+v", rep)
+	}
+}

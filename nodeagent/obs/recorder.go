@@ -369,3 +369,29 @@ func (r *Recorder) Heartbeats() map[string]Beat {
 	}
 	return out
 }
+
+// EndJob ends what job left behind when its driver went (tasks still pending or running are
+// killed with it): they count as failed, with reason "job_ended", so that nothing of a job
+// stays live in a cluster that outlives it.
+func (r *Recorder) EndJob(job string) {
+	if r == nil {
+		return
+	}
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, rec := range r.live {
+		if rec.Job != job {
+			continue
+		}
+		r.m.live[rec.Kind][liveState(rec.State)].Dec()
+		if rec.State == Running {
+			r.ran(rec, now)
+		}
+		rec.State, rec.End, rec.Reason = Failed, now, "job_ended"
+		r.counts.byKind[rec.Kind].failed++
+		r.m.failed[rec.Kind].Inc()
+		delete(r.live, id)
+		r.keep(rec)
+	}
+}

@@ -60,6 +60,16 @@ check "metrics: run-time histogram counted 6 task runs" test "$(metric 'shoal_ta
 check "metrics: the node is up with 2 CPUs" eval 'grep -Eq "^shoal_node_up\{node=\"[^\"]+\"\} 1$" "$OBS_OUT/metrics" && grep -Eq "^shoal_node_resource_capacity\{node=\"[^\"]+\",resource=\"CPU\"\} 2$" "$OBS_OUT/metrics"'
 check "metrics: workers and object store gauges per node" eval 'grep -q "^shoal_workers{node=" "$OBS_OUT/metrics" && grep -q "^shoal_object_store_capacity_bytes{node=" "$OBS_OUT/metrics"'
 
+"$PY" - examples/grafana/shoal.json "$OBS_OUT/metrics" <<'PYEOF'; check "grafana: every metric examples/grafana/shoal.json uses is in /metrics" test $? -eq 0
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+used = {m for p in d["panels"] for t in p["targets"] for m in re.findall(r"\bshoal_[a-z0-9_]+", t["expr"])}
+have = {l.split("{")[0].split(" ")[0] for l in open(sys.argv[2]) if l.startswith("shoal_")}
+missing = sorted(used - have - {"shoal_node_heartbeats_total"})  # members only: test/slurm/obs.sh has it
+if missing or len(used) < 15:
+    sys.exit(f"not in /metrics: {missing} (used {len(used)})")
+PYEOF
+
 # the timeline: every task the workload ran, with node, worker, start, end and state
 "$PY" - "$OBS_OUT/trace.json" <<'PYEOF'; check "timeline: every task, actor creation and call, with node, worker, times and state" test $? -eq 0
 import json, sys, collections
@@ -105,6 +115,21 @@ if r["wall_seconds"] <= 0 or r["cpu_seconds_given"] <= 0 or not 0 < r["cpu_secon
     bad["seconds"] = (r["wall_seconds"], r["cpu_seconds_used"], r["cpu_seconds_given"])
 if bad:
     sys.exit(f"report: {bad} in {r}")
+PYEOF
+# GPU-seconds: go-nvml's DGX H100 mock offers 8 GPUs; a task holds 2 of them for 0.5 s
+SHOAL_NVML_MOCK=dgxh100 "$SHOAL" run --quiet --report "$OBS_OUT/gpu.json" -- "$PY" -c '
+import shoal, time
+shoal.init()
+@shoal.remote(num_gpus=2)
+def hold():
+    time.sleep(0.5)
+shoal.get(hold.remote())' >/dev/null 2>&1
+"$PY" - "$OBS_OUT/gpu.json" <<'PYEOF'; check "report: GPU-seconds given (8 GPUs x wall) and used (2 GPUs x the task's run)" test $? -eq 0
+import json, sys
+r = json.load(open(sys.argv[1]))
+given, used, wall = r["gpu_seconds_given"], r["gpu_seconds_used"], r["wall_seconds"]
+if not (abs(given - 8 * wall) < 0.01 * given and 2 * 0.5 <= used < 2 * 0.5 + 1 and used < given):
+    sys.exit(f"gpu seconds: given {given} used {used} wall {wall}")
 PYEOF
 err=$("$SHOAL" run --quiet -- "$PY" -c 'import shoal; shoal.init(); shoal.get(shoal.remote(lambda: 1).remote())' 2>&1 >/dev/null)
 check "report: --quiet prints none" eval '! grep -q "job report" <<<"$err"'
