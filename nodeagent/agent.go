@@ -645,7 +645,7 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		return a.handleObjXfer(c, f)
 	case wire.TKVPut, wire.TKVGet, wire.TKVDelete:
 		return a.handleKV(c, f)
-	case wire.TObserve, wire.TNodeStats, wire.TLog: // obs: observe.go
+	case wire.TObserve, wire.TNodeStats, wire.TLog, wire.TCollStats: // obs: observe.go
 		return a.handleObserve(c, f)
 	case wire.TShutdown:
 		if c.role != "cli" {

@@ -179,6 +179,13 @@ func (a *Agent) handleObserve(c *client, f wire.Frame) error {
 		}
 		a.cfg.Observer.Heartbeat(n.id, m)
 		return nil
+	case wire.TCollStats:
+		var m wire.CollStats
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.cfg.Observer.Collectives(m)
+		return nil
 	case wire.TLog:
 		var m wire.LogLines
 		if err := f.Decode(&m); err != nil {

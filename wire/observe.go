@@ -8,6 +8,9 @@ const (
 	TObserve Type = 43
 	// TLog (member agent -> head node's agent) carries lines its workers wrote.
 	TLog Type = 44
+	// TCollStats (a collective rank's KV connection -> head node's agent, no answer) counts the
+	// collective operations and bytes of a group's rank since its last report.
+	TCollStats Type = 45
 	// TNodeStats (member agent -> head node's agent) is a member's heartbeat: its node's
 	// object store use, transfer bytes, load and workers, every HeartbeatMS.
 	TNodeStats Type = 65
@@ -64,6 +67,13 @@ type LogLines struct {
 // ObserveReply answers OBSERVE.
 type ObserveReply struct {
 	Data []byte `msgpack:"data"`
+}
+
+// CollStats is the body of COLL_STATS: operations and bytes by operation (allreduce,
+// allgather, reducescatter, broadcast, barrier, send, recv).
+type CollStats struct {
+	Ops   map[string]uint64 `msgpack:"ops"`
+	Bytes map[string]uint64 `msgpack:"bytes"`
 }
 
 // NodeStats is the body of NODE_STATS.

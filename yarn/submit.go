@@ -52,6 +52,8 @@ type SubmitOptions struct {
 	// InsecureDataPlane moves objects and collectives between containers in clear; the
 	// control plane stays in TLS.
 	InsecureDataPlane bool
+	// Quiet: no end-of-job report in driver.err (docs/observability.md).
+	Quiet bool
 	// HDFS, when set, stages the shipped files on HDFS (hdfs:// resources, StagingDir) instead
 	// of naming them as file:// resources, which only work on a file system every node mounts.
 	HDFS *WebHDFS
@@ -79,6 +81,8 @@ type AMSpec struct {
 	RequirePrivacy   bool                     `json:"require_rpc_privacy,omitempty"`
 	// InsecureData: the cluster's data plane in clear (`--insecure-data-plane`).
 	InsecureData bool `json:"insecure_data_plane,omitempty"`
+	// Quiet: no end-of-job report at the end of driver.err (`--quiet`).
+	Quiet bool `json:"quiet,omitempty"`
 }
 
 // SpecEnv is the environment variable that carries the AMSpec (JSON, base64-encoded).
@@ -210,7 +214,7 @@ func (o *SubmitOptions) Build(ctx context.Context, id, user string) (*Submission
 		AMVCores: o.AMVCores, NodeLabel: o.NodeLabel, SchedulerAddress: o.SchedulerAddress,
 		JoinTimeoutMS: o.JoinTimeout.Milliseconds(), MaxReplacements: replace, Driver: argv, Env: o.Env,
 		LocalResources: res, LogLevel: o.LogLevel, User: user, RequirePrivacy: o.RequireRPCPrivacy,
-		InsecureData: o.InsecureDataPlane}
+		InsecureData: o.InsecureDataPlane, Quiet: o.Quiet}
 	if o.HDFS != nil {
 		spec.Staging = encodeStaging(o.HDFS, StagingDir(user, id))
 	}

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shoal-hpc/shoal/wire"
 )
 
 // Source is the agent whose state the gauges, the page and the report read. Snapshot is
@@ -95,6 +97,8 @@ type metrics struct {
 	live      [3][2]prometheus.Gauge // [kind][Submitted|Running]
 	queue     [3]prometheus.Observer
 	run       [3]prometheus.Observer
+	collOps   *prometheus.CounterVec
+	collBytes *prometheus.CounterVec
 }
 
 // latencyBuckets reach from 100 µs (an inline task's round trip) to 20 minutes.
@@ -113,8 +117,12 @@ func newMetrics(reg *prometheus.Registry) metrics {
 		Help: "Time from submission to the first start on a worker.", Buckets: latencyBuckets}, []string{"kind"})
 	run := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "shoal_task_run_seconds",
 		Help: "Time on a worker, from start to end (each attempt).", Buckets: latencyBuckets}, []string{"kind"})
-	reg.MustRegister(submitted, completed, retried, live, queue, run)
-	var m metrics
+	collOps := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shoal_collective_operations_total",
+		Help: "Collective operations run by the ranks of every group, counted per rank (rdma/coll)."}, []string{"op"})
+	collBytes := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shoal_collective_bytes_total",
+		Help: "Bytes of the buffers of collective operations, counted per rank (allgather: the gathered output; reducescatter: the input)."}, []string{"op"})
+	reg.MustRegister(submitted, completed, retried, live, queue, run, collOps, collBytes)
+	m := metrics{collOps: collOps, collBytes: collBytes}
 	for k := range kindNames {
 		n := kindNames[k]
 		m.submitted[k] = submitted.WithLabelValues(n)
@@ -126,7 +134,29 @@ func newMetrics(reg *prometheus.Registry) metrics {
 		m.queue[k] = queue.WithLabelValues(n)
 		m.run[k] = run.WithLabelValues(n)
 	}
+	for _, op := range []string{"allreduce", "allgather", "reducescatter", "broadcast", "barrier", "send", "recv"} {
+		collOps.WithLabelValues(op) // every op from the start, at 0
+		collBytes.WithLabelValues(op)
+	}
 	return m
+}
+
+// knownOps bounds the op label to the operations rdma/coll counts, so that a rank cannot grow
+// the series without end.
+var knownOps = map[string]bool{"allreduce": true, "allgather": true, "reducescatter": true, "broadcast": true,
+	"barrier": true, "send": true, "recv": true}
+
+// Collectives adds a rank's COLL_STATS.
+func (r *Recorder) Collectives(s wire.CollStats) {
+	if r == nil {
+		return
+	}
+	for op, n := range s.Ops {
+		if knownOps[op] {
+			r.m.collOps.WithLabelValues(op).Add(float64(n))
+			r.m.collBytes.WithLabelValues(op).Add(float64(s.Bytes[op]))
+		}
+	}
 }
 
 // collector turns a Snapshot into gauges and counters at scrape time, so that the agent's hot
