@@ -55,6 +55,7 @@ check "metrics: 5 tasks finished" test "$(metric 'shoal_tasks_completed_total{ki
 check "metrics: 1 task failed" test "$(metric 'shoal_tasks_completed_total{kind="task",outcome="failed"}')" = 1
 check "metrics: 3 actor calls finished" test "$(metric 'shoal_tasks_completed_total{kind="actor_call",outcome="finished"}')" = 3
 check "metrics: 1 actor alive" test "$(metric 'shoal_actors{state="ALIVE"}')" = 1
+check "metrics: 1 placement group created" test "$(metric 'shoal_placement_groups{state="CREATED"}')" = 1
 check "metrics: no task pending or running" test "$(metric 'shoal_tasks{kind="task",state="running"}')$(metric 'shoal_tasks{kind="task",state="pending"}')" = 00
 check "metrics: run-time histogram counted 6 task runs" test "$(metric 'shoal_task_run_seconds_count{kind="task"}')" = 6
 check "metrics: the node is up with 2 CPUs" eval 'grep -Eq "^shoal_node_up\{node=\"[^\"]+\"\} 1$" "$OBS_OUT/metrics" && grep -Eq "^shoal_node_resource_capacity\{node=\"[^\"]+\",resource=\"CPU\"\} 2$" "$OBS_OUT/metrics"'

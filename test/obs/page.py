@@ -112,9 +112,10 @@ def main():
         t = b.wait_text(s, lambda t: "401" in t, 10)
         check("page: without the token the browser gets 401", "401 unauthorized" in t, t)
         s = b.open(url)
-        want = ["square", "boom", "Counter.incr", "obs-counter", "ALIVE", "FAILED", "(head)", "Nodes", "Workers"]
+        want = ["square", "boom", "Counter.incr", "obs-counter", "ALIVE", "FAILED", "(head)", "Nodes", "Workers",
+                "obs-group\tSPREAD\tCREATED"]
         t = b.wait_text(s, lambda t: all(w in t for w in want) and "live" in t)
-        check("page: nodes, tasks by function and state, the failed task, the actor, workers", all(w in t for w in want), t)
+        check("page: nodes, tasks by function and state, the failed task, the actor, the placement group, workers", all(w in t for w in want), t)
         lines = t.splitlines()
         sq = [l for l in lines if l.startswith("square\t")]
         check("page: square finished 5 times", bool(sq) and sq[0].split("\t")[4] == "5", "\n".join(sq))

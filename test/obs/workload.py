@@ -1,5 +1,5 @@
 """The workload of test/obs/*.sh, run as the driver of a shoal cluster: five tasks, an actor
-with three calls, and a failing task; then it runs the checker given on its command line with
+with three calls, a placement group and a failing task; then it runs the checker given on its command line with
 the cluster in its environment, while the cluster is still up, and exits with its status. With
 OBS_LATE_SIGNAL set, it submits one more task (late_task) once the checker creates that file."""
 import os
@@ -37,6 +37,8 @@ class Counter:
 assert shoal.get([square.remote(i) for i in range(5)]) == [0, 1, 4, 9, 16]
 c = Counter.options(name="obs-counter").remote()
 assert shoal.get([c.incr.remote() for _ in range(3)]) == [1, 2, 3]
+pg = shoal.util.placement_group([{"CPU": 0.5}], strategy="SPREAD", name="obs-group")
+shoal.get(pg.ready())
 try:
     shoal.get(boom.remote())
     sys.exit("boom() did not fail")
