@@ -9,7 +9,8 @@ import (
 
 // Report is the end-of-job summary `shoal run` and `shoal launch` print on stderr (and write
 // with --report as JSON). CPU- and GPU-seconds "given" are what the allocation offered: each
-// node's CPUs and GPUs times its time in the cluster; "used" are what tasks and actor calls
+// node's CPUs and GPUs times its time in the cluster (the head node's from the start, a
+// member's from its join); "used" are what tasks and actor calls
 // held while they ran on a worker (their resource request times their run time), which is
 // what the scheduler can know without sampling every process.
 type Report struct {
@@ -62,9 +63,9 @@ func (r *Recorder) Report() Report {
 	rep.CPUSecondsUsed, rep.GPUSecondsUsed = c.cpuSeconds, c.gpuSeconds
 	rep.Nodes = len(snap.Nodes)
 	for _, n := range snap.Nodes {
-		from := n.Joined
-		if from.Before(r.start) || from.IsZero() {
-			from = r.start
+		from := n.Joined // a member: from when it joined
+		if n.Head || from.Before(r.start) || from.IsZero() {
+			from = r.start // the head node was given from the start
 		}
 		held := max(now.Sub(from).Seconds(), 0)
 		rep.CPUSecondsGiven += n.Total["CPU"] * held
