@@ -210,3 +210,33 @@ func TestEndJobEndsWhatItLeft(t *testing.T) {
 		t.Errorf("report: %+v", rep)
 	}
 }
+
+func TestPageDataCountsEveryTaskAndListsTheLatest(t *testing.T) {
+	c := &clock{t: time.Unix(1000, 0)}
+	r := NewRecorder(WithClock(c.now))
+	for i := byte(1); i <= 5; i++ {
+		c.add(time.Second)
+		e := ev(i, Submitted, KindTask)
+		r.TaskEvent(e)
+		if i <= 3 {
+			e.State = Running
+			r.TaskEvent(e)
+		}
+		if i <= 2 {
+			e.State = Finished
+			r.TaskEvent(e)
+		}
+	}
+	p := r.PageData(3)
+	if len(p.Tasks) != 1 || p.Tasks[0].States["FINISHED"] != 2 || p.Tasks[0].States["RUNNING"] != 1 || p.Tasks[0].States["PENDING"] != 2 {
+		t.Fatalf("counts: %+v", p.Tasks)
+	}
+	var got []string
+	for _, rec := range p.Recent {
+		got = append(got, rec.Task[:2]+rec.State)
+	}
+	// the latest activity last: task 2 ended at 1002, task 3 started at 1003, 4 and 5 submitted
+	if strings.Join(got, " ") != "03RUNNING 04PENDING 05PENDING" {
+		t.Errorf("recent: %v", got)
+	}
+}

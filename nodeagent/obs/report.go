@@ -40,11 +40,20 @@ func (r *Recorder) Report() Report {
 	if r == nil {
 		return Report{}
 	}
-	var snap Snapshot
+	var snap *Snapshot
 	if src := r.source(); src != nil {
-		snap = src.Snapshot()
-		r.notePeak(&snap)
+		s := src.Snapshot()
+		snap = &s
 	}
+	return r.report(snap)
+}
+
+// report is Report on a snapshot already taken (nil: none).
+func (r *Recorder) report(snap *Snapshot) Report {
+	if snap == nil {
+		snap = &Snapshot{}
+	}
+	r.notePeak(snap)
 	now := r.now()
 	r.mu.Lock()
 	c := r.counts

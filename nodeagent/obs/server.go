@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,32 +182,81 @@ type RecordJSON struct {
 	End     float64 `json:"end_s"`
 }
 
-// PageData builds the page's JSON; recent is how many of the latest tasks it lists.
+// PageData builds the page's JSON; recent is how many of the latest tasks it lists. It copies
+// only those (the counts by function are made under the recorder's lock without copying), so an
+// open page costs a walk of the recorder's table once a second, not a copy of it.
 func (r *Recorder) PageData(recent int) Page {
 	var p Page
+	var snap *Snapshot
 	if src := r.source(); src != nil {
 		p.Snapshot = src.Snapshot()
+		snap = &p.Snapshot
 	}
-	recs, _ := r.Records()
-	byFn := map[string]*FunctionCount{}
-	var order []string
-	for _, rec := range recs {
-		key := rec.Kind.String() + "\x00" + rec.Name
-		fc := byFn[key]
-		if fc == nil {
-			fc = &FunctionCount{Name: rec.Name, Kind: rec.Kind.String(), States: map[string]int{}}
-			byFn[key] = fc
-			order = append(order, key)
+	type fnKey struct {
+		kind Kind
+		name string
+	}
+	counts := map[fnKey]*[len(stateNames)]int{}
+	count := func(rec *Record) {
+		c := counts[fnKey{rec.Kind, rec.Name}]
+		if c == nil {
+			c = new([len(stateNames)]int)
+			counts[fnKey{rec.Kind, rec.Name}] = c
 		}
-		fc.States[rec.State.String()]++
+		c[rec.State]++
 	}
-	for _, k := range order {
-		p.Tasks = append(p.Tasks, *byFn[k])
+	var last []Record
+	r.mu.Lock()
+	n := len(r.ended)
+	for i := 0; i < n; i++ {
+		rec := r.ended[(r.next+i)%n]
+		count(rec)
+		if i >= n-recent {
+			last = append(last, *rec)
+		}
 	}
-	if len(recs) > recent {
-		recs = recs[len(recs)-recent:]
+	running, other := 0, 0
+	for _, rec := range r.live {
+		count(rec)
+		if rec.State == Running && running < recent {
+			last = append(last, *rec)
+			running++
+		} else if rec.State != Running && other < recent {
+			last = append(last, *rec)
+			other++
+		}
 	}
-	for _, rec := range recs {
+	r.mu.Unlock()
+	for k, c := range counts {
+		fc := FunctionCount{Name: k.name, Kind: k.kind.String(), States: map[string]int{}}
+		for st, v := range c {
+			if v > 0 {
+				fc.States[State(st).String()] = v
+			}
+		}
+		p.Tasks = append(p.Tasks, fc)
+	}
+	sort.Slice(p.Tasks, func(i, j int) bool {
+		if p.Tasks[i].Name != p.Tasks[j].Name {
+			return p.Tasks[i].Name < p.Tasks[j].Name
+		}
+		return p.Tasks[i].Kind < p.Tasks[j].Kind
+	})
+	// the latest activity last: an end, else a start, else the submission
+	at := func(rec *Record) time.Time {
+		switch {
+		case !rec.End.IsZero():
+			return rec.End
+		case !rec.Start.IsZero():
+			return rec.Start
+		}
+		return rec.Submit
+	}
+	sort.SliceStable(last, func(i, j int) bool { return at(&last[i]).Before(at(&last[j])) })
+	if len(last) > recent {
+		last = last[len(last)-recent:]
+	}
+	for _, rec := range last {
 		j := RecordJSON{Task: rec.Task.String(), Name: rec.Name, Kind: rec.Kind.String(), State: rec.State.String(),
 			Node: rec.Node, Worker: rec.Worker, Attempt: rec.Attempt, Reason: rec.Reason}
 		if !rec.Start.IsZero() {
@@ -217,7 +267,7 @@ func (r *Recorder) PageData(recent int) Page {
 		}
 		p.Recent = append(p.Recent, j)
 	}
-	p.Report = r.Report()
+	p.Report = r.report(snap)
 	return p
 }
 
