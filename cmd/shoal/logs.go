@@ -20,7 +20,7 @@ func logsCommand() *cli.Command {
 			"   Example: shoal logs --actor trainer --follow\n" +
 			"   Each line is prefixed as in the driver: (function pid=PID, node=NODE). A task or actor id\n" +
 			"   may be a prefix of its hex id (the page and `shoal timeline` show them). The head keeps\n" +
-			"   the latest 100,000 lines.",
+			"   the latest 100,000 lines (at most 64 MiB).",
 		Flags: append(targetFlags(),
 			&cli.StringFlag{Name: "task", EnvVars: []string{"SHOAL_LOGS_TASK"}, Usage: "only this task's lines (hex id or a prefix of it)"},
 			&cli.StringFlag{Name: "actor", EnvVars: []string{"SHOAL_LOGS_ACTOR"}, Usage: "only this actor's lines (its name, or hex id or a prefix)"},

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,7 +18,7 @@ import (
 //
 //	worker stdout/stderr ──pipe──> LineWriter (its node's agent) ──Line──> sink
 //	   head node: sink = Recorder.AddLog      member: sink = LOG frames to the head
-//	Recorder.AddLog ──> bounded ring (shoal logs, the page) and, for a job whose driver did not
+//	Recorder.AddLog ──> bounded queue (shoal logs, the page) and, for a job whose driver did not
 //	                    register (a Go driver), the agent's own stdout/stderr, prefixed
 //	driver (log_to_driver=True) ──polls OBSERVE logs{job, since}──> prints, prefixed
 //
@@ -31,9 +32,12 @@ const MarkerPrefix = "\x1eshoal-task "
 // MaxLine is the longest line kept; a longer one is cut there.
 const MaxLine = 4 << 10
 
-// DefaultMaxLogLines bounds the lines a recorder keeps (the oldest go first): at most about
-// 400 MiB at MaxLine each, typically a few MiB.
-const DefaultMaxLogLines = 100_000
+// DefaultMaxLogLines and DefaultMaxLogBytes bound the lines a recorder keeps (the oldest go
+// first): 100,000 lines, and 64 MiB of their text.
+const (
+	DefaultMaxLogLines = 100_000
+	DefaultMaxLogBytes = 64 << 20
+)
 
 // Line is one line a worker wrote.
 type Line struct {
@@ -187,12 +191,13 @@ func (f LogFilter) match(l *Line) bool {
 		(f.Actor == "" || (l.Actor != "" && strings.HasPrefix(l.Actor, strings.ToLower(f.Actor))))
 }
 
-// logs is the recorder's ring of lines and the jobs whose drivers registered.
+// logs is the recorder's queue of lines and the jobs whose drivers registered.
 type logs struct {
 	mu      sync.Mutex
 	max     int
-	ring    []Line
-	next    int    // where the next line goes once the ring is full
+	lines   []Line // lines[start:] are kept, oldest first
+	start   int
+	bytes   int    // text bytes kept
 	seq     uint64 // the last line's Seq
 	drivers map[string]bool
 	echo    func(Line) // for lines of a job whose driver did not register
@@ -236,11 +241,16 @@ func (r *Recorder) AddLog(l Line) {
 	if g.max == 0 {
 		g.max = r.maxLines
 	}
-	if len(g.ring) < g.max {
-		g.ring = append(g.ring, l)
-	} else {
-		g.ring[g.next] = l
-		g.next = (g.next + 1) % g.max
+	g.lines = append(g.lines, l)
+	g.bytes += len(l.Text)
+	for len(g.lines)-g.start > g.max || g.bytes > DefaultMaxLogBytes {
+		g.bytes -= len(g.lines[g.start].Text)
+		g.lines[g.start] = Line{}
+		g.start++
+	}
+	if g.start > 1024 && g.start > len(g.lines)/2 { // give the dropped lines' room back
+		g.lines = append([]Line(nil), g.lines[g.start:]...)
+		g.start = 0
 	}
 	_, registered := g.drivers[l.Job]
 	echo := g.echo
@@ -261,9 +271,10 @@ func (r *Recorder) Logs(f LogFilter, since uint64, max int) ([]Line, uint64) {
 	defer g.mu.Unlock()
 	out := []Line{}
 	next := since
-	n := len(g.ring)
-	for i := 0; i < n; i++ {
-		l := &g.ring[(g.next+i)%n]
+	kept := g.lines[g.start:]
+	from := sort.Search(len(kept), func(i int) bool { return kept[i].Seq > since }) // Seqs rise
+	for i := g.start + from; i < len(g.lines); i++ {
+		l := &g.lines[i]
 		if l.Seq <= since {
 			continue
 		}
