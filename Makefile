@@ -8,7 +8,7 @@ export SHOAL_BIN := $(CURDIR)/bin/shoal
 VERSION   := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' python/shoal/__init__.py)
 COMMIT    := $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD -- || c=$$c-dirty; echo $$c; })
 
-.PHONY: all build spank deps test test-security test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma release test-release bench-ucx bench-core-sim bench-head-scale demo fuzz bench clean
+.PHONY: all build spank deps test test-obs test-security test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma release test-release bench-ucx bench-core-sim bench-head-scale demo fuzz bench clean
 
 all: build
 
@@ -20,7 +20,7 @@ build:
 deps:
 	./scripts/deps.sh
 
-test: deps build test-go test-python test-e2e test-security test-slurm test-objects test-yarn test-train test-coll test-rdma test-release
+test: deps build test-go test-python test-e2e test-obs test-security test-slurm test-objects test-yarn test-train test-coll test-rdma test-release
 
 test-go:
 	$(GO) vet ./...
@@ -32,6 +32,14 @@ test-python: build
 test-e2e: build
 	./test/e2e.sh
 	./test/head_state.sh
+
+# observability: /metrics (promtool), the token, `shoal dashboard`, `shoal timeline`, `shoal logs`,
+# the report, the dashboard page in headless chromium (screenshot in $$OBS_ARTIFACTS, default
+# /tmp/shoal-obs-artifacts), then logs, timeline and heartbeats of member nodes on the Slurm cluster
+test-obs: build spank
+	./test/obs/metrics.sh
+	./test/obs/page.sh
+	flock /tmp/shoal-slurm.lock sh -c './test/slurm/obs.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
 
 # a hostile second user on this node (test/security/*.sh, real Unix users made with useradd), then
 # the same attacks on the 3-node Slurm cluster (test/slurm/security*.sh, held under the lock)

@@ -33,6 +33,7 @@ import (
 	"github.com/shoal-hpc/shoal/nodeagent/confine"
 	"github.com/shoal-hpc/shoal/nodeagent/fingerprint"
 	"github.com/shoal-hpc/shoal/nodeagent/gpu"
+	"github.com/shoal-hpc/shoal/nodeagent/obs"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
 )
@@ -82,6 +83,8 @@ type Options struct {
 	// (and a member its head); zero: nodeagent.DefaultHeartbeatTimeout, negative: no
 	// heartbeats. Only the head's value counts: members take it from NODE_JOIN's answer.
 	HeartbeatTimeout time.Duration
+	// Observe: the recorder, dashboard and report (observe.go).
+	Observe ObserveOptions
 }
 
 // Cluster is a running one-node cluster.
@@ -101,6 +104,8 @@ type Cluster struct {
 	insecureDataPlane bool
 	// Shutdown is closed when a client asked the cluster to stop (shoal down).
 	Shutdown chan struct{}
+	rec      *obs.Recorder // nil: observability off
+	dash     *obs.Server
 }
 
 // Info is what `shoal up` records about a cluster, in <session dir>/cluster.json (0600).
@@ -117,6 +122,9 @@ type Info struct {
 	StoreDir string `json:"store_dir,omitempty"`
 	// StateDB is the head's database, when a state directory keeps it (--state-dir).
 	StateDB string `json:"state_db,omitempty"`
+	// Dashboard is where the head serves the dashboard and /metrics (the token is in the
+	// session directory's dashboard.token).
+	Dashboard string `json:"dashboard,omitempty"`
 }
 
 // BaseDir returns the per-user directory that holds session directories,
@@ -183,7 +191,7 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 	}
 	dir := sess.Path()
 	c := &Cluster{ID: o.ClusterID, Secret: o.Secret, Dir: dir, log: log, sess: sess, Shutdown: make(chan struct{}),
-		insecureDataPlane: o.InsecureDataPlane}
+		insecureDataPlane: o.InsecureDataPlane, rec: newRecorder(o.Observe, o.Stdout, o.Stderr)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -251,6 +259,7 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		InsecureDataPlane: o.InsecureDataPlane, WorkerEnv: dataPlaneEnv(o.InsecureDataPlane),
 		MaxWorkersPerNode: o.MaxWorkersPerNode,
 		Heartbeat:         nodeagent.Heartbeat{Timeout: o.HeartbeatTimeout},
+		Observer:          c.rec,
 		OnShutdown: func() {
 			if !once {
 				once = true
@@ -266,6 +275,9 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		return nil, err
 	}
 	c.Addr = a.Addr()
+	if err := c.startDashboard(o.Observe); err != nil {
+		return nil, err
+	}
 	if err := c.WriteInfo(); err != nil {
 		return nil, fmt.Errorf("record the cluster: %w", err)
 	}
@@ -409,7 +421,8 @@ func dataPlaneEnv(insecure bool) []string {
 // Info describes the cluster.
 func (c *Cluster) Info() Info {
 	return Info{ID: c.ID, Address: c.Addr, TCP: c.agent.TCPAddr(), Secret: c.Secret, PID: os.Getpid(), Dir: c.Dir,
-		SlurmJob: os.Getenv("SLURM_JOB_ID"), StoreDir: filepath.Dir(c.agent.ArenaPath()), StateDB: c.stateDB}
+		SlurmJob: os.Getenv("SLURM_JOB_ID"), StoreDir: filepath.Dir(c.agent.ArenaPath()), StateDB: c.stateDB,
+		Dashboard: c.DashboardURL()}
 }
 
 // WriteInfo records the cluster in its session directory for `shoal status` and `shoal down`
@@ -429,6 +442,9 @@ func (c *Cluster) Agent() *nodeagent.Agent { return c.agent }
 // Close stops the agent and the head and removes the session directory.
 func (c *Cluster) Close() error {
 	var errs []error
+	if c.dash != nil {
+		errs = append(errs, c.dash.Close())
+	}
 	if c.agent != nil {
 		errs = append(errs, c.agent.Close())
 	}

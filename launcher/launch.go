@@ -282,6 +282,9 @@ func launchHead(ctx context.Context, log hclog.Logger, o LaunchOptions, me strin
 	// teardown, means a head that Slurm SIGKILLs after KillWait leaves no file behind.
 	os.Remove(file)
 	code, err := runDriver(ctx, log, c, path, argv)
+	if rerr := c.WriteReport(os.Stderr, o.Observe); rerr != nil && err == nil { // before the members leave
+		log.Error("end-of-job report", "error", rerr)
+	}
 	c.Agent().StopMembers(code, "the driver exited")
 	stopped = true
 	return code, err

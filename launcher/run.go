@@ -43,7 +43,11 @@ func Run(ctx context.Context, log hclog.Logger, o Options, argv []string) (int, 
 		c.Close()
 		reapOrphans(log)
 	}()
-	return runDriver(ctx, log, c, path, argv)
+	code, err := runDriver(ctx, log, c, path, argv)
+	if rerr := c.WriteReport(os.Stderr, o.Observe); rerr != nil && err == nil {
+		log.Error("end-of-job report", "error", rerr)
+	}
+	return code, err
 }
 
 // runDriver runs argv (path resolved) with the cluster in its environment, forwarding signals,

@@ -30,6 +30,7 @@ import (
 	"github.com/shoal-hpc/shoal/nodeagent/confine"
 	"github.com/shoal-hpc/shoal/nodeagent/gpu"
 	"github.com/shoal-hpc/shoal/nodeagent/objstore"
+	"github.com/shoal-hpc/shoal/nodeagent/obs"
 	"github.com/shoal-hpc/shoal/rdma"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
@@ -86,6 +87,9 @@ type Config struct {
 	// Heartbeat sets how members' liveness is checked (zero: DefaultHeartbeatTimeout and a
 	// fifth of it as the period; heartbeat.go).
 	Heartbeat Heartbeat
+	// Observer records task events for the dashboard, metrics, timeline and report
+	// (observe.go); nil: observability off.
+	Observer *obs.Recorder
 }
 
 // Agent is a node agent.
@@ -679,6 +683,8 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		return a.handleKV(c, f)
 	case wire.TState:
 		return a.headState(c, f.Seq)
+	case wire.TObserve, wire.TNodeStats, wire.TLog, wire.TCollStats: // obs: observe.go
+		return a.handleObserve(c, f)
 	case wire.TShutdown:
 		if c.role != "cli" {
 			return errors.New("only a CLI connection (shoal down) may shut the cluster down")

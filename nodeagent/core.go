@@ -9,6 +9,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/shoal-hpc/shoal/nodeagent/gpu"
+	"github.com/shoal-hpc/shoal/nodeagent/obs"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
 )
@@ -107,6 +108,7 @@ func (a *Agent) act(x sched.Action) {
 		}
 	case sched.Retry:
 		if t := a.coreTasks[x.Task]; t != nil {
+			a.observe(t, obs.Retrying, x.Why) // obs:
 			a.log.Warn("worker died while running a task; retrying", "task", t.spec.Name, "attempt", x.Attempt, "reason", x.Why)
 			a.detach(t)
 		}

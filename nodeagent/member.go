@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -155,6 +156,7 @@ func (m *Member) Run() (int, error) {
 		defer close(stop)
 		go m.beat(m.hb, stop)
 	}
+	defer m.statsBeat()() // obs: node figures (memberbeat.go)
 	for {
 		m.handling.Store(false)
 		f, err := m.conn.Read()
@@ -250,7 +252,8 @@ func (m *Member) spawn(s *wire.Spawn) {
 		env = append(env, "SHOAL_STORE_ADDRESS="+m.store.Addr())
 	}
 	worker := s.Worker
-	err := m.procs.start(spawnSpec{Worker: worker, Argv: s.Argv, Env: env, Cwd: s.Cwd, GPUs: s.GPUs}, func(why, stderr string) {
+	out := func() (io.Writer, io.Writer) { return m.workerOutput(worker) } // obs: lines to the head (observe.go)
+	err := m.procs.start(spawnSpec{Worker: worker, Argv: s.Argv, Env: env, Cwd: s.Cwd, GPUs: s.GPUs, Output: out}, func(why, stderr string) {
 		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: worker, Msg: why, Stderr: stderr})
 	})
 	if errors.Is(err, errStopping) {

@@ -3,9 +3,11 @@ package nodeagent
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"syscall"
 
+	"github.com/shoal-hpc/shoal/nodeagent/obs"
 	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
 )
@@ -155,6 +157,7 @@ func (a *Agent) endJob(j *job, reason string) {
 	}
 	delete(a.jobs, j.id)
 	delete(a.coreJobs, j.cid)
+	a.cfg.Observer.EndJob(j.id) // obs: what the job left live
 	if a.head != nil {
 		a.head.JobEnded(j.id, "FINISHED")
 	}
@@ -196,6 +199,7 @@ func (a *Agent) submit(c *client, m *wire.Task) error {
 		a.store.Pin(m.ArgObj)
 	}
 	a.tasks[m.Task] = t
+	a.observe(t, obs.Submitted, "") // obs:
 	if !m.PG.IsZero() {
 		pg := a.pgs[m.PG]
 		if pg == nil || pg.state == pgRemoved {
@@ -321,10 +325,12 @@ func (a *Agent) afterFail(t *task) {
 
 // fail seals all of t's return values with an error and finishes t.
 func (a *Agent) fail(t *task, kind, msg string) {
+	a.observe(t, obs.Failed, kind) // obs:
 	a.failWith(t, errorData(kind, msg))
 }
 
 func (a *Agent) failWith(t *task, data []byte) {
+	a.observe(t, obs.Failed, "") // obs: (after fail's, which names the reason, a no-op)
 	var objs []wire.Obj
 	for i := 0; i < t.spec.Nret; i++ {
 		id := t.spec.Task.WithIndex(uint32(i + 1))
@@ -371,6 +377,7 @@ func (a *Agent) finish(t *task) {
 }
 
 func (a *Agent) exec(t *task, w *worker) {
+	a.observe(t, obs.Running, "") // obs:
 	spec := *t.spec
 	spec.Attempt = t.spec.Attempt
 	spec.GPUs = t.gpus
@@ -422,6 +429,11 @@ func (a *Agent) done(c *client, m *wire.Done) error {
 		}
 	}
 	a.push(t.owner, objs)
+	if m.Err { // obs:
+		a.observe(t, obs.Failed, "raised")
+	} else {
+		a.observe(t, obs.Finished, "")
+	}
 	switch t.spec.Kind {
 	case wire.KindTask:
 		a.finish(t)
@@ -498,7 +510,8 @@ func (a *Agent) spawnLocal(w *worker) error {
 	j := w.job
 	env := append(a.workerEnv(j, w.id, a.local), a.gpuEnv(a.local, w.gpus)...)
 	w.procs = a.procs
-	return a.procs.start(spawnSpec{Worker: w.id, Argv: workerArgv(j), Env: env, Cwd: j.cwd, GPUs: w.gpus}, func(why, stderr string) {
+	out := func() (io.Writer, io.Writer) { return a.workerOutput(j.id, w.id) } // obs: per-task logs (observe.go)
+	return a.procs.start(spawnSpec{Worker: w.id, Argv: workerArgv(j), Env: env, Cwd: j.cwd, GPUs: w.gpus, Output: out}, func(why, stderr string) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		close(w.exited)

@@ -93,6 +93,8 @@ type xfer struct {
 	arena     []byte // the whole arena, mapped once (see view)
 	popMu     sync.Mutex
 	populated []uint64 // bit i: the arena's pages of block i (popBlock bytes) are faulted in
+
+	sent, received atomic.Int64 // object bytes served to and pulled from other agents (obs)
 }
 
 // pull is one object on its way here; done is closed when err is final.
@@ -266,7 +268,11 @@ func (x *xfer) sendBytes(c rdma.Conn, path string, off, size int64) error {
 		return err
 	}
 	defer done()
-	return c.Send(x.ctx, m)
+	err = c.Send(x.ctx, m)
+	if err == nil {
+		x.sent.Add(size)
+	}
+	return err
 }
 
 // pull brings object id of size bytes here from the agent at loc, or joins the pull of it
@@ -346,6 +352,7 @@ func (x *xfer) run(id wire.ID, loc string, size int64,
 	t0 := time.Now()
 	err := x.fetchInto(id, loc, size, path, off)
 	if err == nil {
+		x.received.Add(size)
 		dt := time.Since(t0).Seconds()
 		x.log.Debug("pulled object", "object", id.String(), "from", loc, "bytes", size, "seconds", dt, "GB/s", float64(size)/dt/1e9)
 	}

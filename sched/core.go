@@ -335,6 +335,14 @@ func (c *Core) Avail(id NodeID) Resources {
 	return c.nodes[id].avail.Clone()
 }
 
+// FreeGPUs returns a copy of a node's free GPU indices.
+func (c *Core) FreeGPUs(id NodeID) []int {
+	if id < 0 || int(id) >= len(c.nodes) {
+		return nil
+	}
+	return append([]int(nil), c.nodes[id].gpus...)
+}
+
 // Procs returns the number of live worker processes on a node.
 func (c *Core) Procs(id NodeID) int {
 	if id < 0 || int(id) >= len(c.nodes) {

@@ -17,6 +17,8 @@ APT_PKGS+=(tcpdump)
 # objdump and readelf for its check, which runs the aarch64 binary under qemu-user with Debian's
 # aarch64 glibc
 APT_PKGS+=(patchelf binutils qemu-user libc6-arm64-cross)
+# the dashboard's page in a headless browser, and promtool for /metrics (test/obs)
+APT_PKGS+=(chromium prometheus)
 PIP_PKGS=(numpy msgpack cloudpickle pytest wheel setuptools ml_dtypes)
 # the release: zig (the C compiler and linker for glibc 2.17) and auditwheel (the manylinux check)
 PIP_PKGS+=(ziglang auditwheel)

@@ -242,6 +242,9 @@ func runAM(ctx context.Context, log hclog.Logger) (int, error) {
 		tokens: tokens}
 	defer am.closeNMs()
 	code, status, diag := am.run(ctx, sigs, dout, derr)
+	if status != ipc.Killed { // obs: the end-of-job report ends driver.err, which `yarn submit` follows
+		c.WriteReport(derr, launcher.ObserveOptions{Quiet: spec.Quiet})
+	}
 	if status == ipc.Killed {
 		// killed by YARN (SIGTERM) or told to shut down: no unregistering, just leave nothing behind
 		am.stopAll(code, diag)

@@ -58,6 +58,8 @@ type SubmitOptions struct {
 	// HeartbeatTimeout is how long a silent container's agent has before the head gives it
 	// up (zero: the default; negative: no heartbeats); see launcher.Options.
 	HeartbeatTimeout time.Duration
+	// Quiet: no end-of-job report in driver.err (docs/observability.md).
+	Quiet bool
 	// HDFS, when set, stages the shipped files on HDFS (hdfs:// resources, StagingDir) instead
 	// of naming them as file:// resources, which only work on a file system every node mounts.
 	HDFS *WebHDFS
@@ -88,6 +90,8 @@ type AMSpec struct {
 	InsecureData bool `json:"insecure_data_plane,omitempty"`
 	// StateDir: where the head keeps its database (`--state-dir`); empty: not kept.
 	StateDir string `json:"state_dir,omitempty"`
+	// Quiet: no end-of-job report at the end of driver.err (`--quiet`).
+	Quiet bool `json:"quiet,omitempty"`
 }
 
 // SpecEnv is the environment variable that carries the AMSpec (JSON, base64-encoded).
@@ -219,7 +223,7 @@ func (o *SubmitOptions) Build(ctx context.Context, id, user string) (*Submission
 		AMVCores: o.AMVCores, NodeLabel: o.NodeLabel, SchedulerAddress: o.SchedulerAddress,
 		JoinTimeoutMS: o.JoinTimeout.Milliseconds(), MaxReplacements: replace, Driver: argv, Env: o.Env,
 		LocalResources: res, LogLevel: o.LogLevel, User: user, RequirePrivacy: o.RequireRPCPrivacy,
-		InsecureData: o.InsecureDataPlane, StateDir: o.StateDir, HeartbeatMS: o.HeartbeatTimeout.Milliseconds()}
+		InsecureData: o.InsecureDataPlane, StateDir: o.StateDir, HeartbeatMS: o.HeartbeatTimeout.Milliseconds(), Quiet: o.Quiet}
 	if o.HDFS != nil {
 		spec.Staging = encodeStaging(o.HDFS, StagingDir(user, id))
 	}

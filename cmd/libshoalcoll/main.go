@@ -98,11 +98,17 @@ func initGroup(name string, rank, size int, backend string, timeout time.Duratio
 		if err != nil {
 			return nil, fmt.Errorf("init collective group %q: %w", name, err)
 		}
-		defer c.Close()
 		if opts.Node == "" {
 			opts.Node = c.NodeID()
 		}
 		kv = c
+		// the group keeps the connection for its collective counts (/metrics) and closes it
+		opts.OwnKV = true
+		g, err := coll.NewGroup(context.Background(), kv, name, rank, size, opts)
+		if err != nil {
+			c.Close()
+		}
+		return g, err
 	}
 	return coll.NewGroup(context.Background(), kv, name, rank, size, opts)
 }

@@ -29,14 +29,14 @@ func benchCommand() *cli.Command {
 		Subcommands: append(append(collBenchCommands(), benchNCCLCommand()), &cli.Command{
 			Name:  "core",
 			Usage: "core microbenchmarks (tasks, actors, objects, placement groups) through the Python SDK",
-			UsageText: "shoal bench core [--only NAME,...] [--json FILE] [--duration S]\n\n" +
+			UsageText: "shoal bench core [--only NAME,...] [--json FILE] [--duration S] [--observability on|off|compare]\n\n" +
 				"   Example: shoal bench core --only single_client_tasks_sync,put_1gib_gigabytes --duration 5 --json bench.json\n\n" +
 				"   Runs `shoal run -- python3 -m shoal.bench --backend shoal` (the metric names of `ray microbenchmark`,\n" +
 				"   plus memcpy_gigabytes and put_1gib_gigabytes) and measures two start-up figures itself:\n" +
 				"   " + metricRunTrue + " (a cold `shoal run -- true`, median of --startup-runs) and\n" +
 				"   " + metricIdleRSS + " (VmRSS of the `shoal run` process while its driver sleeps).\n" +
 				"   `python3 -m shoal.bench --list` lists the metrics; scripts/bench-vs-ray.sh compares with Ray.",
-			Flags: []cli.Flag{
+			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "only", EnvVars: []string{"SHOAL_BENCH_ONLY"},
 					Usage: "comma-separated metric names (default: all, start-up figures included)"},
 				&cli.StringFlag{Name: "json", EnvVars: []string{"SHOAL_BENCH_JSON"},
@@ -49,7 +49,7 @@ func benchCommand() *cli.Command {
 					Usage: "how many cold runs of 'shoal run -- true' to take the median of"},
 				&cli.StringFlag{Name: "python", Value: "python3", EnvVars: []string{"SHOAL_PYTHON"},
 					Usage: "the Python interpreter that runs shoal.bench"},
-			},
+			}, benchObsFlags()...), // bench_obs.go
 			Action: benchCore,
 		}),
 	}
@@ -86,6 +86,20 @@ func benchCore(c *cli.Context) error {
 
 	report := map[string]any{}
 	var pyErr error
+	switch c.String("observability") {
+	case "on", "off":
+	case "compare": // bench_obs.go: the Python metrics only, both ways
+		rep, err := benchCompare(c, exe, env, pyOnly, runPython, wantStartup[metricRunTrue] || wantStartup[metricIdleRSS])
+		if rep != nil && c.String("json") != "" {
+			b, _ := json.MarshalIndent(rep, "", " ")
+			if werr := os.WriteFile(c.String("json"), append(b, '\n'), 0o644); werr != nil {
+				return cli.Exit(fmt.Sprintf("write %s: %v", c.String("json"), werr), 1)
+			}
+		}
+		return err
+	default:
+		return cli.Exit(fmt.Sprintf("--observability %q: use on, off or compare", c.String("observability")), 2)
+	}
 	if runPython {
 		report, pyErr = benchPython(c, exe, env, pyOnly)
 		if report == nil {
@@ -96,7 +110,7 @@ func benchCore(c *cli.Context) error {
 	startup := map[string]any{}
 	var rows [][3]string
 	if wantStartup[metricRunTrue] {
-		times, err := coldRuns(exe, env, c.Int("startup-runs"))
+		times, err := coldRuns(exe, env, c.Int("startup-runs"), "--observability="+c.String("observability"))
 		if err != nil {
 			return cli.Exit(fmt.Sprintf("cold `shoal run -- true`: %v", err), 1)
 		}
@@ -106,7 +120,7 @@ func benchCore(c *cli.Context) error {
 			fmt.Sprintf("s  (cold `shoal run -- true`, median of %d, min %.3f, max %.3f)", len(times), lo, hi)})
 	}
 	if wantStartup[metricIdleRSS] {
-		rss, n, err := idleRSS(exe, env)
+		rss, n, err := idleRSS(exe, env, "--observability="+c.String("observability"))
 		if err != nil {
 			return cli.Exit(fmt.Sprintf("idle RSS: %v", err), 1)
 		}
@@ -173,13 +187,18 @@ func setEnv(env []string, k, v string) []string {
 // to our stdout, its progress to our stderr. A report with metrics that failed comes back with
 // an error; a nil report means nothing came back.
 func benchPython(c *cli.Context, exe string, env []string, only []string) (map[string]any, error) {
+	return benchPythonObs(c, exe, env, only, c.String("observability"))
+}
+
+// benchPythonObs is benchPython on a cluster with --observability=obs.
+func benchPythonObs(c *cli.Context, exe string, env []string, only []string, obs string) (map[string]any, error) {
 	tmp, err := os.CreateTemp("", "shoal-bench-*.json")
 	if err != nil {
 		return nil, err
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
-	args := []string{"--log-level", c.String("log-level"), "run", "--resources", `{"custom": 100}`, "--",
+	args := []string{"--log-level", c.String("log-level"), "run", "--observability=" + obs, "--quiet", "--resources", `{"custom": 100}`, "--",
 		c.String("python"), "-m", "shoal.bench", "--backend", "shoal",
 		"--duration", strconv.FormatFloat(c.Float64("duration"), 'g', -1, 64),
 		"--trials", strconv.Itoa(c.Int("trials")), "--json", tmp.Name()}
@@ -209,10 +228,10 @@ func benchPython(c *cli.Context, exe string, env []string, only []string) (map[s
 
 // coldRuns times n runs of `shoal run -- true`, each starting and stopping a fresh cluster;
 // the durations come back sorted.
-func coldRuns(exe string, env []string, n int) ([]float64, error) {
+func coldRuns(exe string, env []string, n int, runArgs ...string) ([]float64, error) {
 	times := make([]float64, 0, n)
 	for i := 0; i < n; i++ {
-		cmd := exec.Command(exe, "run", "--", "true")
+		cmd := exec.Command(exe, append(append([]string{"run"}, runArgs...), "--", "true")...)
 		cmd.Env = env
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -229,8 +248,8 @@ func coldRuns(exe string, env []string, n int) ([]float64, error) {
 // idleRSS starts `shoal run -- sleep 1` and samples the VmRSS of the shoal process every 20 ms
 // while the driver sleeps (from 0.3 s to 0.9 s after the start, when the cluster is up and idle).
 // It returns the last sample in MiB and the number of samples.
-func idleRSS(exe string, env []string) (float64, int, error) {
-	cmd := exec.Command(exe, "run", "--", "sleep", "1")
+func idleRSS(exe string, env []string, runArgs ...string) (float64, int, error) {
+	cmd := exec.Command(exe, append(append([]string{"run"}, runArgs...), "--", "sleep", "1")...)
 	cmd.Env = env
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -28,7 +28,7 @@ import (
 )
 
 func clusterFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.Float64Flag{Name: "num-cpus", EnvVars: []string{"SHOAL_NUM_CPUS"},
 			Usage: "CPUs to offer (default: the CPUs this process may run on, lowered to its cgroup quota)"},
 		&cli.Float64Flag{Name: "num-gpus", EnvVars: []string{"SHOAL_NUM_GPUS"}, Usage: "GPUs to offer (default: the GPUs NVML finds)"},
@@ -55,7 +55,7 @@ func clusterFlags() []cli.Flag {
 		&cli.IntFlag{Name: "max-workers-per-node", EnvVars: []string{"SHOAL_MAX_WORKERS_PER_NODE"},
 			Usage: "cap on worker processes per node, actors included; the head node's value applies to every node (default: max(64, 4 x the node's CPUs))"},
 		stateDirFlag("keep the head's database (nodes, jobs, actors, placement groups) in this directory after the cluster ends, one file per cluster; `shoal history` lists it (default: the session directory, removed at exit)"),
-	}
+	}, observeFlags()...) // dashboard.go
 }
 
 // stateDirFlag is --state-dir, for the commands that start a cluster and for `shoal history`.
@@ -76,6 +76,9 @@ func options(c *cli.Context) (launcher.Options, error) {
 		o.AllowedInterfaces = strings.Split(s, ",")
 	}
 	var err error
+	if o.Observe, err = observeOptions(c); err != nil { // dashboard.go
+		return o, err
+	}
 	if s := c.String("memory"); s != "" {
 		if o.Memory, err = parseBytes(s); err != nil {
 			return o, cli.Exit(fmt.Sprintf("--memory: %v", err), 2)
@@ -135,7 +138,7 @@ func runCommand() *cli.Command {
 		UsageText: "shoal run [options] -- python script.py\n\n" +
 			"   Example: shoal run --num-cpus 4 --object-store-memory 2g -- python examples/python/demo.py\n" +
 			"   The command gets SHOAL_ADDRESS, SHOAL_SECRET and SHOAL_CLUSTER_ID; shoal exits with its exit code.",
-		Flags: clusterFlags(),
+		Flags: append(clusterFlags(), reportFlags()...),
 		Action: func(c *cli.Context) error {
 			o, err := options(c)
 			if err != nil {

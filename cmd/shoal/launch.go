@@ -24,7 +24,7 @@ func launchCommand() *cli.Command {
 			"   The first node runs the head and CMD; every node runs an agent; every node's step exits\n" +
 			"   with CMD's exit code. Without srun, the batch script's `shoal launch -- CMD` starts the\n" +
 			"   other nodes' agents itself (srun --overlap -N n-1 -n n-1 --ntasks-per-node=1).",
-		Flags: append(clusterFlags(),
+		Flags: append(append(clusterFlags(), reportFlags()...),
 			&cli.StringFlag{Name: "rendezvous-dir", EnvVars: []string{"SHOAL_RENDEZVOUS_DIR"},
 				Usage: "directory shared by the job's nodes where the first node leaves its address and secret (0600) (default: $HOME/.shoal/launch)"},
 			&cli.StringFlag{Name: "rendezvous-key", EnvVars: []string{"SHOAL_RENDEZVOUS_KEY"}, Hidden: true},

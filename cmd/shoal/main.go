@@ -96,6 +96,9 @@ func newApp() *cli.App {
 			benchCommand(),
 			yarnCommand(),
 			transportsCommand(),
+			dashboardCommand(),
+			timelineCommand(),
+			logsCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
 	}

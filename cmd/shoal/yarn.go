@@ -79,6 +79,8 @@ func yarnSubmitCommand() *cli.Command {
 			&cli.StringFlag{Name: "memory", Value: "1g", EnvVars: []string{"SHOAL_YARN_MEMORY"},
 				Usage: "memory of each container, e.g. 4g or 512m (a bare number is MB)"},
 			&cli.IntFlag{Name: "vcores", Value: 1, EnvVars: []string{"SHOAL_YARN_VCORES"}, Usage: "virtual cores of each container"},
+			&cli.BoolFlag{Name: "quiet", EnvVars: []string{"SHOAL_QUIET"},
+				Usage: "no end-of-job report at the end of the driver's stderr (default: the report, as `shoal run` prints it)"},
 			&cli.StringFlag{Name: "am-memory", Value: "1g", EnvVars: []string{"SHOAL_YARN_AM_MEMORY"},
 				Usage: "memory of the ApplicationMaster's container (head, its agent and the driver)"},
 			&cli.IntFlag{Name: "am-vcores", Value: 1, EnvVars: []string{"SHOAL_YARN_AM_VCORES"}, Usage: "virtual cores of the ApplicationMaster's container"},
@@ -161,7 +163,7 @@ func yarnSubmitCommand() *cli.Command {
 				MemoryMB: mem, VCores: int32(c.Int("vcores")), AMMemoryMB: amMem, AMVCores: int32(c.Int("am-vcores")),
 				Files: c.StringSlice("files"), Archives: c.StringSlice("archives"), Env: env, SchedulerAddress: sched, JoinTimeout: c.Duration("join-timeout"),
 				MaxReplacements: replace, LogLevel: c.String("am-log-level"), RequireRPCPrivacy: c.Bool("require-rpc-privacy"),
-				InsecureDataPlane: c.Bool("insecure-data-plane"), StateDir: sd, HeartbeatTimeout: hb, Argv: argv}
+				InsecureDataPlane: c.Bool("insecure-data-plane"), StateDir: sd, HeartbeatTimeout: hb, Quiet: c.Bool("quiet"), Argv: argv}
 			if o.HDFS, err = stager(c, site, cl.User()); err != nil {
 				return err
 			}

@@ -16,9 +16,10 @@ from ._api import (ActorClass, ActorHandle, RemoteFunction, available_resources,
                    get_actor, get_gpu_ids, get_runtime_context, init, is_initialized, kill, method, nodes, put, remote,
                    shutdown, wait)
 from ._client import ObjectRef  # noqa: F401
+from ._observe import job_report, timeline  # noqa: F401
 
 __version__ = "0.1.0"
 
 __all__ = ["init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "kill", "cancel", "get_actor", "method",
            "cluster_resources", "get_gpu_ids", "available_resources", "nodes", "get_runtime_context", "ObjectRef", "exceptions",
-           "util"]
+           "util", "timeline", "job_report"]

@@ -12,6 +12,7 @@ import threading
 import cloudpickle
 
 from . import _client as C
+from . import _observe
 from . import _serial
 from . import _wire as w
 from . import exceptions as exc
@@ -79,6 +80,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
         elif not secret:
             raise ConnectionError(f"cannot connect to {address}: SHOAL_SECRET is not set (it is in the session directory's `secret` file)")
         C._client = C.Client(address, secret, role="driver")
+        _observe.register_driver(C._client, secret, log_to_driver)
         atexit.register(shutdown)
         return _context()
 
@@ -94,6 +96,7 @@ def shutdown():
     with _lock:
         cl = C._client
         if cl is not None and cl.role != "worker":
+            _observe.stop_printing()
             C._client = None
             cl.close()
         proc = _local_cluster

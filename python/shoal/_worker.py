@@ -8,6 +8,7 @@ import traceback
 import cloudpickle
 
 from . import _client as C
+from . import _observe
 from . import _serial
 from . import _wire as w
 from . import exceptions as exc
@@ -55,6 +56,7 @@ def _run(client, spec):
     kwargs = {k: _subst(v, vals) for k, v in kwargs.items()}
     current_task = spec["task"]
     globals()["_current_name"] = spec.get("name")
+    _observe.mark_task(spec, current_actor_id)
     globals()["current_gpus"] = spec.get("gpus") or []
     if kind == w.KIND_TASK:
         fn = _fns.get(fid)
@@ -129,6 +131,7 @@ def main():
     wid = os.environ["SHOAL_WORKER_ID"]
     client = C.Client(addr, secret, role="worker", worker_id=wid)
     C._client = client
+    sys.stdout, sys.stderr = _observe.MarkedStream(sys.stdout), _observe.MarkedStream(sys.stderr)
     try:
         while True:
             client.pump(lambda: bool(client._execq))

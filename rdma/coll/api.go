@@ -31,7 +31,7 @@ func (g *Group) AllReduce(ctx context.Context, buf []byte, d DType, op Op) error
 	if err := op.valid(); err != nil {
 		return fmt.Errorf("allreduce: %w", err)
 	}
-	return g.run(ctx, "allreduce", func(ctx context.Context) error {
+	return g.run(ctx, "allreduce", len(buf), func(ctx context.Context) error {
 		rop := op
 		if op == Avg {
 			rop = Sum
@@ -69,7 +69,7 @@ func (g *Group) AllGather(ctx context.Context, in, out []byte) error {
 	if len(out) != len(in)*g.size {
 		return fmt.Errorf("allgather: output of %d bytes, want %d (%d ranks x %d bytes)", len(out), len(in)*g.size, g.size, len(in))
 	}
-	return g.run(ctx, "allgather", func(ctx context.Context) error {
+	return g.run(ctx, "allgather", len(out), func(ctx context.Context) error {
 		copy(out[g.rank*len(in):], in)
 		return g.world.allgatherBlocks(ctx, out, len(in))
 	})
@@ -87,7 +87,7 @@ func (g *Group) ReduceScatter(ctx context.Context, in, out []byte, d DType, op O
 	if len(in) != len(out)*g.size {
 		return fmt.Errorf("reducescatter: input of %d bytes, want %d (%d ranks x %d bytes)", len(in), len(out)*g.size, g.size, len(out))
 	}
-	return g.run(ctx, "reducescatter", func(ctx context.Context) error {
+	return g.run(ctx, "reducescatter", len(in), func(ctx context.Context) error {
 		rop := op
 		if op == Avg {
 			rop = Sum
@@ -121,12 +121,12 @@ func (g *Group) Broadcast(ctx context.Context, buf []byte, root int) error {
 	if root < 0 || root >= g.size {
 		return fmt.Errorf("broadcast: root %d is not a rank of this group of %d", root, g.size)
 	}
-	return g.run(ctx, "broadcast", func(ctx context.Context) error { return g.world.bcast(ctx, buf, root) })
+	return g.run(ctx, "broadcast", len(buf), func(ctx context.Context) error { return g.world.bcast(ctx, buf, root) })
 }
 
 // Barrier returns once every rank has called it.
 func (g *Group) Barrier(ctx context.Context) error {
-	return g.run(ctx, "barrier", func(ctx context.Context) error { return g.world.barrier(ctx) })
+	return g.run(ctx, "barrier", 0, func(ctx context.Context) error { return g.world.barrier(ctx) })
 }
 
 // Send sends buf to rank dst, which must Recv a buffer of the same length.
@@ -134,7 +134,7 @@ func (g *Group) Send(ctx context.Context, buf []byte, dst int) error {
 	if dst < 0 || dst >= g.size || dst == g.rank {
 		return fmt.Errorf("send: destination %d is not another rank of this group of %d", dst, g.size)
 	}
-	return g.run(ctx, "send", func(ctx context.Context) error { return g.world.send(ctx, dst, buf) })
+	return g.run(ctx, "send", len(buf), func(ctx context.Context) error { return g.world.send(ctx, dst, buf) })
 }
 
 // Recv fills buf with what rank src Sends.
@@ -142,5 +142,5 @@ func (g *Group) Recv(ctx context.Context, buf []byte, src int) error {
 	if src < 0 || src >= g.size || src == g.rank {
 		return fmt.Errorf("recv: source %d is not another rank of this group of %d", src, g.size)
 	}
-	return g.run(ctx, "recv", func(ctx context.Context) error { return g.world.recv(ctx, src, buf) })
+	return g.run(ctx, "recv", len(buf), func(ctx context.Context) error { return g.world.recv(ctx, src, buf) })
 }

@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sort"
 	"strings"
@@ -50,6 +51,9 @@ var ErrAborted = errors.New("collective group aborted")
 type Options struct {
 	// Cluster and Secret are the cluster's id and secret (SHOAL_CLUSTER_ID, SHOAL_SECRET).
 	Cluster, Secret string
+	// OwnKV: the group owns its KV connection and closes it (an io.Closer) in Close, after its
+	// last collective counts (stats.go) went out on it.
+	OwnKV bool
 	// Node is this rank's node id (SHOAL_NODE_ID); ranks with the same one use shared memory.
 	Node string
 	// Backend is "auto" (default: shm inside a node, ucx where it runs and the node has an
@@ -126,6 +130,7 @@ type Group struct {
 	closed   bool
 	done     chan struct{}
 
+	stats      stats // collectives run, for the head's /metrics (stats.go)
 	scratchBuf []byte
 	dctx       deadlineCtx // the running collective's context (a Group runs one at a time)
 	dctxBusy   atomic.Bool // dctx is in use (a Send and a Recv may run at once)
@@ -560,15 +565,21 @@ func (g *Group) Close() error {
 		g.failed.Store(true)
 	}
 	g.mu.Unlock()
+	g.stats.flush(g) // obs: what is left of the counts, to the head
 	g.closeAll()
+	if c, ok := g.kv.(io.Closer); ok && g.opts.OwnKV {
+		c.Close()
+	}
 	return nil
 }
 
-// run runs one collective under the group's timeout, aborting the group when it fails.
-func (g *Group) run(ctx context.Context, what string, f func(ctx context.Context) error) error {
+// run runs one collective (of n bytes, for the metrics) under the group's timeout, aborting
+// the group when it fails.
+func (g *Group) run(ctx context.Context, what string, n int, f func(ctx context.Context) error) error {
 	if g.failed.Load() {
 		return g.err()
 	}
+	g.stats.count(g, what, n) // obs: stats.go
 	// one context value per group, reused: a collective allocates nothing for its deadline, and
 	// reads the clock only once it waits (see deadlineCtx). A Send and a Recv that run at once
 	// (two goroutines) each need their own: the second gets a fresh one.

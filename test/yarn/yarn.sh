@@ -82,6 +82,11 @@ if has "$prog" "RUNNING: " && has "$prog" "3/3 agents joined, driver running" &&
 else
   bad "progress lines" "$prog"
 fi
+if grep -q "^shoal: job report: .* on 4 node(s); tasks [1-9][0-9]* (0 failed, 0 retried)" <<<"$prog"; then
+  ok "submit ends with the end-of-job report (4 nodes), from the end of driver.err"
+else
+  bad "the end-of-job report" "$(grep "shoal:" <<<"$prog" | tail -5)"
+fi
 st=$("$SHOAL" yarn status "$app" 2>&1)
 if has "$st" "queue: *root.batch" && has "$st" "name: *shoal-spread" && has "$st" "team-a" && has "$st" "nightly" &&
   has "$st" "final status: SUCCEEDED" && has "$st" "driver exit: *0"; then
