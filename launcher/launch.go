@@ -430,7 +430,7 @@ func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, fi
 		SlurmJob: os.Getenv("SLURM_JOB_ID")}); err != nil {
 		log.Warn("record this member for the epilog", "error", err)
 	}
-	code, sig, err := m.Serve(ctx, sigs)
+	code, sig, err := m.Serve(ctx, preemptHold(log, sigs))
 	if sig != nil {
 		return 128 + int(sig.(syscall.Signal)), nil
 	}
