@@ -42,7 +42,7 @@ func trainCommand() *cli.Command {
 			"   interface/HCA; a failed rank restarts the whole gang from the last shoal.train.report\n" +
 			"   checkpoint (SHOAL_TRAIN_CHECKPOINT), from warm spares that have imported torch already (--preload).\n" +
 			"   Outside a cluster it starts a one-node one (shoal run).",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "nproc-per-node", Value: "auto", EnvVars: []string{"SHOAL_TRAIN_NPROC_PER_NODE"},
 				Usage: "ranks per node: a number, gpu, cpu, or auto (the node's GPUs, else its CPUs)"},
 			&cli.IntFlag{Name: "nnodes", EnvVars: []string{"SHOAL_TRAIN_NNODES"},
@@ -69,8 +69,8 @@ func trainCommand() *cli.Command {
 					"starts cold). A spare costs the memory of those imports per rank (torch: ~530 MB RSS, ~290 MB of it private) while restarts are left"},
 			&cli.DurationFlag{Name: "spare-wait", Value: 30 * time.Second, EnvVars: []string{"SHOAL_TRAIN_SPARE_WAIT"},
 				Usage: "a warm spare starts once its node has an idle CPU, so that it does not slow starting ranks, or after this long"},
-		},
-		Subcommands: []*cli.Command{{
+		}, requeueFlags()...),
+		Subcommands: []*cli.Command{historyCommand(), {
 			Name:   "nccl-env",
 			Hidden: true, // used by shoal.train in Python: the NCCL variables discovery picks on this node
 			Usage:  "print NCCL_SOCKET_IFNAME / NCCL_IB_HCA for this node as JSON",
@@ -124,10 +124,17 @@ func trainCommand() *cli.Command {
 			if p, ok := os.LookupEnv("PYTHONPATH"); ok { // agents keep their own from workers
 				env = append(env, "PYTHONPATH="+p)
 			}
-			r, err := train.Run(context.Background(), logger(c).Named("train"), cl, train.Config{Argv: argv, Ranks: n, Resources: res,
+			log := logger(c).Named("train")
+			cfg := train.Config{Argv: argv, Ranks: n, Resources: res,
 				Strategy: strings.ToUpper(c.String("placement-strategy")), MaxRestarts: c.Int("max-restarts"),
 				GPUMode: c.String("cuda-visible-devices"), Allowed: allowed, Cwd: cwd, Env: env, StopGrace: c.Duration("stop-grace"),
-				PlaceTimeout: c.Duration("place-timeout"), Signals: sigs, Preload: preload, SpareWait: c.Duration("spare-wait")})
+				PlaceTimeout: c.Duration("place-timeout"), Signals: sigs, Preload: preload, SpareWait: c.Duration("spare-wait")}
+			st, err := setupRequeue(c, log, &cfg)
+			if err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
+			r, err := train.Run(context.Background(), log, cl, cfg)
+			st.finish(r, sigs, log)
 			if err != nil {
 				return cli.Exit(err.Error(), max(r.Code, 1))
 			}
