@@ -24,12 +24,24 @@ func preemptHold(log hclog.Logger, in <-chan os.Signal) <-chan os.Signal {
 	}
 	out := make(chan os.Signal, 4)
 	go func() {
+		held := false
 		for s := range in {
-			if s == syscall.SIGTERM {
-				if j, err := slurm.ShowJob(context.Background(), job); err == nil && j.Preempted() {
+			// Slurm sends a member two SIGTERMs: the preemption's, then, at the end of the grace
+			// time, the one that ends the job; the second passes without a question to
+			// scontrol, which slurmctld, busy requeueing, may answer late.
+			if s == syscall.SIGTERM && !held {
+				j, err := slurm.ShowJob(context.Background(), job)
+				if err != nil {
+					log.Warn("SIGTERM: cannot tell a preemption from a cancel; leaving", "job_id", job, "error", err)
+				} else if j.Preempted() {
 					log.Info("SIGTERM of a preemption: staying up until Slurm ends the job", "job_id", job, "preempt_time", j.PreemptTime)
+					held = true
 					continue
+				} else {
+					log.Info("SIGTERM: the job is not being preempted; leaving", "job_id", job, "state", j.State, "preempt_time", j.PreemptTime)
 				}
+			} else if s == syscall.SIGTERM {
+				log.Info("SIGTERM after the preemption's: leaving", "job_id", job)
 			}
 			out <- s
 		}

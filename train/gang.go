@@ -348,7 +348,7 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 		env := append(Env(r, placed[i], w), g.cfg.Env...)
 		return []any{StartSpec{Argv: g.cfg.Argv, Env: env, Cwd: g.cfg.Cwd, Prefix: fmt.Sprintf("[rank%d]: ", r.Rank),
 			Spare: spare, Preload: g.cfg.Preload, SpareWaitMs: int(g.cfg.SpareWait / time.Millisecond), SyncCheckpoints: r.Rank == 0,
-			IgnoreTerm: g.cfg.Requeue}}
+			Ignore: g.ignored()}}
 	}); err != nil {
 		lostNode = true
 		return Result{Code: 1, FailedRank: -1}, fmt.Errorf("start the ranks: %w", err)

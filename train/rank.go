@@ -65,11 +65,11 @@ type StartSpec struct {
 	// SyncCheckpoints holds each checkpoint report (shoal.train.report blocks) until Poll's
 	// ack says shoal train has it: rank 0's, whose checkpoint the gang restarts from.
 	SyncCheckpoints bool `msgpack:"sync_checkpoints"`
-	// IgnoreTerm starts the rank with SIGTERM ignored (`shoal train --requeue`, requeue.go):
-	// the SIGTERM Slurm sends every process of a step on a preemption does not kill it;
-	// shoal train tells it that a checkpoint is due instead. A handler the rank installs
-	// itself still gets the signal.
-	IgnoreTerm bool `msgpack:"ignore_term"`
+	// Ignore are signals the rank starts with ignored (`shoal train --requeue`: SIGTERM and
+	// the time-limit warning's signal, requeue.go): the ones Slurm sends every process of a
+	// step on a preemption or a time-limit warning do not kill it; shoal train tells it that
+	// a checkpoint is due instead. A handler the rank installs itself still gets them.
+	Ignore []int `msgpack:"ignore"`
 }
 
 // RankActor runs one rank's process on its node. Its methods run one at a time (it is an
@@ -323,9 +323,7 @@ func (r *RankActor) Start(s StartSpec) (bool, error) {
 		}
 	}
 	env := MergeEnv(kept, append(slices.Clone(s.Env), "SHOAL_TRAIN_REPORT_FD=3", "SHOAL_TRAIN_ACK_FD=4", "SHOAL_TRAIN_DUE_FD=6"))
-	if s.IgnoreTerm {
-		ignoreTerm() // inherited by the rank (and its spares) across exec
-	}
+	ignoreSignals(s.Ignore) // inherited by the rank (and its spares) across exec
 	dir := s.Cwd
 	if dir != "" {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {

@@ -34,10 +34,14 @@ const (
 	DuePreempted = 'P'
 )
 
-// ignoreTerm makes this worker ignore SIGTERM, so that the processes it starts inherit
-// SIG_IGN for it. (It no longer notes SIGTERMs it gets itself; Signal's duplicate check is
-// for SIGUSR1/SIGUSR2/SIGHUP, which Slurm's warnings use.)
-func ignoreTerm() { signal.Ignore(syscall.SIGTERM) }
+// ignoreSignals makes this worker ignore sigs, so that the processes it starts inherit SIG_IGN
+// for them. (It then no longer notes those it gets itself: Signal passes them on to the rank,
+// which ignores them unless it has a handler of its own.)
+func ignoreSignals(sigs []int) {
+	for _, s := range sigs {
+		signal.Ignore(syscall.Signal(s))
+	}
+}
 
 // ignoresTerm says whether process pid ignores SIGTERM (/proc/PID/status SigIgn).
 func ignoresTerm(pid int) bool {
@@ -199,4 +203,16 @@ func (g *gang) noteCheckpoint(rep *Report) {
 			g.log.Warn("record the checkpoint in the run's history", "error", err)
 		}
 	}
+}
+
+// ignored are the signals ranks start with ignored: with --requeue, SIGTERM and the warning's.
+func (g *gang) ignored() []int {
+	if !g.cfg.Requeue {
+		return nil
+	}
+	out := []int{int(syscall.SIGTERM)}
+	if g.cfg.WarnSignal != 0 && g.cfg.WarnSignal != syscall.SIGTERM {
+		out = append(out, int(g.cfg.WarnSignal))
+	}
+	return out
 }

@@ -55,7 +55,7 @@ print("after", t.checkpoint_due(), flush=True)
 func TestRankActorIgnoreTerm(t *testing.T) {
 	defer signal.Reset(syscall.SIGTERM)
 	r, _ := NewRankActor()
-	if _, err := r.Start(StartSpec{Argv: []string{"sh", "-c", `echo up; while :; do sleep 0.05; done`}, IgnoreTerm: true}); err != nil {
+	if _, err := r.Start(StartSpec{Argv: []string{"sh", "-c", `echo up; while :; do sleep 0.05; done`}, Ignore: []int{int(syscall.SIGTERM)}}); err != nil {
 		t.Fatal(err)
 	}
 	for st, _ := r.Poll(50, 0); st.Tail != "up"; st, _ = r.Poll(50, 0) {

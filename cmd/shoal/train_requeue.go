@@ -163,17 +163,22 @@ func (st *runState) finish(res train.Result, sigs <-chan os.Signal, log hclog.Lo
 	if !res.Hold || st.jobID == "" {
 		return
 	}
-	// until a signal comes that is not the preemption's, or the job leaves RUNNING
+	// until a signal comes that is not the preemption's, or the job leaves RUNNING. The
+	// preemption's SIGTERM (and the head agent's copy of it) came before the checkpoint, within
+	// milliseconds of each other: a SIGTERM a second after the hold began is the end.
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	began := time.Now()
 	for {
 		select {
 		case s := <-sigs:
 			if s == syscall.SIGUSR1 || s == syscall.SIGUSR2 {
 				continue
 			}
-			if j, err := slurm.ShowJob(context.Background(), st.jobID); err == nil && j.Preempted() {
-				continue
+			if time.Since(began) < time.Second {
+				if j, err := slurm.ShowJob(context.Background(), st.jobID); err == nil && j.Preempted() {
+					continue
+				}
 			}
 			return
 		case <-tick.C:
