@@ -255,9 +255,10 @@ EOF
     done
     # Preemption (test/slurm/train-requeue.sh): a job of `urgent` (PriorityTier 10) preempts
     # jobs of `preemptible` (PreemptMode=REQUEUE): SIGTERM to the job's steps, GraceTime
-    # seconds to save, then Slurm ends the job and queues it again. `debug` jobs are never
-    # preempted (PreemptMode=OFF), so the other suites see no change.
-    echo "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES PreemptMode=OFF"
+    # seconds to save, then Slurm ends the job and queues it again. Only test/slurm/train-requeue.sh
+    # submits to `urgent`, so the other suites' `debug` jobs are never preempted. (PreemptMode=OFF
+    # on `debug` would say so, but it also stops --oversubscribe jobs from sharing CPUs there.)
+    echo "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES"
     echo "PartitionName=preemptible Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE GraceTime=10"
     echo "PartitionName=urgent Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF"
   } | write_if_changed "$CONF" || changed=
