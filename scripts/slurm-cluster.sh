@@ -241,6 +241,9 @@ MailProg=/bin/true
 # Preemption by partition priority; a preempted job is requeued (see the partitions below).
 PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
+# A preempted job that asked for a warning signal (--signal=USR2@90, as submitit does) gets that
+# signal instead of SIGTERM (scripts/bench-preempt.sh compares shoal with submitit).
+SlurmctldParameters=preempt_send_user_signal
 # A requeued job may start again cred_expire+1 seconds after it ended (default 121 s); 10 keeps
 # the requeue tests short and is still far longer than a step launch takes here.
 AuthInfo=cred_expire=10
