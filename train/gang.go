@@ -57,6 +57,9 @@ type Config struct {
 	RequeueJob func() error
 	// Preempted says whether the job is in a preemption's grace time (nil: never).
 	Preempted func() bool
+	// Replan, when set (--nnodes MIN:MAX, elastic.go), gives the ranks and each one's
+	// resources anew after an attempt lost a node; an error ends the run.
+	Replan func() (int, map[string]float64, error)
 }
 
 // Result is how a gang ended.
@@ -149,6 +152,17 @@ func Run(ctx context.Context, log hclog.Logger, c *client.Client, cfg Config) (R
 		}
 		g.say("rank %d on %s failed (%s); restarting the gang %s (restart %d of %d)",
 			res.FailedRank, res.Node, how(res), from, attempt+1, cfg.MaxRestarts)
+		if g.pg == nil && cfg.Replan != nil { // a node was lost: place the gang on what is left
+			n, r, err := cfg.Replan()
+			if err != nil {
+				g.say("cannot go on: %v", err)
+				return res, fmt.Errorf("%w: %v", ErrPlacement, err)
+			}
+			if n != g.cfg.Ranks {
+				g.say("elastic: %d ranks instead of %d on the nodes left", n, g.cfg.Ranks)
+			}
+			g.cfg.Ranks, g.cfg.Resources = n, r
+		}
 	}
 }
 

@@ -45,8 +45,9 @@ func trainCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "nproc-per-node", Value: "auto", EnvVars: []string{"SHOAL_TRAIN_NPROC_PER_NODE"},
 				Usage: "ranks per node: a number, gpu, cpu, or auto (the node's GPUs, else its CPUs)"},
-			&cli.IntFlag{Name: "nnodes", EnvVars: []string{"SHOAL_TRAIN_NNODES"},
-				Usage: "nodes to use (default: every node of the cluster)"},
+			&cli.StringFlag{Name: "nnodes", EnvVars: []string{"SHOAL_TRAIN_NNODES"},
+				Usage: "nodes to use: N, or MIN:MAX for an elastic gang that goes on with fewer nodes (at least MIN) when one " +
+					"is lost, ranks renumbered (default: every node of the cluster)"},
 			&cli.Float64Flag{Name: "cpus-per-rank", EnvVars: []string{"SHOAL_TRAIN_CPUS_PER_RANK"},
 				Usage: "CPUs each rank reserves, and its OMP_NUM_THREADS (default: the node's CPUs divided among its ranks)"},
 			&cli.Float64Flag{Name: "gpus-per-rank", Value: -1, EnvVars: []string{"SHOAL_TRAIN_GPUS_PER_RANK"},
@@ -103,8 +104,20 @@ func trainCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
-			n, res, err := train.Plan(nodes, train.PlanOptions{NprocPerNode: c.String("nproc-per-node"), NNodes: c.Int("nnodes"),
-				CPUsPerRank: c.Float64("cpus-per-rank"), GPUsPerRank: c.Float64("gpus-per-rank")})
+			lo, hi, err := train.ParseNNodes(c.String("nnodes"))
+			if err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
+			popts := train.PlanOptions{NprocPerNode: c.String("nproc-per-node"), NNodes: hi,
+				CPUsPerRank: c.Float64("cpus-per-rank"), GPUsPerRank: c.Float64("gpus-per-rank")}
+			var replan func() (int, map[string]float64, error)
+			if lo < hi { // elastic: as many nodes as are live, up to hi, at least lo
+				replan = train.Replanner(cl.Nodes, popts, lo, hi)
+			}
+			n, res, err := train.Plan(nodes, popts)
+			if replan != nil {
+				n, res, err = replan()
+			}
 			if err != nil {
 				return cli.Exit(err.Error(), 2)
 			}
@@ -129,6 +142,7 @@ func trainCommand() *cli.Command {
 				Strategy: strings.ToUpper(c.String("placement-strategy")), MaxRestarts: c.Int("max-restarts"),
 				GPUMode: c.String("cuda-visible-devices"), Allowed: allowed, Cwd: cwd, Env: env, StopGrace: c.Duration("stop-grace"),
 				PlaceTimeout: c.Duration("place-timeout"), Signals: sigs, Preload: preload, SpareWait: c.Duration("spare-wait")}
+			cfg.Replan = replan
 			st, err := setupRequeue(c, log, &cfg)
 			if err != nil {
 				return cli.Exit(err.Error(), 2)

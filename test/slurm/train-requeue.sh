@@ -8,7 +8,9 @@
 #      is held until Slurm ends the job, Slurm requeues it, and the new allocation resumes from
 #      the checkpoint;
 #   2. warned of its time limit (USR1 to every process of the step, as --signal=USR1@T sends
-#      it): it checkpoints, requeues itself (scontrol requeue) and resumes.
+#      it): it checkpoints, requeues itself (scontrol requeue) and resumes;
+#   3. elastic (--nnodes 2:3, sbatch --no-kill): a node's agent is killed, and the gang goes on
+#      from its last checkpoint with 2 ranks on the 2 nodes left.
 # Each ends with the weights of the same training in one process (relative difference < 1e-5),
 # a history (--state-dir) that says why each allocation ended, and nothing left on any node.
 # Run it under `flock /tmp/shoal-slurm.lock`. Last line: "N passed, N failed".
@@ -31,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import shoal.train
 
 steps, ckdir, step_time = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+every = int(sys.argv[4]) if len(sys.argv) > 4 else 0   # a checkpoint every N steps too
 D, B = 8, 24
 
 def batch(step):
@@ -74,6 +77,11 @@ for step in range(start, steps):
         dist.barrier()
         print(f"DUE rank={rank} step={step}", flush=True)
         os._exit(0)
+    if every and step > start and step % every == 0 and rank == 0:
+        path = os.path.join(ckdir, f"step{step}.pt")
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, path + ".tmp")
+        os.replace(path + ".tmp", path)
+        shoal.train.report({"step": step}, checkpoint=path)
     x, y = batch(step)
     loss = step_on(ddp, opt, x[rank * n:(rank + 1) * n], y[rank * n:(rank + 1) * n])
     if rank == 0 and step % 10 == 0:
@@ -122,7 +130,7 @@ run() {
   hist=$(shoal train history --state-dir "$st" 2>&1)
 }
 
-# ONLY=preempt or ONLY=timelimit runs one of the two
+# ONLY=preempt, ONLY=timelimit or ONLY=elastic runs one of the three
 if [[ ${ONLY:-preempt} == preempt ]]; then
 preempt() { sbatch -p urgent -N 3 --exclusive --output="$WORK/urgent.out" --wrap 'echo "URGENT ran on $SLURM_JOB_NODELIST"; sleep 2' >/dev/null; }
 run preempt "#SBATCH -p preemptible" preempt
@@ -155,5 +163,26 @@ if [[ -n $ck ]] && has "$out" "the time-limit warning: a checkpoint is due" && [
   ok "time-limit warning (USR1): every rank stops at step $ck with a checkpoint, shoal train requeues the job, it resumes there and ends with one process's weights ($(grep -o 'rel_diff=[^ ]*' <<<"$out"))"
 else bad "time-limit requeue" "checkpoint step=$ck" "$out" "$hist"; fi
 if left=$(clean "$out" "$jid"); then ok "nothing of either allocation is left on any node"; else bad "leftovers after the requeue" "$left"; fi
+fi
+
+if [[ ${ONLY:-elastic} == elastic ]]; then
+ck=$WORK/ck-elastic; mkdir -p "$ck"
+printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --exclusive --no-kill --output=%s/elastic.out\nsrun shoal launch -- shoal train --nnodes 2:3 --max-restarts 2 --nproc-per-node 1 --state-dir %s/state-elastic -- python3 %s 120 %s 0.1 10\n' \
+  "$WORK" "$WORK" "$WORK/ddp_requeue.py" "$ck" > "$WORK/elastic.sbatch"
+jid=$(sbatch --parsable "$WORK/elastic.sbatch")
+for _ in $(seq 900); do grep -q "STEP 30 " "$WORK/elastic.out" 2>/dev/null && break; sleep 0.1; done
+victim=$(shoal_pids "$jid" node3 | head -1)
+[[ -n $victim ]] && kill -9 "$victim"
+for _ in $(seq 1800); do grep -q "FINAL" "$WORK/elastic.out" 2>/dev/null && break; sleep 0.1; done
+gone "$jid"
+out=$(cat "$WORK/elastic.out")
+hist=$(shoal train history --state-dir "$WORK/state-elastic" 2>&1)
+from=$(grep -o "RESUME rank=0 world=2 step=[0-9]*" <<<"$out" | sed 's/.*=//')
+if [[ -n $victim && -n $from ]] && has "$out" "elastic: 2 ranks instead of 3 on the nodes left" && has "$out" "2 ranks running (attempt 1): node1: rank 0, node2: rank 1" \
+   && [[ $(grep -c "RESUME rank=[01] world=2 step=$from from=$ck/step$from.pt" <<<"$out") == 2 ]] && has "$out" "FINAL steps=120 .* agree=True" \
+   && has "$hist" "attempt 0: 3 ranks .*: failed" && has "$hist" "attempt 1: 2 ranks (node1: rank 0, node2: rank 1) from $ck/step$from.pt, .*: completed"; then
+  ok "--nnodes 2:3: node3's agent killed, the gang goes on with 2 ranks (renumbered) from step $from and ends with one process's weights ($(grep -o 'rel_diff=[^ ]*' <<<"$out"))"
+else bad "elastic gang" "victim=$victim from=$from" "$out" "$hist"; fi
+if left=$(clean "$out" "$jid"); then ok "nothing of the elastic job is left on any node"; else bad "leftovers after the elastic run" "$left"; fi
 fi
 finish
