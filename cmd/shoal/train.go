@@ -48,6 +48,9 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "nnodes", EnvVars: []string{"SHOAL_TRAIN_NNODES"},
 				Usage: "nodes to use: N, or MIN:MAX for an elastic gang that goes on with fewer nodes (at least MIN) when one " +
 					"is lost, ranks renumbered (default: every node of the cluster)"},
+			&cli.IntFlag{Name: "spare-nodes", EnvVars: []string{"SHOAL_TRAIN_SPARE_NODES"},
+				Usage: "nodes that run no rank but stand by: when a rank's node is lost, the gang restarts from its checkpoint " +
+					"with a spare in its place and the same world size (default 0)"},
 			&cli.Float64Flag{Name: "cpus-per-rank", EnvVars: []string{"SHOAL_TRAIN_CPUS_PER_RANK"},
 				Usage: "CPUs each rank reserves, and its OMP_NUM_THREADS (default: the node's CPUs divided among its ranks)"},
 			&cli.Float64Flag{Name: "gpus-per-rank", Value: -1, EnvVars: []string{"SHOAL_TRAIN_GPUS_PER_RANK"},
@@ -111,7 +114,12 @@ func trainCommand() *cli.Command {
 			popts := train.PlanOptions{NprocPerNode: c.String("nproc-per-node"), NNodes: hi,
 				CPUsPerRank: c.Float64("cpus-per-rank"), GPUsPerRank: c.Float64("gpus-per-rank")}
 			var replan func() (int, map[string]float64, error)
-			if lo < hi { // elastic: as many nodes as are live, up to hi, at least lo
+			if k := c.Int("spare-nodes"); k != 0 {
+				if lo, hi, err = spareNodes(nodes, k, c.String("nnodes")); err != nil {
+					return cli.Exit(err.Error(), 2)
+				}
+				replan = train.Replanner(cl.Nodes, popts, lo, hi)
+			} else if lo < hi { // elastic: as many nodes as are live, up to hi, at least lo
 				replan = train.Replanner(cl.Nodes, popts, lo, hi)
 			}
 			n, res, err := train.Plan(nodes, popts)

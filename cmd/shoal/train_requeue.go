@@ -18,6 +18,7 @@ import (
 
 	"github.com/shoal-hpc/shoal/slurm"
 	"github.com/shoal-hpc/shoal/train"
+	"github.com/shoal-hpc/shoal/wire"
 )
 
 // requeueFlags are `shoal train`'s flags for training that outlives its allocation.
@@ -254,4 +255,22 @@ func orDash(s, d string) string {
 		return d
 	}
 	return s
+}
+
+// spareNodes turns --spare-nodes k into the gang's node range: every live node but k runs
+// ranks, and a lost node's ranks move to a spare (the same number of nodes, lo == hi).
+func spareNodes(nodes []wire.NodeInfo, k int, nnodes string) (lo, hi int, err error) {
+	live := 0
+	for _, n := range nodes {
+		if n.Alive {
+			live++
+		}
+	}
+	if strings.TrimSpace(nnodes) != "" {
+		return 0, 0, fmt.Errorf("--spare-nodes %d with --nnodes %s: give one of them (with spares, the gang uses every node but the spares)", k, nnodes)
+	}
+	if k < 0 || k >= live {
+		return 0, 0, fmt.Errorf("--spare-nodes %d: the cluster has %d live node(s); leave at least one node for ranks", k, live)
+	}
+	return live - k, live - k, nil
 }

@@ -10,7 +10,9 @@
 #   2. warned of its time limit (USR1 to every process of the step, as --signal=USR1@T sends
 #      it): it checkpoints, requeues itself (scontrol requeue) and resumes;
 #   3. elastic (--nnodes 2:3, sbatch --no-kill): a node's agent is killed, and the gang goes on
-#      from its last checkpoint with 2 ranks on the 2 nodes left.
+#      from its last checkpoint with 2 ranks on the 2 nodes left;
+#   4. a spare node (--spare-nodes 1): 2 ranks on 2 nodes, the node of rank 1 is lost, and the
+#      gang goes on from its checkpoint on the spare with the same world size.
 # Each ends with the weights of the same training in one process (relative difference < 1e-5),
 # a history (--state-dir) that says why each allocation ended, and nothing left on any node.
 # Run it under `flock /tmp/shoal-slurm.lock`. Last line: "N passed, N failed".
@@ -130,7 +132,7 @@ run() {
   hist=$(shoal train history --state-dir "$st" 2>&1)
 }
 
-# ONLY=preempt, ONLY=timelimit or ONLY=elastic runs one of the three
+# ONLY=preempt, timelimit, elastic or spare runs one of the four
 if [[ ${ONLY:-preempt} == preempt ]]; then
 preempt() { sbatch -p urgent -N 3 --exclusive --output="$WORK/urgent.out" --wrap 'echo "URGENT ran on $SLURM_JOB_NODELIST"; sleep 2' >/dev/null; }
 run preempt "#SBATCH -p preemptible" preempt
@@ -184,5 +186,28 @@ if [[ -n $victim && -n $from ]] && has "$out" "elastic: 2 ranks instead of 3 on 
   ok "--nnodes 2:3: node3's agent killed, the gang goes on with 2 ranks (renumbered) from step $from and ends with one process's weights ($(grep -o 'rel_diff=[^ ]*' <<<"$out"))"
 else bad "elastic gang" "victim=$victim from=$from" "$out" "$hist"; fi
 if left=$(clean "$out" "$jid"); then ok "nothing of the elastic job is left on any node"; else bad "leftovers after the elastic run" "$left"; fi
+fi
+
+if [[ ${ONLY:-spare} == spare ]]; then
+ck=$WORK/ck-spare; mkdir -p "$ck"
+printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --exclusive --no-kill --output=%s/spare.out\nsrun shoal launch -- shoal train --spare-nodes 1 --max-restarts 2 --nproc-per-node 1 --state-dir %s/state-spare -- python3 %s 120 %s 0.1 10\n' \
+  "$WORK" "$WORK" "$WORK/ddp_requeue.py" "$ck" > "$WORK/spare.sbatch"
+jid=$(sbatch --parsable "$WORK/spare.sbatch")
+for _ in $(seq 900); do grep -q "STEP 30 " "$WORK/spare.out" 2>/dev/null && break; sleep 0.1; done
+first=$(grep -o "2 ranks running (attempt 0): .*;" "$WORK/spare.out")
+lost=$(grep -o "node[0-9]: rank 1" <<<"$first" | cut -d: -f1)
+spare=$(for n in node1 node2 node3; do grep -q "$n" <<<"$first" || echo "$n"; done)
+victim=$([[ -n $lost ]] && shoal_pids "$jid" "$lost" | head -1)
+[[ -n $victim ]] && kill -9 "$victim"
+for _ in $(seq 1800); do grep -q "FINAL" "$WORK/spare.out" 2>/dev/null && break; sleep 0.1; done
+gone "$jid"
+out=$(cat "$WORK/spare.out")
+from=$(grep -o "RESUME rank=0 world=2 step=[1-9][0-9]*" <<<"$out" | sed 's/.*=//')
+if [[ -n $victim && -n $spare && -n $from ]] && has "$out" "2 ranks running (attempt 1): .*$spare: rank" \
+   && [[ $(grep -c "RESUME rank=[01] world=2 step=$from from=$ck/step$from.pt" <<<"$out") == 2 ]] && has "$out" "FINAL steps=120 .* agree=True" \
+   && ! has "$out" "instead of"; then
+  ok "--spare-nodes 1: $lost (rank 1's node) lost, the gang goes on from step $from with $spare in its place, world size 2, and ends with one process's weights ($(grep -o 'rel_diff=[^ ]*' <<<"$out"))"
+else bad "spare node" "first: $first lost=$lost spare=$spare victim=$victim from=$from" "$out"; fi
+if left=$(clean "$out" "$jid"); then ok "nothing of the spare-node job is left on any node"; else bad "leftovers after the spare-node run" "$left"; fi
 fi
 finish
