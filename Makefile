@@ -58,7 +58,7 @@ test-coll: build spank
 
 # shoal train / shoal.train on the 3-node Slurm cluster: rank layout and environment, GPUs,
 # placement, numpy FSDP vs one process, restart from a checkpoint, torch gloo DDP, scancel; then
-# preemption and the time-limit warning with requeue across allocations (train-requeue.sh, ~2 min)
+# preemption, the time-limit warning with requeue, elastic gangs and spare nodes (train-requeue.sh, ~2.5 min)
 test-train: build spank
 	flock /tmp/shoal-slurm.lock sh -c './test/slurm/train.sh; rc=$$?; ./test/slurm/train-requeue.sh || rc=1; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
 
