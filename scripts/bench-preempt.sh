@@ -9,7 +9,10 @@
 #           handler on rank 0 calls checkpoint(), with SlurmctldParameters=preempt_send_user_signal)
 #   resume: from the requeued job's batch script start to every rank past init_process_group
 #           with the checkpoint loaded
-# Usage: flock /tmp/shoal-slurm.lock scripts/bench-preempt.sh [ROUNDS] (default 1; ~2 min a round)
+# and, for shoal alone (submitit has no spares), a spare node taking over (--spare-nodes 1):
+#   takeover: from the SIGKILL of rank 1's node's agent to both ranks of the new attempt past
+#           init_process_group with the checkpoint loaded (the spare's rank starts cold)
+# Usage: flock /tmp/shoal-slurm.lock scripts/bench-preempt.sh [ROUNDS] (default 1; ~3 min a round)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -67,6 +70,7 @@ import os, sys, time
 from benchlib import *
 import shoal.train
 ckdir = sys.argv[1]
+every = int(sys.argv[2]) if len(sys.argv) > 2 else 0   # a checkpoint every N steps too
 dist.init_process_group("gloo", init_method="env://")
 rank, world = dist.get_rank(), dist.get_world_size()
 model, opt = fresh()
@@ -83,6 +87,10 @@ for step in range(start, STEPS):
             shoal.train.report({"step": step}, checkpoint=path)
         dist.barrier()
         os._exit(0)
+    if every and step > start and step % every == 0 and rank == 0:
+        path = os.path.join(ckdir, f"shoal-step{step}.pt")
+        save(model, opt, step, path)
+        shoal.train.report({"step": step}, checkpoint=path)
     one_step(ddp, opt, step, rank, world)
 print("FINAL", flush=True)
 os._exit(0)
@@ -163,7 +171,22 @@ for ((k = 1; k <= ROUNDS; k++)); do
   wait_grep "$WORK/submitit-$k/*.out" "READY t=.* step=[1-9]" 180
   scancel "$sjid"; sleep 1
   read -r b_save b_resume < <(numbers "$WORK/submitit-$k/*.out" "$t0")
-  echo "round $k: shoal save ${s_save} s resume ${s_resume} s; submitit save ${b_save} s resume ${b_resume} s"
+  # shoal, a spare node takes over
+  ck=$WORK/ck-spare-$k; mkdir -p "$ck"
+  printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --exclusive --no-kill --output=%s/spare-%s.out\nsrun shoal launch -- shoal train --spare-nodes 1 --max-restarts 1 --nproc-per-node 1 -- python3 %s/shoal_train.py %s 10\n' \
+    "$WORK" "$k" "$WORK" "$ck" > "$WORK/spare-$k.sbatch"
+  jid=$(sbatch --parsable "$WORK/spare-$k.sbatch")
+  wait_grep "$WORK/spare-$k.out" "STEP 20" 120 || echo "bench-preempt: spare round $k never reached step 20"
+  lost=$(grep -o "2 ranks running (attempt 0): .*;" "$WORK/spare-$k.out" | grep -o "node[0-9]: rank 1" | cut -d: -f1)
+  victim=$(for e in /proc/[0-9]*/environ; do env=$({ tr '\0' '\n' < "$e"; } 2>/dev/null) || continue
+    grep -qx "SLURM_JOB_ID=$jid" <<<"$env" && grep -qx "SLURMD_NODENAME=$lost" <<<"$env" && ! grep -q "^SHOAL_WORKER_ID=" <<<"$env" || continue
+    [[ $(basename "$(tr '\0' '\n' < "${e%/environ}/cmdline" | head -1)") == shoal ]] && basename "${e%/environ}"; done | head -1)
+  t0=$(now); [[ -n $victim ]] && kill -9 "$victim"
+  wait_grep "$WORK/spare-$k.out" "READY t=.* step=[1-9]" 60
+  scancel "$jid"; sleep 1
+  s_take=$(grep 'READY t=.* step=[1-9]' "$WORK/spare-$k.out" | grep -o 't=[0-9.]*' | cut -d= -f2 | sort -n | tail -1)
+  s_take=$(awk -v r="$s_take" -v t="$t0" 'BEGIN{ if (r == "") print "-"; else printf "%.2f", r - t }')
+  echo "round $k: shoal save ${s_save} s resume ${s_resume} s; submitit save ${b_save} s resume ${b_resume} s; shoal spare takeover ${s_take} s"
   results+=("$s_save $s_resume $b_save $b_resume")
 done
 printf '%s\n' "${results[@]}" | awk '$1 != "-" && $3 != "-" { a += $1; b += $2; c += $3; d += $4; n++ }
