@@ -69,9 +69,10 @@ test-coll: build spank
 	flock /tmp/shoal-slurm.lock sh -c './test/slurm/collective.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
 
 # shoal train / shoal.train on the 3-node Slurm cluster: rank layout and environment, GPUs,
-# placement, numpy FSDP vs one process, restart from a checkpoint, torch gloo DDP, scancel
+# placement, numpy FSDP vs one process, restart from a checkpoint, torch gloo DDP, scancel; then
+# preemption, the time-limit warning with requeue, elastic gangs and spare nodes (train-requeue.sh, ~2.5 min)
 test-train: build spank
-	flock /tmp/shoal-slurm.lock sh -c './test/slurm/train.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
+	flock /tmp/shoal-slurm.lock sh -c './test/slurm/train.sh; rc=$$?; ./test/slurm/train-requeue.sh || rc=1; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
 
 # a real YARN (MiniYARNCluster: 1 RM, 2 NMs; Hadoop 3.5.0 from Maven Central on JDK 17): the
 # ipc package's real-YARN test and `shoal yarn` end to end; starts the cluster when none runs,

@@ -462,5 +462,7 @@ func RunMember(ctx context.Context, log hclog.Logger, o Options, spec MemberSpec
 		SlurmJob: spec.SlurmJob}); err != nil {
 		log.Warn("record this member for the epilog", "error", err)
 	}
-	return m.Serve(ctx, sigs)
+	// a preemption's first SIGTERM is held (preempt.go): Slurm requeues the job only if it is
+	// still running at the end of the grace time
+	return m.Serve(ctx, preemptHold(log, sigs))
 }

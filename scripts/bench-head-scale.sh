@@ -3,7 +3,8 @@
 # SHOAL_SLURM_NODES): tasks per second, and the head node's agent's CPU time per task, which the
 # core's design keeps from growing with the number of nodes (docs/architecture.md "The core").
 #
-#   scripts/bench-head-scale.sh [TASKS]      (default 20000; holds /tmp/shoal-slurm.lock)
+#   scripts/bench-head-scale.sh [TASKS]      (default 20000; holds /tmp/shoal-slurm.lock;
+#                                            NODES="1 3" for other node counts, at most 9)
 #
 # The driver (on the head node) submits TASKS no-op tasks of 1 CPU in waves of 1000 and gets them;
 # the head's CPU time is utime+stime of the `shoal launch` process that runs the head and its agent
@@ -50,8 +51,8 @@ run() {
   done
 }
 export -f run
-export WORK
-flock /tmp/shoal-slurm.lock bash -c 'rc=0; for n in 1 3 9; do run $n || rc=1; done; SHOAL_SLURM_NODES=9 ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $rc' | tee "$WORK/all.txt"
+export WORK TASKS NODES
+flock /tmp/shoal-slurm.lock bash -c 'rc=0; for n in ${NODES:-1 3 9}; do run $n || rc=1; done; SHOAL_SLURM_NODES=9 ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $rc' | tee "$WORK/all.txt"
 python3 - "$WORK/all.txt" <<'PY'
 import re, statistics, sys
 rows = {}

@@ -50,6 +50,10 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   echo "deps: installing torch (about a minute)"
   "$PY" -m pip install -q torch
 fi
+# submitit, the peer scripts/bench-preempt.sh compares shoal train --requeue with
+if ! "$PY" -c "import submitit" 2>/dev/null; then
+  "$PY" -m pip install -q submitit
+fi
 if ! "$PY" -c "import shoal, os, sys; sys.exit(0 if os.path.realpath(shoal.__file__).startswith(os.path.realpath('python')) else 1)" 2>/dev/null; then
   echo "deps: installing the Python SDK (pip install -e python)"
   "$PY" -m pip install -q --no-build-isolation --no-deps -e python >/dev/null

@@ -196,7 +196,9 @@ write_config() {
   # whole node's memory and no second job could share it.
   # MinJobAge=5 keeps `sbatch --wait` polling every 2 s; with the default 300 it sleeps 2, 8, 32 s
   # (sbatch.c _job_wait), so a 3 s job takes 10 s. Completed jobs vanish from squeue 5-65 s after
-  # they end. batch_sched_delay=0 starts a batch job in ~0.5 s instead of ~2.5 s.
+  # they end. batch_sched_delay=0 starts a batch job in ~0.5 s instead of ~2.5 s. sched_interval=2:
+  # a job that becomes eligible with time (a requeued one, cred_expire below) starts within 2 s,
+  # not at the next 60 s scheduling pass.
   {
     cat <<EOF
 # Written by scripts/slurm-cluster.sh; \`down\` removes it.
@@ -234,8 +236,17 @@ MessageTimeout=10
 SlurmdTimeout=30
 InactiveLimit=0
 MinJobAge=5
-SchedulerParameters=batch_sched_delay=0
+SchedulerParameters=batch_sched_delay=0,sched_interval=2
 MailProg=/bin/true
+# Preemption by partition priority; a preempted job is requeued (see the partitions below).
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+# A preempted job that asked for a warning signal (--signal=USR2@90, as submitit does) gets that
+# signal instead of SIGTERM (scripts/bench-preempt.sh compares shoal with submitit).
+SlurmctldParameters=preempt_send_user_signal
+# A requeued job may start again cred_expire+1 seconds after it ended (default 121 s); 10 keeps
+# the requeue tests short and is still far longer than a step launch takes here.
+AuthInfo=cred_expire=10
 # Each executable in $DIR/epilog.d runs after every job on each node (tests put
 # \`shoal admin epilog\` there).
 Epilog=$DIR/epilog.sh
@@ -245,7 +256,14 @@ EOF
     for n in $(node_names); do
       echo "NodeName=$n NodeAddr=$(addr_of "$n") CPUs=2 Sockets=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=$real_mem Gres=gpu:4 State=UNKNOWN"
     done
+    # Preemption (test/slurm/train-requeue.sh): a job of `urgent` (PriorityTier 10) preempts
+    # jobs of `preemptible` (PreemptMode=REQUEUE): SIGTERM to the job's steps, GraceTime
+    # seconds to save, then Slurm ends the job and queues it again. Only test/slurm/train-requeue.sh
+    # submits to `urgent`, so the other suites' `debug` jobs are never preempted. (PreemptMode=OFF
+    # on `debug` would say so, but it also stops --oversubscribe jobs from sharing CPUs there.)
     echo "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES"
+    echo "PartitionName=preemptible Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE GraceTime=10"
+    echo "PartitionName=urgent Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF"
   } | write_if_changed "$CONF" || changed=
   local repo; repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   echo "optional $repo/bin/shoal_spank.so shoal=$repo/bin/shoal" | write_if_changed "$DIR/plugstack.conf" || true

@@ -40,6 +40,26 @@ type Config struct {
 	// SpareWait is the longest a spare waits for an idle CPU on its node before it starts
 	// (default 30 s).
 	SpareWait time.Duration
+
+	// Across allocations (requeue.go, history.go).
+	History    *History // where attempts and checkpoints are recorded; nil: nowhere
+	Checkpoint string   // the checkpoint the first attempt resumes from
+	// FirstAttempt numbers the first attempt in History (the attempts before it, in earlier
+	// allocations).
+	FirstAttempt int
+	// WarnSignal is the time-limit warning (--signal=USR1@T); 0: none. CheckpointSignal is
+	// sent to every rank when a checkpoint is due; 0: none.
+	WarnSignal, CheckpointSignal syscall.Signal
+	CheckpointTimeout            time.Duration // how long to wait for it (default 60 s)
+	// Requeue requeues the job after the time-limit warning's checkpoint (RequeueJob), and
+	// starts the ranks with SIGTERM ignored.
+	Requeue    bool
+	RequeueJob func() error
+	// Preempted says whether the job is in a preemption's grace time (nil: never).
+	Preempted func() bool
+	// Replan, when set (--nnodes MIN:MAX, elastic.go), gives the ranks and each one's
+	// resources anew after an attempt lost a node; an error ends the run.
+	Replan func() (int, map[string]float64, error)
 }
 
 // Result is how a gang ended.
@@ -50,6 +70,11 @@ type Result struct {
 	Node       string // the failing rank's node
 	Tail       string // the failing rank's last output
 	Checkpoint string // the last checkpoint rank 0 reported
+	// End is why the attempt ended when a checkpoint was asked for (EndPreempted,
+	// EndRequeued, EndTimeLimit); Hold says the caller must hold the allocation until Slurm
+	// ends the job (it is being preempted, or was requeued).
+	End  string
+	Hold bool
 }
 
 // ErrPlacement wraps failures to place the gang.
@@ -64,6 +89,12 @@ type gang struct {
 	placed []Placed        // where each actor runs
 	ckpt   string
 	signal chan os.Signal
+	// the current attempt's: its id in History, rank 0's actor and checkpoint reports, and a
+	// checkpoint asked for (requeue.go)
+	attemptID int64
+	rank0     int
+	rank0Seq  int
+	pending   *dueState
 }
 
 // Run runs cfg.Ranks copies of cfg.Argv as one gang on the cluster c is connected to, and
@@ -97,13 +128,17 @@ func Run(ctx context.Context, log hclog.Logger, c *client.Client, cfg Config) (R
 	if cfg.RunID == "" {
 		cfg.RunID = fmt.Sprintf("shoal-%d", os.Getpid())
 	}
-	g := &gang{c: c, cfg: cfg, log: log, signal: make(chan os.Signal, 4)}
+	if cfg.CheckpointTimeout <= 0 {
+		cfg.CheckpointTimeout = time.Minute
+	}
+	g := &gang{c: c, cfg: cfg, log: log, signal: make(chan os.Signal, 4), ckpt: cfg.Checkpoint}
 	defer g.dropActors()
 	for attempt := 0; ; attempt++ {
 		res, err := g.attempt(ctx, attempt)
 		res.Restarts = attempt
 		res.Checkpoint = g.ckpt
-		if err != nil || res.FailedRank < 0 || res.Code == 0 {
+		g.endAttempt(res, err)
+		if err != nil || res.FailedRank < 0 || res.Code == 0 || res.Hold {
 			return res, err
 		}
 		if attempt >= cfg.MaxRestarts {
@@ -117,7 +152,41 @@ func Run(ctx context.Context, log hclog.Logger, c *client.Client, cfg Config) (R
 		}
 		g.say("rank %d on %s failed (%s); restarting the gang %s (restart %d of %d)",
 			res.FailedRank, res.Node, how(res), from, attempt+1, cfg.MaxRestarts)
+		if g.pg == nil && cfg.Replan != nil { // a node was lost: place the gang on what is left
+			n, r, err := cfg.Replan()
+			if err != nil {
+				g.say("cannot go on: %v", err)
+				return res, fmt.Errorf("%w: %v", ErrPlacement, err)
+			}
+			if n != g.cfg.Ranks {
+				g.say("elastic: %d ranks instead of %d on the nodes left", n, g.cfg.Ranks)
+			}
+			g.cfg.Ranks, g.cfg.Resources = n, r
+		}
 	}
+}
+
+// endAttempt records in History how the attempt ended.
+func (g *gang) endAttempt(res Result, err error) {
+	if g.cfg.History == nil || g.attemptID == 0 {
+		return
+	}
+	reason, detail := res.End, ""
+	switch {
+	case reason != "":
+	case err != nil:
+		reason, detail = EndLost, err.Error()
+	case res.FailedRank >= 0:
+		reason, detail = EndFailed, fmt.Sprintf("rank %d on %s: %s", res.FailedRank, res.Node, how(res))
+	case res.Code == 0:
+		reason = EndCompleted
+	default:
+		reason = EndCancelled
+	}
+	if err := g.cfg.History.EndAttempt(g.attemptID, reason, res.Code, detail); err != nil {
+		g.log.Warn("record the attempt's end in the run's history", "error", err)
+	}
+	g.attemptID = 0
 }
 
 func countTrue(v []bool) int {
@@ -292,7 +361,8 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 		r := byActor[i]
 		env := append(Env(r, placed[i], w), g.cfg.Env...)
 		return []any{StartSpec{Argv: g.cfg.Argv, Env: env, Cwd: g.cfg.Cwd, Prefix: fmt.Sprintf("[rank%d]: ", r.Rank),
-			Spare: spare, Preload: g.cfg.Preload, SpareWaitMs: int(g.cfg.SpareWait / time.Millisecond), SyncCheckpoints: r.Rank == 0}}
+			Spare: spare, Preload: g.cfg.Preload, SpareWaitMs: int(g.cfg.SpareWait / time.Millisecond), SyncCheckpoints: r.Rank == 0,
+			Ignore: g.ignored()}}
 	}); err != nil {
 		lostNode = true
 		return Result{Code: 1, FailedRank: -1}, fmt.Errorf("start the ranks: %w", err)
@@ -302,6 +372,12 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 		warmNote = fmt.Sprintf(", %d from warm spares", n)
 	}
 	g.say("%d ranks running (attempt %d%s): %s; MASTER_ADDR=%s MASTER_PORT=%d", len(ranks), attempt, warmNote, Describe(ranks), master, port)
+	g.rank0, g.rank0Seq, g.pending = ranks[0].Actor, 0, nil
+	if h := g.cfg.History; h != nil {
+		if g.attemptID, err = h.BeginAttempt(g.cfg.FirstAttempt+attempt, len(ranks), Describe(ranks), g.ckpt); err != nil {
+			g.log.Warn("record the attempt in the run's history", "error", err)
+		}
+	}
 	// watch
 	pollMS := int(g.cfg.Poll / time.Millisecond)
 	pending := make([]client.ObjectRef, len(actors))
@@ -352,8 +428,8 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 			}
 			if st.Last != nil {
 				acks[i] = st.Last.Seq // rank 0's report() returns once this Poll's ack arrives
-				if r.Rank == 0 {
-					g.ckpt = st.Last.Checkpoint
+				if r.Rank == 0 && st.Last.Seq > g.rank0Seq {
+					g.noteCheckpoint(st.Last)
 				}
 			}
 			if st.Done {
@@ -375,6 +451,13 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 		if fail.FailedRank >= 0 {
 			break
 		}
+		if g.dueDone(left) {
+			if g.pending.reason == DueTimeLimit && !g.cfg.Requeue && left > 0 {
+				g.pending = nil // checkpointed after the warning; the gang goes on
+				continue
+			}
+			return g.finishDue(actors, done), nil
+		}
 	}
 	if fail.FailedRank < 0 {
 		return Result{FailedRank: -1, Code: sigCode}, nil
@@ -384,8 +467,8 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 			lostNode = true // its actor did not answer: start the next attempt with new ones
 			continue
 		}
-		if byActor[i].Rank == 0 && st.Last != nil {
-			g.ckpt = st.Last.Checkpoint // what rank 0 reported since its last poll
+		if byActor[i].Rank == 0 && st.Last != nil && st.Last.Seq > g.rank0Seq {
+			g.noteCheckpoint(st.Last) // what rank 0 reported since its last poll
 		}
 	}
 	// Slurm signals every process of the step at once: a rank may die of scancel's SIGTERM
@@ -393,12 +476,20 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 	for drained := false; !drained; {
 		select {
 		case s := <-sigs:
-			if sig := s.(syscall.Signal); sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGHUP {
+			if sig := s.(syscall.Signal); sig == syscall.SIGTERM && g.preempted() {
+				g.due(nil, DuePreempted, 0)
+			} else if sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGHUP {
 				sigCode = 128 + int(sig)
 			}
 		default:
 			drained = true
 		}
+	}
+	if g.pending != nil && (g.pending.reason == DuePreempted || g.cfg.Requeue) {
+		// a rank failed (or died of the preemption's SIGTERM) while a checkpoint was due: no
+		// restart in this allocation; the next one resumes
+		g.say("rank %d on %s ended (%s) while a checkpoint was due", fail.FailedRank, fail.Node, how(fail))
+		return g.finishDue(nil, nil), nil
 	}
 	if sigCode != 0 {
 		// stopped on purpose (scancel, Ctrl-C): no restart
@@ -429,12 +520,8 @@ func (g *gang) waitOrSignal(ctx context.Context, refs []client.ObjectRef, sigs <
 			return r.ready, r.not, r.err
 		case s := <-sigs:
 			sig := s.(syscall.Signal)
-			if sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGHUP {
+			if g.onSignal(sig, actors) {
 				*sigCode = 128 + int(sig)
-			}
-			g.log.Debug("passing a signal on to every rank", "signal", sig)
-			for _, a := range actors {
-				a.Call("Signal", int(sig))
 			}
 		}
 	}

@@ -65,6 +65,11 @@ type StartSpec struct {
 	// SyncCheckpoints holds each checkpoint report (shoal.train.report blocks) until Poll's
 	// ack says shoal train has it: rank 0's, whose checkpoint the gang restarts from.
 	SyncCheckpoints bool `msgpack:"sync_checkpoints"`
+	// Ignore are signals the rank starts with ignored (`shoal train --requeue`: SIGTERM and
+	// the time-limit warning's signal, requeue.go): the ones Slurm sends every process of a
+	// step on a preemption or a time-limit warning do not kill it; shoal train tells it that
+	// a checkpoint is due instead. A handler the rank installs itself still gets them.
+	Ignore []int `msgpack:"ignore"`
 }
 
 // RankActor runs one rank's process on its node. Its methods run one at a time (it is an
@@ -197,6 +202,7 @@ type proc struct {
 	op, rp *os.File // read ends: output, reports
 	ack    *os.File // write end: one byte per acknowledged checkpoint report
 	ctrl   *os.File // write end of a spare's control pipe
+	due    *os.File // write end: one byte each time a checkpoint is due (fd 6, requeue.go)
 	waited chan struct{}
 	werr   error
 }
@@ -238,6 +244,7 @@ func spawn(path string, argv, env []string, dir string, withCtrl bool) (*proc, e
 	if withCtrl {
 		p.ctrl = ok(pipe(true))
 	}
+	p.due = ok(pipe(true))
 	if err != nil {
 		closeAll(parent)
 		closeAll(child)
@@ -248,7 +255,12 @@ func spawn(path string, argv, env []string, dir string, withCtrl bool) (*proc, e
 	cmd.Env = env
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = child[0], child[0]
-	cmd.ExtraFiles = child[1:] // fd 3 reports, fd 4 acks, fd 5 control
+	// fd 3 reports, fd 4 acks, fd 5 a spare's control pipe (closed in a cold process), fd 6
+	// checkpoint-due notes (SHOAL_TRAIN_DUE_FD)
+	cmd.ExtraFiles = child[1:]
+	if !withCtrl {
+		cmd.ExtraFiles = []*os.File{child[1], child[2], nil, child[3]}
+	}
 	// Pdeathsig fires when the thread that started the child ends: start it from a locked
 	// thread that lives as long as the child does.
 	started := make(chan error, 1)
@@ -275,7 +287,7 @@ func spawn(path string, argv, env []string, dir string, withCtrl bool) (*proc, e
 
 // closeParent closes this process's ends of p's pipes.
 func (p *proc) closeParent() {
-	for _, f := range []*os.File{p.op, p.rp, p.ack, p.ctrl} {
+	for _, f := range []*os.File{p.op, p.rp, p.ack, p.ctrl, p.due} {
 		if f != nil {
 			f.Close()
 		}
@@ -310,7 +322,8 @@ func (r *RankActor) Start(s StartSpec) (bool, error) {
 			kept = append(kept, kv)
 		}
 	}
-	env := MergeEnv(kept, append(slices.Clone(s.Env), "SHOAL_TRAIN_REPORT_FD=3", "SHOAL_TRAIN_ACK_FD=4"))
+	env := MergeEnv(kept, append(slices.Clone(s.Env), "SHOAL_TRAIN_REPORT_FD=3", "SHOAL_TRAIN_ACK_FD=4", "SHOAL_TRAIN_DUE_FD=6"))
+	ignoreSignals(s.Ignore) // inherited by the rank (and its spares) across exec
 	dir := s.Cwd
 	if dir != "" {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
@@ -531,6 +544,9 @@ func (r *RankActor) Stop(graceMs int) (Status, error) {
 	}
 	r.mu.Unlock()
 	if p != nil {
+		if ignoresTerm(p.cmd.Process.Pid) {
+			graceMs = 0 // SIGTERM would change nothing (IgnoreTerm): no wait for it
+		}
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-ex:

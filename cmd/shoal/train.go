@@ -42,11 +42,15 @@ func trainCommand() *cli.Command {
 			"   interface/HCA; a failed rank restarts the whole gang from the last shoal.train.report\n" +
 			"   checkpoint (SHOAL_TRAIN_CHECKPOINT), from warm spares that have imported torch already (--preload).\n" +
 			"   Outside a cluster it starts a one-node one (shoal run).",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "nproc-per-node", Value: "auto", EnvVars: []string{"SHOAL_TRAIN_NPROC_PER_NODE"},
 				Usage: "ranks per node: a number, gpu, cpu, or auto (the node's GPUs, else its CPUs)"},
-			&cli.IntFlag{Name: "nnodes", EnvVars: []string{"SHOAL_TRAIN_NNODES"},
-				Usage: "nodes to use (default: every node of the cluster)"},
+			&cli.StringFlag{Name: "nnodes", EnvVars: []string{"SHOAL_TRAIN_NNODES"},
+				Usage: "nodes to use: N, or MIN:MAX for an elastic gang that goes on with fewer nodes (at least MIN) when one " +
+					"is lost, ranks renumbered (default: every node of the cluster)"},
+			&cli.IntFlag{Name: "spare-nodes", EnvVars: []string{"SHOAL_TRAIN_SPARE_NODES"},
+				Usage: "nodes that run no rank but stand by: when a rank's node is lost, the gang restarts from its checkpoint " +
+					"with a spare in its place and the same world size"},
 			&cli.Float64Flag{Name: "cpus-per-rank", EnvVars: []string{"SHOAL_TRAIN_CPUS_PER_RANK"},
 				Usage: "CPUs each rank reserves, and its OMP_NUM_THREADS (default: the node's CPUs divided among its ranks)"},
 			&cli.Float64Flag{Name: "gpus-per-rank", Value: -1, EnvVars: []string{"SHOAL_TRAIN_GPUS_PER_RANK"},
@@ -69,8 +73,8 @@ func trainCommand() *cli.Command {
 					"starts cold). A spare costs the memory of those imports per rank (torch: ~530 MB RSS, ~290 MB of it private) while restarts are left"},
 			&cli.DurationFlag{Name: "spare-wait", Value: 30 * time.Second, EnvVars: []string{"SHOAL_TRAIN_SPARE_WAIT"},
 				Usage: "a warm spare starts once its node has an idle CPU, so that it does not slow starting ranks, or after this long"},
-		},
-		Subcommands: []*cli.Command{{
+		}, requeueFlags()...),
+		Subcommands: []*cli.Command{historyCommand(), {
 			Name:   "nccl-env",
 			Hidden: true, // used by shoal.train in Python: the NCCL variables discovery picks on this node
 			Usage:  "print NCCL_SOCKET_IFNAME / NCCL_IB_HCA for this node as JSON",
@@ -103,8 +107,25 @@ func trainCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
-			n, res, err := train.Plan(nodes, train.PlanOptions{NprocPerNode: c.String("nproc-per-node"), NNodes: c.Int("nnodes"),
-				CPUsPerRank: c.Float64("cpus-per-rank"), GPUsPerRank: c.Float64("gpus-per-rank")})
+			lo, hi, err := train.ParseNNodes(c.String("nnodes"))
+			if err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
+			popts := train.PlanOptions{NprocPerNode: c.String("nproc-per-node"), NNodes: hi,
+				CPUsPerRank: c.Float64("cpus-per-rank"), GPUsPerRank: c.Float64("gpus-per-rank")}
+			var replan func() (int, map[string]float64, error)
+			if k := c.Int("spare-nodes"); k != 0 {
+				if lo, hi, err = spareNodes(nodes, k, c.String("nnodes")); err != nil {
+					return cli.Exit(err.Error(), 2)
+				}
+				replan = train.Replanner(cl.Nodes, popts, lo, hi)
+			} else if lo < hi { // elastic: as many nodes as are live, up to hi, at least lo
+				replan = train.Replanner(cl.Nodes, popts, lo, hi)
+			}
+			n, res, err := train.Plan(nodes, popts)
+			if replan != nil {
+				n, res, err = replan()
+			}
 			if err != nil {
 				return cli.Exit(err.Error(), 2)
 			}
@@ -124,10 +145,18 @@ func trainCommand() *cli.Command {
 			if p, ok := os.LookupEnv("PYTHONPATH"); ok { // agents keep their own from workers
 				env = append(env, "PYTHONPATH="+p)
 			}
-			r, err := train.Run(context.Background(), logger(c).Named("train"), cl, train.Config{Argv: argv, Ranks: n, Resources: res,
+			log := logger(c).Named("train")
+			cfg := train.Config{Argv: argv, Ranks: n, Resources: res,
 				Strategy: strings.ToUpper(c.String("placement-strategy")), MaxRestarts: c.Int("max-restarts"),
 				GPUMode: c.String("cuda-visible-devices"), Allowed: allowed, Cwd: cwd, Env: env, StopGrace: c.Duration("stop-grace"),
-				PlaceTimeout: c.Duration("place-timeout"), Signals: sigs, Preload: preload, SpareWait: c.Duration("spare-wait")})
+				PlaceTimeout: c.Duration("place-timeout"), Signals: sigs, Preload: preload, SpareWait: c.Duration("spare-wait")}
+			cfg.Replan = replan
+			st, err := setupRequeue(c, log, &cfg)
+			if err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
+			r, err := train.Run(context.Background(), log, cl, cfg)
+			st.finish(r, sigs, log)
 			if err != nil {
 				return cli.Exit(err.Error(), max(r.Code, 1))
 			}

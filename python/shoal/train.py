@@ -37,7 +37,8 @@ import time
 from . import _api
 from . import exceptions as exc
 
-__all__ = ["run", "report", "get_checkpoint", "get_context", "init_collective", "TrainContext", "TrainingFailedError"]
+__all__ = ["run", "report", "get_checkpoint", "checkpoint_due", "get_context", "init_collective", "TrainContext",
+           "TrainingFailedError"]
 
 # variables a rank must not inherit (the same list as train.Scrubbed in Go)
 _SCRUBBED = ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "SLURM_NTASKS", "SLURM_NPROCS",
@@ -122,8 +123,41 @@ def init_collective(group_name=None, backend="auto", timeout=60.0):
 
 
 def get_checkpoint():
-    """The last checkpoint rank 0 reported before the gang was restarted, or None."""
+    """The checkpoint to resume from, or None: the last one rank 0 reported before the gang was
+    restarted, or, in a new allocation of the job (a requeue after a preemption or the time
+    limit), the newest one in the run's history (`shoal train --state-dir`)."""
     return os.environ.get("SHOAL_TRAIN_CHECKPOINT") or None
+
+
+_DUE_REASONS = {ord("T"): "time_limit", ord("P"): "preemption"}
+_due = None  # the reason of a checkpoint asked for and not yet reported
+
+
+def checkpoint_due():
+    """Whether `shoal train` asks for a checkpoint now: None, or why ("time_limit": the job's
+    time-limit warning, #SBATCH --signal=USR1@T; "preemption": Slurm preempts the job and ends it
+    after its GraceTime). Cheap enough to call every step (a non-blocking read of a pipe).
+
+    Every rank learns it at about the same time, not at the same step: have the ranks agree
+    (e.g. an all-reduce of the flag with MAX) before saving. Then report the checkpoint
+    (``report(..., checkpoint=path)``, which clears the flag) and exit; with ``--requeue``
+    shoal train requeues the job, and the next allocation resumes from it (get_checkpoint())."""
+    global _due
+    fd = os.environ.get("SHOAL_TRAIN_DUE_FD")
+    if not fd:
+        return _due
+    try:
+        os.set_blocking(int(fd), False)
+        while True:
+            b = os.read(int(fd), 64)
+            if not b:
+                break
+            _due = _DUE_REASONS.get(b[-1], "time_limit")
+    except (BlockingIOError, InterruptedError):
+        pass
+    except OSError:  # not a rank of this shoal train (the fd is not ours)
+        pass
+    return _due
 
 
 def report(metrics, checkpoint=None):
@@ -132,8 +166,11 @@ def report(metrics, checkpoint=None):
     get_checkpoint() returns it. Every rank may call report; rank 0's checkpoint is the one kept."""
     if not isinstance(metrics, dict):
         raise TypeError(f"report(metrics): metrics must be a dict, got {type(metrics).__name__}")
+    global _due
     ckpt = os.fspath(checkpoint) if checkpoint is not None else ""
     rec = {"metrics": metrics, "checkpoint": ckpt}
+    if ckpt:
+        _due = None
     fd = os.environ.get("SHOAL_TRAIN_REPORT_FD")
     if fd:
         line = (json.dumps(rec, default=str) + "\n").encode()
