@@ -190,8 +190,8 @@ func (st *runState) finish(res train.Result, sigs <-chan os.Signal, log hclog.Lo
 	}
 }
 
-// historyCommand is `shoal train history`.
-func historyCommand() *cli.Command {
+// trainHistoryCommand is `shoal train history`.
+func trainHistoryCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "history",
 		Usage:     "show a run's allocations, attempts and checkpoints from its --state-dir",
@@ -216,13 +216,13 @@ func historyCommand() *cli.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(allocs)
 			}
-			printHistory(os.Stdout, allocs)
+			printTrainHistory(os.Stdout, allocs)
 			return nil
 		},
 	}
 }
 
-func printHistory(w io.Writer, allocs []train.Allocation) {
+func printTrainHistory(w io.Writer, allocs []train.Allocation) {
 	for i, a := range allocs {
 		fmt.Fprintf(w, "allocation %d: job %s (restart %d) on %s, %s - %s: %s\n", i+1, a.JobID, a.RestartCount, a.Nodes,
 			a.StartedAt, dash(a.EndedAt), dash(a.EndReason))
