@@ -37,7 +37,10 @@ field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]
 victim_status() { as_victim env SHOAL_ADDRESS="$1" SHOAL_SECRET="$SECRET" timeout 30 shoal status 2>&1; }
 wait_listening() { for _ in $(seq 50); do grep -q listening "$1" 2>/dev/null && return; sleep 0.1; done; }
 
-info=$(as_victim shoal up --num-cpus 2 --object-store-memory 64m --json) || { bad "shoal up as $VICTIM" "$info"; finish; }
+# --observability off: the flood's cost is measured alone; the recorder would keep a record of each
+# of the victim's own tasks that run meanwhile (bounded: obs.DefaultMaxRecords), which is the
+# victim's memory, not the intruder's
+info=$(as_victim shoal up --num-cpus 2 --object-store-memory 64m --observability off --json) || { bad "shoal up as $VICTIM" "$info"; finish; }
 PID=$(field "$info" pid); TCP=$(field "$info" tcp); ADDR=$(field "$info" address); SECRET=$(field "$info" secret)
 PORT=${TCP##*:}
 echo "victim agent: pid $PID, $TCP"

@@ -39,7 +39,8 @@ tcpdump -i shoalbr0 -s 0 -U -w "$WORK/join.pcap" 2> "$WORK/tcpdump.err" &
 TD=$!
 for _ in $(seq 50); do grep -q "listening on" "$WORK/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
 secs=$((FLOOD_SECS + 40))  # the replays, then the flood (its tool takes up to 10 s to wind down)
-printf '#!/bin/bash\nsrun -N2 -n2 --ntasks-per-node=1 shoal launch -- %s %s\n' "$WORK/driver" "$secs" > "$WORK/v/job.sh"
+# --observability off: the flood's cost alone (see test/security/handshake.sh)
+printf '#!/bin/bash\nsrun -N2 -n2 --ntasks-per-node=1 shoal launch --observability off -- %s %s\n' "$WORK/driver" "$secs" > "$WORK/v/job.sh"
 chown "$VICTIM" "$WORK/v/job.sh"
 A=$(as_victim env SLURM_CONF="$SLURM_CONF" sbatch --parsable -N 2 -w node1,node2 --ntasks-per-node=1 \
   --chdir="$WORK/v" --output="$WORK/v/a.out" "$WORK/v/job.sh")
