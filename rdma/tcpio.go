@@ -36,8 +36,15 @@ const (
 	tcpYieldFor  = time.Millisecond // after the spin, yield the CPU until then, then park
 )
 
-func newTCPStream(nc net.Conn) *tcpStream {
-	s := &tcpStream{nc: nc, buf: make([]byte, tcpReadAhead)}
+func newTCPStream(nc net.Conn) *tcpStream { return newTCPStreamBuf(nc, tcpReadAhead) }
+
+// newTCPStreamBuf is newTCPStream with a read-ahead buffer of n bytes (0: none, reads go
+// straight into the caller's buffer).
+func newTCPStreamBuf(nc net.Conn, n int) *tcpStream {
+	s := &tcpStream{nc: nc}
+	if n > 0 {
+		s.buf = make([]byte, n)
+	}
 	if tc, ok := nc.(*tls.Conn); ok {
 		s.tu, _ = tc.NetConn().(*tlsUnder)
 	}
@@ -239,11 +246,12 @@ func tlsSocket(nc net.Conn) net.Conn {
 	if !ok {
 		return nc
 	}
-	st := newTCPStream(tc)
+	// no read-ahead: fill reads straight into crypto/tls's buffer (and a connection that never
+	// authenticates costs no 64 KiB buffer: a flood of them made the agent's heap churn)
+	st := newTCPStreamBuf(tc, 0)
 	if st.raw == nil {
 		return nc
 	}
-	st.buf = nil // fill reads straight into crypto/tls's buffer
 	st.noYield = true
 	return &tlsUnder{TCPConn: tc, st: st}
 }
