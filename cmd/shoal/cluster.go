@@ -23,6 +23,7 @@ import (
 
 	"github.com/shoal-hpc/shoal/head"
 	"github.com/shoal-hpc/shoal/launcher"
+	"github.com/shoal-hpc/shoal/nodeagent/obs"
 	"github.com/shoal-hpc/shoal/slurm"
 	"github.com/shoal-hpc/shoal/wire"
 )
@@ -371,17 +372,8 @@ func fmtRes(total, avail map[string]float64) string {
 	return strings.Join(parts, ", ") + " (available/total)"
 }
 
-func hb(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
+// hb writes a byte count as people read it.
+func hb(n int64) string { return obs.BytesHuman(n) }
 
 func downCommand() *cli.Command {
 	return &cli.Command{

@@ -111,7 +111,7 @@ func (rep Report) Write(w io.Writer) error {
 	if rep.GPUSecondsGiven > 0 || rep.GPUSecondsUsed > 0 {
 		fmt.Fprintf(&b, "; GPU-seconds %.1f of %.1f (%s)", rep.GPUSecondsUsed, rep.GPUSecondsGiven, percent(rep.GPUSecondsUsed, rep.GPUSecondsGiven))
 	}
-	fmt.Fprintf(&b, "; object bytes moved between nodes %s; peak object store use %s\n", bytesHuman(rep.ObjectBytesMoved), bytesHuman(rep.PeakStoreBytes))
+	fmt.Fprintf(&b, "; object bytes moved between nodes %s; peak object store use %s\n", BytesHuman(rep.ObjectBytesMoved), BytesHuman(rep.PeakStoreBytes))
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -123,7 +123,8 @@ func percent(a, b float64) string {
 	return fmt.Sprintf("%.0f%%", 100*a/b)
 }
 
-func bytesHuman(n int64) string {
+// BytesHuman writes a byte count as people read it (B, KiB, MiB, GiB).
+func BytesHuman(n int64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
