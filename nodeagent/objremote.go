@@ -293,7 +293,7 @@ func (a *Agent) freeAt(loc string, id wire.ID) {
 // located tells the core where a large sealed object lives, for argument locality (the core
 // prefers the node that holds a task's large arguments).
 func (a *Agent) located(o *objstore.Object) {
-	if o.Size < locality || o.Fmt == wire.FmtError {
+	if o.Size < sched.DefaultLocalityBytes || o.Fmt == wire.FmtError {
 		return
 	}
 	nd := a.local
@@ -309,7 +309,3 @@ func (a *Agent) located(o *objstore.Object) {
 		a.feed(sched.ObjectAt{Object: sched.ObjectID(o.ID), Node: nd.cid, Size: o.Size})
 	}
 }
-
-// locality is the size from which an argument pulls its task to its node (sched.Config's
-// LocalityBytes default).
-const locality = 1 << 20

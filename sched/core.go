@@ -70,6 +70,9 @@ func (firstGPUs) PickGPUs(_ NodeID, free []int, n int) []int {
 	return append([]int(nil), free[:n]...)
 }
 
+// DefaultLocalityBytes is Config.LocalityBytes' default: 1 MiB.
+const DefaultLocalityBytes = 1 << 20
+
 // Config holds the core's limits. Zero values take the defaults named.
 type Config struct {
 	// MaxWorkersPerNode caps worker processes per node, actors included (default 4x the
@@ -101,7 +104,7 @@ func (c *Config) defaults() {
 		c.BackoffMaxMS = 5000
 	}
 	if c.LocalityBytes <= 0 {
-		c.LocalityBytes = 1 << 20
+		c.LocalityBytes = DefaultLocalityBytes
 	}
 	if c.GPUs == nil {
 		c.GPUs = firstGPUs{}
@@ -362,8 +365,6 @@ func GPUKey(ids []int) string {
 	}
 	return strings.Join(s, ",")
 }
-
-func gpuKey(ids []int) string { return GPUKey(ids) }
 
 func insertSorted(s []int, v ...int) []int {
 	s = append(s, v...)

@@ -179,7 +179,7 @@ func (c *Core) evictable(nd *node, k wkey) *worker {
 		if w.job != k.job {
 			return w
 		}
-		if other == nil && gpuKey(w.gpus) != k.gpus {
+		if other == nil && GPUKey(w.gpus) != k.gpus {
 			other = w
 		}
 	}

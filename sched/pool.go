@@ -39,7 +39,7 @@ func (c *Core) giveWorker(t *task, nd *node) {
 		c.failStart(t, p)
 		return
 	}
-	k := wkey{job: t.job, gpus: gpuKey(t.gpus)}
+	k := wkey{job: t.job, gpus: GPUKey(t.gpus)}
 	if w := c.takeIdle(nd, k); w != nil {
 		c.run(t, w)
 		return
@@ -136,7 +136,7 @@ func (c *Core) newWorker(nd *node, j JobID, gpus []int, pooled bool) *worker {
 func (c *Core) takeIdle(nd *node, k wkey) *worker {
 	for i := len(nd.idle) - 1; i >= 0; i-- {
 		w := nd.idle[i]
-		if w.job == k.job && gpuKey(w.gpus) == k.gpus {
+		if w.job == k.job && GPUKey(w.gpus) == k.gpus {
 			nd.idle = append(nd.idle[:i], nd.idle[i+1:]...)
 			return w
 		}
@@ -305,7 +305,7 @@ func (c *Core) wakePools() {
 		p.dedicated = nil
 		for _, t := range ded {
 			if t.state == tPlaced && t.worker == nil {
-				c.startFor(t, nd, wkey{job: t.job, gpus: gpuKey(t.gpus)})
+				c.startFor(t, nd, wkey{job: t.job, gpus: GPUKey(t.gpus)})
 			}
 		}
 		c.startPool(nd, p.job)
