@@ -36,6 +36,9 @@ import shoal.train
 
 steps, ckdir, step_time = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 every = int(sys.argv[4]) if len(sys.argv) > 4 else 0   # a checkpoint every N steps too
+# the first allocation waits at this step until its checkpoint is due (at most 120 s), so that
+# the trigger (a preemption, a time-limit warning) lands mid-run however slowly Slurm acts on it
+hold = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 D, B = 8, 24
 
 def batch(step):
@@ -64,9 +67,14 @@ if ck:
     model.load_state_dict(s["model"]); opt.load_state_dict(s["opt"]); start = s["step"]
 print(f"RESUME rank={rank} world={world} step={start} from={ck} restart={os.environ.get('SLURM_RESTART_COUNT', '0')} cid={os.environ['SHOAL_CLUSTER_ID']}", flush=True)
 ddp, n = DDP(model), B // world
-for step in range(start, steps):
+step, held = start, time.monotonic()
+while step < steps:
     due = torch.tensor([1 if shoal.train.checkpoint_due() else 0])
     dist.all_reduce(due, op=dist.ReduceOp.MAX)   # every rank stops at the same step
+    if not due.item() and hold and start == 0 and step == hold and time.monotonic() - held < 120:
+        time.sleep(0.05)
+        continue
+    held = time.monotonic()
     if due.item():
         path = os.path.join(ckdir, f"step{step}.pt")
         if rank == 0:
@@ -89,6 +97,7 @@ for step in range(start, steps):
     if rank == 0 and step % 10 == 0:
         print(f"STEP {step} loss={loss:.6f}", flush=True)
     time.sleep(step_time)
+    step += 1
 if rank == 0:
     ref, ropt = fresh()
     for step in range(steps):
@@ -121,7 +130,7 @@ clean() {
 run() {
   local name=$1 ck=$WORK/ck-$1 st=$WORK/state-$1
   mkdir -p "$ck"
-  printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --exclusive --requeue --open-mode=append --output=%s/%s.out\n%s\necho "ALLOCATION restart=${SLURM_RESTART_COUNT:-0}"\nsrun shoal launch -- shoal train --requeue --nproc-per-node 1 --state-dir %s -- python3 %s 120 %s 0.1\n' \
+  printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --exclusive --requeue --open-mode=append --output=%s/%s.out\n%s\necho "ALLOCATION restart=${SLURM_RESTART_COUNT:-0}"\nsrun shoal launch -- shoal train --requeue --nproc-per-node 1 --state-dir %s -- python3 %s 120 %s 0.1 0 40\n' \
     "$WORK" "$name" "$2" "$st" "$WORK/ddp_requeue.py" "$ck" > "$WORK/$name.sbatch"
   jid=$(sbatch --parsable "$WORK/$name.sbatch")
   for _ in $(seq 900); do grep -q "STEP 20 " "$WORK/$name.out" 2>/dev/null && break; sleep 0.1; done
