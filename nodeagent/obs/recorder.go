@@ -101,16 +101,18 @@ type Recorder struct {
 	now   func() time.Time
 	max   int
 
-	mu      sync.Mutex
-	live    map[wire.ID]*Record
-	ended   []*Record // ring of at most max ended records
-	next    int       // where the ring's next record goes, once it is full
-	dropped int       // ended records dropped from the ring
-	counts  counts
-	peak    int64 // largest object store use seen (bytes, all nodes)
-	url     string
-	token   string
-	beats   map[string]Beat
+	mu       sync.Mutex
+	live     map[wire.ID]slot
+	ended    []slot // ring of at most max ended records
+	strs     interner
+	strLimit int
+	next     int // where the ring's next record goes, once it is full
+	dropped  int // ended records dropped from the ring
+	counts   counts
+	peak     int64 // largest object store use seen (bytes, all nodes)
+	url      string
+	token    string
+	beats    map[string]Beat
 
 	maxLines int
 	logs     logs
@@ -142,7 +144,7 @@ func WithMaxLogLines(n int) Option { return func(r *Recorder) { r.maxLines = max
 
 // NewRecorder returns an empty recorder whose clock starts now.
 func NewRecorder(opts ...Option) *Recorder {
-	r := &Recorder{now: time.Now, max: DefaultMaxRecords, maxLines: DefaultMaxLogLines, live: map[wire.ID]*Record{}}
+	r := &Recorder{now: time.Now, max: DefaultMaxRecords, maxLines: DefaultMaxLogLines, live: map[wire.ID]slot{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -211,32 +213,33 @@ func (r *Recorder) TaskEvent(e Event) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rec := r.live[e.Task]
-	if rec == nil {
+	rec, ok := r.live[e.Task]
+	if !ok {
 		if e.State != Submitted {
 			return // ended already (a second report of its failure), or never seen
 		}
-		rec = &Record{Task: e.Task, Name: e.Name, Kind: k, Actor: e.Actor, Job: e.Job, Submit: now, State: Submitted}
-		r.live[e.Task] = rec
+		r.live[e.Task] = slot{task: e.Task, name: r.strs.id(e.Name), kind: k, actor: e.Actor, job: r.strs.id(e.Job),
+			submit: r.at(now), state: Submitted}
 		r.counts.byKind[k].submitted++
 		r.m.submitted[k].Inc()
 		r.m.live[k][Submitted].Inc()
 		return
 	}
-	prev := rec.State
+	prev := rec.state
 	if prev == e.State {
 		return
 	}
 	r.m.live[k][liveState(prev)].Dec()
 	if prev == Running {
-		r.ran(rec, now)
+		r.ran(&rec, now)
 	}
-	rec.State = e.State
+	rec.state = e.State
 	switch e.State {
 	case Running:
-		rec.Start, rec.Node, rec.Worker, rec.Attempt, rec.CPU, rec.GPU = now, e.Node, e.Worker, e.Attempt, e.CPU, e.GPU
+		rec.start, rec.node, rec.worker, rec.attempt = r.at(now), r.strs.id(e.Node), r.strs.id(e.Worker), int32(e.Attempt)
+		rec.cpu, rec.gpu = float32(e.CPU), float32(e.GPU)
 		if prev == Submitted {
-			r.m.queue[k].Observe(now.Sub(rec.Submit).Seconds())
+			r.m.queue[k].Observe(now.Sub(r.when(rec.submit)).Seconds())
 		}
 		r.m.live[k][Running].Inc()
 	case Retrying:
@@ -244,9 +247,9 @@ func (r *Recorder) TaskEvent(e Event) {
 		r.m.retried[k].Inc()
 		r.m.live[k][Submitted].Inc()
 	case Finished, Failed:
-		rec.End = now
+		rec.end = r.at(now)
 		if e.Reason != "" {
-			rec.Reason = e.Reason
+			rec.cause = r.strs.id(e.Reason)
 		}
 		if e.State == Finished {
 			r.counts.byKind[k].finished++
@@ -257,7 +260,10 @@ func (r *Recorder) TaskEvent(e Event) {
 		}
 		delete(r.live, e.Task)
 		r.keep(rec)
+		r.compactStrings()
+		return
 	}
+	r.live[e.Task] = rec
 }
 
 // liveState is the gauge a state counts under: pending (submitted or waiting to retry) or
@@ -270,14 +276,14 @@ func liveState(s State) State {
 }
 
 // ran accounts for a run that ends now.
-func (r *Recorder) ran(rec *Record, now time.Time) {
-	d := now.Sub(rec.Start).Seconds()
-	r.m.run[rec.Kind].Observe(d)
-	r.counts.cpuSeconds += rec.CPU * d
-	r.counts.gpuSeconds += rec.GPU * d
+func (r *Recorder) ran(rec *slot, now time.Time) {
+	d := now.Sub(r.when(rec.start)).Seconds()
+	r.m.run[rec.kind].Observe(d)
+	r.counts.cpuSeconds += float64(rec.cpu) * d
+	r.counts.gpuSeconds += float64(rec.gpu) * d
 }
 
-func (r *Recorder) keep(rec *Record) {
+func (r *Recorder) keep(rec slot) {
 	if len(r.ended) < r.max {
 		r.ended = append(r.ended, rec)
 		return
@@ -296,10 +302,10 @@ func (r *Recorder) Records() ([]Record, int) {
 	r.mu.Lock()
 	out := make([]Record, 0, len(r.ended)+len(r.live))
 	for i := range r.ended {
-		out = append(out, *r.ended[(r.next+i)%len(r.ended)])
+		out = append(out, r.record(&r.ended[(r.next+i)%len(r.ended)]))
 	}
 	for _, rec := range r.live {
-		out = append(out, *rec)
+		out = append(out, r.record(&rec))
 	}
 	dropped := r.dropped
 	r.mu.Unlock()
@@ -381,17 +387,18 @@ func (r *Recorder) EndJob(job string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id, rec := range r.live {
-		if rec.Job != job {
+		if r.strs.str(rec.job) != job {
 			continue
 		}
-		r.m.live[rec.Kind][liveState(rec.State)].Dec()
-		if rec.State == Running {
-			r.ran(rec, now)
+		r.m.live[rec.kind][liveState(rec.state)].Dec()
+		if rec.state == Running {
+			r.ran(&rec, now)
 		}
-		rec.State, rec.End, rec.Reason = Failed, now, "job_ended"
-		r.counts.byKind[rec.Kind].failed++
-		r.m.failed[rec.Kind].Inc()
+		rec.state, rec.end, rec.cause = Failed, r.at(now), r.strs.id("job_ended")
+		r.counts.byKind[rec.kind].failed++
+		r.m.failed[rec.kind].Inc()
 		delete(r.live, id)
 		r.keep(rec)
 	}
+	r.compactStrings()
 }

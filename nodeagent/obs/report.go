@@ -93,8 +93,8 @@ func (r *Recorder) liveRunning() []Record {
 	defer r.mu.Unlock()
 	var out []Record
 	for _, rec := range r.live {
-		if rec.State == Running {
-			out = append(out, *rec)
+		if rec.state == Running {
+			out = append(out, r.record(&rec))
 		}
 	}
 	return out

@@ -194,41 +194,45 @@ func (r *Recorder) PageData(recent int) Page {
 	}
 	type fnKey struct {
 		kind Kind
-		name string
+		name uint32 // interned
 	}
 	counts := map[fnKey]*[len(stateNames)]int{}
-	count := func(rec *Record) {
-		c := counts[fnKey{rec.Kind, rec.Name}]
+	count := func(rec *slot) {
+		c := counts[fnKey{rec.kind, rec.name}]
 		if c == nil {
 			c = new([len(stateNames)]int)
-			counts[fnKey{rec.Kind, rec.Name}] = c
+			counts[fnKey{rec.kind, rec.name}] = c
 		}
-		c[rec.State]++
+		c[rec.state]++
 	}
+	names := map[fnKey]string{}
 	var last []Record
 	r.mu.Lock()
 	n := len(r.ended)
 	for i := 0; i < n; i++ {
-		rec := r.ended[(r.next+i)%n]
+		rec := &r.ended[(r.next+i)%n]
 		count(rec)
 		if i >= n-recent {
-			last = append(last, *rec)
+			last = append(last, r.record(rec))
 		}
 	}
 	running, other := 0, 0
 	for _, rec := range r.live {
-		count(rec)
-		if rec.State == Running && running < recent {
-			last = append(last, *rec)
+		count(&rec)
+		if rec.state == Running && running < recent {
+			last = append(last, r.record(&rec))
 			running++
-		} else if rec.State != Running && other < recent {
-			last = append(last, *rec)
+		} else if rec.state != Running && other < recent {
+			last = append(last, r.record(&rec))
 			other++
 		}
 	}
+	for k := range counts {
+		names[k] = r.strs.str(k.name)
+	}
 	r.mu.Unlock()
 	for k, c := range counts {
-		fc := FunctionCount{Name: k.name, Kind: k.kind.String(), States: map[string]int{}}
+		fc := FunctionCount{Name: names[k], Kind: k.kind.String(), States: map[string]int{}}
 		for st, v := range c {
 			if v > 0 {
 				fc.States[State(st).String()] = v
