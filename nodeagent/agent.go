@@ -683,7 +683,7 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		return a.handleKV(c, f)
 	case wire.TState:
 		return a.headState(c, f.Seq)
-	case wire.TObserve, wire.TNodeStats, wire.TLog, wire.TCollStats: // obs: observe.go
+	case wire.TObserve, wire.TLog, wire.TCollStats: // obs: observe.go
 		return a.handleObserve(c, f)
 	case wire.TShutdown:
 		if c.role != "cli" {

@@ -132,15 +132,26 @@ func (a *Agent) joinReply() *wire.NodeJoinReply {
 	return &wire.NodeJoinReply{HeartbeatMS: h.Period.Milliseconds(), TimeoutMS: h.Timeout.Milliseconds()}
 }
 
-// heartbeat handles HEARTBEAT from a member: it is alive, and it gets its answer. No agent
-// lock: a head agent busy elsewhere still answers, and a member's sign of life is recorded
-// as it arrives.
+// heartbeat handles HEARTBEAT from a member: it is alive, its figures go to the recorder, and
+// it gets its answer (none for seq 0: a member that checks no liveness). No agent lock: a head
+// agent busy elsewhere still answers, and a member's sign of life is recorded as it arrives.
 func (a *Agent) heartbeat(c *client, f wire.Frame) error {
 	if c.role != "member" {
 		return fmt.Errorf("HEARTBEAT from a %s connection; only member agents send it", c.role)
 	}
-	if n := c.member; n != nil && a.live != nil {
+	n := c.member
+	if n != nil && a.live != nil {
 		a.live.heard(n, time.Now())
+	}
+	if len(f.Body) > 0 && n != nil {
+		var s wire.NodeStats
+		if err := f.Decode(&s); err != nil {
+			return err
+		}
+		a.cfg.Observer.Heartbeat(n.id, s) // obs: the dashboard's and /metrics' node figures
+	}
+	if f.Seq == 0 {
+		return nil
 	}
 	return c.conn.Send(wire.THeartbeat, f.Seq, nil)
 }
@@ -244,11 +255,16 @@ func (a *Agent) checkLiveness(now time.Time) []string {
 
 // ---- the member's side
 
-// beat sends HEARTBEAT every period and gives the head up after the timeout without an answer
-// (beatOnce). It returns when stop closes or the head is lost.
+// beat sends HEARTBEAT, with the node's figures, every period (at most wire.HeartbeatMS: the
+// head's dashboard reads them) and, where the head checks liveness, gives the head up after
+// the timeout without an answer (beatOnce). It returns when stop closes or the head is lost.
 func (m *Member) beat(h Heartbeat, stop <-chan struct{}) {
-	m.beats.track("head", time.Now())
-	t := time.NewTicker(h.Period)
+	period := wire.HeartbeatMS * time.Millisecond
+	if m.beats != nil {
+		m.beats.track("head", time.Now())
+		period = min(period, h.Period)
+	}
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
@@ -266,6 +282,10 @@ func (m *Member) beat(h Heartbeat, stop <-chan struct{}) {
 // timeout it is given up (loseHead closes the connection, and Run returns the error) and
 // beatOnce returns false; otherwise it sends the next HEARTBEAT.
 func (m *Member) beatOnce(now time.Time) bool {
+	if m.beats == nil { // the head checks no liveness: the figures only
+		m.conn.Send(wire.THeartbeat, 0, m.nodeStats())
+		return true
+	}
 	if m.handling.Load() {
 		// Run is busy with a frame (a SPAWN's fork and exec, say), not reading: answers may be
 		// waiting unread, so the head's silence is not counted while it is
@@ -277,7 +297,7 @@ func (m *Member) beatOnce(now time.Time) bool {
 		return false
 	}
 	m.hbSeq++
-	m.conn.Send(wire.THeartbeat, m.hbSeq, nil)
+	m.conn.Send(wire.THeartbeat, m.hbSeq, m.nodeStats())
 	return true
 }
 

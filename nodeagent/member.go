@@ -151,12 +151,9 @@ func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
 // (returning an error wrapping ErrHeadLost). Either way every worker it started is gone.
 func (m *Member) Run() (int, error) {
 	defer m.killAll()
-	if m.beats != nil {
-		stop := make(chan struct{})
-		defer close(stop)
-		go m.beat(m.hb, stop)
-	}
-	defer m.statsBeat()() // obs: node figures (memberbeat.go)
+	stop := make(chan struct{})
+	defer close(stop)
+	go m.beat(m.hb, stop) // liveness, where the head checks it, and the node's figures
 	for {
 		m.handling.Store(false)
 		f, err := m.conn.Read()

@@ -167,22 +167,9 @@ func readLoad1(path string) float64 {
 // ErrObservabilityOff answers an OBSERVE to an agent that records nothing.
 var ErrObservabilityOff = errors.New("observability is off in this cluster (it was started with --observability=off or SHOAL_OBSERVABILITY=off)")
 
-// handleObserve answers OBSERVE and takes a member's NODE_STATS.
+// handleObserve answers OBSERVE and takes a member's LOG lines and a rank's COLL_STATS.
 func (a *Agent) handleObserve(c *client, f wire.Frame) error {
 	switch f.Type {
-	case wire.TNodeStats:
-		var m wire.NodeStats
-		if err := f.Decode(&m); err != nil {
-			return err
-		}
-		a.mu.Lock()
-		n := c.member
-		a.mu.Unlock()
-		if n == nil {
-			return errors.New("NODE_STATS from a connection that is not a member agent")
-		}
-		a.cfg.Observer.Heartbeat(n.id, m)
-		return nil
 	case wire.TCollStats:
 		var m wire.CollStats
 		if err := f.Decode(&m); err != nil {

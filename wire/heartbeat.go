@@ -2,10 +2,10 @@ package wire
 
 // Liveness between the head node's agent and its members (docs/protocol.md, "Liveness").
 const (
-	// THeartbeat goes both ways on a member's connection: the member sends one every period,
-	// and the head node's agent answers each with one carrying the same seq. Each side
-	// declares the other lost after the timeout without one (no FIN needed: a cut link or a
-	// stopped process is noticed too).
+	// THeartbeat goes both ways on a member's connection: the member sends one every period
+	// (at most HeartbeatMS) with its NodeStats, and the head node's agent answers each with
+	// one, with no body, carrying the same seq. Each side declares the other lost after the
+	// timeout without one (no FIN needed: a cut link or a stopped process is noticed too).
 	THeartbeat Type = 65
 )
 

@@ -11,12 +11,10 @@ const (
 	// TCollStats (a collective rank's KV connection -> head node's agent, no answer) counts the
 	// collective operations and bytes of a group's rank since its last report.
 	TCollStats Type = 45
-	// TNodeStats (member agent -> head node's agent) is a member's heartbeat: its node's
-	// object store use, transfer bytes, load and workers, every HeartbeatMS.
-	TNodeStats Type = 66
 )
 
-// HeartbeatMS is how often a member agent sends NODE_STATS.
+// HeartbeatMS is the longest period of a member's HEARTBEAT, which carries its NodeStats: at
+// least once a second, also where the head checks no liveness or allows a longer period.
 const HeartbeatMS = 1000
 
 // What an OBSERVE asks for.
@@ -76,7 +74,8 @@ type CollStats struct {
 	Bytes map[string]uint64 `msgpack:"bytes"`
 }
 
-// NodeStats is the body of NODE_STATS.
+// NodeStats is the body of a member's HEARTBEAT (wire/heartbeat.go): its node's object store
+// use, the object bytes its agent served and pulled, and its load.
 type NodeStats struct {
 	Store    StoreStats `msgpack:"store"`
 	Sent     int64      `msgpack:"sent"`

@@ -242,8 +242,11 @@ func runAM(ctx context.Context, log hclog.Logger) (int, error) {
 		tokens: tokens}
 	defer am.closeNMs()
 	code, status, diag := am.run(ctx, sigs, dout, derr)
-	if status != ipc.Killed { // obs: the end-of-job report ends driver.err, which `yarn submit` follows
-		c.WriteReport(derr, launcher.ObserveOptions{Quiet: spec.Quiet})
+	if status != ipc.Killed { // obs: the end-of-job report ends driver.err, which `yarn submit` follows,
+		// and is kept as JSON beside it for `yarn submit --report FILE` and `yarn logs --file`
+		if err := c.WriteReport(derr, launcher.ObserveOptions{Quiet: spec.Quiet, ReportFile: filepath.Join(logDir, ReportFile)}); err != nil {
+			log.Debug("no report file", "error", err)
+		}
 	}
 	if status == ipc.Killed {
 		// killed by YARN (SIGTERM) or told to shut down: no unregistering, just leave nothing behind

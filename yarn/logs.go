@@ -330,3 +330,29 @@ func (d *DriverOutput) Poll(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ReportFile is the end-of-job report as JSON, which the ApplicationMaster leaves beside
+// driver.err when the driver ends (not when the application is killed).
+const ReportFile = "report.json"
+
+// Report fetches the end-of-job report (ReportFile) of the application's last
+// ApplicationMaster attempt.
+func (d *DriverOutput) Report(ctx context.Context) ([]byte, error) {
+	cid, node, err := d.c.AMContainer(ctx, d.id)
+	if err != nil {
+		return nil, err
+	}
+	if cid == "" || node == "" {
+		return nil, fmt.Errorf("application %s has no ApplicationMaster container", d.id)
+	}
+	files, err := d.c.ContainerLogFiles(ctx, node, cid)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		if f.Name == ReportFile {
+			return d.c.ContainerLog(ctx, node, cid, ReportFile)
+		}
+	}
+	return nil, fmt.Errorf("application %s left no %s (its driver did not end: killed, or its ApplicationMaster failed)", d.id, ReportFile)
+}

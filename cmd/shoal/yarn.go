@@ -81,6 +81,8 @@ func yarnSubmitCommand() *cli.Command {
 			&cli.IntFlag{Name: "vcores", Value: 1, EnvVars: []string{"SHOAL_YARN_VCORES"}, Usage: "virtual cores of each container"},
 			&cli.BoolFlag{Name: "quiet", EnvVars: []string{"SHOAL_QUIET"},
 				Usage: "no end-of-job report at the end of the driver's stderr (default: the report, as `shoal run` prints it)"},
+			&cli.StringFlag{Name: "report", EnvVars: []string{"SHOAL_REPORT"},
+				Usage: "write the end-of-job report as JSON to this local file when the application ends (not with --detach: then read it with `shoal yarn logs --file report.json APP`)"},
 			&cli.StringFlag{Name: "am-memory", Value: "1g", EnvVars: []string{"SHOAL_YARN_AM_MEMORY"},
 				Usage: "memory of the ApplicationMaster's container (head, its agent and the driver)"},
 			&cli.IntFlag{Name: "am-vcores", Value: 1, EnvVars: []string{"SHOAL_YARN_AM_VCORES"}, Usage: "virtual cores of the ApplicationMaster's container"},
@@ -122,6 +124,9 @@ func yarnSubmitCommand() *cli.Command {
 			sd := c.String("state-dir")
 			if !c.IsSet("state-dir") {
 				sd = loadedConfig.values["state-dir"] // the admin's [head] state_dir; no other setting of the file is a container's
+			}
+			if c.String("report") != "" && c.Bool("detach") {
+				return cli.Exit(fmt.Sprintf("--report %s waits for the application's end, which --detach does not; drop one, or read the report later with `shoal yarn logs --file %s APP`", c.String("report"), yarn.ReportFile), 2)
 			}
 			if sd != "" && !filepath.IsAbs(sd) {
 				return cli.Exit(fmt.Sprintf("--state-dir %q: give an absolute path; the head runs in a container whose working directory YARN removes", sd), 2)
@@ -178,7 +183,7 @@ func yarnSubmitCommand() *cli.Command {
 				return nil
 			}
 			fmt.Fprintf(os.Stderr, "shoal: submitted %s to %s (%d containers of %d MB, %d vcores)\n", id, cl.Base(), o.Containers, mem, o.VCores)
-			err = followApp(cl, id, o.Containers)
+			err = followApp(cl, id, o.Containers, c.String("report"))
 			if o.HDFS != nil { // the AM removes them too; not when it was killed early
 				dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
 				o.HDFS.Delete(dctx, yarn.StagingDir(cl.User(), id))
@@ -219,8 +224,8 @@ func stager(c *cli.Context, site yarn.Site, user string) (*yarn.WebHDFS, error) 
 }
 
 // followApp waits for the application, prints the driver's output, and exits with its code.
-// Ctrl-C kills the application.
-func followApp(cl *yarn.Client, id string, want int) error {
+// Ctrl-C kills the application. With report set, the end-of-job report goes there as JSON.
+func followApp(cl *yarn.Client, id string, want int, report string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 2)
@@ -259,15 +264,28 @@ func followApp(cl *yarn.Client, id string, want int) error {
 	}
 	pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	out.Poll(pctx) // the rest, now that the driver has ended
+	var rerr error
+	if report != "" {
+		b, err := out.Report(pctx)
+		if err == nil {
+			err = os.WriteFile(report, b, 0o644)
+		}
+		if err != nil {
+			rerr = cli.Exit(fmt.Sprintf("--report %s: %v", report, err), 1)
+		}
+	}
 	pcancel()
 	code := yarn.ExitCode(app)
 	if _, ok := yarn.DriverExitCode(app.Diagnostics); !ok && app.Diagnostics != "" {
 		fmt.Fprintf(os.Stderr, "shoal: %s diagnostics:\n%s\n", id, strings.TrimSpace(app.Diagnostics))
 	}
 	if code != 0 {
+		if rerr != nil {
+			fmt.Fprintln(os.Stderr, "shoal:", rerr)
+		}
 		return cli.Exit("", code)
 	}
-	return nil
+	return rerr
 }
 
 // yarnApp is the application id argument of a status, kill or logs command and a client of

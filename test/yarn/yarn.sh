@@ -64,7 +64,7 @@ wait_for() { # wait_for SECONDS CMD...: until CMD succeeds
 
 # 1. a driver whose tasks run in every container; queue, name and tags reach YARN
 out=$(cd "$DRIVERS" && "$SHOAL" yarn submit --containers 3 "${COMMON[@]}" --queue batch --name shoal-spread \
-  --tags team-a,nightly -- "$PY" spread.py 2>"$WORK/spread.err"); rc=$?
+  --tags team-a,nightly --report "$WORK/spread.json" -- "$PY" spread.py 2>"$WORK/spread.err"); rc=$?
 app=$(app_of "$WORK/spread.err")
 prog=$(cat "$WORK/spread.err")
 cons=$(grep '^CONTAINERS' <<<"$out" | tr ' ' '\n' | grep -c "^container_${app#application_}_")
@@ -86,6 +86,19 @@ if grep -q "^shoal: job report: .* on 4 node(s); tasks [1-9][0-9]* (0 failed, 0 
   ok "submit ends with the end-of-job report (4 nodes), from the end of driver.err"
 else
   bad "the end-of-job report" "$(grep "shoal:" <<<"$prog" | tail -5)"
+fi
+rep=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["nodes"], r["tasks"], r["tasks_failed"])' "$WORK/spread.json" 2>&1)
+said=$(grep -o "^shoal: job report: .* on 4 node(s); tasks [0-9]*" <<<"$prog" | grep -o "[0-9]*$")
+if [[ -n $said && $rep == "4 $said 0" ]]; then
+  ok "--report FILE: the same report as JSON (4 nodes, $said tasks, 0 failed)"
+else
+  bad "--report FILE (the stderr report said $said tasks)" "$rep" "$(head -20 "$WORK/spread.json" 2>&1)"
+fi
+o=$("$SHOAL" yarn submit --detach --report "$WORK/x.json" -- true 2>&1); rc=$?
+if ((rc == 2)) && has "$o" "--report .* waits for the application's end"; then
+  ok "--report with --detach is refused, naming how to read the report later"
+else
+  bad "--report with --detach (rc=$rc)" "$o"
 fi
 st=$("$SHOAL" yarn status "$app" 2>&1)
 if has "$st" "queue: *root.batch" && has "$st" "name: *shoal-spread" && has "$st" "team-a" && has "$st" "nightly" &&
