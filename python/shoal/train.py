@@ -266,6 +266,35 @@ class _Rank:
         return fn(config) if takes_config else fn()
 
 
+def _gang(res, strategy, least, most, placement_timeout, elastic_wait):
+    """The placement group of the largest gang from most down to least that the cluster has
+    room for, and its size."""
+    from .util.placement_group import placement_group, remove_placement_group
+    for n in range(most, least - 1, -1):
+        pg = placement_group([dict(res) for _ in range(n)], strategy=strategy, name="shoal-train")
+        wait = placement_timeout if n == least else min(elastic_wait, placement_timeout)
+        try:
+            _api.get(pg.ready(), timeout=wait)
+            return pg, n
+        except exc.TaskUnschedulableError as e:
+            try:
+                remove_placement_group(pg)
+            except Exception:  # noqa: BLE001 - refused groups may be gone already
+                pass
+            if n > least:
+                continue  # more than the cluster can ever hold: fewer may fit
+            raise exc.TaskUnschedulableError(
+                f"shoal.train.run: the cluster can never hold {n} workers of {res} "
+                f"({strategy}): {e}; ask for fewer workers or resources, or another strategy") from None
+        except exc.GetTimeoutError:
+            remove_placement_group(pg)
+            if n > least:
+                continue
+            raise exc.GetTimeoutError(
+                f"shoal.train.run: no room for {n} workers of {res} ({strategy}) within "
+                f"{placement_timeout} s; the cluster has {_api.available_resources()} available") from None
+
+
 def _signal(pid, sig):
     """Runs in a worker's bundle, on its node: signal the worker's process."""
     try:
@@ -355,10 +384,30 @@ def _env(r, own, world):
     return e
 
 
+def _sizes(num_workers):
+    """num_workers as (min, max): an int N is (N, N)."""
+    if isinstance(num_workers, int) and not isinstance(num_workers, bool) and num_workers >= 1:
+        return num_workers, num_workers
+    if (isinstance(num_workers, (tuple, list)) and len(num_workers) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in num_workers)
+            and 1 <= num_workers[0] <= num_workers[1]):
+        return int(num_workers[0]), int(num_workers[1])
+    raise ValueError(f"run(num_workers={num_workers!r}): give a positive int, or (min, max) with 1 <= min <= max "
+                     "for an elastic gang")
+
+
 def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="PACK", max_failures=0, config=None,
-        *, cuda_visible_devices="per-rank", allowed_interfaces=None, placement_timeout=60.0, stop_grace=5.0, verbose=True):
+        *, cuda_visible_devices="per-rank", allowed_interfaces=None, placement_timeout=60.0, stop_grace=5.0, verbose=True,
+        elastic_wait=5.0):
     """Run ``train_fn(config)`` (or ``train_fn()``) on ``num_workers`` workers placed as one
     gang, and return their return values in world-rank order.
+
+    num_workers=(min, max) makes the gang elastic, as `shoal train --nnodes MIN:MAX` (counted in
+    workers here): each attempt (the first, and every restart) forms the largest gang from max
+    down to min the cluster has room for, waiting elastic_wait seconds for each size above min
+    (placement_timeout for min), so a gang that lost a node restarts with fewer workers, and
+    grows back at a later restart when room has come back. The world size, ranks and
+    LOCAL_WORLD_SIZE are those of the attempt; train_fn reshards from the checkpoint.
 
     resources_per_worker: each worker's bundle, e.g. {"GPU": 1, "CPU": 8} (default {"CPU": 1}).
     placement_strategy: PACK (default), SPREAD, STRICT_PACK or STRICT_SPREAD.
@@ -371,13 +420,14 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
     Raises TaskUnschedulableError when the cluster can never hold the gang, GetTimeoutError when
     it has no room within placement_timeout seconds, and TrainingFailedError (whose __cause__ is
     the failing worker's error) when no restart is left."""
-    from .util.placement_group import placement_group, remove_placement_group
+    from .util.placement_group import remove_placement_group
     from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     if not callable(train_fn):
         raise TypeError(f"run(train_fn): train_fn must be callable, got {type(train_fn).__name__}")
-    if not isinstance(num_workers, int) or num_workers < 1:
-        raise ValueError(f"run(num_workers={num_workers!r}): need a positive int")
+    least, most = _sizes(num_workers)
+    if not isinstance(elastic_wait, (int, float)) or elastic_wait < 0:
+        raise ValueError(f"run(elastic_wait={elastic_wait!r}): give seconds >= 0")
     if cuda_visible_devices not in ("per-rank", "shared"):
         raise ValueError(f"cuda_visible_devices={cuda_visible_devices!r}: use 'per-rank' or 'shared'")
     res = {k: float(v) for k, v in (resources_per_worker or {"CPU": 1}).items() if v}
@@ -391,21 +441,9 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
     try:
         for attempt in range(max_failures + 1):
             if pg is None:
-                pg = placement_group([dict(res) for _ in range(num_workers)], strategy=placement_strategy,
-                                     name="shoal-train")
-                try:
-                    _api.get(pg.ready(), timeout=placement_timeout)
-                except exc.TaskUnschedulableError as e:
-                    pg = None
-                    raise exc.TaskUnschedulableError(
-                        f"shoal.train.run: the cluster can never hold {num_workers} workers of {res} "
-                        f"({placement_strategy}): {e}; ask for fewer workers or resources, or another strategy") from None
-                except exc.GetTimeoutError:
-                    remove_placement_group(pg)
-                    pg = None
-                    raise exc.GetTimeoutError(
-                        f"shoal.train.run: no room for {num_workers} workers of {res} ({placement_strategy}) within "
-                        f"{placement_timeout} s; the cluster has {_api.available_resources()} available") from None
+                pg, num_workers = _gang(res, placement_strategy, least, most, placement_timeout, elastic_wait)
+                if verbose and least < most:
+                    print(f"shoal.train: attempt {attempt} runs {num_workers} workers (elastic {least}-{most})", flush=True)
             actors = []
             for i in range(num_workers):
                 actors.append(rank_cls.options(
@@ -457,7 +495,7 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
                 _stop(actors, pg, pids, running, stop_grace)
             rank, err = failure
             who = f"worker of rank {rank}" if rank >= 0 else "a worker"
-            if lost:
+            if lost or num_workers < most:  # a node lost, or an elastic gang that may grow back
                 remove_placement_group(pg)
                 pg = None
             if attempt >= max_failures:

@@ -398,3 +398,41 @@ def test_cli_checkpoint_reported_just_before_rank_0_is_lost_is_kept():
     assert r.returncode == 0, r.stderr + r.stdout
     assert "failed (its process or node was lost); restarting the gang from checkpoint /ck/1" in r.stderr, r.stderr
     assert "START 0 1 /ck/1" in r.stdout and "START 1 1 /ck/1" in r.stdout, r.stdout
+
+
+ELASTIC_RUN = r"""
+import shoal, shoal.train as st
+shoal.init()
+
+@shoal.remote(num_cpus=1)
+class Holder:
+    def ping(self):
+        return 1
+
+holder = Holder.options(name="holder").remote()
+shoal.get(holder.ping.remote())        # one of the 3 CPUs is taken: room for 2 workers
+
+def fn():
+    ctx = st.get_context()
+    if ctx.get_attempt() == 0 and ctx.get_world_rank() == 0:
+        shoal.kill(shoal.get_actor("holder"))   # the room comes back ...
+        raise RuntimeError("a failure after the room came back")  # ... and the gang restarts
+    return (ctx.get_attempt(), ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_world_size())
+
+print("OUT", st.run(fn, num_workers=(2, 3), max_failures=1, elastic_wait=1.0))
+"""
+
+
+def test_run_elastic_gang_takes_the_room_there_is_and_grows_back():
+    r = run_script(ELASTIC_RUN, "--num-cpus", "3")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "attempt 0 runs 2 workers (elastic 2-3)" in r.stdout, r.stdout
+    assert "attempt 1 runs 3 workers (elastic 2-3)" in r.stdout, r.stdout
+    out = eval(r.stdout.split("OUT ", 1)[1])  # noqa: S307
+    assert out == [(1, 0, 3, 3), (1, 1, 3, 3), (1, 2, 3, 3)], out
+
+
+def test_run_refuses_bad_elastic_sizes():
+    for bad in ((3, 2), (0, 2), (1, 2, 3), "2:3", True):
+        with pytest.raises(ValueError, match="num_workers"):
+            st.run(lambda: 1, num_workers=bad)
