@@ -140,55 +140,50 @@ func printHistory(w io.Writer, s head.State) {
 
 // printTables writes the job, actor and placement-group tables of s.
 func printTables(w io.Writer, s head.State) {
-	fmt.Fprintf(w, "  jobs: %d\n", len(s.Jobs))
-	if len(s.Jobs) > 0 {
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "    JOB\tSTATUS\tEXIT\tSTARTED\tENDED\tDRIVER")
-		for _, j := range s.Jobs {
-			exit := "-"
-			if j.ExitCode != nil {
-				exit = fmt.Sprint(*j.ExitCode)
-			}
-			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%s\tpid %d %s\n", j.ID, j.Status, exit, stamp(j.StartedMS), stamp(j.EndedMS), j.PID, j.Entry)
+	table(w, "jobs", "JOB\tSTATUS\tEXIT\tSTARTED\tENDED\tDRIVER", len(s.Jobs), func(i int) []any {
+		j := s.Jobs[i]
+		exit := "-"
+		if j.ExitCode != nil {
+			exit = fmt.Sprint(*j.ExitCode)
 		}
-		tw.Flush()
-	}
-	fmt.Fprintf(w, "  actors: %d\n", len(s.Actors))
-	if len(s.Actors) > 0 {
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "    ACTOR\tNAME\tCLASS\tSTATE\tRESTARTS\tNODE\tJOB\tDEATH")
-		for _, a := range s.Actors {
-			name := a.Name
-			if name == "" {
-				name = "-"
-			} else if a.NS != "" {
-				name = a.NS + "/" + name
-			}
-			death := a.Death
-			if death == "" {
-				death = "-"
-			}
-			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", a.ID, name, a.Class, a.State, a.Restarts, a.Node, a.Job, oneLine(death))
+		return []any{j.ID, j.Status, exit, stamp(j.StartedMS), stamp(j.EndedMS), fmt.Sprintf("pid %d %s", j.PID, j.Entry)}
+	})
+	table(w, "actors", "ACTOR\tNAME\tCLASS\tSTATE\tRESTARTS\tNODE\tJOB\tDEATH", len(s.Actors), func(i int) []any {
+		a := s.Actors[i]
+		name := dash(a.Name)
+		if a.Name != "" && a.NS != "" {
+			name = a.NS + "/" + a.Name
 		}
-		tw.Flush()
-	}
-	fmt.Fprintf(w, "  placement groups: %d\n", len(s.PlacementGroups))
-	if len(s.PlacementGroups) > 0 {
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "    GROUP\tNAME\tSTRATEGY\tSTATE\tCREATED\tREMOVED\tBUNDLES")
-		for _, p := range s.PlacementGroups {
-			name := p.Name
-			if name == "" {
-				name = "-"
-			}
-			var bs []string
-			for _, b := range p.Bundles {
-				bs = append(bs, "{"+resString(b)+"}")
-			}
-			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, name, p.Strategy, p.State, stamp(p.CreatedMS), stamp(p.RemovedMS), strings.Join(bs, " "))
+		return []any{a.ID, name, a.Class, a.State, a.Restarts, a.Node, a.Job, dash(oneLine(a.Death))}
+	})
+	table(w, "placement groups", "GROUP\tNAME\tSTRATEGY\tSTATE\tCREATED\tREMOVED\tBUNDLES", len(s.PlacementGroups), func(i int) []any {
+		p := s.PlacementGroups[i]
+		var bs []string
+		for _, b := range p.Bundles {
+			bs = append(bs, "{"+resString(b)+"}")
 		}
-		tw.Flush()
+		return []any{p.ID, dash(p.Name), p.Strategy, p.State, stamp(p.CreatedMS), stamp(p.RemovedMS), strings.Join(bs, " ")}
+	})
+}
+
+// table writes "  TITLE: N" and, when there are rows, a table of them under header (columns
+// separated by tabs), row(i) giving the cells of row i.
+func table(w io.Writer, title, header string, n int, row func(i int) []any) {
+	fmt.Fprintf(w, "  %s: %d\n", title, n)
+	if n == 0 {
+		return
 	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "    "+header)
+	for i := 0; i < n; i++ {
+		cells := row(i)
+		parts := make([]string, len(cells))
+		for k, c := range cells {
+			parts[k] = fmt.Sprint(c)
+		}
+		fmt.Fprintln(tw, "    "+strings.Join(parts, "\t"))
+	}
+	tw.Flush()
 }
 
 // resString is "CPU 2, GPU 1" in key order.

@@ -6,25 +6,9 @@
 # runs (and stops it after; minicluster.sh locks /tmp/shoal-yarn.lock itself). Last line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
-ROOT=$PWD
-SHOAL=$ROOT/bin/shoal
-MC=$ROOT/test/yarn/minicluster.sh
-pass=0; fail=0
-ok()  { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; shift; (($#)) && printf '     %s\n' "$@"; return 0; }
-has() { grep -q -- "$2" <<<"$1"; }
-finish() { echo "$pass passed, $fail failed"; ((fail == 0)); exit; }
-
-[[ -x $SHOAL ]] || { bad "bin/shoal is missing; run make build"; finish; }
-started=0
-if ! "$MC" status; then
-  "$MC" up || { bad "start the MiniYARNCluster (test/yarn/minicluster.sh up)"; finish; }
-  started=1
-fi
-eval "$("$MC" env)"
+. "$PWD/test/yarn/lib.sh"
 WORK=$(mktemp -d /tmp/shoal-yarn-state.XXXXXX)
-trap 'rm -rf "$WORK"; ((started)) && "$MC" down >/dev/null 2>&1' EXIT
-PY=$(python3 -c 'import sys; print(sys.executable)') # containers do not get this shell's PATH
+trap 'rm -rf "$WORK"; yarn_cleanup' EXIT
 cat > "$WORK/driver.py" <<'PY'
 import shoal
 from shoal.util.placement_group import placement_group

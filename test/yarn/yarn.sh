@@ -7,31 +7,15 @@
 # Last line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
-ROOT=$PWD
-SHOAL=$ROOT/bin/shoal
-MC=$ROOT/test/yarn/minicluster.sh
-pass=0; fail=0
-ok()  { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; shift; (($#)) && printf '     %s\n' "$@"; return 0; }
-has() { grep -q -- "$2" <<<"$1"; }
-finish() { echo "$pass passed, $fail failed"; ((fail == 0)); exit; }
-
-[[ -x $SHOAL ]] || { bad "bin/shoal is missing; run make build"; finish; }
-started=0
-if ! "$MC" status; then
-  "$MC" up || { bad "start the MiniYARNCluster (test/yarn/minicluster.sh up)"; finish; }
-  started=1
-fi
-eval "$("$MC" env)"
+. "$PWD/test/yarn/lib.sh"
 WORK=$(mktemp -d /tmp/shoal-yarn-test.XXXXXX)
 cleanup() {
   local p
   for p in $(jobs -p); do kill "$p" 2>/dev/null; done
   rm -rf "$WORK"
-  ((started)) && "$MC" down >/dev/null 2>&1
+  yarn_cleanup
 }
 trap cleanup EXIT
-PY=$(python3 -c 'import sys; print(sys.executable)') # containers do not get this shell's PATH
 COMMON=(--memory 256m --am-memory 512m --env "PYTHONPATH=$ROOT/python")
 DRIVERS=$ROOT/test/yarn/drivers
 
