@@ -16,6 +16,20 @@ func heap() uint64 {
 	return m.HeapAlloc
 }
 
+const million = 1_000_000
+
+// grown runs feed on a new recorder (skipped with -short) and returns it with the heap bytes it
+// added.
+func grown(t *testing.T, feed func(r *Recorder)) (*Recorder, int64) {
+	if testing.Short() {
+		t.Skip("a million tasks")
+	}
+	before := heap()
+	r := NewRecorder()
+	feed(r)
+	return r, int64(heap()) - int64(before)
+}
+
 func taskEvent(i int, s State) Event {
 	var id wire.ID
 	binary.BigEndian.PutUint64(id[4:], uint64(i))
@@ -28,18 +42,14 @@ func taskEvent(i int, s State) Event {
 // timeline keeps the newest DefaultMaxRecords, the counters count them all, and the interned
 // names of workers long gone are dropped.
 func TestRecorderMemoryAfterAMillionTasks(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a million tasks")
-	}
-	before := heap()
-	r := NewRecorder()
-	const n = 1_000_000
-	for i := 0; i < n; i++ {
-		r.TaskEvent(taskEvent(i, Submitted))
-		r.TaskEvent(taskEvent(i, Running))
-		r.TaskEvent(taskEvent(i, Finished))
-	}
-	grown := int64(heap()) - int64(before)
+	const n = million
+	r, grown := grown(t, func(r *Recorder) {
+		for i := 0; i < n; i++ {
+			r.TaskEvent(taskEvent(i, Submitted))
+			r.TaskEvent(taskEvent(i, Running))
+			r.TaskEvent(taskEvent(i, Finished))
+		}
+	})
 	recs, dropped := r.Records()
 	if len(recs) != DefaultMaxRecords || dropped != n-DefaultMaxRecords {
 		t.Fatalf("kept %d records and dropped %d; want %d and %d", len(recs), dropped, DefaultMaxRecords, n-DefaultMaxRecords)
@@ -63,16 +73,13 @@ func TestRecorderMemoryAfterAMillionTasks(t *testing.T) {
 // live map: a 96-byte slot by value, at the map's load), on top of what the core keeps for them
 // (sched: about 300 B per queued task, docs/benchmarks.md).
 func TestRecorderMemoryOfAMillionQueuedTasks(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a million tasks")
-	}
-	before := heap()
-	r := NewRecorder()
-	const n = 1_000_000
-	for i := 0; i < n; i++ {
-		r.TaskEvent(taskEvent(i, Submitted))
-	}
-	per := (int64(heap()) - int64(before)) / n
+	const n = million
+	r, bytes := grown(t, func(r *Recorder) {
+		for i := 0; i < n; i++ {
+			r.TaskEvent(taskEvent(i, Submitted))
+		}
+	})
+	per := bytes / n
 	t.Logf("recorder: %d B per queued task", per)
 	if per > 320 {
 		t.Fatalf("a queued task costs the recorder %d bytes; want at most 320", per)
