@@ -289,8 +289,11 @@ func (a *Agent) detachedJob(parent *job, ac *actor) *job {
 // __ray_terminate__, TERMINATE). It is not restarted; its calls fail with why.
 func (a *Agent) actorExit(c *client, m *wire.ActorExit) error {
 	w := c.worker
-	if w == nil || w.actor == nil {
-		return fmt.Errorf("ACTOR_EXIT from a connection that runs no actor")
+	if w == nil {
+		return fmt.Errorf("ACTOR_EXIT from a connection that is not a worker")
+	}
+	if w.actor == nil {
+		return nil // killed meanwhile
 	}
 	why := m.Why
 	if why == "" {
@@ -308,8 +311,8 @@ func (a *Agent) actorHandleFreed(id wire.ID) {
 		return
 	}
 	t := a.tasks[id.WithIndex(0)]
-	if t == nil || t.spec.Kind != wire.KindActorCreate || t.actor == nil {
-		return
+	if t == nil || t.spec.Kind != wire.KindActorCreate || t.actor == nil || t.spec.Lang != "python" {
+		return // the Go SDK's handles are not counted (it releases the creation's value early)
 	}
 	ac := t.actor
 	if ac.name != "" || ac.detached || ac.state == actorDead || ac.terminating {
