@@ -38,21 +38,25 @@ def test_async_actor_runs_calls_concurrently_on_one_loop(ray):
             self.running = 0
             self.peak = 0
 
-        async def run(self, t):
+        async def run(self, together):
+            # returns once `together` calls run at the same time: a sequential actor would
+            # never get there
             self.loops.add(id(asyncio.get_running_loop()))
             self.threads.add(threading.get_ident())
             self.running += 1
             self.peak = max(self.peak, self.running)
-            await asyncio.sleep(t)
+            for _ in range(2000):
+                if self.peak >= together:
+                    break
+                await asyncio.sleep(0.01)
             self.running -= 1
-            return t
+            return self.peak
 
         def stats(self):  # a sync method of an async actor runs on the loop too
             return len(self.loops), len(self.threads), self.peak, threading.get_ident() in self.threads
 
     a = AsyncActor.remote()
-    # 20 calls of 0.5 s: on one loop they overlap (Ray's documented example)
-    assert ray.get([a.run.remote(0.5) for _ in range(20)]) == [0.5] * 20
+    assert ray.get([a.run.remote(20) for _ in range(20)]) == [20] * 20
     loops, threads, peak, same_thread = ray.get(a.stats.remote())
     assert loops == 1 and threads == 1 and same_thread
     assert peak == 20
@@ -68,7 +72,11 @@ def test_async_actor_max_concurrency_bounds_calls(ray):
         async def run(self):
             self.running += 1
             self.peak = max(self.peak, self.running)
-            await asyncio.sleep(0.2)
+            for _ in range(200):  # up to 2 s for a second call to join
+                if self.running >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
             self.running -= 1
 
         async def peak_seen(self):
@@ -107,6 +115,13 @@ def test_async_method_error_is_raised_at_get(ray):
 
 # ---------------------------------------------------------------- threaded actors
 
+def _join(cond, timeout=2.0):
+    """Inside an actor method: wait (up to timeout) until cond() holds."""
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_threaded_actor_runs_calls_on_a_pool(ray):
     @ray.remote(max_concurrency=3)
     class Threaded:
@@ -121,7 +136,8 @@ def test_threaded_actor_runs_calls_on_a_pool(ray):
                 self.running += 1
                 self.peak = max(self.peak, self.running)
                 self.threads.add(threading.get_ident())
-            time.sleep(0.3)
+            _join(lambda: self.peak >= 3)
+            time.sleep(0.05)
             with self.lock:
                 self.running -= 1
 
@@ -160,9 +176,11 @@ def test_sequential_actor_keeps_one_callers_order(ray):
     assert ray.get(a.get.remote()) == [0, 1, 2, 3, 4, 5]
 
 
-def test_threaded_actor_runs_ready_calls_first(ray):
+def test_threaded_actor_runs_ready_calls_first(ray, tmp_path):
     # Ray: a threaded or async actor gives no order; a call whose argument is not ready holds
     # back no other
+    gate = tmp_path / "gate"
+
     @ray.remote(max_concurrency=2)
     class Log:
         def __init__(self):
@@ -175,14 +193,15 @@ def test_threaded_actor_runs_ready_calls_first(ray):
             return list(self.seen)
 
     @ray.remote
-    def slow(i):
-        time.sleep(1.0)
+    def gated(i, path):
+        _join(lambda: os.path.exists(path), timeout=60)
         return i
 
     a = Log.remote()
-    first = a.add.remote(slow.remote(0))
+    first = a.add.remote(gated.remote(0, str(gate)))
     ray.get(a.add.remote(1))
     assert ray.get(a.get.remote()) == [1]
+    gate.touch()
     ray.get(first)
     assert ray.get(a.get.remote()) == [1, 0]
 
@@ -207,7 +226,8 @@ def test_concurrency_groups(ray):
         @ray.method(concurrency_group="io")
         def io(self):
             self._enter("io")
-            time.sleep(0.3)
+            _join(lambda: self.peak["io"] >= 2)
+            time.sleep(0.05)
             self._leave("io")
 
         @ray.method(concurrency_group="compute")
@@ -299,6 +319,42 @@ def test_exit_actor(ray, tmp_path):
     with pytest.raises(ray.exceptions.ActorDiedError):
         ray.get(a.ping.remote())
     assert marker.read_text() == "ran"  # atexit handlers run
+
+
+def test_exit_actor_lets_running_calls_finish(ray):
+    # Ray: "For concurrent and async actors, tasks currently executing will run to completion
+    # before the actor exits"
+    @ray.remote(max_concurrency=2)
+    class Threaded:
+        def slow(self):
+            time.sleep(0.5)
+            return "finished"
+
+        def quit(self):
+            time.sleep(0.1)
+            ray.actor.exit_actor()
+
+    @ray.remote
+    class Async:
+        async def slow(self):
+            await asyncio.sleep(0.5)
+            return "finished"
+
+        async def quit(self):
+            await asyncio.sleep(0.1)
+            ray.actor.exit_actor()
+
+        async def ping(self):
+            return "pong"
+
+    for cls in (Threaded, Async):
+        a = cls.remote()
+        running = a.slow.remote()
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(a.quit.remote())
+        assert ray.get(running) == "finished"
+        with pytest.raises(ray.exceptions.ActorDiedError):
+            ray.get(a.slow.remote())
 
 
 def test_exit_actor_outside_an_actor(ray):
