@@ -36,9 +36,11 @@ class ActorExit(SystemExit):
     """Raised by exit_actor() inside an actor method; the actor then ends."""
 
 
-def actor_config(cls, opts, method_groups):
+def actor_config(cls, opts, method_groups, check_methods=True):
     """The concurrency of actor class cls under its options: a dict that travels in the actor's
-    metadata to its worker. Raises ValueError/TypeError on a bad option, at the call site."""
+    metadata to its worker. Raises ValueError/TypeError on a bad option, at the call site; a
+    method's group is checked only with check_methods (at creation: .options() may still add
+    the group)."""
     is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
                    for _, m in inspect.getmembers(cls, predicate=inspect.isfunction))
     mc = opts.get("max_concurrency")
@@ -57,7 +59,7 @@ def actor_config(cls, opts, method_groups):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"concurrency group {g!r} has max concurrency {n!r}; it must be an integer >= 1")
     for m, g in method_groups.items():
-        if g is not None and g not in groups:
+        if check_methods and g is not None and g not in groups:
             raise ValueError(f"method {m} is in concurrency group {g!r}, which the actor does not define; "
                              f"add it to concurrency_groups (defined: {sorted(groups)})")
     conc = mc + sum(groups.values())

@@ -318,11 +318,11 @@ def _signature(fn, drop_self):
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return None
-    if drop_self:
-        params = list(sig.parameters.values())
-        if params and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
-            sig = sig.replace(parameters=params[1:])
-    return sig
+    params = list(sig.parameters.values())
+    if drop_self and params and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+        params = params[1:]
+    # annotations play no part in binding, and may name what does not pickle (the actor class)
+    return sig.replace(parameters=[p.replace(annotation=p.empty) for p in params], return_annotation=sig.empty)
 
 
 def _bind(sig, args, kwargs, what):
@@ -393,7 +393,7 @@ class ActorClass:
         self.__doc__ = cls.__doc__
         self._meta_info = None
         self._init_sig = _signature(cls, False)
-        self._conc = _actor_exec.actor_config(cls, opts, self._method_groups())
+        self._conc = _actor_exec.actor_config(cls, opts, self._method_groups(), check_methods=False)
 
     def __call__(self, *a, **k):
         raise TypeError(f"Actors cannot be instantiated directly. Instead of '{self.__name__}()', use '{self.__name__}.remote()'.")
@@ -404,7 +404,7 @@ class ActorClass:
         ac = ActorClass.__new__(ActorClass)
         ac.__dict__.update(self.__dict__)
         ac._opts = merged
-        ac._conc = _actor_exec.actor_config(self._cls, merged, self._method_groups())
+        ac._conc = _actor_exec.actor_config(self._cls, merged, self._method_groups(), check_methods=False)
         ac._meta_info = None
         parent = self
 
@@ -452,6 +452,7 @@ class ActorClass:
 
     def _create(self, args, kwargs, holder):
         _bind(self._init_sig, args, kwargs, f"{self.__name__}.remote()")
+        _actor_exec.actor_config(self._cls, self._opts, self._method_groups())  # a method's group exists
         cl = _auto_init()
         opts = self._opts
         name = opts.get("name") or ""

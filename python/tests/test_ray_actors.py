@@ -272,7 +272,10 @@ def test_concurrency_options_are_checked(ray):
         def f(self):
             return 1
     with pytest.raises(ValueError, match="nope"):
-        ray.remote(Missing)
+        ray.remote(Missing).remote()
+    # a group the decorator lacks may come with .options()
+    ok = ray.remote(Missing).options(concurrency_groups={"nope": 1}).remote()
+    assert ray.get(ok.f.remote()) == 1
     a = ray.remote(Plain).remote()
     with pytest.raises(ValueError, match="io"):
         a.f.options(concurrency_group="io")
