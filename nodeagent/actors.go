@@ -108,13 +108,9 @@ func (a *Agent) actorCreated(ac *actor, failed bool, rets []wire.Ret) {
 // whose last handle is gone gets TERMINATE after its last queued call.
 func (a *Agent) flushActor(ac *actor) {
 	for {
-		q := ac.queue[:0]
-		for _, t := range ac.queue {
-			if !t.finished {
-				q = append(q, t)
-			}
+		for len(ac.queue) > 0 && ac.queue[0].finished {
+			ac.queue = ac.queue[1:]
 		}
-		ac.queue = q
 		if ac.state != actorAlive || ac.worker == nil || ac.worker.client == nil {
 			return
 		}
@@ -128,16 +124,19 @@ func (a *Agent) flushActor(ac *actor) {
 		if len(ac.inflight) > 0 && a.execWindowFull(ac.worker) { // sendqueue.go
 			return
 		}
-		ready := make([]bool, len(ac.queue))
-		for i, t := range ac.queue {
-			ready[i] = t.pendingDeps == 0
-		}
-		i := sched.ActorQueue{Concurrency: ac.conc, Ready: ready}.Next()
+		q := ac.queue
+		i := sched.ActorQueue{Concurrency: ac.conc, Len: len(q), Ready: func(i int) bool {
+			return !q[i].finished && q[i].pendingDeps == 0
+		}}.Next()
 		if i < 0 {
 			return
 		}
-		t := ac.queue[i]
-		ac.queue = append(ac.queue[:i], ac.queue[i+1:]...)
+		t := q[i]
+		if i == 0 {
+			ac.queue = q[1:]
+		} else {
+			ac.queue = append(q[:i:i], q[i+1:]...)
+		}
 		ac.inflight = append(ac.inflight, t)
 		t.worker = ac.worker
 		a.exec(t, ac.worker)

@@ -19,8 +19,13 @@ func TestActorQueueNext(t *testing.T) {
 		{"threaded: empty", 2, nil, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := (ActorQueue{Concurrency: tc.conc, Ready: tc.ready}).Next(); got != tc.want {
+			asked := 0
+			q := ActorQueue{Concurrency: tc.conc, Len: len(tc.ready), Ready: func(i int) bool { asked++; return tc.ready[i] }}
+			if got := q.Next(); got != tc.want {
 				t.Errorf("Next() = %d, want %d", got, tc.want)
+			}
+			if q.Ordered() && asked > 1 {
+				t.Errorf("an ordered queue asked about %d calls; only the first matters", asked)
 			}
 		})
 	}

@@ -18,8 +18,10 @@ type ActorQueue struct {
 	// Concurrency is the actor's max_concurrency over all its concurrency groups; 0 or 1
 	// means one call at a time, run in submission order.
 	Concurrency int
-	// Ready holds, per queued call in submission order, whether its arguments are sealed.
-	Ready []bool
+	// Len is the number of queued calls; Ready(i) reports whether call i (in submission order)
+	// has its arguments sealed. Next asks as few as it can: an ordered actor only the first.
+	Len   int
+	Ready func(i int) bool
 }
 
 // Ordered reports whether the actor's calls must reach its worker in submission order: a
@@ -28,17 +30,17 @@ type ActorQueue struct {
 // no order there either), so a call waiting for a slow argument holds back no other.
 func (q ActorQueue) Ordered() bool { return q.Concurrency <= 1 }
 
-// Next returns the index in Ready of the call to send now, or -1 when none may go: an ordered
-// actor sends only its first call, once ready; an unordered one its first ready call.
+// Next returns the index of the call to send now, or -1 when none may go: an ordered actor
+// sends only its first call, once ready; an unordered one its first ready call.
 func (q ActorQueue) Next() int {
 	if q.Ordered() {
-		if len(q.Ready) > 0 && q.Ready[0] {
+		if q.Len > 0 && q.Ready(0) {
 			return 0
 		}
 		return -1
 	}
-	for i, r := range q.Ready {
-		if r {
+	for i := 0; i < q.Len; i++ {
+		if q.Ready(i) {
 			return i
 		}
 	}
