@@ -89,6 +89,11 @@ def _worker():
     return _W
 
 
+def off_main_thread():
+    """Whether this worker's actor runs its calls off the main thread (threaded or async)."""
+    return _runner is not None
+
+
 def in_actor():
     """Whether this process runs an actor (its constructor succeeded)."""
     return _W is not None and _W._actor is not None

@@ -123,6 +123,8 @@ def _execute(client, spec, run=None):
 def _interrupted(signum, frame):
     # SIGINT from the agent: cancel() of the running task (never sent while idle, but a late
     # one is ignored then)
+    if _actor_exec.off_main_thread():
+        return  # calls run on other threads (_actor_exec.py): the main thread only reads frames
     if globals().get("current_task") is not None:
         raise exc.TaskCancelledError(f"{_current_name or 'the task'} was cancelled")
 
