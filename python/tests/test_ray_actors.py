@@ -502,6 +502,47 @@ def test_handle_passed_to_a_task_keeps_the_actor(ray, tmp_path):
     assert _wait_for(marker.exists)
 
 
+def test_handles_through_tasks(ray, tmp_path):
+    @ray.remote
+    class A:
+        def __init__(self, path):
+            self.path = path
+            self.n = 0
+
+        def add(self):
+            self.n += 1
+            return self.n
+
+        def __ray_shutdown__(self):
+            open(self.path, "w").write("bye")
+
+    @ray.remote
+    def use(h):
+        time.sleep(0.3)
+        return ray.get(h.add.remote())
+
+    @ray.remote
+    def make(path):
+        return A.remote(path)
+
+    # a task's argument keeps the actor while the task runs, though the driver dropped it
+    gone1 = tmp_path / "one"
+    a = A.remote(str(gone1))
+    ref = use.remote(a)
+    del a
+    assert ray.get(ref) == 1
+    assert _wait_for(gone1.exists)
+
+    # an actor made in a task and returned lives on through the driver's handle
+    gone2 = tmp_path / "two"
+    h = ray.get(make.remote(str(gone2)))
+    time.sleep(0.3)
+    assert ray.get(h.add.remote()) == 1
+    assert not gone2.exists()
+    del h
+    assert _wait_for(gone2.exists)
+
+
 def test_named_actor_outlives_its_handles(ray):
     @ray.remote
     class A:
