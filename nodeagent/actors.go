@@ -43,6 +43,10 @@ type actor struct {
 	death        string
 	noRestart    bool
 	failedWith   string // why its constructor failed, for the death the core then reports
+	conc         int    // max_concurrency over its concurrency groups (<= 1: in order)
+	detached     bool   // outlives its driver's job (it runs in a job of its own)
+	terminating  bool   // its last handle is gone: end it once its queued calls are sent
+	termSent     bool   // TERMINATE went to its current worker
 }
 
 func (a *Agent) newActor(t *task) error {
@@ -53,7 +57,12 @@ func (a *Agent) newActor(t *task) error {
 	if a.actors[m.Actor] != nil {
 		return fmt.Errorf("actor %s already exists", m.Actor)
 	}
-	ac := &actor{id: m.Actor, job: t.job, create: t, name: m.AName, ns: m.NS, restartsLeft: m.Restarts}
+	ac := &actor{id: m.Actor, job: t.job, create: t, name: m.AName, ns: m.NS, restartsLeft: m.Restarts,
+		conc: m.Conc, detached: m.Detached}
+	if ac.detached {
+		t.job = a.detachedJob(t.job, ac)
+		ac.job = t.job
+	}
 	if a.head != nil {
 		if err := a.head.ActorCreated(head.Actor{ID: m.Actor.String(), Job: t.job.id, Name: m.AName, NS: m.NS, Class: m.Name, State: "PENDING", Node: a.cfg.NodeID, Meta: m.Meta}); err != nil {
 			return err
@@ -94,21 +103,40 @@ func (a *Agent) actorCreated(ac *actor, failed bool, rets []wire.Ret) {
 	a.flushActor(ac)
 }
 
-// flushActor sends queued calls whose arguments are ready, in order.
+// flushActor sends queued calls whose arguments are ready, in the order sched.ActorQueue
+// decides (in order for a sequential actor, as ready for a threaded or async one); an actor
+// whose last handle is gone gets TERMINATE after its last queued call.
 func (a *Agent) flushActor(ac *actor) {
-	for len(ac.queue) > 0 {
-		t := ac.queue[0]
-		if t.finished {
+	for {
+		for len(ac.queue) > 0 && ac.queue[0].finished {
 			ac.queue = ac.queue[1:]
-			continue
 		}
-		if ac.state != actorAlive || ac.worker == nil || ac.worker.client == nil || t.pendingDeps > 0 {
+		if ac.state != actorAlive || ac.worker == nil || ac.worker.client == nil {
+			return
+		}
+		if len(ac.queue) == 0 {
+			if ac.terminating && !ac.termSent {
+				ac.termSent = true
+				ac.worker.client.conn.Send(wire.TTerminate, 0, nil)
+			}
 			return
 		}
 		if len(ac.inflight) > 0 && a.execWindowFull(ac.worker) { // sendqueue.go
 			return
 		}
-		ac.queue = ac.queue[1:]
+		q := ac.queue
+		i := sched.ActorQueue{Concurrency: ac.conc, Len: len(q), Ready: func(i int) bool {
+			return !q[i].finished && q[i].pendingDeps == 0
+		}}.Next()
+		if i < 0 {
+			return
+		}
+		t := q[i]
+		if i == 0 {
+			ac.queue = q[1:]
+		} else {
+			ac.queue = append(q[:i:i], q[i+1:]...)
+		}
 		ac.inflight = append(ac.inflight, t)
 		t.worker = ac.worker
 		a.exec(t, ac.worker)
@@ -128,16 +156,19 @@ func (a *Agent) actorCallDone(t *task) {
 }
 
 // actorRestarting handles the core's decision to restart ac after its process died: calls in
-// flight fail, queued calls wait for the new instance.
+// flight with retries left (max_task_retries) go to the new instance first, the others fail;
+// queued calls wait for it.
 func (a *Agent) actorRestarting(ac *actor, why string) {
-	a.unbindActor(ac, why)
+	a.unbindActor(ac, why, true)
 	ac.restarts++
+	ac.termSent = false
 	a.log.Warn("restarting actor", "actor", ac.id.String(), "class", ac.create.spec.Name, "restart", ac.restarts, "reason", why)
 	a.setActorState(ac, actorRestarting)
 }
 
-// unbindActor detaches ac from its (dead) worker and fails the calls it was running.
-func (a *Agent) unbindActor(ac *actor, why string) {
+// unbindActor detaches ac from its (dead) worker and fails the calls it was running, or, when
+// it restarts, queues again those with retries left (sched.ActorCallOnDeath).
+func (a *Agent) unbindActor(ac *actor, why string, restarting bool) {
 	if w := ac.worker; w != nil {
 		w.actor = nil
 	}
@@ -147,9 +178,22 @@ func (a *Agent) unbindActor(ac *actor, why string) {
 	}
 	inflight := ac.inflight
 	ac.inflight = nil
+	var again []*task
 	for _, t := range inflight {
+		if t.finished {
+			continue
+		}
+		retry, left := sched.ActorCallOnDeath(restarting, t.spec.Retries)
+		if retry {
+			t.spec.Retries = left
+			t.spec.Attempt++
+			t.worker = nil
+			again = append(again, t)
+			continue
+		}
 		a.fail(t, "actor_died", fmt.Sprintf("%s: the actor's process died while running this call (%s)", t.spec.Name, why))
 	}
+	ac.queue = append(again, ac.queue...)
 }
 
 // actorDead marks ac dead and fails its queued calls.
@@ -163,7 +207,7 @@ func (a *Agent) actorDead(ac *actor, why string) {
 	if w := ac.worker; w != nil {
 		w.signal(syscall.SIGKILL)
 	}
-	a.unbindActor(ac, why)
+	a.unbindActor(ac, why, false)
 	ac.death = why
 	a.setActorState(ac, actorDead)
 	for _, t := range ac.queue {
@@ -180,6 +224,9 @@ func (a *Agent) actorDead(ac *actor, why string) {
 		if t.cid != 0 {
 			delete(a.coreTasks, t.cid)
 		}
+	}
+	if ac.detached && ac.job != nil && !ac.job.ended {
+		a.endJob(ac.job, "its detached actor died")
 	}
 }
 
@@ -218,4 +265,58 @@ func (a *Agent) getActor(c *client, seq uint64, m *wire.GetActor) error {
 	}
 	copy(id[:], b)
 	return c.conn.Send(wire.TOK, seq, &wire.GetActorReply{Actor: id, Meta: rec.Meta})
+}
+
+// detachedJob makes the job a detached actor runs in: its own, with its creator's program
+// (interpreter, path, working directory, namespace), so that it outlives its creator's job.
+// It ends when the actor dies (actorDead) or the cluster stops.
+func (a *Agent) detachedJob(parent *job, ac *actor) *job {
+	a.nextJob++
+	j := &job{id: fmt.Sprintf("%s-%04x", a.cfg.ClusterID[:8], a.nextJob), cid: sched.JobID(a.nextJob), lang: parent.lang,
+		exe: parent.exe, path: parent.path, cwd: parent.cwd, ns: parent.ns, workers: map[string]*worker{}}
+	a.jobs[j.id] = j
+	a.coreJobs[j.cid] = j
+	if a.head != nil {
+		a.head.JobStarted(j.id, 0, parent.exe)
+	}
+	a.log.Debug("detached actor's job", "job", j.id, "parent", parent.id, "actor", ac.id.String())
+	a.feed(sched.JobStarted{Job: j.cid, Driver: a.local.cid})
+	return j
+}
+
+// actorExit handles ACTOR_EXIT: the worker's actor ends on purpose (exit_actor(),
+// __ray_terminate__, TERMINATE). It is not restarted; its calls fail with why.
+func (a *Agent) actorExit(c *client, m *wire.ActorExit) error {
+	w := c.worker
+	if w == nil {
+		return fmt.Errorf("ACTOR_EXIT from a connection that is not a worker")
+	}
+	if w.actor == nil {
+		return nil // killed meanwhile
+	}
+	why := m.Why
+	if why == "" {
+		why = "the actor exited on purpose"
+	}
+	return a.killActor(w.actor.id, true, why)
+}
+
+// actorHandleFreed runs when an object is freed: when it is the value of an actor's creation
+// (every handle holds a reference to it, counted as objects are, docs/ray-actors.md "Handle
+// counting"), the actor's last handle is gone, and an actor that has no name and is not
+// detached ends after its queued calls (TERMINATE: __ray_shutdown__, then exit).
+func (a *Agent) actorHandleFreed(id wire.ID) {
+	if id.Index() != 1 {
+		return
+	}
+	t := a.tasks[id.WithIndex(0)]
+	if t == nil || t.spec.Kind != wire.KindActorCreate || t.actor == nil || t.spec.Lang != "python" {
+		return // the Go SDK's handles are not counted (it releases the creation's value early)
+	}
+	ac := t.actor
+	if ac.name != "" || ac.detached || ac.state == actorDead || ac.terminating {
+		return
+	}
+	ac.terminating = true
+	a.flushActor(ac)
 }

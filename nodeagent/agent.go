@@ -596,6 +596,14 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		return a.done(c, &m)
+	case wire.TActorExit:
+		var m wire.ActorExit
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.actorExit(c, &m) // actors.go
 	case wire.TKill:
 		var m wire.Kill
 		if err := f.Decode(&m); err != nil {

@@ -53,7 +53,7 @@ func (a *Agent) workerEnv(j *job, id string, nd *node) []string {
 	}
 	env := append([]string{}, a.cfg.WorkerEnv...)
 	env = append(env, "SHOAL_ADDRESS="+addr, "SHOAL_WORKER_ID="+id,
-		"SHOAL_JOB_ID="+j.id, "SHOAL_CLUSTER_ID="+a.cfg.ClusterID, "SHOAL_NODE_ID="+nd.id)
+		"SHOAL_JOB_ID="+j.id, "SHOAL_CLUSTER_ID="+a.cfg.ClusterID, "SHOAL_NODE_ID="+nd.id, "SHOAL_NAMESPACE="+j.ns)
 	if nd.member == nil {
 		env = append(env, "SHOAL_SECRET="+a.cfg.Secret)
 	}

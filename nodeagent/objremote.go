@@ -279,6 +279,7 @@ func (a *Agent) objFreed(id wire.ID) {
 		a.freeAt(loc, id)
 	}
 	delete(a.holders, id)
+	a.actorHandleFreed(id) // actors.go: an actor's last handle
 }
 
 func (a *Agent) freeAt(loc string, id wire.ID) {

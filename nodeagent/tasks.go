@@ -41,6 +41,7 @@ type job struct {
 	cwd     string
 	workers map[string]*worker
 	ended   bool
+	ns      string // the driver's namespace (init(namespace=)), which its workers get
 }
 
 type worker struct {
@@ -114,7 +115,7 @@ type task struct {
 func (a *Agent) newJob(c *client, au *wire.Auth) *job {
 	a.nextJob++
 	j := &job{id: fmt.Sprintf("%s-%04x", a.cfg.ClusterID[:8], a.nextJob), cid: sched.JobID(a.nextJob), driver: c, lang: au.Lang,
-		exe: au.Exe, path: au.Path, cwd: au.Cwd, workers: map[string]*worker{}}
+		exe: au.Exe, path: au.Path, cwd: au.Cwd, ns: au.NS, workers: map[string]*worker{}}
 	a.jobs[j.id] = j
 	a.coreJobs[j.cid] = j
 	if a.head != nil {

@@ -36,6 +36,7 @@ func sampleBodies() map[Type]any {
 		TReady:      &Ready{Objs: []Obj{obj}},
 		TSubmit:     task,
 		TKill:       &Kill{Actor: id, NoRestart: true},
+		TActorExit:  &ActorExit{Why: "exit_actor() was called"},
 		TGetActor:   &GetActor{Name: "a", NS: "ns"},
 		TDone:       &Done{Task: id, Rets: []Ret{{ID: id, Fmt: FmtRaw, Data: []byte("r")}}},
 		TPGCreate:   &PGCreate{PG: id, Bundles: []map[string]float64{{"CPU": 1}}, Strategy: "PACK"},

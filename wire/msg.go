@@ -97,6 +97,7 @@ type Auth struct {
 	Cwd      string   `msgpack:"cwd"`
 	WorkerID string   `msgpack:"worker_id"`
 	Job      string   `msgpack:"job"`
+	NS       string   `msgpack:"ns,omitempty"` // a driver's namespace, which its workers get (SHOAL_NAMESPACE)
 }
 
 // Welcome closes the handshake. Proof is Proof(secret, ServerLabel, the client's nonce, the
@@ -211,6 +212,19 @@ type Task struct {
 	Depv     []Obj              `msgpack:"depv,omitempty"`
 	Attempt  int                `msgpack:"attempt"`
 	GPUs     []int              `msgpack:"gpus,omitempty"` // EXEC: the GPUs the task was given
+	// Conc is an actor creation's max_concurrency over all its concurrency groups (0 or 1:
+	// its calls run one at a time, in submission order); Detached: it outlives its driver.
+	Conc     int  `msgpack:"conc,omitempty"`
+	Detached bool `msgpack:"detached,omitempty"`
+	// Group is an actor call's concurrency group when the caller chose one (.options).
+	Group string `msgpack:"cg,omitempty"`
+}
+
+// ActorExit is a worker's word that its actor ends on purpose (exit_actor(),
+// __ray_terminate__, or a TERMINATE it was sent): the actor is not restarted, and Why is what
+// its callers' ActorDiedError says.
+type ActorExit struct {
+	Why string `msgpack:"why"`
 }
 
 // Ret is one return value in Done.
@@ -384,6 +398,8 @@ func Body(t Type) any {
 		return &Task{}
 	case TDone:
 		return &Done{}
+	case TActorExit:
+		return &ActorExit{}
 	case TKill:
 		return &Kill{}
 	case TGetActor:

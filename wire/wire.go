@@ -52,10 +52,14 @@ const (
 	TCancel   Type = 23
 	TExec     Type = 30
 	TDone     Type = 31
-	TInfo     Type = 40
-	TPGCreate Type = 41
-	TPGRemove Type = 42
-	TShutdown Type = 50
+	// actors (docs/ray-actors.md): a worker's actor exits on purpose (exit_actor,
+	// __ray_terminate__); the agent asks an actor to end gracefully (its last handle is gone)
+	TActorExit Type = 32
+	TTerminate Type = 33
+	TInfo      Type = 40
+	TPGCreate  Type = 41
+	TPGRemove  Type = 42
+	TShutdown  Type = 50
 	// between the head node's agent and the member agents of other nodes
 	TNodeJoin   Type = 60
 	TSpawn      Type = 61

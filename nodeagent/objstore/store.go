@@ -889,6 +889,9 @@ func (s *Store) maybeFree(o *Object) {
 	if o.State == Pending {
 		// nobody wants the value any more; forget it (a late result is dropped)
 		delete(s.objs, o.ID)
+		if s.OnFree != nil {
+			s.OnFree(o.ID)
+		}
 		return
 	}
 	if s.objs[o.ID] != o {

@@ -11,7 +11,7 @@ A Ray Core script runs with ``import shoal as ray``::
 
     print(ray.get([square.remote(i) for i in range(4)]))
 """
-from . import exceptions, util  # noqa: F401
+from . import actor, exceptions, util  # noqa: F401
 from ._api import (ActorClass, ActorHandle, RemoteFunction, available_resources, cancel, cluster_resources, get,  # noqa: F401
                    get_actor, get_gpu_ids, get_runtime_context, init, is_initialized, kill, method, nodes, put, remote,
                    shutdown, wait)
@@ -22,4 +22,4 @@ __version__ = "0.1.0"
 
 __all__ = ["init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "kill", "cancel", "get_actor", "method",
            "cluster_resources", "get_gpu_ids", "available_resources", "nodes", "get_runtime_context", "ObjectRef", "exceptions",
-           "util", "timeline", "job_report"]
+           "util", "timeline", "job_report", "actor"]

@@ -11,6 +11,7 @@ import threading
 
 import cloudpickle
 
+from . import _actor_exec
 from . import _client as C
 from . import _observe
 from . import _serial
@@ -79,7 +80,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
             address, secret = info["address"], info["secret"]
         elif not secret:
             raise ConnectionError(f"cannot connect to {address}: SHOAL_SECRET is not set (it is in the session directory's `secret` file)")
-        C._client = C.Client(address, secret, role="driver")
+        C._client = C.Client(address, secret, role="driver", namespace=_namespace)
         _observe.register_driver(C._client, secret, log_to_driver)
         atexit.register(shutdown)
         return _context()
@@ -280,6 +281,7 @@ class RemoteFunction:
         return self._submit(args, kwargs, self)
 
     def _submit(self, args, kwargs, code_holder):
+        _bind_fn(self, args, kwargs)  # docs/ray-actors.md: arguments checked at the call site
         cl = _auto_init()
         opts = self._opts
         nret = opts.get("num_returns", 1)
@@ -305,98 +307,217 @@ class RemoteFunction:
 
 
 # ---------------------------------------------------------------- actors
+# docs/ray-actors.md: concurrency (_actor_exec.py runs the calls), handle counting, lifetimes.
 
-def method(*, num_returns=1, concurrency_group=None, max_task_retries=None, retry_exceptions=None):
+_LIFETIMES = (None, "non_detached", "detached")
+
+
+def _signature(fn, drop_self):
+    """fn's signature for checking .remote()'s arguments (None when it has none to check)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    params = list(sig.parameters.values())
+    if drop_self and params and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+        params = params[1:]
+    # annotations play no part in binding, and may name what does not pickle (the actor class)
+    return sig.replace(parameters=[p.replace(annotation=p.empty) for p in params], return_annotation=sig.empty)
+
+
+def _bind(sig, args, kwargs, what):
+    """Raise TypeError at the call site when args do not fit sig, as Ray's .remote() does."""
+    if sig is None:
+        return
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"{what}: {e}") from None
+
+
+def _check_retries(v, what):
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, int) or v < -1:
+        raise ValueError(f"{what} must be an integer >= -1 (-1: retry forever), got {v!r}")
+
+
+def method(*, num_returns=1, concurrency_group=None, max_task_retries=None, retry_exceptions=None, **unknown):
+    """@method(...) on an actor method, as Ray's @ray.method: its number of return values, its
+    concurrency group and its max_task_retries."""
+    if unknown:
+        raise ValueError(f"Invalid option keyword(s) {sorted(unknown)} for @method; valid ones are "
+                         "['concurrency_group', 'max_task_retries', 'num_returns']")
+    if retry_exceptions not in (None, False):
+        raise ValueError("retry_exceptions is not supported on actor methods in shoal: an actor method that raises "
+                         "is not retried (max_task_retries retries calls whose actor process died)")
+    _check_retries(max_task_retries, "max_task_retries")
+
     def deco(f):
         f.__shoal_num_returns__ = num_returns
+        f.__shoal_concurrency_group__ = concurrency_group
+        f.__shoal_max_task_retries__ = max_task_retries
         return f
     return deco
 
 
+def _bind_fn(rf, args, kwargs):
+    """A remote function's arguments checked against its signature (cached on it)."""
+    sig = rf.__dict__.get("_sig", False)
+    if sig is False:
+        sig = rf.__dict__["_sig"] = _signature(rf._function, False)
+    _bind(sig, args, kwargs, f"{rf.__name__}.remote()")
+
+
+def _check_actor_opts(opts):
+    _check_opts(opts, _ACTOR_OPTS, "actors")
+    lt = opts.get("lifetime")
+    if lt not in _LIFETIMES:
+        raise ValueError(f"actor lifetime must be None, 'non_detached' or 'detached', got {lt!r}")
+    _check_retries(opts.get("max_task_retries"), "max_task_retries")
+    _check_retries(opts.get("max_restarts"), "max_restarts")
+    if opts.get("get_if_exists") and not opts.get("name"):
+        raise ValueError("get_if_exists=True needs a name: the actor must be created with name=...")
+
+
 class ActorClass:
     def __init__(self, cls, opts):
-        _check_opts(opts, _ACTOR_OPTS, "actors")
+        _check_actor_opts(opts)
         self._cls = cls
         self._opts = opts
         self._fnb = None
         self._fid = None
         self.__name__ = cls.__name__
+        self.__qualname__ = getattr(cls, "__qualname__", cls.__name__)
+        self.__module__ = getattr(cls, "__module__", None)
         self.__doc__ = cls.__doc__
+        self._meta_info = None
+        self._init_sig = _signature(cls, False)
+        self._conc = _actor_exec.actor_config(cls, opts, self._method_groups(), check_methods=False)
 
     def __call__(self, *a, **k):
         raise TypeError(f"Actors cannot be instantiated directly. Instead of '{self.__name__}()', use '{self.__name__}.remote()'.")
 
     def options(self, **opts):
-        _check_opts(opts, _ACTOR_OPTS, "actors")
+        merged = {**self._opts, **opts}
+        _check_actor_opts(merged)
         ac = ActorClass.__new__(ActorClass)
         ac.__dict__.update(self.__dict__)
-        ac._opts = {**self._opts, **opts}
+        ac._opts = merged
+        ac._conc = _actor_exec.actor_config(self._cls, merged, self._method_groups(), check_methods=False)
+        ac._meta_info = None
         parent = self
 
         class _Bound:
             def remote(_s, *a, **k):
                 return ac._create(a, k, parent)
+
+            def bind(_s, *a, **k):
+                raise NotImplementedError("DAG bind is not supported")
         return _Bound()
 
     def remote(self, *args, **kwargs):
         return self._create(args, kwargs, self)
 
+    def _members(self):
+        return inspect.getmembers(self._cls, predicate=lambda x: inspect.isfunction(x) or inspect.ismethod(x))
+
+    def _method_groups(self):
+        return {name: getattr(m, "__shoal_concurrency_group__", None) for name, m in self._members()}
+
     def _methods(self):
         out = {}
-        for name, m in inspect.getmembers(self._cls, predicate=lambda x: inspect.isfunction(x) or inspect.ismethod(x)):
+        for name, m in self._members():
             out[name] = getattr(m, "__shoal_num_returns__", 1)
         return out
 
+    def _meta(self):
+        """What every handle of the actor knows (it travels with the handle and through the
+        head's actor table): methods, their signatures and options, the actor's concurrency."""
+        if self._meta_info is None:
+            sigs, mtr = {}, {}
+            for name, m in self._members():
+                static = isinstance(inspect.getattr_static(self._cls, name, None), staticmethod)
+                sigs[name] = _signature(m, drop_self=not static and not inspect.ismethod(m))
+                if getattr(m, "__shoal_max_task_retries__", None) is not None:
+                    mtr[name] = m.__shoal_max_task_retries__
+            info = {"class": self._cls.__name__, "methods": self._methods(), "conc": self._conc,
+                    "mtr": self._opts.get("max_task_retries") or 0, "method_mtr": mtr,
+                    "groups": self._method_groups()}
+            try:
+                self._meta_info = cloudpickle.dumps({**info, "sigs": sigs})
+            except Exception:  # noqa: BLE001 - a default value that does not pickle: no call-site check then
+                self._meta_info = cloudpickle.dumps(info)
+        return self._meta_info
+
     def _create(self, args, kwargs, holder):
+        _bind(self._init_sig, args, kwargs, f"{self.__name__}.remote()")
+        _actor_exec.actor_config(self._cls, self._opts, self._method_groups())  # a method's group exists
         cl = _auto_init()
         opts = self._opts
         name = opts.get("name") or ""
-        ns = opts.get("namespace") or _namespace
+        ns = opts.get("namespace")
+        ns = _namespace if ns is None else ns
         if name and opts.get("get_if_exists"):
             try:
                 return get_actor(name, namespace=ns)
             except ValueError:
                 pass
-        meta = cloudpickle.dumps({"class": self._cls.__name__, "methods": self._methods()})
+        meta = self._meta()
         fid, fnb = _fn_code(cl, holder, self._cls)
         data, argobj, deps, refs = _pack_args(cl, args, kwargs)
         pg, bundle = _pg_of(opts)
         aid = cl.next_id(b"\xff\xff\xff\xfe")
-        restarts = opts.get("max_restarts", 0)
+        restarts = opts.get("max_restarts") or 0
         spec = {"task": cl.next_id(b"\0\0\0\0"), "kind": w.KIND_ACTOR_CREATE, "fn": fid, "name": self._cls.__name__,
                 "lang": "python", "args": data, "argobj": argobj, "deps": deps, "refs": refs, "nret": 1,
                 "res": _resources(opts, 0), "retries": 0, "actor": aid, "restarts": -1 if restarts == -1 else int(restarts),
-                "aname": name, "ns": ns, "meta": meta, "pg": pg, "bundle": bundle}
+                "aname": name, "ns": ns, "meta": meta, "pg": pg, "bundle": bundle, "conc": self._conc["conc"],
+                "detached": opts.get("lifetime") == "detached"}
         if fnb is not None:
             spec["fnb"] = fnb
         try:
             (ready,) = cl.submit(spec, 1, wait_ok=bool(name))
         except ValueError:
+            if name and opts.get("get_if_exists"):
+                return get_actor(name, namespace=ns)  # another caller created it meanwhile
             raise
         if argobj is not None:
             cl._decref.add(argobj)
         return ActorHandle(aid, meta, ready)
 
 
+_SPECIAL_METHODS = {"__ray_ready__": 1, "__ray_terminate__": 1}
+
+
 class ActorHandle:
+    """A handle to an actor. Every handle holds a reference to the object its creation returns
+    (the `ready` ref): handles are counted as objects are, in this process and wherever a
+    handle is passed, and when the last is gone an actor without a name that is not detached
+    ends (docs/ray-actors.md "Handle counting")."""
+
     def __init__(self, aid, meta, ready=None):
         self._actor_id = aid
         self._meta = meta
         info = cloudpickle.loads(meta)
         self._class_name = info["class"]
         self._method_returns = info["methods"]
+        self._info = info
         self._ready = ready
 
     def __getattr__(self, name):
-        if name.startswith("__") or name not in self.__dict__.get("_method_returns", {}):
-            raise AttributeError(f"'{self.__dict__.get('_class_name', 'Actor')}' actor has no method '{name}'")
+        d = self.__dict__
+        if name in _SPECIAL_METHODS:
+            return ActorMethod(self, name, _SPECIAL_METHODS[name])
+        if name.startswith("__") or name not in d.get("_method_returns", {}):
+            raise AttributeError(f"'{d.get('_class_name', 'Actor')}' actor has no method '{name}'")
         return ActorMethod(self, name, self._method_returns[name])
 
     def __repr__(self):
         return f"Actor({self._class_name}, {self._actor_id.hex()})"
 
     def __reduce__(self):
-        return (ActorHandle, (self._actor_id, self._meta))
+        return (ActorHandle, (self._actor_id, self._meta, self._ready))
 
     def __eq__(self, other):
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
@@ -404,28 +525,63 @@ class ActorHandle:
     def __hash__(self):
         return hash(self._actor_id)
 
+    def __del__(self):
+        ready = self.__dict__.get("_ready")
+        if ready is None:
+            return
+        cl = ready._cl
+        self._ready = None
+        del ready  # the handle's reference, queued as a DECREF: send it now so that the actor ends soon
+        try:
+            if cl is not None and not cl._closed and cl._send_lock.acquire(blocking=False):
+                try:
+                    cl._flush_locked()
+                finally:
+                    cl._send_lock.release()
+        except Exception:  # noqa: BLE001 - at interpreter exit, or a closed connection
+            pass
+
 
 class ActorMethod:
-    def __init__(self, handle, name, num_returns):
+    def __init__(self, handle, name, num_returns, opts=None):
         self._h = handle
         self._name = name
         self._nret = num_returns
+        self._opts = opts or {}
 
     def __call__(self, *a, **k):
         raise TypeError(f"Actor methods cannot be called directly. Instead of running 'object.{self._name}()', try 'object.{self._name}.remote()'.")
 
+    _OPTS = {"num_returns", "max_task_retries", "concurrency_group", "name", "retry_exceptions"}
+
     def options(self, **opts):
-        m = ActorMethod(self._h, self._name, opts.get("num_returns", self._nret))
-        return m
+        _check_opts(opts, self._OPTS, "actor methods")
+        if opts.get("retry_exceptions") not in (None, False):
+            raise ValueError("retry_exceptions is not supported on actor methods in shoal: an actor method that raises "
+                             "is not retried (max_task_retries retries calls whose actor process died)")
+        _check_retries(opts.get("max_task_retries"), "max_task_retries")
+        g = opts.get("concurrency_group")
+        if g is not None and g not in self._h._info.get("conc", {}).get("groups", {}):
+            raise ValueError(f"concurrency group {g!r} is not defined by actor {self._h._class_name}; "
+                             "add it to the class's concurrency_groups")
+        return ActorMethod(self._h, self._name, opts.get("num_returns", self._nret), {**self._opts, **opts})
 
     def remote(self, *args, **kwargs):
+        info = self._h._info
+        sig = (info.get("sigs") or {}).get(self._name)
+        _bind(sig, args, kwargs, f"{self._h._class_name}.{self._name}.remote()")
         cl = _auto_init()
         data, argobj, deps, refs = _pack_args(cl, args, kwargs)
         nret = int(self._nret)
+        retries = self._opts.get("max_task_retries")
+        if retries is None:
+            retries = (info.get("method_mtr") or {}).get(self._name, info.get("mtr", 0))
         spec = {"task": cl.next_id(b"\0\0\0\0"), "kind": w.KIND_ACTOR_METHOD, "fn": None,
-                "name": f"{self._h._class_name}.{self._name}", "lang": "python", "args": data, "argobj": argobj,
-                "deps": deps, "refs": refs, "nret": max(nret, 1), "res": {}, "retries": 0,
+                "name": self._opts.get("name") or f"{self._h._class_name}.{self._name}", "lang": "python", "args": data,
+                "argobj": argobj, "deps": deps, "refs": refs, "nret": max(nret, 1), "res": {}, "retries": int(retries),
                 "actor": self._h._actor_id, "method": self._name}
+        if self._opts.get("concurrency_group"):
+            spec["cg"] = self._opts["concurrency_group"]
         out = cl.submit(spec, max(nret, 1))
         if argobj is not None:
             cl._decref.add(argobj)

@@ -172,9 +172,9 @@ class _StoreConn:
 
 
 class Client:
-    def __init__(self, address, secret, role="driver", worker_id=""):
+    def __init__(self, address, secret, role="driver", worker_id="", namespace=""):
         self.address = address
-        self.conn, self.hello, self.welcome = w.connect(address, secret, role, worker_id=worker_id,
+        self.conn, self.hello, self.welcome = w.connect(address, secret, role, worker_id=worker_id, ns=namespace,
                                                         sys_path=[os.path.abspath(p) if p else os.getcwd() for p in sys.path],
                                                         exe=sys.executable)
         self.role = role
@@ -341,6 +341,8 @@ class Client:
                 self._ready[oid] = (o["fmt"], o.get("data"))
         elif t == w.EXEC:
             self._execq.append(body)
+        elif t == w.TERMINATE:  # the actor's last handle is gone (_actor_exec.py)
+            self._execq.append({"kind": "terminate"})
         elif seq:
             self._replies[seq] = (t, body)
         elif t == w.ERROR:

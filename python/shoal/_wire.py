@@ -24,6 +24,7 @@ ERROR, HELLO, AUTH, WELCOME, OK = 0, 1, 2, 3, 4
 PUT, CREATE, SEAL, GET, WAIT, DECREF, INCREF, RELEASE, READY = 10, 11, 12, 13, 14, 15, 16, 17, 18
 SUBMIT, KILL, GET_ACTOR, CANCEL = 20, 21, 22, 23
 EXEC, DONE = 30, 31
+ACTOR_EXIT, TERMINATE = 32, 33  # an actor ends on purpose; the agent asks it to (docs/ray-actors.md)
 INFO, PG_CREATE, PG_REMOVE = 40, 41, 42
 OBSERVE, LOG = 46, 44  # recordings of the head node's agent; a member's worker lines (docs/observability.md)
 SHUTDOWN = 50
@@ -292,7 +293,7 @@ class Conn:
             pass
 
 
-def handshake(conn, secret, role, lang="python", worker_id="", sys_path=None, exe=None):
+def handshake(conn, secret, role, lang="python", worker_id="", sys_path=None, exe=None, ns=""):
     """The client side of the handshake (docs/protocol.md): prove we know the secret, then
     check that the agent proved it too, on this connection, before believing anything it sent.
     Returns (HELLO, WELCOME)."""
@@ -313,7 +314,7 @@ def handshake(conn, secret, role, lang="python", worker_id="", sys_path=None, ex
     auth = encode(AUTH, 0, {
         "proto": PROTO, "nonce": cn, "proof": proof(secret, CLIENT_LABEL, cn, sn, conn.binding),
         "role": role, "lang": lang, "pid": os.getpid(), "exe": exe or "", "path": sys_path or [],
-        "cwd": os.getcwd(), "worker_id": worker_id, "job": "",
+        "cwd": os.getcwd(), "worker_id": worker_id, "job": "", "ns": ns or "",
     })
     if len(auth) - 4 > PRE_AUTH_MAX:
         raise ConnectionError(f"the AUTH message is {len(auth) - 4} bytes, over the {PRE_AUTH_MAX}-byte limit "

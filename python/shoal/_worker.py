@@ -7,6 +7,8 @@ import traceback
 
 import cloudpickle
 
+from . import _actor_exec
+from . import _api
 from . import _client as C
 from . import _observe
 from . import _serial
@@ -81,12 +83,14 @@ def _ret(client, oid, value):
     return {"id": oid, "stored": True}
 
 
-def _execute(client, spec):
+def _execute(client, spec, run=None):
+    """Run spec (with run in place of _run: the actor runner's hook, _actor_exec.py) and send
+    its DONE."""
     tid = spec["task"]
     nret = spec["nret"]
     ids = [tid[:12] + (i + 1).to_bytes(4, "big") for i in range(nret)]
     try:
-        result = _run(client, spec)
+        result = (run or _run)(client, spec)
         if spec["kind"] == w.KIND_ACTOR_CREATE or nret == 1:
             values = [result]
         else:
@@ -99,6 +103,8 @@ def _execute(client, spec):
         data = _serial.error_data("cancelled", str(e) or f"{spec.get('name', '')} was cancelled", None)
         rets = [{"id": i, "fmt": w.FMT_ERROR, "data": data, "refs": [], "stored": False} for i in ids]
         client.send(w.DONE, {"task": tid, "rets": rets, "err": True})
+    except _actor_exec.ActorExit:
+        raise  # exit_actor(): no DONE; the caller sees the actor's death (_actor_exec.end)
     except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
         tb = traceback.format_exc()
         # an upstream task's error propagates as it is
@@ -117,6 +123,8 @@ def _execute(client, spec):
 def _interrupted(signum, frame):
     # SIGINT from the agent: cancel() of the running task (never sent while idle, but a late
     # one is ignored then)
+    if _actor_exec.off_main_thread():
+        return  # calls run on other threads (_actor_exec.py): the main thread only reads frames
     if globals().get("current_task") is not None:
         raise exc.TaskCancelledError(f"{_current_name or 'the task'} was cancelled")
 
@@ -125,18 +133,21 @@ _current_name = None
 
 
 def main():
+    _actor_exec.bind(sys.modules[__name__])
     signal.signal(signal.SIGINT, _interrupted)
     addr = os.environ["SHOAL_ADDRESS"]
     secret = os.environ["SHOAL_SECRET"]
     wid = os.environ["SHOAL_WORKER_ID"]
     client = C.Client(addr, secret, role="worker", worker_id=wid)
     C._client = client
+    _api._namespace = os.environ.get("SHOAL_NAMESPACE", "")  # the driver's (docs/ray-actors.md)
     sys.stdout, sys.stderr = _observe.MarkedStream(sys.stdout), _observe.MarkedStream(sys.stderr)
     try:
         while True:
             client.pump(lambda: bool(client._execq))
             spec = client._execq.pop(0)
-            _execute(client, spec)
+            if not _actor_exec.dispatch(client, spec):
+                _execute(client, spec)
     except exc.RaySystemError:
         pass  # the agent went away: exit quietly
     finally:

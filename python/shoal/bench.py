@@ -56,9 +56,25 @@ class _Remotes:
             # n actor calls, round-robin over the actors, from inside a task: the "n:n" case
             ray.get([actors[i % len(actors)].small_value.remote() for i in range(n)])
 
+        @ray.remote(num_cpus=0)
+        class AsyncActor:
+            async def small_value(self):
+                return b"ok"
+
+            async def small_value_with_arg(self, x):
+                return b"ok"
+
+        @ray.remote
+        def call_actors_with_arg(actors, n):
+            # n calls with an object-ref argument, round-robin over the actors, from a task
+            x = ray.put(0)
+            ray.get([actors[i % len(actors)].small_value_with_arg.remote(x) for i in range(n)])
+
         self.small_value = small_value
         self.Actor = Actor
         self.call_actors = call_actors
+        self.AsyncActor = AsyncActor
+        self.call_actors_with_arg = call_actors_with_arg
 
 
 # ------------------------------------------------------------------ metrics
@@ -136,6 +152,46 @@ def _n_n_actor(ctx):
     actors = [ctx.remotes.Actor.remote() for _ in range(n_actors)]
     ctx.ray.get([a.small_value.remote() for a in actors])
     work = ctx.remotes.call_actors
+    return (lambda: ctx.ray.get([work.remote(actors, n) for _ in range(m)])), m * n, \
+        (lambda: _kill_all(ctx, actors))
+
+
+@metric("1_1_async_actor_calls_sync", "calls/s",
+        "one call at a time to an async actor (async def methods), waited for: async actor round-trip latency")
+def _async_actor_sync(ctx):
+    a = ctx.remotes.AsyncActor.remote()
+    ctx.ray.get(a.small_value.remote())
+    return (lambda: ctx.ray.get(a.small_value.remote())), 1, (lambda: _kill_all(ctx, [a]))
+
+
+@metric("1_1_async_actor_calls_async", "calls/s",
+        "1000 calls to one async actor submitted, then got at once: async actor call throughput")
+def _async_actor_async(ctx):
+    a = ctx.remotes.AsyncActor.remote()
+    ctx.ray.get(a.small_value.remote())
+    n = 1000
+    return (lambda: ctx.ray.get([a.small_value.remote() for _ in range(n)])), n, (lambda: _kill_all(ctx, [a]))
+
+
+@metric("1_1_async_actor_calls_with_args_async", "calls/s",
+        "1000 calls with a small argument to one async actor, then got at once")
+def _async_actor_args(ctx):
+    a = ctx.remotes.AsyncActor.remote()
+    ctx.ray.get(a.small_value.remote())
+    n = 1000
+    return (lambda: ctx.ray.get([a.small_value_with_arg.remote(i) for i in range(n)])), n, \
+        (lambda: _kill_all(ctx, [a]))
+
+
+@metric("n_n_actor_calls_with_arg_async", "calls/s",
+        "4 tasks each make a batch of calls with an object-ref argument round-robin over cpu_count/2 async "
+        "actors (Ray: n x 1000 per client; here 4 x 500)")
+def _n_n_actor_arg(ctx):
+    m, n = 4, 500
+    n_actors = max(1, (os.cpu_count() or 2) // 2)
+    actors = [ctx.remotes.AsyncActor.remote() for _ in range(n_actors)]
+    ctx.ray.get([a.small_value.remote() for a in actors])
+    work = ctx.remotes.call_actors_with_arg
     return (lambda: ctx.ray.get([work.remote(actors, n) for _ in range(m)])), m * n, \
         (lambda: _kill_all(ctx, actors))
 
