@@ -159,8 +159,6 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     wait([]) is ([], []). fetch_local is accepted; a ready object is sealed somewhere in the
     cluster and get() pulls it then (docs/ray-util.md)."""
     cl = _auto_init()
-    if timeout != 0:
-        _warn_blocking_in_async("wait")
     if isinstance(object_refs, C.ObjectRef):
         raise TypeError("wait() expected a list of ObjectRef, got a single ObjectRef")
     if not isinstance(object_refs, list):
@@ -186,16 +184,19 @@ _async_warned = set()
 
 
 def _warn_blocking_in_async(what):
-    """Warn once, as Ray does, when a blocking get/wait runs on a thread with a running asyncio
-    event loop (it blocks the loop; `await ref` / asyncio.gather does not)."""
+    """Log once, as Ray does, when a blocking get/wait runs in a worker (an async actor) on a
+    thread with a running asyncio event loop: it blocks the loop, `await ref` does not. A
+    driver's coroutine is left alone, as in Ray."""
     aio = sys.modules.get("asyncio")
     if aio is None or what in _async_warned or aio._get_running_loop() is None:
         return
+    if C._client is None or C._client.role != "worker":
+        return
     _async_warned.add(what)
-    import warnings
-    warnings.warn(f"Using blocking shoal.{what}() inside a coroutine blocks the event loop. Use `await ref` "
-                  "(or `await asyncio.gather(*refs)`, `await asyncio.wait(refs)`) to yield to the loop instead.",
-                  RuntimeWarning, stacklevel=3)
+    import logging
+    logging.getLogger("shoal").warning(
+        "Using blocking shoal.%s() inside an async actor blocks its event loop. Use `await ref` (or "
+        "`await asyncio.gather(*refs)`) to yield to the loop instead.", what)
 
 
 # ---------------------------------------------------------------- options

@@ -150,7 +150,7 @@ def test_queue_basics(ray):
 def test_queue_batches(ray):
     from shoal.util.queue import Empty, Full, Queue
     q = Queue(maxsize=4)
-    q.put_nowait_batch([1, 2, 3])
+    q.put_nowait_batch((1, 2, 3))  # any iterable
     with pytest.raises(Full, match="Cannot add 2 items"):
         q.put_nowait_batch([4, 5])
     assert q.qsize() == 3  # all or nothing
@@ -230,8 +230,12 @@ def test_queue_options_and_shutdown(ray):
         q.put(2)
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(actor.qsize.remote(), timeout=30)
-    with pytest.raises(ValueError):
-        Queue(maxsize=-1)
+    with pytest.raises(TypeError):
+        Queue(maxsize="3")
+    unbounded = Queue(maxsize=-1)  # as asyncio.Queue: 0 or less is unbounded
+    unbounded.put_nowait_batch(range(50))
+    assert not unbounded.full() and unbounded.qsize() == 50
+    unbounded.shutdown()
 
 
 # ---------------------------------------------------------------- multiprocessing.Pool

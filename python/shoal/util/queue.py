@@ -10,6 +10,7 @@ one queue actor serves any number of blocked callers without async actors or thr
 caller that gives up leaves nothing behind in the actor.
 """
 import asyncio
+import collections.abc
 import queue as _stdqueue
 import time
 from collections import deque
@@ -75,7 +76,8 @@ class Queue:
     """A first-in, first-out queue on an actor, as ray.util.queue.Queue.
 
     Args:
-        maxsize: the most items the queue holds; 0 (the default) is unbounded.
+        maxsize: the most items the queue holds; 0 (the default) or less is unbounded, as for
+            asyncio.Queue.
         actor_options: options for the queue's actor, as for ActorClass.options(...) (e.g.
             {"num_cpus": 1}, a name, a scheduling strategy).
 
@@ -87,8 +89,8 @@ class Queue:
     """
 
     def __init__(self, maxsize=0, actor_options=None):
-        if not isinstance(maxsize, int) or maxsize < 0:
-            raise ValueError(f"Queue(maxsize={maxsize!r}): maxsize must be an integer >= 0 (0 is unbounded)")
+        if not isinstance(maxsize, int) or isinstance(maxsize, bool):
+            raise TypeError(f"Queue(maxsize={maxsize!r}): maxsize must be an integer (0 or less is unbounded)")
         self.maxsize = maxsize
         self.actor = _api.remote(_QueueActor).options(**(actor_options or {})).remote(maxsize)
 
@@ -158,10 +160,10 @@ class Queue:
         return self.put(item, block=False)
 
     def put_nowait_batch(self, items):
-        """Add every item of the list in order, or none of them (Full when they do not fit)."""
-        if not isinstance(items, list):
-            raise TypeError(f"Argument 'items' must be a list, got {type(items).__name__}")
-        err = _api.get(self._handle().put_nowait_batch.remote(items))
+        """Add every item of an iterable in order, or none of them (Full when they do not fit)."""
+        if not isinstance(items, collections.abc.Iterable):
+            raise TypeError("Argument 'items' must be an Iterable")
+        err = _api.get(self._handle().put_nowait_batch.remote(list(items)))
         if err:
             raise Full(err)
 
