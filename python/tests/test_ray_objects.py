@@ -185,7 +185,7 @@ def test_blocking_get_in_a_coroutine(ray, fns):
             return shoal.get(refs), shoal.get(refs)
         vals = asyncio.run(main())
         return vals, seen
-    vals, seen = ray.get(in_worker_loop.remote([sleep_for.remote(0, 5)])  # a list: the ref itself travels)
+    vals, seen = ray.get(in_worker_loop.remote([sleep_for.remote(0, 5)]))  # in a list: the ref itself travels
     assert vals == ([5], [5])
     assert len(seen) == 1 and "blocks its event loop" in seen[0]  # once per process, as Ray logs it
 
