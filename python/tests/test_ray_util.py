@@ -1,6 +1,7 @@
 """shoal.util's libraries as Ray documents them: ActorPool, queue.Queue, multiprocessing.Pool and
 collective (ray.util.collective's API), on a one-node cluster started by init()."""
 import asyncio
+import itertools
 import multiprocessing as std_mp
 import os
 import queue as std_queue
@@ -254,6 +255,8 @@ def test_pool_map_family(ray):
         assert p.map(square, []) == []
         assert list(p.imap(square, range(10))) == [x * x for x in range(10)]
         assert sorted(p.imap_unordered(square, range(10), chunksize=3)) == sorted(x * x for x in range(10))
+        endless = p.imap(square, itertools.count())  # read lazily, as in Ray
+        assert [next(endless) for _ in range(25)] == [x * x for x in range(25)]
         assert p.starmap(add, [(1, 2), (3, 4)]) == [3, 7]
         assert p.starmap_async(add, [(5, 6)]).get(timeout=30) == [11]
         assert p.apply(add, (2, 3)) == 5 and p.apply(add, (2,), {"b": 9}) == 11

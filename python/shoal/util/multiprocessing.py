@@ -140,32 +140,47 @@ class AsyncResult:
 
 
 class IMapIterator:
-    """The iterator of imap / imap_unordered; next(timeout=) as multiprocessing's."""
+    """The iterator of imap / imap_unordered; next(timeout=) as multiprocessing's. The input is
+    read lazily, as in Ray: two chunks per process are in flight, and the next ones are sent as
+    results are taken, so an endless iterator works."""
 
     def __init__(self, pool, func, iterable, chunksize, ordered, star=False):
         self._pool = pool
-        self._refs = collections.deque()
-        for batch in _chunks(iterable, chunksize):
-            self._refs.append(pool._submit_batch(func, batch, star))
+        self._func = func
+        self._star = star
+        self._it = iter(iterable)
+        self._chunksize = chunksize
+        self._exhausted = False
+        self._refs = collections.deque()   # chunks sent, results not yet taken
         self._ordered = ordered
         self._buffer = collections.deque()
+        self._fill()
+
+    def _fill(self):
+        while not self._exhausted and len(self._refs) < 2 * self._pool._processes:
+            batch = list(itertools.islice(self._it, self._chunksize))
+            if len(batch) < self._chunksize:
+                self._exhausted = True
+            if batch:
+                self._refs.append(self._pool._submit_batch(self._func, batch, self._star))
 
     def __iter__(self):
         return self
 
     def next(self, timeout=None):
         while not self._buffer:
+            self._fill()
             if not self._refs:
                 raise StopIteration
             if self._ordered:
-                ref = self._refs[0]
-                ready, _ = _api.wait([ref], timeout=timeout)
+                ready, _ = _api.wait([self._refs[0]], timeout=timeout)
             else:
                 ready, _ = _api.wait(list(self._refs), num_returns=1, timeout=timeout)
             if not ready:
                 raise TimeoutError
             self._refs.remove(ready[0])
             self._buffer.extend(_api.get(ready[0]))
+            self._fill()
         return _unwrap(self._buffer.popleft())
 
     __next__ = next
@@ -294,6 +309,8 @@ class Pool:
         return ref
 
     def _submit_batch(self, func, batch, star):
+        if self._state == "terminated":
+            raise ValueError("Pool not running")
         return self._track(self._pick().run_batch.remote(func, batch, star))
 
     def _chunksize(self, n, chunksize):
