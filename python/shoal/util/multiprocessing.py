@@ -240,7 +240,11 @@ class Pool:
         self._state = "running"
         # an actor that cannot start (the initializer raised) fails the pool here, as
         # multiprocessing would keep failing; Ray raises on first use
-        _api.get([a.ping.remote() for a in self._actors])
+        try:
+            _api.get([a.ping.remote() for a in self._actors])
+        except BaseException:
+            self.terminate()  # the actors that did start are not left behind
+            raise
 
     def _new_actor(self):
         return self._cls.remote(self._initializer, self._initargs)
