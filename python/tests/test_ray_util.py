@@ -318,6 +318,11 @@ def test_pool_lifecycle_and_options(ray):
         Pool(processes=5)
     with pytest.raises(ValueError):
         Pool(processes=0)
+
+    def broken():
+        raise RuntimeError("initializer failed")
+    with pytest.raises(ray.exceptions.RayActorError, match="initializer failed"):
+        Pool(processes=2, initializer=broken)
     p = Pool(processes=2, initializer=setup, initargs=("ready",))
     assert p.map(read, range(4)) == ["ready"] * 4
     with pytest.raises(ValueError, match="still running"):
