@@ -455,10 +455,12 @@ def test_collective_refusals(ray, member):
     ms = member(2)
     with pytest.raises(ValueError, match="'nccl' is not available.*backend='gloo'"):
         col.create_collective_group(ms, 2, [0, 1], group_name="util-g3")  # Ray's default backend is nccl
-    with pytest.raises(ValueError, match="permutation"):
+    with pytest.raises(RuntimeError, match="permutation"):
         col.create_collective_group(ms, 2, [0, 0], backend="gloo", group_name="util-g3")
-    with pytest.raises(ValueError, match="one rank"):
+    with pytest.raises(RuntimeError, match="one rank"):
         col.create_collective_group(ms, 3, [0, 1, 2], backend="gloo", group_name="util-g3")
+    with pytest.raises(RuntimeError, match="one rank"):
+        col.create_collective_group(ms, 2, [0], backend="gloo", group_name="util-g3")
     with pytest.raises(ValueError, match="unknown collective backend"):
         col.init_collective_group(1, 0, backend="carrier-pigeon", group_name="util-g3")
     with pytest.raises(ValueError, match="rank"):
@@ -469,5 +471,11 @@ def test_collective_refusals(ray, member):
         col.allreduce_multigpu([np.zeros(1)])
     assert col.get_rank("util-nope") == -1 and col.get_collective_group_size("util-nope") == -1
     assert not col.nccl_available() and col.gloo_available()
+    assert col.is_backend_available("gloo") and not col.is_backend_available("nccl")
+    assert col.Backend("torch_gloo") == col.Backend.GLOO and col.Backend("nccl") == col.Backend.NCCL
+    with pytest.raises(ValueError, match="Unrecognized"):
+        col.Backend("carrier-pigeon")
+    with pytest.raises(ValueError, match="'nccl' is not available"):
+        col.init_collective_group(1, 0, backend=col.Backend.NCCL, group_name="util-g3")
     name, msg = ray.get(ms[1].try_op.remote("util-nope"))
     assert name == "RuntimeError" and "not initialized" in msg

@@ -22,7 +22,7 @@ import sys
 from .. import _client as C
 from .. import collective as _col
 
-__all__ = ["Backend", "ReduceOp", "init_collective_group", "create_collective_group", "destroy_collective_group",
+__all__ = ["Backend", "ReduceOp", "is_backend_available", "register_collective_backend", "get_group_handle", "init_collective_group", "create_collective_group", "destroy_collective_group",
            "is_group_initialized", "get_rank", "get_collective_group_size", "allreduce", "barrier", "reduce",
            "broadcast", "allgather", "reducescatter", "send", "recv", "nccl_available", "gloo_available",
            "mpi_available", "CollectiveError"]
@@ -34,16 +34,23 @@ _SHOAL_BACKENDS = ("auto", "shm", "tcp", "ucx")
 
 
 class Backend:
-    """Backend names as Ray spells them; Backend("gloo") returns the name, checked."""
+    """Backend names as Ray spells them: Backend("gloo") is "GLOO" ("torch_gloo" too), and an
+    unknown name raises ValueError. Whether shoal can run one is _backend's question."""
 
-    NCCL = "nccl"
-    MPI = "mpi"
-    GLOO = "gloo"
-    TORCH_GLOO = "torch_gloo"
+    NCCL = "NCCL"
+    GLOO = "GLOO"
     UNRECOGNIZED = "unrecognized"
 
     def __new__(cls, name):
-        return _backend(name)[0]
+        upper = str(name).upper()
+        if upper == "TORCH_GLOO":
+            return Backend.GLOO
+        if upper in ("NCCL", "GLOO"):
+            return upper
+        if upper.lower() in _SHOAL_BACKENDS:
+            return upper.lower()
+        raise ValueError(f"Unrecognized backend: '{name}'. Use GLOO (or shoal's {', '.join(_SHOAL_BACKENDS)}); "
+                         "NCCL is recognized but refused by shoal")
 
 
 class ReduceOp(enum.Enum):
@@ -68,8 +75,27 @@ def gloo_available():
     return True
 
 
-def mpi_available():
-    return False
+def is_backend_available(backend):
+    """Whether shoal runs collectives with this backend name."""
+    try:
+        _backend(backend)
+    except ValueError:
+        return False
+    return True
+
+
+def register_collective_backend(name, backend_cls):
+    raise NotImplementedError("register_collective_backend: shoal's collectives run on its own transports "
+                              f"({', '.join(_SHOAL_BACKENDS)}); a backend class of Ray's cannot be plugged in")
+
+
+def get_group_handle(group_name="default"):
+    raise NotImplementedError("get_group_handle: shoal has no Ray group objects; use the functions of "
+                              "shoal.util.collective (or shoal.collective) with group_name")
+
+
+def synchronize(gpu_id):
+    raise NotImplementedError("synchronize waits for a GPU stream; shoal.util.collective works on host memory")
 
 
 def _backend(backend):
@@ -121,11 +147,13 @@ def create_collective_group(actors, world_size, ranks, backend=Backend.NCCL, gro
     actors = list(actors)
     ranks = list(ranks)
     if not isinstance(world_size, int) or world_size <= 0:
-        raise ValueError(f"world_size must be a positive integer, got {world_size!r}")
+        raise RuntimeError(f"World size must be greater than zero. Got '{world_size}'.")
+    if len(ranks) != len(actors):
+        raise RuntimeError(f"Each actor should correspond to one rank. Got '{len(ranks)}' ranks but '{len(actors)}' actors")
     if len(actors) != world_size:
-        raise ValueError(f"Each actor should correspond to one rank: {len(actors)} actors for world_size {world_size}.")
+        raise RuntimeError(f"Each actor should correspond to one rank: {len(actors)} actors for world_size {world_size}.")
     if sorted(ranks) != list(range(world_size)):
-        raise ValueError(f"Ranks must be a permutation from 0 to '{world_size - 1}'. Got '{ranks}'.")
+        raise RuntimeError(f"Ranks must be a permutation from 0 to '{world_size - 1}'. Got '{ranks}'.")
     ids = []
     for a in actors:
         aid = getattr(a, "_actor_id", None)
