@@ -113,6 +113,23 @@ def test_actor_pool_push_pop(ray, doubler):
         pool.push(c if pool.pop_idle() is not c else a)
 
 
+def test_actor_pool_drops_a_dead_actor(ray, doubler):
+    a, b = doubler(2)
+    pool = ray.util.ActorPool([a, b])
+    ray.kill(a)
+    results, died = [], 0
+    for v in range(4):
+        pool.submit(lambda x, v: x.double.remote(v), v)
+    while pool.has_next():
+        try:
+            results.append(pool.get_next_unordered())
+        except ray.exceptions.RayActorError:
+            died += 1
+    # a's call failed and a left the pool; b ran the rest, including those queued after a died
+    assert died == 1 and len(results) == 3
+    assert pool.pop_idle() == b and pool.pop_idle() is None
+
+
 # ---------------------------------------------------------------- Queue
 
 def test_queue_basics(ray):

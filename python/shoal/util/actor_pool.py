@@ -100,10 +100,10 @@ class ActorPool:
         self._next_return_index += 1
         key = tuple(future) if isinstance(future, list) else future
         _, actor = self._future_to_actor.pop(key)
-        self._return_actor(actor)
         if timed_out:
+            self._return_actor(actor)
             raise TimeoutError(f"Timed out waiting for result. The task {future} has been ignored.")
-        return _api.get(future)
+        return self._get_result(future, actor)
 
     def get_next_unordered(self, timeout=None, ignore_if_timedout=False):
         """Any next result, whichever finishes first. Raises StopIteration when there is none and
@@ -123,16 +123,29 @@ class ActorPool:
         index, actor = self._future_to_actor.pop(key)
         future = self._index_to_future.pop(index)
         self._next_return_index = max(self._next_return_index, index + 1)
-        self._return_actor(actor)
         if not ready:
+            self._return_actor(actor)
             raise TimeoutError(f"Timed out waiting for result. The task {future} has been ignored.")
-        return _api.get(future)
+        return self._get_result(future, actor)
 
     # ---- the actors
 
-    def _return_actor(self, actor):
-        self._idle_actors.append(actor)
-        if self._pending_submits:
+    def _get_result(self, future, actor):
+        """The result; the actor goes back to the pool after it, unless it died (as Ray 2.60:
+        a dead actor leaves the pool)."""
+        alive = True
+        try:
+            return _api.get(future)
+        except _api.exc.ActorDiedError:
+            alive = False
+            raise
+        finally:
+            self._return_actor(actor, alive)
+
+    def _return_actor(self, actor, alive=True):
+        if alive:
+            self._idle_actors.append(actor)
+        if self._pending_submits and self._idle_actors:
             self.submit(*self._pending_submits.pop(0))
 
     def has_free(self):
