@@ -145,7 +145,8 @@ def get(object_refs, *, timeout=None):
         return cl.get([object_refs], timeout)[0]
     if not isinstance(object_refs, list):
         raise ValueError(f"Invalid type of object refs, {type(object_refs)}, is given. "
-                         "'object_refs' must either be an ObjectRef or a list of ObjectRefs.")
+                         "'object_refs' must either be an ObjectRef or a list of ObjectRefs (as in Ray; "
+                         "pass list(...) for another container).")
     for r in object_refs:
         if not isinstance(r, C.ObjectRef):
             raise TypeError(f"Attempting to call `get` on the value {r!r}, which is not an ObjectRef.")
@@ -162,7 +163,7 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     if isinstance(object_refs, C.ObjectRef):
         raise TypeError("wait() expected a list of ObjectRef, got a single ObjectRef")
     if not isinstance(object_refs, list):
-        raise TypeError(f"wait() expected a list of ObjectRef, got {type(object_refs)}")
+        raise TypeError(f"wait() expected a list of ObjectRef, got {type(object_refs)} (pass list(...), as Ray wants)")
     if timeout is not None and timeout < 0:
         raise ValueError(f"The 'timeout' argument must be nonnegative. Received {timeout}")
     for r in object_refs:
