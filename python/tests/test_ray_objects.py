@@ -64,16 +64,14 @@ def test_get_does_not_resolve_refs_inside_values(ray):
 def test_get_timeout(ray, fns):
     sleep_for, _, _ = fns
     slow = sleep_for.remote(3)
-    t0 = time.monotonic()
     with pytest.raises(ray.exceptions.GetTimeoutError) as ei:
         ray.get(slow, timeout=0)
     assert isinstance(ei.value, TimeoutError)
     with pytest.raises(ray.exceptions.GetTimeoutError):
         ray.get([ray.put(1), slow], timeout=0.2)
-    assert time.monotonic() - t0 < 2.5  # neither waited for the task
     done = ray.put("ready")
     assert ray.get(done, timeout=0) == "ready"
-    assert ray.get(slow) == 3
+    assert ray.get(slow) == 3  # had a get above waited for it, it would have returned this
 
 
 def test_get_raises_the_task_error_as_its_cause(ray, fns):
@@ -112,9 +110,7 @@ def test_wait_order_count_and_timeout(ray, fns):
     slow = sleep_for.remote(3)
     done = [ray.put(i) for i in range(3)]
     refs = [done[2], slow, done[0], done[1]]
-    t0 = time.monotonic()
-    ready, rest = ray.wait(refs, num_returns=4, timeout=0)
-    assert time.monotonic() - t0 < 2.5
+    ready, rest = ray.wait(refs, num_returns=4, timeout=0)  # had it waited, slow would be ready
     assert ready == [done[2], done[0], done[1]] and rest == [slow]  # input order kept
     ready, rest = ray.wait(refs, num_returns=2)
     assert ready == [done[2], done[0]] and rest == [slow, done[1]]  # at most num_returns

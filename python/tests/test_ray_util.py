@@ -30,6 +30,7 @@ def doubler(ray):
     def make(n):
         actors = [Doubler.remote() for _ in range(n)]
         made.extend(actors)
+        ray.get([a.double.remote(0) for a in actors])  # started, so that call times are the calls'
         return actors
     yield make
     for a in made:
@@ -74,7 +75,7 @@ def test_actor_pool_submit_queue_and_order(ray, doubler):
 
 def test_actor_pool_get_next_after_unordered(ray, doubler):
     pool = ray.util.ActorPool(doubler(2))
-    pool.submit(lambda a, v: a.double.remote(v, 1.0), 1)
+    pool.submit(lambda a, v: a.double.remote(v, 3.0), 1)
     pool.submit(lambda a, v: a.double.remote(v), 2)
     assert pool.get_next_unordered() == 4  # the fast one, submitted second
     with pytest.raises(ValueError, match="get_next_unordered"):
@@ -109,8 +110,10 @@ def test_actor_pool_push_pop(ray, doubler):
     pids = set(pool.map(lambda x, v: x.pid.remote(), range(12)))
     assert len(pids) >= 2
     pool.submit(lambda x, v: x.double.remote(v, 0.5), 1)
-    with pytest.raises(ValueError, match="already belongs"):
-        pool.push(c if pool.pop_idle() is not c else a)
+    for actor in (a, b, c):  # one busy, two idle: all belong to the pool
+        with pytest.raises(ValueError, match="already belongs"):
+            pool.push(actor)
+    assert pool.get_next() == 2
 
 
 def test_actor_pool_drops_a_dead_actor(ray, doubler):
