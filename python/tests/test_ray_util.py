@@ -215,6 +215,29 @@ def test_queue_across_tasks_blocking(ray):
     q.shutdown()
 
 
+def test_queue_blocked_consumers_lend_their_cpus(ray):
+    # more consumer tasks than CPUs wait on an empty queue; the producers still run, as in Ray:
+    # each ask of a blocked Queue.get is a get, during which the agent lends the task's CPU
+    from shoal.util.queue import Queue
+    cpus = int(ray.cluster_resources()["CPU"])
+
+    @ray.remote(num_cpus=1)
+    def consume(q):
+        return q.get(timeout=60)
+
+    @ray.remote(num_cpus=1)
+    def produce(q, v):
+        q.put(v)
+        return v
+    q = Queue()
+    consumers = [consume.remote(q) for _ in range(cpus + 1)]
+    time.sleep(0.5)
+    producers = [produce.remote(q, v) for v in range(cpus + 1)]
+    assert sorted(ray.get(consumers, timeout=60)) == list(range(cpus + 1))
+    assert sorted(ray.get(producers)) == list(range(cpus + 1))
+    q.shutdown()
+
+
 def test_queue_async(ray):
     from shoal.util.queue import Empty, Full, Queue
     q = Queue(maxsize=1)
