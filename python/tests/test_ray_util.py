@@ -5,6 +5,8 @@ import itertools
 import multiprocessing as std_mp
 import os
 import queue as std_queue
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -327,10 +329,11 @@ def test_pool_errors_and_timeouts(ray):
     with Pool(2) as p:
         with pytest.raises(ZeroDivisionError):
             p.map(inv, [1, 0, 2])
-        it = p.imap(inv, [1, 0])
+        it = p.imap(inv, [1, 0, 4])
         assert next(it) == 1.0
-        with pytest.raises(ZeroDivisionError):
-            next(it)
+        assert isinstance(next(it), ZeroDivisionError)  # as Ray's imap: the exception is the item
+        assert next(it) == 0.25
+        assert sum(isinstance(v, ZeroDivisionError) for v in p.imap_unordered(inv, [0, 1, 0], chunksize=2)) == 2
         errors = []
         r = p.apply_async(inv, (0,), error_callback=errors.append)
         with pytest.raises(ZeroDivisionError):
@@ -379,6 +382,31 @@ def test_pool_lifecycle_and_options(ray):
     with Pool(processes=1, maxtasksperchild=1) as p1:
         pids = [p1.apply(pid, (i,)) for i in range(3)]
     assert len(set(pids)) == 3  # a new process after each call
+
+
+def test_pool_nested_and_self_started(ray):
+    from shoal.util.multiprocessing import Pool
+
+    def inner(x):
+        from shoal.util.multiprocessing import Pool as P
+        with P(processes=2, ray_address="auto") as p:  # inside a pool's actor
+            return p.map(lambda v: v * v, range(x))
+
+    # the outer pool holds every CPU; the inner ones ask none, as Ray's pools, so they still run
+    with Pool(processes=int(ray.cluster_resources()["CPU"])) as p:
+        assert p.map_async(inner, [2, 3]).get(timeout=60) == [[0, 1], [0, 1, 4]]
+
+    # a Pool in a process with no cluster starts one with `processes` CPUs, as Ray does
+    code = ("from shoal.util.multiprocessing import Pool\n"
+            "import shoal\n"
+            "p = Pool(processes=2)\n"
+            "print(int(shoal.cluster_resources()['CPU']), sorted(set(p.map(lambda _: __import__('os').getpid(), range(8)))).__len__())\n"
+            "p.terminate()\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("SHOAL_ADDRESS", "SHOAL_SECRET", "SHOAL_CLUSTER_ID")}
+    env["PYTHONPATH"] = os.path.join(ROOT, "python")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "2"]
 
 
 # ---------------------------------------------------------------- collective

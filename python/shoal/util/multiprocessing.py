@@ -14,6 +14,7 @@ An exception raised by the function is raised again, as itself, by get()/map() i
 """
 import collections
 import itertools
+import os
 import threading
 from multiprocessing import TimeoutError  # noqa: A004 - the name multiprocessing users catch
 
@@ -142,7 +143,8 @@ class AsyncResult:
 class IMapIterator:
     """The iterator of imap / imap_unordered; next(timeout=) as multiprocessing's. The input is
     read lazily, as in Ray: two chunks per process are in flight, and the next ones are sent as
-    results are taken, so an endless iterator works."""
+    results are taken, so an endless iterator works. An element whose call raised comes out as
+    its exception object, as Ray's imap gives it (multiprocessing's raises it)."""
 
     def __init__(self, pool, func, iterable, chunksize, ordered, star=False):
         self._pool = pool
@@ -181,7 +183,9 @@ class IMapIterator:
             self._refs.remove(ready[0])
             self._buffer.extend(_api.get(ready[0]))
             self._fill()
-        return _unwrap(self._buffer.popleft())
+        v = self._buffer.popleft()
+        # as Ray's imap: a call that raised yields its exception (multiprocessing's raises it)
+        return v.exc if isinstance(v, _Failure) else v
 
     __next__ = next
 
@@ -206,15 +210,23 @@ class Pool:
             new one; default None, never.
         context: accepted for multiprocessing's signature (each actor is its own process, so the
             start method does not apply), as in Ray.
-        ray_address: the cluster to connect to when not connected yet (shoal.init(address)).
-        ray_remote_args: options for the actors, as for ActorClass.options(...); default
-            {"num_cpus": 1}.
+        ray_address: the cluster to connect to when not connected yet (shoal.init(address));
+            without one, and outside `shoal run`, a local cluster of `processes` CPUs is started,
+            as Ray does.
+        ray_remote_args: options for the actors, as for ActorClass.options(...). Default: one
+            CPU per actor in a driver (so the actors spread over the nodes), none inside a task or
+            actor (as Ray's always do: a pool made by a pool's function never waits for the CPUs
+            its parent holds).
     """
 
     def __init__(self, processes=None, initializer=None, initargs=None, maxtasksperchild=None, context=None,
                  ray_address=None, ray_remote_args=None):
         if not _api.is_initialized():
-            _api.init(address=ray_address)
+            local = ray_address in (None, "local") and (ray_address == "local" or not os.environ.get("SHOAL_ADDRESS"))
+            if local and isinstance(processes, int) and processes >= 1:
+                _api.init(address=ray_address, num_cpus=processes)
+            else:
+                _api.init(address=ray_address)
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         if maxtasksperchild is not None and (not isinstance(maxtasksperchild, int) or maxtasksperchild < 1):
@@ -231,7 +243,8 @@ class Pool:
         self._initializer = initializer
         self._initargs = initargs
         self._maxtasks = maxtasksperchild
-        self._remote_args = {"num_cpus": 1, **(ray_remote_args or {})}
+        in_worker = _api.C._client is not None and _api.C._client.role == "worker"
+        self._remote_args = {"num_cpus": 0 if in_worker else 1, **(ray_remote_args or {})}
         self._cls = _api.remote(_PoolActor).options(**self._remote_args)
         self._actors = [self._new_actor() for _ in range(processes)]
         self._calls = [0] * processes
