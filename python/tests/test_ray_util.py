@@ -260,13 +260,14 @@ def test_queue_async(ray):
             return await q.get_async()
         # put_async waits for room while another coroutine frees it
         _, first = await asyncio.gather(q.put_async("b", timeout=30), later())
-        return first, await q.get_async(timeout=30)
-    assert asyncio.run(main()) == ("a", "b")
+        peeked = await q.peek_async()
+        return first, peeked, await q.get_async(timeout=30)
+    assert asyncio.run(main()) == ("a", "b", "b")
     q.shutdown()
 
 
 def test_queue_options_and_shutdown(ray):
-    from shoal.util.queue import Queue
+    from shoal.util.queue import Empty, Queue
     q = Queue(actor_options={"name": "util-test-queue"})
     q.put(1)
     actor = ray.get_actor("util-test-queue")
@@ -276,11 +277,22 @@ def test_queue_options_and_shutdown(ray):
         q.put(2)
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(actor.qsize.remote(), timeout=30)
+    q.shutdown()  # again: nothing happens
+    assert q.actor is None
     with pytest.raises(TypeError):
         Queue(maxsize="3")
-    unbounded = Queue(maxsize=-1)  # as asyncio.Queue: 0 or less is unbounded
+    with pytest.raises(ValueError):
+        Queue(maxsize=-1)
+    with pytest.raises(TypeError):
+        Queue(actor_options=[1, 2])
+    unbounded = Queue(maxsize=0)
     unbounded.put_nowait_batch(range(50))
     assert not unbounded.full() and unbounded.qsize() == 50
+    assert unbounded.peek() == 0 and unbounded.qsize() == 50  # peek leaves the item
+    unbounded.clear()
+    assert unbounded.empty()
+    with pytest.raises(Empty):
+        unbounded.peek()
     unbounded.shutdown()
 
 

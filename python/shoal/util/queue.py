@@ -2,7 +2,8 @@
 
 Any task, actor or driver that has the Queue object (it pickles as a handle to the same actor)
 puts and gets. put/get block (optionally up to a timeout), the *_nowait forms raise Full/Empty at
-once, the batch forms move several items in one call, and put_async/get_async are coroutines.
+once, the batch forms move several items in one call, put_async/get_async/peek_async are
+coroutines, and peek/clear are the newest Ray's.
 
 The actor answers every call at once and never blocks: a blocking put or get asks again, after
 waits growing from 1 ms to 50 ms, until it succeeds or its timeout passes (docs/ray-util.md). So
@@ -61,6 +62,14 @@ class _QueueActor:
             return False, None
         return True, self.items.popleft()
 
+    def peek(self):
+        if not self.items:
+            return False, None
+        return True, self.items[0]
+
+    def clear(self):
+        self.items.clear()
+
     def get_nowait_batch(self, num_items):
         if num_items > len(self.items):
             return False, f"Cannot get {num_items} items from queue of size {len(self.items)}."
@@ -76,8 +85,8 @@ class Queue:
     """A first-in, first-out queue on an actor, as ray.util.queue.Queue.
 
     Args:
-        maxsize: the most items the queue holds; 0 (the default) or less is unbounded, as for
-            asyncio.Queue.
+        maxsize: the most items the queue holds; 0 (the default) is unbounded; less raises
+            ValueError (as Ray's latest).
         actor_options: options for the queue's actor, as for ActorClass.options(...) (e.g.
             {"num_cpus": 1}, a name, a scheduling strategy).
 
@@ -90,7 +99,11 @@ class Queue:
 
     def __init__(self, maxsize=0, actor_options=None):
         if not isinstance(maxsize, int) or isinstance(maxsize, bool):
-            raise TypeError(f"Queue(maxsize={maxsize!r}): maxsize must be an integer (0 or less is unbounded)")
+            raise TypeError(f"Queue(maxsize={maxsize!r}): maxsize must be an integer (0 is unbounded)")
+        if maxsize < 0:
+            raise ValueError(f"Queue(maxsize={maxsize}): maxsize must be >= 0 (0 is unbounded)")
+        if actor_options is not None and not isinstance(actor_options, dict):
+            raise TypeError(f"Queue(actor_options=...) must be a dict of actor options, got {type(actor_options).__name__}")
         self.maxsize = maxsize
         self.actor = _api.remote(_QueueActor).options(**(actor_options or {})).remote(maxsize)
 
@@ -219,6 +232,24 @@ class Queue:
         if not ok:
             raise Empty(out)
         return [_value(v) for v in out]
+
+    def peek(self):
+        """The first item, left in the queue; Empty when there is none."""
+        ok, item = _api.get(self._handle().peek.remote())
+        if not ok:
+            raise Empty
+        return _value(item)
+
+    async def peek_async(self):
+        """peek as a coroutine."""
+        ok, item = await self._handle().peek.remote()
+        if not ok:
+            raise Empty
+        return await _value_async(item)
+
+    def clear(self):
+        """Drop every item."""
+        _api.get(self._handle().clear.remote())
 
     def shutdown(self, force=False, grace_period_s=5):
         """Stop the queue's actor (its items are dropped). force is accepted for Ray's signature:
