@@ -133,6 +133,11 @@ def test_actor_pool_drops_a_dead_actor(ray, doubler):
     # a's call failed and a left the pool; b ran the rest, including those queued after a died
     assert died == 1 and len(results) == 3
     assert pool.pop_idle() == b and pool.pop_idle() is None
+    pool.push(b)
+    pool.submit(lambda x, v: x.double.remote(v), None)  # 2 * None raises TypeError in b
+    with pytest.raises(TypeError):
+        pool.get_next()
+    assert pool.has_free() and pool.pop_idle() == b  # a call that raised keeps its actor
 
 
 # ---------------------------------------------------------------- Queue
