@@ -135,27 +135,70 @@ def put(value, *, _owner=None):
 
 
 def get(object_refs, *, timeout=None):
+    """The value of one ObjectRef, or the values of a list of them in its order, as ray.get:
+    a list must hold only ObjectRefs (a nested list or a plain value raises TypeError, a tuple
+    or other container ValueError); timeout=0 returns what is ready or raises GetTimeoutError."""
     cl = _auto_init()
+    _warn_blocking_in_async("get")
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"The 'timeout' argument of get() must be nonnegative or None. Received {timeout}")
     if isinstance(object_refs, C.ObjectRef):
         return cl.get([object_refs], timeout)[0]
-    if isinstance(object_refs, (list, tuple)):
-        for r in object_refs:
-            if not isinstance(r, C.ObjectRef):
-                raise TypeError(f"get() expects ObjectRefs, got {type(r).__name__} in the list")
-        return cl.get(list(object_refs), timeout)
-    raise TypeError(f"get() expects an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}")
+    if not isinstance(object_refs, list):
+        raise ValueError(f"Invalid type of object refs, {type(object_refs)}, is given. "
+                         "'object_refs' must either be an ObjectRef or a list of ObjectRefs (as in Ray; "
+                         "pass list(...) for another container).")
+    for r in object_refs:
+        if not isinstance(r, C.ObjectRef):
+            raise TypeError(f"Attempting to call `get` on the value {r!r}, which is not an ObjectRef.")
+    if not object_refs:
+        return []
+    return cl.get(object_refs, timeout)
 
 
 def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
+    """(ready, not_ready) as ray.wait: both in the input's order, at most num_returns ready;
+    wait([]) is ([], []). fetch_local is accepted; a ready object is sealed somewhere in the
+    cluster and get() pulls it then (docs/ray-util.md)."""
     cl = _auto_init()
     if isinstance(object_refs, C.ObjectRef):
-        raise TypeError("wait() expected a list of ObjectRefs, got a single ObjectRef")
-    refs = list(object_refs)
-    if len(set(refs)) != len(refs):
+        raise TypeError("wait() expected a list of ObjectRef, got a single ObjectRef")
+    if not isinstance(object_refs, list):
+        raise TypeError(f"wait() expected a list of ObjectRef, got {type(object_refs)} (pass list(...), as Ray wants)")
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"The 'timeout' argument must be nonnegative. Received {timeout}")
+    for r in object_refs:
+        if not isinstance(r, C.ObjectRef):
+            raise TypeError(f"wait() expected a list of ObjectRef, got list containing {type(r)}")
+    if not object_refs:
+        return [], []
+    if len(set(object_refs)) != len(object_refs):
         raise ValueError("Wait requires a list of unique object refs.")
-    if num_returns <= 0 or num_returns > len(refs):
-        raise ValueError("Invalid number of objects to return %d (must be between 1 and the number of refs)" % num_returns)
-    return cl.wait(refs, num_returns, timeout)
+    if num_returns <= 0:
+        raise ValueError("Invalid number of objects to return %d." % num_returns)
+    if num_returns > len(object_refs):
+        raise ValueError("num_returns cannot be greater than the number of objects provided to wait "
+                         f"({num_returns} > {len(object_refs)}).")
+    return cl.wait(list(object_refs), num_returns, timeout)
+
+
+_async_warned = set()
+
+
+def _warn_blocking_in_async(what):
+    """Log once, as Ray does, when a blocking get/wait runs in a worker (an async actor) on a
+    thread with a running asyncio event loop: it blocks the loop, `await ref` does not. A
+    driver's coroutine is left alone, as in Ray."""
+    aio = sys.modules.get("asyncio")
+    if aio is None or what in _async_warned or aio._get_running_loop() is None:
+        return
+    if C._client is None or C._client.role != "worker":
+        return
+    _async_warned.add(what)
+    import logging
+    logging.getLogger("shoal").warning(
+        "Using blocking shoal.%s() inside an async actor blocks its event loop. Use `await ref` (or "
+        "`await asyncio.gather(*refs)`) to yield to the loop instead.", what)
 
 
 # ---------------------------------------------------------------- options

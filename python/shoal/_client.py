@@ -73,20 +73,53 @@ class ObjectRef:
                 pass
 
     def future(self):
+        """A concurrent.futures.Future of the value (or of its error), as Ray's ObjectRef.future().
+        One thread waits for it in slices of a second, so a future cancelled by its user (an
+        asyncio.wait_for that timed out) lets its thread go instead of holding it until the
+        object is made."""
         import concurrent.futures
         f = concurrent.futures.Future()
-
-        def run():
-            try:
-                f.set_result(current().get([self], None)[0])
-            except BaseException as e:  # noqa
-                f.set_exception(e)
-        threading.Thread(target=run, daemon=True).start()
+        cl = self._cl or current()
+        r = cl._ready.get(self._id)
+        if r is not None and r[1] is not None:  # inline and here: no thread, no round trip
+            _settle(f, cl, self)
+            return f
+        threading.Thread(target=_await_ready, args=(f, cl, self), daemon=True, name="shoal-await").start()
         return f
 
-    def __await__(self):
+    def as_future(self):
+        """An asyncio.Future of the value, bound to the running event loop (Ray's as_future)."""
         import asyncio
-        return asyncio.wrap_future(self.future()).__await__()
+        return asyncio.wrap_future(self.future())
+
+    def __await__(self):
+        return self.as_future().__await__()
+
+
+def _settle(f, cl, ref):
+    try:
+        v = cl.get([ref], None)[0]
+    except BaseException as e:  # noqa: BLE001 - the task's own error travels to the awaiter
+        if not f.cancelled():
+            f.set_exception(e)
+        return
+    if not f.cancelled():
+        f.set_result(v)
+
+
+def _await_ready(f, cl, ref):
+    try:
+        while not f.cancelled():
+            ready, _ = cl.wait([ref], 1, 1.0)
+            if ready:
+                break
+        else:
+            return
+    except BaseException as e:  # noqa: BLE001 - e.g. the connection to the agent was lost
+        if not f.cancelled():
+            f.set_exception(e)
+        return
+    _settle(f, cl, ref)
 
 
 def _rebuild_ref(oid):
