@@ -43,17 +43,27 @@ func (c *Core) place(t *task, q *queue) (NodeID, bool) {
 		}
 		return NoNode, false
 	}
+	spread := false
+	if t.pol != nil {
+		n, done, wait := c.placePolicy(t, q)
+		if done || wait {
+			return n, done
+		}
+		spread = t.pol.Spread
+	}
 	if f := c.feasible(t.shape); f != "" {
 		q.pop()
 		c.failTask(t, ErrKindInfeasible, fmt.Sprintf("%s needs %s but no node of the cluster has that much: %s; ask for less or start the cluster with more", t.name, t.shape.res, f))
 		return NoNode, true
 	}
-	if n := c.preferred(t); n != NoNode && c.fitsOn(t, c.nodes[n]) {
+	if spread {
+		// no locality and no submitter's node: start after the node the last one took
+	} else if n := c.preferred(t); n != NoNode && c.fitsOn(t, c.nodes[n]) {
 		q.pop()
 		c.placeOn(t, c.nodes[n], -1)
 		return n, true
 	}
-	if t.origin >= 0 && int(t.origin) < len(c.nodes) && c.fitsOn(t, c.nodes[t.origin]) {
+	if !spread && t.origin >= 0 && int(t.origin) < len(c.nodes) && c.fitsOn(t, c.nodes[t.origin]) {
 		q.pop()
 		c.placeOn(t, c.nodes[t.origin], -1)
 		return t.origin, true
@@ -65,11 +75,14 @@ func (c *Core) place(t *task, q *queue) (NodeID, bool) {
 		nd := c.nodes[i]
 		if c.fitsOn(t, nd) {
 			q.cursor = i
+			if spread {
+				q.cursor = (i + 1) % nn
+			}
 			q.pop()
 			c.placeOn(t, nd, -1)
 			return NodeID(i), true
 		}
-		if capped == nil && t.kind == KindActor && nd.alive && nd.avail.Fits(t.shape.res) && len(nd.gpus) >= t.shape.gpus {
+		if capped == nil && t.kind == KindActor && nd.alive && t.allowedOn(nd) && nd.avail.Fits(t.shape.res) && len(nd.gpus) >= t.shape.gpus {
 			capped = nd
 		}
 	}
@@ -149,7 +162,7 @@ func (c *Core) preferred(t *task) NodeID {
 
 // fitsOn reports whether t could be placed on nd now (outside any placement group).
 func (c *Core) fitsOn(t *task, nd *node) bool {
-	if !nd.alive || !nd.avail.Fits(t.shape.res) || len(nd.gpus) < t.shape.gpus {
+	if !nd.alive || !nd.avail.Fits(t.shape.res) || len(nd.gpus) < t.shape.gpus || !t.allowedOn(nd) {
 		return false
 	}
 	if t.shape.gpus > 0 && c.cfg.GPUs.PickGPUs(nd.id, nd.gpus, t.shape.gpus) == nil {
