@@ -109,6 +109,8 @@ type task struct {
 	actor       *actor
 	gpus        []int
 	node        *node // where it runs (nil until then)
+	genNext     int   // a streaming generator's next yield (taskfeatures.go)
+	cancelled   bool  // an actor call cancelled while it ran (taskfeatures.go)
 }
 
 func (a *Agent) newJob(c *client, au *wire.Auth) *job {
@@ -189,6 +191,7 @@ func (a *Agent) submit(c *client, m *wire.Task) error {
 	for i := 0; i < m.Nret; i++ {
 		a.store.Expect(m.Task.WithIndex(uint32(i+1)), c.id)
 	}
+	a.genExpect(t) // taskfeatures.go
 	for _, d := range m.Deps {
 		a.store.Pin(d)
 	}
@@ -282,6 +285,12 @@ func (a *Agent) toCore(t *task) {
 	if t.cid != 0 {
 		return // an actor's creation runs again on restart: the core kept it
 	}
+	pol, err := a.policyOf(t) // taskfeatures.go
+	if err != nil {
+		a.fail(t, "infeasible", err.Error())
+		a.afterFail(t)
+		return
+	}
 	a.nextTask++
 	t.cid = sched.TaskID(a.nextTask)
 	a.coreTasks[t.cid] = t
@@ -304,6 +313,9 @@ func (a *Agent) toCore(t *task) {
 		} else if c.member == nil && c.remote {
 			ev.Origin = sched.NoNode // a remote driver: no node of its own
 		}
+	}
+	if t.pg == nil {
+		ev.Policy = pol
 	}
 	for _, d := range t.spec.Deps {
 		ev.Args = append(ev.Args, sched.ObjectID(d))
@@ -359,6 +371,7 @@ func (a *Agent) finish(t *task) {
 		return
 	}
 	t.finished = true
+	a.genEnd(t) // taskfeatures.go
 	for _, d := range t.spec.Deps {
 		a.store.Unpin(d)
 	}
@@ -408,6 +421,9 @@ func (a *Agent) done(c *client, m *wire.Done) error {
 	if t == nil || t.worker != w || t.finished && t.spec.Kind != wire.KindActorCreate {
 		return nil // a task that was failed meanwhile (its actor was killed, say)
 	}
+	if a.doneHook(w, t, m) { // taskfeatures.go: retry_exceptions, a cancelled actor call
+		return nil
+	}
 	objs := make([]wire.Obj, 0, len(m.Rets))
 	for _, r := range m.Rets {
 		if r.ID.WithIndex(0) != t.spec.Task {
@@ -441,7 +457,7 @@ func (a *Agent) done(c *client, m *wire.Done) error {
 		t.worker = nil
 		if t.cid != 0 {
 			delete(a.coreTasks, t.cid)
-			a.feed(sched.TaskFinished{Task: t.cid})
+			a.feed(sched.TaskFinished{Task: t.cid, WorkerExits: m.Exit})
 		}
 	case wire.KindActorCreate:
 		a.actorCreated(t.actor, m.Err, m.Rets)

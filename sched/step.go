@@ -228,7 +228,7 @@ func (c *Core) submitted(e Submitted) error {
 		}
 	}
 	if e.Policy != nil {
-		if err := e.Policy.validate(); err != nil {
+		if err := e.Policy.Validate(); err != nil {
 			return fmt.Errorf("%s: %w", e.Name, err)
 		}
 	}

@@ -60,8 +60,8 @@ func (p *Policy) key() string {
 	return b.String()
 }
 
-// validate checks a policy from a submitter.
-func (p *Policy) validate() error {
+// Validate checks a policy from a submitter.
+func (p *Policy) Validate() error {
 	if p.Spread && p.Affinity {
 		return fmt.Errorf("a task cannot both SPREAD and have a node affinity")
 	}
