@@ -341,6 +341,9 @@ class Client:
                 self._ready[oid] = (o["fmt"], o.get("data"))
         elif t == w.EXEC:
             self._execq.append(body)
+        elif t == w.TASK_CANCEL:
+            from . import _generator
+            _generator.on_cancel(body["task"])
         elif seq:
             self._replies[seq] = (t, body)
         elif t == w.ERROR:
@@ -638,6 +641,8 @@ def _error_from(body):
     if code == "name_taken":
         return ValueError(msg)
     if code == "not_found":
+        return ValueError(msg)
+    if code == "value_error":
         return ValueError(msg)
     if code == "auth":
         return w.AuthError(msg)

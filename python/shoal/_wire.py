@@ -24,6 +24,7 @@ ERROR, HELLO, AUTH, WELCOME, OK = 0, 1, 2, 3, 4
 PUT, CREATE, SEAL, GET, WAIT, DECREF, INCREF, RELEASE, READY = 10, 11, 12, 13, 14, 15, 16, 17, 18
 SUBMIT, KILL, GET_ACTOR, CANCEL = 20, 21, 22, 23
 EXEC, DONE = 30, 31
+GEN_ITEM, TASK_CANCEL = 34, 35  # a streamed generator yield (w→s); an actor call cancelled (s→w) (docs/ray-tasks.md)
 INFO, PG_CREATE, PG_REMOVE = 40, 41, 42
 OBSERVE, LOG = 46, 44  # recordings of the head node's agent; a member's worker lines (docs/observability.md)
 SHUTDOWN = 50

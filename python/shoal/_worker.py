@@ -8,6 +8,7 @@ import traceback
 import cloudpickle
 
 from . import _client as C
+from . import _generator
 from . import _observe
 from . import _serial
 from . import _wire as w
@@ -85,20 +86,16 @@ def _execute(client, spec):
     tid = spec["task"]
     nret = spec["nret"]
     ids = [tid[:12] + (i + 1).to_bytes(4, "big") for i in range(nret)]
+    more = {"exit": True} if _generator.count_call(spec) else {}  # max_calls
     try:
         result = _run(client, spec)
-        if spec["kind"] == w.KIND_ACTOR_CREATE or nret == 1:
-            values = [result]
-        else:
-            values = list(result) if result is not None else [None] * nret
-            if len(values) != nret:
-                raise ValueError(f"Task returned {len(values)} objects, but num_returns={nret}.")
+        values = _generator.values(client, spec, result, _ret)  # generators (_generator.py)
         rets = [_ret(client, i, v) for i, v in zip(ids, values)]
-        client.send(w.DONE, {"task": tid, "rets": rets, "err": False})
+        client.send(w.DONE, {"task": tid, "rets": rets, "err": False, **more})
     except exc.TaskCancelledError as e:
         data = _serial.error_data("cancelled", str(e) or f"{spec.get('name', '')} was cancelled", None)
         rets = [{"id": i, "fmt": w.FMT_ERROR, "data": data, "refs": [], "stored": False} for i in ids]
-        client.send(w.DONE, {"task": tid, "rets": rets, "err": True})
+        client.send(w.DONE, {"task": tid, "rets": rets, "err": True, **more})
     except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
         tb = traceback.format_exc()
         # an upstream task's error propagates as it is
@@ -109,9 +106,12 @@ def _execute(client, spec):
             py = cloudpickle.dumps(exc.RayTaskError(spec.get("name", ""), tb, None, os.getpid()))
         data = _serial.error_data("task_error", f"{type(e).__name__}: {e}", py)
         rets = [{"id": i, "fmt": w.FMT_ERROR, "data": data, "refs": [], "stored": False} for i in ids]
-        client.send(w.DONE, {"task": tid, "rets": rets, "err": True})
+        if _generator.retryable(spec, e):  # retry_exceptions
+            more["retry"] = True
+        client.send(w.DONE, {"task": tid, "rets": rets, "err": True, **more})
     finally:
         globals()["current_task"] = None
+    return bool(more.get("exit"))
 
 
 def _interrupted(signum, frame):
@@ -136,7 +136,10 @@ def main():
         while True:
             client.pump(lambda: bool(client._execq))
             spec = client._execq.pop(0)
-            _execute(client, spec)
+            if _execute(client, spec):  # max_calls reached: leave, a new worker takes over
+                sys.stdout.flush()
+                sys.stderr.flush()
+                break
     except exc.RaySystemError:
         pass  # the agent went away: exit quietly
     finally:

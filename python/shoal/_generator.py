@@ -1,0 +1,342 @@
+"""Generator tasks, retry_exceptions and max_calls (docs/ray-tasks.md).
+
+num_returns, as Ray spells it:
+- an int N (static): the task returns N values; a generator function yields them, exactly N;
+- "dynamic": one ObjectRef whose value is a DynamicObjectRefGenerator of the yields' refs;
+- "streaming" (the default of a generator function): `.remote()` returns an ObjectRefGenerator
+  at once, and `next()` gives each yield's ref as soon as the worker has yielded it.
+
+A streaming task has one return value (index 1, the stream's end: the number of yields, or the
+error that ended the task); its yields are the ids of index 2, 3, ... The worker reports each
+in GEN_ITEM; the agent stores it and pushes it to the submitter (READY). An exception in the
+generator becomes the next yield (its get raises it), and the stream ends after it.
+"""
+import asyncio
+import inspect
+import os
+import pickle
+import struct
+import traceback
+
+import cloudpickle
+
+from . import _client as C
+from . import _serial
+from . import _wire as w
+from . import exceptions as exc
+
+GEN_NONE, GEN_STREAMING, GEN_DYNAMIC = 0, 1, 2
+_idx = struct.Struct(">I")
+
+
+def gen_id(task_id, i):
+    """The id of a streaming generator's yield number i (from 0)."""
+    return task_id[:12] + _idx.pack(i + 2)
+
+
+# ---------------------------------------------------------------- options (the submitter)
+
+def _check_int(name, v, lo):
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ValueError(f"The keyword '{name}' only accepts an integer >= {lo}, got {v!r}")
+
+
+def task_fields(opts, fn, is_actor_method=False):
+    """Validate a task's num_returns, max_retries, retry_exceptions and max_calls as Ray does;
+    returns (nret for the spec, generator mode, extra spec fields)."""
+    nret = opts.get("num_returns")
+    if nret is None:
+        nret = "streaming" if fn is not None and (inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)) else 1
+    fields = {}
+    if nret == "streaming":
+        mode, spec_nret = GEN_STREAMING, 1
+    elif nret == "dynamic":
+        mode, spec_nret = GEN_DYNAMIC, 1
+    else:
+        _check_int("num_returns", nret, 0)
+        mode, spec_nret = GEN_NONE, nret
+    if mode:
+        fields["gen"] = mode
+    if is_actor_method:
+        return spec_nret, mode, fields
+    if "max_retries" in opts:
+        _check_int("max_retries", opts["max_retries"], -1)
+    rexc = opts.get("retry_exceptions", False)
+    if isinstance(rexc, bool):
+        if rexc:
+            fields["rexc"] = True
+    elif isinstance(rexc, (list, tuple)) and rexc and all(inspect.isclass(c) and issubclass(c, BaseException) for c in rexc):
+        fields["rexc"] = True
+        fields["rexc_on"] = cloudpickle.dumps(tuple(rexc))
+    else:
+        raise TypeError("retry_exceptions must be either a boolean or a list of exceptions")
+    mc = opts.get("max_calls")
+    if mc is not None:
+        _check_int("max_calls", mc, 0)
+        if mc:
+            fields["max_calls"] = mc
+    return spec_nret, mode, fields
+
+
+def wrap(cl, mode, nret, refs):
+    """What `.remote()` returns for a task of this mode."""
+    if mode == GEN_STREAMING:
+        return ObjectRefGenerator(refs[0], cl)
+    if nret == 0:
+        return None
+    return refs[0] if nret == 1 else refs
+
+
+# ---------------------------------------------------------------- the submitter's side
+
+class ObjectRefGenerator:
+    """The refs a streaming generator task yields, in order, each as soon as it is yielded.
+    Iterate it (`next`, `for`, `async for`); ray.cancel(gen) cancels the task."""
+
+    def __init__(self, end_ref, cl):
+        self._end = end_ref
+        self._cl = cl
+        self._tid = end_ref._id[:12] + b"\0\0\0\0"
+        self._next = 0
+        self._count = None  # yields the task made, once it ended
+        self._failed = False  # the end holds an error, not yet handed out
+        self._done = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        ref = self._next_ref(None)
+        if ref is None:
+            raise StopIteration
+        return ref
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        loop = asyncio.get_running_loop()
+        ref = await loop.run_in_executor(None, self._next_ref, None)
+        if ref is None:
+            raise StopAsyncIteration
+        return ref
+
+    def next_ready(self, timeout_s=0):
+        """Whether next() would return at once (within timeout_s)."""
+        return self._wait_either(gen_id(self._tid, self._next), timeout_s)
+
+    def completed(self):
+        """An ObjectRef that is ready when the task has ended."""
+        return self._end
+
+    def is_finished(self):
+        return self._done
+
+    def task_id(self):
+        return self._tid
+
+    def _ready(self, oid):
+        return oid in self._cl._ready
+
+    def _wait_either(self, item, timeout):
+        """Wait until item or the end is ready; False on time-out."""
+        cl, end = self._cl, self._end._id
+        if cl.role != "worker":
+            return cl.pump(lambda: item in cl._ready or end in cl._ready, timeout)
+        tms = -1 if timeout is None else int(timeout * 1000)
+        reply = cl.request(w.WAIT, {"ids": [item, end], "num": 1, "timeout_ms": tms})
+        ready = reply.get("ready") or []
+        if 0 in ready:
+            cl._ready.setdefault(item, (w.FMT_PYTHON, None))
+        if 1 in ready:
+            cl._ready.setdefault(end, (w.FMT_PYTHON, None))
+        return bool(ready)
+
+    def _next_ref(self, timeout):
+        if self._done:
+            return None
+        if self._failed:
+            self._done = True
+            return C.ObjectRef(self._end._id, self._cl)
+        item = gen_id(self._tid, self._next)
+        if self._count is None or self._next < self._count:
+            if not self._wait_either(item, timeout):
+                raise exc.GetTimeoutError(f"no value from the generator within {timeout}s")
+        if self._count is None and not self._ready(item):
+            try:
+                self._count = C.current().get([self._end], None)[0]
+            except exc.TaskCancelledError:
+                raise_next = True
+            except BaseException:  # noqa: BLE001 - the task's error is the next yield's value
+                raise_next = True
+            else:
+                raise_next = False
+            if raise_next:
+                self._done = True
+                return C.ObjectRef(self._end._id, self._cl)
+        if self._count is not None and self._next >= self._count:
+            self._done = True
+            return None
+        self._next += 1
+        return C.ObjectRef(item, self._cl, _owned=True)
+
+    def __del__(self):
+        # yields reported and never taken: give back the references the agent made for us
+        cl = getattr(self, "_cl", None)
+        if cl is None or self._count is None:
+            return
+        try:
+            for i in range(self._next, self._count):
+                cl._decref.add(gen_id(self._tid, i))
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return f"ObjectRefGenerator({self._tid.hex()})"
+
+    def __reduce__(self):
+        raise TypeError("an ObjectRefGenerator cannot be passed to another task or stored; iterate it where it was made")
+
+
+class DynamicObjectRefGenerator:
+    """The value of a num_returns="dynamic" task: the refs of what it yielded, in order."""
+
+    def __init__(self, refs):
+        self._refs = list(refs)
+
+    def __iter__(self):
+        return iter(self._refs)
+
+    def __len__(self):
+        return len(self._refs)
+
+    def __repr__(self):
+        return f"DynamicObjectRefGenerator({len(self._refs)} refs)"
+
+
+# ---------------------------------------------------------------- the worker's side
+
+_cancelled = set()  # task ids of actor calls cancelled while they run (TASK_CANCEL)
+_on_cancel = []  # callbacks (task id) for TASK_CANCEL, e.g. an async actor's loop
+_calls = {}  # function id -> calls run by this worker (max_calls)
+
+
+def on_cancel(task_id):
+    """TASK_CANCEL from the agent: the actor call task_id was cancelled while it ran."""
+    _cancelled.add(task_id)
+    for cb in list(_on_cancel):
+        try:
+            cb(task_id)
+        except Exception:
+            pass
+
+
+def is_cancelled(task_id):
+    return task_id in _cancelled
+
+
+def _error_ret(oid, spec, e):
+    if isinstance(e, exc.TaskCancelledError):
+        data = _serial.error_data("cancelled", str(e) or f"{spec.get('name', '')} was cancelled", None)
+    else:
+        tb = traceback.format_exc()
+        err = e if isinstance(e, exc.RayTaskError) else exc.RayTaskError(spec.get("name", ""), tb, e, os.getpid())
+        try:
+            py = cloudpickle.dumps(err)
+        except Exception:
+            py = cloudpickle.dumps(exc.RayTaskError(spec.get("name", ""), tb, None, os.getpid()))
+        data = _serial.error_data("task_error", f"{type(e).__name__}: {e}", py)
+    return {"id": oid, "fmt": w.FMT_ERROR, "data": data, "refs": [], "stored": False}
+
+
+def _items(result):
+    """A sync iterator over a generator's yields (an async generator is driven here)."""
+    if inspect.isasyncgen(result):
+        loop = asyncio.new_event_loop()
+        try:
+            while True:
+                try:
+                    yield loop.run_until_complete(result.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            loop.close()
+    else:
+        yield from result
+
+
+def values(client, spec, result, ret):
+    """The values of a finished call for its DONE (ret(client, oid, value) -> a DONE ret)."""
+    mode = spec.get("gen") or GEN_NONE
+    nret = spec["nret"]
+    is_gen = inspect.isgenerator(result) or inspect.isasyncgen(result)
+    if mode == GEN_STREAMING:
+        if not is_gen:
+            raise TypeError(f"{spec.get('name')} has num_returns='streaming' but returned a {type(result).__name__}, "
+                            "not a generator; use yield, or a static num_returns")
+        return [_stream(client, spec, result, ret)]
+    if mode == GEN_DYNAMIC:
+        if not is_gen:
+            raise TypeError(f"{spec.get('name')} has num_returns='dynamic' but returned a {type(result).__name__}, "
+                            "not a generator; use yield, or a static num_returns")
+        from ._api import put
+        return [DynamicObjectRefGenerator([put(v) for v in _items(result)])]
+    if is_gen:
+        vals = list(_items(result))
+        if len(vals) != nret:
+            raise ValueError(f"Task returned {len(vals)} objects, but num_returns={nret}.")
+        return vals
+    if spec["kind"] == w.KIND_ACTOR_CREATE or nret == 1:
+        return [result]
+    vals = list(result) if result is not None else [None] * nret
+    if len(vals) != nret:
+        raise ValueError(f"Task returned {len(vals)} objects, but num_returns={nret}.")
+    return vals
+
+
+def _stream(client, spec, result, ret):
+    """Report each yield as it is made; returns how many there were (the end's value)."""
+    tid = spec["task"]
+    n = 0
+    it = _items(result)
+    while True:
+        if tid in _cancelled:
+            raise exc.TaskCancelledError(f"{spec.get('name', 'the generator')} was cancelled")
+        try:
+            v = next(it)
+        except StopIteration:
+            return n
+        except exc.TaskCancelledError:
+            raise
+        except BaseException as e:  # noqa: BLE001 - the user's generator raised: its next yield
+            client.send(w.GEN_ITEM, {"task": tid, "index": n, "ret": _error_ret(gen_id(tid, n), spec, e)})
+            return n + 1
+        client.send(w.GEN_ITEM, {"task": tid, "index": n, "ret": ret(client, gen_id(tid, n), v)})
+        n += 1
+        if spec["kind"] == w.KIND_ACTOR_METHOD:
+            client._drain_nowait()  # a TASK_CANCEL for this call
+
+
+def retryable(spec, e):
+    """Whether exception e of this call may be retried (retry_exceptions)."""
+    if not spec.get("rexc") or isinstance(e, (exc.TaskCancelledError, KeyboardInterrupt, SystemExit)):
+        return False
+    on = spec.get("rexc_on")
+    if not on:
+        return True
+    try:
+        classes = pickle.loads(on)
+    except Exception:
+        return False
+    cause = e.cause if isinstance(e, exc.RayTaskError) and getattr(e, "cause", None) is not None else e
+    return isinstance(cause, classes) or isinstance(e, classes)
+
+
+def count_call(spec):
+    """Count a call of spec's function; True when the worker must exit after it (max_calls)."""
+    mc = spec.get("max_calls")
+    if not mc or spec["kind"] != w.KIND_TASK:
+        return False
+    fid = spec.get("fn")
+    _calls[fid] = _calls.get(fid, 0) + 1
+    return _calls[fid] >= mc
