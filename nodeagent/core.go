@@ -109,7 +109,7 @@ func (a *Agent) act(x sched.Action) {
 	case sched.Retry:
 		if t := a.coreTasks[x.Task]; t != nil {
 			a.observe(t, obs.Retrying, x.Why) // obs:
-			a.log.Warn("worker died while running a task; retrying", "task", t.spec.Name, "attempt", x.Attempt, "reason", x.Why)
+			a.log.Warn("retrying a task", "task", t.spec.Name, "attempt", x.Attempt, "reason", x.Why)
 			a.detach(t)
 		}
 	case sched.KillWorker:

@@ -139,6 +139,9 @@ def main():
             if _execute(client, spec):  # max_calls reached: leave, a new worker takes over
                 sys.stdout.flush()
                 sys.stderr.flush()
+                # the agent ends this process once it has read the DONE: exiting first could
+                # look like a crash while the call is still running
+                client.pump(lambda: False, timeout=10)
                 break
     except exc.RaySystemError:
         pass  # the agent went away: exit quietly
