@@ -99,7 +99,6 @@ class ObjectRefGenerator:
         self._tid = end_ref._id[:12] + b"\0\0\0\0"
         self._next = 0
         self._count = None  # yields the task made, once it ended
-        self._failed = False  # the end holds an error, not yet handed out
         self._done = False
 
     def __iter__(self):
@@ -155,25 +154,18 @@ class ObjectRefGenerator:
     def _next_ref(self, timeout):
         if self._done:
             return None
-        if self._failed:
-            self._done = True
-            return C.ObjectRef(self._end._id, self._cl)
         item = gen_id(self._tid, self._next)
-        if self._count is None or self._next < self._count:
+        if self._count is None:
             if not self._wait_either(item, timeout):
                 raise exc.GetTimeoutError(f"no value from the generator within {timeout}s")
-        if self._count is None and not self._ready(item):
-            try:
-                self._count = C.current().get([self._end], None)[0]
-            except exc.TaskCancelledError:
-                raise_next = True
-            except BaseException:  # noqa: BLE001 - the task's error is the next yield's value
-                raise_next = True
-            else:
-                raise_next = False
-            if raise_next:
-                self._done = True
-                return C.ObjectRef(self._end._id, self._cl)
+            if self._end._id in self._cl._ready:
+                # the task ended: its end says how many yields there were (the id past the
+                # last one reads as ready too, freed, when a worker asks the agent)
+                try:
+                    self._count = C.current().get([self._end], None)[0]
+                except BaseException:  # noqa: BLE001 - the task's error is the next yield's value
+                    self._done = True
+                    return C.ObjectRef(self._end._id, self._cl)
         if self._count is not None and self._next >= self._count:
             self._done = True
             return None
