@@ -49,6 +49,17 @@ class Pinned:
         return ray.get_runtime_context().get_node_id()
 
 print("ACTOR", ray.get(Pinned.remote().node.remote(), timeout=90))
+
+# a streaming generator on a member node: yields through that node's store, small and large
+@ray.remote(num_cpus=1, scheduling_strategy=NA("node3", soft=False))
+def stream():
+    yield ray.get_runtime_context().get_node_id()
+    yield b"y" * (4 << 20)
+    yield "end"
+
+g = stream.remote()
+vals = [ray.get(r, timeout=90) for r in g]
+print("STREAM", vals[0], len(vals[1]), vals[2])
 PY
 # each node's agent gets its own label: slot=s<SLURM_NODEID>
 cat > "$WORK/strategy.sbatch" <<EOF
@@ -77,6 +88,9 @@ else bad "node-id label" "$out"; fi
 if has "$out" "SLOT_LABEL node3" && has "$out" "NOT_SLOT \['node2'\]"; then
   ok "labels given per node (--labels / SHOAL_LABELS) select nodes, negations included"
 else bad "per-node labels" "$out"; fi
+if has "$out" "STREAM node3 4194304 end"; then
+  ok "a streaming generator on a member node yields small and 4 MiB values to the driver"
+else bad "streaming on a member" "$out"; fi
 if has "$out" "ACTOR node2"; then
   ok "an actor with a hard node affinity lives on that node"
 else bad "actor node affinity" "$out"; fi
