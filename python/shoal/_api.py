@@ -545,6 +545,9 @@ class RuntimeContext:
     def get_worker_id(self):
         return os.environ.get("SHOAL_WORKER_ID", "")
 
+    def is_canceled(self):
+        return _generator.current_cancelled()
+
 
 def get_runtime_context():
     return RuntimeContext()

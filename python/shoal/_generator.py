@@ -211,6 +211,8 @@ class DynamicObjectRefGenerator:
 _cancelled = set()  # task ids of actor calls cancelled while they run (TASK_CANCEL)
 _on_cancel = []  # callbacks (task id) for TASK_CANCEL, e.g. an async actor's loop
 _calls = {}  # function id -> calls run by this worker (max_calls)
+_current = None  # the task id of the call this worker runs (the worker runs as __main__, so
+#                  _worker's globals are not the ones an import of shoal._worker sees)
 
 
 def on_cancel(task_id):
@@ -225,6 +227,16 @@ def on_cancel(task_id):
 
 def is_cancelled(task_id):
     return task_id in _cancelled
+
+
+def current_cancelled():
+    """RuntimeContext.is_canceled(): whether ray.cancel reached the running task or actor call
+    (a sync actor call is not interrupted; it may poll this and stop early, as in Ray)."""
+    tid = _current
+    if tid is None or C._client is None or C._client.role != "worker":
+        raise RuntimeError("is_canceled() can only be called inside a task or an actor method")
+    C._client._drain_nowait()  # a TASK_CANCEL that arrived while the call ran
+    return tid in _cancelled
 
 
 def _error_ret(oid, spec, e):
@@ -325,7 +337,10 @@ def retryable(spec, e):
 
 
 def count_call(spec):
-    """Count a call of spec's function; True when the worker must exit after it (max_calls)."""
+    """Count a call of spec's function, which the worker starts now; True when the worker must
+    exit after it (max_calls)."""
+    global _current
+    _current = spec["task"]
     mc = spec.get("max_calls")
     if not mc or spec["kind"] != w.KIND_TASK:
         return False

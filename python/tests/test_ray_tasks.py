@@ -461,3 +461,27 @@ def test_cancel_async_actor_call(ray):
     else:
         pytest.fail("get of a cancelled async call returned")
     assert time.time() - t0 < 45
+
+
+def test_a_sync_actor_call_polls_is_canceled(ray, tmp_path):
+    seen = tmp_path / "seen"
+
+    @ray.remote
+    class Worker:
+        def loop(self, path):
+            for _ in range(600):
+                if ray.get_runtime_context().is_canceled():
+                    open(path, "w").close()
+                    return "stopped early"
+                time.sleep(0.05)
+            return "ran to the end"
+
+    w = Worker.remote()
+    ref = w.loop.remote(str(seen))
+    time.sleep(1.0)
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=60)
+    assert seen.exists(), "the call never saw is_canceled() turn True"
+    with pytest.raises(RuntimeError, match="is_canceled"):
+        ray.get_runtime_context().is_canceled()
