@@ -155,6 +155,9 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     if isinstance(object_refs, C.ObjectRef):
         raise TypeError("wait() expected a list of ObjectRefs, got a single ObjectRef")
     refs = list(object_refs)
+    if any(isinstance(r, _generator.ObjectRefGenerator) for r in refs):
+        raise TypeError("wait() on an ObjectRefGenerator is not supported by shoal; iterate it (next_ready() says whether "
+                        "next() would block), or wait on gen.completed()")
     if len(set(refs)) != len(refs):
         raise ValueError("Wait requires a list of unique object refs.")
     if num_returns <= 0 or num_returns > len(refs):
@@ -388,7 +391,7 @@ class ActorClass:
         restarts = opts.get("max_restarts", 0)
         spec = {"task": cl.next_id(b"\0\0\0\0"), "kind": w.KIND_ACTOR_CREATE, "fn": fid, "name": self._cls.__name__,
                 "lang": "python", "args": data, "argobj": argobj, "deps": deps, "refs": refs, "nret": 1,
-                "res": _resources(opts, 0), "retries": 0, "actor": aid, "restarts": -1 if restarts == -1 else int(restarts),
+                "res": _task_resources(opts, 0), "retries": 0, "actor": aid, "restarts": -1 if restarts == -1 else int(restarts),
                 "aname": name, "ns": ns, "meta": meta, "pg": pg, "bundle": bundle, **_task_placement(opts)}
         if fnb is not None:
             spec["fnb"] = fnb

@@ -485,3 +485,17 @@ def test_a_sync_actor_call_polls_is_canceled(ray, tmp_path):
     assert seen.exists(), "the call never saw is_canceled() turn True"
     with pytest.raises(RuntimeError, match="is_canceled"):
         ray.get_runtime_context().is_canceled()
+
+
+def test_wait_on_a_generator_is_refused_and_completed_works(ray):
+    @ray.remote
+    def gen():
+        yield 1
+        yield 2
+
+    g = gen.remote()
+    with pytest.raises(TypeError, match="ObjectRefGenerator"):
+        ray.wait([g])
+    ready, _ = ray.wait([g.completed()], timeout=60)
+    assert ready
+    assert [ray.get(r) for r in g] == [1, 2]
