@@ -119,41 +119,6 @@ func (t *task) allowedOn(nd *node) bool {
 // wait, t waits for room.
 func (c *Core) placePolicy(t *task, q *queue) (n NodeID, done, wait bool) {
 	p := t.pol
-	if p.Affinity {
-		var nd *node
-		if p.Node >= 0 && int(p.Node) < len(c.nodes) {
-			nd = c.nodes[p.Node]
-		}
-		if nd == nil || !nd.alive {
-			if p.Soft {
-				return NoNode, false, false
-			}
-			q.pop()
-			why := "is not a node of this cluster"
-			if nd != nil {
-				why = "is not alive"
-			}
-			c.unschedulable(t, fmt.Sprintf("%s has a hard node affinity (NodeAffinitySchedulingStrategy soft=False) to node %s, which %s; use soft=True to let it run elsewhere", t.name, p.NodeName, why))
-			return NoNode, true, false
-		}
-		if !nd.total.Fits(t.shape.res) || len(nd.allGPUs) < t.shape.gpus {
-			if p.Soft {
-				return NoNode, false, false
-			}
-			q.pop()
-			c.failTask2(t, ErrKindInfeasible, fmt.Sprintf("%s needs %s but node %s, which its node affinity names, offers %s (%s)", t.name, t.shape.res, nd.name, nd.total, nd.total.Missing(t.shape.res)))
-			return NoNode, true, false
-		}
-		if c.fitsOn(t, nd) {
-			q.pop()
-			c.placeOn(t, nd, -1)
-			return nd.id, true, false
-		}
-		if p.Soft && len(p.Labels) == 0 && !p.Spread {
-			return NoNode, false, false
-		}
-		return NoNode, false, !p.Soft
-	}
 	if len(p.Labels) > 0 {
 		if why := c.labelFeasible(t); why != "" {
 			q.pop()
@@ -161,7 +126,44 @@ func (c *Core) placePolicy(t *task, q *queue) (n NodeID, done, wait bool) {
 			return NoNode, true, false
 		}
 	}
-	return NoNode, false, false
+	if !p.Affinity {
+		return NoNode, false, false
+	}
+	var nd *node
+	if p.Node >= 0 && int(p.Node) < len(c.nodes) {
+		nd = c.nodes[p.Node]
+	}
+	if p.Soft {
+		if nd != nil && c.fitsOn(t, nd) {
+			q.pop()
+			c.placeOn(t, nd, -1)
+			return nd.id, true, false
+		}
+		return NoNode, false, false // anywhere else its labels allow
+	}
+	switch {
+	case nd == nil || !nd.alive:
+		why := "is not a node of this cluster"
+		if nd != nil {
+			why = "is not alive"
+		}
+		q.pop()
+		c.unschedulable(t, fmt.Sprintf("%s has a hard node affinity (NodeAffinitySchedulingStrategy soft=False) to node %s, which %s; use soft=True to let it run elsewhere", t.name, p.NodeName, why))
+		return NoNode, true, false
+	case !nd.total.Fits(t.shape.res) || len(nd.allGPUs) < t.shape.gpus:
+		q.pop()
+		c.failTask2(t, ErrKindInfeasible, fmt.Sprintf("%s needs %s but node %s, which its node affinity names, offers %s (%s)", t.name, t.shape.res, nd.name, nd.total, nd.total.Missing(t.shape.res)))
+		return NoNode, true, false
+	case !labelsMatch(nd, p.Labels):
+		q.pop()
+		c.failTask2(t, ErrKindInfeasible, fmt.Sprintf("%s has a hard node affinity to node %s, which does not match its label_selector", t.name, nd.name))
+		return NoNode, true, false
+	case c.fitsOn(t, nd):
+		q.pop()
+		c.placeOn(t, nd, -1)
+		return nd.id, true, false
+	}
+	return NoNode, false, true // room on its node comes later
 }
 
 // labelFeasible says why no live node both matches t's label selector and could ever hold

@@ -67,9 +67,12 @@ func TestNodeAffinity(t *testing.T) {
 		{name: "soft on a full node falls back", policy: Policy{Affinity: true, Node: 1, NodeName: "b", Soft: true}, fill: true, res: 1, wantNode: 0},
 		{name: "soft on a lost node falls back", policy: Policy{Affinity: true, Node: 1, NodeName: "b", Soft: true}, lose: true, res: 1, wantNode: 0},
 		{name: "soft on an unknown node falls back", policy: Policy{Affinity: true, Node: NoNode, NodeName: "zz", Soft: true}, res: 1, wantNode: 0},
+		{name: "soft falls back only where its labels allow", policy: Policy{Affinity: true, Node: 1, NodeName: "b", Soft: true, Labels: []LabelReq{{LabelNodeID, "in", []string{"c"}}}}, res: 1, wantNode: 2},
+		{name: "soft with labels no node matches fails", policy: Policy{Affinity: true, Node: 1, NodeName: "b", Soft: true, Labels: []LabelReq{{"zone", "in", []string{"mars"}}}}, res: 1, wantNode: NoNode, wantFail: ErrKindInfeasible, wantMsg: "label_selector"},
+		{name: "hard on a node its labels exclude fails", policy: Policy{Affinity: true, Node: 1, NodeName: "b", Labels: []LabelReq{{LabelNodeID, "in", []string{"a"}}}}, res: 1, wantNode: NoNode, wantFail: ErrKindInfeasible, wantMsg: "does not match its label_selector"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, Config{}, joined("a", 4), joined("b", 2))
+			h := newHarness(t, Config{}, joined("a", 4), joined("b", 2), joined("c", 1))
 			if tc.lose {
 				h.step(NodeLost{Node: 1})
 			}
