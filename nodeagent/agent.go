@@ -163,7 +163,7 @@ func New(log hclog.Logger, h *head.Head, cfg Config) (*Agent, error) {
 			a.local.gpus = append(a.local.gpus, d.Index)
 		}
 	}
-	a.local.gpus = logicalGPUs(a.local.gpus, a.total) // strategy.go
+	a.local.gpus = logicalGPUs(a.local.gpus, a.total) // taskfeatures.go
 	a.local.labels = cfg.Labels
 	a.nodes = []*node{a.local}
 	a.procs = &spawner{log: log, scrub: cfg.Scrub, stdout: writer(cfg.Stdout), stderr: writer(cfg.Stderr), confine: cfg.Confine,

@@ -124,7 +124,7 @@ func (a *Agent) nodeJoin(c *client, m *wire.NodeJoin) error {
 	}
 	n := &node{id: m.Node, addr: m.Addr, total: res, member: c, alive: true, joined: time.Now(),
 		gpus: append([]int(nil), m.GPUs...), labels: m.Labels}
-	n.gpus = logicalGPUs(n.gpus, res) // strategy.go
+	n.gpus = logicalGPUs(n.gpus, res) // taskfeatures.go
 	if len(m.Devices) > 0 {
 		n.topo = topologyFromWire(m.Devices)
 	}
