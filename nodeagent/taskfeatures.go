@@ -164,7 +164,7 @@ func (a *Agent) doneHook(w *worker, t *task, m *wire.Done) bool {
 // its next yield) and ends as cancelled. force=True is refused, as Ray does.
 func (a *Agent) cancelActorCall(t *task, force bool) error {
 	if force {
-		return errInvalid{"force=True is not supported for actor tasks (Ray refuses it too: an actor's state would be lost); cancel without force, or kill() the actor"}
+		return errInvalid{"force=True is not supported for actor tasks (as in Ray: the actor's state would be lost); cancel without force, or kill() the actor"}
 	}
 	ac := t.actor
 	for i, q := range ac.queue {

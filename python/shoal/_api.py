@@ -488,7 +488,10 @@ def cancel(object_ref, *, force=False, recursive=True):
         object_ref = object_ref._end  # a streaming generator: its task
     if not isinstance(object_ref, C.ObjectRef):
         raise TypeError(f"cancel() takes an ObjectRef returned by a task; got {type(object_ref).__name__}")
-    _auto_init().request(w.CANCEL, {"object": object_ref._id, "force": bool(force), "recursive": bool(recursive)})
+    try:
+        _auto_init().request(w.CANCEL, {"object": object_ref._id, "force": bool(force), "recursive": bool(recursive)})
+    except ValueError as e:  # force=True on an actor call
+        raise _generator.CancelArgumentError(str(e)) from None
 
 
 def get_actor(name, namespace=None):

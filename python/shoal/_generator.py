@@ -206,6 +206,11 @@ class DynamicObjectRefGenerator:
         return f"DynamicObjectRefGenerator({len(self._refs)} refs)"
 
 
+class CancelArgumentError(ValueError, TypeError):
+    """ray.cancel(force=True) of an actor call: Ray raises ValueError (older versions
+    TypeError), so this is both."""
+
+
 # ---------------------------------------------------------------- the worker's side
 
 _cancelled = set()  # task ids of actor calls cancelled while they run (TASK_CANCEL)
