@@ -141,7 +141,7 @@ def get(object_refs, *, timeout=None):
     if isinstance(object_refs, C.ObjectRef):
         return cl.get([object_refs], timeout)[0]
     if isinstance(object_refs, _generator.ObjectRefGenerator):
-        raise TypeError("get() does not take an ObjectRefGenerator; iterate it and get() each ObjectRef it yields")
+        return object_refs  # as Ray does: the generator itself (iterate it for its values)
     if isinstance(object_refs, (list, tuple)):
         for r in object_refs:
             if not isinstance(r, C.ObjectRef):
@@ -155,13 +155,12 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     if isinstance(object_refs, C.ObjectRef):
         raise TypeError("wait() expected a list of ObjectRefs, got a single ObjectRef")
     refs = list(object_refs)
-    if any(isinstance(r, _generator.ObjectRefGenerator) for r in refs):
-        raise TypeError("wait() on an ObjectRefGenerator is not supported by shoal; iterate it (next_ready() says whether "
-                        "next() would block), or wait on gen.completed()")
     if len(set(refs)) != len(refs):
         raise ValueError("Wait requires a list of unique object refs.")
     if num_returns <= 0 or num_returns > len(refs):
         raise ValueError("Invalid number of objects to return %d (must be between 1 and the number of refs)" % num_returns)
+    if any(isinstance(r, _generator.ObjectRefGenerator) for r in refs):
+        return _generator.wait(cl, refs, num_returns, timeout)  # ready: its next ref is, or it ended
     return cl.wait(refs, num_returns, timeout)
 
 
@@ -280,6 +279,7 @@ def _task_resources(opts, default_cpu):
 class RemoteFunction:
     def __init__(self, fn, opts):
         _check_opts(opts, _TASK_OPTS, "remote functions")
+        _generator.task_fields(opts, fn)  # num_returns and retry options checked as Ray does, at decoration
         self._function = fn
         self._opts = opts
         self._fnb = None
@@ -296,6 +296,7 @@ class RemoteFunction:
         rf = RemoteFunction.__new__(RemoteFunction)
         rf.__dict__.update(self.__dict__)
         rf._opts = {**self._opts, **opts}
+        _generator.task_fields(rf._opts, rf._function)
         parent = self
 
         class _Bound:

@@ -16,6 +16,8 @@ import inspect
 import os
 import pickle
 import struct
+import sys
+import time
 import traceback
 
 import cloudpickle
@@ -48,6 +50,10 @@ def task_fields(opts, fn, is_actor_method=False):
     if nret is None:
         nret = "streaming" if fn is not None and (inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)) else 1
     fields = {}
+    if nret in ("streaming", "dynamic") and fn is not None and not (
+            inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)):
+        raise ValueError(f"num_returns={nret!r} can only be used with generator functions (functions that use "
+                         f"'yield'). The decorated function is not a generator function.")
     if nret == "streaming":
         mode, spec_nret = GEN_STREAMING, 1
     elif nret == "dynamic":
@@ -69,7 +75,7 @@ def task_fields(opts, fn, is_actor_method=False):
         fields["rexc"] = True
         fields["rexc_on"] = cloudpickle.dumps(tuple(rexc))
     else:
-        raise TypeError("retry_exceptions must be either a boolean or a list of exceptions")
+        raise ValueError("retry_exceptions must be either a boolean or a list of exceptions")
     mc = opts.get("max_calls")
     if mc is not None:
         _check_int("max_calls", mc, 0)
@@ -190,6 +196,32 @@ class ObjectRefGenerator:
         raise TypeError("an ObjectRefGenerator cannot be passed to another task or stored; iterate it where it was made")
 
 
+def wait(cl, refs, num_returns, timeout):
+    """ray.wait over refs some of which are ObjectRefGenerators, as Ray does: a generator is
+    ready when next() would not block (its next yield is there, or it ended). Polls in short
+    waits, each of which reads what the agent pushed."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    step = 0.005
+    while True:
+        ready = set()
+        plain = [r for r in refs if not isinstance(r, ObjectRefGenerator)]
+        # short waits, each returning early when its refs are ready and reading what the agent
+        # pushed meanwhile
+        if plain:
+            got, _ = cl.wait(plain, len(plain), step)
+            ready |= {id(r) for r in got}
+        for r in refs:
+            if isinstance(r, ObjectRefGenerator) and (r._done or r.next_ready(step)):
+                ready.add(id(r))
+        left = None if deadline is None else deadline - time.monotonic()
+        if len(ready) >= num_returns or (left is not None and left <= 0):
+            r_, nr = [], []
+            for r in refs:
+                (r_ if id(r) in ready and len(r_) < num_returns else nr).append(r)
+            return r_, nr
+        step = min(0.05, step * 2)
+
+
 class DynamicObjectRefGenerator:
     """The value of a num_returns="dynamic" task: the refs of what it yielded, in order."""
 
@@ -244,11 +276,11 @@ def current_cancelled():
     return tid in _cancelled
 
 
-def _error_ret(oid, spec, e):
+def _error_ret(oid, spec, e, tb=None):
     if isinstance(e, exc.TaskCancelledError):
         data = _serial.error_data("cancelled", str(e) or f"{spec.get('name', '')} was cancelled", None)
     else:
-        tb = traceback.format_exc()
+        tb = tb or traceback.format_exc()
         err = e if isinstance(e, exc.RayTaskError) else exc.RayTaskError(spec.get("name", ""), tb, e, os.getpid())
         try:
             py = cloudpickle.dumps(err)
@@ -291,16 +323,52 @@ def values(client, spec, result, ret):
         from ._api import put
         return [DynamicObjectRefGenerator([put(v) for v in _items(result)])]
     if is_gen:
-        vals = list(_items(result))
-        if len(vals) != nret:
-            raise ValueError(f"Task returned {len(vals)} objects, but num_returns={nret}.")
-        return vals
+        return _static(spec, result, nret)
     if spec["kind"] == w.KIND_ACTOR_CREATE or nret == 1:
         return [result]
     vals = list(result) if result is not None else [None] * nret
     if len(vals) != nret:
         raise ValueError(f"Task returned {len(vals)} objects, but num_returns={nret}.")
     return vals
+
+
+class Failed:
+    """A return value that is an error (a static generator that yielded too few values)."""
+
+    def __init__(self, error):
+        self.error = error
+
+
+def _static(spec, result, nret):
+    """A generator with a static num_returns, as Ray runs it: its first nret yields are the
+    return values; past them, Ray logs an error and keeps them; short of them, the missing ones
+    raise ValueError."""
+    vals = []
+    it = _items(result)
+    for v in it:
+        if len(vals) == nret:
+            print(f"{spec.get('name', 'task')}: Task returned more than num_returns={nret} objects; "
+                  "the values past them are dropped", file=sys.stderr)
+            break
+        vals.append(v)
+    if len(vals) < nret:
+        try:
+            raise ValueError(f"Task returned {len(vals)} objects, but num_returns={nret}.")
+        except ValueError as e:
+            vals += [Failed((e, traceback.format_exc()))] * (nret - len(vals))
+    return vals
+
+
+def rets(client, spec, ids, vals, ret):
+    """DONE's rets for the values of a call (a Failed one becomes an error object)."""
+    out = []
+    for oid, v in zip(ids, vals):
+        if isinstance(v, Failed):
+            e, tb = v.error
+            out.append(_error_ret(oid, spec, e, tb))
+        else:
+            out.append(ret(client, oid, v))
+    return out
 
 
 def _stream(client, spec, result, ret):

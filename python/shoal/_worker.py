@@ -90,7 +90,7 @@ def _execute(client, spec):
     try:
         result = _run(client, spec)
         values = _generator.values(client, spec, result, _ret)  # generators (_generator.py)
-        rets = [_ret(client, i, v) for i, v in zip(ids, values)]
+        rets = _generator.rets(client, spec, ids, values, _ret)
         client.send(w.DONE, {"task": tid, "rets": rets, "err": False, **more})
     except exc.TaskCancelledError as e:
         data = _serial.error_data("cancelled", str(e) or f"{spec.get('name', '')} was cancelled", None)

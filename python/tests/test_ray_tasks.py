@@ -90,25 +90,41 @@ def test_streaming_exception_mid_stream(ray):
         next(g)
 
 
-def test_streaming_of_a_function_that_is_no_generator(ray):
-    @ray.remote(num_returns="streaming")
+@pytest.mark.parametrize("mode", ["streaming", "dynamic"])
+def test_generator_modes_need_a_generator_function(ray, mode):
     def plain():
         return 5
 
-    g = plain.remote()
-    with pytest.raises(TypeError, match="not a generator"):
-        ray.get(next(g), timeout=30)
+    with pytest.raises(ValueError, match="generator function"):
+        ray.remote(num_returns=mode)(plain)
+    with pytest.raises(ValueError, match="generator function"):
+        ray.remote(plain).options(num_returns=mode)
 
 
-def test_get_of_a_generator_is_refused(ray):
+def test_get_and_wait_of_a_generator(ray, tmp_path):
+    go_on = tmp_path / "go_on"
+
     @ray.remote
-    def gen():
+    def gen(path):
         yield 1
+        while not os.path.exists(path):
+            time.sleep(0.05)
+        yield 2
 
-    g = gen.remote()
-    with pytest.raises(TypeError):
-        ray.get(g)
-    assert [ray.get(r) for r in g] == [1]
+    g = gen.remote(str(go_on))
+    assert ray.get(g) is g  # as Ray: get of a generator is the generator
+    ready, not_ready = ray.wait([g], timeout=30)
+    assert ready == [g] and not_ready == []
+    assert ray.get(next(g), timeout=30) == 1
+    ready, not_ready = ray.wait([g], timeout=0.3)  # its next yield waits for the file
+    assert ready == [] and not_ready == [g]
+    go_on.touch()
+    other = ray.put("x")
+    ready, _ = ray.wait([g, other], num_returns=2, timeout=30)
+    assert len(ready) == 2
+    assert [ray.get(r, timeout=30) for r in g] == [2]
+    ready, _ = ray.wait([g], timeout=30)  # ended: ready, and next() raises StopIteration
+    assert ready == [g]
 
 
 def test_cancel_a_streaming_generator(ray):
@@ -137,14 +153,28 @@ def test_static_num_returns_with_a_generator(ray):
             yield i + 10
 
     @ray.remote(num_returns=2)
-    def wrong():
+    def more():
         for i in range(3):
             yield i
 
+    @ray.remote(num_returns=3)
+    def fewer():
+        yield "only"
+
+    @ray.remote(num_returns=1)
+    def one():
+        yield 5
+
     assert ray.get(list(three.remote()), timeout=30) == [10, 11, 12]
-    a, b = wrong.remote()
-    with pytest.raises(ValueError, match="num_returns=2"):
-        ray.get(a, timeout=30)
+    # as Ray: the first num_returns yields are kept, the rest dropped with an error logged
+    assert ray.get(list(more.remote()), timeout=30) == [0, 1]
+    # as Ray: the missing ones raise ValueError
+    a, b, c = fewer.remote()
+    assert ray.get(a, timeout=30) == "only"
+    for x in (b, c):
+        with pytest.raises(ValueError, match="Task returned 1 objects, but num_returns=3"):
+            ray.get(x, timeout=30)
+    assert ray.get(one.remote(), timeout=30) == 5
 
 
 def test_dynamic_num_returns(ray):
@@ -262,9 +292,9 @@ def test_retry_exceptions_must_be_bool_or_exception_list(ray):
     def f():
         return 1
 
-    with pytest.raises(TypeError, match="retry_exceptions"):
+    with pytest.raises(ValueError, match="retry_exceptions"):
         f.options(retry_exceptions=[1]).remote()
-    with pytest.raises(TypeError, match="retry_exceptions"):
+    with pytest.raises(ValueError, match="retry_exceptions"):
         f.options(retry_exceptions="yes").remote()
 
 
@@ -489,15 +519,13 @@ def test_a_sync_actor_call_polls_is_canceled(ray, tmp_path):
         ray.get_runtime_context().is_canceled()
 
 
-def test_wait_on_a_generator_is_refused_and_completed_works(ray):
+def test_completed_is_ready_when_the_task_ends(ray):
     @ray.remote
     def gen():
         yield 1
         yield 2
 
     g = gen.remote()
-    with pytest.raises(TypeError, match="ObjectRefGenerator"):
-        ray.wait([g])
     ready, _ = ray.wait([g.completed()], timeout=60)
     assert ready
     assert [ray.get(r) for r in g] == [1, 2]
