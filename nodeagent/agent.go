@@ -734,7 +734,8 @@ func (a *Agent) info() *wire.InfoReply {
 				gpus = append(gpus, wire.GPU{Index: i, NUMANode: -1})
 			}
 		}
-		r.Nodes = append(r.Nodes, wire.NodeInfo{ID: n.id, Addr: n.addr, Alive: n.alive, Total: n.total, Available: av, GPUs: gpus})
+		r.Nodes = append(r.Nodes, wire.NodeInfo{ID: n.id, Addr: n.addr, Alive: n.alive, Total: n.total, Available: av, GPUs: gpus,
+			Labels: nodeLabels(n)}) // taskfeatures.go
 		if n.alive {
 			total.Add(n.total)
 			avail.Add(av)

@@ -49,6 +49,16 @@ func logicalGPUs(gpus []int, total sched.Resources) []int {
 	return out
 }
 
+// nodeLabels are n's labels as INFO shows them: its own and ray.io/node-id.
+func nodeLabels(n *node) map[string]string {
+	out := make(map[string]string, len(n.labels)+1)
+	for k, v := range n.labels {
+		out[k] = v
+	}
+	out[sched.LabelNodeID] = n.id
+	return out
+}
+
 // policyOf turns a task's scheduling strategy into the core's Policy (nil: DEFAULT). A node
 // affinity names the node by its id (its name); an unknown one is NoNode, which the core
 // fails (hard) or ignores (soft).

@@ -277,6 +277,8 @@ type NodeInfo struct {
 	Available map[string]float64 `msgpack:"available" json:"available"`
 	// GPUs are the node's GPUs as its agent found them (NVML), or plain indices from Slurm.
 	GPUs []GPU `msgpack:"gpus,omitempty" json:"gpus,omitempty"`
+	// Labels are the node's labels, ray.io/node-id included (docs/ray-tasks.md).
+	Labels map[string]string `msgpack:"labels,omitempty" json:"labels,omitempty"`
 }
 
 // StoreStats describes a node's object store.

@@ -524,7 +524,8 @@ def nodes():
         if addr.startswith("tcp:"):
             addr = addr[4:].rsplit(":", 1)[0]
         out.append({"NodeID": n["id"], "Alive": n["alive"], "NodeManagerAddress": addr,
-                    "NodeManagerHostname": n["id"], "Resources": dict(n["total"]), "alive": n["alive"]})
+                    "NodeManagerHostname": n["id"], "Resources": dict(n["total"]), "alive": n["alive"],
+                    "Labels": dict(n.get("labels") or {})})
     return out
 
 

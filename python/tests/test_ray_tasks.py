@@ -405,6 +405,8 @@ def test_label_selector(ray, selector, runs):
 
 def test_label_selector_node_id_and_bad_selectors(ray):
     me = ray.get_runtime_context().get_node_id()
+    (node,) = ray.nodes()
+    assert node["Labels"] == {"zone": "east", "disk": "ssd", "ray.io/node-id": me}
 
     @ray.remote
     def f():
