@@ -1,7 +1,8 @@
 """Generator tasks, retry_exceptions and max_calls (docs/ray-tasks.md).
 
 num_returns, as Ray spells it:
-- an int N (static): the task returns N values; a generator function yields them, exactly N;
+- an int N (static): the task returns N values; a generator function's first N yields are
+  them (further ones are dropped with an error logged, missing ones raise ValueError, as Ray);
 - "dynamic": one ObjectRef whose value is a DynamicObjectRefGenerator of the yields' refs;
 - "streaming" (the default of a generator function): `.remote()` returns an ObjectRefGenerator
   at once, and `next()` gives each yield's ref as soon as the worker has yielded it.
@@ -128,6 +129,8 @@ class ObjectRefGenerator:
 
     def next_ready(self, timeout_s=0):
         """Whether next() would return at once (within timeout_s)."""
+        if self._done:
+            return True
         return self._wait_either(gen_id(self._tid, self._next), timeout_s)
 
     def completed(self):
