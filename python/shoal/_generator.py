@@ -18,6 +18,7 @@ import os
 import pickle
 import struct
 import sys
+import threading
 import time
 import traceback
 
@@ -251,8 +252,9 @@ class CancelArgumentError(ValueError, TypeError):
 _cancelled = set()  # task ids of actor calls cancelled while they run (TASK_CANCEL)
 _on_cancel = []  # callbacks (task id) for TASK_CANCEL, e.g. an async actor's loop
 _calls = {}  # function id -> calls run by this worker (max_calls)
-_current = None  # the task id of the call this worker runs (the worker runs as __main__, so
-#                  _worker's globals are not the ones an import of shoal._worker sees)
+# the task id of the call running in this thread (a threaded actor runs several at once; the
+# worker runs as __main__, so _worker's globals are not the ones an import of shoal._worker sees)
+_tls = threading.local()
 
 
 def on_cancel(task_id):
@@ -272,7 +274,7 @@ def is_cancelled(task_id):
 def current_cancelled():
     """RuntimeContext.is_canceled(): whether ray.cancel reached the running task or actor call
     (a sync actor call is not interrupted; it may poll this and stop early, as in Ray)."""
-    tid = _current
+    tid = getattr(_tls, "current", None)
     if tid is None or C._client is None or C._client.role != "worker":
         raise RuntimeError("is_canceled() can only be called inside a task or an actor method")
     C._client._drain_nowait()  # a TASK_CANCEL that arrived while the call ran
@@ -415,8 +417,7 @@ def retryable(spec, e):
 def count_call(spec):
     """Count a call of spec's function, which the worker starts now; True when the worker must
     exit after it (max_calls)."""
-    global _current
-    _current = spec["task"]
+    _tls.current = spec["task"]
     mc = spec.get("max_calls")
     if not mc or spec["kind"] != w.KIND_TASK:
         return False
