@@ -399,6 +399,16 @@ def _stream(client, spec, result, ret):
             client._drain_nowait()  # a TASK_CANCEL for this call
 
 
+def before_call(client, spec):
+    """Before an actor call runs: one the agent cancelled while it waited in this worker (the
+    agent sends calls ahead) never runs, as Ray does for a call not yet executing."""
+    if spec["kind"] != w.KIND_ACTOR_METHOD:
+        return
+    client._drain_nowait()  # a TASK_CANCEL that came after its EXEC
+    if spec["task"] in _cancelled:
+        raise exc.TaskCancelledError(f"{spec.get('name', 'the call')} was cancelled before it ran")
+
+
 def retryable(spec, e):
     """Whether exception e of this call may be retried (retry_exceptions)."""
     if not spec.get("rexc") or isinstance(e, (exc.TaskCancelledError, KeyboardInterrupt, SystemExit)):

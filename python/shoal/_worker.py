@@ -88,6 +88,7 @@ def _execute(client, spec):
     ids = [tid[:12] + (i + 1).to_bytes(4, "big") for i in range(nret)]
     more = {"exit": True} if _generator.count_call(spec) else {}  # max_calls
     try:
+        _generator.before_call(client, spec)  # a call cancelled before it ran
         result = _run(client, spec)
         values = _generator.values(client, spec, result, _ret)  # generators (_generator.py)
         rets = _generator.rets(client, spec, ids, values, _ret)

@@ -430,13 +430,23 @@ def test_cancel_actor_calls(ray):
         def ping(self):
             return "pong"
 
+        def touch(self, path):
+            open(path, "w").close()
+            return "touched"
+
     a = Slow.remote()
     assert ray.get(a.ping.remote(), timeout=60) == "pong"
     running = a.sleep.remote(1.5)
     queued = a.sleep.remote(0)
+    marker = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"shoal-cancel-{os.getpid()}-{time.time()}")
+    never = a.touch.remote(marker)  # sent ahead to the actor's worker while sleep runs
     time.sleep(0.5)
     ray.cancel(queued)
+    ray.cancel(never)
     ray.cancel(running)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(never, timeout=60)
+    assert not os.path.exists(marker), "a call cancelled before it ran ran"
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(queued, timeout=60)
     with pytest.raises(ray.exceptions.TaskCancelledError):
