@@ -2,7 +2,8 @@ package sched
 
 import "fmt"
 
-// Node choice for a task, in order of preference:
+// Node choice for a task, in order of preference (a scheduling strategy first narrows or
+// decides it, strategy.go):
 //  1. a placement-group task: the bundle it asks for, or the first of its group's bundles with
 //     room;
 //  2. the node that holds the most bytes of its arguments, when that is at least
@@ -56,17 +57,17 @@ func (c *Core) place(t *task, q *queue) (NodeID, bool) {
 		c.failTask(t, ErrKindInfeasible, fmt.Sprintf("%s needs %s but no node of the cluster has that much: %s; ask for less or start the cluster with more", t.name, t.shape.res, f))
 		return NoNode, true
 	}
-	if spread {
-		// no locality and no submitter's node: start after the node the last one took
-	} else if n := c.preferred(t); n != NoNode && c.fitsOn(t, c.nodes[n]) {
-		q.pop()
-		c.placeOn(t, c.nodes[n], -1)
-		return n, true
-	}
-	if !spread && t.origin >= 0 && int(t.origin) < len(c.nodes) && c.fitsOn(t, c.nodes[t.origin]) {
-		q.pop()
-		c.placeOn(t, c.nodes[t.origin], -1)
-		return t.origin, true
+	if !spread { // SPREAD: no locality and no submitter's node, the cursor goes round
+		if n := c.preferred(t); n != NoNode && c.fitsOn(t, c.nodes[n]) {
+			q.pop()
+			c.placeOn(t, c.nodes[n], -1)
+			return n, true
+		}
+		if t.origin >= 0 && int(t.origin) < len(c.nodes) && c.fitsOn(t, c.nodes[t.origin]) {
+			q.pop()
+			c.placeOn(t, c.nodes[t.origin], -1)
+			return t.origin, true
+		}
 	}
 	nn := len(c.nodes)
 	var capped *node // a node with room for t but no process slot
