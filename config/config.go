@@ -5,6 +5,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,7 @@ type File struct {
 		SpillDir          *string            `toml:"spill_dir"`
 		TmpDir            *string            `toml:"tmpdir"`
 		Resources         map[string]float64 `toml:"resources"`
+		Labels            map[string]string  `toml:"labels"` // --labels (docs/ray-tasks.md)
 		AllowedInterfaces []string           `toml:"allowed_interfaces"`
 		PortRange         *string            `toml:"port_range"`
 		GPUConfinement    *string            `toml:"gpu_confinement"`
@@ -168,6 +170,10 @@ func (f *File) Values() map[string]string {
 			parts[i] = strconv.Quote(k) + ": " + strconv.FormatFloat(n.Resources[k], 'g', -1, 64)
 		}
 		v["resources"] = "{" + strings.Join(parts, ", ") + "}"
+	}
+	if len(n.Labels) > 0 {
+		b, _ := json.Marshal(n.Labels) // --labels takes JSON; keys come out sorted
+		v["labels"] = string(b)
 	}
 	if len(n.AllowedInterfaces) > 0 {
 		v["allowed-interfaces"] = strings.Join(n.AllowedInterfaces, ",")

@@ -73,3 +73,13 @@ func TestDataPlaneInsecure(t *testing.T) {
 		t.Fatalf("a string for data_plane.insecure: %v, want ErrInvalid", err)
 	}
 }
+
+func TestLabelsBecomeTheLabelsFlag(t *testing.T) {
+	f, err := Parse(strings.NewReader("[node]\nlabels = { zone = \"east\", disk = \"ssd\" }\n"), "shoal.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Values()["labels"]; got != `{"disk":"ssd","zone":"east"}` {
+		t.Fatalf("labels = %q", got)
+	}
+}

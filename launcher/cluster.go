@@ -73,6 +73,8 @@ type Options struct {
 	// MaxWorkersPerNode caps worker processes per node, actors included (0: the default,
 	// max(64, 4 x CPUs)).
 	MaxWorkersPerNode int
+	// Labels are this node's labels for label selectors (--labels; docs/ray-tasks.md).
+	Labels map[string]string
 	// StateDir keeps the head's database (head.FileName: one file per cluster) after the
 	// cluster ends (--state-dir); empty: the session directory, removed at exit.
 	StateDir string
@@ -257,9 +259,9 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		Scrub: o.Scrub, Stdout: stdout, Stderr: stderr, PrestartWorkers: int(min(res["CPU"], 4)),
 		GPUs: topo, CUDAIndex: o.CUDAIndex, CPUs: node.CPUs, Confine: c.conf, GPUMajors: majors,
 		InsecureDataPlane: o.InsecureDataPlane, WorkerEnv: dataPlaneEnv(o.InsecureDataPlane),
-		MaxWorkersPerNode: o.MaxWorkersPerNode,
-		Heartbeat:         nodeagent.Heartbeat{Timeout: o.HeartbeatTimeout},
-		Observer:          c.rec,
+		MaxWorkersPerNode: o.MaxWorkersPerNode, Labels: o.Labels,
+		Heartbeat: nodeagent.Heartbeat{Timeout: o.HeartbeatTimeout},
+		Observer:  c.rec,
 		OnShutdown: func() {
 			if !once {
 				once = true

@@ -450,7 +450,7 @@ func RunMember(ctx context.Context, log hclog.Logger, o Options, spec MemberSpec
 	defer signal.Stop(sigs)
 	m, sig, err := nodeagent.JoinRetry(ctx, log.Named("member"), nodeagent.MemberConfig{HeadAddr: spec.HeadAddr, Secret: spec.Secret, Node: me,
 		Addr: addr, Resources: offer, GPUs: gpus, CUDA: cudaList(gpus, o.CUDAIndex), Scrub: o.Scrub,
-		Topology: topo, Confine: conf, UVMMajor: majors.UVM, CPUs: fp.CPUs, Store: store}, deadline, every, sigs)
+		Topology: topo, Confine: conf, UVMMajor: majors.UVM, CPUs: fp.CPUs, Store: store, Labels: o.Labels}, deadline, every, sigs)
 	if sig != nil || err != nil {
 		return 1, sig, err
 	}

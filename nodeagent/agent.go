@@ -46,6 +46,8 @@ type Config struct {
 	SpillDir   string
 	// Resources offered; CPU, memory and object_store_memory are filled by the caller.
 	Resources sched.Resources
+	// Labels are this node's labels for label selectors (--labels; docs/ray-tasks.md).
+	Labels map[string]string
 	// ObjectStoreMemory is the arena size in bytes.
 	ObjectStoreMemory int64
 	// ListenTCP, when set (e.g. "127.0.0.1:0"), also serves authenticated TCP.
@@ -161,6 +163,8 @@ func New(log hclog.Logger, h *head.Head, cfg Config) (*Agent, error) {
 			a.local.gpus = append(a.local.gpus, d.Index)
 		}
 	}
+	a.local.gpus = logicalGPUs(a.local.gpus, a.total) // taskfeatures.go
+	a.local.labels = cfg.Labels
 	a.nodes = []*node{a.local}
 	a.procs = &spawner{log: log, scrub: cfg.Scrub, stdout: writer(cfg.Stdout), stderr: writer(cfg.Stderr), confine: cfg.Confine,
 		topo: cfg.GPUs, cpus: cfg.CPUs, uvm: cfg.GPUMajors.UVM, extra: cfg.ExtraDevices}
@@ -428,7 +432,7 @@ func (a *Agent) readLoop(c *client) {
 			break
 		}
 		if err := a.handle(c, f); err != nil {
-			code := "bad_request"
+			code := errorCode(err) // taskfeatures.go
 			if errors.Is(err, wire.ErrCorruptFrame) {
 				code = "corrupt_frame"
 				a.log.Warn("closing a connection that sent a corrupt frame", "client", c.id, "role", c.role, "error", err)
@@ -463,8 +467,13 @@ func (a *Agent) disconnect(c *client) {
 	for _, id := range a.store.DropOwner(c.id) {
 		a.unsealedGone(id) // created on c and never sealed (objects.go)
 	}
-	if c.worker != nil {
-		a.workerLost(c.worker, "its connection closed")
+	if w := c.worker; w != nil {
+		w.connGone = true
+		why := "its connection closed"
+		if w.exitWhy != "" {
+			why = w.exitWhy // its process exited first (processExited)
+		}
+		a.workerLost(w, why)
 	}
 	if c.role == "driver" && c.job != nil && c.job.driver == c {
 		a.endJob(c.job, "driver disconnected")
@@ -588,6 +597,14 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 			return c.conn.Send(wire.TOK, f.Seq, nil)
 		}
 		return nil
+	case wire.TGenItem:
+		var m wire.GenItem
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.genItem(c, &m) // taskfeatures.go
 	case wire.TDone:
 		var m wire.Done
 		if err := f.Decode(&m); err != nil {
@@ -730,7 +747,8 @@ func (a *Agent) info() *wire.InfoReply {
 				gpus = append(gpus, wire.GPU{Index: i, NUMANode: -1})
 			}
 		}
-		r.Nodes = append(r.Nodes, wire.NodeInfo{ID: n.id, Addr: n.addr, Alive: n.alive, Total: n.total, Available: av, GPUs: gpus})
+		r.Nodes = append(r.Nodes, wire.NodeInfo{ID: n.id, Addr: n.addr, Alive: n.alive, Total: n.total, Available: av, GPUs: gpus,
+			Labels: nodeLabels(n)}) // taskfeatures.go
 		if n.alive {
 			total.Add(n.total)
 			avail.Add(av)

@@ -109,7 +109,7 @@ func (a *Agent) act(x sched.Action) {
 	case sched.Retry:
 		if t := a.coreTasks[x.Task]; t != nil {
 			a.observe(t, obs.Retrying, x.Why) // obs:
-			a.log.Warn("worker died while running a task; retrying", "task", t.spec.Name, "attempt", x.Attempt, "reason", x.Why)
+			a.log.Warn("retrying a task", "task", t.spec.Name, "attempt", x.Attempt, "reason", x.Why)
 			a.detach(t)
 		}
 	case sched.KillWorker:
@@ -253,18 +253,7 @@ func (a *Agent) cancel(c *client, m *wire.Cancel) error {
 	case wire.KindActorCreate:
 		return fmt.Errorf("cancel %s: it creates an actor; use kill() to stop an actor", m.Object)
 	case wire.KindActorMethod:
-		if m.Force {
-			return fmt.Errorf("cancel %s: force=True is not supported for actor tasks", m.Object)
-		}
-		ac := t.actor
-		for i, q := range ac.queue {
-			if q == t {
-				ac.queue = append(ac.queue[:i], ac.queue[i+1:]...)
-				a.fail(t, "cancelled", t.spec.Name+" was cancelled before it ran")
-				return nil
-			}
-		}
-		return nil // running on the actor: it finishes
+		return a.cancelActorCall(t, m.Force) // taskfeatures.go
 	}
 	if t.cid == 0 { // still waiting for its arguments
 		a.fail(t, "cancelled", t.spec.Name+" was cancelled before it ran")

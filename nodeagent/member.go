@@ -78,6 +78,8 @@ type MemberConfig struct {
 	// Store, when set, gives the node an object store of its own, which its workers use and
 	// which other nodes pull objects from.
 	Store *StoreConfig
+	// Labels are this node's labels for label selectors (--labels).
+	Labels map[string]string
 }
 
 // JoinRetry calls Join until it succeeds, the deadline passes (the last error is returned), ctx
@@ -120,7 +122,7 @@ func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
 	}
 	var reply wire.NodeJoinReply
 	if err := conn.Call(wire.TNodeJoin, 1, &wire.NodeJoin{Node: cfg.Node, Addr: cfg.Addr, Resources: cfg.Resources, GPUs: cfg.GPUs, CUDA: cfg.CUDA,
-		Devices: TopologyToWire(cfg.Topology)}, &reply); err != nil {
+		Devices: TopologyToWire(cfg.Topology), Labels: cfg.Labels}, &reply); err != nil {
 		conn.Close()
 		if st != nil {
 			st.close()

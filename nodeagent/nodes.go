@@ -32,6 +32,8 @@ type node struct {
 	joined time.Time
 	// gpus are the GPU indices the node offers (CUDA_VISIBLE_DEVICES values)
 	gpus []int
+	// labels are the node's labels (--labels), for label selectors
+	labels map[string]string
 	// cuda maps a GPU index to the index CUDA sees on the node, where they differ (Slurm's
 	// ConstrainDevices); nil: the same.
 	cuda map[int]int
@@ -96,7 +98,7 @@ func (a *Agent) endRemoteWorker(w *worker, why string) {
 	default:
 	}
 	close(w.exited)
-	a.workerLost(w, why)
+	a.processExited(w, why)
 	delete(a.workers, w.id)
 	delete(w.job.workers, w.id)
 }
@@ -121,7 +123,8 @@ func (a *Agent) nodeJoin(c *client, m *wire.NodeJoin) error {
 		}
 	}
 	n := &node{id: m.Node, addr: m.Addr, total: res, member: c, alive: true, joined: time.Now(),
-		gpus: append([]int(nil), m.GPUs...)}
+		gpus: append([]int(nil), m.GPUs...), labels: m.Labels}
+	n.gpus = logicalGPUs(n.gpus, res) // taskfeatures.go
 	if len(m.Devices) > 0 {
 		n.topo = topologyFromWire(m.Devices)
 	}
@@ -149,7 +152,7 @@ func (a *Agent) nodeJoin(c *client, m *wire.NodeJoin) error {
 
 // joinCore adds n to the core and indexes it by its core id.
 func (a *Agent) joinCore(n *node) {
-	a.feed(sched.NodeJoined{Name: n.id, Total: n.total, GPUs: n.gpus, MaxWorkers: a.cfg.MaxWorkersPerNode})
+	a.feed(sched.NodeJoined{Name: n.id, Total: n.total, GPUs: n.gpus, MaxWorkers: a.cfg.MaxWorkersPerNode, Labels: n.labels})
 	id, _ := a.core.NodeByName(n.id)
 	n.cid = id
 	for int(id) >= len(a.byCID) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/shoal-hpc/shoal/nodeagent/obs"
 	"github.com/shoal-hpc/shoal/sched"
@@ -61,6 +62,33 @@ type worker struct {
 	gpus    []int    // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
 	node    *node    // the node it runs on
 	errTail *tailBuf // the end of its stderr, once it exited
+	// exitWhy is why its process exited, when that was seen before its connection closed
+	// (processExited): the connection's last frames (ACTOR_EXIT, DONE) are read first.
+	exitWhy  string
+	connGone bool // its connection closed
+}
+
+// drainGrace bounds how long a worker whose process exited is waited for by its connection
+// (a child that inherited the socket could keep it open).
+const drainGrace = time.Second
+
+// processExited handles the end of w's process, seen by the spawner here or by a member's
+// WORKER_EXIT. Its connection may still hold frames it sent just before it exited (an
+// actor's ACTOR_EXIT from exit_actor(), a DONE): they must count before the exit does, or an
+// actor that ended on purpose is restarted. So a connected worker is lost when its connection
+// closes, which follows the process's death at once, and at the latest after drainGrace.
+// (a.mu held)
+func (a *Agent) processExited(w *worker, why string) {
+	if w.client == nil || w.connGone {
+		a.workerLost(w, why)
+		return
+	}
+	w.exitWhy = why
+	time.AfterFunc(drainGrace, func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.workerLost(w, why)
+	})
 }
 
 func (w *worker) signal(sig syscall.Signal) {
@@ -110,6 +138,8 @@ type task struct {
 	actor       *actor
 	gpus        []int
 	node        *node // where it runs (nil until then)
+	genNext     int   // a streaming generator's next yield (taskfeatures.go)
+	cancelled   bool  // an actor call cancelled while it ran (taskfeatures.go)
 }
 
 func (a *Agent) newJob(c *client, au *wire.Auth) *job {
@@ -190,6 +220,7 @@ func (a *Agent) submit(c *client, m *wire.Task) error {
 	for i := 0; i < m.Nret; i++ {
 		a.store.Expect(m.Task.WithIndex(uint32(i+1)), c.id)
 	}
+	a.genExpect(t) // taskfeatures.go
 	for _, d := range m.Deps {
 		a.store.Pin(d)
 	}
@@ -283,6 +314,12 @@ func (a *Agent) toCore(t *task) {
 	if t.cid != 0 {
 		return // an actor's creation runs again on restart: the core kept it
 	}
+	pol, err := a.policyOf(t) // taskfeatures.go
+	if err != nil {
+		a.fail(t, "infeasible", err.Error())
+		a.afterFail(t)
+		return
+	}
 	a.nextTask++
 	t.cid = sched.TaskID(a.nextTask)
 	a.coreTasks[t.cid] = t
@@ -305,6 +342,9 @@ func (a *Agent) toCore(t *task) {
 		} else if c.member == nil && c.remote {
 			ev.Origin = sched.NoNode // a remote driver: no node of its own
 		}
+	}
+	if t.pg == nil {
+		ev.Policy = pol
 	}
 	for _, d := range t.spec.Deps {
 		ev.Args = append(ev.Args, sched.ObjectID(d))
@@ -360,6 +400,7 @@ func (a *Agent) finish(t *task) {
 		return
 	}
 	t.finished = true
+	a.genEnd(t) // taskfeatures.go
 	for _, d := range t.spec.Deps {
 		a.store.Unpin(d)
 	}
@@ -409,6 +450,9 @@ func (a *Agent) done(c *client, m *wire.Done) error {
 	if t == nil || t.worker != w || t.finished && t.spec.Kind != wire.KindActorCreate {
 		return nil // a task that was failed meanwhile (its actor was killed, say)
 	}
+	if a.doneHook(w, t, m) { // taskfeatures.go: retry_exceptions, a cancelled actor call
+		return nil
+	}
 	objs := make([]wire.Obj, 0, len(m.Rets))
 	for _, r := range m.Rets {
 		if r.ID.WithIndex(0) != t.spec.Task {
@@ -442,7 +486,7 @@ func (a *Agent) done(c *client, m *wire.Done) error {
 		t.worker = nil
 		if t.cid != 0 {
 			delete(a.coreTasks, t.cid)
-			a.feed(sched.TaskFinished{Task: t.cid})
+			a.feed(sched.TaskFinished{Task: t.cid, WorkerExits: m.Exit})
 		}
 	case wire.KindActorCreate:
 		a.actorCreated(t.actor, m.Err, m.Rets)
@@ -520,7 +564,7 @@ func (a *Agent) spawnLocal(w *worker) error {
 			w.errTail = &tailBuf{max: 2048}
 			w.errTail.Write([]byte(stderr))
 		}
-		a.workerLost(w, "worker process "+why)
+		a.processExited(w, "worker process "+why)
 		delete(a.workers, w.id)
 		delete(w.job.workers, w.id)
 	})

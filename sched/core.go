@@ -175,6 +175,7 @@ type node struct {
 	idle    []*worker // idle workers, oldest first
 	pool    map[JobID]*poolState
 	maxProc int
+	labels  map[string]string
 }
 
 // poolState counts a job's task workers on a node and what waits for them.
@@ -259,6 +260,7 @@ type task struct {
 	noRestart   bool // actors: killed for good
 	name        string
 	q           *queue
+	pol         *Policy // scheduling strategy (nil: DEFAULT)
 }
 
 // shape is a resource request shared by every task that asks for the same amounts.

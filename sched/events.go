@@ -15,6 +15,8 @@ type (
 		GPUs  []int
 		// MaxWorkers caps its worker processes (0: Config.MaxWorkersPerNode, or 4x its CPUs).
 		MaxWorkers int
+		// Labels are the node's labels for label selectors (strategy.go).
+		Labels map[string]string
 	}
 	// NodeLost marks a node dead (its connection closed, or its heartbeats stopped): its
 	// workers are gone, their tasks retried and their actors restarted elsewhere.
@@ -45,6 +47,8 @@ type (
 		Parent  TaskID  // the task that submitted it (0: a driver), for recursive cancel
 		Origin  NodeID  // the node of the submitter (NoNode: unknown)
 		Args    []ObjectID
+		// Policy is its scheduling strategy outside placement groups (nil: DEFAULT).
+		Policy *Policy
 	}
 	// WorkerConnected: a started worker connected and is ready for work.
 	WorkerConnected struct{ Worker WorkerID }
@@ -65,6 +69,11 @@ type (
 	TaskFinished struct {
 		Task   TaskID
 		Failed bool
+		// Retry: the task raised an exception its retry_exceptions names; it runs again
+		// while retries are left (CanRetry), else it ends as it answered.
+		Retry bool
+		// WorkerExits: the worker leaves after this task (max_calls); it is not reused.
+		WorkerExits bool
 	}
 	// WorkerBlocked and WorkerUnblocked: a worker waits in get/wait inside a task, so its
 	// task's resources are lent out until it returns.

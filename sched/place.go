@@ -2,7 +2,8 @@ package sched
 
 import "fmt"
 
-// Node choice for a task, in order of preference:
+// Node choice for a task, in order of preference (a scheduling strategy first narrows or
+// decides it, strategy.go):
 //  1. a placement-group task: the bundle it asks for, or the first of its group's bundles with
 //     room;
 //  2. the node that holds the most bytes of its arguments, when that is at least
@@ -43,20 +44,30 @@ func (c *Core) place(t *task, q *queue) (NodeID, bool) {
 		}
 		return NoNode, false
 	}
+	spread := false
+	if t.pol != nil {
+		n, done, wait := c.placePolicy(t, q)
+		if done || wait {
+			return n, done
+		}
+		spread = t.pol.Spread
+	}
 	if f := c.feasible(t.shape); f != "" {
 		q.pop()
 		c.failTask(t, ErrKindInfeasible, fmt.Sprintf("%s needs %s but no node of the cluster has that much: %s; ask for less or start the cluster with more", t.name, t.shape.res, f))
 		return NoNode, true
 	}
-	if n := c.preferred(t); n != NoNode && c.fitsOn(t, c.nodes[n]) {
-		q.pop()
-		c.placeOn(t, c.nodes[n], -1)
-		return n, true
-	}
-	if t.origin >= 0 && int(t.origin) < len(c.nodes) && c.fitsOn(t, c.nodes[t.origin]) {
-		q.pop()
-		c.placeOn(t, c.nodes[t.origin], -1)
-		return t.origin, true
+	if !spread { // SPREAD: no locality and no submitter's node, the cursor goes round
+		if n := c.preferred(t); n != NoNode && c.fitsOn(t, c.nodes[n]) {
+			q.pop()
+			c.placeOn(t, c.nodes[n], -1)
+			return n, true
+		}
+		if t.origin >= 0 && int(t.origin) < len(c.nodes) && c.fitsOn(t, c.nodes[t.origin]) {
+			q.pop()
+			c.placeOn(t, c.nodes[t.origin], -1)
+			return t.origin, true
+		}
 	}
 	nn := len(c.nodes)
 	var capped *node // a node with room for t but no process slot
@@ -65,11 +76,14 @@ func (c *Core) place(t *task, q *queue) (NodeID, bool) {
 		nd := c.nodes[i]
 		if c.fitsOn(t, nd) {
 			q.cursor = i
+			if spread {
+				q.cursor = (i + 1) % nn
+			}
 			q.pop()
 			c.placeOn(t, nd, -1)
 			return NodeID(i), true
 		}
-		if capped == nil && t.kind == KindActor && nd.alive && nd.avail.Fits(t.shape.res) && len(nd.gpus) >= t.shape.gpus {
+		if capped == nil && t.kind == KindActor && nd.alive && t.allowedOn(nd) && nd.avail.Fits(t.shape.res) && len(nd.gpus) >= t.shape.gpus {
 			capped = nd
 		}
 	}
@@ -149,7 +163,7 @@ func (c *Core) preferred(t *task) NodeID {
 
 // fitsOn reports whether t could be placed on nd now (outside any placement group).
 func (c *Core) fitsOn(t *task, nd *node) bool {
-	if !nd.alive || !nd.avail.Fits(t.shape.res) || len(nd.gpus) < t.shape.gpus {
+	if !nd.alive || !nd.avail.Fits(t.shape.res) || len(nd.gpus) < t.shape.gpus || !t.allowedOn(nd) {
 		return false
 	}
 	if t.shape.gpus > 0 && c.cfg.GPUs.PickGPUs(nd.id, nd.gpus, t.shape.gpus) == nil {

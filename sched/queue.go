@@ -10,6 +10,7 @@ type qkey struct {
 	shape  *shape
 	group  GroupID
 	bundle int32
+	pol    string // Policy.key(): tasks of different strategies do not hold each other up
 }
 
 type queue struct {
@@ -66,7 +67,7 @@ func (q *queue) pushFront(t *task) {
 }
 
 func (c *Core) queueFor(t *task) *queue {
-	k := qkey{job: t.job, shape: t.shape, bundle: t.bundle}
+	k := qkey{job: t.job, shape: t.shape, bundle: t.bundle, pol: t.pol.key()}
 	if t.group != nil {
 		k.group = t.group.id
 	} else {

@@ -117,7 +117,7 @@ func (c *Core) nodeJoined(e NodeJoined) error {
 	id := NodeID(len(c.nodes))
 	gpus := insertSorted(nil, e.GPUs...)
 	nd := &node{id: id, name: e.Name, total: e.Total.Clone(), avail: e.Total.Clone(), gpus: gpus,
-		allGPUs: append([]int(nil), gpus...), alive: true, pool: map[JobID]*poolState{}}
+		allGPUs: append([]int(nil), gpus...), alive: true, pool: map[JobID]*poolState{}, labels: e.Labels}
 	nd.maxProc = e.MaxWorkers
 	if nd.maxProc <= 0 {
 		nd.maxProc = c.cfg.MaxWorkersPerNode
@@ -227,8 +227,13 @@ func (c *Core) submitted(e Submitted) error {
 			res[k] = v
 		}
 	}
+	if e.Policy != nil {
+		if err := e.Policy.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", e.Name, err)
+		}
+	}
 	t := &task{id: e.Task, job: e.Job, kind: e.Kind, shape: c.shapeOf(res), bundle: -1, took: -1, node: NoNode,
-		origin: e.Origin, retriesLeft: int32(e.Retries), parent: e.Parent, args: e.Args, name: e.Name}
+		origin: e.Origin, retriesLeft: int32(e.Retries), parent: e.Parent, args: e.Args, name: e.Name, pol: e.Policy}
 	if e.Origin < 0 || int(e.Origin) >= len(c.nodes) {
 		t.origin = NoNode
 	}
@@ -282,7 +287,10 @@ func (c *Core) finished(e TaskFinished) error {
 		return nil // the actor lives on w
 	}
 	t.worker = nil
-	c.forget(t)
+	retry := e.Retry && c.CanRetry(t.id)
+	if !retry {
+		c.forget(t)
+	}
 	// the worker goes idle before the task's resources come back, so that the task placed
 	// on that room takes this worker instead of starting one
 	if w != nil && w.state != wDead {
@@ -290,9 +298,16 @@ func (c *Core) finished(e TaskFinished) error {
 			w.blocked = false
 			c.poolOf(c.nodes[w.node], w.job).blocked--
 		}
-		c.idle(w)
+		if e.WorkerExits {
+			c.workerExits(w)
+		} else {
+			c.idle(w)
+		}
 	}
 	c.unplace(t)
+	if retry {
+		c.retryTask(t, "it raised an exception that retry_exceptions names")
+	}
 	return nil
 }
 
@@ -328,6 +343,11 @@ func (c *Core) exited(w *worker, why string) {
 		c.failTask(t, ErrKindWorkerDied, fmt.Sprintf("the worker running %s died (%s) and no retries were left", t.name, why))
 		return
 	}
+	c.retryTask(t, why)
+}
+
+// retryTask runs t again after a backoff, one retry fewer left.
+func (c *Core) retryTask(t *task, why string) {
 	if t.retriesLeft > 0 {
 		t.retriesLeft--
 	}
@@ -339,6 +359,15 @@ func (c *Core) exited(w *worker, why string) {
 		return
 	}
 	c.delay(t)
+}
+
+// workerExits forgets a worker that leaves after its task (max_calls); tasks waiting for a
+// worker on its node get a new one.
+func (c *Core) workerExits(w *worker) {
+	c.emit(KillWorker{Worker: w.id, Why: "it ran its function max_calls times"})
+	w.task = nil
+	c.workerGone(w)
+	c.startPool(c.nodes[w.node], w.job)
 }
 
 func (c *Core) blocked(id WorkerID, on bool) error {

@@ -51,6 +51,8 @@ func sampleBodies() map[Type]any {
 		TFetch:      &Fetch{ID: id, Size: 10, Loc: "tcp:10.0.0.2:1"},
 		TPutAt:      &PutAt{ID: id, Size: 10, Loc: "tcp:10.0.0.2:1"},
 		TNodeStore:  &NodeStore{Loc: "tcp:10.0.0.2:1"},
+		TGenItem:    &GenItem{Task: id, Index: 3, Ret: Ret{ID: id, Fmt: FmtPython, Data: []byte("x")}},
+		TTaskCancel: &TaskCancel{Task: id},
 	}
 }
 

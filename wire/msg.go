@@ -218,6 +218,15 @@ type Task struct {
 	Detached bool `msgpack:"detached,omitempty"`
 	// Group is an actor call's concurrency group when the caller chose one (.options).
 	Group string `msgpack:"cg,omitempty"`
+	// task features beyond a plain call (docs/ray-tasks.md)
+	Gen      int        `msgpack:"gen,omitempty"`       // GenNone, GenStreaming or GenDynamic
+	RetryExc bool       `msgpack:"rexc,omitempty"`      // retry_exceptions: an exception may be retried
+	RetryOn  []byte     `msgpack:"rexc_on,omitempty"`   // the SDK's list of exception classes to retry (opaque)
+	MaxCalls int        `msgpack:"max_calls,omitempty"` // the worker exits after this many calls of Fn
+	Strategy string     `msgpack:"strategy,omitempty"`  // "", "DEFAULT", "SPREAD" or "NODE_AFFINITY"
+	Node     string     `msgpack:"node,omitempty"`      // NODE_AFFINITY: the node's id
+	Soft     bool       `msgpack:"soft,omitempty"`      // NODE_AFFINITY: may run elsewhere
+	Selector []LabelReq `msgpack:"labels,omitempty"`    // label_selector, every requirement must hold
 }
 
 // ActorExit is a worker's word that its actor ends on purpose (exit_actor(),
@@ -241,6 +250,10 @@ type Done struct {
 	Task ID    `msgpack:"task"`
 	Rets []Ret `msgpack:"rets"`
 	Err  bool  `msgpack:"err"`
+	// Retry: the task raised an exception its retry_exceptions names (retried while
+	// max_retries allow; else Rets stand). Exit: the worker exits after this answer (max_calls).
+	Retry bool `msgpack:"retry,omitempty"`
+	Exit  bool `msgpack:"exit,omitempty"`
 }
 
 // Kill kills an actor.
@@ -278,6 +291,8 @@ type NodeInfo struct {
 	Available map[string]float64 `msgpack:"available" json:"available"`
 	// GPUs are the node's GPUs as its agent found them (NVML), or plain indices from Slurm.
 	GPUs []GPU `msgpack:"gpus,omitempty" json:"gpus,omitempty"`
+	// Labels are the node's labels, ray.io/node-id included (docs/ray-tasks.md).
+	Labels map[string]string `msgpack:"labels,omitempty" json:"labels,omitempty"`
 }
 
 // StoreStats describes a node's object store.
@@ -314,6 +329,8 @@ type NodeJoin struct {
 	// Devices describe GPUs (topology from the member's NVML) so the head node places tasks
 	// on one NUMA node and NVLink-connected GPUs there too; absent when the member has no NVML.
 	Devices []GPU `msgpack:"devices,omitempty"`
+	// Labels are the node's labels (--labels), for label_selector (docs/ray-tasks.md).
+	Labels map[string]string `msgpack:"labels,omitempty"`
 }
 
 // GPU is what a member tells the head about one of its GPUs.
@@ -428,6 +445,10 @@ func Body(t Type) any {
 		return &PutAt{}
 	case TNodeStore:
 		return &NodeStore{}
+	case TGenItem:
+		return &GenItem{}
+	case TTaskCancel:
+		return &TaskCancel{}
 	}
 	return nil
 }

@@ -39,6 +39,8 @@ func clusterFlags() []cli.Flag {
 			Usage: "object store size in bytes, e.g. 2g or 2147483648 (default: 30% of memory, at most /dev/shm's free space)"},
 		&cli.StringFlag{Name: "resources", EnvVars: []string{"SHOAL_RESOURCES"},
 			Usage: `custom resources as JSON, e.g. '{"disk": 2}'`},
+		&cli.StringFlag{Name: "labels", EnvVars: []string{"SHOAL_LABELS"},
+			Usage: `node labels for label_selector as JSON, e.g. '{"zone": "east"}' (default: none besides ray.io/node-id)`},
 		&cli.StringFlag{Name: "spill-dir", EnvVars: []string{"SHOAL_SPILL_DIR"},
 			Usage: "directory for objects spilled from a full store (default: the session directory)"},
 		&cli.StringFlag{Name: "tmpdir", EnvVars: []string{"SHOAL_TMPDIR"},
@@ -93,6 +95,11 @@ func options(c *cli.Context) (launcher.Options, error) {
 	if s := c.String("resources"); s != "" {
 		if err := json.Unmarshal([]byte(s), &o.Resources); err != nil {
 			return o, cli.Exit(fmt.Sprintf(`--resources %q: %v; write JSON such as '{"disk": 2}'`, s, err), 2)
+		}
+	}
+	if s := c.String("labels"); s != "" {
+		if o.Labels, err = parseLabels(s); err != nil {
+			return o, cli.Exit(fmt.Sprintf("--labels: %v", err), 2)
 		}
 	}
 	if o.NumCPUs < 0 || o.NumGPUs < 0 {

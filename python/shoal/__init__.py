@@ -16,6 +16,7 @@ from ._api import (ActorClass, ActorHandle, RemoteFunction, available_resources,
                    get_actor, get_gpu_ids, get_runtime_context, init, is_initialized, kill, method, nodes, put, remote,
                    shutdown, wait)
 from ._client import ObjectRef  # noqa: F401
+from ._generator import DynamicObjectRefGenerator, ObjectRefGenerator  # noqa: F401
 from ._observe import job_report, timeline  # noqa: F401
 
 __version__ = "0.1.0"

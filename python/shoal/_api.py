@@ -13,6 +13,7 @@ import cloudpickle
 
 from . import _actor_exec
 from . import _client as C
+from . import _generator
 from . import _observe
 from . import _serial
 from . import _wire as w
@@ -42,7 +43,7 @@ def is_initialized():
 
 
 def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
-         namespace=None, ignore_reinit_error=False, log_to_driver=True, runtime_env=None, **kwargs):
+         namespace=None, ignore_reinit_error=False, log_to_driver=True, runtime_env=None, labels=None, **kwargs):
     """Connect to the cluster in SHOAL_ADDRESS (or `address`), or start a local one-node cluster
     that lives as long as this process (or until shutdown())."""
     global _local_cluster, _namespace
@@ -69,6 +70,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
                 args += ["--object-store-memory", str(int(object_store_memory))]
             if resources:
                 args += ["--resources", json.dumps(resources)]
+            if labels:
+                args += ["--labels", json.dumps(labels)]  # node labels for label_selector
             env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_") or k in ("SHOAL_TMPDIR", "SHOAL_LOG_LEVEL", "SHOAL_STATE_DIR")}
             proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
             line = proc.stdout.readline()
@@ -144,6 +147,8 @@ def get(object_refs, *, timeout=None):
         raise ValueError(f"The 'timeout' argument of get() must be nonnegative or None. Received {timeout}")
     if isinstance(object_refs, C.ObjectRef):
         return cl.get([object_refs], timeout)[0]
+    if isinstance(object_refs, _generator.ObjectRefGenerator):
+        return object_refs  # as Ray does: the generator itself (iterate it for its values)
     if not isinstance(object_refs, list):
         raise ValueError(f"Invalid type of object refs, {type(object_refs)}, is given. "
                          "'object_refs' must either be an ObjectRef or a list of ObjectRefs (as in Ray; "
@@ -168,7 +173,7 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     if timeout is not None and timeout < 0:
         raise ValueError(f"The 'timeout' argument must be nonnegative. Received {timeout}")
     for r in object_refs:
-        if not isinstance(r, C.ObjectRef):
+        if not isinstance(r, (C.ObjectRef, _generator.ObjectRefGenerator)):
             raise TypeError(f"wait() expected a list of ObjectRef, got list containing {type(r)}")
     if not object_refs:
         return [], []
@@ -179,6 +184,8 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     if num_returns > len(object_refs):
         raise ValueError("num_returns cannot be greater than the number of objects provided to wait "
                          f"({num_returns} > {len(object_refs)}).")
+    if any(isinstance(r, _generator.ObjectRefGenerator) for r in object_refs):
+        return _generator.wait(cl, list(object_refs), num_returns, timeout)  # ready: its next ref is, or it ended
     return cl.wait(list(object_refs), num_returns, timeout)
 
 
@@ -205,11 +212,11 @@ def _warn_blocking_in_async(what):
 
 _TASK_OPTS = {"num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries", "retry_exceptions",
               "scheduling_strategy", "placement_group", "placement_group_bundle_index",
-              "placement_group_capture_child_tasks", "name", "runtime_env", "accelerator_type"}
+              "placement_group_capture_child_tasks", "name", "runtime_env", "accelerator_type", "max_calls", "label_selector"}
 _ACTOR_OPTS = {"num_cpus", "num_gpus", "resources", "memory", "max_restarts", "max_task_retries", "name",
                "namespace", "lifetime", "scheduling_strategy", "placement_group", "placement_group_bundle_index",
                "placement_group_capture_child_tasks", "max_concurrency", "get_if_exists", "runtime_env",
-               "concurrency_groups", "accelerator_type"}
+               "concurrency_groups", "accelerator_type", "label_selector"}
 
 
 def _check_opts(opts, allowed, what):
@@ -289,11 +296,34 @@ def _fn_code(cl, holder, obj):
     return holder._fid, holder._fnb
 
 
+def _task_placement(opts):
+    """The spec's scheduling fields (util/scheduling_strategies.py); options that would change
+    placement in a way shoal does not follow are refused rather than ignored."""
+    from .util.scheduling_strategies import PlacementGroupSchedulingStrategy, strategy_fields
+    strat = opts.get("scheduling_strategy")
+    if opts.get("placement_group_capture_child_tasks") or (
+            isinstance(strat, PlacementGroupSchedulingStrategy) and strat.placement_group_capture_child_tasks):
+        raise ValueError("placement_group_capture_child_tasks=True is not supported by shoal: child tasks do not "
+                         "inherit the placement group; pass it to them explicitly with scheduling_strategy")
+    return strategy_fields(opts)
+
+
+def _task_resources(opts, default_cpu):
+    """_resources plus accelerator_type, which asks (as in Ray) for a sliver of the custom
+    resource accelerator_type:<type> that nodes of that type offer."""
+    res = _resources(opts, default_cpu)
+    acc = opts.get("accelerator_type")
+    if acc:
+        res[f"accelerator_type:{acc}"] = 0.001
+    return res
+
+
 # ---------------------------------------------------------------- tasks
 
 class RemoteFunction:
     def __init__(self, fn, opts):
         _check_opts(opts, _TASK_OPTS, "remote functions")
+        _generator.task_fields(opts, fn)  # num_returns and retry options checked as Ray does, at decoration
         self._function = fn
         self._opts = opts
         self._fnb = None
@@ -310,6 +340,7 @@ class RemoteFunction:
         rf = RemoteFunction.__new__(RemoteFunction)
         rf.__dict__.update(self.__dict__)
         rf._opts = {**self._opts, **opts}
+        _generator.task_fields(rf._opts, rf._function)
         parent = self
 
         class _Bound:
@@ -327,26 +358,22 @@ class RemoteFunction:
         _bind_fn(self, args, kwargs)  # docs/ray-actors.md: arguments checked at the call site
         cl = _auto_init()
         opts = self._opts
-        nret = opts.get("num_returns", 1)
-        if nret == "dynamic" or nret == "streaming":
-            raise NotImplementedError("num_returns='dynamic'/'streaming' is not supported yet")
-        nret = int(nret)
+        nret, mode, extra = _generator.task_fields(opts, self._function)  # generators, retries, max_calls
+        extra.update(_task_placement(opts))
         fid, fnb = _fn_code(cl, code_holder, self._function)
         data, argobj, deps, refs = _pack_args(cl, args, kwargs)
         pg, bundle = _pg_of(opts)
         retries = opts.get("max_retries", 3)
-        spec = {"task": cl.next_id(b"\0\0\0\0"), "kind": w.KIND_TASK, "fn": fid, "name": self._name,
+        spec = {"task": cl.next_id(b"\0\0\0\0"), "kind": w.KIND_TASK, "fn": fid, "name": opts.get("name") or self._name,
                 "lang": "python", "args": data, "argobj": argobj, "deps": deps, "refs": refs,
-                "nret": max(nret, 1) if nret else 1, "res": _resources(opts, 1), "retries": retries,
-                "pg": pg, "bundle": bundle}
+                "nret": max(nret, 1) if nret else 1, "res": _task_resources(opts, 1), "retries": retries,
+                "pg": pg, "bundle": bundle, **extra}
         if fnb is not None:
             spec["fnb"] = fnb
         refs_out = cl.submit(spec, spec["nret"])
         if argobj is not None:
             cl._decref.add(argobj)
-        if nret == 0:
-            return None
-        return refs_out[0] if nret == 1 else refs_out
+        return _generator.wrap(cl, mode, nret, refs_out)
 
 
 # ---------------------------------------------------------------- actors
@@ -471,7 +498,8 @@ class ActorClass:
     def _methods(self):
         out = {}
         for name, m in self._members():
-            out[name] = getattr(m, "__shoal_num_returns__", 1)
+            gen = inspect.isgeneratorfunction(m) or inspect.isasyncgenfunction(m)
+            out[name] = getattr(m, "__shoal_num_returns__", "streaming" if gen else 1)
         return out
 
     def _meta(self):
@@ -514,9 +542,9 @@ class ActorClass:
         restarts = opts.get("max_restarts") or 0
         spec = {"task": cl.next_id(b"\0\0\0\0"), "kind": w.KIND_ACTOR_CREATE, "fn": fid, "name": self._cls.__name__,
                 "lang": "python", "args": data, "argobj": argobj, "deps": deps, "refs": refs, "nret": 1,
-                "res": _resources(opts, 0), "retries": 0, "actor": aid, "restarts": -1 if restarts == -1 else int(restarts),
+                "res": _task_resources(opts, 0), "retries": 0, "actor": aid, "restarts": -1 if restarts == -1 else int(restarts),
                 "aname": name, "ns": ns, "meta": meta, "pg": pg, "bundle": bundle, "conc": self._conc["conc"],
-                "detached": opts.get("lifetime") == "detached"}
+                "detached": opts.get("lifetime") == "detached", **_task_placement(opts)}
         if fnb is not None:
             spec["fnb"] = fnb
         try:
@@ -614,23 +642,21 @@ class ActorMethod:
         sig = (info.get("sigs") or {}).get(self._name)
         _bind(sig, args, kwargs, f"{self._h._class_name}.{self._name}.remote()")
         cl = _auto_init()
+        nret, mode, extra = _generator.task_fields({"num_returns": self._nret}, None, is_actor_method=True)
         data, argobj, deps, refs = _pack_args(cl, args, kwargs)
-        nret = int(self._nret)
         retries = self._opts.get("max_task_retries")
         if retries is None:
             retries = (info.get("method_mtr") or {}).get(self._name, info.get("mtr", 0))
         spec = {"task": cl.next_id(b"\0\0\0\0"), "kind": w.KIND_ACTOR_METHOD, "fn": None,
                 "name": self._opts.get("name") or f"{self._h._class_name}.{self._name}", "lang": "python", "args": data,
                 "argobj": argobj, "deps": deps, "refs": refs, "nret": max(nret, 1), "res": {}, "retries": int(retries),
-                "actor": self._h._actor_id, "method": self._name}
+                "actor": self._h._actor_id, "method": self._name, **extra}
         if self._opts.get("concurrency_group"):
             spec["cg"] = self._opts["concurrency_group"]
         out = cl.submit(spec, max(nret, 1))
         if argobj is not None:
             cl._decref.add(argobj)
-        if nret == 0:
-            return None
-        return out[0] if nret == 1 else out
+        return _generator.wrap(cl, mode, nret, out)
 
 
 def remote(*args, **kwargs):
@@ -659,9 +685,14 @@ def cancel(object_ref, *, force=False, recursive=True):
     never runs; a running one gets TaskCancelledError raised inside it (force=True kills its
     worker instead); recursive=True also cancels the tasks it submitted. get() on its result
     then raises TaskCancelledError. A finished task is left as it is."""
+    if isinstance(object_ref, _generator.ObjectRefGenerator):
+        object_ref = object_ref._end  # a streaming generator: its task
     if not isinstance(object_ref, C.ObjectRef):
         raise TypeError(f"cancel() takes an ObjectRef returned by a task; got {type(object_ref).__name__}")
-    _auto_init().request(w.CANCEL, {"object": object_ref._id, "force": bool(force), "recursive": bool(recursive)})
+    try:
+        _auto_init().request(w.CANCEL, {"object": object_ref._id, "force": bool(force), "recursive": bool(recursive)})
+    except ValueError as e:  # force=True on an actor call
+        raise _generator.CancelArgumentError(str(e)) from None
 
 
 def get_actor(name, namespace=None):
@@ -693,7 +724,8 @@ def nodes():
         if addr.startswith("tcp:"):
             addr = addr[4:].rsplit(":", 1)[0]
         out.append({"NodeID": n["id"], "Alive": n["alive"], "NodeManagerAddress": addr,
-                    "NodeManagerHostname": n["id"], "Resources": dict(n["total"]), "alive": n["alive"]})
+                    "NodeManagerHostname": n["id"], "Resources": dict(n["total"]), "alive": n["alive"],
+                    "Labels": dict(n.get("labels") or {})})
     return out
 
 
@@ -720,6 +752,9 @@ class RuntimeContext:
 
     def get_worker_id(self):
         return os.environ.get("SHOAL_WORKER_ID", "")
+
+    def is_canceled(self):
+        return _generator.current_cancelled()
 
 
 def get_runtime_context():

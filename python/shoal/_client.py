@@ -376,6 +376,9 @@ class Client:
             self._execq.append(body)
         elif t == w.TERMINATE:  # the actor's last handle is gone (_actor_exec.py)
             self._execq.append({"kind": "terminate"})
+        elif t == w.TASK_CANCEL:
+            from . import _generator
+            _generator.on_cancel(body["task"])
         elif seq:
             self._replies[seq] = (t, body)
         elif t == w.ERROR:
@@ -673,6 +676,8 @@ def _error_from(body):
     if code == "name_taken":
         return ValueError(msg)
     if code == "not_found":
+        return ValueError(msg)
+    if code == "value_error":
         return ValueError(msg)
     if code == "auth":
         return w.AuthError(msg)

@@ -153,6 +153,7 @@ _error_kinds = {
     "object_lost": exc.ObjectFreedError,
     "store_full": exc.ObjectStoreFullError,
     "infeasible": exc.TaskUnschedulableError,
+    "unschedulable": exc.TaskUnschedulableError,  # a hard node affinity to a node that is gone
     "cancelled": exc.TaskCancelledError,
 }
 

@@ -25,6 +25,7 @@ PUT, CREATE, SEAL, GET, WAIT, DECREF, INCREF, RELEASE, READY = 10, 11, 12, 13, 1
 SUBMIT, KILL, GET_ACTOR, CANCEL = 20, 21, 22, 23
 EXEC, DONE = 30, 31
 ACTOR_EXIT, TERMINATE = 32, 33  # an actor ends on purpose; the agent asks it to (docs/ray-actors.md)
+GEN_ITEM, TASK_CANCEL = 34, 35  # a streamed generator yield (w→s); an actor call cancelled (s→w) (docs/ray-tasks.md)
 INFO, PG_CREATE, PG_REMOVE = 40, 41, 42
 OBSERVE, LOG = 46, 44  # recordings of the head node's agent; a member's worker lines (docs/observability.md)
 SHUTDOWN = 50

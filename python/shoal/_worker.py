@@ -10,6 +10,7 @@ import cloudpickle
 from . import _actor_exec
 from . import _api
 from . import _client as C
+from . import _generator
 from . import _observe
 from . import _serial
 from . import _wire as w
@@ -89,20 +90,17 @@ def _execute(client, spec, run=None):
     tid = spec["task"]
     nret = spec["nret"]
     ids = [tid[:12] + (i + 1).to_bytes(4, "big") for i in range(nret)]
+    more = {"exit": True} if _generator.count_call(spec) else {}  # max_calls
     try:
+        _generator.before_call(client, spec)  # a call cancelled before it ran
         result = (run or _run)(client, spec)
-        if spec["kind"] == w.KIND_ACTOR_CREATE or nret == 1:
-            values = [result]
-        else:
-            values = list(result) if result is not None else [None] * nret
-            if len(values) != nret:
-                raise ValueError(f"Task returned {len(values)} objects, but num_returns={nret}.")
-        rets = [_ret(client, i, v) for i, v in zip(ids, values)]
-        client.send(w.DONE, {"task": tid, "rets": rets, "err": False})
+        values = _generator.values(client, spec, result, _ret)  # generators (_generator.py)
+        rets = _generator.rets(client, spec, ids, values, _ret)
+        client.send(w.DONE, {"task": tid, "rets": rets, "err": False, **more})
     except exc.TaskCancelledError as e:
         data = _serial.error_data("cancelled", str(e) or f"{spec.get('name', '')} was cancelled", None)
         rets = [{"id": i, "fmt": w.FMT_ERROR, "data": data, "refs": [], "stored": False} for i in ids]
-        client.send(w.DONE, {"task": tid, "rets": rets, "err": True})
+        client.send(w.DONE, {"task": tid, "rets": rets, "err": True, **more})
     except _actor_exec.ActorExit:
         raise  # exit_actor(): no DONE; the caller sees the actor's death (_actor_exec.end)
     except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
@@ -115,9 +113,12 @@ def _execute(client, spec, run=None):
             py = cloudpickle.dumps(exc.RayTaskError(spec.get("name", ""), tb, None, os.getpid()))
         data = _serial.error_data("task_error", f"{type(e).__name__}: {e}", py)
         rets = [{"id": i, "fmt": w.FMT_ERROR, "data": data, "refs": [], "stored": False} for i in ids]
-        client.send(w.DONE, {"task": tid, "rets": rets, "err": True})
+        if _generator.retryable(spec, e):  # retry_exceptions
+            more["retry"] = True
+        client.send(w.DONE, {"task": tid, "rets": rets, "err": True, **more})
     finally:
         globals()["current_task"] = None
+    return bool(more.get("exit"))
 
 
 def _interrupted(signum, frame):
@@ -146,8 +147,15 @@ def main():
         while True:
             client.pump(lambda: bool(client._execq))
             spec = client._execq.pop(0)
-            if not _actor_exec.dispatch(client, spec):
-                _execute(client, spec)
+            if _actor_exec.dispatch(client, spec):
+                continue  # an actor call, run by the actor's runner (_actor_exec.py)
+            if _execute(client, spec):  # max_calls reached: leave, a new worker takes over
+                sys.stdout.flush()
+                sys.stderr.flush()
+                # the agent ends this process once it has read the DONE: exiting first could
+                # look like a crash while the call is still running
+                client.pump(lambda: False, timeout=10)
+                break
     except exc.RaySystemError:
         pass  # the agent went away: exit quietly
     finally:

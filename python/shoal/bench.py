@@ -233,6 +233,27 @@ def _pg(ctx):
     return round_, num, None
 
 
+@metric("streaming_generator_yields", "yields/s",
+        "a task yields 1000 small values with num_returns='streaming'; the driver gets each ref as it is "
+        "yielded and gets its value: streamed generator throughput (docs/ray-tasks.md)")
+def _streaming_generator(ctx):
+    n = 1000
+
+    def gen(k):
+        for i in range(k):
+            yield i
+    g = ctx.ray.remote(num_returns="streaming")(gen)
+
+    def round_():
+        got = 0
+        for ref in g.remote(n):
+            ctx.ray.get(ref)
+            got += 1
+        if got != n:
+            raise RuntimeError(f"the generator gave {got} values, want {n}")
+    return round_, n, None
+
+
 @metric("memcpy_gigabytes", "GB/s",
         "baseline, no cluster involved: one-thread numpy copy of 1 GiB into an already-touched 1 GiB array")
 def _memcpy(ctx):
