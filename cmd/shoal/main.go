@@ -88,6 +88,7 @@ func newApp() *cli.App {
 			statusCommand(),
 			historyCommand(),
 			downCommand(),
+			addressCommand(), // address.go
 			serveCommand(),
 			nodeCommand(),
 			configCommand(),

@@ -52,12 +52,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
             raise RuntimeError("Maybe you called shoal.init twice by accident? Pass ignore_reinit_error=True to allow it.")
         if namespace is not None:
             _namespace = namespace
-        if address in (None, "auto", "local"):
-            env_addr = os.environ.get("SHOAL_ADDRESS")
-            if address == "auto" and not env_addr:
-                raise ConnectionError("init(address='auto') but SHOAL_ADDRESS is not set: run inside `shoal run`, `shoal launch` or after `eval $(shoal up)`")
-            address = env_addr if address != "local" else None
-        secret = os.environ.get("SHOAL_SECRET", "")
+        from . import _connect
+        address, secret = _connect.resolve(address, _shoal_binary)  # _connect.py
         if address is None:
             args = [_shoal_binary(), "serve", "--watch-stdin"]
             if num_cpus is not None:
@@ -76,9 +72,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
                 raise RuntimeError(f"the local shoal cluster did not start (exit code {proc.returncode}); see its error above")
             info = json.loads(line)
             _local_cluster = proc
+            proc._drain = _connect.drain(proc.stdout)  # a full pipe would block the cluster
             address, secret = info["address"], info["secret"]
-        elif not secret:
-            raise ConnectionError(f"cannot connect to {address}: SHOAL_SECRET is not set (it is in the session directory's `secret` file)")
         C._client = C.Client(address, secret, role="driver")
         _observe.register_driver(C._client, secret, log_to_driver)
         atexit.register(shutdown)
@@ -111,6 +106,8 @@ def shutdown():
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if getattr(proc, "_drain", None) is not None:
+                proc._drain.join(5)
             if proc.stdout:
                 proc.stdout.close()
 
@@ -352,6 +349,9 @@ class ActorClass:
         opts = self._opts
         name = opts.get("name") or ""
         ns = opts.get("namespace") or _namespace
+        if opts.get("lifetime") == "detached":
+            from . import _connect
+            _connect.detached_actor(_local_cluster is not None)  # _connect.py
         if name and opts.get("get_if_exists"):
             try:
                 return get_actor(name, namespace=ns)
