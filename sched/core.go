@@ -173,7 +173,7 @@ type node struct {
 	alive   bool
 	procs   int       // live worker processes (starting included)
 	idle    []*worker // idle workers, oldest first
-	pool    map[JobID]*poolState
+	pool    map[poolKey]*poolState
 	maxProc int
 }
 
@@ -181,6 +181,7 @@ type node struct {
 type poolState struct {
 	node      NodeID
 	job       JobID
+	env       string  // runtime environment key (poolKey)
 	dedicated []*task // GPU tasks and actors waiting out a backoff for their own worker
 	starting  int     // task workers started, not yet connected
 	workers   int     // task workers alive (starting included)
@@ -195,6 +196,7 @@ type poolState struct {
 type wkey struct {
 	job  JobID
 	gpus string
+	env  string
 }
 
 type job struct {
@@ -217,6 +219,7 @@ const (
 type worker struct {
 	id      WorkerID
 	job     JobID
+	env     string // runtime environment key: it runs only tasks of this one
 	node    NodeID
 	gpus    []int
 	state   workerState
@@ -238,6 +241,7 @@ const (
 type task struct {
 	id          TaskID
 	job         JobID
+	env         string // runtime environment key (Submitted.Env)
 	kind        Kind
 	state       taskState
 	shape       *shape

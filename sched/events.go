@@ -45,6 +45,9 @@ type (
 		Parent  TaskID  // the task that submitted it (0: a driver), for recursive cancel
 		Origin  NodeID  // the node of the submitter (NoNode: unknown)
 		Args    []ObjectID
+		// Env is the key (a content hash) of the task's runtime environment, "" for none:
+		// tasks and actors of different keys never share a worker process (poolKey).
+		Env string
 	}
 	// WorkerConnected: a started worker connected and is ready for work.
 	WorkerConnected struct{ Worker WorkerID }
@@ -142,6 +145,7 @@ type (
 		Job    JobID
 		Node   NodeID
 		GPUs   []int
+		Env    string // the runtime environment key of the tasks it will run ("" for none)
 	}
 	// Run: send Task to Worker (on Node, with GPUs; its resources came from Group's Bundle,
 	// or the node's when Bundle is -1). Attempt counts from 0.
