@@ -55,7 +55,7 @@ func (a *Agent) workerEnv(j *job, id string, nd *node) []string {
 	env = append(env, "SHOAL_ADDRESS="+addr, "SHOAL_WORKER_ID="+id,
 		"SHOAL_JOB_ID="+j.id, "SHOAL_CLUSTER_ID="+a.cfg.ClusterID, "SHOAL_NODE_ID="+nd.id)
 	if nd.member == nil {
-		env = append(env, "SHOAL_SECRET="+a.cfg.Secret)
+		env = append(env, "SHOAL_SECRET="+a.cfg.Secret, runtimeEnvDir(a.cfg.SessionDir)) // runtime_env.go
 	}
 	if j.lang == "python" {
 		var p []string

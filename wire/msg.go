@@ -211,6 +211,10 @@ type Task struct {
 	Depv     []Obj              `msgpack:"depv,omitempty"`
 	Attempt  int                `msgpack:"attempt"`
 	GPUs     []int              `msgpack:"gpus,omitempty"` // EXEC: the GPUs the task was given
+	// Renv is the task's runtime environment as the SDK prepared it (JSON, passed to the
+	// worker), RenvKey its content key: the core keys worker pools by it (runtime_env.go).
+	Renv    []byte `msgpack:"renv,omitempty"`
+	RenvKey string `msgpack:"renvk,omitempty"`
 }
 
 // Ret is one return value in Done.

@@ -13,6 +13,7 @@ import cloudpickle
 
 from . import _client as C
 from . import _observe
+from . import _runtime_env
 from . import _serial
 from . import _wire as w
 from . import exceptions as exc
@@ -52,7 +53,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
             raise RuntimeError("Maybe you called shoal.init twice by accident? Pass ignore_reinit_error=True to allow it.")
         if namespace is not None:
             _namespace = namespace
-        from . import _connect
+        from . import _connect, _runtime_env
         address, secret = _connect.resolve(address, _shoal_binary)  # _connect.py
         if address is None:
             args = [_shoal_binary(), "serve", "--watch-stdin"]
@@ -77,6 +78,11 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
         C._client = C.Client(address, secret, role="driver")
         _observe.register_driver(C._client, secret, log_to_driver)
         atexit.register(shutdown)
+        try:
+            _runtime_env.set_job(runtime_env)  # _runtime_env.py: packs and ships working_dir, py_modules
+        except BaseException:
+            shutdown()
+            raise
         return _context()
 
 
@@ -283,6 +289,7 @@ class RemoteFunction:
         if nret == "dynamic" or nret == "streaming":
             raise NotImplementedError("num_returns='dynamic'/'streaming' is not supported yet")
         nret = int(nret)
+        renv = _runtime_env.resolve(opts.get("runtime_env"))  # _runtime_env.py; raises before anything is sent
         fid, fnb = _fn_code(cl, code_holder, self._function)
         data, argobj, deps, refs = _pack_args(cl, args, kwargs)
         pg, bundle = _pg_of(opts)
@@ -293,6 +300,7 @@ class RemoteFunction:
                 "pg": pg, "bundle": bundle}
         if fnb is not None:
             spec["fnb"] = fnb
+        _runtime_env.attach(spec, renv)
         refs_out = cl.submit(spec, spec["nret"])
         if argobj is not None:
             cl._decref.add(argobj)
@@ -358,6 +366,7 @@ class ActorClass:
             except ValueError:
                 pass
         meta = cloudpickle.dumps({"class": self._cls.__name__, "methods": self._methods()})
+        renv = _runtime_env.resolve(opts.get("runtime_env"))  # _runtime_env.py; raises before anything is sent
         fid, fnb = _fn_code(cl, holder, self._cls)
         data, argobj, deps, refs = _pack_args(cl, args, kwargs)
         pg, bundle = _pg_of(opts)
@@ -369,6 +378,7 @@ class ActorClass:
                 "aname": name, "ns": ns, "meta": meta, "pg": pg, "bundle": bundle}
         if fnb is not None:
             spec["fnb"] = fnb
+        _runtime_env.attach(spec, renv)
         try:
             (ready,) = cl.submit(spec, 1, wait_ok=bool(name))
         except ValueError:

@@ -9,6 +9,7 @@ import cloudpickle
 
 from . import _client as C
 from . import _observe
+from . import _runtime_env
 from . import _serial
 from . import _wire as w
 from . import exceptions as exc
@@ -40,6 +41,8 @@ def _subst(v, vals):
 def _run(client, spec):
     global current_task, current_actor_id, _actor
     kind = spec["kind"]
+    if spec.get("renv"):
+        _runtime_env.apply(spec)  # before the code is unpickled: its modules may come from the env
     fid = spec.get("fn")
     if spec.get("fnb"):
         _fns[fid] = cloudpickle.loads(spec["fnb"])
