@@ -115,8 +115,10 @@ fuzz:
 	  for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
 	    echo "== $$p $$t"; $(GO) test $$p -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) || exit 1; done; done
 	@if $(PYTHON) -c "import atheris" 2>/dev/null; then d=$$(mktemp -d) && cp python/tests/testdata/fuzz_wire/* $$d && \
-	  PYTHONPATH=$$PWD/python $(PYTHON) python/tests/fuzz_wire.py $$d -max_total_time=30; \
-	  else echo "skip python/tests/fuzz_wire.py: pip install atheris"; fi
+	  PYTHONPATH=$$PWD/python $(PYTHON) python/tests/fuzz_wire.py $$d -max_total_time=30 && \
+	  e=$$(mktemp -d) && cp python/tests/testdata/fuzz_excludes/* $$e && \
+	  PYTHONPATH=$$PWD/python $(PYTHON) python/tests/fuzz_excludes.py $$e -max_total_time=30; \
+	  else echo "skip python/tests/fuzz_wire.py, fuzz_excludes.py: pip install atheris"; fi
 
 bench: build
 	./bin/shoal bench core

@@ -112,7 +112,11 @@ def _compile_pattern(line):
             out.append(re.escape(p[i]))
             i += 1
     rx = ("^" if anchored else "^(?:.*/)?") + "".join(out) + "$"
-    return re.compile(rx), neg, dir_only
+    try:
+        return re.compile(rx), neg, dir_only
+    except re.error as e:
+        raise ValueError(f"runtime_env excludes pattern {line!r} is not a gitignore pattern ({e}); "
+                         "fix or remove it (a bracket range must go upwards, e.g. [a-z])") from None
 
 
 class Excludes:

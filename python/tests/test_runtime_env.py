@@ -246,3 +246,15 @@ def test_size_limit_names_the_directory(ray, tree, monkeypatch):
     assert str(tree / "project") in str(ei.value) and "excludes" in str(ei.value)
     # leaving the data out brings it under the limit
     assert ray.get(f.options(runtime_env={"working_dir": str(tree / "project"), "excludes": ["data/"]}).remote()) == 1
+
+
+def test_excludes_fuzz_corpus_replays():
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import fuzz_excludes
+    names = sorted(os.listdir(fuzz_excludes.CORPUS))
+    assert names, "the committed corpus is empty"
+    for n in names:
+        with open(os.path.join(fuzz_excludes.CORPUS, n), "rb") as f:
+            fuzz_excludes.one(f.read())
+    with pytest.raises(ValueError, match="not a gitignore pattern"):
+        Excludes(["[z-a]"])
