@@ -33,8 +33,21 @@ func addressCommand() *cli.Command {
 			&cli.BoolFlag{Name: "tcp", EnvVars: []string{"SHOAL_ADDRESS_TCP"},
 				Usage: "give the agent's TCP address (TLS, for drivers on other machines) instead of its Unix socket (default: the socket)"},
 			&cli.BoolFlag{Name: "json", EnvVars: []string{"SHOAL_ADDRESS_JSON"},
-				Usage: "print the record as JSON (default: export lines for a shell)"}),
+				Usage: "print the record as JSON (default: export lines for a shell)"},
+			&cli.BoolFlag{Name: "all",
+				Usage: "print the records of every running cluster of this user here, one JSON line each (default: one cluster's)"}),
 		Action: func(c *cli.Context) error {
+			if c.Bool("all") {
+				cs, err := launcher.Clusters(c.String("tmpdir"))
+				if err != nil {
+					return cli.Exit(err.Error(), 1)
+				}
+				for _, ci := range cs {
+					b, _ := json.Marshal(addressRecord{ID: ci.ID, Address: ci.Address, TCP: ci.TCP, Secret: ci.Secret})
+					fmt.Println(string(b))
+				}
+				return nil
+			}
 			if c.String("cluster") == "" && os.Getenv("SHOAL_ADDRESS") == "" {
 				// a second driver must not join some other cluster by chance
 				cs, err := launcher.Clusters(c.String("tmpdir"))
@@ -53,6 +66,12 @@ func addressCommand() *cli.Command {
 			info, err := launcher.Find(c.String("tmpdir"), c.String("cluster"))
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
+			}
+			if info.TCP == "" && info.ID != "" {
+				// named by SHOAL_ADDRESS: the record in its session directory has the rest
+				if full, err := launcher.Find(c.String("tmpdir"), info.ID); err == nil {
+					info = full
+				}
 			}
 			rec := addressRecord{ID: info.ID, Address: info.Address, TCP: info.TCP, Secret: info.Secret}
 			if c.Bool("tcp") {

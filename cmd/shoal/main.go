@@ -89,6 +89,7 @@ func newApp() *cli.App {
 			historyCommand(),
 			downCommand(),
 			addressCommand(), // address.go
+			joinCommand(),    // join.go
 			serveCommand(),
 			nodeCommand(),
 			configCommand(),

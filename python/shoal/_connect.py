@@ -7,9 +7,9 @@ Ray's forms, and where shoal reads them:
 - address="auto": SHOAL_ADDRESS, else SHOAL_CLUSTER_FILE, else the running cluster of this
   user on this machine (`shoal address --json`: the newest, or the only one);
 - address="local": always a new cluster;
-- address="host:port", "tcp:host:port", "unix:/path": that agent; the secret comes from
-  SHOAL_SECRET, else from the record of the running cluster with that address on this
-  machine, else from SHOAL_CLUSTER_FILE;
+- address="host:port", "tcp:host:port", "unix:/path": that agent; the secret comes from the
+  record of this user's running cluster with that address on this machine (which is then
+  reached through its Unix socket), else SHOAL_SECRET, else SHOAL_CLUSTER_FILE;
 - address=a file (`shoal address --tcp --json > FILE`): the address and secret in it.
 """
 import json
@@ -46,12 +46,13 @@ def read_cluster_file(path):
                               "`shoal address --tcp --json > FILE` and copy it here (keep it private: it holds the secret)") from e
 
 
-def running_clusters(binary):
+def running_clusters(binary, every=False):
     """The record of this user's running cluster on this machine (`shoal address`: the only
-    one, or the one SHOAL_CLUSTER names), as a list; ([], why) when there is none."""
+    one, or the one SHOAL_CLUSTER names; every=True: all of them), as a list, and why there is
+    none ("" when there are)."""
     env = {k: v for k, v in os.environ.items() if k not in ("SHOAL_ADDRESS", "SHOAL_SECRET", "SHOAL_CLUSTER_ID")}
     try:
-        out = subprocess.run([binary, "address", "--json"], env=env, capture_output=True, text=True, timeout=30)
+        out = subprocess.run([binary, "address", "--all" if every else "--json"], env=env, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
         return [], str(e)
     if out.returncode != 0:
@@ -89,11 +90,12 @@ def resolve(address, binary):
     if os.path.isfile(os.path.expanduser(address)):
         return read_cluster_file(address)
     addr = _norm(address)
+    for rec in running_clusters(binary(), every=True)[0]:
+        if addr in (rec.get("address"), rec.get("tcp")):
+            # on this machine: its Unix socket, so that objects go through shared memory
+            return rec["address"], rec["secret"]
     if env_secret:
         return addr, env_secret
-    for rec in running_clusters(binary())[0]:
-        if addr in (rec.get("address"), rec.get("tcp")):
-            return addr, rec["secret"]
     if cfile:
         faddr, fsecret = read_cluster_file(cfile)
         return addr, fsecret
