@@ -176,7 +176,7 @@ class Client:
         self.address = address
         self.conn, self.hello, self.welcome = w.connect(address, secret, role, worker_id=worker_id,
                                                         sys_path=[os.path.abspath(p) if p else os.getcwd() for p in sys.path],
-                                                        exe=sys.executable)
+                                                        exe=os.environ.get("SHOAL_WORKER_PYTHON") or sys.executable)  # docs/remote-drivers.md
         self.role = role
         self.prefix = self.welcome["client"]
         self.node_id = self.welcome["node"]
