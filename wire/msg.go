@@ -160,6 +160,33 @@ type Obj struct {
 	// Loc, on a stored object whose bytes are not in this node's store, is the transfer
 	// address of an agent that holds them: FETCH it from your own node's agent.
 	Loc string `msgpack:"loc,omitempty"`
+	// Parts: the bytes are too many for one answer to a client without a store of its own;
+	// it reads them with READ_PART, then RELEASEs the object.
+	Parts bool `msgpack:"parts,omitempty"`
+}
+
+// PutPart is one part of an object a client without a store of its own puts in parts: the
+// first (Off 0) creates the object of Size bytes, Last seals it.
+type PutPart struct {
+	ID   ID     `msgpack:"id"`
+	Fmt  int    `msgpack:"fmt"`
+	Size int64  `msgpack:"size"`
+	Refs []ID   `msgpack:"refs"`
+	Off  int64  `msgpack:"off"`
+	Data []byte `msgpack:"data"`
+	Last bool   `msgpack:"last"`
+}
+
+// ReadPart asks for Len bytes of a stored object from Off; answered with PartReply.
+type ReadPart struct {
+	ID  ID    `msgpack:"id"`
+	Off int64 `msgpack:"off"`
+	Len int64 `msgpack:"len"`
+}
+
+// PartReply carries the bytes ReadPart asked for.
+type PartReply struct {
+	Data []byte `msgpack:"data"`
 }
 
 // GetReply answers Get.

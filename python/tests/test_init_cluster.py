@@ -165,3 +165,40 @@ def test_detached_actor_on_a_cluster_init_started_warns():
     """)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "pong" in r.stdout and "warned: True" in r.stdout
+
+
+def test_driver_over_tcp_moves_objects_larger_than_a_message_both_ways(tmp_path):
+    # A driver that joins by the cluster's TCP address (as one outside the allocation does) has
+    # no store to map: objects over 64 MiB travel in parts both ways (nodeagent/remote_driver.go).
+    # 300 MiB is more than one message may hold (256 MiB).
+    env = _env(SHOAL_TMPDIR=str(tmp_path))
+    up = subprocess.run([shoal_bin(), "up", "--num-cpus", "1", "--object-store-memory", "1g", "--json"],
+                        capture_output=True, text=True, env=env, timeout=60)
+    assert up.returncode == 0, up.stderr
+    info = json.loads(up.stdout)
+    try:
+        cfile = tmp_path / "cluster.json"
+        cfile.write_text(json.dumps({"address": info["tcp"], "secret": info["secret"], "id": info["id"]}))
+        r = _driver("""
+            import hashlib, os
+            import shoal as ray
+            ctx = ray.init()
+            assert ctx["address"].startswith("tcp:"), ctx
+            big = os.urandom(1 << 20) * 300
+            ref = ray.put(big)
+            @ray.remote
+            def check(b):
+                return len(b), hashlib.sha256(b).hexdigest()
+            @ray.remote
+            def make(n):
+                return os.urandom(1 << 20) * n
+            print("PUT", ray.get(check.remote(ref)) == (len(big), hashlib.sha256(big).hexdigest()))
+            print("BACK", ray.get(ref) == big)
+            out = ray.get(make.remote(150))
+            print("MADE", len(out))
+            ray.shutdown()
+        """, timeout=120, SHOAL_CLUSTER_FILE=str(cfile), SHOAL_TMPDIR=str(tmp_path / "elsewhere"))
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "PUT True" in r.stdout and "BACK True" in r.stdout and "MADE 157286400" in r.stdout, r.stdout
+    finally:
+        subprocess.run([shoal_bin(), "down", "--cluster", info["id"]], env=env, timeout=60)
