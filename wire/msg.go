@@ -397,6 +397,10 @@ func Body(t Type) any {
 		return &Welcome{}
 	case TPut:
 		return &Put{}
+	case TPutPart:
+		return &PutPart{}
+	case TReadPart:
+		return &ReadPart{}
 	case TCreate:
 		return &Create{}
 	case TSeal, TPGRemove:
