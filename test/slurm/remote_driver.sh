@@ -87,9 +87,17 @@ if [[ $rc == 0 ]] && has "$out" "CONNECTED $ADDR" && has "$out" "PUT_SEEN \['nod
 else bad "direct host:port" "rc=$rc" "$out"; fi
 
 # 3. through a forwarded local port, as `ssh -L 127.0.0.1:PORT:HEAD:PORT login` gives it
+# (it holds this script's copy of the lock's descriptor: it must not outlive the script, so it
+# exits when its parent does, besides the trap's kill)
 cat > "$WORK/fwd.py" <<'PY'
-import socket, sys, threading
+import os, socket, sys, threading, time
 host, port = sys.argv[1].rsplit(":", 1)
+parent = os.getppid()
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
 ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(8)
 print(ls.getsockname()[1], flush=True)
 def pipe(a, b):
@@ -108,7 +116,7 @@ while True:
     for a, b in ((c, u), (u, c)):
         threading.Thread(target=pipe, args=(a, b), daemon=True).start()
 PY
-coproc FW { python3 "$WORK/fwd.py" "${ADDR#tcp:}"; }
+coproc FW { exec python3 "$WORK/fwd.py" "${ADDR#tcp:}"; }
 FWD=$FW_PID
 read -r LPORT <&"${FW[0]}"
 out=$(SHOAL_SECRET=$SECRET timeout 150 python3 "$WORK/remote.py" "127.0.0.1:$LPORT" 2>&1); rc=$?
