@@ -48,7 +48,8 @@ _REFUSED = {
 _lock = threading.Lock()
 _job = None          # the job's prepared environment (init(runtime_env=)), or None
 _prepared = {}       # canonical JSON of a user's runtime_env -> its prepared form
-_packages = {}       # package hash -> ObjectRef (kept for the life of this process)
+_packages = {}       # package hash -> ObjectRef (kept while this process's connection lasts)
+_cache_client = None  # the connection _prepared and _packages belong to
 current = None       # in a worker: the prepared environment applied to this process
 _applied_key = None
 _apply_error = None
@@ -310,11 +311,24 @@ def _module_path(m):
     return m
 
 
+def _same_connection():
+    """Forget prepared environments and shipped packages of an earlier connection: after
+    shutdown() and a new init(), their objects are in a cluster that is gone."""
+    global _cache_client
+    from . import _client as C
+    with _lock:
+        if _cache_client is not C._client:
+            _prepared.clear()
+            _packages.clear()
+            _cache_client = C._client
+
+
 def prepare(renv):
     """Validate a user's runtime_env and return its prepared form (packages shipped), cached
-    per process by the runtime_env's value."""
+    per connection by the runtime_env's value."""
     if renv is None:
         return None
+    _same_connection()
     if not isinstance(renv, dict):
         raise TypeError(f"runtime_env must be a dict, got {type(renv).__name__}")
     try:

@@ -258,3 +258,26 @@ def test_excludes_fuzz_corpus_replays():
             fuzz_excludes.one(f.read())
     with pytest.raises(ValueError, match="not a gitignore pattern"):
         Excludes(["[z-a]"])
+
+
+def test_a_new_cluster_gets_the_packages_again(tree):
+    # init / shutdown / init with the same working_dir, as test suites do: the second cluster
+    # must not be sent object ids of the first one's packages
+    code = f"""
+import os, shoal as ray
+for i in range(2):
+    ray.init(num_cpus=1, runtime_env={{"working_dir": {str(tree / "project")!r}, "excludes": ["data/"]}})
+    @ray.remote
+    def read():
+        return open("settings.txt").read().strip()
+    print("ROUND", i, ray.get(read.remote(), timeout=60))
+    ray.shutdown()
+"""
+    env = dict(os.environ)
+    for k in ("SHOAL_ADDRESS", "SHOAL_SECRET", "SHOAL_CLUSTER_ID", "SHOAL_CLUSTER_FILE"):
+        env.pop(k, None)
+    env["PYTHONPATH"] = os.path.join(ROOT, "python") + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("SHOAL_BIN", shoal_bin())
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "ROUND 0 from the working dir" in r.stdout and "ROUND 1 from the working dir" in r.stdout
