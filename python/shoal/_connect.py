@@ -66,6 +66,14 @@ def running_clusters(binary, every=False):
     return recs, ""
 
 
+def _records(binary, every):
+    try:
+        b = binary()
+    except RuntimeError as e:  # no shoal binary here: no local cluster to find
+        return [], str(e)
+    return running_clusters(b, every)
+
+
 def resolve(address, binary):
     """(address, secret) to connect to, or (None, None) to start a cluster. binary() names the
     shoal binary (called only when a running cluster must be looked up)."""
@@ -81,7 +89,7 @@ def resolve(address, binary):
             return read_cluster_file(cfile)
         if address is None:
             return None, None
-        recs, why = running_clusters(binary())
+        recs, why = _records(binary, False)
         if not recs:
             raise ConnectionError(f"init(address='auto') found no running shoal cluster to join ({why}): SHOAL_ADDRESS and "
                                   "SHOAL_CLUSTER_FILE are not set; start one with `shoal up`, name one with SHOAL_CLUSTER, "
@@ -90,7 +98,7 @@ def resolve(address, binary):
     if os.path.isfile(os.path.expanduser(address)):
         return read_cluster_file(address)
     addr = _norm(address)
-    for rec in running_clusters(binary(), every=True)[0]:
+    for rec in _records(binary, True)[0]:
         if addr in (rec.get("address"), rec.get("tcp")):
             # on this machine: its Unix socket, so that objects go through shared memory
             return rec["address"], rec["secret"]
