@@ -6,7 +6,7 @@
 # with the record of `shoal address --tcp --json` (SHOAL_CLUSTER_FILE), directly by host:port
 # with SHOAL_SECRET, and through a local port forwarder (what `ssh -L` does); puts a 100 MiB
 # object and reads a 100 MiB result made on a member node; runs tasks on all three nodes; a
-# wrong secret is refused. Last line: "N passed, N failed".
+# wrong secret is refused; a runtime_env working_dir reaches every node. Last line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . "$PWD/test/slurm/lib.sh"
@@ -65,11 +65,22 @@ print("PUT_SEEN", sorted(n for n, _ in seen), all(d == digest for _, d in seen))
 node, d, data = ray.get(make.options(scheduling_strategy=On(pg, placement_group_bundle_index=2)).remote(100), timeout=120)
 print("GET_BACK", node != ctx["node_id"], len(data), hashlib.sha256(data).hexdigest() == d)
 print("ROUND_TRIP", hashlib.sha256(ray.get(ref, timeout=120)).hexdigest() == digest)
+if os.environ.get("RENV_DIR"):
+    # a working_dir shipped from outside, unpacked once on each node (members included)
+    @ray.remote(num_cpus=1)
+    def look():
+        return ray.get_runtime_context().get_node_id(), open("marker.txt").read().strip(), os.getcwd(), os.environ.get("RENV_VAR")
+    renv = {"working_dir": os.environ["RENV_DIR"], "env_vars": {"RENV_VAR": "set"}}
+    got = ray.get([look.options(runtime_env=renv, scheduling_strategy=On(pg, placement_group_bundle_index=b)).remote()
+                   for b in range(3)], timeout=120)
+    print("RENV", sorted(n for n, *_ in got), {m for _, m, _, _ in got}, len({c for *_, c, _ in got}),
+          all(c.split("/")[-2] == "runtime_env" for *_, c, _ in got), {v for *_, v in got})
 ray.shutdown()
 PY
+mkdir -p "$WORK/project" && echo "shipped from outside" > "$WORK/project/marker.txt"
 
 # 1. the cluster file
-out=$(SHOAL_CLUSTER_FILE=$WORK/cluster.json timeout 150 python3 "$WORK/remote.py" 2>&1); rc=$?
+out=$(RENV_DIR=$WORK/project SHOAL_CLUSTER_FILE=$WORK/cluster.json timeout 150 python3 "$WORK/remote.py" 2>&1); rc=$?
 if [[ $rc == 0 ]] && has "$out" "CONNECTED $ADDR" && has "$out" "NODES \['node1', 'node2', 'node3'\]"; then
   ok "a driver outside the allocation joins with SHOAL_CLUSTER_FILE and sees the 3 nodes"
 else bad "join with the cluster file" "rc=$rc" "$out"; fi
@@ -79,6 +90,10 @@ else bad "100 MiB put to the nodes" "$out"; fi
 if has "$out" "GET_BACK True 104857600 True" && has "$out" "ROUND_TRIP True"; then
   ok "it gets a 100 MiB result made on a member node, and its own put back, intact"
 else bad "100 MiB get from a member" "$out"; fi
+
+if has "$out" "RENV \['node1', 'node2', 'node3'\] {'shipped from outside'} 3 True {'set'}"; then
+  ok "its runtime_env working_dir reaches all three nodes through the object store, unpacked in each node's cache"
+else bad "runtime_env on the nodes" "$out"; fi
 
 # 2. a direct route: host:port and SHOAL_SECRET
 out=$(SHOAL_SECRET=$SECRET timeout 150 python3 "$WORK/remote.py" "${ADDR#tcp:}" 2>&1); rc=$?
