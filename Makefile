@@ -55,7 +55,7 @@ bin/shoal_spank.so: slurm/spank/shoal_spank.c
 # a real 3-node Slurm 22.05 cluster (slurmctld + slurmd in network namespaces) on this machine;
 # the cluster is machine-wide, so every Slurm target holds /tmp/shoal-slurm.lock while it runs
 test-slurm: build spank
-	flock /tmp/shoal-slurm.lock sh -c './test/slurm/smoke.sh && ./test/slurm/launch.sh && ./test/slurm/head_state.sh && ./test/slurm/liveness.sh && ./test/slurm/core.sh && ./test/slurm/strategy.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
+	flock /tmp/shoal-slurm.lock sh -c './test/slurm/smoke.sh && ./test/slurm/launch.sh && ./test/slurm/head_state.sh && ./test/slurm/liveness.sh && ./test/slurm/core.sh && ./test/slurm/strategy.sh && ./test/slurm/remote_driver.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
 
 # objects between the nodes of the 3-node Slurm cluster (held under the lock)
 test-objects: build spank
@@ -115,8 +115,10 @@ fuzz:
 	  for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
 	    echo "== $$p $$t"; $(GO) test $$p -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) || exit 1; done; done
 	@if $(PYTHON) -c "import atheris" 2>/dev/null; then d=$$(mktemp -d) && cp python/tests/testdata/fuzz_wire/* $$d && \
-	  PYTHONPATH=$$PWD/python $(PYTHON) python/tests/fuzz_wire.py $$d -max_total_time=30; \
-	  else echo "skip python/tests/fuzz_wire.py: pip install atheris"; fi
+	  PYTHONPATH=$$PWD/python $(PYTHON) python/tests/fuzz_wire.py $$d -max_total_time=30 && \
+	  e=$$(mktemp -d) && cp python/tests/testdata/fuzz_excludes/* $$e && \
+	  PYTHONPATH=$$PWD/python $(PYTHON) python/tests/fuzz_excludes.py $$e -max_total_time=30; \
+	  else echo "skip python/tests/fuzz_wire.py, fuzz_excludes.py: pip install atheris"; fi
 
 bench: build
 	./bin/shoal bench core

@@ -41,6 +41,7 @@ import (
 // Options configure a one-node cluster. Zero values mean "detect" or the documented default.
 type Options struct {
 	NumCPUs           float64            // default: CPUs in this process's affinity (and cgroup quota)
+	ZeroCPUs          bool               // NumCPUs 0 was asked for (--num-cpus 0): offer none, as Ray's num_cpus=0
 	NumGPUs           float64            // default 0 until GPU discovery lands
 	Memory            int64              // bytes; default: memory allowed by the cgroup
 	ObjectStoreMemory int64              // bytes; default: 30% of Memory, at most /dev/shm's free space
@@ -336,7 +337,7 @@ func resources(log hclog.Logger, o Options, id string) (sched.Resources, int64, 
 		res[k] = v
 	}
 	cpus := o.NumCPUs
-	if cpus <= 0 {
+	if cpus <= 0 && !o.ZeroCPUs {
 		cpus = fp.OfferCPUs()
 	}
 	res["CPU"] = cpus

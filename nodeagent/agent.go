@@ -704,6 +704,8 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		return nil
 	case wire.TFetch, wire.TPutAt, wire.TNodeStore:
 		return a.handleObjXfer(c, f)
+	case wire.TPutPart, wire.TReadPart:
+		return a.handleParts(c, f) // remote_driver.go
 	case wire.TKVPut, wire.TKVGet, wire.TKVDelete:
 		return a.handleKV(c, f)
 	case wire.TState:

@@ -250,6 +250,9 @@ func (m *Member) spawn(s *wire.Spawn) {
 	if m.store != nil {
 		env = append(env, "SHOAL_STORE_ADDRESS="+m.store.Addr())
 	}
+	if m.cfg.Store != nil && m.cfg.Store.SessionDir != "" {
+		env = append(env, runtimeEnvDir(m.cfg.Store.SessionDir)) // runtime_env.go
+	}
 	worker := s.Worker
 	out := func() (io.Writer, io.Writer) { return m.workerOutput(worker) } // obs: lines to the head (observe.go)
 	err := m.procs.start(spawnSpec{Worker: worker, Argv: s.Argv, Env: env, Cwd: s.Cwd, GPUs: s.GPUs, Output: out}, func(why, stderr string) {

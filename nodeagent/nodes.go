@@ -57,7 +57,12 @@ func (a *Agent) workerEnv(j *job, id string, nd *node) []string {
 	env = append(env, "SHOAL_ADDRESS="+addr, "SHOAL_WORKER_ID="+id,
 		"SHOAL_JOB_ID="+j.id, "SHOAL_CLUSTER_ID="+a.cfg.ClusterID, "SHOAL_NODE_ID="+nd.id, "SHOAL_NAMESPACE="+j.ns)
 	if nd.member == nil {
-		env = append(env, "SHOAL_SECRET="+a.cfg.Secret)
+		env = append(env, "SHOAL_SECRET="+a.cfg.Secret, runtimeEnvDir(a.cfg.SessionDir)) // runtime_env.go
+		if a.cfg.Observer == nil {
+			// observability off: this node's workers write straight to the cluster's stdout
+			// and stderr, where no one takes task markers out (observe.go, workerOutput)
+			env = append(env, "SHOAL_TASK_MARKERS=0")
+		}
 	}
 	if j.lang == "python" {
 		var p []string

@@ -51,6 +51,9 @@ func (a *Agent) objFor(c *client, id wire.ID) wire.Obj {
 			return a.remoteObj(nd, o) // its node's agent pulls the bytes in chunks
 		}
 	}
+	if c.remote && o.Stored() && o.Local() && o.Size > partsAbove && storeNode(c) == nil {
+		return a.inParts(c, o) // remote_driver.go
+	}
 	if c.remote && (o.Stored() || !o.Local()) && o.Size > maxInlineReply {
 		return tooLarge(id, int(o.Size), "")
 	}

@@ -218,7 +218,7 @@ func (a *Agent) pullsFor(c *client, ids []wire.ID) map[wire.ID]*pull {
 	var ps map[wire.ID]*pull
 	for _, id := range ids {
 		o := a.store.Lookup(id)
-		if o == nil || o.Freed() || o.Local() || o.Size > maxInlineReply || ps[id] != nil {
+		if o == nil || o.Freed() || o.Local() || ps[id] != nil { // large ones are read in parts (remote_driver.go)
 			continue
 		}
 		if ps == nil {

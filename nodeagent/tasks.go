@@ -203,6 +203,9 @@ func (a *Agent) submit(c *client, m *wire.Task) error {
 	if m.Nret < 0 || m.Nret > 1<<16 {
 		return fmt.Errorf("task %s asks for %d return values", m.Name, m.Nret)
 	}
+	if err := checkRuntimeEnv(m); err != nil { // runtime_env.go
+		return err
+	}
 	if len(m.Fnb) > 0 {
 		a.fns[m.Fn] = m.Fnb
 		m.Fnb = nil
@@ -324,7 +327,7 @@ func (a *Agent) toCore(t *task) {
 	t.cid = sched.TaskID(a.nextTask)
 	a.coreTasks[t.cid] = t
 	ev := sched.Submitted{Task: t.cid, Job: t.job.cid, Name: t.spec.Name, Res: t.res, Bundle: -1,
-		Retries: t.spec.Retries, Origin: a.local.cid}
+		Retries: t.spec.Retries, Origin: a.local.cid, Env: t.spec.RenvKey}
 	if t.spec.Kind == wire.KindActorCreate {
 		ev.Kind, ev.Retries = sched.KindActor, t.spec.Restarts
 	}

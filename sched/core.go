@@ -173,7 +173,7 @@ type node struct {
 	alive   bool
 	procs   int       // live worker processes (starting included)
 	idle    []*worker // idle workers, oldest first
-	pool    map[JobID]*poolState
+	pool    map[poolKey]*poolState
 	maxProc int
 	labels  map[string]string
 }
@@ -182,6 +182,7 @@ type node struct {
 type poolState struct {
 	node      NodeID
 	job       JobID
+	env       string  // runtime environment key (poolKey)
 	dedicated []*task // GPU tasks and actors waiting out a backoff for their own worker
 	starting  int     // task workers started, not yet connected
 	workers   int     // task workers alive (starting included)
@@ -196,6 +197,7 @@ type poolState struct {
 type wkey struct {
 	job  JobID
 	gpus string
+	env  string
 }
 
 type job struct {
@@ -218,6 +220,7 @@ const (
 type worker struct {
 	id      WorkerID
 	job     JobID
+	env     string // runtime environment key: it runs only tasks of this one
 	node    NodeID
 	gpus    []int
 	state   workerState
@@ -239,6 +242,7 @@ const (
 type task struct {
 	id          TaskID
 	job         JobID
+	env         string // runtime environment key (Submitted.Env)
 	kind        Kind
 	state       taskState
 	shape       *shape

@@ -49,6 +49,9 @@ type (
 		Args    []ObjectID
 		// Policy is its scheduling strategy outside placement groups (nil: DEFAULT).
 		Policy *Policy
+		// Env is the key (a content hash) of the task's runtime environment, "" for none:
+		// tasks and actors of different keys never share a worker process (poolKey).
+		Env string
 	}
 	// WorkerConnected: a started worker connected and is ready for work.
 	WorkerConnected struct{ Worker WorkerID }
@@ -151,6 +154,7 @@ type (
 		Job    JobID
 		Node   NodeID
 		GPUs   []int
+		Env    string // the runtime environment key of the tasks it will run ("" for none)
 	}
 	// Run: send Task to Worker (on Node, with GPUs; its resources came from Group's Bundle,
 	// or the node's when Bundle is -1). Attempt counts from 0.

@@ -176,24 +176,24 @@ func (c *Core) fitsOn(t *task, nd *node) bool {
 // without GPUs), a pool worker that will be free, or a process slot (possibly after stopping
 // an idle worker).
 func (c *Core) workerRoom(nd *node, t *task) bool {
-	if p := nd.pool[t.job]; p != nil && t.shape.gpus == 0 && p.workers > len(p.waiting) {
+	if p := nd.pool[t.pool()]; p != nil && t.shape.gpus == 0 && p.workers > len(p.waiting) {
 		return true // a pool worker of its job will be free for it
 	}
 	if nd.procs < nd.maxProc {
 		return true
 	}
-	return c.evictable(nd, wkey{job: t.job}) != nil
+	return c.evictable(nd, wkey{job: t.job, env: t.env}) != nil
 }
 
 // evictable is an idle worker on nd that may be stopped to make room for a worker of key k
-// (the oldest idle worker of another job first, then of another GPU set).
+// (the oldest idle worker of another job first, then of another GPU set or runtime environment).
 func (c *Core) evictable(nd *node, k wkey) *worker {
 	var other *worker
 	for _, w := range nd.idle {
 		if w.job != k.job {
 			return w
 		}
-		if other == nil && GPUKey(w.gpus) != k.gpus {
+		if other == nil && (GPUKey(w.gpus) != k.gpus || w.env != k.env) {
 			other = w
 		}
 	}

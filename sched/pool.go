@@ -2,6 +2,7 @@ package sched
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -14,14 +15,27 @@ import (
 // such failures in a row the tasks waiting for a worker of that job on that node fail with the
 // worker's stderr.
 
-func (c *Core) poolOf(nd *node, j JobID) *poolState {
-	p := nd.pool[j]
+func (c *Core) poolOf(nd *node, k poolKey) *poolState {
+	p := nd.pool[k]
 	if p == nil {
-		p = &poolState{node: nd.id, job: j}
-		nd.pool[j] = p
+		p = &poolState{node: nd.id, job: k.job, env: k.env}
+		nd.pool[k] = p
 	}
 	return p
 }
+
+// poolKey names a pool of task workers: a job's workers on a node that run one runtime
+// environment. Tasks whose runtime environments differ never share a worker process (env
+// variables, working directory and sys.path are the process's), so the environment's key is
+// part of every pool and idle-worker key.
+type poolKey struct {
+	job JobID
+	env string
+}
+
+func (t *task) pool() poolKey     { return poolKey{job: t.job, env: t.env} }
+func (w *worker) pool() poolKey   { return poolKey{job: w.job, env: w.env} }
+func (p *poolState) key() poolKey { return poolKey{job: p.job, env: p.env} }
 
 func (nd *node) poolLimit(p *poolState) int {
 	l := int(nd.total["CPU"]) + 2
@@ -33,13 +47,13 @@ func (nd *node) poolLimit(p *poolState) int {
 
 // giveWorker finds or starts a worker for the placed task t on nd.
 func (c *Core) giveWorker(t *task, nd *node) {
-	p := c.poolOf(nd, t.job)
+	p := c.poolOf(nd, t.pool())
 	if p.fails >= c.cfg.StartAttempts && p.workers == 0 {
 		c.unplace(t)
 		c.failStart(t, p)
 		return
 	}
-	k := wkey{job: t.job, gpus: GPUKey(t.gpus)}
+	k := wkey{job: t.job, gpus: GPUKey(t.gpus), env: t.env}
 	if w := c.takeIdle(nd, k); w != nil {
 		c.run(t, w)
 		return
@@ -47,7 +61,7 @@ func (c *Core) giveWorker(t *task, nd *node) {
 	if t.shape.gpus == 0 {
 		if t.kind == KindTask {
 			p.waiting = append(p.waiting, t)
-			c.startPool(nd, t.job)
+			c.startPool(nd, t.pool())
 			return
 		}
 		if nd.procs >= nd.maxProc && p.workers > len(p.waiting) && c.evictable(nd, k) == nil {
@@ -61,9 +75,9 @@ func (c *Core) giveWorker(t *task, nd *node) {
 
 // startFor starts a worker dedicated to t (a GPU task or an actor).
 func (c *Core) startFor(t *task, nd *node, k wkey) {
-	p := c.poolOf(nd, t.job)
+	p := c.poolOf(nd, t.pool())
 	if c.now < p.notBefore {
-		c.waitBackoff(nd, t.job)
+		c.waitBackoff(nd, t.pool())
 		p.dedicated = append(p.dedicated, t)
 		return
 	}
@@ -76,7 +90,7 @@ func (c *Core) startFor(t *task, nd *node, k wkey) {
 		}
 		return
 	}
-	w := c.newWorker(nd, t.job, t.gpus, false)
+	w := c.newWorker(nd, t.pool(), t.gpus, false)
 	w.forTask = t
 	t.worker = w
 }
@@ -101,42 +115,42 @@ func (c *Core) makeRoom(nd *node, k wkey) bool {
 	return true
 }
 
-// startPool starts task workers for j's waiting tasks on nd, within the limits.
-func (c *Core) startPool(nd *node, j JobID) {
-	p := c.poolOf(nd, j)
+// startPool starts task workers for the waiting tasks of pool k on nd, within the limits.
+func (c *Core) startPool(nd *node, k poolKey) {
+	p := c.poolOf(nd, k)
 	if c.now < p.notBefore {
-		c.waitBackoff(nd, j)
+		c.waitBackoff(nd, k)
 		return
 	}
 	for len(p.waiting) > p.starting && p.workers < nd.poolLimit(p) {
-		if !c.makeRoom(nd, wkey{job: j}) {
+		if !c.makeRoom(nd, wkey{job: k.job, env: k.env}) {
 			return
 		}
-		c.newWorker(nd, j, nil, true)
+		c.newWorker(nd, k, nil, true)
 		if p.fails > 0 {
 			return // one at a time while starts fail
 		}
 	}
 }
 
-func (c *Core) newWorker(nd *node, j JobID, gpus []int, pooled bool) *worker {
+func (c *Core) newWorker(nd *node, k poolKey, gpus []int, pooled bool) *worker {
 	c.nextWorker++
-	w := &worker{id: c.nextWorker, job: j, node: nd.id, gpus: gpus, state: wStarting, pooled: pooled}
+	w := &worker{id: c.nextWorker, job: k.job, env: k.env, node: nd.id, gpus: gpus, state: wStarting, pooled: pooled}
 	c.workers[w.id] = w
 	nd.procs++
 	if pooled {
-		p := c.poolOf(nd, j)
+		p := c.poolOf(nd, k)
 		p.starting++
 		p.workers++
 	}
-	c.emit(StartWorker{Worker: w.id, Job: j, Node: nd.id, GPUs: gpus})
+	c.emit(StartWorker{Worker: w.id, Job: k.job, Node: nd.id, GPUs: gpus, Env: k.env})
 	return w
 }
 
 func (c *Core) takeIdle(nd *node, k wkey) *worker {
 	for i := len(nd.idle) - 1; i >= 0; i-- {
 		w := nd.idle[i]
-		if w.job == k.job && GPUKey(w.gpus) == k.gpus {
+		if w.job == k.job && w.env == k.env && GPUKey(w.gpus) == k.gpus {
 			nd.idle = append(nd.idle[:i], nd.idle[i+1:]...)
 			return w
 		}
@@ -148,7 +162,7 @@ func (c *Core) run(t *task, w *worker) {
 	if t.kind == KindActor && w.pooled {
 		// the actor keeps this worker: it leaves the task pool
 		w.pooled = false
-		c.poolOf(c.nodes[w.node], w.job).workers--
+		c.poolOf(c.nodes[w.node], w.pool()).workers--
 	}
 	t.state = tRunning
 	t.worker = w
@@ -177,7 +191,7 @@ func (c *Core) idle(w *worker) {
 		return
 	}
 	if len(w.gpus) == 0 {
-		p := c.poolOf(nd, w.job)
+		p := c.poolOf(nd, w.pool())
 		for len(p.waiting) > 0 {
 			t := p.waiting[0]
 			p.waiting = p.waiting[1:]
@@ -207,7 +221,7 @@ func (c *Core) workerGone(w *worker) {
 	}
 	nd.procs--
 	if w.pooled {
-		p := c.poolOf(nd, w.job)
+		p := c.poolOf(nd, w.pool())
 		p.workers--
 		if w.state == wStarting {
 			p.starting--
@@ -227,7 +241,7 @@ func (c *Core) startFailed(w *worker, why, stderr string) {
 		return
 	}
 	nd := c.nodes[w.node]
-	p := c.poolOf(nd, w.job)
+	p := c.poolOf(nd, w.pool())
 	t := w.forTask
 	c.workerGone(w)
 	p.fails++
@@ -247,7 +261,7 @@ func (c *Core) startFailed(w *worker, why, stderr string) {
 			c.failStart(t, p)
 		} else {
 			p.dedicated = append(p.dedicated, t)
-			c.waitBackoff(nd, w.job)
+			c.waitBackoff(nd, w.pool())
 		}
 	}
 	if give {
@@ -261,7 +275,7 @@ func (c *Core) startFailed(w *worker, why, stderr string) {
 		}
 		return
 	}
-	c.waitBackoff(nd, w.job)
+	c.waitBackoff(nd, w.pool())
 }
 
 func (c *Core) failStart(t *task, p *poolState) {
@@ -274,8 +288,8 @@ func (c *Core) failStart(t *task, p *poolState) {
 }
 
 // waitBackoff arranges for startPool to run again once the backoff has passed.
-func (c *Core) waitBackoff(nd *node, j JobID) {
-	p := c.poolOf(nd, j)
+func (c *Core) waitBackoff(nd *node, k poolKey) {
+	p := c.poolOf(nd, k)
 	if p.timerSet {
 		return
 	}
@@ -305,9 +319,24 @@ func (c *Core) wakePools() {
 		p.dedicated = nil
 		for _, t := range ded {
 			if t.state == tPlaced && t.worker == nil {
-				c.startFor(t, nd, wkey{job: t.job, gpus: GPUKey(t.gpus)})
+				c.startFor(t, nd, wkey{job: t.job, gpus: GPUKey(t.gpus), env: t.env})
 			}
 		}
-		c.startPool(nd, p.job)
+		c.startPool(nd, p.key())
 	}
+}
+
+// sortedPools lists nd's pools by job, then runtime environment (a deterministic order).
+func sortedPools(nd *node) []*poolState {
+	ps := make([]*poolState, 0, len(nd.pool))
+	for _, p := range nd.pool {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool {
+		if ps[i].job != ps[j].job {
+			return ps[i].job < ps[j].job
+		}
+		return ps[i].env < ps[j].env
+	})
+	return ps
 }

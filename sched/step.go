@@ -35,9 +35,9 @@ func (c *Core) step(ev Event) error {
 		c.jobs[e.Job] = &job{id: e.Job, driver: e.Driver, tasks: map[TaskID]*task{}}
 		if e.Driver >= 0 && int(e.Driver) < len(c.nodes) && c.nodes[e.Driver].alive {
 			nd := c.nodes[e.Driver]
-			p := c.poolOf(nd, e.Job)
+			p := c.poolOf(nd, poolKey{job: e.Job})
 			for i := 0; i < e.Prestart && p.workers < nd.poolLimit(p) && nd.procs < nd.maxProc; i++ {
-				c.newWorker(nd, e.Job, nil, true)
+				c.newWorker(nd, poolKey{job: e.Job}, nil, true)
 			}
 		}
 	case JobEnded:
@@ -50,7 +50,7 @@ func (c *Core) step(ev Event) error {
 			return fmt.Errorf("worker %d connected but was not starting", e.Worker)
 		}
 		nd := c.nodes[w.node]
-		p := c.poolOf(nd, w.job)
+		p := c.poolOf(nd, w.pool())
 		p.fails = 0
 		if w.pooled {
 			p.starting--
@@ -117,7 +117,7 @@ func (c *Core) nodeJoined(e NodeJoined) error {
 	id := NodeID(len(c.nodes))
 	gpus := insertSorted(nil, e.GPUs...)
 	nd := &node{id: id, name: e.Name, total: e.Total.Clone(), avail: e.Total.Clone(), gpus: gpus,
-		allGPUs: append([]int(nil), gpus...), alive: true, pool: map[JobID]*poolState{}, labels: e.Labels}
+		allGPUs: append([]int(nil), gpus...), alive: true, pool: map[poolKey]*poolState{}, labels: e.Labels}
 	nd.maxProc = e.MaxWorkers
 	if nd.maxProc <= 0 {
 		nd.maxProc = c.cfg.MaxWorkersPerNode
@@ -162,11 +162,7 @@ func (c *Core) nodeLost(e NodeLost) error {
 		c.exited(w, why)
 	}
 	// tasks placed there and waiting for a worker go back to their queues
-	for _, j := range c.sortedJobs() {
-		p := nd.pool[j]
-		if p == nil {
-			continue
-		}
+	for _, p := range sortedPools(nd) {
 		waiting := append(append([]*task(nil), p.waiting...), p.dedicated...)
 		p.waiting, p.dedicated = nil, nil
 		for _, t := range waiting {
@@ -232,7 +228,7 @@ func (c *Core) submitted(e Submitted) error {
 			return fmt.Errorf("%s: %w", e.Name, err)
 		}
 	}
-	t := &task{id: e.Task, job: e.Job, kind: e.Kind, shape: c.shapeOf(res), bundle: -1, took: -1, node: NoNode,
+	t := &task{id: e.Task, job: e.Job, env: e.Env, kind: e.Kind, shape: c.shapeOf(res), bundle: -1, took: -1, node: NoNode,
 		origin: e.Origin, retriesLeft: int32(e.Retries), parent: e.Parent, args: e.Args, name: e.Name, pol: e.Policy}
 	if e.Origin < 0 || int(e.Origin) >= len(c.nodes) {
 		t.origin = NoNode
@@ -296,7 +292,7 @@ func (c *Core) finished(e TaskFinished) error {
 	if w != nil && w.state != wDead {
 		if w.blocked {
 			w.blocked = false
-			c.poolOf(c.nodes[w.node], w.job).blocked--
+			c.poolOf(c.nodes[w.node], w.pool()).blocked--
 		}
 		if e.WorkerExits {
 			c.workerExits(w)
@@ -367,7 +363,7 @@ func (c *Core) workerExits(w *worker) {
 	c.emit(KillWorker{Worker: w.id, Why: "it ran its function max_calls times"})
 	w.task = nil
 	c.workerGone(w)
-	c.startPool(c.nodes[w.node], w.job)
+	c.startPool(c.nodes[w.node], w.pool())
 }
 
 func (c *Core) blocked(id WorkerID, on bool) error {
@@ -381,7 +377,7 @@ func (c *Core) blocked(id WorkerID, on bool) error {
 	}
 	nd := c.nodes[w.node]
 	w.blocked = on
-	p := c.poolOf(nd, w.job)
+	p := c.poolOf(nd, w.pool())
 	if on {
 		p.blocked++
 		t.lent = true
@@ -392,7 +388,7 @@ func (c *Core) blocked(id WorkerID, on bool) error {
 			nd.avail.Add(t.shape.res)
 		}
 		c.released(nd.id)
-		c.startPool(nd, w.job)
+		c.startPool(nd, w.pool())
 		return nil
 	}
 	p.blocked--
@@ -536,7 +532,11 @@ func (c *Core) jobEnded(id JobID) {
 		}
 	}
 	for _, nd := range c.nodes {
-		delete(nd.pool, id)
+		for k := range nd.pool {
+			if k.job == id {
+				delete(nd.pool, k)
+			}
+		}
 	}
 	for _, q := range append([]*queue(nil), c.qorder...) {
 		if q.key.job == id {

@@ -28,6 +28,8 @@ func sampleBodies() map[Type]any {
 		TAuth:       &Auth{Proto: Proto, Nonce: bytes.Repeat([]byte{8}, NonceSize), Proof: bytes.Repeat([]byte{9}, 32), Role: "driver", Lang: "python", PID: 42, Path: []string{"/home/u"}, Cwd: "/home/u"},
 		TWelcome:    &Welcome{Node: "n1", Client: []byte("12345678"), Proof: bytes.Repeat([]byte{9}, 32), Arena: "/dev/shm/x", ArenaSize: 1 << 30, Resources: map[string]float64{"CPU": 4}},
 		TPut:        &Put{ID: id, Fmt: FmtRaw, Data: []byte("x"), Refs: []ID{id}},
+		TPutPart:    &PutPart{ID: id, Fmt: FmtPython, Size: 3 << 20, Refs: []ID{id}, Off: 1 << 20, Data: []byte("part"), Last: true},
+		TReadPart:   &ReadPart{ID: id, Off: 1 << 20, Len: 1 << 20},
 		TCreate:     &Create{ID: id, Fmt: FmtRaw, Size: 1 << 20},
 		TSeal:       &One{ID: id},
 		TGet:        &Get{IDs: []ID{id}, TimeoutMS: -1},

@@ -161,6 +161,33 @@ type Obj struct {
 	// Loc, on a stored object whose bytes are not in this node's store, is the transfer
 	// address of an agent that holds them: FETCH it from your own node's agent.
 	Loc string `msgpack:"loc,omitempty"`
+	// Parts: the bytes are too many for one answer to a client without a store of its own;
+	// it reads them with READ_PART, then RELEASEs the object.
+	Parts bool `msgpack:"parts,omitempty"`
+}
+
+// PutPart is one part of an object a client without a store of its own puts in parts: the
+// first (Off 0) creates the object of Size bytes, Last seals it.
+type PutPart struct {
+	ID   ID     `msgpack:"id"`
+	Fmt  int    `msgpack:"fmt"`
+	Size int64  `msgpack:"size"`
+	Refs []ID   `msgpack:"refs"`
+	Off  int64  `msgpack:"off"`
+	Data []byte `msgpack:"data"`
+	Last bool   `msgpack:"last"`
+}
+
+// ReadPart asks for Len bytes of a stored object from Off; answered with PartReply.
+type ReadPart struct {
+	ID  ID    `msgpack:"id"`
+	Off int64 `msgpack:"off"`
+	Len int64 `msgpack:"len"`
+}
+
+// PartReply carries the bytes ReadPart asked for.
+type PartReply struct {
+	Data []byte `msgpack:"data"`
 }
 
 // GetReply answers Get.
@@ -227,6 +254,10 @@ type Task struct {
 	Node     string     `msgpack:"node,omitempty"`      // NODE_AFFINITY: the node's id
 	Soft     bool       `msgpack:"soft,omitempty"`      // NODE_AFFINITY: may run elsewhere
 	Selector []LabelReq `msgpack:"labels,omitempty"`    // label_selector, every requirement must hold
+	// Renv is the task's runtime environment as the SDK prepared it (JSON, passed to the
+	// worker), RenvKey its content key: the core keys worker pools by it (runtime_env.go).
+	Renv    []byte `msgpack:"renv,omitempty"`
+	RenvKey string `msgpack:"renvk,omitempty"`
 }
 
 // ActorExit is a worker's word that its actor ends on purpose (exit_actor(),
@@ -397,6 +428,10 @@ func Body(t Type) any {
 		return &Welcome{}
 	case TPut:
 		return &Put{}
+	case TPutPart:
+		return &PutPart{}
+	case TReadPart:
+		return &ReadPart{}
 	case TCreate:
 		return &Create{}
 	case TSeal, TPGRemove:

@@ -60,6 +60,9 @@ const (
 	TPGCreate  Type = 41
 	TPGRemove  Type = 42
 	TShutdown  Type = 50
+	// objects in parts, for drivers outside the allocation (nodeagent/remote_driver.go)
+	TPutPart  Type = 51
+	TReadPart Type = 52
 	// between the head node's agent and the member agents of other nodes
 	TNodeJoin   Type = 60
 	TSpawn      Type = 61

@@ -74,7 +74,8 @@ func options(c *cli.Context) (launcher.Options, error) {
 		SpillDir: c.String("spill-dir"), TmpRoot: c.String("tmpdir"), Scrub: slurm.Scrub,
 		Confinement: c.String("gpu-confinement"), ShmRoot: c.String("object-store-dir"),
 		PortRange: c.String("port-range"), InsecureDataPlane: c.Bool("insecure-data-plane"),
-		MaxWorkersPerNode: c.Int("max-workers-per-node"), StateDir: c.String("state-dir")}
+		MaxWorkersPerNode: c.Int("max-workers-per-node"), StateDir: c.String("state-dir"),
+		ZeroCPUs: c.IsSet("num-cpus") && c.Float64("num-cpus") == 0}
 	if s := c.String("allowed-interfaces"); s != "" {
 		o.AllowedInterfaces = strings.Split(s, ",")
 	}

@@ -88,6 +88,8 @@ func newApp() *cli.App {
 			statusCommand(),
 			historyCommand(),
 			downCommand(),
+			addressCommand(), // address.go
+			joinCommand(),    // join.go
 			serveCommand(),
 			nodeCommand(),
 			configCommand(),

@@ -15,6 +15,7 @@ from . import _actor_exec
 from . import _client as C
 from . import _generator
 from . import _observe
+from . import _runtime_env
 from . import _serial
 from . import _wire as w
 from . import exceptions as exc
@@ -54,12 +55,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
             raise RuntimeError("Maybe you called shoal.init twice by accident? Pass ignore_reinit_error=True to allow it.")
         if namespace is not None:
             _namespace = namespace
-        if address in (None, "auto", "local"):
-            env_addr = os.environ.get("SHOAL_ADDRESS")
-            if address == "auto" and not env_addr:
-                raise ConnectionError("init(address='auto') but SHOAL_ADDRESS is not set: run inside `shoal run`, `shoal launch` or after `eval $(shoal up)`")
-            address = env_addr if address != "local" else None
-        secret = os.environ.get("SHOAL_SECRET", "")
+        from . import _connect, _runtime_env
+        address, secret = _connect.resolve(address, _shoal_binary)  # _connect.py
         if address is None:
             args = [_shoal_binary(), "serve", "--watch-stdin"]
             if num_cpus is not None:
@@ -80,12 +77,16 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
                 raise RuntimeError(f"the local shoal cluster did not start (exit code {proc.returncode}); see its error above")
             info = json.loads(line)
             _local_cluster = proc
+            proc._drain = _connect.drain(proc.stdout)  # a full pipe would block the cluster
             address, secret = info["address"], info["secret"]
-        elif not secret:
-            raise ConnectionError(f"cannot connect to {address}: SHOAL_SECRET is not set (it is in the session directory's `secret` file)")
         C._client = C.Client(address, secret, role="driver", namespace=_namespace)
         _observe.register_driver(C._client, secret, log_to_driver)
         atexit.register(shutdown)
+        try:
+            _runtime_env.set_job(runtime_env)  # _runtime_env.py: packs and ships working_dir, py_modules
+        except BaseException:
+            shutdown()
+            raise
         return _context()
 
 
@@ -115,6 +116,8 @@ def shutdown():
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if getattr(proc, "_drain", None) is not None:
+                proc._drain.join(5)
             if proc.stdout:
                 proc.stdout.close()
 
@@ -360,6 +363,7 @@ class RemoteFunction:
         opts = self._opts
         nret, mode, extra = _generator.task_fields(opts, self._function)  # generators, retries, max_calls
         extra.update(_task_placement(opts))
+        renv = _runtime_env.resolve(opts.get("runtime_env"))  # _runtime_env.py; raises before anything is sent
         fid, fnb = _fn_code(cl, code_holder, self._function)
         data, argobj, deps, refs = _pack_args(cl, args, kwargs)
         pg, bundle = _pg_of(opts)
@@ -370,6 +374,7 @@ class RemoteFunction:
                 "pg": pg, "bundle": bundle, **extra}
         if fnb is not None:
             spec["fnb"] = fnb
+        _runtime_env.attach(spec, renv)
         refs_out = cl.submit(spec, spec["nret"])
         if argobj is not None:
             cl._decref.add(argobj)
@@ -529,12 +534,16 @@ class ActorClass:
         name = opts.get("name") or ""
         ns = opts.get("namespace")
         ns = _namespace if ns is None else ns
+        if opts.get("lifetime") == "detached":
+            from . import _connect
+            _connect.detached_actor(_local_cluster is not None)  # _connect.py
         if name and opts.get("get_if_exists"):
             try:
                 return get_actor(name, namespace=ns)
             except ValueError:
                 pass
         meta = self._meta()
+        renv = _runtime_env.resolve(opts.get("runtime_env"))  # _runtime_env.py; raises before anything is sent
         fid, fnb = _fn_code(cl, holder, self._cls)
         data, argobj, deps, refs = _pack_args(cl, args, kwargs)
         pg, bundle = _pg_of(opts)
@@ -547,6 +556,7 @@ class ActorClass:
                 "detached": opts.get("lifetime") == "detached", **_task_placement(opts)}
         if fnb is not None:
             spec["fnb"] = fnb
+        _runtime_env.attach(spec, renv)
         try:
             (ready,) = cl.submit(spec, 1, wait_ok=bool(name))
         except ValueError:

@@ -17,6 +17,10 @@ MADV_POPULATE_WRITE = 23
 # round trip, up to this many bytes; past it, a get asks the agent (whose store spills).
 PUT_CACHE_MAX = 64 << 20
 _counter_fmt = struct.Struct(">I")
+# A client without a store of its own (a driver outside the allocation) puts objects larger than
+# this in parts of PART bytes, and reads such objects in parts (nodeagent/remote_driver.go).
+PARTS_ABOVE = 64 << 20
+PART = 64 << 20
 
 _client = None  # the process's connected Client
 
@@ -209,7 +213,7 @@ class Client:
         self.address = address
         self.conn, self.hello, self.welcome = w.connect(address, secret, role, worker_id=worker_id, ns=namespace,
                                                         sys_path=[os.path.abspath(p) if p else os.getcwd() for p in sys.path],
-                                                        exe=sys.executable)
+                                                        exe=os.environ.get("SHOAL_WORKER_PYTHON") or sys.executable)  # docs/remote-drivers.md
         self.role = role
         self.prefix = self.welcome["client"]
         self.node_id = self.welcome["node"]
@@ -435,6 +439,9 @@ class Client:
             return
         if not self._arena_welcome.get("arena"):
             # on another node than the store: the bytes travel in the message
+            if ser.size > PARTS_ABOVE:
+                self._put_parts(oid, ser, fmt)  # a driver outside the allocation (docs/remote-drivers.md)
+                return
             if ser.size > w.MAX_FRAME - 4096:
                 raise exc.ObjectStoreFullError(
                     f"an object of {ser.size} bytes is too large to send from node {os.environ.get('SHOAL_NODE_ID', '?')} "
@@ -454,6 +461,33 @@ class Client:
         self._write(reply["path"], reply["offset"], ser)
         self.send(w.SEAL, {"id": oid})
         self._ready[oid] = (fmt, None)
+
+    def _put_parts(self, oid, ser, fmt):
+        """PUT_PART messages of at most PART bytes, in order (nodeagent/remote_driver.go)."""
+        buf = bytearray(ser.size)
+        mv = memoryview(buf)
+        ser.write_into(mv)
+        self._ready[oid] = (fmt, None)
+        for off in range(0, ser.size, PART):
+            end = min(off + PART, ser.size)
+            self.send(w.PUT_PART, {"id": oid, "fmt": fmt, "size": ser.size, "refs": ser.refs if off == 0 else [],
+                                   "off": off, "data": mv[off:end], "last": end == ser.size})
+
+    def _read_parts(self, o):
+        """The bytes of an object the agent answered with "parts": READ_PART requests, then the
+        object's use is given back (RELEASE)."""
+        size = o["size"]
+        buf = bytearray(size)
+        try:
+            for off in range(0, size, PART):
+                n = min(PART, size - off)
+                data = self.request(w.READ_PART, {"id": o["id"], "off": off, "len": n})["data"]
+                if len(data) != n:
+                    raise exc.RaySystemError(f"object {o['id'].hex()}: asked for {n} bytes at {off}, got {len(data)}")
+                buf[off:off + n] = data
+        finally:
+            self._released(o["id"])
+        return memoryview(buf)
 
     def _keep_put(self, oid, data):
         """data when this client keeps a copy of its small put oid (PUT_CACHE_MAX), else None
@@ -532,6 +566,8 @@ class Client:
     def read_obj(self, o):
         """The bytes of an object from GET or EXEC: inline, mapped from this node's store, or
         pulled into this node's store first (FETCH) when it lives on another node."""
+        if o.get("parts"):
+            return o["fmt"], self._read_parts(o)
         if o.get("loc"):
             body = {"id": o["id"], "fmt": o["fmt"], "size": o.get("size", 0), "loc": o["loc"]}
             if self.store is not None:
@@ -594,7 +630,7 @@ class Client:
             for k, o in zip(need, reply["objs"]):
                 if k in done:
                     continue
-                if o.get("path") or o.get("loc"):
+                if o.get("path") or o.get("loc") or o.get("parts"):
                     out[k] = _serial.decode(*self.read_obj(o))
                 else:
                     data = o.get("data") or b""

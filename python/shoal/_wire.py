@@ -29,6 +29,7 @@ GEN_ITEM, TASK_CANCEL = 34, 35  # a streamed generator yield (w→s); an actor c
 INFO, PG_CREATE, PG_REMOVE = 40, 41, 42
 OBSERVE, LOG = 46, 44  # recordings of the head node's agent; a member's worker lines (docs/observability.md)
 SHUTDOWN = 50
+PUT_PART, READ_PART = 51, 52  # objects in parts for clients without a store (nodeagent/remote_driver.go)
 FETCH, PUT_AT = 80, 81  # object transfer between nodes (docs/object-transfer.md)
 
 FMT_RAW, FMT_PYTHON, FMT_MSGPACK, FMT_ERROR = 0, 1, 2, 3

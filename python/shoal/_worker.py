@@ -12,6 +12,7 @@ from . import _api
 from . import _client as C
 from . import _generator
 from . import _observe
+from . import _runtime_env
 from . import _serial
 from . import _wire as w
 from . import exceptions as exc
@@ -43,6 +44,8 @@ def _subst(v, vals):
 def _run(client, spec):
     global current_task, current_actor_id, _actor
     kind = spec["kind"]
+    if spec.get("renv"):
+        _runtime_env.apply(spec)  # before the code is unpickled: its modules may come from the env
     fid = spec.get("fn")
     if spec.get("fnb"):
         _fns[fid] = cloudpickle.loads(spec["fnb"])
@@ -142,7 +145,8 @@ def main():
     client = C.Client(addr, secret, role="worker", worker_id=wid)
     C._client = client
     _api._namespace = os.environ.get("SHOAL_NAMESPACE", "")  # the driver's (docs/ray-actors.md)
-    sys.stdout, sys.stderr = _observe.MarkedStream(sys.stdout), _observe.MarkedStream(sys.stderr)
+    if os.environ.get("SHOAL_TASK_MARKERS") != "0":  # 0: no agent reads them (observability off)
+        sys.stdout, sys.stderr = _observe.MarkedStream(sys.stdout), _observe.MarkedStream(sys.stderr)
     try:
         while True:
             client.pump(lambda: bool(client._execq))

@@ -100,3 +100,7 @@ class TaskCancelledError(RayError):
 
 class RaySystemError(RayError):
     """An internal error of the runtime."""
+
+
+class RuntimeEnvSetupError(RayError):
+    """A worker could not set up the task's runtime_env (python/shoal/_runtime_env.py)."""
