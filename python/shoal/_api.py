@@ -16,6 +16,7 @@ from . import _observe
 from . import _serial
 from . import _wire as w
 from . import exceptions as exc
+from .runtime_context import RuntimeContext, get_runtime_context  # noqa: F401 (runtime_context.py)
 
 _local_cluster = None  # the `shoal serve` process started by init()
 _lock = threading.RLock()
@@ -496,35 +497,6 @@ def nodes():
         out.append({"NodeID": n["id"], "Alive": n["alive"], "NodeManagerAddress": addr,
                     "NodeManagerHostname": n["id"], "Resources": dict(n["total"]), "alive": n["alive"]})
     return out
-
-
-class RuntimeContext:
-    def get_node_id(self):
-        return _auto_init().node_id
-
-    def get_job_id(self):
-        return os.environ.get("SHOAL_JOB_ID", "")
-
-    def get_task_id(self):
-        from . import _worker
-        t = _worker.current_task
-        return t.hex() if t else None
-
-    def get_actor_id(self):
-        from . import _worker
-        a = _worker.current_actor_id
-        return a.hex() if a else None
-
-    @property
-    def namespace(self):
-        return _namespace
-
-    def get_worker_id(self):
-        return os.environ.get("SHOAL_WORKER_ID", "")
-
-
-def get_runtime_context():
-    return RuntimeContext()
 
 
 def get_gpu_ids():

@@ -25,6 +25,7 @@ PUT, CREATE, SEAL, GET, WAIT, DECREF, INCREF, RELEASE, READY = 10, 11, 12, 13, 1
 SUBMIT, KILL, GET_ACTOR, CANCEL = 20, 21, 22, 23
 EXEC, DONE = 30, 31
 INFO, PG_CREATE, PG_REMOVE = 40, 41, 42
+STATE_LIST, CONTEXT = 47, 48  # the state API and get_runtime_context (docs/ray-introspection.md)
 OBSERVE, LOG = 46, 44  # recordings of the head node's agent; a member's worker lines (docs/observability.md)
 SHUTDOWN = 50
 FETCH, PUT_AT = 80, 81  # object transfer between nodes (docs/object-transfer.md)
