@@ -22,9 +22,9 @@ const (
 // predicate "=" or "!=", compared as strings (case-insensitive), as Ray's state API does.
 // Limit 0 means no limit.
 type StateList struct {
-	Kind    string      `msgpack:"kind"`
+	Kind    string     `msgpack:"kind"`
 	Filters [][]string `msgpack:"filters,omitempty"`
-	Limit   int         `msgpack:"limit,omitempty"`
+	Limit   int        `msgpack:"limit,omitempty"`
 }
 
 // StateListReply answers STATE_LIST.
