@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/shoal-hpc/shoal/nodeagent/objstore"
 	"github.com/shoal-hpc/shoal/nodeagent/obs"
@@ -216,31 +217,16 @@ func taskType(kind int) string {
 	return "NORMAL_TASK"
 }
 
-// funcOrClass is the function's or the class's name: "Counter.incr" is class Counter's.
-func funcOrClass(t *wire.Task) string {
-	if t.Kind == wire.KindActorMethod {
-		if i := strings.LastIndexByte(t.Name, '.'); i > 0 {
-			return t.Name[:i]
-		}
-	}
-	return t.Name
-}
-
+// msOf is a recorder time (0 submitted, 1 started, 2 ended) in Unix ms, or nil.
 func msOf(r *obs.Record, which int) any {
 	if r == nil {
 		return nil
 	}
-	t := [...]struct{ zero bool }{{r.Submit.IsZero()}, {r.Start.IsZero()}, {r.End.IsZero()}}
-	if t[which].zero {
+	t := [...]time.Time{r.Submit, r.Start, r.End}[which]
+	if t.IsZero() {
 		return nil
 	}
-	switch which {
-	case 0:
-		return r.Submit.UnixMilli()
-	case 1:
-		return r.Start.UnixMilli()
-	}
-	return r.End.UnixMilli()
+	return t.UnixMilli()
 }
 
 // taskRows: the live tasks (the shell's table, each normal task and actor creation as the
@@ -267,7 +253,7 @@ func (a *Agent) taskRows(records []obs.Record) []stateRow {
 		seen[t.spec.Task] = true
 		s := t.spec
 		r := stateRow{"task_id": s.Task.String(), "attempt_number": s.Attempt, "name": s.Name, "job_id": nil,
-			"actor_id": idOrNil(s.Actor), "type": taskType(s.Kind), "func_or_class_name": funcOrClass(s),
+			"actor_id": idOrNil(s.Actor), "type": taskType(s.Kind), "func_or_class_name": s.Name,
 			"parent_task_id": nil, "node_id": nil, "worker_id": nil, "worker_pid": nil, "error_type": nil,
 			"language": strings.ToUpper(s.Lang), "placement_group_id": idOrNil(s.PG),
 			"required_resources": map[string]float64(t.res)}
@@ -329,10 +315,8 @@ func (a *Agent) taskRows(records []obs.Record) []stateRow {
 			"parent_task_id": nil, "node_id": nullable(rec.Node), "worker_id": nullable(rec.Worker), "worker_pid": nil,
 			"error_type": nil, "language": "PYTHON", "placement_group_id": nil, "required_resources": nil,
 			"creation_time_ms": msOf(rec, 0), "start_time_ms": msOf(rec, 1), "end_time_ms": msOf(rec, 2)}
-		if rec.Kind == obs.KindActorMethod {
-			if i := strings.LastIndexByte(rec.Name, '.'); i > 0 {
-				r["func_or_class_name"] = rec.Name[:i]
-			}
+		if w := a.workers[rec.Worker]; w != nil && w.client != nil {
+			r["worker_pid"] = w.client.pid
 		}
 		switch rec.State {
 		case obs.Finished:

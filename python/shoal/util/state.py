@@ -1,0 +1,216 @@
+"""The state API, as ray.util.state spells it: list_actors, list_tasks, list_nodes,
+list_objects, list_placement_groups, list_workers, list_jobs, get_actor, get_task, get_node,
+get_worker, get_placement_group, summarize_tasks, summarize_actors and summarize_objects.
+
+Every list is one table of the head node's agent (STATE_LIST, docs/ray-introspection.md),
+built from the scheduling core's tables; rows carry Ray's field names (actor_id, class_name,
+state, node_id, pid, name, ray_namespace ...). ``filters`` are (column, "=" or "!=", value)
+triples compared as strings, case-insensitively, as Ray compares them; ``limit`` (default 100)
+bounds the rows; ``detail=False`` leaves out the columns that only detail shows. ``address``
+and ``timeout`` are accepted for Ray's signature; the calls use this process's connection."""
+import json
+import warnings
+
+from .. import _wire as w
+from .. import exceptions as exc
+
+DEFAULT_LIMIT = 100
+
+
+class RayStateApiException(exc.RayError):
+    """A state API call failed: the table, a filter or the cluster was wrong."""
+
+
+class StateRecord(dict):
+    """One row: a dict with Ray's field names that also reads as attributes (``a.state`` and
+    ``a["state"]``), as Ray's state dataclasses do."""
+
+    def __getattr__(self, k):
+        try:
+            return self[k]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no field {k!r}; it has {sorted(self)}") from None
+
+
+class ActorState(StateRecord):
+    pass
+
+
+class TaskState(StateRecord):
+    pass
+
+
+class NodeState(StateRecord):
+    pass
+
+
+class ObjectState(StateRecord):
+    pass
+
+
+class PlacementGroupState(StateRecord):
+    pass
+
+
+class WorkerState(StateRecord):
+    pass
+
+
+class JobState(StateRecord):
+    pass
+
+
+_KINDS = {"actors": ActorState, "tasks": TaskState, "nodes": NodeState, "objects": ObjectState,
+          "placement_groups": PlacementGroupState, "workers": WorkerState, "jobs": JobState}
+
+
+def _filters(filters):
+    out = []
+    for f in filters or []:
+        if not isinstance(f, (list, tuple)) or len(f) != 3:
+            raise ValueError(f"a filter is a (column, predicate, value) tuple, e.g. ('state', '=', 'ALIVE'); got {f!r}")
+        k, op, v = f
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        out.append([str(k), str(op), str(v)])
+    return out
+
+
+def _list(kind, filters=None, limit=DEFAULT_LIMIT, detail=False, raise_on_missing_output=True):
+    from .._api import _auto_init
+    cl = _auto_init()
+    if limit is not None and int(limit) < 0:
+        raise ValueError(f"limit must not be negative, got {limit}")
+    try:
+        reply = cl.request(w.STATE_LIST, {"kind": kind, "filters": _filters(filters), "limit": int(limit or 0)})
+    except exc.RaySystemError as e:
+        if str(e).startswith(("bad_request:", "no_head:")):
+            raise RayStateApiException(str(e).split(": ", 1)[1]) from None
+        raise
+    data = json.loads(bytes(reply["data"]))
+    cols = data["columns"]
+    rows = data["rows"]
+    if data["total"] > len(rows):
+        warnings.warn(f"{data['total'] - len(rows)} ({data['total']} total) {kind} are not shown because of the limit "
+                      f"{limit}; pass a higher limit= to see them", stacklevel=3)
+    cls = _KINDS[kind]
+    if not detail:
+        rows = [{k: r.get(k) for k in cols} for r in rows]
+    return [cls(r) for r in rows]
+
+
+def list_actors(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
+                raise_on_missing_output=True, _explain=False):
+    """The cluster's actors (ActorState: actor_id, class_name, state, job_id, name, node_id, pid,
+    ray_namespace ...); states PENDING_CREATION, ALIVE, RESTARTING, DEAD."""
+    return _list("actors", filters, limit, detail)
+
+
+def list_tasks(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
+               raise_on_missing_output=True, _explain=False):
+    """The cluster's tasks and actor calls (TaskState): the live ones, then the ended ones the
+    cluster's recorder keeps (none with --observability=off)."""
+    return _list("tasks", filters, limit, detail)
+
+
+def list_nodes(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
+               raise_on_missing_output=True, _explain=False):
+    """The cluster's nodes (NodeState: node_id, node_ip, is_head_node, state, resources_total ...)."""
+    return _list("nodes", filters, limit, detail)
+
+
+def list_objects(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
+                 raise_on_missing_output=True, _explain=False):
+    """The objects of the head node's store directory (ObjectState: object_id, object_size,
+    reference_type, node_id, pid ...)."""
+    return _list("objects", filters, limit, detail)
+
+
+def list_placement_groups(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
+                          raise_on_missing_output=True, _explain=False):
+    """The placement groups (PlacementGroupState: placement_group_id, name, state, bundles ...)."""
+    return _list("placement_groups", filters, limit, detail)
+
+
+def list_workers(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
+                 raise_on_missing_output=True, _explain=False):
+    """The drivers and worker processes (WorkerState: worker_id, worker_type, is_alive, node_id, pid ...)."""
+    return _list("workers", filters, limit, detail)
+
+
+def list_jobs(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
+              raise_on_missing_output=True, _explain=False):
+    """The cluster's jobs (one per driver): job_id, status, driver_pid."""
+    return _list("jobs", filters, limit, detail)
+
+
+def _one(kind, column, id, detail=True):
+    rows = _list(kind, [(column, "=", id)], limit=0, detail=detail)
+    return rows[-1] if rows else None
+
+
+def get_actor(id, address=None, timeout=30, _explain=False):
+    """The actor with this hex id (ActorState, every field), or None."""
+    return _one("actors", "actor_id", id)
+
+
+def get_task(id, address=None, timeout=30, _explain=False):
+    """The task with this hex id, or of this ObjectRef (TaskState of its latest attempt), or None."""
+    from .._client import ObjectRef
+    if isinstance(id, ObjectRef):
+        id = id.task_id().hex()
+    return _one("tasks", "task_id", id)
+
+
+def get_node(id, address=None, timeout=30, _explain=False):
+    """The node with this id (NodeState), or None."""
+    return _one("nodes", "node_id", id)
+
+
+def get_worker(id, address=None, timeout=30, _explain=False):
+    """The worker (or driver) with this id (WorkerState), or None."""
+    return _one("workers", "worker_id", id)
+
+
+def get_placement_group(id, address=None, timeout=30, _explain=False):
+    """The placement group with this hex id (PlacementGroupState), or None."""
+    return _one("placement_groups", "placement_group_id", id)
+
+
+def summarize_tasks(address=None, timeout=30, raise_on_missing_output=True, _explain=False):
+    """Tasks counted by function (or Class.method) and state, as Ray's TaskSummaries:
+    {"cluster": {"summary": {name: {"func_or_class_name", "type", "state_counts"}},
+    "total_tasks", "total_actor_tasks", "total_actor_scheduled", "summary_by": "func_name"}}."""
+    summary = {}
+    totals = {"NORMAL_TASK": 0, "ACTOR_TASK": 0, "ACTOR_CREATION_TASK": 0}
+    for t in _list("tasks", limit=0, detail=False):
+        name = t["name"] or t["func_or_class_name"]
+        s = summary.setdefault(name, {"func_or_class_name": name, "type": t["type"], "state_counts": {}})
+        s["state_counts"][t["state"]] = s["state_counts"].get(t["state"], 0) + 1
+        totals[t["type"]] = totals.get(t["type"], 0) + 1
+    return {"cluster": {"summary": summary, "total_tasks": totals["NORMAL_TASK"], "total_actor_tasks": totals["ACTOR_TASK"],
+                        "total_actor_scheduled": totals["ACTOR_CREATION_TASK"], "summary_by": "func_name"}}
+
+
+def summarize_actors(address=None, timeout=30, raise_on_missing_output=True, _explain=False):
+    """Actors counted by class and state: {"cluster": {"summary": {class: {"class_name",
+    "state_counts"}}, "total_actors"}}."""
+    summary = {}
+    actors = _list("actors", limit=0)
+    for a in actors:
+        s = summary.setdefault(a["class_name"], {"class_name": a["class_name"], "state_counts": {}})
+        s["state_counts"][a["state"]] = s["state_counts"].get(a["state"], 0) + 1
+    return {"cluster": {"summary": summary, "total_actors": len(actors)}}
+
+
+def summarize_objects(address=None, timeout=30, raise_on_missing_output=True, _explain=False):
+    """Objects counted and sized: {"cluster": {"total_objects", "total_size_mb"}}."""
+    objs = _list("objects", limit=0)
+    size = sum(o["object_size"] or 0 for o in objs)
+    return {"cluster": {"summary": {}, "total_objects": len(objs), "total_size_mb": size / (1 << 20)}}
+
+
+__all__ = ["list_actors", "list_tasks", "list_nodes", "list_objects", "list_placement_groups", "list_workers", "list_jobs",
+           "get_actor", "get_task", "get_node", "get_worker", "get_placement_group", "summarize_tasks",
+           "summarize_actors", "summarize_objects", "ActorState", "TaskState", "NodeState", "ObjectState",
+           "PlacementGroupState", "WorkerState", "JobState", "RayStateApiException", "StateRecord"]
