@@ -99,6 +99,7 @@ func newApp() *cli.App {
 			dashboardCommand(),
 			timelineCommand(),
 			logsCommand(),
+			listCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
 	}
