@@ -100,6 +100,7 @@ func newApp() *cli.App {
 			timelineCommand(),
 			logsCommand(),
 			listCommand(),
+			compatCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
 	}
