@@ -50,6 +50,15 @@ func parseFilter(s string) ([]string, error) {
 }
 
 func listCommand() *cli.Command {
+	kinds := make([]string, 0, len(listKinds))
+	for k := range listKinds {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	var subs []*cli.Command
+	for _, k := range kinds {
+		subs = append(subs, listKindCommand(k))
+	}
 	return &cli.Command{
 		Name:  "list",
 		Usage: "list the running cluster's actors, tasks, nodes, objects, placement groups, workers or jobs (as `ray list`)",
@@ -58,6 +67,22 @@ func listCommand() *cli.Command {
 			"            shoal list tasks --filter state=RUNNING --json | jq '.[].node_id'\n" +
 			"   Rows carry Ray's state API field names (ray.util.state); values compare as strings,\n" +
 			"   case-insensitively. Ended tasks are listed while the cluster's recorder keeps them.",
+		Subcommands: subs,
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return cli.Exit(fmt.Sprintf("shoal list %s: unknown; pick one of %s", c.Args().First(), listKindNames()), 2)
+			}
+			return cli.Exit("shoal list needs one of "+listKindNames()+", e.g. `shoal list actors`", 2)
+		},
+	}
+}
+
+func listKindCommand(name string) *cli.Command {
+	kind := listKinds[name]
+	return &cli.Command{
+		Name:      name,
+		Usage:     "list the cluster's " + strings.ReplaceAll(name, "-", " "),
+		UsageText: "shoal list " + name + " [--filter COLUMN=VALUE]... [--limit N] [--detail] [--json] [--cluster ID]",
 		Flags: append(targetFlags(),
 			&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, EnvVars: []string{"SHOAL_LIST_FILTER"},
 				Usage: "COLUMN=VALUE or COLUMN!=VALUE; repeat to require all (default: none)"},
@@ -65,12 +90,8 @@ func listCommand() *cli.Command {
 			&cli.BoolFlag{Name: "detail", EnvVars: []string{"SHOAL_LIST_DETAIL"}, Usage: "every field of each row (default: the list columns)"},
 			&cli.BoolFlag{Name: "json", EnvVars: []string{"SHOAL_LIST_JSON"}, Usage: "print the rows as a JSON array (default: a table)"}),
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return cli.Exit("shoal list needs one of "+listKindNames()+", e.g. `shoal list actors`", 2)
-			}
-			kind, ok := listKinds[c.Args().First()]
-			if !ok {
-				return cli.Exit(fmt.Sprintf("shoal list %s: unknown; pick one of %s", c.Args().First(), listKindNames()), 2)
+			if c.NArg() != 0 {
+				return cli.Exit(fmt.Sprintf("shoal list %s takes no argument (got %q); filters go in --filter COLUMN=VALUE", name, c.Args().First()), 2)
 			}
 			if c.Int("limit") < 0 {
 				return cli.Exit(fmt.Sprintf("--limit %d: must be 0 (all) or more", c.Int("limit")), 2)
@@ -90,7 +111,7 @@ func listCommand() *cli.Command {
 			defer conn.Close()
 			var r wire.StateListReply
 			if err := conn.Call(wire.TStateList, 1, &req, &r); err != nil {
-				return cli.Exit(fmt.Sprintf("list the %s of cluster %s: %v", c.Args().First(), info.ID, err), 1)
+				return cli.Exit(fmt.Sprintf("list the %s of cluster %s: %v", name, info.ID, err), 1)
 			}
 			var got struct {
 				Rows    []map[string]any `json:"rows"`
