@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shoal-hpc/shoal/head"
 	"github.com/shoal-hpc/shoal/nodeagent/objstore"
 	"github.com/shoal-hpc/shoal/nodeagent/obs"
 	"github.com/shoal-hpc/shoal/sched"
@@ -56,8 +58,18 @@ func (a *Agent) stateList(c *client, seq uint64, m *wire.StateList) error {
 		return err
 	}
 	var records []obs.Record
-	if m.Kind == wire.StateTasks {
-		records, _ = a.cfg.Observer.Records() // outside the lock: the recorder has its own
+	var past []head.PlacementGroup
+	switch m.Kind { // outside the agent's lock: the recorder and the head have their own
+	case wire.StateTasks:
+		records, _ = a.cfg.Observer.Records()
+	case wire.StatePlacementGroups:
+		ctx, cancel := context.WithTimeout(context.Background(), stateWait)
+		st, err := a.head.State(ctx)
+		cancel()
+		if err != nil {
+			return c.conn.SendError(seq, "state", err.Error())
+		}
+		past = st.PlacementGroups
 	}
 	a.mu.Lock()
 	var rows []stateRow
@@ -71,7 +83,7 @@ func (a *Agent) stateList(c *client, seq uint64, m *wire.StateList) error {
 	case wire.StateObjects:
 		rows = a.objectRows()
 	case wire.StatePlacementGroups:
-		rows = a.groupRows()
+		rows = a.groupRows(past)
 	case wire.StateWorkers:
 		rows = a.workerRows()
 	case wire.StateJobs:
@@ -437,7 +449,9 @@ func (a *Agent) objectRows() []stateRow {
 
 var pgStates = map[string]string{"PENDING": "PENDING", "CREATED": "CREATED", "REMOVED": "REMOVED"}
 
-func (a *Agent) groupRows() []stateRow {
+// groupRows: the live groups (the shell's and the core's tables), then the removed ones, which
+// only the head's table keeps.
+func (a *Agent) groupRows(past []head.PlacementGroup) []stateRow {
 	byCID := map[sched.GroupID]*pgroup{}
 	ids := make([]wire.ID, 0, len(a.pgs))
 	for id, pg := range a.pgs {
@@ -473,6 +487,25 @@ func (a *Agent) groupRows() []stateRow {
 			r["creator_job_id"] = pg.job.id
 		}
 		rows = append(rows, r)
+	}
+	live := map[string]bool{}
+	for _, id := range ids {
+		live[id.String()] = true
+	}
+	for _, g := range past {
+		if live[g.ID] {
+			continue
+		}
+		state := g.State
+		if state == "INFEASIBLE" {
+			state = "REMOVED" // Ray's states have no INFEASIBLE: the group never will be placed
+		}
+		bundles := make([]map[string]any, len(g.Bundles))
+		for i, b := range g.Bundles {
+			bundles[i] = map[string]any{"bundle_id": fmt.Sprintf("%s_%d", g.ID, i), "node_id": nil, "unit_resources": b}
+		}
+		rows = append(rows, stateRow{"placement_group_id": g.ID, "name": g.Name, "creator_job_id": nullable(g.Job),
+			"state": state, "is_detached": false, "strategy": g.Strategy, "bundles": bundles})
 	}
 	return rows
 }
