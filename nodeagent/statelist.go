@@ -371,10 +371,15 @@ func (a *Agent) nodeIP(nd *node) string {
 	if nd == nil {
 		return ""
 	}
-	if h := hostOf(nd.addr); h != "" {
-		return h
+	for _, addr := range []string{nd.addr, nd.loc} { // a member's own listener, else its transfer address
+		if h := hostOf(addr); h != "" {
+			return h
+		}
 	}
-	return "127.0.0.1"
+	if nd == a.local {
+		return "127.0.0.1" // a cluster without TCP is this machine alone
+	}
+	return ""
 }
 
 func (a *Agent) nodeRows() []stateRow {
