@@ -19,8 +19,9 @@ def task_started(spec):
     global _last, _actor_spec
     info = {k: spec.get(k) for k in ("task", "kind", "name", "res", "pg", "bundle", "gpus", "attempt", "actor",
                                      "aname", "ns", "meta")}
-    if spec.get("kind") == 1:  # KIND_ACTOR_CREATE
-        _actor_spec = info
+    if spec.get("kind") == 1:  # KIND_ACTOR_CREATE: its name is Class.__init__, as Ray names it
+        _actor_spec = dict(info)
+        info["name"] = f"{info.get('name')}.__init__"
     _current.set(info)
     _last = info
 
@@ -135,10 +136,18 @@ class RuntimeContext:
         return bytes(_actor_spec["actor"]).hex()
 
     def get_actor_name(self):
-        """The actor's name; None outside an actor or for an unnamed one."""
+        """The actor's name ("" for an unnamed actor); None outside an actor."""
         if not self._in_worker() or _actor_spec is None:
             return None
-        return _actor_spec.get("aname") or None
+        return _actor_spec.get("aname") or ""
+
+    def get_node_labels(self):
+        """The labels of this node: shoal has none yet ({})."""
+        return {}
+
+    def get_session_name(self):
+        """The cluster's id (Ray's session name)."""
+        return getattr(self._cl, "cluster_id", "")
 
     @property
     def current_actor(self):

@@ -57,6 +57,7 @@ def test_actor(ray):
     class Counter:
         def __init__(self):
             self.n = 0
+            self.init_name = ray.get_runtime_context().get_task_name()
 
         def incr(self):
             self.n += 1
@@ -66,7 +67,7 @@ def test_actor(ray):
             c = ray.get_runtime_context()
             return {"actor": c.get_actor_id(), "task": c.get_task_id(), "name": c.get_task_name(),
                     "res": c.get_assigned_resources(), "again": c.was_current_actor_reconstructed,
-                    "aname": c.get_actor_name(), "pid": os.getpid()}
+                    "aname": c.get_actor_name(), "pid": os.getpid(), "init": self.init_name}
 
         def through_self(self):
             # a call to itself through current_actor, queued behind this one: return the ref
@@ -82,7 +83,7 @@ def test_actor(ray):
     assert d["task"] == ref.task_id().hex()
     assert d["name"] == "Counter.who"
     assert d["res"] == {"CPU": 1.0}
-    assert d["again"] is False and d["aname"] == "ctx-counter"
+    assert d["again"] is False and d["aname"] == "ctx-counter" and d["init"] == "Counter.__init__"
     (inner,) = ray.get(a.through_self.remote(), timeout=60)
     assert ray.get(inner, timeout=60) == 1
     assert ray.get(a.incr.remote(), timeout=60) == 2  # the same actor the handle named
@@ -150,3 +151,45 @@ def test_auto_init():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["False", "True", "True", "True"]
+
+
+def test_unnamed_actor_and_threads(ray):
+    """An unnamed actor's name is "" (None outside an actor); a thread the call starts sees the call."""
+    import threading
+
+    @ray.remote
+    class Plain:
+        def info(self):
+            out = {}
+            t = threading.Thread(target=lambda: out.update(task=ray.get_runtime_context().get_task_id()))
+            t.start()
+            t.join()
+            c = ray.get_runtime_context()
+            return c.get_actor_name(), c.get_task_id(), out["task"]
+
+    name, task, in_thread = ray.get(Plain.remote().info.remote(), timeout=60)
+    assert name == "" and task == in_thread
+    assert ray.get_runtime_context().get_actor_name() is None
+
+
+def test_current_placement_group(ray):
+    from shoal.util.placement_group import get_current_placement_group, placement_group, placement_group_table, remove_placement_group
+    from shoal.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg = placement_group([{"CPU": 1}, {"CPU": 0.5}], strategy="SPREAD", name="cur")
+    assert pg.wait(30)
+
+    @ray.remote(num_cpus=0.5)
+    def inside():
+        g = get_current_placement_group()
+        return g.id, g.bundle_specs, g.strategy
+
+    assert get_current_placement_group() is None  # a driver is in none
+    s = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=1)
+    gid, bundles, strategy = ray.get(inside.options(scheduling_strategy=s).remote(), timeout=60)
+    assert gid == pg.id and bundles == [{"CPU": 1.0}, {"CPU": 0.5}] and strategy == "SPREAD"
+    t = placement_group_table(pg)
+    assert t["name"] == "cur" and t["state"] == "CREATED" and t["bundles"] == {0: {"CPU": 1.0}, 1: {"CPU": 0.5}}
+    assert set(t["bundles_to_node_id"].values()) == {ray.get_runtime_context().get_node_id()}
+    assert pg.id.hex() in placement_group_table()
+    remove_placement_group(pg)
