@@ -47,6 +47,14 @@ def _const(v):
     return None
 
 
+def _as_ray(module):
+    """The Ray module path a module import stands for (ray.X, or shoal.X read as ray.X), or None."""
+    for root in ("ray", "shoal"):
+        if module == root or module.startswith(root + "."):
+            return "ray" + module[len(root):]
+    return None
+
+
 class _Finder(ast.NodeVisitor):
     def __init__(self):
         self.names = {}      # a local name -> the ray path it stands for ("ray", "ray.util.state" ...)
@@ -61,15 +69,17 @@ class _Finder(ast.NodeVisitor):
         if line not in u.lines:
             u.lines.append(line)
 
-    # ---- names
+    # ---- names (a script already ported with `import shoal as ray` is read as Ray's; shoal's
+    # own modules imported otherwise, shoal.train or shoal.collective, are not Ray's)
     def visit_Import(self, node):
         for a in node.names:
-            if a.name == "ray" or a.name.startswith("ray."):
-                self.add(a.name, node.lineno)
+            name = _as_ray(a.name) if (a.name.startswith("ray") or a.asname == "ray") else None
+            if name is not None:
+                self.add(name, node.lineno)
                 if a.asname:
-                    self.names[a.asname] = a.name
+                    self.names[a.asname] = name
                 else:
-                    self.names["ray"] = "ray"
+                    self.names[a.name.split(".")[0]] = "ray"
 
     def visit_ImportFrom(self, node):
         mod = node.module or ""
@@ -192,8 +202,13 @@ class _Finder(ast.NodeVisitor):
         if isinstance(f, ast.Attribute) and f.attr == "options" and path is None and self.names:
             kind = self._options_kind(f.value)
             if kind is not None:
+                table = T.lookup()
                 for kw in node.keywords:
-                    if kw.arg:
+                    # on a receiver not known to be a remote function or actor class (imported
+                    # from elsewhere, or an actor method), only Ray's option names count: another
+                    # library's .options(timeout=...) is not Ray's
+                    if kw.arg and (kind in ("task", "actor") or
+                                   any(f"{k}:{kw.arg}" in table for k in ("task", "actor", "method"))):
                         k = kind
                         if kind == "any":
                             k = "task" if f"task:{kw.arg}" in T.lookup() else "actor"

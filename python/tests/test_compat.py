@@ -222,3 +222,30 @@ def test_run_maps_import_ray_to_shoal(tmp_path):
     assert "MODULE shoal A ['--flag', 'x']" in r.stdout
     assert "NOSERVE No module named 'ray.serve': shoal does not provide it (refused: Ray Serve" in r.stdout
     assert "supported  ray.init" in r.stderr  # the check goes to stderr with --run
+
+
+def test_options_of_other_libraries_are_not_rays():
+    v = verdicts("""
+        import ray
+        from tasks import work          # a remote function defined elsewhere
+        client = object()
+        client.options(timeout=3, retries=2)
+        work.options(num_cpus=2, max_calls=4).remote()
+        self.db.options(verbose=True)
+    """)
+    assert "task:timeout" not in v and "task:retries" not in v and "method:verbose" not in v
+    assert v["task:num_cpus"][0] == T.SUPPORTED and v["task:max_calls"][0] == T.LACKING
+
+
+def test_a_script_ported_to_shoal_reads_as_ray():
+    v = verdicts("""
+        import shoal as ray
+        import shoal.train
+        ray.init()
+        ray.util.state.list_actors()
+        ray.util.ActorPool([])
+        shoal.train.report({})
+    """)
+    assert v["ray"][0] == T.SUPPORTED and v["ray.init"][0] == T.SUPPORTED
+    assert v["ray.util.ActorPool"][0] == T.LACKING and v["ray.util.state.list_actors"][0] == T.SUPPORTED
+    assert not any("train" in k for k in v)  # shoal's own modules are not Ray's
