@@ -30,9 +30,10 @@ var stateColumns = map[string][]string{
 		"placement_group_id", "repr_name"},
 	wire.StateTasks: {"task_id", "attempt_number", "name", "state", "job_id", "actor_id", "type", "func_or_class_name",
 		"parent_task_id", "node_id", "worker_id", "worker_pid", "error_type", "language", "placement_group_id"},
-	wire.StateNodes: {"node_id", "node_ip", "is_head_node", "state", "state_message", "node_name"},
-	wire.StateObjects: {"object_id", "object_size", "task_status", "reference_type", "type", "pid", "ip",
-		"node_id"},
+	wire.StateNodes: {"node_id", "node_ip", "is_head_node", "state", "state_message", "node_name", "resources_total",
+		"labels"},
+	wire.StateObjects: {"object_id", "object_size", "task_status", "attempt_number", "reference_type", "call_site", "type",
+		"pid", "ip", "node_id"},
 	wire.StatePlacementGroups: {"placement_group_id", "name", "creator_job_id", "state", "is_detached"},
 	wire.StateWorkers:         {"worker_id", "is_alive", "worker_type", "exit_type", "node_id", "ip", "pid"},
 	wire.StateJobs:            {"job_id", "status", "driver_pid", "driver_node_id"},
@@ -57,12 +58,8 @@ func (a *Agent) stateList(c *client, seq uint64, m *wire.StateList) error {
 	if err := checkFilters(m.Kind, m.Filters, cols); err != nil {
 		return err
 	}
-	var records []obs.Record
 	var past []head.PlacementGroup
-	switch m.Kind { // outside the agent's lock: the recorder and the head have their own
-	case wire.StateTasks:
-		records, _ = a.cfg.Observer.Records()
-	case wire.StatePlacementGroups:
+	if m.Kind == wire.StatePlacementGroups { // outside the agent's lock: the head has its own
 		ctx, cancel := context.WithTimeout(context.Background(), stateWait)
 		st, err := a.head.State(ctx)
 		cancel()
@@ -71,13 +68,14 @@ func (a *Agent) stateList(c *client, seq uint64, m *wire.StateList) error {
 		}
 		past = st.PlacementGroups
 	}
-	a.mu.Lock()
 	var rows []stateRow
+	if m.Kind == wire.StateTasks {
+		rows = a.listTasks() // takes the lock itself, twice
+	}
+	a.mu.Lock()
 	switch m.Kind {
 	case wire.StateActors:
 		rows = a.actorRows()
-	case wire.StateTasks:
-		rows = a.taskRows(records)
 	case wire.StateNodes:
 		rows = a.nodeRows()
 	case wire.StateObjects:
@@ -220,6 +218,18 @@ func (a *Agent) actorRows() []stateRow {
 	return rows
 }
 
+// taskName is a task's name as Ray's state API gives it: an actor's creation is
+// "Class.__init__", "name:Class.__init__" for a named actor.
+func taskName(kind int, name, actorName string) string {
+	if kind != wire.KindActorCreate {
+		return name
+	}
+	if actorName != "" {
+		return actorName + ":" + name + ".__init__"
+	}
+	return name + ".__init__"
+}
+
 var taskTypes = [...]string{"NORMAL_TASK", "ACTOR_CREATION_TASK", "ACTOR_TASK"}
 
 func taskType(kind int) string {
@@ -241,31 +251,47 @@ func msOf(r *obs.Record, which int) any {
 	return t.UnixMilli()
 }
 
-// taskRows: the live tasks (the shell's table, each normal task and actor creation as the
-// core sees it), then the ended ones the recorder keeps, in order of submission.
-func (a *Agent) taskRows(records []obs.Record) []stateRow {
+// listTasks lists the live tasks (the shell's table, each normal task and actor creation as the
+// core sees it), then the ended ones the recorder keeps. The live ones are read first, under the
+// agent's lock, and the recorder after it, outside the lock (it may hold 100,000 records): the
+// agent records a task's end before it forgets the task, so a task that ends in between is in
+// the recorder's copy, and one in both is listed once, as live.
+func (a *Agent) listTasks() []stateRow {
+	a.mu.Lock()
+	rows, ids := a.liveTaskRows()
+	a.mu.Unlock()
+	records, _ := a.cfg.Observer.Records()
 	byID := make(map[wire.ID]*obs.Record, len(records))
 	for i := range records {
 		byID[records[i].Task] = &records[i]
 	}
+	seen := make(map[wire.ID]bool, len(ids))
+	for i, id := range ids {
+		seen[id] = true
+		rec := byID[id]
+		rows[i]["creation_time_ms"], rows[i]["start_time_ms"], rows[i]["end_time_ms"] = msOf(rec, 0), msOf(rec, 1), nil
+	}
+	a.mu.Lock()
+	rows = append(rows, a.endedTaskRows(records, seen)...)
+	a.mu.Unlock()
+	return rows
+}
+
+// liveTaskRows returns the live tasks' rows and ids, in submission order per submitter (ids
+// count up). The caller holds a.mu.
+func (a *Agent) liveTaskRows() ([]stateRow, []wire.ID) {
 	live := make([]*task, 0, len(a.tasks))
 	for _, t := range a.tasks {
 		live = append(live, t)
 	}
-	sort.Slice(live, func(i, j int) bool {
-		ri, rj := byID[live[i].spec.Task], byID[live[j].spec.Task]
-		if ri != nil && rj != nil && !ri.Submit.Equal(rj.Submit) {
-			return ri.Submit.Before(rj.Submit)
-		}
-		return live[i].spec.Task.String() < live[j].spec.Task.String()
-	})
-	rows := make([]stateRow, 0, len(live)+len(records))
-	seen := map[wire.ID]bool{}
+	sort.Slice(live, func(i, j int) bool { return live[i].spec.Task.String() < live[j].spec.Task.String() })
+	rows := make([]stateRow, 0, len(live))
+	ids := make([]wire.ID, 0, len(live))
 	for _, t := range live {
-		seen[t.spec.Task] = true
+		ids = append(ids, t.spec.Task)
 		s := t.spec
-		r := stateRow{"task_id": s.Task.String(), "attempt_number": s.Attempt, "name": s.Name, "job_id": nil,
-			"actor_id": idOrNil(s.Actor), "type": taskType(s.Kind), "func_or_class_name": s.Name,
+		r := stateRow{"task_id": s.Task.String(), "attempt_number": s.Attempt, "name": taskName(s.Kind, s.Name, s.AName),
+			"job_id": nil, "actor_id": idOrNil(s.Actor), "type": taskType(s.Kind), "func_or_class_name": taskName(s.Kind, s.Name, ""),
 			"parent_task_id": nil, "node_id": nil, "worker_id": nil, "worker_pid": nil, "error_type": nil,
 			"language": strings.ToUpper(s.Lang), "placement_group_id": idOrNil(s.PG),
 			"required_resources": map[string]float64(t.res)}
@@ -313,18 +339,28 @@ func (a *Agent) taskRows(records []obs.Record) []stateRow {
 			}
 		}
 		r["state"] = state
-		rec := byID[s.Task]
-		r["creation_time_ms"], r["start_time_ms"], r["end_time_ms"] = msOf(rec, 0), msOf(rec, 1), nil
 		rows = append(rows, r)
 	}
+	return rows, ids
+}
+
+// endedTaskRows returns the rows of the recorder's ended tasks not in seen. The caller holds
+// a.mu (for the actors' names and the workers' pids).
+func (a *Agent) endedTaskRows(records []obs.Record, seen map[wire.ID]bool) []stateRow {
+	var rows []stateRow
 	for i := range records {
 		rec := &records[i]
 		if seen[rec.Task] || rec.End.IsZero() {
 			continue
 		}
-		r := stateRow{"task_id": rec.Task.String(), "attempt_number": rec.Attempt, "name": rec.Name, "job_id": nullable(rec.Job),
-			"actor_id": idOrNil(rec.Actor), "type": taskType(int(rec.Kind)), "func_or_class_name": rec.Name,
-			"parent_task_id": nil, "node_id": nullable(rec.Node), "worker_id": nullable(rec.Worker), "worker_pid": nil,
+		aname := ""
+		if ac := a.actors[rec.Actor]; ac != nil {
+			aname = ac.name
+		}
+		r := stateRow{"task_id": rec.Task.String(), "attempt_number": rec.Attempt, "name": taskName(int(rec.Kind), rec.Name, aname),
+			"job_id": nullable(rec.Job), "actor_id": idOrNil(rec.Actor), "type": taskType(int(rec.Kind)),
+			"func_or_class_name": taskName(int(rec.Kind), rec.Name, ""),
+			"parent_task_id":     nil, "node_id": nullable(rec.Node), "worker_id": nullable(rec.Worker), "worker_pid": nil,
 			"error_type": nil, "language": "PYTHON", "placement_group_id": nil, "required_resources": nil,
 			"creation_time_ms": msOf(rec, 0), "start_time_ms": msOf(rec, 1), "end_time_ms": msOf(rec, 2)}
 		if w := a.workers[rec.Worker]; w != nil && w.client != nil {
@@ -437,7 +473,8 @@ func (a *Agent) objectRows() []stateRow {
 			nd = byLoc[o.Loc]
 		}
 		r := stateRow{"object_id": o.ID.String(), "object_size": o.Size, "task_status": status, "reference_type": ref,
-			"type": nil, "pid": nil, "ip": nil, "node_id": nil, "spilled": o.Spilled, "call_site": "disabled"}
+			"type": nil, "pid": nil, "ip": nil, "node_id": nil, "spilled": o.Spilled, "call_site": "disabled",
+			"attempt_number": nil}
 		if nd != nil {
 			r["node_id"], r["ip"] = nd.id, a.nodeIP(nd)
 		}

@@ -13,15 +13,19 @@ _last = None         # the last task this process began (threads that do not sha
 _actor_spec = None   # the creation of the actor this worker holds, once it was created
 
 
+# the accelerator kinds Ray 2.60's get_accelerator_ids() names
+_ACCELERATORS = ("GPU", "TPU", "NPU", "HPU", "neuron_cores", "FURIOSA", "MBLT", "RBLN", "TTNPU")
+
+
 def task_started(spec):
     """Called by the worker before it runs spec: keeps what the context reports of it (not its
     arguments)."""
     global _last, _actor_spec
     info = {k: spec.get(k) for k in ("task", "kind", "name", "res", "pg", "bundle", "gpus", "attempt", "actor",
                                      "aname", "ns", "meta")}
-    if spec.get("kind") == 1:  # KIND_ACTOR_CREATE: its name is Class.__init__, as Ray names it
+    if spec.get("kind") == 1:  # KIND_ACTOR_CREATE: named Class.__init__ (name:Class.__init__), as Ray names it
         _actor_spec = dict(info)
-        info["name"] = f"{info.get('name')}.__init__"
+        info["name"] = (f"{info['aname']}:" if info.get("aname") else "") + f"{info.get('name')}.__init__"
     _current.set(info)
     _last = info
 
@@ -164,20 +168,22 @@ class RuntimeContext:
         return bool(_actor_spec.get("attempt"))
 
     def get_assigned_resources(self):
-        """The resources given to the running task, or to the actor in an actor: {name: amount}."""
-        if not self._in_worker():
-            return {}
+        """The resources given to the running task, or to the actor in an actor: {name: amount}.
+        In a driver it fails an assertion, as Ray's does."""
+        assert self._in_worker(), "This method is only available when the process is a worker."
         t = _actor_spec if _actor_spec is not None else _task()
         if t is None:
             return {}
         return {k: float(v) for k, v in (t.get("res") or {}).items() if v}
 
     def get_accelerator_ids(self):
-        """The accelerators given to the running task or actor, as strings: {"GPU": ["0"]}."""
-        if not self._in_worker():
-            return {"GPU": []}
-        t = _actor_spec if _actor_spec is not None else _task()
-        return {"GPU": [str(g) for g in ((t or {}).get("gpus") or [])]}
+        """The accelerators given to the running task or actor, as strings: {"GPU": ["0"], ...}.
+        shoal places NVIDIA GPUs only: Ray's other accelerator kinds are listed, always empty."""
+        ids = {k: [] for k in _ACCELERATORS}
+        if self._in_worker():
+            t = _actor_spec if _actor_spec is not None else _task()
+            ids["GPU"] = [str(g) for g in ((t or {}).get("gpus") or [])]
+        return ids
 
     def get_resource_ids(self):
         """The older spelling of get_accelerator_ids: {"GPU": [(id, 1.0)]}."""

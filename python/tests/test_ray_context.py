@@ -16,7 +16,9 @@ def test_driver(ray):
     assert job and ctx.get_worker_id() == "driver-" + job
     assert ctx.get_node_id() == ray.nodes()[0]["NodeID"]
     assert ctx.get_task_id() is None and ctx.get_actor_id() is None and ctx.get_task_name() is None
-    assert ctx.get_assigned_resources() == {} and ctx.get_placement_group_id() is None
+    assert ctx.get_placement_group_id() is None
+    with pytest.raises(AssertionError, match="only available when the process is a worker"):
+        ctx.get_assigned_resources()
     assert ctx.job_id.hex() == job and ctx.node_id.hex() == ctx.get_node_id()
     assert ctx.get()["job_id"].hex() == job and ctx.get()["namespace"] == ctx.namespace
     with pytest.raises(RuntimeError, match="only available in an actor"):
@@ -48,7 +50,7 @@ def test_task(ray):
     assert d["task"] == ref.task_id().hex()
     assert d["name"] == "test_task.<locals>.who" or d["name"].endswith("who")
     assert d["res"] == {"CPU": 2.0}
-    assert d["acc"] == {"GPU": []}
+    assert d["acc"]["GPU"] == [] and all(v == [] for v in d["acc"].values())
     assert d["actor"] == "none" and d["pg"] is None
 
 
@@ -83,7 +85,7 @@ def test_actor(ray):
     assert d["task"] == ref.task_id().hex()
     assert d["name"] == "Counter.who"
     assert d["res"] == {"CPU": 1.0}
-    assert d["again"] is False and d["aname"] == "ctx-counter" and d["init"] == "Counter.__init__"
+    assert d["again"] is False and d["aname"] == "ctx-counter" and d["init"] == "ctx-counter:Counter.__init__"
     (inner,) = ray.get(a.through_self.remote(), timeout=60)
     assert ray.get(inner, timeout=60) == 1
     assert ray.get(a.incr.remote(), timeout=60) == 2  # the same actor the handle named

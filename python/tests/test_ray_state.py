@@ -31,9 +31,10 @@ def test_nodes(ray, st):
     ctx = ray.get_runtime_context()
     assert n.node_id == ctx.get_node_id() == n["node_id"]
     assert n.state == "ALIVE" and n.is_head_node is True and n.node_ip
-    assert "resources_total" not in n  # a detail column
+    assert n.resources_total["CPU"] == 4.0 and n.labels == {}
+    assert n.start_time_ms is None  # a detail field: None unless detail=True, as in Ray's records
     d = st.get_node(n.node_id)
-    assert d.resources_total["CPU"] == 4.0
+    assert d.start_time_ms > 0 and d.resources_available["CPU"] <= 4.0
     assert st.get_node("no-such-node") is None
 
 
@@ -53,6 +54,11 @@ def test_actors_filters_and_detail(ray, st):
     assert ra.actor_id == a._actor_id.hex() and ra.state == "ALIVE" and ra.pid == pid
     assert ra.ray_namespace == "state-ns" and ra.node_id == ray.get_runtime_context().get_node_id()
     assert ra.job_id == ray.get_runtime_context().get_job_id()
+    # every field of Ray's ActorState is there, None where shoal lacks it or detail would fill it
+    assert {"serialized_runtime_env", "call_site", "num_restarts", "required_resources"} <= set(ra)
+    assert ra.required_resources is None and ra.call_site is None
+    (ct,) = st.list_tasks(filters=[("actor_id", "=", ra.actor_id), ("type", "=", "ACTOR_CREATION_TASK")])
+    assert ct.name == "svc:Svc.__init__" and ct.func_or_class_name == "Svc.__init__" and ct.state == "FINISHED"
     # values compare as strings, case-insensitively; != excludes
     assert [x.actor_id for x in st.list_actors(filters=[("state", "=", "alive"), ("name", "=", "SVC")])] == [ra.actor_id]
     assert ra.actor_id not in [x.actor_id for x in st.list_actors(filters=[("name", "!=", "svc")])]

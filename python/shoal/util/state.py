@@ -60,6 +60,31 @@ class JobState(StateRecord):
     pass
 
 
+# Ray's fields of each record (ray.util.state.common, Ray 2.60): every record carries all of
+# them, None where shoal lacks the fact or where only detail=True fills it, as Ray's
+# dataclasses do; shoal's own extra fields (a placement group's strategy, a node's
+# resources_available ...) come with detail=True.
+_FIELDS = {
+    "actors": ("actor_id", "class_name", "state", "job_id", "name", "node_id", "pid", "ray_namespace",
+               "serialized_runtime_env", "required_resources", "death_cause", "is_detached", "placement_group_id",
+               "repr_name", "num_restarts", "num_restarts_due_to_lineage_reconstruction",
+               "num_restarts_due_to_node_preemption", "call_site", "label_selector", "fallback_strategy"),
+    "tasks": ("task_id", "attempt_number", "name", "state", "job_id", "actor_id", "type", "func_or_class_name",
+              "parent_task_id", "node_id", "worker_id", "worker_pid", "error_type", "language", "required_resources",
+              "runtime_env_info", "placement_group_id", "events", "profiling_data", "creation_time_ms", "start_time_ms",
+              "end_time_ms", "task_log_info", "error_message", "is_debugger_paused", "call_site", "label_selector",
+              "fallback_strategy"),
+    "nodes": ("node_id", "node_ip", "is_head_node", "state", "state_message", "node_name", "resources_total", "labels",
+              "start_time_ms", "end_time_ms"),
+    "objects": ("object_id", "object_size", "task_status", "attempt_number", "reference_type", "call_site", "type", "pid",
+                "ip"),
+    "placement_groups": ("placement_group_id", "name", "creator_job_id", "state", "bundles", "is_detached", "stats"),
+    "workers": ("worker_id", "is_alive", "worker_type", "exit_type", "node_id", "ip", "pid", "exit_detail",
+                "worker_launch_time_ms", "worker_launched_time_ms", "start_time_ms", "end_time_ms", "debugger_port",
+                "num_paused_threads"),
+    "jobs": (),
+}
+
 _KINDS = {"actors": ActorState, "tasks": TaskState, "nodes": NodeState, "objects": ObjectState,
           "placement_groups": PlacementGroupState, "workers": WorkerState, "jobs": JobState}
 
@@ -94,9 +119,13 @@ def _list(kind, filters=None, limit=DEFAULT_LIMIT, detail=False, raise_on_missin
         warnings.warn(f"{data['total'] - len(rows)} ({data['total']} total) {kind} are not shown because of the limit "
                       f"{limit}; pass a higher limit= to see them", stacklevel=3)
     cls = _KINDS[kind]
-    if not detail:
-        rows = [{k: r.get(k) for k in cols} for r in rows]
-    return [cls(r) for r in rows]
+    fields = _FIELDS[kind]
+    out = []
+    for r in rows:
+        rec = {f: None for f in fields}
+        rec.update({k: v for k, v in r.items() if detail or k in cols})
+        out.append(cls(rec))
+    return out
 
 
 def list_actors(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
