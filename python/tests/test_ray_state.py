@@ -36,6 +36,9 @@ def test_nodes(ray, st):
     d = st.get_node(n.node_id)
     assert d.start_time_ms > 0 and d.resources_available["CPU"] <= 4.0
     assert st.get_node("no-such-node") is None
+    assert len(st.list_nodes(address="auto")) == 1
+    with pytest.raises(ValueError, match="connect to the other one with init"):
+        st.list_nodes(address="tcp:10.0.0.1:1234")
 
 
 def test_actors_filters_and_detail(ray, st):

@@ -6,8 +6,10 @@ Every list is one table of the head node's agent (STATE_LIST, docs/ray-introspec
 built from the scheduling core's tables; rows carry Ray's field names (actor_id, class_name,
 state, node_id, pid, name, ray_namespace ...). ``filters`` are (column, "=" or "!=", value)
 triples compared as strings, case-insensitively, as Ray compares them; ``limit`` (default 100)
-bounds the rows; ``detail=False`` leaves out the columns that only detail shows. ``address``
-and ``timeout`` are accepted for Ray's signature; the calls use this process's connection."""
+bounds the rows; ``detail=False`` leaves out the columns that only detail shows. ``address`` may
+name only the cluster this process is connected to (ValueError otherwise); ``timeout`` and
+``raise_on_missing_output`` are accepted for Ray's signature: the answer comes from the head
+node's memory at once, and nothing is missing from it but what ``limit`` cuts (with a warning)."""
 import json
 import warnings
 
@@ -101,9 +103,17 @@ def _filters(filters):
     return out
 
 
-def _list(kind, filters=None, limit=DEFAULT_LIMIT, detail=False, raise_on_missing_output=True):
+def _check_address(cl, address):
+    if address in (None, "auto") or address == cl.address:
+        return
+    raise ValueError(f"state API address={address!r}: shoal answers for the cluster this process is connected to "
+                     f"({cl.address}); connect to the other one with init(address=...) instead")
+
+
+def _list(kind, filters=None, limit=DEFAULT_LIMIT, detail=False, address=None):
     from .._api import _auto_init
     cl = _auto_init()
+    _check_address(cl, address)
     if limit is not None and int(limit) < 0:
         raise ValueError(f"limit must not be negative, got {limit}")
     try:
@@ -132,55 +142,55 @@ def list_actors(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, det
                 raise_on_missing_output=True, _explain=False):
     """The cluster's actors (ActorState: actor_id, class_name, state, job_id, name, node_id, pid,
     ray_namespace ...); states PENDING_CREATION, ALIVE, RESTARTING, DEAD."""
-    return _list("actors", filters, limit, detail)
+    return _list("actors", filters, limit, detail, address)
 
 
 def list_tasks(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
                raise_on_missing_output=True, _explain=False):
     """The cluster's tasks and actor calls (TaskState): the live ones, then the ended ones the
     cluster's recorder keeps (none with --observability=off)."""
-    return _list("tasks", filters, limit, detail)
+    return _list("tasks", filters, limit, detail, address)
 
 
 def list_nodes(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
                raise_on_missing_output=True, _explain=False):
     """The cluster's nodes (NodeState: node_id, node_ip, is_head_node, state, resources_total ...)."""
-    return _list("nodes", filters, limit, detail)
+    return _list("nodes", filters, limit, detail, address)
 
 
 def list_objects(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
                  raise_on_missing_output=True, _explain=False):
     """The objects of the head node's store directory (ObjectState: object_id, object_size,
     reference_type, node_id, pid ...)."""
-    return _list("objects", filters, limit, detail)
+    return _list("objects", filters, limit, detail, address)
 
 
 def list_placement_groups(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
                           raise_on_missing_output=True, _explain=False):
     """The placement groups (PlacementGroupState: placement_group_id, name, state, bundles ...)."""
-    return _list("placement_groups", filters, limit, detail)
+    return _list("placement_groups", filters, limit, detail, address)
 
 
 def list_workers(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
                  raise_on_missing_output=True, _explain=False):
     """The drivers and worker processes (WorkerState: worker_id, worker_type, is_alive, node_id, pid ...)."""
-    return _list("workers", filters, limit, detail)
+    return _list("workers", filters, limit, detail, address)
 
 
 def list_jobs(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
               raise_on_missing_output=True, _explain=False):
     """The cluster's jobs (one per driver): job_id, status, driver_pid."""
-    return _list("jobs", filters, limit, detail)
+    return _list("jobs", filters, limit, detail, address)
 
 
-def _one(kind, column, id, detail=True):
-    rows = _list(kind, [(column, "=", id)], limit=0, detail=detail)
+def _one(kind, column, id, address=None):
+    rows = _list(kind, [(column, "=", id)], limit=0, detail=True, address=address)
     return rows[-1] if rows else None
 
 
 def get_actor(id, address=None, timeout=30, _explain=False):
     """The actor with this hex id (ActorState, every field), or None."""
-    return _one("actors", "actor_id", id)
+    return _one("actors", "actor_id", id, address)
 
 
 def get_task(id, address=None, timeout=30, _explain=False):
@@ -188,22 +198,22 @@ def get_task(id, address=None, timeout=30, _explain=False):
     from .._client import ObjectRef
     if isinstance(id, ObjectRef):
         id = id.task_id().hex()
-    return _one("tasks", "task_id", id)
+    return _one("tasks", "task_id", id, address)
 
 
 def get_node(id, address=None, timeout=30, _explain=False):
     """The node with this id (NodeState), or None."""
-    return _one("nodes", "node_id", id)
+    return _one("nodes", "node_id", id, address)
 
 
 def get_worker(id, address=None, timeout=30, _explain=False):
     """The worker (or driver) with this id (WorkerState), or None."""
-    return _one("workers", "worker_id", id)
+    return _one("workers", "worker_id", id, address)
 
 
 def get_placement_group(id, address=None, timeout=30, _explain=False):
     """The placement group with this hex id (PlacementGroupState), or None."""
-    return _one("placement_groups", "placement_group_id", id)
+    return _one("placement_groups", "placement_group_id", id, address)
 
 
 def summarize_tasks(address=None, timeout=30, raise_on_missing_output=True, _explain=False):
@@ -212,7 +222,7 @@ def summarize_tasks(address=None, timeout=30, raise_on_missing_output=True, _exp
     "total_tasks", "total_actor_tasks", "total_actor_scheduled", "summary_by": "func_name"}}."""
     summary = {}
     totals = {"NORMAL_TASK": 0, "ACTOR_TASK": 0, "ACTOR_CREATION_TASK": 0}
-    for t in _list("tasks", limit=0, detail=False):
+    for t in _list("tasks", limit=0, detail=False, address=address):
         name = t["name"] or t["func_or_class_name"]
         s = summary.setdefault(name, {"func_or_class_name": name, "type": t["type"], "state_counts": {}})
         s["state_counts"][t["state"]] = s["state_counts"].get(t["state"], 0) + 1
@@ -225,7 +235,7 @@ def summarize_actors(address=None, timeout=30, raise_on_missing_output=True, _ex
     """Actors counted by class and state: {"cluster": {"summary": {class: {"class_name",
     "state_counts"}}, "total_actors"}}."""
     summary = {}
-    actors = _list("actors", limit=0)
+    actors = _list("actors", limit=0, address=address)
     for a in actors:
         s = summary.setdefault(a["class_name"], {"class_name": a["class_name"], "state_counts": {}})
         s["state_counts"][a["state"]] = s["state_counts"].get(a["state"], 0) + 1
@@ -234,7 +244,7 @@ def summarize_actors(address=None, timeout=30, raise_on_missing_output=True, _ex
 
 def summarize_objects(address=None, timeout=30, raise_on_missing_output=True, _explain=False):
     """Objects counted and sized: {"cluster": {"total_objects", "total_size_mb"}}."""
-    objs = _list("objects", limit=0)
+    objs = _list("objects", limit=0, address=address)
     size = sum(o["object_size"] or 0 for o in objs)
     return {"cluster": {"summary": {}, "total_objects": len(objs), "total_size_mb": size / (1 << 20)}}
 
