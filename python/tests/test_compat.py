@@ -7,8 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from conftest import ROOT, shoal_bin
 
 sys.path.insert(0, os.path.join(ROOT, "python"))
