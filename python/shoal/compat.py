@@ -9,7 +9,8 @@ table README.md's Python section is generated from (docs/ray-introspection.md).
 
 Exit status: 0 when every API found is supported, 1 when one is lacking or refused (the script
 would fail, or behave differently, on shoal), 2 for a script that cannot be read or parsed;
-with --run, the script's own exit status."""
+with --run, the script's own exit status. As a pytest plugin (``pytest -p shoal.compat``) it
+maps `import ray` to shoal in the tests it runs."""
 import argparse
 import ast
 import importlib
@@ -348,6 +349,12 @@ def run_script(path, args):
         sys.stderr.write(f"{e.code}\n")
         return 1
     return 0
+
+
+def pytest_configure(config):
+    """As a pytest plugin (``pytest -p shoal.compat tests/``), test files that `import ray` import
+    shoal: a user's Ray test suite runs against shoal unchanged."""
+    install_alias()
 
 
 # ---------------------------------------------------------------- README

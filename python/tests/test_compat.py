@@ -247,3 +247,25 @@ def test_a_script_ported_to_shoal_reads_as_ray():
     assert v["ray"][0] == T.SUPPORTED and v["ray.init"][0] == T.SUPPORTED
     assert v["ray.util.ActorPool"][0] == T.LACKING and v["ray.util.state.list_actors"][0] == T.SUPPORTED
     assert not any("train" in k for k in v)  # shoal's own modules are not Ray's
+
+
+def test_pytest_plugin_runs_a_ray_test_file(tmp_path):
+    t = write(tmp_path, "test_user_ray.py", """
+        import ray
+        from ray.util.state import list_nodes
+
+        def test_square():
+            ray.init(num_cpus=1, ignore_reinit_error=True)
+
+            @ray.remote
+            def square(x):
+                return x * x
+
+            assert ray.get([square.remote(i) for i in range(3)]) == [0, 1, 4]
+            assert ray.__name__ == "shoal" and len(list_nodes()) == 1
+            ray.shutdown()
+    """)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "shoal.compat", "-p", "no:cacheprovider", t],
+                       capture_output=True, text=True, env=env(), timeout=90, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 passed" in r.stdout
