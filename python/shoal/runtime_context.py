@@ -7,6 +7,8 @@ context variable, so threads and asyncio tasks of one actor each see their own c
 outside any call (a thread the user started) sees the last call this process began."""
 import contextvars
 import os
+import sys
+import warnings
 
 _current = contextvars.ContextVar("shoal_current_task", default=None)
 _last = None         # the last task this process began (threads that do not share the context)
@@ -21,13 +23,23 @@ def task_started(spec):
     """Called by the worker before it runs spec: keeps what the context reports of it (not its
     arguments)."""
     global _last, _actor_spec
-    info = {k: spec.get(k) for k in ("task", "kind", "name", "res", "pg", "bundle", "gpus", "attempt", "actor",
-                                     "aname", "ns", "meta")}
+    info = {k: spec.get(k) for k in ("task", "kind", "name", "fn", "method", "res", "pg", "bundle", "gpus", "attempt",
+                                     "actor", "aname", "ns", "meta")}
     if spec.get("kind") == 1:  # KIND_ACTOR_CREATE: named Class.__init__ (name:Class.__init__), as Ray names it
         _actor_spec = dict(info)
         info["name"] = (f"{info['aname']}:" if info.get("aname") else "") + f"{info.get('name')}.__init__"
     _current.set(info)
     _last = info
+
+
+def _worker_module():
+    """The worker loop's module: it runs as __main__ (python -m shoal._worker), which is not the
+    module `import shoal._worker` would give."""
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) == "shoal._worker":
+        return main
+    from . import _worker
+    return _worker
 
 
 def _task():
@@ -97,9 +109,12 @@ class RuntimeContext:
 
     def get(self):
         """A dict of the job id, node id and namespace (and the task and actor ids in a worker)."""
+        warnings.warn("RuntimeContext.get() is deprecated. Use get_xxx_id() methods to get relevant ids instead.",
+                      DeprecationWarning, stacklevel=2)
         d = {"job_id": _ID(self.get_job_id()), "node_id": _ID(self.get_node_id()), "namespace": self.namespace}
         if self._in_worker():
-            d["task_id"] = _ID(self.get_task_id() or "")
+            if self.get_task_id():
+                d["task_id"] = _ID(self.get_task_id())
             if self.get_actor_id():
                 d["actor_id"] = _ID(self.get_actor_id())
         return d
@@ -131,7 +146,35 @@ class RuntimeContext:
         return t.get("name") if t else None
 
     def get_task_function_name(self):
-        return self.get_task_name()
+        """The running task's function as module.qualname (module.Class.method in an actor); None
+        in a driver."""
+        if not self._in_worker():
+            return None
+        t = _task()
+        if not t:
+            return None
+        _worker = _worker_module()
+        if t.get("kind") == 0:
+            fn = _worker._fns.get(t.get("fn"))
+            if fn is not None:
+                return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', t.get('name'))}"
+            return t.get("name")
+        cls = _worker._fns.get(_actor_spec.get("fn")) if _actor_spec else None
+        if cls is None:
+            return t.get("name")
+        method = "__init__" if t.get("kind") == 1 else t.get("method")
+        return f"{cls.__module__}.{cls.__qualname__}.{method}"
+
+    def get_dashboard_url(self):
+        """The address of the cluster's dashboard (host:port), or "" when the cluster records
+        nothing (--observability=off). Opening it needs the token `shoal dashboard` prints."""
+        from . import _observe
+        from . import exceptions as exc
+        try:
+            url = _observe._observe("dashboard").get("url") or ""
+        except exc.RaySystemError:
+            return ""
+        return url.split("://", 1)[-1].rstrip("/")
 
     def get_actor_id(self):
         """The hex id of the actor this process holds; None outside an actor."""
@@ -219,29 +262,38 @@ class RuntimeContext:
     def should_capture_child_tasks_in_placement_group(self):
         return False
 
-    # Ray's deprecated properties (ids as objects with hex())
+    # Ray's deprecated properties (ids as objects with hex()), with Ray's warnings
     @property
     def job_id(self):
+        _deprecated("get_job_id")
         return _ID(self.get_job_id())
 
     @property
     def node_id(self):
+        _deprecated("get_node_id")
         return _ID(self.get_node_id())
 
     @property
     def task_id(self):
+        _deprecated("get_task_id")
         t = self.get_task_id()
         return _ID(t) if t else None
 
     @property
     def actor_id(self):
+        _deprecated("get_actor_id")
         a = self.get_actor_id()
         return _ID(a) if a else None
 
     @property
     def current_placement_group_id(self):
+        _deprecated("get_placement_group_id")
         p = self.get_placement_group_id()
         return _ID(p) if p else None
+
+
+def _deprecated(instead):
+    warnings.warn(f"This API is deprecated. Use {instead}() instead.", DeprecationWarning, stacklevel=3)
 
 
 def get_runtime_context():

@@ -19,8 +19,9 @@ def test_driver(ray):
     assert ctx.get_placement_group_id() is None
     with pytest.raises(AssertionError, match="only available when the process is a worker"):
         ctx.get_assigned_resources()
-    assert ctx.job_id.hex() == job and ctx.node_id.hex() == ctx.get_node_id()
-    assert ctx.get()["job_id"].hex() == job and ctx.get()["namespace"] == ctx.namespace
+    with pytest.warns(DeprecationWarning):  # Ray's deprecated spellings still answer
+        assert ctx.job_id.hex() == job and ctx.node_id.hex() == ctx.get_node_id()
+        assert ctx.get()["job_id"].hex() == job and ctx.get()["namespace"] == ctx.namespace
     with pytest.raises(RuntimeError, match="only available in an actor"):
         ctx.current_actor
     with pytest.raises(AssertionError):
@@ -195,3 +196,25 @@ def test_current_placement_group(ray):
     assert set(t["bundles_to_node_id"].values()) == {ray.get_runtime_context().get_node_id()}
     assert pg.id.hex() in placement_group_table()
     remove_placement_group(pg)
+
+
+def test_function_names_dashboard_and_deprecations(ray):
+    @ray.remote
+    def fname():
+        return ray.get_runtime_context().get_task_function_name()
+
+    @ray.remote
+    class Fn:
+        def m(self):
+            return ray.get_runtime_context().get_task_function_name()
+
+    assert ray.get(fname.remote(), timeout=60) == f"{__name__}.test_function_names_dashboard_and_deprecations.<locals>.fname"
+    assert ray.get(Fn.remote().m.remote(), timeout=60) == f"{__name__}.Fn.m"  # as Ray names a local class's
+    ctx = ray.get_runtime_context()
+    assert ctx.get_task_function_name() is None
+    host, port = ctx.get_dashboard_url().rsplit(":", 1)  # host:port, as Ray's
+    assert host and int(port) > 0
+    with pytest.warns(DeprecationWarning, match="Use get_node_id"):
+        assert ctx.node_id.hex() == ctx.get_node_id()
+    with pytest.warns(DeprecationWarning, match="get_xxx_id"):
+        assert "task_id" not in ctx.get()
