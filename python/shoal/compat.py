@@ -389,8 +389,13 @@ def readme_block():
     out += _wrap(sup)
     out += ["", "**Refused, with the reason:**", ""]
     out += [f"- `{k}`: {n}" for k, s, n in rows if s == T.REFUSED]
-    out += ["", "**Not yet in shoal** (what happens instead):", ""]
-    out += [f"- `{k}`: {n}" for k, n in lack]
+    out += ["", "**Not yet in shoal**, by what happens instead:", ""]
+    groups = {}
+    for k, n in lack:
+        groups.setdefault(n, []).append(f"`{k}`")
+    for n, keys in groups.items():
+        lines = _wrap(f"- {n}: {', '.join(keys)}".split(" "), 98)
+        out += [lines[0]] + ["  " + line for line in lines[1:]]
     out.append(README_END)
     return "\n".join(out) + "\n"
 
