@@ -459,14 +459,16 @@ func (a *Agent) objectRows() []stateRow {
 		case objstore.Created:
 			status = "CREATING"
 		}
+		// Ray's reference types: held by a process's ObjectRef, pinned by a task that waits for
+		// it (or an object holding it), or mapped by a reader (its memory pinned)
 		ref := "UNKNOWN"
 		switch {
-		case o.Uses > 0:
-			ref = "USED_BY_PENDING_TASK"
-		case o.Pins > 0:
-			ref = "PINNED_IN_MEMORY"
 		case len(o.Holders) > 0:
 			ref = "LOCAL_REFERENCE"
+		case o.Pins > 0:
+			ref = "USED_BY_PENDING_TASK"
+		case o.Uses > 0:
+			ref = "PINNED_IN_MEMORY"
 		}
 		nd := a.local
 		if o.Loc != "" {
