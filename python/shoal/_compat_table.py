@@ -9,7 +9,10 @@ on classes, and of @ray.method / an actor method's .options(); ``init:OPT`` a ke
 ray.init(). ``KIND:OPT=VALUE`` is one value of an option where that value differs
 (``task:num_returns=streaming``). Status: SUPPORTED (as Ray documents it), REFUSED (raises an
 error that says why; the note is the reason) or LACKING (not in shoal yet; the note says what
-happens instead). Flip an entry in the same commit that changes the behaviour."""
+happens instead). Flip an entry in the same commit that changes the behaviour: test_compat.py fails
+while a lacking name exists in shoal (unless its note says "accepted and not applied"), or while
+an option's note says "accepted" of one remote() refuses, or the other way round. After a change,
+`python -m shoal.compat --update-readme README.md` regenerates the README's list."""
 
 SUPPORTED, REFUSED, LACKING = "supported", "refused", "lacking"
 S, R, L = SUPPORTED, REFUSED, LACKING
@@ -98,7 +101,7 @@ TABLE = [
     ("ray.util.placement_group.placement_group_table", S, ""),
     ("ray.util.scheduling_strategies", S, ""),
     ("ray.util.scheduling_strategies.PlacementGroupSchedulingStrategy", S, ""),
-    ("ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy", L, "not provided yet"),
+    ("ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy", L, "accepted and not applied: the default placement"),
     ("ray.util.scheduling_strategies.NodeLabelSchedulingStrategy", L, "node labels are not supported yet"),
     ("ray.util.ActorPool", L, "not provided yet"),
     ("ray.util.actor_pool", L, "not provided yet"),

@@ -298,6 +298,9 @@ class _RayAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         name = spec.name
         target = T.MODULES.get(name, "shoal" + name[3:])
         mod = None
+        status, _ = _verdict(name, T.lookup())
+        if status in (T.REFUSED, T.LACKING):
+            target = None  # shoal.train is not ray.train: a module the table does not support is not mapped
         if target is not None:
             try:
                 mod = importlib.import_module(target)

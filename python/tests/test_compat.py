@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 
 from conftest import ROOT, shoal_bin
 
@@ -40,33 +41,64 @@ def test_every_supported_name_resolves_under_the_alias():
     compat.install_alias()
     try:
         for key, (status, _) in T.lookup().items():
-            if status != T.SUPPORTED or ":" in key:
-                continue
-            parts = key.split(".")
-            for i in range(len(parts), 0, -1):  # the longest importable module, then attributes
-                try:
-                    obj = importlib.import_module(".".join(parts[:i]))
-                    break
-                except ModuleNotFoundError:
-                    continue
-            for p in parts[i:]:
-                assert hasattr(obj, p), f"the table says {key} is supported, but {'.'.join(parts[:i])} has no {p}"
-                obj = getattr(obj, p)
+            if status == T.SUPPORTED and ":" not in key:
+                assert _resolves(key), f"the table says {key} is supported, but shoal has no such name"
     finally:
         for k in [k for k in sys.modules if k == "ray" or k.startswith("ray.")]:
             del sys.modules[k]
         sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, compat._RayAlias)]
 
 
-def test_supported_options_are_accepted():
+def _resolves(key):
+    """Whether key is there through the alias: the longest importable module, then attributes."""
+    parts = key.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+            break
+        except ImportError:
+            continue
+    else:
+        return False
+    for p in parts[i:]:
+        obj = getattr(obj, p, None)
+        if obj is None or isinstance(obj, types.ModuleType):
+            return False  # a module the alias would not import (shoal.train is not ray.train)
+    return True
+
+
+def test_lacking_names_are_not_there():
+    """A name the table calls lacking or refused is not importable through the alias: when
+    another change adds it, this fails until its entry is flipped (the README follows)."""
+    compat.install_alias()
+    try:
+        for key, (status, note) in T.lookup().items():
+            if status == T.SUPPORTED or ":" in key or note.startswith("accepted and not applied"):
+                continue
+            assert not _resolves(key), \
+                f"{key} now exists in shoal: flip its entry in python/shoal/_compat_table.py to supported " \
+                "(or note 'accepted and not applied: ...'), then run `python -m shoal.compat --update-readme README.md`"
+    finally:
+        for k in [k for k in sys.modules if k == "ray" or k.startswith("ray.")]:
+            del sys.modules[k]
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, compat._RayAlias)]
+
+
+def test_options_agree_with_what_remote_accepts():
+    """Supported and "accepted and not applied" options are ones remote() accepts; options noted
+    as refused by remote() are not: a change to either side fails here until the table follows."""
     from shoal import _api
-    for key, (status, _) in T.lookup().items():
+    allowed = {"task": _api._TASK_OPTS, "actor": _api._ACTOR_OPTS}
+    for key, (status, note) in T.lookup().items():
         kind, _, opt = key.partition(":")
         opt = opt.split("=")[0]
-        if status == T.SUPPORTED and kind == "task":
-            assert opt in _api._TASK_OPTS, key
-        if status == T.SUPPORTED and kind == "actor":
-            assert opt in _api._ACTOR_OPTS, key
+        if kind not in allowed:
+            continue
+        if status == T.SUPPORTED or note.startswith("accepted"):
+            assert opt in allowed[kind], f"{key}: the table says shoal accepts it, remote() refuses it"
+        if note.startswith("refused as an invalid option keyword"):
+            assert opt not in allowed[kind], \
+                f"{key}: remote() accepts it now: flip its entry in python/shoal/_compat_table.py"
 
 
 def test_imports_names_and_attribute_chains():
