@@ -491,15 +491,11 @@ func (a *Agent) objectRows() []stateRow {
 	return rows
 }
 
-var pgStates = map[string]string{"PENDING": "PENDING", "CREATED": "CREATED", "REMOVED": "REMOVED"}
-
 // groupRows: the live groups (the shell's and the core's tables), then the removed ones, which
 // only the head's table keeps.
 func (a *Agent) groupRows(past []head.PlacementGroup) []stateRow {
-	byCID := map[sched.GroupID]*pgroup{}
 	ids := make([]wire.ID, 0, len(a.pgs))
-	for id, pg := range a.pgs {
-		byCID[pg.cid] = pg
+	for id := range a.pgs {
 		ids = append(ids, id)
 	}
 	views := map[sched.GroupID]sched.GroupView{}
@@ -516,7 +512,7 @@ func (a *Agent) groupRows(past []head.PlacementGroup) []stateRow {
 			bundles[i] = map[string]any{"bundle_id": fmt.Sprintf("%s_%d", id, i), "node_id": nil, "unit_resources": map[string]float64(b)}
 		}
 		if v, ok := views[pg.cid]; ok {
-			state = pgStates[v.State]
+			state = v.State // the core spells them as Ray does
 			for i, n := range v.Nodes {
 				if i < len(bundles) && n != sched.NoNode {
 					bundles[i]["node_id"] = a.nodeName(n)
