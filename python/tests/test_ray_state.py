@@ -107,8 +107,10 @@ def test_tasks_running_finished_failed(ray, st):
                    "the child task to run")[0]
     assert kid.parent_task_id == p.task_id().hex()
     assert kid.worker_pid and kid.node_id and kid.type == "NORMAL_TASK" and kid.language == "PYTHON"
-    par = st.get_task(p)
-    assert par.task_id == p.task_id().hex() and par.state == "RUNNING_IN_RAY_GET"
+    # the parent waits in get() for its child (its GET may reach the agent just after the child started)
+    par = wait_for(lambda: (lambda t: t if t.state == "RUNNING_IN_RAY_GET" else None)(st.get_task(p)),
+                   "the parent to wait in get()")
+    assert par.task_id == p.task_id().hex()
     assert par.required_resources == {"CPU": 1.0}  # get_task gives every field
     finished = st.list_tasks(filters=[("func_or_class_name", "=", ok._name)])
     assert len(finished) == 3 and {t.state for t in finished} == {"FINISHED"}
