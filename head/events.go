@@ -149,6 +149,14 @@ func (h *Head) ActorState(id, state string, restarts int, death string) {
 	})
 }
 
+// ActorPlaced records the node an actor's process runs on (it is created, or restarted, there).
+func (h *Head) ActorPlaced(id, node string) {
+	h.enqueue("actor placed", func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE actors SET node=? WHERE id=?`, node, id)
+		return wrap(err, "record actor %s's node %s", id, node)
+	})
+}
+
 // PlacementGroup is a row of the placement-group table.
 type PlacementGroup struct {
 	ID        string               `msgpack:"id" json:"id"`

@@ -75,6 +75,9 @@ func (a *Agent) newActor(t *task) error {
 
 func (a *Agent) setActorState(ac *actor, s actorState) {
 	ac.state = s
+	if a.head != nil && s == actorAlive && ac.worker != nil && ac.worker.node != nil {
+		a.head.ActorPlaced(ac.id.String(), ac.worker.node.id) // the node it runs on, not the head's
+	}
 	if a.head != nil {
 		a.head.ActorState(ac.id.String(), actorStateNames[s], ac.restarts, ac.death)
 	}

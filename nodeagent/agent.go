@@ -710,6 +710,14 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		return a.handleKV(c, f)
 	case wire.TState:
 		return a.headState(c, f.Seq)
+	case wire.TStateList: // the state API (statelist.go)
+		var m wire.StateList
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		return a.stateList(c, f.Seq, &m)
+	case wire.TContext:
+		return a.connContext(c, f.Seq)
 	case wire.TObserve, wire.TLog, wire.TCollStats: // obs: observe.go
 		return a.handleObserve(c, f)
 	case wire.TShutdown:

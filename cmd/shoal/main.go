@@ -101,6 +101,8 @@ func newApp() *cli.App {
 			dashboardCommand(),
 			timelineCommand(),
 			logsCommand(),
+			listCommand(),
+			compatCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
 	}

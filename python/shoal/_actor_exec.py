@@ -27,6 +27,7 @@ import threading
 import traceback
 
 from . import _wire as w
+from . import exceptions as exc
 
 DEFAULT_GROUP = "_ray_system_default"  # never a user's group name (Ray reserves it too)
 ASYNC_DEFAULT_CONCURRENCY = 1000       # Ray's default max_concurrency for async actors
@@ -253,6 +254,9 @@ class _Async:
         self.sems = {}
         self.active = 0
         self.cv = threading.Condition()
+        self.tasks = {}  # task id -> its asyncio task, for ray.cancel (TASK_CANCEL)
+        from . import _generator
+        _generator._on_cancel.append(self._cancel)
         t = threading.Thread(target=self._main, name="shoal-actor-loop", daemon=True)
         t.start()
 
@@ -273,7 +277,16 @@ class _Async:
         self.loop.call_soon_threadsafe(self._start, client, spec)
 
     def _start(self, client, spec):
-        self.loop.create_task(self._call(client, spec))
+        self.tasks[spec["task"]] = self.loop.create_task(self._call(client, spec))
+
+    def _cancel(self, task_id):
+        """ray.cancel() of a call of this actor (called on the frame-reading thread): its
+        coroutine is cancelled on the loop, and its result is TaskCancelledError."""
+        def cancel():
+            t = self.tasks.get(task_id)
+            if t is not None:
+                t.cancel()
+        self.loop.call_soon_threadsafe(cancel)
 
     async def _call(self, client, spec):
         W = _worker()
@@ -298,10 +311,17 @@ class _Async:
                     if err is not None:
                         raise err
                     return value
+                if isinstance(err, asyncio.CancelledError):
+                    err = exc.TaskCancelledError(f"{spec.get('name') or 'the call'} was cancelled")
                 W._execute(client, spec, run=result)
+        except asyncio.CancelledError:  # cancelled before it ran (waiting for its group's turn)
+            def cancelled(_c, _s):
+                raise exc.TaskCancelledError(f"{spec.get('name') or 'the call'} was cancelled")
+            W._execute(client, spec, run=cancelled)
         except ActorExit as e:
             _end_in_thread(client, _exit_why(e))
         finally:
+            self.tasks.pop(spec["task"], None)
             with self.cv:
                 self.active -= 1
                 self.cv.notify_all()

@@ -19,6 +19,7 @@ from . import _runtime_env
 from . import _serial
 from . import _wire as w
 from . import exceptions as exc
+from .runtime_context import RuntimeContext, get_runtime_context  # noqa: F401 (runtime_context.py)
 
 _local_cluster = None  # the `shoal serve` process started by init()
 _lock = threading.RLock()
@@ -737,38 +738,6 @@ def nodes():
                     "NodeManagerHostname": n["id"], "Resources": dict(n["total"]), "alive": n["alive"],
                     "Labels": dict(n.get("labels") or {})})
     return out
-
-
-class RuntimeContext:
-    def get_node_id(self):
-        return _auto_init().node_id
-
-    def get_job_id(self):
-        return os.environ.get("SHOAL_JOB_ID", "")
-
-    def get_task_id(self):
-        from . import _worker
-        t = _worker.current_task
-        return t.hex() if t else None
-
-    def get_actor_id(self):
-        from . import _worker
-        a = _worker.current_actor_id
-        return a.hex() if a else None
-
-    @property
-    def namespace(self):
-        return _namespace
-
-    def get_worker_id(self):
-        return os.environ.get("SHOAL_WORKER_ID", "")
-
-    def is_canceled(self):
-        return _generator.current_cancelled()
-
-
-def get_runtime_context():
-    return RuntimeContext()
 
 
 def get_gpu_ids():

@@ -18,8 +18,10 @@ def _observe(what):
 
 def timeline(filename=None):
     """Every task and actor call of the cluster as Chrome trace events (open them in Perfetto or
-    chrome://tracing), as ``ray.timeline`` gives them: written to ``filename`` as JSON when it is
-    given, else returned as a list of event dicts. Each complete event ("ph": "X") is one task's
+    chrome://tracing), as ``ray.timeline`` gives them: written to ``filename`` as a JSON array of
+    events (the trace format's "JSON Array Format", as Ray writes it) when it is given, else
+    returned as that list of event dicts. (`shoal timeline -o FILE` writes the object format,
+    with the trace's metadata.) Each complete event ("ph": "X") is one task's
     last attempt, on a process per node and a thread per worker; its ``args`` hold the task id,
     function, state, node, worker, attempt and the times in seconds since the cluster started.
 
@@ -28,7 +30,7 @@ def timeline(filename=None):
     if filename is None:
         return trace["traceEvents"]
     with open(filename, "w") as f:
-        json.dump(trace, f)
+        json.dump(trace["traceEvents"], f)
     return None
 
 

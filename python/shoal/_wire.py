@@ -27,6 +27,7 @@ EXEC, DONE = 30, 31
 ACTOR_EXIT, TERMINATE = 32, 33  # an actor ends on purpose; the agent asks it to (docs/ray-actors.md)
 GEN_ITEM, TASK_CANCEL = 34, 35  # a streamed generator yield (w→s); an actor call cancelled (s→w) (docs/ray-tasks.md)
 INFO, PG_CREATE, PG_REMOVE = 40, 41, 42
+STATE_LIST, CONTEXT = 47, 48  # the state API and get_runtime_context (docs/ray-introspection.md)
 OBSERVE, LOG = 46, 44  # recordings of the head node's agent; a member's worker lines (docs/observability.md)
 SHUTDOWN = 50
 PUT_PART, READ_PART = 51, 52  # objects in parts for clients without a store (nodeagent/remote_driver.go)

@@ -16,6 +16,7 @@ from . import _runtime_env
 from . import _serial
 from . import _wire as w
 from . import exceptions as exc
+from . import runtime_context as _runtime_context
 from ._api import _Dep
 
 current_task = None
@@ -61,6 +62,7 @@ def _run(client, spec):
     args = [_subst(a, vals) for a in args]
     kwargs = {k: _subst(v, vals) for k, v in kwargs.items()}
     current_task = spec["task"]
+    _runtime_context.task_started(spec)  # get_runtime_context() in this call (runtime_context.py)
     globals()["_current_name"] = spec.get("name")
     _observe.mark_task(spec, current_actor_id)
     globals()["current_gpus"] = spec.get("gpus") or []

@@ -65,4 +65,30 @@ def remove_placement_group(placement_group):
 
 
 def get_current_placement_group():
-    return None
+    """The placement group the calling task or actor runs in, or None (in a driver, or outside
+    any group), as Ray's: read from the runtime context and the state API."""
+    from ..runtime_context import get_runtime_context
+    pid = get_runtime_context().get_placement_group_id()
+    if pid is None:
+        return None
+    from .state import get_placement_group
+    g = get_placement_group(pid)
+    if g is None:
+        return None
+    return PlacementGroup(bytes.fromhex(pid), [dict(b["unit_resources"]) for b in g.bundles], g.strategy)
+
+
+def placement_group_table(placement_group=None):
+    """Ray's table of placement groups: one group's dict when one is given, else every group's
+    by hex id; each has placement_group_id, name, bundles ({index: resources}),
+    bundles_to_node_id, strategy and state."""
+    from .state import list_placement_groups
+
+    def row(g):
+        return {"placement_group_id": g.placement_group_id, "name": g.name, "strategy": g.strategy, "state": g.state,
+                "bundles": {i: dict(b["unit_resources"]) for i, b in enumerate(g.bundles)},
+                "bundles_to_node_id": {i: b["node_id"] for i, b in enumerate(g.bundles)}}
+    if placement_group is not None:
+        gs = list_placement_groups(filters=[("placement_group_id", "=", placement_group.id.hex())], limit=0, detail=True)
+        return row(gs[0]) if gs else {}
+    return {g.placement_group_id: row(g) for g in list_placement_groups(limit=0, detail=True)}
