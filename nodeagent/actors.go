@@ -280,7 +280,7 @@ func (a *Agent) detachedJob(parent *job, ac *actor) *job {
 	a.jobs[j.id] = j
 	a.coreJobs[j.cid] = j
 	if a.head != nil {
-		a.head.JobStarted(j.id, 0, parent.exe)
+		a.head.JobStarted(j.id, 0, fmt.Sprintf("detached actor %s of job %s", ac.create.spec.Name, parent.id))
 	}
 	a.log.Debug("detached actor's job", "job", j.id, "parent", parent.id, "actor", ac.id.String())
 	a.feed(sched.JobStarted{Job: j.cid, Driver: a.local.cid})
