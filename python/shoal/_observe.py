@@ -60,7 +60,7 @@ class _LogPrinter:
         with self.lock:
             if self.conn is None:
                 self.conn, _, _ = w.connect(self.address, self.secret, "cli")
-            self.conn.send(w.encode(w.OBSERVE, 1, {"what": "logs", "job": self.job, "since": self.since}))
+            self.conn.send(w.encode(w.OBSERVE, 1, {"what": "driver_logs", "job": self.job, "since": self.since}))
             while True:
                 t, seq, body = self.conn.recv()
                 if seq == 1:

@@ -1,0 +1,250 @@
+package nodeagent
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shoal-hpc/shoal/nodeagent/obs"
+	"github.com/shoal-hpc/shoal/wire"
+)
+
+// Worker output kept on its node (docs/observability.md "Worker output"):
+//
+//	member:  worker line ──> memberLogs.ring (bounded) ──(job's driver prints lines, or did
+//	         not register)──> LOG to the head
+//	head:    OBSERVE logs ──> its own ring + LOG_QUERY to each member ──> LOG_PAGE ──> Merge
+//	         OBSERVE driver ──> LOG_CONFIG {jobs} to every member (and to each as it joins)
+
+// logQueryTimeout is how long the head waits for a member's LOG_PAGE before it reports the
+// member as not answering.
+const logQueryTimeout = 5 * time.Second
+
+// memberLogs is a member agent's ring of its workers' lines and which jobs' lines the head
+// wants in LOG frames.
+type memberLogs struct {
+	ring *obs.Ring
+	mu   sync.Mutex
+	jobs map[string]bool // job -> the head wants its lines (its driver prints them)
+}
+
+func newMemberLogs() *memberLogs {
+	return &memberLogs{ring: obs.NewRing(0, 0), jobs: map[string]bool{}}
+}
+
+// push says whether the head wants job's lines: yes unless its driver registered without
+// log_to_driver (a job not named: its driver registered nothing, and the head echoes them).
+func (g *memberLogs) push(job string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	want, named := g.jobs[job]
+	return want || !named
+}
+
+// memberLine keeps a line of this member's worker and sends it to the head where wanted.
+func (m *Member) memberLine(l obs.Line) {
+	l = m.logs.ring.Add(l)
+	if m.logs.push(l.Job) {
+		m.conn.Send(wire.TLog, 0, &wire.LogLines{Lines: []wire.LogLine{lineToWire(l)}})
+	}
+}
+
+func lineToWire(l obs.Line) wire.LogLine {
+	return wire.LogLine{Seq: l.Seq, TimeNS: l.Time.UnixNano(), Job: l.Job, Worker: l.Worker, PID: l.PID,
+		Stream: l.Stream, Task: l.Task, Actor: l.Actor, Name: l.Name, Text: l.Text}
+}
+
+func lineFromWire(node string, l wire.LogLine) obs.Line {
+	return obs.Line{Seq: l.Seq, Time: time.Unix(0, l.TimeNS), Node: node, Job: l.Job, Worker: l.Worker, PID: l.PID,
+		Stream: l.Stream, Task: l.Task, Actor: l.Actor, Name: l.Name, Text: l.Text}
+}
+
+// handleLogs answers the head's LOG_QUERY and takes its LOG_CONFIG (on Run's goroutine: a
+// page is a copy out of the ring, bounded by the query).
+func (m *Member) handleLogs(f wire.Frame) error {
+	switch f.Type {
+	case wire.TLogConfig:
+		var c wire.LogConfig
+		if err := f.Decode(&c); err != nil {
+			return err
+		}
+		m.logs.ring.SetBound(c.MaxLines, c.MaxBytes)
+		m.logs.mu.Lock()
+		m.logs.jobs = c.Jobs
+		if m.logs.jobs == nil {
+			m.logs.jobs = map[string]bool{}
+		}
+		m.logs.mu.Unlock()
+		return nil
+	case wire.TLogQuery:
+		var q wire.LogQuery
+		if err := f.Decode(&q); err != nil {
+			return err
+		}
+		maxLines, maxBytes := q.Max, q.MaxBytes
+		if maxLines <= 0 || maxLines > obs.PageLines {
+			maxLines = obs.PageLines
+		}
+		if maxBytes <= 0 || maxBytes > obs.PageBytes {
+			maxBytes = obs.PageBytes
+		}
+		p := m.logs.ring.Page(obs.LogFilter{Job: q.Job, Task: q.Task, Actor: q.Actor, Worker: q.Worker}, q.Since, maxLines, maxBytes)
+		out := wire.LogPage{Lines: make([]wire.LogLine, 0, len(p.Lines)), Next: p.Next, More: p.More, Dropped: p.Dropped}
+		for _, l := range p.Lines {
+			out.Lines = append(out.Lines, lineToWire(l))
+		}
+		return m.conn.Send(wire.TLogPage, f.Seq, &out)
+	}
+	return nil
+}
+
+// logStats fills a member's heartbeat with its ring's figures.
+func (m *Member) logStats(s *wire.NodeStats) {
+	st := m.logs.ring.Stats()
+	s.LogLines, s.LogBytes, s.LogDropped = st.Lines, st.Bytes, st.Dropped
+}
+
+// logQueries are the head's LOG_QUERYs waiting for their LOG_PAGE, by seq (Agent.logq).
+type logQueries struct {
+	seq     atomic.Uint64
+	mu      sync.Mutex
+	waiting map[uint64]chan wire.LogPage
+}
+
+// logPage takes a member's LOG_PAGE to the query that waits for it (none: it came too late).
+func (a *Agent) logPage(c *client, f wire.Frame) error {
+	var p wire.LogPage
+	if err := f.Decode(&p); err != nil {
+		return err
+	}
+	if c.member == nil {
+		return errors.New("LOG_PAGE from a connection that is not a member agent")
+	}
+	q := &a.logq
+	q.mu.Lock()
+	ch := q.waiting[f.Seq]
+	delete(q.waiting, f.Seq)
+	q.mu.Unlock()
+	if ch != nil {
+		ch <- p // buffered
+	}
+	return nil
+}
+
+// logConfig is what the head tells members about their rings and its drivers.
+func (a *Agent) logConfig() *wire.LogConfig {
+	lines, bytes := a.cfg.Observer.LogBound()
+	return &wire.LogConfig{MaxLines: lines, MaxBytes: bytes, Jobs: a.cfg.Observer.Drivers()}
+}
+
+// logJoined tells a member that joined its ring's bound and which jobs' lines to send (a.mu
+// held: no SPAWN can go before it).
+func (a *Agent) logJoined(c *client) {
+	if a.cfg.Observer == nil || c == nil || c.member == nil {
+		return
+	}
+	c.conn.Send(wire.TLogConfig, 0, a.logConfig())
+}
+
+// logDriversChanged tells every member which jobs' lines to send, after a driver registered
+// (on the driver's goroutine, before it submits: its tasks' SPAWNs go after this on each
+// member's connection).
+func (a *Agent) logDriversChanged() {
+	cfg := a.logConfig()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, n := range a.nodes {
+		if n.member != nil && n.alive {
+			n.member.conn.Send(wire.TLogConfig, 0, cfg)
+		}
+	}
+}
+
+// ClusterLogs answers a log query from every node (or the one f.Node names): this node's ring
+// and each member's, asked in parallel, merged by time. A member gone (or not answering) is
+// named in the answer's Gone.
+func (a *Agent) ClusterLogs(f obs.LogFilter, cur obs.Cursor, maxLines int) (obs.Merged, error) {
+	r := a.cfg.Observer
+	if maxLines <= 0 || maxLines > obs.PageLines {
+		maxLines = obs.PageLines
+	}
+	type target struct {
+		id     string
+		member *client
+		alive  bool
+	}
+	var targets []target
+	a.mu.Lock()
+	local := a.cfg.NodeID
+	for _, n := range a.nodes {
+		if f.Node == "" || n.id == f.Node {
+			targets = append(targets, target{n.id, n.member, n.alive})
+		}
+	}
+	a.mu.Unlock()
+	if f.Node != "" && len(targets) == 0 {
+		return obs.Merged{}, fmt.Errorf("no node %q in this cluster (`shoal status` lists its nodes)", f.Node)
+	}
+	pages := make([]obs.NodePage, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		since := cur[t.id]
+		pages[i].Node = t.id
+		switch {
+		case t.id == local || t.member == nil:
+			pages[i].LogPage = r.LogPage(f, since, maxLines, obs.PageBytes)
+		case !t.alive:
+			pages[i].Gone, pages[i].Err = true, "its agent is gone, and the lines it kept with it"
+		default:
+			wg.Add(1)
+			go func(p *obs.NodePage, c *client) {
+				defer wg.Done()
+				got, err := a.queryMember(c, wire.LogQuery{Job: f.Job, Task: f.Task, Actor: f.Actor, Worker: f.Worker,
+					Since: since, Max: maxLines, MaxBytes: obs.PageBytes})
+				if err != nil {
+					p.Gone, p.Err = true, err.Error()
+					return
+				}
+				p.LogPage = obs.LogPage{Lines: make([]obs.Line, 0, len(got.Lines)), Next: got.Next, More: got.More, Dropped: got.Dropped}
+				for _, l := range got.Lines {
+					p.Lines = append(p.Lines, lineFromWire(p.Node, l))
+				}
+			}(&pages[i], t.member)
+		}
+	}
+	wg.Wait()
+	sort.Slice(pages, func(i, j int) bool { return pages[i].Node < pages[j].Node })
+	return obs.Merge(cur, pages), nil
+}
+
+// queryMember sends a LOG_QUERY to a member and waits for its LOG_PAGE.
+func (a *Agent) queryMember(c *client, q wire.LogQuery) (wire.LogPage, error) {
+	lq := &a.logq
+	seq := lq.seq.Add(1)
+	ch := make(chan wire.LogPage, 1)
+	lq.mu.Lock()
+	if lq.waiting == nil {
+		lq.waiting = map[uint64]chan wire.LogPage{}
+	}
+	lq.waiting[seq] = ch
+	lq.mu.Unlock()
+	defer func() {
+		lq.mu.Lock()
+		delete(lq.waiting, seq)
+		lq.mu.Unlock()
+	}()
+	if err := c.conn.Send(wire.TLogQuery, seq, &q); err != nil {
+		return wire.LogPage{}, fmt.Errorf("its agent is gone (%v), and the lines it kept with it", err)
+	}
+	select {
+	case p := <-ch:
+		return p, nil
+	case <-time.After(logQueryTimeout):
+		return wire.LogPage{}, fmt.Errorf("its agent did not answer in %v; its lines are not shown", logQueryTimeout)
+	}
+}
+
+var _ obs.LogSource = (*Agent)(nil)
