@@ -239,12 +239,34 @@ func (a *Agent) queryMember(c *client, q wire.LogQuery) (wire.LogPage, error) {
 	if err := c.conn.Send(wire.TLogQuery, seq, &q); err != nil {
 		return wire.LogPage{}, fmt.Errorf("its agent is gone (%v), and the lines it kept with it", err)
 	}
-	select {
-	case p := <-ch:
-		return p, nil
-	case <-time.After(logQueryTimeout):
-		return wire.LogPage{}, fmt.Errorf("its agent did not answer in %v; its lines are not shown", logQueryTimeout)
+	timeout := time.NewTimer(logQueryTimeout)
+	defer timeout.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case p := <-ch:
+			return p, nil
+		case <-tick.C: // a member lost while we wait answers no more
+			if !a.memberAlive(c) {
+				return wire.LogPage{}, errors.New("its agent is gone, and the lines it kept with it")
+			}
+		case <-timeout.C:
+			return wire.LogPage{}, fmt.Errorf("its agent did not answer in %v; its lines are not shown", logQueryTimeout)
+		}
 	}
+}
+
+// memberAlive says whether c is the connection of a member node still in the cluster.
+func (a *Agent) memberAlive(c *client) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, n := range a.nodes {
+		if n.member == c {
+			return n.alive
+		}
+	}
+	return false
 }
 
 var _ obs.LogSource = (*Agent)(nil)
