@@ -46,8 +46,10 @@ func (g *memberLogs) push(job string) bool {
 
 // memberLine keeps a line of this member's worker and sends it to the head where wanted.
 func (m *Member) memberLine(l obs.Line) {
-	l = m.logs.ring.Add(l)
-	if m.logs.push(l.Job) {
+	if m.logs != nil { // nil: a Member made without Join (tests) keeps nothing
+		l = m.logs.ring.Add(l)
+	}
+	if m.logs == nil || m.logs.push(l.Job) {
 		m.conn.Send(wire.TLog, 0, &wire.LogLines{Lines: []wire.LogLine{lineToWire(l)}})
 	}
 }
@@ -65,6 +67,9 @@ func lineFromWire(node string, l wire.LogLine) obs.Line {
 // handleLogs answers the head's LOG_QUERY and takes its LOG_CONFIG (on Run's goroutine: a
 // page is a copy out of the ring, bounded by the query).
 func (m *Member) handleLogs(f wire.Frame) error {
+	if m.logs == nil {
+		return nil
+	}
 	switch f.Type {
 	case wire.TLogConfig:
 		var c wire.LogConfig
@@ -103,6 +108,9 @@ func (m *Member) handleLogs(f wire.Frame) error {
 
 // logStats fills a member's heartbeat with its ring's figures.
 func (m *Member) logStats(s *wire.NodeStats) {
+	if m.logs == nil {
+		return
+	}
 	st := m.logs.ring.Stats()
 	s.LogLines, s.LogBytes, s.LogDropped = st.Lines, st.Bytes, st.Dropped
 }
