@@ -89,21 +89,28 @@ func (m *Member) handleLogs(f wire.Frame) error {
 		if err := f.Decode(&q); err != nil {
 			return err
 		}
-		maxLines, maxBytes := q.Max, q.MaxBytes
-		if maxLines <= 0 || maxLines > obs.PageLines {
-			maxLines = obs.PageLines
-		}
-		if maxBytes <= 0 || maxBytes > obs.PageBytes {
-			maxBytes = obs.PageBytes
-		}
-		p := m.logs.ring.Page(obs.LogFilter{Job: q.Job, Task: q.Task, Actor: q.Actor, Worker: q.Worker}, q.Since, maxLines, maxBytes)
-		out := wire.LogPage{Lines: make([]wire.LogLine, 0, len(p.Lines)), Next: p.Next, More: p.More, Dropped: p.Dropped}
-		for _, l := range p.Lines {
-			out.Lines = append(out.Lines, lineToWire(l))
-		}
+		out := answerLogQuery(m.logs.ring, &q)
 		return m.conn.Send(wire.TLogPage, f.Seq, &out)
 	}
 	return nil
+}
+
+// answerLogQuery is a member's page for q: at most obs.PageLines lines and about
+// obs.PageBytes, whatever q asks.
+func answerLogQuery(g *obs.Ring, q *wire.LogQuery) wire.LogPage {
+	maxLines, maxBytes := q.Max, q.MaxBytes
+	if maxLines <= 0 || maxLines > obs.PageLines {
+		maxLines = obs.PageLines
+	}
+	if maxBytes <= 0 || maxBytes > obs.PageBytes {
+		maxBytes = obs.PageBytes
+	}
+	p := g.Page(obs.LogFilter{Job: q.Job, Task: q.Task, Actor: q.Actor, Worker: q.Worker}, q.Since, maxLines, maxBytes)
+	out := wire.LogPage{Lines: make([]wire.LogLine, 0, len(p.Lines)), Next: p.Next, More: p.More, Dropped: p.Dropped}
+	for _, l := range p.Lines {
+		out.Lines = append(out.Lines, lineToWire(l))
+	}
+	return out
 }
 
 // logStats fills a member's heartbeat with its ring's figures.
