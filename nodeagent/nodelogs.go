@@ -24,32 +24,44 @@ import (
 const logQueryTimeout = 5 * time.Second
 
 // memberLogs is a member agent's ring of its workers' lines and which jobs' lines the head
-// wants in LOG frames.
+// wants in LOG frames. The ring is made at the head's first LOG_CONFIG: a head that records
+// nothing (--observability=off) sends none, and its members keep nothing.
 type memberLogs struct {
-	ring *obs.Ring
 	mu   sync.Mutex
+	ring *obs.Ring
 	jobs map[string]bool // job -> the head wants its lines (its driver prints them)
 }
 
-func newMemberLogs() *memberLogs {
-	return &memberLogs{ring: obs.NewRing(0, 0), jobs: map[string]bool{}}
-}
+func newMemberLogs() *memberLogs { return &memberLogs{jobs: map[string]bool{}} }
 
-// push says whether the head wants job's lines: yes unless its driver registered without
-// log_to_driver (a job not named: its driver registered nothing, and the head echoes them).
-func (g *memberLogs) push(job string) bool {
+// route returns the ring (nil: none yet) and whether the head wants job's lines: yes unless
+// its driver registered without log_to_driver (a job not named: its driver registered
+// nothing, and the head echoes them).
+func (g *memberLogs) route(job string) (*obs.Ring, bool) {
+	if g == nil { // a Member made without Join (tests) keeps nothing
+		return nil, true
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	want, named := g.jobs[job]
-	return want || !named
+	return g.ring, want || !named
+}
+
+func (g *memberLogs) stats() obs.RingStats {
+	r, _ := g.route("")
+	if r == nil {
+		return obs.RingStats{}
+	}
+	return r.Stats()
 }
 
 // memberLine keeps a line of this member's worker and sends it to the head where wanted.
 func (m *Member) memberLine(l obs.Line) {
-	if m.logs != nil { // nil: a Member made without Join (tests) keeps nothing
-		l = m.logs.ring.Add(l)
+	ring, push := m.logs.route(l.Job)
+	if ring != nil {
+		l = ring.Add(l)
 	}
-	if m.logs == nil || m.logs.push(l.Job) {
+	if push {
 		m.conn.Send(wire.TLog, 0, &wire.LogLines{Lines: []wire.LogLine{lineToWire(l)}})
 	}
 }
@@ -76,8 +88,12 @@ func (m *Member) handleLogs(f wire.Frame) error {
 		if err := f.Decode(&c); err != nil {
 			return err
 		}
-		m.logs.ring.SetBound(c.MaxLines, c.MaxBytes)
 		m.logs.mu.Lock()
+		if m.logs.ring == nil {
+			m.logs.ring = obs.NewRing(c.MaxLines, c.MaxBytes)
+		} else {
+			m.logs.ring.SetBound(c.MaxLines, c.MaxBytes)
+		}
 		m.logs.jobs = c.Jobs
 		if m.logs.jobs == nil {
 			m.logs.jobs = map[string]bool{}
@@ -89,7 +105,11 @@ func (m *Member) handleLogs(f wire.Frame) error {
 		if err := f.Decode(&q); err != nil {
 			return err
 		}
-		out := answerLogQuery(m.logs.ring, &q)
+		ring, _ := m.logs.route("")
+		if ring == nil {
+			ring = obs.NewRing(1, 1) // no LOG_CONFIG yet: nothing kept
+		}
+		out := answerLogQuery(ring, &q)
 		return m.conn.Send(wire.TLogPage, f.Seq, &out)
 	}
 	return nil
@@ -118,7 +138,7 @@ func (m *Member) logStats(s *wire.NodeStats) {
 	if m.logs == nil {
 		return
 	}
-	st := m.logs.ring.Stats()
+	st := m.logs.stats()
 	s.LogLines, s.LogBytes, s.LogDropped = st.Lines, st.Bytes, st.Dropped
 }
 

@@ -81,7 +81,7 @@ func workerLine(node, job string, i int) obs.Line {
 // node; a member gone is named, its lines gone with it.
 func TestClusterLogsFromMembers(t *testing.T) {
 	a, m, _ := logCluster(t, 50)
-	if st := m.logs.ring.Stats(); st.MaxLines != 50 {
+	if st := m.logs.stats(); st.MaxLines != 50 {
 		t.Fatalf("the member's ring bound is %d lines; the head's LOG_CONFIG said 50", st.MaxLines)
 	}
 	r := a.cfg.Observer
@@ -190,7 +190,7 @@ func TestMemberSendsLinesOnlyForDrivers(t *testing.T) {
 	if q, _ := r.DriverLogs("quiet", 0, 0); len(q) != 0 || len(echoed) != 1 || echoed[0] != "m1 line 3" {
 		t.Fatalf("quiet job queued %v; echoed %v", q, echoed)
 	}
-	if st := m.logs.ring.Stats(); st.Lines != 3 {
+	if st := m.logs.stats(); st.Lines != 3 {
 		t.Fatalf("the member keeps %d lines; want all 3", st.Lines)
 	}
 }
