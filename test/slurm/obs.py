@@ -84,6 +84,12 @@ check("member_keeps_its_lines", kept.get("node2", 0) >= 3 and kept.get("node3", 
       and held.get("node2") == 0 and held.get("node3") == 0, f"kept {kept} held at the head {held}")
 
 
+# The page's worker logs come from the member too (the head asks node2's agent).
+preq = urllib.request.Request(d["url"] + "api/logs?node=node2", headers={"Authorization": "Bearer " + d["token"]})
+page = urllib.request.urlopen(preq, timeout=10).read().decode()
+check("page_logs_of_member", "node=node2) task line on node2 x=0" in page and "node3" not in page, repr(page[-300:]))
+
+
 # A member's bound (shoal launch --log-lines 50, given to members by the head): a task printing
 # past it leaves the newest 50 lines, and `shoal logs` says how many its node dropped.
 @shoal.remote(resources={"on_node2": 1})

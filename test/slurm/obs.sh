@@ -21,7 +21,7 @@ SB
 (cd "$WORK" && timeout 300 sbatch --wait "$WORK/obs.sbatch" >/dev/null 2>&1); rc=$?
 out=$(cat "$WORK/obs.out" 2>/dev/null); err=$(cat "$WORK/obs.err" 2>/dev/null)
 [[ $rc == 0 ]] && ok "job exit 0" || bad "job exit code" "rc=$rc" "$(tail -n 30 <<<"$out$err")"
-for n in placement logs_task_on_member logs_actor_on_member logs_node timeline_every_task_with_its_node metrics_members member_keeps_its_lines member_ring_bound member_ring_bound_metric; do
+for n in placement logs_task_on_member logs_actor_on_member logs_node timeline_every_task_with_its_node metrics_members member_keeps_its_lines page_logs_of_member member_ring_bound member_ring_bound_metric; do
   line=$(grep "^CHECK $n " <<<"$out")
   if [[ $line == "CHECK $n True"* ]]; then ok "$n"; else bad "$n" "${line:-no CHECK line}" "$(tail -n 20 <<<"$out$err")"; fi
 done
