@@ -25,9 +25,9 @@ func observeFlags() []cli.Flag {
 		&cli.IntFlag{Name: "dashboard-port", Value: 0, EnvVars: []string{"SHOAL_DASHBOARD_PORT"},
 			Usage: "port of the dashboard (default 0: one the OS picks; `shoal dashboard` prints it)"},
 		&cli.IntFlag{Name: "log-lines", Value: obs.DefaultMaxLogLines, EnvVars: []string{"SHOAL_LOG_LINES"},
-			Usage: "worker output lines each node's agent keeps of its own workers (the oldest go first; `shoal logs`)"},
+			Usage: "worker output lines each node's agent keeps of its own workers (the oldest go first; shoal logs reads them)"},
 		&cli.IntFlag{Name: "log-bytes", Value: obs.DefaultMaxLogBytes, EnvVars: []string{"SHOAL_LOG_BYTES"},
-			Usage: "bytes of worker output text each node's agent keeps (default 64 MiB)"},
+			Usage: "bytes of worker output text each node's agent keeps (64 MiB)"},
 	}
 }
 
