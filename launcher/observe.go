@@ -21,6 +21,9 @@ type ObserveOptions struct {
 	// ReportFile, when set, receives the end-of-job report as JSON; Quiet keeps it off stderr.
 	ReportFile string
 	Quiet      bool
+	// LogLines and LogBytes bound the worker lines each node's agent keeps of its own
+	// (--log-lines, --log-bytes; 0: obs.DefaultMaxLogLines, obs.DefaultMaxLogBytes).
+	LogLines, LogBytes int
 }
 
 // newRecorder is the head node's recorder, or nil when observability is off.
@@ -28,7 +31,14 @@ func newRecorder(o ObserveOptions, stdout, stderr *os.File) *obs.Recorder {
 	if o.Off {
 		return nil
 	}
-	r := obs.NewRecorder()
+	var opts []obs.Option
+	if o.LogLines > 0 {
+		opts = append(opts, obs.WithMaxLogLines(o.LogLines))
+	}
+	if o.LogBytes > 0 {
+		opts = append(opts, obs.WithMaxLogBytes(o.LogBytes))
+	}
+	r := obs.NewRecorder(opts...)
 	if stdout == nil {
 		stdout = os.Stdout
 	}

@@ -106,6 +106,7 @@ type Agent struct {
 	sockPath      string
 	wg            sync.WaitGroup
 
+	logq     logQueries // members' LOG_PAGEs awaited (nodelogs.go)
 	mu       sync.Mutex
 	closed   bool
 	nextConn uint64
@@ -688,7 +689,9 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		if err := a.nodeJoin(c, &m); err != nil {
 			return err
 		}
-		return c.conn.Send(wire.TOK, f.Seq, a.joinReply())
+		err := c.conn.Send(wire.TOK, f.Seq, a.joinReply())
+		a.logJoined(c) // obs: its ring's bound and the drivers (nodelogs.go)
+		return err
 	case wire.THeartbeat:
 		return a.heartbeat(c, f)
 	case wire.TWorkerExit:
@@ -718,7 +721,7 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		return a.stateList(c, f.Seq, &m)
 	case wire.TContext:
 		return a.connContext(c, f.Seq)
-	case wire.TObserve, wire.TLog, wire.TCollStats: // obs: observe.go
+	case wire.TObserve, wire.TLog, wire.TCollStats, wire.TLogPage: // obs: observe.go
 		return a.handleObserve(c, f)
 	case wire.TShutdown:
 		if c.role != "cli" {

@@ -43,6 +43,7 @@ type Member struct {
 	// handling a SPAWN).
 	procs *spawner
 	store *memberStore // this node's object store (memberstore.go); nil without one
+	logs  *memberLogs  // this node's workers' lines (nodelogs.go)
 	// heartbeats with the head (heartbeat.go): the head's figures from NODE_JOIN's answer
 	// (zero: none), when the head was last heard from, and why it was given up
 	hb      Heartbeat
@@ -133,7 +134,7 @@ func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
 		conn.Send(wire.TNodeStore, 0, &wire.NodeStore{Loc: st.xfer.Loc()})
 	}
 	m := &Member{log: log, conn: conn, node: cfg.Node, scrub: cfg.Scrub, stdout: cfg.Stdout, stderr: cfg.Stderr,
-		cfg: cfg, store: st}
+		cfg: cfg, store: st, logs: newMemberLogs()}
 	if reply.TimeoutMS > 0 && reply.HeartbeatMS > 0 {
 		m.hb = Heartbeat{Timeout: time.Duration(reply.TimeoutMS) * time.Millisecond, Period: time.Duration(reply.HeartbeatMS) * time.Millisecond}
 		m.beats = newLiveness[string](m.hb.Timeout)
@@ -190,6 +191,10 @@ func (m *Member) Run() (int, error) {
 			}
 			if m.store != nil {
 				m.store.free(ids.IDs)
+			}
+		case wire.TLogQuery, wire.TLogConfig: // obs: nodelogs.go
+			if err := m.handleLogs(f); err != nil {
+				return 1, err
 			}
 		case wire.TStop:
 			var s wire.Stop

@@ -8,6 +8,7 @@ import (
 // (heartbeat.go): the head's dashboard, /metrics and report read them.
 func (m *Member) nodeStats() *wire.NodeStats {
 	s := &wire.NodeStats{Load1: readLoad1("/proc/loadavg")}
+	m.logStats(s) // obs: nodelogs.go
 	if m.store != nil {
 		s.Store = m.store.stats()
 		if x := m.store.xfer; x != nil {

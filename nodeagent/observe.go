@@ -80,6 +80,8 @@ func (a *Agent) Snapshot() obs.Snapshot {
 			on.Available["GPU"] = float64(len(n.gpus) - len(on.GPUsUsed))
 		}
 		if n == a.local {
+			st := a.cfg.Observer.LogStats()
+			on.LogLines, on.LogBytes, on.LogDropped = st.Lines, st.Bytes, st.Dropped
 			on.Load1 = load
 			on.Store = storeOf(a.store.Stats())
 			if a.xfer != nil {
@@ -90,6 +92,7 @@ func (a *Agent) Snapshot() obs.Snapshot {
 			on.Store = storeOf(b.Stats.Store)
 			on.SentBytes, on.ReceivedBytes = b.Stats.Sent, b.Stats.Received
 			on.Heartbeats, on.LastHeartbeat = b.Count, b.Last
+			on.LogLines, on.LogBytes, on.LogDropped = b.Stats.LogLines, b.Stats.LogBytes, b.Stats.LogDropped
 		}
 		s.Nodes = append(s.Nodes, on)
 	}
@@ -194,10 +197,12 @@ func (a *Agent) handleObserve(c *client, f wire.Frame) error {
 			if a.cfg.Observer == nil {
 				a.echo(line)
 			} else {
-				a.cfg.Observer.AddLog(line)
+				a.cfg.Observer.AddMemberLog(line) // the member keeps it (nodelogs.go)
 			}
 		}
 		return nil
+	case wire.TLogPage:
+		return a.logPage(c, f)
 	case wire.TObserve:
 		var m wire.Observe
 		if err := f.Decode(&m); err != nil {
@@ -208,6 +213,7 @@ func (a *Agent) handleObserve(c *client, f wire.Frame) error {
 			return c.conn.SendError(f.Seq, "observability_off", ErrObservabilityOff.Error())
 		}
 		var data []byte
+		var err error
 		switch m.What {
 		case wire.ObserveDashboard:
 			url, token := r.Dashboard()
@@ -220,7 +226,12 @@ func (a *Agent) handleObserve(c *client, f wire.Frame) error {
 		case wire.ObserveReport:
 			data, _ = json.Marshal(r.Report())
 		case wire.ObserveLogs:
-			data = a.observeLogs(r, &m)
+			if data, err = a.observeLogs(&m); err != nil {
+				return c.conn.SendError(f.Seq, "bad_request", err.Error())
+			}
+		case wire.ObserveDriverLogs:
+			lines, next := r.DriverLogs(m.Job, m.Since, m.Max)
+			data, _ = json.Marshal(map[string]any{"lines": lines, "next": next})
 		case wire.ObserveDriver:
 			a.mu.Lock()
 			j := c.job
@@ -229,10 +240,11 @@ func (a *Agent) handleObserve(c *client, f wire.Frame) error {
 				return errors.New("OBSERVE driver: only a driver's own connection registers its job")
 			}
 			r.RegisterDriver(j.id, m.LogToDriver)
+			a.logDriversChanged() // members send the head this job's lines only if it prints them
 			data, _ = json.Marshal(map[string]string{"job": j.id})
 		default:
-			return fmt.Errorf("OBSERVE %q: ask for %s, %s, %s, %s or %s", m.What, wire.ObserveDashboard, wire.ObserveTimeline,
-				wire.ObserveReport, wire.ObserveLogs, wire.ObserveDriver)
+			return fmt.Errorf("OBSERVE %q: ask for %s, %s, %s, %s, %s or %s", m.What, wire.ObserveDashboard, wire.ObserveTimeline,
+				wire.ObserveReport, wire.ObserveLogs, wire.ObserveDriverLogs, wire.ObserveDriver)
 		}
 		return c.conn.Send(wire.TOK, f.Seq, &wire.ObserveReply{Data: data})
 	}
@@ -251,21 +263,19 @@ func (a *Agent) workerOutput(job, worker string) (io.Writer, io.Writer) {
 		obs.NewLineWriter(a.cfg.NodeID, job, worker, "stderr", r.AddLog)
 }
 
-// workerOutput of a member: lines go to the head node's agent in LOG frames.
+// workerOutput of a member: lines go to its own ring, and to the head node's agent in LOG
+// frames for a job whose driver prints them (nodelogs.go).
 func (m *Member) workerOutput(worker string) (io.Writer, io.Writer) {
-	send := func(l obs.Line) {
-		m.conn.Send(wire.TLog, 0, &wire.LogLines{Lines: []wire.LogLine{{TimeNS: l.Time.UnixNano(), Job: l.Job,
-			Worker: l.Worker, PID: l.PID, Stream: l.Stream, Task: l.Task, Actor: l.Actor, Name: l.Name, Text: l.Text}}})
-	}
 	job := obs.JobOfWorker(worker)
-	return obs.NewLineWriter(m.node, job, worker, "stdout", send), obs.NewLineWriter(m.node, job, worker, "stderr", send)
+	return obs.NewLineWriter(m.node, job, worker, "stdout", m.memberLine), obs.NewLineWriter(m.node, job, worker, "stderr", m.memberLine)
 }
 
 // echo is where a member's lines go on a head that records nothing.
 func (a *Agent) echo(l obs.Line) { obs.EchoTo(a.cfg.Stdout, a.cfg.Stderr)(l) }
 
-// observeLogs answers OBSERVE logs; an actor is named by id (prefix) or by name.
-func (a *Agent) observeLogs(r *obs.Recorder, m *wire.Observe) []byte {
+// observeLogs answers OBSERVE logs from every node's ring; an actor is named by id (prefix) or
+// by name.
+func (a *Agent) observeLogs(m *wire.Observe) ([]byte, error) {
 	f := obs.LogFilter{Job: m.Job, Task: m.Task, Actor: m.Actor, Node: m.Node, Worker: m.Worker}
 	if m.Actor != "" {
 		a.mu.Lock()
@@ -276,7 +286,10 @@ func (a *Agent) observeLogs(r *obs.Recorder, m *wire.Observe) []byte {
 		}
 		a.mu.Unlock()
 	}
-	lines, next := r.Logs(f, m.Since, m.Max)
-	b, _ := json.Marshal(map[string]any{"lines": lines, "next": next})
-	return b
+	res, err := a.ClusterLogs(f, m.Cursor, m.Max)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(res)
+	return b, nil
 }

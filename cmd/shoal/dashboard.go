@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-hpc/shoal/launcher"
+	"github.com/shoal-hpc/shoal/nodeagent/obs"
 	"github.com/shoal-hpc/shoal/wire"
 )
 
@@ -23,6 +24,10 @@ func observeFlags() []cli.Flag {
 			Usage: "address the head's dashboard and /metrics listen on (default: loopback; reach it with ssh -L)"},
 		&cli.IntFlag{Name: "dashboard-port", Value: 0, EnvVars: []string{"SHOAL_DASHBOARD_PORT"},
 			Usage: "port of the dashboard (default 0: one the OS picks; `shoal dashboard` prints it)"},
+		&cli.IntFlag{Name: "log-lines", Value: obs.DefaultMaxLogLines, EnvVars: []string{"SHOAL_LOG_LINES"},
+			Usage: "worker output lines each node's agent keeps of its own workers (the oldest go first; shoal logs reads them)"},
+		&cli.IntFlag{Name: "log-bytes", Value: obs.DefaultMaxLogBytes, EnvVars: []string{"SHOAL_LOG_BYTES"},
+			Usage: "bytes of worker output text each node's agent keeps (64 MiB)"},
 	}
 }
 
@@ -39,7 +44,10 @@ func reportFlags() []cli.Flag {
 // observeOptions reads observeFlags and reportFlags.
 func observeOptions(c *cli.Context) (launcher.ObserveOptions, error) {
 	o := launcher.ObserveOptions{DashboardHost: c.String("dashboard-host"), DashboardPort: c.Int("dashboard-port"),
-		ReportFile: c.String("report"), Quiet: c.Bool("quiet")}
+		ReportFile: c.String("report"), Quiet: c.Bool("quiet"), LogLines: c.Int("log-lines"), LogBytes: c.Int("log-bytes")}
+	if o.LogLines < 1 || o.LogBytes < 1 {
+		return o, cli.Exit(fmt.Sprintf("--log-lines %d, --log-bytes %d: each node keeps at least one line; give both above 0", o.LogLines, o.LogBytes), 2)
+	}
 	switch v := c.String("observability"); v {
 	case "", "on":
 	case "off":

@@ -19,8 +19,11 @@ func logsCommand() *cli.Command {
 		UsageText: "shoal logs [--task ID | --actor NAME|ID | --node NODE | --worker ID] [--follow] [--json]\n\n" +
 			"   Example: shoal logs --actor trainer --follow\n" +
 			"   Each line is prefixed as in the driver: (function pid=PID, node=NODE). A task or actor id\n" +
-			"   may be a prefix of its hex id (the page and `shoal timeline` show them). The head keeps\n" +
-			"   the latest 100,000 lines (at most 64 MiB).",
+			"   may be a prefix of its hex id (the page and `shoal timeline` show them). Each node's agent\n" +
+			"   keeps its own workers' latest lines (--log-lines, default 100,000, and --log-bytes,\n" +
+			"   default 64 MiB, where the cluster starts); the head asks every node (or the one --node\n" +
+			"   names) and merges their lines by time. A line on stderr names each node that is gone\n" +
+			"   (its lines went with it) and each that dropped lines for its bound.",
 		Flags: append(targetFlags(),
 			&cli.StringFlag{Name: "task", EnvVars: []string{"SHOAL_LOGS_TASK"}, Usage: "only this task's lines (hex id or a prefix of it)"},
 			&cli.StringFlag{Name: "actor", EnvVars: []string{"SHOAL_LOGS_ACTOR"}, Usage: "only this actor's lines (its name, or hex id or a prefix)"},
@@ -38,20 +41,24 @@ func logsCommand() *cli.Command {
 			q := wire.Observe{What: wire.ObserveLogs, Task: c.String("task"), Actor: c.String("actor"),
 				Node: c.String("node"), Worker: c.String("worker")}
 			enc := json.NewEncoder(os.Stdout)
+			said := map[string]bool{} // notes already printed (--follow prints each once)
 			for {
 				var r wire.ObserveReply
 				if err := conn.Call(wire.TObserve, 1, &q, &r); err != nil {
-					if c.Bool("follow") && q.Since > 0 {
+					if c.Bool("follow") && q.Cursor != nil {
 						return nil // the cluster ended
 					}
 					return cli.Exit(fmt.Sprintf("ask cluster %s for its logs: %v", info.ID, err), 1)
 				}
-				var page struct {
-					Lines []obs.Line `json:"lines"`
-					Next  uint64     `json:"next"`
-				}
+				var page obs.Merged
 				if err := json.Unmarshal(r.Data, &page); err != nil {
 					return cli.Exit(fmt.Sprintf("read the logs: %v", err), 1)
+				}
+				for _, n := range page.Notes() {
+					if !said[n] {
+						said[n] = true
+						fmt.Fprintln(os.Stderr, n)
+					}
 				}
 				for _, l := range page.Lines {
 					if c.Bool("json") {
@@ -60,7 +67,10 @@ func logsCommand() *cli.Command {
 						fmt.Println(l.Prefix() + l.Text)
 					}
 				}
-				q.Since = page.Next
+				q.Cursor = page.Next
+				if page.More {
+					continue // the next page at once
+				}
 				if !c.Bool("follow") {
 					return nil
 				}

@@ -16,11 +16,14 @@ import (
 
 // Worker output, line by line:
 //
-//	worker stdout/stderr ──pipe──> LineWriter (its node's agent) ──Line──> sink
-//	   head node: sink = Recorder.AddLog      member: sink = LOG frames to the head
-//	Recorder.AddLog ──> bounded queue (shoal logs, the page) and, for a job whose driver did not
-//	                    register (a Go driver), the agent's own stdout/stderr, prefixed
-//	driver (log_to_driver=True) ──polls OBSERVE logs{job, since}──> prints, prefixed
+//	worker stdout/stderr ──pipe──> LineWriter (its node's agent) ──Line──> its node's Ring
+//	   head node: Recorder.AddLog             member: memberLogs (nodeagent/nodelogs.go)
+//	a line of a job whose driver prints its lines (log_to_driver) or did not register (a Go
+//	driver): also to the head (a member: LOG), into the driver's queue or echoed, prefixed, on
+//	the head agent's stdout/stderr
+//	driver (log_to_driver=True) ──polls OBSERVE driver_logs{job, since}──> prints, prefixed
+//	shoal logs, the page ──OBSERVE logs{cursor}──> head: its ring + LOG_QUERY to each member,
+//	                                                merged by time (Merge)
 //
 // A worker says which task its next lines belong to with a marker line it writes before the
 // first output of each task: "\x1eshoal-task PID TASK ACTOR NAME" (ids in hex, "-" for none),
@@ -32,8 +35,9 @@ const MarkerPrefix = "\x1eshoal-task "
 // MaxLine is the longest line kept; a longer one is cut there.
 const MaxLine = 4 << 10
 
-// DefaultMaxLogLines and DefaultMaxLogBytes bound the lines a recorder keeps (the oldest go
-// first): 100,000 lines, and 64 MiB of their text.
+// DefaultMaxLogLines and DefaultMaxLogBytes bound the lines each node's agent keeps of its own
+// workers (the oldest go first): 100,000 lines, and 64 MiB of their text (--log-lines,
+// --log-bytes).
 const (
 	DefaultMaxLogLines = 100_000
 	DefaultMaxLogBytes = 64 << 20
@@ -191,16 +195,14 @@ func (f LogFilter) match(l *Line) bool {
 		(f.Actor == "" || (l.Actor != "" && strings.HasPrefix(l.Actor, strings.ToLower(f.Actor))))
 }
 
-// logs is the recorder's queue of lines and the jobs whose drivers registered.
+// logs is the recorder's ring of its own node's lines, the jobs whose drivers registered and
+// the lines waiting for those drivers (members' lines reach the head only for them).
 type logs struct {
+	ring    Ring
 	mu      sync.Mutex
-	max     int
-	lines   []Line // lines[start:] are kept, oldest first
-	start   int
-	bytes   int    // text bytes kept
-	seq     uint64 // the last line's Seq
 	drivers map[string]bool
-	echo    func(Line) // for lines of a job whose driver did not register
+	queues  map[string]*driverQueue // by job, for drivers that print their workers' lines
+	echo    func(Line)              // for lines of a job whose driver did not register
 }
 
 // SetLogEcho sets where lines of a job whose driver did not register go (the agent's own
@@ -228,31 +230,55 @@ func (r *Recorder) RegisterDriver(job string, toDriver bool) {
 	r.logs.mu.Unlock()
 }
 
-// AddLog keeps a worker's line (assigning its Seq) and echoes it when its job's driver did
-// not register. Safe for concurrent use; a nil recorder drops it.
+// Drivers returns the jobs whose drivers registered: true for those that print their
+// workers' lines (member agents send the head those jobs' lines, and only those).
+func (r *Recorder) Drivers() map[string]bool {
+	out := map[string]bool{}
+	if r == nil {
+		return out
+	}
+	r.logs.mu.Lock()
+	for j, v := range r.logs.drivers {
+		out[j] = v
+	}
+	r.logs.mu.Unlock()
+	return out
+}
+
+// AddLog keeps a line of a worker of this node (assigning its Seq), queues it for its job's
+// driver if that prints its lines, and echoes it when its job's driver did not register. Safe
+// for concurrent use; a nil recorder drops it.
 func (r *Recorder) AddLog(l Line) {
 	if r == nil {
 		return
 	}
+	r.route(r.logs.ring.Add(l))
+}
+
+// AddMemberLog takes a line a member agent sent (its job's driver prints its lines, or did
+// not register): it is queued for the driver or echoed, never kept, as the member keeps it.
+func (r *Recorder) AddMemberLog(l Line) {
+	if r == nil {
+		return
+	}
+	r.route(l)
+}
+
+func (r *Recorder) route(l Line) {
 	g := &r.logs
 	g.mu.Lock()
-	g.seq++
-	l.Seq = g.seq
-	if g.max == 0 {
-		g.max = r.maxLines
+	toDriver, registered := g.drivers[l.Job]
+	if toDriver {
+		if g.queues == nil {
+			g.queues = map[string]*driverQueue{}
+		}
+		q := g.queues[l.Job]
+		if q == nil {
+			q = &driverQueue{}
+			g.queues[l.Job] = q
+		}
+		q.add(l)
 	}
-	g.lines = append(g.lines, l)
-	g.bytes += len(l.Text)
-	for len(g.lines)-g.start > g.max || g.bytes > DefaultMaxLogBytes {
-		g.bytes -= len(g.lines[g.start].Text)
-		g.lines[g.start] = Line{}
-		g.start++
-	}
-	if g.start > 1024 && g.start > len(g.lines)/2 { // give the dropped lines' room back
-		g.lines = append([]Line(nil), g.lines[g.start:]...)
-		g.start = 0
-	}
-	_, registered := g.drivers[l.Job]
 	echo := g.echo
 	g.mu.Unlock()
 	if !registered && echo != nil {
@@ -260,34 +286,128 @@ func (r *Recorder) AddLog(l Line) {
 	}
 }
 
-// Logs returns up to max lines (0: all) after since that match f, oldest first, and the Seq to
-// ask from next time.
+// Logs returns up to max lines (0: all) of this node's ring after since that match f, oldest
+// first, and the Seq to ask from next time.
 func (r *Recorder) Logs(f LogFilter, since uint64, max int) ([]Line, uint64) {
 	if r == nil {
 		return nil, since
 	}
+	p := r.LogPage(f, since, max, 0)
+	return p.Lines, p.Next
+}
+
+// LogPage is a page of this node's ring (see Ring.Page).
+func (r *Recorder) LogPage(f LogFilter, since uint64, maxLines, maxBytes int) LogPage {
+	if r == nil {
+		return LogPage{Lines: []Line{}, Next: since}
+	}
+	return r.logs.ring.Page(f, since, maxLines, maxBytes)
+}
+
+// LogStats are the figures of this node's ring.
+func (r *Recorder) LogStats() RingStats {
+	if r == nil {
+		return RingStats{}
+	}
+	return r.logs.ring.Stats()
+}
+
+// LogBound is the bound of every node's ring: lines and bytes of text.
+func (r *Recorder) LogBound() (lines, bytes int) {
+	if r == nil {
+		return DefaultMaxLogLines, DefaultMaxLogBytes
+	}
+	return r.maxLines, r.maxBytes
+}
+
+// DriverLogs returns the lines waiting for job's driver after since (at most max; 0: all),
+// and the Seq to ask from next time; lines up to since are let go (the driver has them).
+func (r *Recorder) DriverLogs(job string, since uint64, max int) ([]Line, uint64) {
+	if r == nil {
+		return []Line{}, since
+	}
 	g := &r.logs
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	out := []Line{}
-	next := since
-	kept := g.lines[g.start:]
-	from := sort.Search(len(kept), func(i int) bool { return kept[i].Seq > since }) // Seqs rise
-	for i := g.start + from; i < len(g.lines); i++ {
-		l := &g.lines[i]
-		if l.Seq <= since {
-			continue
-		}
-		next = l.Seq
-		if f.match(l) {
-			out = append(out, *l)
-			if max > 0 && len(out) >= max {
-				break
-			}
+	q := g.queues[job]
+	if q == nil {
+		return []Line{}, since
+	}
+	return q.read(since, max)
+}
+
+// endDriver lets go of what waits for job's driver (its job ended); lines still on their way
+// are no longer queued (nor echoed).
+func (r *Recorder) endDriver(job string) {
+	r.logs.mu.Lock()
+	delete(r.logs.queues, job)
+	if _, ok := r.logs.drivers[job]; ok {
+		r.logs.drivers[job] = false
+	}
+	r.logs.mu.Unlock()
+}
+
+// DriverLines counts the lines waiting for drivers at the head, by the node they came from.
+func (r *Recorder) DriverLines() map[string]int {
+	out := map[string]int{}
+	if r == nil {
+		return out
+	}
+	r.logs.mu.Lock()
+	for _, q := range r.logs.queues {
+		for _, l := range q.lines {
+			out[l.Node]++
 		}
 	}
-	if next < g.seq && (max == 0 || len(out) < max) {
-		next = g.seq
+	r.logs.mu.Unlock()
+	return out
+}
+
+// Bounds of what waits at the head for one driver: the driver reads every 0.2 s, so this is
+// room for bursts of about 50,000 lines a second.
+const (
+	DriverQueueLines = 10_000
+	DriverQueueBytes = 8 << 20
+)
+
+// driverQueue holds one job's lines until its driver has read them.
+type driverQueue struct {
+	lines []Line
+	bytes int
+	seq   uint64
+}
+
+func (q *driverQueue) add(l Line) {
+	q.seq++
+	l.Seq = q.seq
+	q.lines = append(q.lines, l)
+	q.bytes += len(l.Text)
+	drop := 0
+	for len(q.lines)-drop > DriverQueueLines || (q.bytes > DriverQueueBytes && len(q.lines)-drop > 1) {
+		q.bytes -= len(q.lines[drop].Text)
+		drop++
+	}
+	if drop > 0 {
+		q.lines = append([]Line(nil), q.lines[drop:]...)
+	}
+}
+
+func (q *driverQueue) read(since uint64, max int) ([]Line, uint64) {
+	k := sort.Search(len(q.lines), func(i int) bool { return q.lines[i].Seq > since })
+	for _, l := range q.lines[:k] {
+		q.bytes -= len(l.Text)
+	}
+	q.lines = append([]Line(nil), q.lines[k:]...)
+	out := q.lines
+	if max > 0 && len(out) > max {
+		out = out[:max]
+	}
+	out = append([]Line{}, out...)
+	next := since
+	if len(out) > 0 {
+		next = out[len(out)-1].Seq
+	} else if q.seq > since {
+		next = q.seq
 	}
 	return out, next
 }

@@ -45,6 +45,11 @@ type Node struct {
 	ReceivedBytes int64     `json:"received_bytes"`
 	Heartbeats    uint64    `json:"heartbeats"`
 	LastHeartbeat time.Time `json:"last_heartbeat"`
+	// LogLines, LogBytes and LogDropped are the figures of the node's own ring of its
+	// workers' lines (kept by its agent; a member's come with its heartbeats).
+	LogLines   int    `json:"log_lines"`
+	LogBytes   int    `json:"log_bytes"`
+	LogDropped uint64 `json:"log_dropped"`
 }
 
 // Store is a node's object store use.
@@ -180,6 +185,10 @@ var (
 	descSent         = prometheus.NewDesc("shoal_object_transfer_sent_bytes_total", "Object bytes the node's agent sent to other nodes.", []string{"node"}, nil)
 	descRecv         = prometheus.NewDesc("shoal_object_transfer_received_bytes_total", "Object bytes the node's agent pulled from other nodes.", []string{"node"}, nil)
 	descBeats        = prometheus.NewDesc("shoal_node_heartbeats_total", "Heartbeats the head node's agent received from the node's member agent.", []string{"node"}, nil)
+	descLogLines     = prometheus.NewDesc("shoal_log_lines", "Worker output lines the node's agent keeps (its own ring).", []string{"node"}, nil)
+	descLogBytes     = prometheus.NewDesc("shoal_log_bytes", "Bytes of worker output text the node's agent keeps.", []string{"node"}, nil)
+	descLogDropped   = prometheus.NewDesc("shoal_log_dropped_lines_total", "Worker output lines the node's agent dropped for its bound (--log-lines, --log-bytes).", []string{"node"}, nil)
+	descHeadLogLines = prometheus.NewDesc("shoal_head_log_lines", "Worker output lines held in the head node's agent, by the node that wrote them: its own ring, and lines waiting for drivers.", []string{"node"}, nil)
 	descActors       = prometheus.NewDesc("shoal_actors", "Actors by state.", []string{"state"}, nil)
 	descGroups       = prometheus.NewDesc("shoal_placement_groups", "Placement groups by state.", []string{"state"}, nil)
 	descJobs         = prometheus.NewDesc("shoal_jobs", "Drivers connected.", nil, nil)
@@ -187,7 +196,7 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNodeUp, descResTotal, descResAvail, descLoad, descWorkers, descStoreUsed,
+	for _, d := range []*prometheus.Desc{descLogLines, descLogBytes, descLogDropped, descHeadLogLines, descNodeUp, descResTotal, descResAvail, descLoad, descWorkers, descStoreUsed,
 		descStoreCap, descStoreObjs, descSpilled, descSpilledBytes, descSent, descRecv, descBeats, descActors,
 		descGroups, descJobs, descUptime} {
 		ch <- d
@@ -229,6 +238,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		if !n.Head {
 			ctr(descBeats, float64(n.Heartbeats), n.ID)
 		}
+		g(descLogLines, float64(n.LogLines), n.ID)
+		g(descLogBytes, float64(n.LogBytes), n.ID)
+		ctr(descLogDropped, float64(n.LogDropped), n.ID)
+	}
+	held := c.r.DriverLines()
+	for _, n := range s.Nodes {
+		if n.Head {
+			held[n.ID] += c.r.LogStats().Lines
+		}
+	}
+	for _, n := range s.Nodes {
+		g(descHeadLogLines, float64(held[n.ID]), n.ID)
 	}
 	actors := map[string]int{"PENDING": 0, "ALIVE": 0, "RESTARTING": 0, "DEAD": 0}
 	for _, a := range s.Actors {

@@ -115,6 +115,7 @@ type Recorder struct {
 	beats    map[string]Beat
 
 	maxLines int
+	maxBytes int
 	logs     logs
 
 	reg     *prometheus.Registry
@@ -142,13 +143,17 @@ func WithMaxRecords(n int) Option { return func(r *Recorder) { r.max = max(n, 1)
 // WithMaxLogLines bounds the worker output lines kept.
 func WithMaxLogLines(n int) Option { return func(r *Recorder) { r.maxLines = max(n, 1) } }
 
+// WithMaxLogBytes bounds the bytes of text of the lines kept (default DefaultMaxLogBytes).
+func WithMaxLogBytes(n int) Option { return func(r *Recorder) { r.maxBytes = max(n, 1) } }
+
 // NewRecorder returns an empty recorder whose clock starts now.
 func NewRecorder(opts ...Option) *Recorder {
-	r := &Recorder{now: time.Now, max: DefaultMaxRecords, maxLines: DefaultMaxLogLines, live: map[wire.ID]slot{}}
+	r := &Recorder{now: time.Now, max: DefaultMaxRecords, maxLines: DefaultMaxLogLines, maxBytes: DefaultMaxLogBytes, live: map[wire.ID]slot{}}
 	for _, o := range opts {
 		o(r)
 	}
 	r.start = r.now()
+	r.logs.ring.SetBound(r.maxLines, r.maxBytes)
 	r.reg = prometheus.NewRegistry()
 	r.m = newMetrics(r.reg)
 	return r
@@ -383,6 +388,7 @@ func (r *Recorder) EndJob(job string) {
 	if r == nil {
 		return
 	}
+	r.endDriver(job)
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -293,17 +293,32 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, s.rec.Report())
 }
 
-// logs answers the page's log view: the latest 1000 lines of ?worker=, ?task= or ?actor= as
-// text, prefixed.
+// logs answers the page's log view: the latest 1000 lines of ?worker=, ?task= or ?actor= (or
+// ?node=) as text, prefixed, from every node's ring where the source asks its members
+// (LogSource), else from this node's.
 func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := LogFilter{Worker: q.Get("worker"), Task: q.Get("task"), Actor: q.Get("actor"), Node: q.Get("node")}
-	lines, _ := s.rec.Logs(f, 0, 0)
-	if len(lines) > 1000 {
-		lines = lines[len(lines)-1000:]
+	var lines []Line
+	var notes []string
+	if ls, ok := s.src.(LogSource); ok {
+		m, err := TailLogs(ls, f, 1000)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		lines, notes = m.Lines, m.Notes()
+	} else {
+		lines, _ = s.rec.Logs(f, 0, 0)
+		if len(lines) > 1000 {
+			lines = lines[len(lines)-1000:]
+		}
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	for _, n := range notes {
+		fmt.Fprintln(w, n)
+	}
 	if len(lines) == 0 {
 		fmt.Fprintln(w, "(no lines)")
 	}

@@ -43,8 +43,9 @@ def job_report():
 
 class _LogPrinter:
     """Prints the lines this driver's workers write, prefixed as Ray does ("(square pid=12,
-    node=n1) text"): a thread polls the head node's agent (OBSERVE logs) on a connection of its
-    own every POLL seconds, so the driver's own connection carries nothing more."""
+    node=n1) text"): a thread polls the head node's agent (OBSERVE driver_logs: the lines
+    waiting there for this driver) on a connection of its own every POLL seconds, so the
+    driver's own connection carries nothing more."""
     POLL = 0.2
 
     def __init__(self, address, secret, job):
@@ -60,7 +61,7 @@ class _LogPrinter:
         with self.lock:
             if self.conn is None:
                 self.conn, _, _ = w.connect(self.address, self.secret, "cli")
-            self.conn.send(w.encode(w.OBSERVE, 1, {"what": "logs", "job": self.job, "since": self.since}))
+            self.conn.send(w.encode(w.OBSERVE, 1, {"what": "driver_logs", "job": self.job, "since": self.since}))
             while True:
                 t, seq, body = self.conn.recv()
                 if seq == 1:

@@ -66,3 +66,47 @@ up = [l for l in m.splitlines() if l.startswith("shoal_node_up{")]
 beats = {l.split('"')[1]: float(l.split()[-1]) for l in m.splitlines() if l.startswith("shoal_node_heartbeats_total{")}
 check("metrics_members", len(up) == 3 and all(l.endswith(" 1") for l in up) and set(beats) == {"node2", "node3"}
       and all(v >= 1 for v in beats.values()), f"{up} {beats}")
+
+# Kept on their node (docs/observability.md "Worker output"): each member's agent keeps its own
+# workers' lines (its ring's figures come with its heartbeats) and the head holds none of them
+# (the driver has read what it printed); `shoal logs --node node2` above got them from node2.
+def gauges(text, name):
+    out = {}
+    for l in text.splitlines():
+        if l.startswith(name + "{"):
+            out[l.split('"')[1]] = float(l.split()[-1])
+    return out
+
+
+m = urllib.request.urlopen(req, timeout=10).read().decode()
+kept, held = gauges(m, "shoal_log_lines"), gauges(m, "shoal_head_log_lines")
+check("member_keeps_its_lines", kept.get("node2", 0) >= 3 and kept.get("node3", 0) >= 2
+      and held.get("node2") == 0 and held.get("node3") == 0, f"kept {kept} held at the head {held}")
+
+
+# The page's worker logs come from the member too (the head asks node2's agent).
+preq = urllib.request.Request(d["url"] + "api/logs?node=node2", headers={"Authorization": "Bearer " + d["token"]})
+page = urllib.request.urlopen(preq, timeout=10).read().decode()
+check("page_logs_of_member", "node=node2) task line on node2 x=0" in page and "node3" not in page, repr(page[-300:]))
+
+
+# A member's bound (shoal launch --log-lines 50, given to members by the head): a task printing
+# past it leaves the newest 50 lines, and `shoal logs` says how many its node dropped.
+@shoal.remote(resources={"on_node2": 1})
+def chatty(n):
+    for i in range(n):
+        print(f"bound line {i}", flush=True)
+
+
+cref = chatty.remote(120)
+shoal.get(cref)
+time.sleep(1.5)  # node2's heartbeat carries its ring's figures
+r = shoal_cli("logs", "--task", cref.hex()[:24] + "00000000")
+lines = r.stdout.strip().splitlines()
+said = [l for l in r.stderr.splitlines() if "node node2 dropped" in l]
+ndropped = int(said[0].split("dropped ")[1].split()[0]) if said else 0
+check("member_ring_bound", len(lines) == 50 and lines[0].endswith(") bound line 70") and lines[-1].endswith(") bound line 119")
+      and ndropped >= 73, repr(r.stdout[-300:] + r.stderr))
+m = urllib.request.urlopen(req, timeout=10).read().decode()
+dropped = gauges(m, "shoal_log_dropped_lines_total")
+check("member_ring_bound_metric", dropped.get("node2", 0) >= 73 and gauges(m, "shoal_log_lines").get("node2") == 50, str(dropped))
