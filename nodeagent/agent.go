@@ -90,6 +90,9 @@ type Config struct {
 	// Observer records task events for the dashboard, metrics, timeline and report
 	// (observe.go); nil: observability off.
 	Observer *obs.Recorder
+	// MemoryMonitorInterval is how often every node's memory monitor looks at workers whose
+	// task asked for memory= (memmon.go); zero: DefaultMemoryMonitorInterval; negative: off.
+	MemoryMonitorInterval time.Duration
 }
 
 // Agent is a node agent.
@@ -463,7 +466,7 @@ func (a *Agent) disconnect(c *client) {
 	for _, id := range a.store.DropOwner(c.id) {
 		a.unsealedGone(id) // created on c and never sealed (objects.go)
 	}
-	if c.worker != nil {
+	if c.worker != nil && !a.awaitExit(c.worker) { // memmon.go
 		a.workerLost(c.worker, "its connection closed")
 	}
 	if c.role == "driver" && c.job != nil && c.job.driver == c {

@@ -60,6 +60,8 @@ type worker struct {
 	gpus    []int    // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
 	node    *node    // the node it runs on
 	errTail *tailBuf // the end of its stderr, once it exited
+	// the memory monitor (memmon.go): its task has a memory limit; it stopped the worker
+	memLimited, oom bool
 }
 
 func (w *worker) signal(sig syscall.Signal) {
@@ -511,10 +513,11 @@ func (a *Agent) spawnLocal(w *worker) error {
 	env := append(a.workerEnv(j, w.id, a.local), a.gpuEnv(a.local, w.gpus)...)
 	w.procs = a.procs
 	out := func() (io.Writer, io.Writer) { return a.workerOutput(j.id, w.id) } // obs: per-task logs (observe.go)
-	return a.procs.start(spawnSpec{Worker: w.id, Argv: workerArgv(j), Env: env, Cwd: j.cwd, GPUs: w.gpus, Output: out}, func(why, stderr string) {
+	return a.procs.start(spawnSpec{Worker: w.id, Argv: workerArgv(j), Env: env, Cwd: j.cwd, GPUs: w.gpus, Output: out}, func(why, stderr string, oom bool) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		close(w.exited)
+		w.oom = oom // memmon.go
 		if stderr != "" {
 			w.errTail = &tailBuf{max: 2048}
 			w.errTail.Write([]byte(stderr))
@@ -566,5 +569,5 @@ func (a *Agent) workerLost(w *worker, why string) {
 		a.feed(sched.WorkerStartFailed{Worker: w.cid, Why: why, Stderr: w.errTail.String()})
 		return
 	}
-	a.feed(sched.WorkerExited{Worker: w.cid, Why: why})
+	a.feed(sched.WorkerExited{Worker: w.cid, Why: why, OOM: w.oom})
 }

@@ -50,6 +50,7 @@ func sampleBodies() map[Type]any {
 		TFetch:      &Fetch{ID: id, Size: 10, Loc: "tcp:10.0.0.2:1"},
 		TPutAt:      &PutAt{ID: id, Size: 10, Loc: "tcp:10.0.0.2:1"},
 		TNodeStore:  &NodeStore{Loc: "tcp:10.0.0.2:1"},
+		TMemLimit:   &MemLimit{Worker: "j1-w1", Bytes: 64 << 20, Task: "hog", IntervalMs: 250},
 	}
 }
 
