@@ -311,7 +311,9 @@ for p in "${plan[@]}"; do
   if ((i % batch == 0)); then
     if [[ -n $LOCKFD ]]; then release; sleep 1; fi
     exec {LOCKFD}>/tmp/shoal-slurm.lock
-    flock "$LOCKFD"
+    t_lock=$SECONDS
+    flock -n "$LOCKFD" || { echo "chaos: waiting for /tmp/shoal-slurm.lock (another Slurm test runs)"; flock "$LOCKFD"; }
+    ((SECONDS - t_lock > 1)) && echo "chaos: got the lock after $((SECONDS - t_lock)) s"
     "$CLUSTER" up >/dev/null || { bad "slurm cluster up"; finish; }
     # as on a production cluster, shoal's admin epilog runs after every job on every node: it
     # removes what an agent killed with SIGKILL could not (its store, its session directory)
