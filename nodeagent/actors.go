@@ -43,6 +43,7 @@ type actor struct {
 	death        string
 	noRestart    bool
 	failedWith   string // why its constructor failed, for the death the core then reports
+	taskRetries  int    // max_task_retries: calls in flight sent again after a restart (-1: forever)
 }
 
 func (a *Agent) newActor(t *task) error {
@@ -53,7 +54,7 @@ func (a *Agent) newActor(t *task) error {
 	if a.actors[m.Actor] != nil {
 		return fmt.Errorf("actor %s already exists", m.Actor)
 	}
-	ac := &actor{id: m.Actor, job: t.job, create: t, name: m.AName, ns: m.NS, restartsLeft: m.Restarts}
+	ac := &actor{id: m.Actor, job: t.job, create: t, name: m.AName, ns: m.NS, restartsLeft: m.Restarts, taskRetries: m.TaskRetries}
 	if a.head != nil {
 		if err := a.head.ActorCreated(head.Actor{ID: m.Actor.String(), Job: t.job.id, Name: m.AName, NS: m.NS, Class: m.Name, State: "PENDING", Node: a.cfg.NodeID, Meta: m.Meta}); err != nil {
 			return err
@@ -130,6 +131,7 @@ func (a *Agent) actorCallDone(t *task) {
 // actorRestarting handles the core's decision to restart ac after its process died: calls in
 // flight fail, queued calls wait for the new instance.
 func (a *Agent) actorRestarting(ac *actor, why string) {
+	a.requeueCalls(ac) // actorretry.go
 	a.unbindActor(ac, why)
 	ac.restarts++
 	a.log.Warn("restarting actor", "actor", ac.id.String(), "class", ac.create.spec.Name, "restart", ac.restarts, "reason", why)

@@ -165,8 +165,8 @@ func (m *memMonitor) check() {
 		if used[pgid] <= l.bytes {
 			continue
 		}
-		why := fmt.Sprintf("%s was using %s of memory (anonymous RSS of its worker's processes), over its memory= request of %s; "+
-			"the memory monitor stopped its worker (ask for more memory=, or tune it with --memory-monitor-interval, 0 turns it off)",
+		why := fmt.Sprintf("stopped by the memory monitor: %s was using %s of memory (anonymous RSS of its processes), over its memory= request of %s "+
+			"(ask for more memory=, or tune the monitor with --memory-monitor-interval; 0 turns it off)",
 			l.task, obs.BytesHuman(int64(used[pgid])), obs.BytesHuman(int64(l.bytes)))
 		m.mu.Lock()
 		if _, still := m.limits[w]; !still {

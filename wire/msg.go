@@ -203,6 +203,9 @@ type Task struct {
 	Actor    ID                 `msgpack:"actor"`
 	Method   string             `msgpack:"method"`
 	Restarts int                `msgpack:"restarts"`
+	// TaskRetries, in an actor's creation: how many times a call in flight when the actor's
+	// process died is sent again to its restarted instance (max_task_retries; -1: forever).
+	TaskRetries int `msgpack:"task_retries,omitempty"`
 	AName    string             `msgpack:"aname"`
 	NS       string             `msgpack:"ns"`
 	Meta     []byte             `msgpack:"meta"`

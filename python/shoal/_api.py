@@ -369,6 +369,7 @@ class ActorClass:
                 "aname": name, "ns": ns, "meta": meta, "pg": pg, "bundle": bundle}
         if fnb is not None:
             spec["fnb"] = fnb
+        spec["task_retries"] = int(opts.get("max_task_retries") or 0)  # calls sent again after a restart
         try:
             (ready,) = cl.submit(spec, 1, wait_ok=bool(name))
         except ValueError:
