@@ -16,6 +16,8 @@
 #   --out FILE     append one JSON line per run (seed, faults, outcome, seconds, leftovers)
 #   --batch K      runs per hold of /tmp/shoal-slurm.lock (default 3): the cluster is shared,
 #                  so the lock is released (and the cluster taken down) between batches
+#   --summarize F  print the figures of the JSON lines in F (as docs/reliability.md has them)
+#                  and exit; runs nothing
 #
 # Outcomes: ok (finished with correct results), expected (failed with the documented error of
 # its fault: ObjectStoreFullError, OutOfMemoryError, or the job ended by scancel / its time
@@ -37,6 +39,35 @@ while (($#)); do
     --seeds) seeds=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
+    --summarize)
+      [[ -r ${2:-} ]] || { echo "chaos.sh: --summarize ${2:-}: want a file of JSON lines written by --out" >&2; exit 2; }
+      python3 - "$2" <<'PY'
+import collections, json, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+out = collections.Counter(r["outcome"] for r in runs)
+kinds = collections.Counter(f for r in runs for f in r["faults"])
+per = collections.defaultdict(collections.Counter)
+for r in runs:
+    for f in r["faults"]:
+        per[f][r["outcome"]] += 1
+print(f"runs: {len(runs)} (seeds {min(r['seed'] for r in runs)}..{max(r['seed'] for r in runs)}); "
+      f"median {sorted(r['secs'] for r in runs)[len(runs) // 2]} s, longest {max(r['secs'] for r in runs)} s")
+print("outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(out.items())))
+print(f"leftovers: {sum(1 for r in runs if r['leftovers'])}, wrong results: {out['wrong']}, hangs: {out['hang']}")
+print()
+print("| fault | runs | ok | expected | failed |")
+print("| --- | --- | --- | --- | --- |")
+for f, n in sorted(kinds.items()):
+    c = per[f]
+    failed = n - c["ok"] - c["expected"]
+    print(f"| {f} | {n} | {c['ok']} | {c['expected']} | {failed} |")
+bad = [r for r in runs if r["outcome"] not in ("ok", "expected")]
+if bad:
+    print()
+    for r in bad:
+        print(f"- seed {r['seed']} {'+'.join(r['faults'])}: {r['outcome']}: {r['detail'][:300]} {r['leftovers']}")
+PY
+      exit 0 ;;
     -h|--help) sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "chaos.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
