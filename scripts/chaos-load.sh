@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016  # job scripts are quoted for the job
-# Load on the 3-node Slurm test cluster (not in `make test`; `make chaos-load`): one 3-node job
+# Load on the 3-node Slurm test cluster (not in `make test`; `make chaos-load`): 3-node jobs
 # whose driver (test/slurm/load_driver.py) queues 1M tiny tasks, makes 10k actor creations (served
 # or refused at the process cap), creates and removes 1k placement groups, and runs 100
 # concurrent client threads, each part checked; meanwhile this script samples the head's and
@@ -9,13 +9,13 @@
 #   scripts/chaos-load.sh [--parts LIST] [--timeout SECONDS]
 #
 #   --parts LIST     comma-separated part:count (default clients:100,groups:1000,actors:10000,tasks:1000000)
-#   --timeout SEC    the job's deadline (default 3000; a part still running then is a hang)
-# Holds /tmp/shoal-slurm.lock for the whole job (the load is one job; keep --timeout within
-# what the other users of the cluster can wait). Last line: "N passed, N failed".
+#   --timeout SEC    each part's deadline (default 900; a part still running then is a hang)
+# Each part is its own job and its own hold of /tmp/shoal-slurm.lock (the cluster is shared);
+# --timeout bounds each. Last line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . "$PWD/test/slurm/lib.sh"
-parts=clients:100,groups:1000,actors:10000,tasks:1000000; deadline=3000
+parts=clients:100,groups:1000,actors:10000,tasks:1000000; deadline=900
 while (($#)); do
   case $1 in
     --parts) parts=$2; shift 2 ;;
@@ -27,47 +27,56 @@ done
 [[ $parts =~ ^[a-z]+:[0-9]+(,[a-z]+:[0-9]+)*$ ]] || { echo "chaos-load.sh: --parts $parts: want part:count,... (tasks, actors, groups, clients)" >&2; exit 2; }
 [[ $deadline =~ ^[0-9]+$ ]] || { echo "chaos-load.sh: --timeout $deadline: want seconds" >&2; exit 2; }
 W=$(mktemp -d /tmp/shoal-chaos-load.XXXXXX)
-exec {LOCKFD}>/tmp/shoal-slurm.lock
-flock -n "$LOCKFD" || { echo "chaos-load: waiting for /tmp/shoal-slurm.lock"; flock "$LOCKFD"; }
-trap '[[ -n ${jid:-} ]] && scancel "$jid" 2>/dev/null; "$CLUSTER" down >/dev/null 2>&1; rm -rf "$W" "$SHOAL_RENDEZVOUS_DIR"' EXIT
-"$CLUSTER" up >/dev/null || { bad "slurm cluster up"; finish; }
-cat >"$W/job.sbatch" <<SB
-#!/bin/bash
-#SBATCH -N 3 --ntasks-per-node=1 -c 2 --output=$W/out
-export LOAD_PARTS=$parts LOAD_TIMEOUT=$deadline
-srun bash -c 'exec shoal launch --num-cpus 2 --quiet --tmpdir $W/tmp -- python3 $ROOT/test/slurm/load_driver.py 2>>$W/log.\$SLURMD_NODENAME'
-SB
-mkdir -p "$W/tmp"
-jid=$(cd "$W" && sbatch --parsable "$W/job.sbatch") || { bad "sbatch"; finish; }
-declare -A HWM CPU PIDS
+LOCKFD=""; jid=""
+trap '[[ -n $jid ]] && scancel "$jid" 2>/dev/null; [[ -n $LOCKFD ]] && "$CLUSTER" down >/dev/null 2>&1; rm -rf "$W" "$SHOAL_RENDEZVOUS_DIR"' EXIT
 tick=$(getconf CLK_TCK)
-t0=$SECONDS
-while [[ -n $(squeue -h -j "$jid" 2>/dev/null) ]]; do
-  ((SECONDS - t0 > deadline)) && { bad "load: the job passed its ${deadline}s deadline (a hang)" "$(tail -n 5 "$W/out")"; scancel "$jid"; break; }
-  for n in node1 node2 node3; do
-    [[ -n ${PIDS[$n]:-} && -d /proc/${PIDS[$n]} ]] || PIDS[$n]=$(shoal_pids "$jid" $n | head -1)
-    p=${PIDS[$n]}; [[ -n $p ]] || continue
-    h=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null)
-    [[ -n $h ]] && ((h > ${HWM[$n]:-0})) && HWM[$n]=$h
-    c=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null)
-    [[ -n $c ]] && CPU[$n]=$c
+
+# part NAME:COUNT: one 3-node job running one part, under the lock (each part is its own hold:
+# the cluster is shared); prints the part's result and each node's peak RSS and CPU time
+part() {
+  local name=${1%%:*} P=$W/${1%%:*}
+  mkdir -p "$P/tmp"
+  exec {LOCKFD}>/tmp/shoal-slurm.lock
+  flock -n "$LOCKFD" || { echo "chaos-load: waiting for /tmp/shoal-slurm.lock"; flock "$LOCKFD"; }
+  "$CLUSTER" up >/dev/null || { bad "slurm cluster up"; return; }
+  cat >"$P/job.sbatch" <<SB
+#!/bin/bash
+#SBATCH -N 3 --ntasks-per-node=1 -c 2 --output=$P/out
+export LOAD_PARTS=$1 LOAD_TIMEOUT=$deadline
+srun bash -c 'exec shoal launch --num-cpus 2 --quiet --tmpdir $P/tmp -- python3 $ROOT/test/slurm/load_driver.py 2>>$P/log.\$SLURMD_NODENAME'
+SB
+  jid=$(cd "$P" && sbatch --parsable "$P/job.sbatch") || { bad "$name: sbatch"; return; }
+  local -A HWM=() CPU=() PIDS=()
+  local t0=$SECONDS n p h c
+  while [[ -n $(squeue -h -j "$jid" 2>/dev/null) ]]; do
+    ((SECONDS - t0 > deadline)) && { bad "load $name: the job passed its ${deadline}s deadline (a hang)" "$(tail -n 5 "$P/out")"; scancel "$jid"; break; }
+    for n in node1 node2 node3; do
+      [[ -n ${PIDS[$n]:-} && -d /proc/${PIDS[$n]} ]] || PIDS[$n]=$(shoal_pids "$jid" $n | head -1)
+      p=${PIDS[$n]}; [[ -n $p ]] || continue
+      h=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null)
+      [[ -n $h ]] && ((h > ${HWM[$n]:-0})) && HWM[$n]=$h
+      c=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null)
+      [[ -n $c ]] && CPU[$n]=$c
+    done
+    sleep 1
   done
-  sleep 1
-done
-secs=$((SECONDS - t0))
-out=$(cat "$W/out" 2>/dev/null)
-grep -E '^(QUEUED|LOAD|ACTOR)' <<<"$out"
-for part in ${parts//,/ }; do
-  name=${part%%:*}
+  jid=""
+  local secs=$((SECONDS - t0)) out
+  out=$(cat "$P/out" 2>/dev/null)
+  grep -E '^(QUEUED|LOAD|ACTOR)' <<<"$out"
   if grep -q "^LOAD $name ok" <<<"$out"; then ok "load: $(grep -m1 "^LOAD $name ok" <<<"$out" | cut -d' ' -f4-)"
-  else bad "load: $name" "$(grep -m1 "^LOAD $name" <<<"$out")" "$(grep -m3 -e Error -e Traceback <<<"$out")" "$(tail -n 3 "$W"/log.node1)"; fi
-done
-echo "load: job ${secs}s; peak RSS (VmHWM) and CPU time of each node's shoal process (node1: head and agent):"
-for n in node1 node2 node3; do
-  printf '  %s  peak RSS %s MiB  CPU %s s\n' "$n" "$(( ${HWM[$n]:-0} / 1024 ))" "$(awk -v c="${CPU[$n]:-0}" -v t="$tick" 'BEGIN {printf "%.1f", c / t}')"
-done
-cid=$(sed -n 's/^CLUSTER //p' <<<"$out" | head -1)
-for _ in $(seq 60); do [[ $(live_procs "$cid") == 0 ]] && break; sleep 0.5; done
-left="$(live_procs "$cid") $(ls -d /dev/shm/*"$cid"* "$W"/tmp/shoal-*/"$cid"* 2>/dev/null)"
-if [[ -n $cid && $left == "0 " ]]; then ok "load: nothing of cluster $cid left on any node"; else bad "load: left behind" "$left"; fi
+  else bad "load: $name" "$(grep -m1 "^LOAD $name" <<<"$out")" "$(grep -m3 -e Error -e Traceback <<<"$out")" "$(tail -n 3 "$P"/log.node1)"; fi
+  echo "load $name: job ${secs}s; peak RSS (VmHWM) and CPU time of each node's shoal process (node1: head and agent):"
+  for n in node1 node2 node3; do
+    printf '  %s  peak RSS %s MiB  CPU %s s\n' "$n" "$(( ${HWM[$n]:-0} / 1024 ))" "$(awk -v c="${CPU[$n]:-0}" -v t="$tick" 'BEGIN {printf "%.1f", c / t}')"
+  done
+  local cid left
+  cid=$(sed -n 's/^CLUSTER //p' <<<"$out" | head -1)
+  for _ in $(seq 60); do [[ $(live_procs "$cid") == 0 ]] && break; sleep 0.5; done
+  left="$(live_procs "$cid") $(ls -d /dev/shm/*"$cid"* "$P"/tmp/shoal-*/"$cid"* 2>/dev/null)"
+  if [[ -n $cid && $left == "0 " ]]; then ok "load $name: nothing of cluster $cid left on any node"; else bad "load $name: left behind" "$left"; fi
+  "$CLUSTER" down >/dev/null 2>&1; flock -u "$LOCKFD"; LOCKFD=""
+}
+
+for p in ${parts//,/ }; do part "$p"; done
 finish
