@@ -203,7 +203,8 @@ SB
   (cd "$W" && sbatch --parsable "$W/job.sbatch")
 }
 
-# leftovers CID DIR: what the run left on any node (processes, shm, session files, sockets, cgroups)
+# leftovers CID DIR: what the run left on any node (processes, shm, session and rendezvous files,
+# sockets, cgroups)
 leftovers() {
   local cid=$1 W=$2 n l=""
   [[ -z $cid ]] && { echo "no cluster id"; return; }
@@ -214,6 +215,7 @@ leftovers() {
   for n in node1 node2 node3; do
     grep -q -e "$cid" <(node_exec $n cat /proc/net/unix 2>/dev/null) && l+="unix-socket-on-$n "
   done
+  local rdv; rdv=$(find "$SHOAL_RENDEZVOUS_DIR" -mindepth 1 2>/dev/null | head -3); [[ -n $rdv ]] && l+="rendezvous=${rdv//$'\n'/ } "
   local cg p
   for p in $AGENT_PIDS; do
     cg=$(find /sys/fs/cgroup -maxdepth 6 -type d -name "shoal-$p" 2>/dev/null | head -1)
