@@ -49,7 +49,6 @@ type memMonitor struct {
 	proc  fs.FS                      // /proc (a fixture tree in tests)
 	pidOf func(worker string) int    // the worker's process (group) id; 0: not running
 	kill  func(pgid int) error       // SIGKILL to the process group
-	now   func() time.Time           // for the message only
 	tick  func(time.Duration) func() // starts a ticker calling check; returns its stop
 
 	mu       sync.Mutex
@@ -61,7 +60,7 @@ type memMonitor struct {
 }
 
 func newMemMonitor(log hclog.Logger, pidOf func(string) int) *memMonitor {
-	m := &memMonitor{log: log, proc: os.DirFS("/proc"), pidOf: pidOf, now: time.Now,
+	m := &memMonitor{log: log, proc: os.DirFS("/proc"), pidOf: pidOf,
 		kill:   func(pgid int) error { return syscall.Kill(-pgid, syscall.SIGKILL) },
 		limits: map[string]memLimit{}, oom: map[string]string{}}
 	m.tick = func(d time.Duration) func() {
