@@ -19,6 +19,8 @@
 #   --summarize F  print the figures of the JSON lines in F (as docs/reliability.md has them)
 #                  and exit; runs nothing
 #
+# Environment: CHAOS_COLLECTIVE=0 leaves the collective group out of the driver's work.
+#
 # Outcomes: ok (finished with correct results), expected (failed with the documented error of
 # its fault: ObjectStoreFullError, OutOfMemoryError, or the job ended by scancel / its time
 # limit within the documented time), and the failures: wrong (a wrong result), hang (the run's
@@ -197,7 +199,7 @@ submit() {
   cat >"$W/job.sbatch" <<SB
 #!/bin/bash
 #SBATCH -N 3 --ntasks-per-node=1 -c 1 --output=$W/out $sopts
-export CHAOS_DIR=$W CHAOS_SEED=$SEED $env
+export CHAOS_DIR=$W CHAOS_SEED=$SEED CHAOS_COLLECTIVE=${CHAOS_COLLECTIVE:-1} $env
 srun bash -c 'exec shoal launch --num-cpus 2 --quiet --tmpdir $WORKROOT/tmp --heartbeat-timeout $HB $lopts -- python3 $ROOT/test/slurm/chaos_driver.py 2>>$W/log.\$SLURMD_NODENAME'
 SB
   (cd "$W" && sbatch --parsable "$W/job.sbatch")

@@ -208,6 +208,57 @@ def memhog():
         say("EXPECTED OutOfMemoryError after", round(time.time() - t0, 1), "s:", msg.splitlines()[0][:200])
 
 
+@shoal.remote(num_cpus=0, max_restarts=0)
+class Rank:
+    """A rank of a collective group (CHAOS_COLLECTIVE=1)."""
+
+    def run(self, rank, n, name, k):
+        import numpy as np
+        from shoal import collective as col
+        mark("actor")
+        col.init_group(n, rank, group_name=name, timeout=20)
+        try:
+            a = np.full(k, rank + 1, dtype=np.float64)
+            for _ in range(3):
+                col.allreduce(a, group_name=name)
+                a /= n * (n + 1) / 2
+            b = np.arange(k, dtype=np.int64) if rank == 0 else np.zeros(k, dtype=np.int64)
+            col.broadcast(b, src_rank=0, group_name=name)
+            col.barrier(group_name=name)
+            return float(a.sum()), int(b.sum())
+        finally:
+            col.destroy_group(name)
+
+
+def collective(pg, round_):
+    """Three ranks, one in each bundle of the group: allreduce and broadcast, results checked. A
+    rank's death fails the group (CollectiveError in the others, RayActorError for the dead one's
+    call); the round is then made again with a new group, as shoal.train restarts a gang."""
+    from shoal import collective as col
+    n, k = 3, 1 << 18
+    for attempt in range(5):
+        rs = [Rank.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=b)).remote()
+              for b in range(n)]
+        name = f"chaos-{round_}-{attempt}"
+        try:
+            got = shoal.get([r.run.remote(i, n, name, k) for i, r in enumerate(rs)], timeout=TIMEOUT)
+            # the same arithmetic here, on one element (every element is the same; all exact)
+            v = [float(r + 1) for r in range(n)]
+            for _ in range(3):
+                v = [sum(v) / (n * (n + 1) / 2)] * n
+            want = float(k) * v[0]
+            check(f"collective.{round_}", all(g == (want, k * (k - 1) // 2) for g in got), f"{got} want {want}")
+            if attempt:
+                say("COLLECTIVE made again", attempt, "time(s)")
+            return
+        except (col.CollectiveError, shoal.exceptions.RayTaskError, shoal.exceptions.RayActorError) as e:
+            say("COLLECTIVE failed, made again:", type(e).__name__, str(e).splitlines()[0][:160])
+        finally:
+            for r in rs:
+                shoal.kill(r)
+    check(f"collective.{round_}", False, "5 attempts failed")
+
+
 def main():
     shoal.init()
     say("CLUSTER", os.environ["SHOAL_CLUSTER_ID"])
@@ -223,6 +274,8 @@ def main():
         fanout(pg, 60, r)
         actors(r)
         objects(pg, r)
+        if os.environ.get("CHAOS_COLLECTIVE") == "1":
+            collective(pg, r)
         say("ROUND", r, "done")
     remove_placement_group(pg)
     say("DONE", "wrong" if wrong else "ok")
