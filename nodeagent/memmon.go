@@ -29,18 +29,19 @@ import (
 //	head's agent: WorkerExited{OOM} ──> the core retries the task as max_retries says, then
 //	              fails it with out_of_memory (OutOfMemoryError naming the task and its use)
 //
-// What counts is RssAnon (/proc/PID/status) summed over the worker's process group: the memory
-// the task's code allocated. Pages of the shared-memory object store that a worker maps to
+// What counts is RssAnon (/proc/PID/status) summed over the worker's process group, above what
+// the worker held when the task began: the memory the task's code allocated. Pages of the shared-memory object store that a worker maps to
 // read objects zero-copy, and file pages, are not its own and do not count.
 
 // DefaultMemoryMonitorInterval is how often a node's monitor looks at its limited workers
 // (Ray's memory_monitor_refresh_ms is 250 ms too).
 const DefaultMemoryMonitorInterval = 250 * time.Millisecond
 
-// memLimit is one worker's limit: its task's memory= request.
+// memLimit is one worker's limit: its task's memory= request, above what the worker held when
+// the task began (base: an idle Python worker alone holds tens of MiB, which no task asked for).
 type memLimit struct {
-	bytes uint64
-	task  string
+	bytes, base uint64
+	task        string
 }
 
 // memMonitor watches the workers of one spawner. Its zero value is not usable: see newMemMonitor.
@@ -84,6 +85,10 @@ func newMemMonitor(log hclog.Logger, pidOf func(string) int) *memMonitor {
 // set limits worker to bytes (0 lifts its limit) for task, looking every interval (<= 0: the
 // monitor is off and nothing is limited).
 func (m *memMonitor) set(worker string, bytes uint64, task string, interval time.Duration) {
+	var base uint64
+	if bytes > 0 && interval > 0 {
+		base = m.baseOf(worker) // before m.mu: pidOf takes the spawner's lock
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -92,7 +97,7 @@ func (m *memMonitor) set(worker string, bytes uint64, task string, interval time
 	if bytes == 0 || interval <= 0 {
 		delete(m.limits, worker)
 	} else {
-		m.limits[worker] = memLimit{bytes: bytes, task: task}
+		m.limits[worker] = memLimit{bytes: bytes, base: base, task: task}
 	}
 	if interval > 0 && interval != m.interval && m.stopTick != nil {
 		m.stopTick()
@@ -104,6 +109,21 @@ func (m *memMonitor) set(worker string, bytes uint64, task string, interval time
 	if len(m.limits) > 0 && m.stopTick == nil {
 		m.stopTick = m.tick(m.interval)
 	}
+}
+
+// baseOf is what worker's main process holds now (RssAnon), the base its task's request is
+// counted from; 0 when it cannot be read.
+func (m *memMonitor) baseOf(worker string) uint64 {
+	pid := m.pidOf(worker)
+	if pid <= 0 {
+		return 0
+	}
+	b, err := fs.ReadFile(m.proc, strconv.Itoa(pid)+"/status")
+	if err != nil {
+		return 0
+	}
+	n, _ := parseRssAnon(b)
+	return n
 }
 
 // take returns why worker was killed for memory ("" when it was not) and forgets it and its
@@ -161,12 +181,12 @@ func (m *memMonitor) check() {
 	}
 	for pgid, w := range groups {
 		l := limits[w]
-		if used[pgid] <= l.bytes {
+		if used[pgid] <= l.base+l.bytes {
 			continue
 		}
-		why := fmt.Sprintf("stopped by the memory monitor: %s was using %s of memory (anonymous RSS of its processes), over its memory= request of %s "+
-			"(ask for more memory=, or tune the monitor with --memory-monitor-interval; 0 turns it off)",
-			l.task, obs.BytesHuman(int64(used[pgid])), obs.BytesHuman(int64(l.bytes)))
+		why := fmt.Sprintf("stopped by the memory monitor: %s was using %s of memory (anonymous RSS of its processes; %s more than its worker held "+
+			"when it began), over its memory= request of %s (ask for more memory=, or tune the monitor with --memory-monitor-interval; 0 turns it off)",
+			l.task, obs.BytesHuman(int64(used[pgid])), obs.BytesHuman(int64(used[pgid]-l.base)), obs.BytesHuman(int64(l.bytes)))
 		m.mu.Lock()
 		if _, still := m.limits[w]; !still {
 			m.mu.Unlock()

@@ -66,8 +66,8 @@ func FuzzProcParsers(f *testing.F) {
 	})
 }
 
-// A fixture /proc: worker w1's group (pid 100, with a child 101) uses 96 MiB over its 64 MiB
-// limit; w2 (pid 200) stays under; an unrelated process of group 100's size is not counted.
+// A fixture /proc: worker w1's group (pid 100, with a child 101) grew from 16 to 96 MiB, over its
+// 64 MiB request; w2 (pid 200) stays under; an unrelated process is not counted.
 func TestMemMonitorKillsOnlyTheWorkerOverItsLimit(t *testing.T) {
 	proc := fstest.MapFS{
 		"100/stat": {Data: []byte("100 (python3) S 1 100 100 0")}, "100/status": {Data: []byte("RssAnon:\t 65536 kB\n")},
@@ -78,18 +78,20 @@ func TestMemMonitorKillsOnlyTheWorkerOverItsLimit(t *testing.T) {
 	}
 	pids := map[string]int{"w1": 100, "w2": 200}
 	m := newMemMonitor(hclog.NewNullLogger(), func(w string) int { return pids[w] })
-	m.proc = proc
+	// when their tasks began, w1 held 16 MiB and w2 1 MiB: their requests count from there
+	m.proc = fstest.MapFS{"100/status": {Data: []byte("RssAnon:\t 16384 kB\n")}, "200/status": {Data: []byte("RssAnon:\t 1024 kB\n")}}
 	var killed []int
 	m.kill = func(pgid int) error { killed = append(killed, pgid); return nil }
 	m.tick = func(time.Duration) func() { return func() {} } // check by hand
 	m.set("w1", 64<<20, "hog", time.Second)
 	m.set("w2", 64<<20, "small", time.Second)
+	m.proc = proc
 	m.check()
 	if len(killed) != 1 || killed[0] != 100 {
 		t.Fatalf("killed %v, want group 100 only", killed)
 	}
 	why := m.take("w1")
-	for _, want := range []string{"hog", "96.0 MiB", "64.0 MiB", "memory="} {
+	for _, want := range []string{"hog", "96.0 MiB", "80.0 MiB more", "64.0 MiB", "memory="} {
 		if !strings.Contains(why, want) {
 			t.Errorf("the reason %q does not say %q", why, want)
 		}
