@@ -36,8 +36,10 @@ tick=$(getconf CLK_TCK)
 part() {
   local name=${1%%:*} P=$W/${1%%:*}
   mkdir -p "$P/tmp"
-  exec {LOCKFD}>/tmp/shoal-slurm.lock
-  flock -n "$LOCKFD" || { echo "chaos-load: waiting for /tmp/shoal-slurm.lock"; flock "$LOCKFD"; }
+  local fd
+  exec {fd}>/tmp/shoal-slurm.lock
+  flock -n "$fd" || { echo "chaos-load: waiting for /tmp/shoal-slurm.lock"; flock "$fd"; }
+  LOCKFD=$fd  # only now: the exit trap takes the cluster down only while this script holds the lock
   "$CLUSTER" up >/dev/null || { bad "slurm cluster up"; return; }
   cat >"$P/job.sbatch" <<SB
 #!/bin/bash

@@ -345,9 +345,10 @@ i=0
 for p in "${plan[@]}"; do
   if ((i % batch == 0)); then
     if [[ -n $LOCKFD ]]; then release; sleep 1; fi
-    exec {LOCKFD}>/tmp/shoal-slurm.lock
+    exec {fd}>/tmp/shoal-slurm.lock
     t_lock=$SECONDS
-    flock -n "$LOCKFD" || { echo "chaos: waiting for /tmp/shoal-slurm.lock (another Slurm test runs)"; flock "$LOCKFD"; }
+    flock -n "$fd" || { echo "chaos: waiting for /tmp/shoal-slurm.lock (another Slurm test runs)"; flock "$fd"; }
+    LOCKFD=$fd  # only now: the exit trap takes the cluster down only while this script holds the lock
     ((SECONDS - t_lock > 1)) && echo "chaos: got the lock after $((SECONDS - t_lock)) s"
     "$CLUSTER" up >/dev/null || { bad "slurm cluster up"; finish; }
     # as on a production cluster, shoal's admin epilog runs after every job on every node: it
