@@ -24,7 +24,8 @@
 # Outcomes: ok (finished with correct results), expected (failed with the documented error of
 # its fault: ObjectStoreFullError, OutOfMemoryError, or the job ended by scancel / its time
 # limit within the documented time), and the failures: wrong (a wrong result), hang (the run's
-# deadline passed), error (any other failure), leftover (a process, socket, shm segment, cgroup
+# deadline passed), slow (scancel or the time limit took longer than documented), error (any
+# other failure), leftover (a process, socket, shm segment, cgroup
 # or file of the run left on a node after it), disturbed (the second job's own work failed).
 # Last line: "N passed, N failed" (a run passes when its outcome is ok or expected).
 set -uo pipefail
@@ -285,9 +286,13 @@ run_one() {
     if has "$res" "WRONG"; then outcome=wrong; detail=$(grep -m3 WRONG <<<"$res" | tr '\n' ';')
     elif has "$res" "^DONE ok"; then outcome=ok
     elif [[ " ${FL[*]} " == *" scancel "* ]] && ! has "$res" "^ERROR "; then
+      # documented: gone within Slurm's KillWait (5 s here) and shoal's teardown: 35 s at most
       outcome=expected; detail="cancelled; the job was gone $((T_GONE - SCANCEL_AT)) s after scancel"
+      ((T_GONE - SCANCEL_AT > 35)) && { outcome=slow; detail+=" (documented: 35 s)"; }
     elif [[ " ${FL[*]} " == *" timelimit "* ]] && ! has "$res" "^ERROR "; then
+      # documented: the 1-minute limit, Slurm's enforcement period (30 s) and KillWait: 120 s
       outcome=expected; detail="ended by its 1-minute time limit after ${secs}s"
+      ((secs > 120)) && { outcome=slow; detail+=" (documented: 120 s)"; }
     else outcome=error; detail=$(grep -m1 '^ERROR ' <<<"$res"; tail -n 3 <<<"$res" | tr '\n' ';')
     fi
   fi
