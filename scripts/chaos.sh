@@ -152,8 +152,13 @@ inject() {
       local kind=task; [[ $f == kill-actor ]] && kind=actor
       p=""
       local r=$RANDOM
-      for _ in $(seq 50); do mapfile -t cand < <(alive_pids $kind "$W"); ((${#cand[@]})) && { p=${cand[r % ${#cand[@]}]}; break; }; sleep 0.2; done
-      if [[ -n $p ]]; then kill -KILL "$p"; echo "$t $f pid $p"; else echo "$t $f no $kind process alive"; fi ;;
+      # the drawn victim among those alive; one that exited meanwhile is replaced by the next
+      for _ in $(seq 50); do
+        mapfile -t cand < <(alive_pids $kind "$W")
+        ((${#cand[@]})) && { p=${cand[r % ${#cand[@]}]}; kill -KILL "$p" 2>/dev/null && break; p=""; }
+        sleep 0.2
+      done
+      if [[ -n $p ]]; then echo "$t $f pid $p"; else echo "$t $f no $kind process alive"; fi ;;
     kill-agent)
       pick node2 node3; node=$PICKED; pids=$(shoal_pids "$jid" "$node")
       [[ -n $pids ]] && kill -KILL $pids; echo "$t $f $node pids ${pids//$'\n'/ }" ;;
