@@ -203,9 +203,6 @@ type Task struct {
 	Actor    ID                 `msgpack:"actor"`
 	Method   string             `msgpack:"method"`
 	Restarts int                `msgpack:"restarts"`
-	// TaskRetries, in an actor's creation: how many times a call in flight when the actor's
-	// process died is sent again to its restarted instance (max_task_retries; -1: forever).
-	TaskRetries int `msgpack:"task_retries,omitempty"`
 	AName    string             `msgpack:"aname"`
 	NS       string             `msgpack:"ns"`
 	Meta     []byte             `msgpack:"meta"`
@@ -214,6 +211,10 @@ type Task struct {
 	Depv     []Obj              `msgpack:"depv,omitempty"`
 	Attempt  int                `msgpack:"attempt"`
 	GPUs     []int              `msgpack:"gpus,omitempty"` // EXEC: the GPUs the task was given
+
+	// TaskRetries, in an actor's creation: how many times a call in flight when the actor's
+	// process died is sent again to its restarted instance (max_task_retries; -1: forever).
+	TaskRetries int `msgpack:"task_retries,omitempty"`
 }
 
 // Ret is one return value in Done.
