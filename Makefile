@@ -8,7 +8,7 @@ export SHOAL_BIN := $(CURDIR)/bin/shoal
 VERSION   := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' python/shoal/__init__.py)
 COMMIT    := $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD -- || c=$$c-dirty; echo $$c; })
 
-.PHONY: all build spank deps test test-obs test-security test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma release test-release bench-ucx bench-core-sim bench-head-scale demo fuzz bench clean
+.PHONY: all build spank deps test test-obs test-security test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma test-chaos chaos-long chaos-load release test-release bench-ucx bench-core-sim bench-head-scale demo fuzz bench clean
 
 all: build
 
@@ -20,7 +20,7 @@ build:
 deps:
 	./scripts/deps.sh
 
-test: deps build test-go test-python test-e2e test-obs test-security test-slurm test-objects test-yarn test-train test-coll test-rdma test-release
+test: deps build test-go test-python test-e2e test-obs test-security test-slurm test-objects test-yarn test-train test-coll test-rdma test-chaos test-release
 
 test-go:
 	$(GO) vet ./...
@@ -73,6 +73,26 @@ test-coll: build spank
 # preemption, the time-limit warning with requeue, elastic gangs and spare nodes (train-requeue.sh, ~2.5 min)
 test-train: build spank
 	flock /tmp/shoal-slurm.lock sh -c './test/slurm/train.sh; rc=$$?; ./test/slurm/train-requeue.sh || rc=1; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
+
+# chaos on the 3-node Slurm cluster (scripts/chaos.sh, docs/reliability.md): a fixed list of
+# seed:faults covering every fault kind once (~4 min); chaos.sh takes /tmp/shoal-slurm.lock itself,
+# a few runs at a time, and takes the cluster down between. A run is replayed with
+# `scripts/chaos.sh --seeds SEED:FAULTS`.
+CHAOS_SEEDS ?= 101:kill-worker+loss,102:kill-actor+throttle,103:stop-agent+store-full,104:link-cut+spill-full,105:kill-agent+memhog,106:second-job+delay,107:stop-agent-nocont,108:scancel,109:timelimit
+test-chaos: build spank
+	./scripts/chaos.sh --seeds $(CHAOS_SEEDS)
+
+# the long form: CHAOS_RUNS runs from CHAOS_SEED (default: the clock), faults drawn from all kinds,
+# one JSON line per run appended to CHAOS_OUT (figures for docs/reliability.md)
+CHAOS_RUNS ?= 100
+CHAOS_OUT  ?= /tmp/shoal-chaos-runs.jsonl
+chaos-long: build spank
+	./scripts/chaos.sh --runs $(CHAOS_RUNS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) --out $(CHAOS_OUT)
+
+# load on the 3-node Slurm cluster: 1M tasks, 10k actor creations, 1k placement groups, 100
+# client threads; peak RSS and CPU of the head and agents (not in `make test`: tens of minutes)
+chaos-load: build spank
+	./scripts/chaos-load.sh
 
 # a real YARN (MiniYARNCluster: 1 RM, 2 NMs; Hadoop 3.5.0 from Maven Central on JDK 17): the
 # ipc package's real-YARN test and `shoal yarn` end to end; starts the cluster when none runs,

@@ -88,6 +88,10 @@ type Options struct {
 	HeartbeatTimeout time.Duration
 	// Observe: the recorder, dashboard and report (observe.go).
 	Observe ObserveOptions
+	// MemoryMonitorInterval: how often each node's memory monitor looks at workers whose
+	// task asked for memory= (zero: nodeagent.DefaultMemoryMonitorInterval, negative: off).
+	// Only the head's value counts: members take it from MEM_LIMIT.
+	MemoryMonitorInterval time.Duration
 }
 
 // Cluster is a running one-node cluster.
@@ -261,8 +265,9 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		GPUs: topo, CUDAIndex: o.CUDAIndex, CPUs: node.CPUs, Confine: c.conf, GPUMajors: majors,
 		InsecureDataPlane: o.InsecureDataPlane, WorkerEnv: dataPlaneEnv(o.InsecureDataPlane),
 		MaxWorkersPerNode: o.MaxWorkersPerNode, Labels: o.Labels,
-		Heartbeat: nodeagent.Heartbeat{Timeout: o.HeartbeatTimeout},
-		Observer:  c.rec,
+		Heartbeat:             nodeagent.Heartbeat{Timeout: o.HeartbeatTimeout},
+		Observer:              c.rec,
+		MemoryMonitorInterval: o.MemoryMonitorInterval,
 		OnShutdown: func() {
 			if !once {
 				once = true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -17,6 +18,9 @@ import (
 // end the job step early, the batch script would exit, and Slurm would record the job as done
 // instead of queueing it again (PreemptMode=REQUEUE): the run would be lost. The driver
 // (`shoal train`) uses the grace time to have the gang checkpoint.
+// preemptAsk bounds the question to slurmctld that tells a preemption's SIGTERM from others.
+const preemptAsk = 2 * time.Second
+
 func preemptHold(log hclog.Logger, in <-chan os.Signal) <-chan os.Signal {
 	job := os.Getenv("SLURM_JOB_ID")
 	if job == "" {
@@ -30,7 +34,12 @@ func preemptHold(log hclog.Logger, in <-chan os.Signal) <-chan os.Signal {
 			// time, the one that ends the job; the second passes without a question to
 			// scontrol, which slurmctld, busy requeueing, may answer late.
 			if s == syscall.SIGTERM && !held {
-				j, err := slurm.ShowJob(context.Background(), job)
+				// briefly: Slurm's SIGKILL follows a time limit's or scancel's SIGTERM after
+				// KillWait (seconds), and the teardown needs that time; a slurmctld too busy to
+				// answer within preemptAsk counts as no preemption
+				ctx, cancel := context.WithTimeout(context.Background(), preemptAsk)
+				j, err := slurm.ShowJob(ctx, job)
+				cancel()
 				if err != nil {
 					log.Warn("SIGTERM: cannot tell a preemption from a cancel; leaving", "job_id", job, "error", err)
 				} else if j.Preempted() {

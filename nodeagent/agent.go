@@ -92,6 +92,9 @@ type Config struct {
 	// Observer records task events for the dashboard, metrics, timeline and report
 	// (observe.go); nil: observability off.
 	Observer *obs.Recorder
+	// MemoryMonitorInterval is how often every node's memory monitor looks at workers whose
+	// task asked for memory= (memmon.go); zero: DefaultMemoryMonitorInterval; negative: off.
+	MemoryMonitorInterval time.Duration
 }
 
 // Agent is a node agent.
@@ -470,11 +473,13 @@ func (a *Agent) disconnect(c *client) {
 	}
 	if w := c.worker; w != nil {
 		w.connGone = true
-		why := "its connection closed"
-		if w.exitWhy != "" {
-			why = w.exitWhy // its process exited first (processExited)
+		if !a.awaitExit(w) { // memmon.go: a memory-limited worker waits for its exit report
+			why := "its connection closed"
+			if w.exitWhy != "" {
+				why = w.exitWhy // its process exited first (processExited)
+			}
+			a.workerLost(w, why)
 		}
-		a.workerLost(w, why)
 	}
 	if c.role == "driver" && c.job != nil && c.job.driver == c {
 		a.endJob(c.job, "driver disconnected")

@@ -87,6 +87,7 @@ func (a *Agent) act(x sched.Action) {
 		}
 		t.worker, t.gpus, t.node = w, x.GPUs, w.node
 		t.spec.Attempt = x.Attempt
+		a.limitMemory(t, w) // memmon.go
 		if t.spec.Kind == wire.KindActorCreate {
 			ac := t.actor
 			ac.worker = w

@@ -174,6 +174,12 @@ func (m *Member) Run() (int, error) {
 				return 1, err
 			}
 			m.spawn(&s)
+		case wire.TMemLimit:
+			var l wire.MemLimit
+			if err := f.Decode(&l); err != nil {
+				return 1, err
+			}
+			m.memLimit(&l) // memmon.go
 		case wire.TKillWorker:
 			var k wire.WorkerExit
 			if err := f.Decode(&k); err != nil {
@@ -260,8 +266,8 @@ func (m *Member) spawn(s *wire.Spawn) {
 	}
 	worker := s.Worker
 	out := func() (io.Writer, io.Writer) { return m.workerOutput(worker) } // obs: lines to the head (observe.go)
-	err := m.procs.start(spawnSpec{Worker: worker, Argv: s.Argv, Env: env, Cwd: s.Cwd, GPUs: s.GPUs, Output: out}, func(why, stderr string) {
-		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: worker, Msg: why, Stderr: stderr})
+	err := m.procs.start(spawnSpec{Worker: worker, Argv: s.Argv, Env: env, Cwd: s.Cwd, GPUs: s.GPUs, Output: out}, func(why, stderr string, oom bool) {
+		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: worker, Msg: why, Stderr: stderr, OOM: oom})
 	})
 	if errors.Is(err, errStopping) {
 		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: worker, Msg: "not started: node " + m.node + " is stopping"})

@@ -93,6 +93,7 @@ func (a *Agent) remoteWorkerExited(c *client, m *wire.WorkerExit) {
 		w.errTail = &tailBuf{max: 2048}
 		w.errTail.Write([]byte(m.Stderr))
 	}
+	w.oom = m.OOM // memmon.go
 	a.endRemoteWorker(w, "worker process on "+w.node.id+" "+m.Msg)
 }
 

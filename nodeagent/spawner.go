@@ -42,6 +42,7 @@ type spawner struct {
 	stopping bool
 	procs    map[string]*proc
 	wg       sync.WaitGroup
+	mem      *memMonitor // made when a worker first gets a memory limit (memmon.go)
 }
 
 type proc struct {
@@ -64,8 +65,9 @@ type spawnSpec struct {
 var errStopping = errors.New("the node is stopping")
 
 // start launches spec's worker; exited is called once, from another goroutine and with no
-// lock held, when the process has ended or could not start, with the end of its stderr.
-func (s *spawner) start(spec spawnSpec, exited func(why, stderr string)) error {
+// lock held, when the process has ended or could not start, with the end of its stderr; oom
+// says the memory monitor stopped it (memmon.go), and why then says what it used.
+func (s *spawner) start(spec spawnSpec, exited func(why, stderr string, oom bool)) error {
 	if len(spec.Argv) == 0 {
 		return errors.New("a worker needs a command")
 	}
@@ -107,7 +109,7 @@ func (s *spawner) start(spec spawnSpec, exited func(why, stderr string)) error {
 	return nil
 }
 
-func (s *spawner) launch(spec spawnSpec, p *proc, tail *tailBuf, exited func(why, stderr string)) {
+func (s *spawner) launch(spec spawnSpec, p *proc, tail *tailBuf, exited func(why, stderr string, oom bool)) {
 	defer s.wg.Done()
 	cmd := p.cmd
 	group := s.confineWorker(spec, cmd)
@@ -121,7 +123,7 @@ func (s *spawner) launch(spec spawnSpec, p *proc, tail *tailBuf, exited func(why
 		s.mu.Unlock()
 		s.closeGroup(group, spec.Worker)
 		s.log.Error("start worker", "worker", spec.Worker, "exe", spec.Argv[0], "error", err)
-		exited(fmt.Sprintf("could not start %s: %v", spec.Argv[0], err), "")
+		exited(fmt.Sprintf("could not start %s: %v", spec.Argv[0], err), "", false)
 		return
 	}
 	p.started = true
@@ -140,9 +142,14 @@ func (s *spawner) launch(spec spawnSpec, p *proc, tail *tailBuf, exited func(why
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // what it left in its process group
 	s.mu.Lock()
 	delete(s.procs, spec.Worker)
+	mem := s.mem
 	s.mu.Unlock()
 	s.closeGroup(group, spec.Worker)
-	exited(why, tail.String())
+	if oom := mem.take(spec.Worker); oom != "" {
+		exited(oom, tail.String(), true)
+		return
+	}
+	exited(why, tail.String(), false)
 }
 
 // confineWorker puts the worker in a cgroup whose device program admits only its GPUs.
@@ -208,6 +215,7 @@ func (s *spawner) signal(worker string, sig syscall.Signal) {
 func (s *spawner) stop(grace time.Duration) {
 	s.mu.Lock()
 	s.stopping = true
+	s.mem.close()
 	var names []string
 	for w := range s.procs {
 		names = append(names, w)

@@ -66,6 +66,8 @@ type worker struct {
 	// (processExited): the connection's last frames (ACTOR_EXIT, DONE) are read first.
 	exitWhy  string
 	connGone bool // its connection closed
+	// the memory monitor (memmon.go): its task has a memory limit; it stopped the worker
+	memLimited, oom bool
 }
 
 // drainGrace bounds how long a worker whose process exited is waited for by its connection
@@ -559,10 +561,11 @@ func (a *Agent) spawnLocal(w *worker) error {
 	env := append(a.workerEnv(j, w.id, a.local), a.gpuEnv(a.local, w.gpus)...)
 	w.procs = a.procs
 	out := func() (io.Writer, io.Writer) { return a.workerOutput(j.id, w.id) } // obs: per-task logs (observe.go)
-	return a.procs.start(spawnSpec{Worker: w.id, Argv: workerArgv(j), Env: env, Cwd: j.cwd, GPUs: w.gpus, Output: out}, func(why, stderr string) {
+	return a.procs.start(spawnSpec{Worker: w.id, Argv: workerArgv(j), Env: env, Cwd: j.cwd, GPUs: w.gpus, Output: out}, func(why, stderr string, oom bool) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		close(w.exited)
+		w.oom = oom // memmon.go
 		if stderr != "" {
 			w.errTail = &tailBuf{max: 2048}
 			w.errTail.Write([]byte(stderr))
@@ -614,5 +617,5 @@ func (a *Agent) workerLost(w *worker, why string) {
 		a.feed(sched.WorkerStartFailed{Worker: w.cid, Why: why, Stderr: w.errTail.String()})
 		return
 	}
-	a.feed(sched.WorkerExited{Worker: w.cid, Why: why})
+	a.feed(sched.WorkerExited{Worker: w.cid, Why: why, OOM: w.oom})
 }

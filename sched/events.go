@@ -66,6 +66,9 @@ type (
 	WorkerExited struct {
 		Worker WorkerID
 		Why    string
+		// OOM: the memory monitor stopped it for using more than its task's memory=
+		// request (memory.go); Why says what it used.
+		OOM bool
 	}
 	// TaskFinished: the worker running Task answered it. For an actor's creation, Failed says
 	// the constructor raised (the actor is then dead); otherwise the actor lives.

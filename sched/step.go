@@ -69,6 +69,8 @@ func (c *Core) step(ev Event) error {
 		if w := c.workers[e.Worker]; w != nil {
 			if w.state == wStarting {
 				c.startFailed(w, e.Why, "")
+			} else if e.OOM {
+				c.oomExited(w, e.Why) // memory.go
 			} else {
 				c.exited(w, e.Why)
 			}

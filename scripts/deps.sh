@@ -13,6 +13,8 @@ APT_PKGS+=(libopenmpi-dev openmpi-bin)
 APT_PKGS+=(libucx-dev ucx-utils)
 # the capture test (test/slurm/security-capture.sh) records the test cluster's bridge
 APT_PKGS+=(tcpdump)
+# scripts/chaos.sh: packet loss in a node's namespace (nft's random drop; this kernel has no sch_netem)
+APT_PKGS+=(nftables)
 # the release (scripts/release.sh, docs/release.md): patchelf and nm for scripts/zig-cc.sh;
 # objdump and readelf for its check, which runs the aarch64 binary under qemu-user with Debian's
 # aarch64 glibc

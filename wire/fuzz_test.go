@@ -55,6 +55,7 @@ func sampleBodies() map[Type]any {
 		TNodeStore:  &NodeStore{Loc: "tcp:10.0.0.2:1"},
 		TGenItem:    &GenItem{Task: id, Index: 3, Ret: Ret{ID: id, Fmt: FmtPython, Data: []byte("x")}},
 		TTaskCancel: &TaskCancel{Task: id},
+		TMemLimit:   &MemLimit{Worker: "j1-w1", Bytes: 64 << 20, Task: "hog", IntervalMs: 250},
 	}
 }
 

@@ -396,6 +396,9 @@ type WorkerExit struct {
 	// Stderr, in WORKER_EXIT only: the end of what the worker wrote to stderr (at most 2 KiB),
 	// for the error of a task whose worker could not start.
 	Stderr string `msgpack:"stderr,omitempty"`
+	// OOM, in WORKER_EXIT only: the memory monitor stopped the worker for using more memory
+	// than its task asked for; Msg says what it used (nodeagent/memmon.go).
+	OOM bool `msgpack:"oom,omitempty"`
 }
 
 // Cancel cancels the task that returns Object, as ray.cancel does: a task that has not run
@@ -484,6 +487,8 @@ func Body(t Type) any {
 		return &GenItem{}
 	case TTaskCancel:
 		return &TaskCancel{}
+	case TMemLimit:
+		return &MemLimit{}
 	}
 	return nil
 }

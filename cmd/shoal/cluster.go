@@ -23,6 +23,7 @@ import (
 
 	"github.com/shoal-hpc/shoal/head"
 	"github.com/shoal-hpc/shoal/launcher"
+	"github.com/shoal-hpc/shoal/nodeagent"
 	"github.com/shoal-hpc/shoal/nodeagent/obs"
 	"github.com/shoal-hpc/shoal/slurm"
 	"github.com/shoal-hpc/shoal/wire"
@@ -57,6 +58,9 @@ func clusterFlags() []cli.Flag {
 			Usage: "move objects and collectives between nodes in clear (no TLS; UCX allowed) on a fabric you trust; every node must agree (docs/security.md)"},
 		&cli.IntFlag{Name: "max-workers-per-node", EnvVars: []string{"SHOAL_MAX_WORKERS_PER_NODE"},
 			Usage: "cap on worker processes per node, actors included; the head node's value applies to every node (default: max(64, 4 x the node's CPUs))"},
+		&cli.DurationFlag{Name: "memory-monitor-interval", Value: nodeagent.DefaultMemoryMonitorInterval, EnvVars: []string{"SHOAL_MEMORY_MONITOR_INTERVAL"},
+			Usage: "how often each node checks the memory of workers whose task or actor asked for memory=; one that uses more is stopped alone " +
+				"and its task fails with OutOfMemoryError once its retries are spent (docs/reliability.md); 0 turns the monitor off; the head node's value applies to every node"},
 		stateDirFlag("keep the head's database (nodes, jobs, actors, placement groups) in this directory after the cluster ends, one file per cluster; `shoal history` lists it (default: the session directory, removed at exit)"),
 	}, observeFlags()...) // dashboard.go
 }
@@ -105,6 +109,14 @@ func options(c *cli.Context) (launcher.Options, error) {
 	}
 	if o.NumCPUs < 0 || o.NumGPUs < 0 {
 		return o, cli.Exit("--num-cpus and --num-gpus must not be negative", 2)
+	}
+	switch d := c.Duration("memory-monitor-interval"); {
+	case d < 0:
+		return o, cli.Exit(fmt.Sprintf("--memory-monitor-interval %s: give a positive duration such as 250ms, or 0 to turn the monitor off", d), 2)
+	case d == 0:
+		o.MemoryMonitorInterval = -1
+	default:
+		o.MemoryMonitorInterval = d
 	}
 	if o.MaxWorkersPerNode < 0 {
 		return o, cli.Exit(fmt.Sprintf("--max-workers-per-node %d: give a positive cap, or leave it out for the default", o.MaxWorkersPerNode), 2)

@@ -133,6 +133,16 @@ func (s *Session) Close() error {
 	if s == nil || s.Dir == nil {
 		return nil
 	}
+	// the records (cluster.json, member.json) and the lock go last: a process killed while it
+	// removes its session (Slurm's SIGKILL after KillWait) leaves what the epilog needs to
+	// find and remove the rest
+	if names, err := s.Dir.Names(); err == nil {
+		for _, n := range names {
+			if n != lockName && !strings.HasSuffix(n, ".json") {
+				s.Dir.RemoveAll(n)
+			}
+		}
+	}
 	err := s.base.RemoveAll(s.Name)
 	s.Dir.Close()
 	if s.lock != nil {

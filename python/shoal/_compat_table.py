@@ -81,7 +81,7 @@ TABLE = [
     ("ray.exceptions.TaskUnschedulableError", S, ""),
     ("ray.exceptions.ActorUnschedulableError", S, ""),
     ("ray.exceptions.RaySystemError", S, ""),
-    ("ray.exceptions.OutOfMemoryError", L, "shoal has no memory monitor; a worker killed by the kernel is WorkerCrashedError"),
+    ("ray.exceptions.OutOfMemoryError", S, ""),
     ("ray.exceptions.NodeDiedError", L, "a lost node's tasks fail with WorkerCrashedError"),
     ("ray.exceptions.RuntimeEnvSetupError", S, ""),
     ("ray.exceptions.PendingCallsLimitExceeded", L, "max_pending_calls is not supported yet"),

@@ -148,6 +148,7 @@ def deserialize_bundle(mv):
 
 _error_kinds = {
     "worker_died": exc.WorkerCrashedError,
+    "out_of_memory": exc.OutOfMemoryError,
     "worker_start_failed": exc.WorkerCrashedError,
     "actor_died": exc.ActorDiedError,
     "object_lost": exc.ObjectFreedError,

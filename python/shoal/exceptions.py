@@ -70,6 +70,12 @@ class WorkerCrashedError(RayError):
     """The worker process running the task died and no retries were left."""
 
 
+class OutOfMemoryError(RayError):
+    """The task used more memory than its memory= request: the node's memory monitor stopped
+    its worker (and any retry's) and no retries were left. The message names the task and what
+    it used (shoal launch/run --memory-monitor-interval tunes or turns off the monitor)."""
+
+
 class ObjectLostError(RayError):
     """The object's value is gone."""
 
