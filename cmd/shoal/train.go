@@ -150,7 +150,7 @@ func trainCommand() *cli.Command {
 				Strategy: strings.ToUpper(c.String("placement-strategy")), MaxRestarts: c.Int("max-restarts"),
 				GPUMode: c.String("cuda-visible-devices"), Allowed: allowed, Cwd: cwd, Env: env, StopGrace: c.Duration("stop-grace"),
 				PlaceTimeout: c.Duration("place-timeout"), Signals: sigs, Preload: preload, SpareWait: c.Duration("spare-wait")}
-			cfg.Replan = replan
+			cfg.Replan, cfg.SpareNodes = replan, c.Int("spare-nodes")
 			st, err := setupRequeue(c, log, &cfg)
 			if err != nil {
 				return cli.Exit(err.Error(), 2)
