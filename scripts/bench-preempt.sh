@@ -11,7 +11,9 @@
 #           with the checkpoint loaded
 # and, for shoal alone (submitit has no spares), a spare node taking over (--spare-nodes 1):
 #   takeover: from the SIGKILL of rank 1's node's agent to both ranks of the new attempt past
-#           init_process_group with the checkpoint loaded (the spare's rank starts cold)
+#           init_process_group with the checkpoint loaded (the spare's rank in the warm spare of
+#           the standby rank made there at gang start; the node is lost at step 60, ~6 s into
+#           the training, once that spare has imported torch)
 # Usage: flock /tmp/shoal-slurm.lock scripts/bench-preempt.sh [ROUNDS] (default 1; ~3 min a round)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -176,7 +178,7 @@ for ((k = 1; k <= ROUNDS; k++)); do
   printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --exclusive --no-kill --output=%s/spare-%s.out\nsrun shoal launch -- shoal train --spare-nodes 1 --max-restarts 1 --nproc-per-node 1 -- python3 %s/shoal_train.py %s 10\n' \
     "$WORK" "$k" "$WORK" "$ck" > "$WORK/spare-$k.sbatch"
   jid=$(sbatch --parsable "$WORK/spare-$k.sbatch")
-  wait_grep "$WORK/spare-$k.out" "STEP 20" 120 || echo "bench-preempt: spare round $k never reached step 20"
+  wait_grep "$WORK/spare-$k.out" "STEP 60" 120 || echo "bench-preempt: spare round $k never reached step 60"
   lost=$(grep -o "2 ranks running (attempt 0): .*;" "$WORK/spare-$k.out" | grep -o "node[0-9]: rank 1" | cut -d: -f1)
   victim=$(for e in /proc/[0-9]*/environ; do env=$({ tr '\0' '\n' < "$e"; } 2>/dev/null) || continue
     grep -qx "SLURM_JOB_ID=$jid" <<<"$env" && grep -qx "SLURMD_NODENAME=$lost" <<<"$env" && ! grep -q "^SHOAL_WORKER_ID=" <<<"$env" || continue

@@ -50,7 +50,7 @@ func trainCommand() *cli.Command {
 					"is lost, ranks renumbered (default: every node of the cluster)"},
 			&cli.IntFlag{Name: "spare-nodes", EnvVars: []string{"SHOAL_TRAIN_SPARE_NODES"},
 				Usage: "nodes that run no rank but stand by: when a rank's node is lost, the gang restarts from its checkpoint " +
-					"with a spare in its place and the same world size"},
+					"with a spare in its place and the same world size; each spare holds warm standby ranks (--preload) made at start"},
 			&cli.Float64Flag{Name: "cpus-per-rank", EnvVars: []string{"SHOAL_TRAIN_CPUS_PER_RANK"},
 				Usage: "CPUs each rank reserves, and its OMP_NUM_THREADS (default: the node's CPUs divided among its ranks)"},
 			&cli.Float64Flag{Name: "gpus-per-rank", Value: -1, EnvVars: []string{"SHOAL_TRAIN_GPUS_PER_RANK"},
