@@ -159,7 +159,7 @@ for ((k = 1; k <= ROUNDS; k++)); do
   jid=$(sbatch --parsable "$WORK/shoal-$k.sbatch")
   wait_grep "$WORK/shoal-$k.out" "STEP 20" 120 || echo "bench-preempt: shoal round $k never reached step 20"
   t0=$(now); urgent
-  wait_grep "$WORK/shoal-$k.out" "READY t=.* step=[1-9]" 180
+  for r in 0 1 2; do wait_grep "$WORK/shoal-$k.out" "READY t=.* rank=$r step=[1-9]" 180; done
   scancel "$jid"; sleep 1
   read -r s_save s_resume < <(numbers "$WORK/shoal-$k.out" "$t0")
   # submitit
@@ -170,7 +170,7 @@ for ((k = 1; k <= ROUNDS; k++)); do
   [[ -n $sjid ]] || { echo "bench-preempt: submitit did not submit:"; cat "$WORK/submitit-$k.err"; }
   wait_grep "$WORK/submitit-$k/*.out" "STEP 20" 120 || echo "bench-preempt: submitit round $k never reached step 20"
   t0=$(now); urgent
-  wait_grep "$WORK/submitit-$k/*.out" "READY t=.* step=[1-9]" 180
+  for r in 0 1 2; do wait_grep "$WORK/submitit-$k/*.out" "READY t=.* rank=$r step=[1-9]" 180; done
   scancel "$sjid"; sleep 1
   read -r b_save b_resume < <(numbers "$WORK/submitit-$k/*.out" "$t0")
   # shoal, a spare node takes over
@@ -184,10 +184,10 @@ for ((k = 1; k <= ROUNDS; k++)); do
     grep -qx "SLURM_JOB_ID=$jid" <<<"$env" && grep -qx "SLURMD_NODENAME=$lost" <<<"$env" && ! grep -q "^SHOAL_WORKER_ID=" <<<"$env" || continue
     [[ $(basename "$(tr '\0' '\n' < "${e%/environ}/cmdline" | head -1)") == shoal ]] && basename "${e%/environ}"; done | head -1)
   t0=$(now); [[ -n $victim ]] && kill -9 "$victim"
-  wait_grep "$WORK/spare-$k.out" "READY t=.* step=[1-9]" 60
+  for r in 0 1; do wait_grep "$WORK/spare-$k.out" "READY t=.* rank=$r step=[1-9]" 60; done   # every rank's, not the first
   scancel "$jid"; sleep 1
-  s_take=$(grep 'READY t=.* step=[1-9]' "$WORK/spare-$k.out" | grep -o 't=[0-9.]*' | cut -d= -f2 | sort -n | tail -1)
-  s_take=$(awk -v r="$s_take" -v t="$t0" 'BEGIN{ if (r == "") print "-"; else printf "%.2f", r - t }')
+  s_take=$(grep 'READY t=.* step=[1-9]' "$WORK/spare-$k.out" | grep -o 't=[0-9.]*' | cut -d= -f2 | sort -n)
+  s_take=$(awk -v t="$t0" '{ r = $1; n++ } END { if (n < 2) print "-"; else printf "%.2f", r - t }' <<<"$s_take")
   echo "round $k: shoal save ${s_save} s resume ${s_resume} s; submitit save ${b_save} s resume ${b_resume} s; shoal spare takeover ${s_take} s"
   results+=("$s_save $s_resume $b_save $b_resume")
 done
