@@ -159,7 +159,7 @@ for ((k = 1; k <= ROUNDS; k++)); do
   jid=$(sbatch --parsable "$WORK/shoal-$k.sbatch")
   wait_grep "$WORK/shoal-$k.out" "STEP 20" 120 || echo "bench-preempt: shoal round $k never reached step 20"
   t0=$(now); urgent
-  for r in 0 1 2; do wait_grep "$WORK/shoal-$k.out" "READY t=.* rank=$r step=[1-9]" 180; done
+  wait_grep "$WORK/shoal-$k.out" "READY t=.* step=[1-9]" 180 && for r in 0 1 2; do wait_grep "$WORK/shoal-$k.out" "READY t=.* rank=$r step=[1-9]" 30; done
   scancel "$jid"; sleep 1
   read -r s_save s_resume < <(numbers "$WORK/shoal-$k.out" "$t0")
   # submitit
@@ -170,7 +170,7 @@ for ((k = 1; k <= ROUNDS; k++)); do
   [[ -n $sjid ]] || { echo "bench-preempt: submitit did not submit:"; cat "$WORK/submitit-$k.err"; }
   wait_grep "$WORK/submitit-$k/*.out" "STEP 20" 120 || echo "bench-preempt: submitit round $k never reached step 20"
   t0=$(now); urgent
-  for r in 0 1 2; do wait_grep "$WORK/submitit-$k/*.out" "READY t=.* rank=$r step=[1-9]" 180; done
+  wait_grep "$WORK/submitit-$k/*.out" "READY t=.* step=[1-9]" 180 && for r in 0 1 2; do wait_grep "$WORK/submitit-$k/*.out" "READY t=.* rank=$r step=[1-9]" 30; done
   scancel "$sjid"; sleep 1
   read -r b_save b_resume < <(numbers "$WORK/submitit-$k/*.out" "$t0")
   # shoal, a spare node takes over
