@@ -11,7 +11,9 @@
 #           with the checkpoint loaded
 # and, for shoal alone (submitit has no spares), a spare node taking over (--spare-nodes 1):
 #   takeover: from the SIGKILL of rank 1's node's agent to both ranks of the new attempt past
-#           init_process_group with the checkpoint loaded (the spare's rank starts cold)
+#           init_process_group with the checkpoint loaded (the spare's rank in the warm spare of
+#           the standby rank made there at gang start; the node is lost at step 60, ~6 s into
+#           the training, once that spare has imported torch)
 # Usage: flock /tmp/shoal-slurm.lock scripts/bench-preempt.sh [ROUNDS] (default 1; ~3 min a round)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -157,7 +159,7 @@ for ((k = 1; k <= ROUNDS; k++)); do
   jid=$(sbatch --parsable "$WORK/shoal-$k.sbatch")
   wait_grep "$WORK/shoal-$k.out" "STEP 20" 120 || echo "bench-preempt: shoal round $k never reached step 20"
   t0=$(now); urgent
-  wait_grep "$WORK/shoal-$k.out" "READY t=.* step=[1-9]" 180
+  wait_grep "$WORK/shoal-$k.out" "READY t=.* step=[1-9]" 180 && for r in 0 1 2; do wait_grep "$WORK/shoal-$k.out" "READY t=.* rank=$r step=[1-9]" 30; done
   scancel "$jid"; sleep 1
   read -r s_save s_resume < <(numbers "$WORK/shoal-$k.out" "$t0")
   # submitit
@@ -168,7 +170,7 @@ for ((k = 1; k <= ROUNDS; k++)); do
   [[ -n $sjid ]] || { echo "bench-preempt: submitit did not submit:"; cat "$WORK/submitit-$k.err"; }
   wait_grep "$WORK/submitit-$k/*.out" "STEP 20" 120 || echo "bench-preempt: submitit round $k never reached step 20"
   t0=$(now); urgent
-  wait_grep "$WORK/submitit-$k/*.out" "READY t=.* step=[1-9]" 180
+  wait_grep "$WORK/submitit-$k/*.out" "READY t=.* step=[1-9]" 180 && for r in 0 1 2; do wait_grep "$WORK/submitit-$k/*.out" "READY t=.* rank=$r step=[1-9]" 30; done
   scancel "$sjid"; sleep 1
   read -r b_save b_resume < <(numbers "$WORK/submitit-$k/*.out" "$t0")
   # shoal, a spare node takes over
@@ -176,16 +178,16 @@ for ((k = 1; k <= ROUNDS; k++)); do
   printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --exclusive --no-kill --output=%s/spare-%s.out\nsrun shoal launch -- shoal train --spare-nodes 1 --max-restarts 1 --nproc-per-node 1 -- python3 %s/shoal_train.py %s 10\n' \
     "$WORK" "$k" "$WORK" "$ck" > "$WORK/spare-$k.sbatch"
   jid=$(sbatch --parsable "$WORK/spare-$k.sbatch")
-  wait_grep "$WORK/spare-$k.out" "STEP 20" 120 || echo "bench-preempt: spare round $k never reached step 20"
+  wait_grep "$WORK/spare-$k.out" "STEP 60" 120 || echo "bench-preempt: spare round $k never reached step 60"
   lost=$(grep -o "2 ranks running (attempt 0): .*;" "$WORK/spare-$k.out" | grep -o "node[0-9]: rank 1" | cut -d: -f1)
   victim=$(for e in /proc/[0-9]*/environ; do env=$({ tr '\0' '\n' < "$e"; } 2>/dev/null) || continue
     grep -qx "SLURM_JOB_ID=$jid" <<<"$env" && grep -qx "SLURMD_NODENAME=$lost" <<<"$env" && ! grep -q "^SHOAL_WORKER_ID=" <<<"$env" || continue
     [[ $(basename "$(tr '\0' '\n' < "${e%/environ}/cmdline" | head -1)") == shoal ]] && basename "${e%/environ}"; done | head -1)
   t0=$(now); [[ -n $victim ]] && kill -9 "$victim"
-  wait_grep "$WORK/spare-$k.out" "READY t=.* step=[1-9]" 60
+  for r in 0 1; do wait_grep "$WORK/spare-$k.out" "READY t=.* rank=$r step=[1-9]" 60; done   # every rank's, not the first
   scancel "$jid"; sleep 1
-  s_take=$(grep 'READY t=.* step=[1-9]' "$WORK/spare-$k.out" | grep -o 't=[0-9.]*' | cut -d= -f2 | sort -n | tail -1)
-  s_take=$(awk -v r="$s_take" -v t="$t0" 'BEGIN{ if (r == "") print "-"; else printf "%.2f", r - t }')
+  s_take=$(grep 'READY t=.* step=[1-9]' "$WORK/spare-$k.out" | grep -o 't=[0-9.]*' | cut -d= -f2 | sort -n)
+  s_take=$(awk -v t="$t0" '{ r = $1; n++ } END { if (n < 2) print "-"; else printf "%.2f", r - t }' <<<"$s_take")
   echo "round $k: shoal save ${s_save} s resume ${s_resume} s; submitit save ${b_save} s resume ${b_resume} s; shoal spare takeover ${s_take} s"
   results+=("$s_save $s_resume $b_save $b_resume")
 done

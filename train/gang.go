@@ -60,6 +60,9 @@ type Config struct {
 	// Replan, when set (--nnodes MIN:MAX, elastic.go), gives the ranks and each one's
 	// resources anew after an attempt lost a node; an error ends the run.
 	Replan func() (int, map[string]float64, error)
+	// SpareNodes (--spare-nodes K) keeps standby ranks with warm spares on the K spare nodes
+	// (standby.go), which take a lost node's ranks; 0: none.
+	SpareNodes int
 }
 
 // Result is how a gang ended.
@@ -95,6 +98,11 @@ type gang struct {
 	rank0     int
 	rank0Seq  int
 	pending   *dueState
+	// standby ranks on the spare nodes (standby.go), in a group of their own
+	standby       []*client.Actor
+	standbyPlaced []Placed
+	standbyPG     *client.PlacementGroup
+	standbyTried  bool
 }
 
 // Run runs cfg.Ranks copies of cfg.Argv as one gang on the cluster c is connected to, and
@@ -303,6 +311,7 @@ func (g *gang) dropActors() {
 		g.pg.Remove()
 		g.pg = nil
 	}
+	g.dropStandbys()
 }
 
 // attempt runs the gang once.
@@ -321,8 +330,9 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 	}
 	actors, placed := g.actors, g.placed
 	lostNode := false
+	lost := map[int]bool{} // the actors known lost; none known: the gang is placed anew
 	defer func() {
-		if lostNode {
+		if lostNode && !g.takeOver(lostList(lost)) {
 			g.dropActors()
 		}
 	}()
@@ -372,6 +382,7 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 		warmNote = fmt.Sprintf(", %d from warm spares", n)
 	}
 	g.say("%d ranks running (attempt %d%s): %s; MASTER_ADDR=%s MASTER_PORT=%d", len(ranks), attempt, warmNote, Describe(ranks), master, port)
+	g.makeStandbys(ctx, ranks, w)
 	g.rank0, g.rank0Seq, g.pending = ranks[0].Actor, 0, nil
 	if h := g.cfg.History; h != nil {
 		if g.attemptID, err = h.BeginAttempt(g.cfg.FirstAttempt+attempt, len(ranks), Describe(ranks), g.ckpt); err != nil {
@@ -422,7 +433,7 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 			r := byActor[i]
 			if err != nil {
 				// the worker or its node is gone
-				lostNode = true
+				lostNode, lost[i] = true, true
 				fail = Result{Code: -1, FailedRank: r.Rank, Node: r.Node, Tail: "(lost: " + err.Error() + ")"}
 				break
 			}
@@ -464,7 +475,7 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 	}
 	for i, st := range g.stopAll(actors, done) {
 		if st == nil {
-			lostNode = true // its actor did not answer: start the next attempt with new ones
+			lostNode, lost[i] = true, true // its actor did not answer: start the next attempt with new ones
 			continue
 		}
 		if byActor[i].Rank == 0 && st.Last != nil && st.Last.Seq > g.rank0Seq {

@@ -309,26 +309,9 @@ func (r *RankActor) Start(s StartSpec) (bool, error) {
 	r.cur, r.status, r.reports, r.last, r.tail = nil, Status{}, 0, nil, newTail(40)
 	r.ckpts, r.acked, r.sync = 0, 0, s.SyncCheckpoints
 	r.gen++
-	if len(s.Argv) == 0 {
-		return false, errors.New("no command to run")
-	}
-	path, err := exec.LookPath(s.Argv[0])
+	path, env, dir, err := startEnv(s)
 	if err != nil {
-		return false, fmt.Errorf("run %q on %s: %w", s.Argv[0], os.Getenv("SHOAL_NODE_ID"), err)
-	}
-	var kept []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SHOAL_WORKER_ID=") { // the rank is a driver, not this worker
-			kept = append(kept, kv)
-		}
-	}
-	env := MergeEnv(kept, append(slices.Clone(s.Env), "SHOAL_TRAIN_REPORT_FD=3", "SHOAL_TRAIN_ACK_FD=4", "SHOAL_TRAIN_DUE_FD=6"))
-	ignoreSignals(s.Ignore) // inherited by the rank (and its spares) across exec
-	dir := s.Cwd
-	if dir != "" {
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			dir = ""
-		}
+		return false, err
 	}
 	py, isPy := ParsePython(s.Argv)
 	var p *proc
@@ -351,6 +334,56 @@ func (r *RankActor) Start(s StartSpec) (bool, error) {
 		go r.makeSpare(r.gen, time.Duration(s.SpareWaitMs)*time.Millisecond, path, slices.Clone(s.Argv), py, env, dir, s.Preload)
 	}
 	return r.status.Warm, nil
+}
+
+// startEnv finds s's command and works out its environment and directory as the rank's
+// process gets them; it sets the signals s ignores (inherited by the rank and its spares).
+func startEnv(s StartSpec) (path string, env []string, dir string, err error) {
+	if len(s.Argv) == 0 {
+		return "", nil, "", errors.New("no command to run")
+	}
+	path, err = exec.LookPath(s.Argv[0])
+	if err != nil {
+		return "", nil, "", fmt.Errorf("run %q on %s: %w", s.Argv[0], os.Getenv("SHOAL_NODE_ID"), err)
+	}
+	var kept []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SHOAL_WORKER_ID=") { // the rank is a driver, not this worker
+			kept = append(kept, kv)
+		}
+	}
+	env = MergeEnv(kept, append(slices.Clone(s.Env), "SHOAL_TRAIN_REPORT_FD=3", "SHOAL_TRAIN_ACK_FD=4", "SHOAL_TRAIN_DUE_FD=6"))
+	ignoreSignals(s.Ignore) // inherited by the rank (and its spares) across exec
+	dir = s.Cwd
+	if dir != "" {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			dir = ""
+		}
+	}
+	return path, env, dir, nil
+}
+
+// Standby makes this actor a standby rank (standby.go): it starts no process, only a warm
+// spare for s (the command and environment a rank moved here will get, less the per-attempt
+// variables), so that a Start for those ranks later runs in it. It reports whether a spare is
+// being made (false: s is not a Python command a spare can run, or no modules to preload).
+func (r *RankActor) Standby(s StartSpec) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur != nil && !r.status.Done {
+		return false, errors.New("this rank's process is still running")
+	}
+	r.gen++
+	path, env, dir, err := startEnv(s)
+	if err != nil {
+		return false, err
+	}
+	py, isPy := ParsePython(s.Argv)
+	if !isPy || len(s.Preload) == 0 || !spareable(py, dir) {
+		return false, nil
+	}
+	go r.makeSpare(r.gen, time.Duration(s.SpareWaitMs)*time.Millisecond, path, slices.Clone(s.Argv), py, env, dir, s.Preload)
+	return true, nil
 }
 
 // makeSpare starts the spare for the attempt after attempt gen once the node has a CPU to

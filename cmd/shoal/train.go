@@ -50,7 +50,7 @@ func trainCommand() *cli.Command {
 					"is lost, ranks renumbered (default: every node of the cluster)"},
 			&cli.IntFlag{Name: "spare-nodes", EnvVars: []string{"SHOAL_TRAIN_SPARE_NODES"},
 				Usage: "nodes that run no rank but stand by: when a rank's node is lost, the gang restarts from its checkpoint " +
-					"with a spare in its place and the same world size"},
+					"with a spare in its place and the same world size; each spare holds warm standby ranks (--preload) made at start"},
 			&cli.Float64Flag{Name: "cpus-per-rank", EnvVars: []string{"SHOAL_TRAIN_CPUS_PER_RANK"},
 				Usage: "CPUs each rank reserves, and its OMP_NUM_THREADS (default: the node's CPUs divided among its ranks)"},
 			&cli.Float64Flag{Name: "gpus-per-rank", Value: -1, EnvVars: []string{"SHOAL_TRAIN_GPUS_PER_RANK"},
@@ -150,7 +150,7 @@ func trainCommand() *cli.Command {
 				Strategy: strings.ToUpper(c.String("placement-strategy")), MaxRestarts: c.Int("max-restarts"),
 				GPUMode: c.String("cuda-visible-devices"), Allowed: allowed, Cwd: cwd, Env: env, StopGrace: c.Duration("stop-grace"),
 				PlaceTimeout: c.Duration("place-timeout"), Signals: sigs, Preload: preload, SpareWait: c.Duration("spare-wait")}
-			cfg.Replan = replan
+			cfg.Replan, cfg.SpareNodes = replan, c.Int("spare-nodes")
 			st, err := setupRequeue(c, log, &cfg)
 			if err != nil {
 				return cli.Exit(err.Error(), 2)

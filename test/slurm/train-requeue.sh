@@ -12,7 +12,8 @@
 #   3. elastic (--nnodes 2:3, sbatch --no-kill): a node's agent is killed, and the gang goes on
 #      from its last checkpoint with 2 ranks on the 2 nodes left;
 #   4. a spare node (--spare-nodes 1): 2 ranks on 2 nodes, the node of rank 1 is lost, and the
-#      gang goes on from its checkpoint on the spare with the same world size.
+#      gang goes on from its checkpoint on the spare with the same world size, the spare's rank
+#      in the warm spare of the standby rank made there at gang start.
 # Each ends with the weights of the same training in one process (relative difference < 1e-5),
 # a history (--state-dir) that says why each allocation ended, and nothing left on any node.
 # Run it under `flock /tmp/shoal-slurm.lock`. Last line: "N passed, N failed".
@@ -212,10 +213,11 @@ for _ in $(seq 1800); do grep -q "FINAL" "$WORK/spare.out" 2>/dev/null && break;
 gone "$jid"
 out=$(cat "$WORK/spare.out")
 from=$(grep -o "RESUME rank=0 world=2 step=[1-9][0-9]*" <<<"$out" | sed 's/.*=//')
-if [[ -n $victim && -n $spare && -n $from ]] && has "$out" "2 ranks running (attempt 1): .*$spare: rank" \
+if [[ -n $victim && -n $spare && -n $from ]] && has "$out" "2 ranks running (attempt 1, 2 from warm spares): .*$spare: rank" \
+   && has "$out" "1 standby rank(s) with warm spares on $spare," && has "$out" "1 standby rank(s) on $spare take the place of the ranks on $lost" \
    && [[ $(grep -c "RESUME rank=[01] world=2 step=$from from=$ck/step$from.pt" <<<"$out") == 2 ]] && has "$out" "FINAL steps=120 .* agree=True" \
    && ! has "$out" "instead of"; then
-  ok "--spare-nodes 1: $lost (rank 1's node) lost, the gang goes on from step $from with $spare in its place, world size 2, and ends with one process's weights ($(grep -o 'rel_diff=[^ ]*' <<<"$out"))"
+  ok "--spare-nodes 1: $lost (rank 1's node) lost, the gang goes on from step $from with $spare's warm standby rank in its place (both ranks from warm spares), world size 2, and ends with one process's weights ($(grep -o 'rel_diff=[^ ]*' <<<"$out"))"
 else bad "spare node" "first: $first lost=$lost spare=$spare victim=$victim from=$from" "$out"; fi
 if left=$(clean "$out" "$jid"); then ok "nothing of the spare-node job is left on any node"; else bad "leftovers after the spare-node run" "$left"; fi
 fi
