@@ -13,6 +13,7 @@ import cloudpickle
 
 from . import _actor_exec
 from . import _client as C
+from . import _conformance
 from . import _generator
 from . import _observe
 from . import _runtime_env
@@ -327,6 +328,7 @@ def _task_resources(opts, default_cpu):
 class RemoteFunction:
     def __init__(self, fn, opts):
         _check_opts(opts, _TASK_OPTS, "remote functions")
+        _conformance.check_task_function(fn)  # async def is refused, as Ray does
         _generator.task_fields(opts, fn)  # num_returns and retry options checked as Ray does, at decoration
         self._function = fn
         self._opts = opts

@@ -52,6 +52,7 @@ TABLE = [
     ("ray.job_config", L, "no JobConfig; pass namespace= to init()"),
     ("ray.job_config.JobConfig", L, "no JobConfig; pass namespace= to init()"),
     ("ray.cluster_utils", S, ""),
+    ("ray.cloudpickle", S, ""),
     ("ray.cluster_utils.Cluster", S, ""),
     ("ray.dag", R, "Ray DAGs (.bind()) are not supported: call .remote()"),
     ("ray.experimental", L, "Ray's experimental APIs are not provided"),
@@ -215,6 +216,7 @@ TABLE = [
 # shoal.compat --run maps `import ray.X` to these; any other ray.X maps to shoal.X).
 MODULES = {
     "ray": "shoal",
+    "ray.cloudpickle": "cloudpickle",  # Ray's vendored cloudpickle: shoal serializes with cloudpickle too
 }
 
 
