@@ -12,6 +12,8 @@
 #   SIDES        which sides to run, default "ray shoal" (the report reads both from OUT)
 #   OUT          where the JUnit XML goes, default /tmp/ray-conformance
 #   TEST_TIMEOUT seconds per test on either side, default 120
+#   SHOAL_SDK    the shoal Python package to test, default ROOT/python (an older checkout's python/,
+#                made with `git archive`, gives a before figure; the binary stays ROOT's)
 #   SKIP         test ids deselected on both sides, default test_generators.py::test_generator_oom
 #                (it pushes 10 GB through the object store: not on a shared machine)
 set -eu
@@ -23,6 +25,7 @@ RAY_PYTHON=${RAY_PYTHON:-/tmp/rayvenv-conf/bin/python}
 SIDES=${SIDES:-ray shoal}
 OUT=${OUT:-/tmp/ray-conformance}
 TEST_TIMEOUT=${TEST_TIMEOUT:-120}
+SHOAL_SDK=${SHOAL_SDK:-$ROOT/python}
 SKIP=${SKIP-test_generators.py::test_generator_oom}
 "$RAY_PYTHON" -c 'import ray, pytest, pytest_asyncio, pytest_timeout, msgpack, cloudpickle' 2>/dev/null || {
 	echo "ray-conformance: $RAY_PYTHON lacks ray, pytest, pytest-asyncio, pytest-timeout, msgpack or cloudpickle;" >&2
@@ -41,7 +44,7 @@ for side in $SIDES; do
 		echo "== $side: $f" >&2
 		case $side in
 		ray) pp="$ROOT/scripts/ray_conformance"; plug="" ;;
-		shoal) pp="$ROOT/scripts/ray_conformance:$ROOT/python"; plug="-p shoal.compat" ;;
+		shoal) pp="$ROOT/scripts/ray_conformance:$SHOAL_SDK"; plug="-p shoal.compat" ;;
 		*) echo "ray-conformance: unknown side $side (ray or shoal)" >&2; exit 2 ;;
 		esac
 		desel=""

@@ -295,8 +295,25 @@ def _error_ret(oid, spec, e, tb=None):
     return {"id": oid, "fmt": w.FMT_ERROR, "data": data, "refs": [], "stored": False}
 
 
+actor_loop = None  # an async actor's event loop (_actor_exec._Async), where its async generators step
+
+
+def _on_loop(loop):
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
 def _items(result):
-    """A sync iterator over a generator's yields (an async generator is driven here)."""
+    """A sync iterator over a generator's yields (an async generator is driven here, or on the
+    async actor's loop when it runs in another thread)."""
+    if inspect.isasyncgen(result) and actor_loop is not None and actor_loop.is_running() and not _on_loop(actor_loop):
+        while True:
+            try:
+                yield asyncio.run_coroutine_threadsafe(result.__anext__(), actor_loop).result()
+            except StopAsyncIteration:
+                return
     if inspect.isasyncgen(result):
         loop = asyncio.new_event_loop()
         try:

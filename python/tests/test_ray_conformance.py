@@ -79,3 +79,53 @@ def test_ray_cloudpickle_maps_to_cloudpickle():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
+
+
+def test_async_generator_method_of_an_async_actor(ray):
+    # Ray's generator guide: an async actor's `async def` method that yields streams its values
+    # (next, for, async for) while the actor's event loop keeps serving other calls
+    @ray.remote
+    class Actor:
+        def __init__(self):
+            self.gate = asyncio.Event()
+
+        async def agen(self, n):
+            for i in range(n):
+                await asyncio.sleep(0.01)
+                yield i
+            await self.gate.wait()  # ends only once open() ran on the same loop
+            yield "after"
+
+        async def open(self):
+            self.gate.set()
+            return "opened"
+
+    a = Actor.remote()
+    g = a.agen.remote(3)
+    assert isinstance(g, ray.ObjectRefGenerator)
+    assert [ray.get(next(g)) for _ in range(3)] == [0, 1, 2]
+    assert ray.get(a.open.remote(), timeout=60) == "opened"  # the loop is free while agen waits
+    assert ray.get(next(g), timeout=60) == "after"
+    with pytest.raises(StopIteration):
+        next(g)
+
+    async def consume():
+        return [await r async for r in a.agen.remote(2)]
+    assert asyncio.run(consume()) == [0, 1, "after"]  # the gate stays open
+    assert ray.get(a.agen.options(num_returns=3).remote(2)) == [0, 1, "after"]
+
+
+def test_killed_actor_error_says_so_as_ray(ray):
+    # the error of a call on an actor ended by kill() carries Ray's wording
+    @ray.remote
+    class Sleeper:
+        def nap(self):
+            import time
+            time.sleep(600)
+
+    a = Sleeper.remote()
+    ref = a.nap.remote()
+    ray.kill(a)
+    with pytest.raises(ray.exceptions.RayActorError) as e:
+        ray.get(ref, timeout=60)
+    assert "The actor is dead because it was killed by `ray.kill`" in str(e.value)

@@ -155,6 +155,9 @@ def _install_modules():
                  "ray._raylet", "ray.worker", "ray.state", "ray.experimental", "ray.experimental.state", "ray.experimental.state.api"):
         sys.modules[name] = _internal_module(name, **(h if name.endswith("test_utils") else {}))
     sys.modules["ray._private"].test_utils = sys.modules["ray._private.test_utils"]
+    # public types that test files import from Ray's private module where they are defined
+    raylet = sys.modules["ray._raylet"]
+    raylet.ObjectRef, raylet.ObjectRefGenerator = ray.ObjectRef, ray.ObjectRefGenerator
     sys.modules["ray._common"].test_utils = sys.modules["ray._common.test_utils"]
 
 
