@@ -52,10 +52,8 @@ def task_fields(opts, fn, is_actor_method=False):
     if nret is None:
         nret = "streaming" if fn is not None and (inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)) else 1
     fields = {}
-    if nret in ("streaming", "dynamic") and fn is not None and not (
-            inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)):
-        raise ValueError(f"num_returns={nret!r} can only be used with generator functions (functions that use "
-                         f"'yield'). The decorated function is not a generator function.")
+    # num_returns="streaming" or "dynamic" on a plain function is accepted here and fails when it
+    # runs (values(): the caller's get raises RayTaskError), as Ray 2.60's remote_function does
     if nret == "streaming":
         mode, spec_nret = GEN_STREAMING, 1
     elif nret == "dynamic":
@@ -343,7 +341,16 @@ def values(client, spec, result, ret):
             raise TypeError(f"{spec.get('name')} has num_returns='dynamic' but returned a {type(result).__name__}, "
                             "not a generator; use yield, or a static num_returns")
         from ._api import put
-        return [DynamicObjectRefGenerator([put(v) for v in _items(result)])]
+        refs = []
+        try:
+            for v in _items(result):
+                refs.append(put(v))
+        except BaseException as e:  # noqa: BLE001 - the user's generator raised after some yields
+            if _whole_task_fails(spec, e):
+                raise
+            # as Ray: the values yielded so far stay, and one more ref holds the error
+            refs.append(put(_RaiseOnGet(exc.RayTaskError(spec.get("name", ""), traceback.format_exc(), e, os.getpid()))))
+        return [DynamicObjectRefGenerator(refs)]
     if is_gen:
         return _static(spec, result, nret)
     if spec["kind"] == w.KIND_ACTOR_CREATE or nret == 1:
@@ -367,18 +374,46 @@ def _static(spec, result, nret):
     raise ValueError."""
     vals = []
     it = _items(result)
-    for v in it:
-        if len(vals) == nret:
-            print(f"{spec.get('name', 'task')}: Task returned more than num_returns={nret} objects; "
-                  "the values past them are dropped", file=sys.stderr)
-            break
-        vals.append(v)
+    try:
+        for v in it:
+            if len(vals) == nret:
+                print(f"{spec.get('name', 'task')}: Task returned more than num_returns={nret} objects; "
+                      "the values past them are dropped", file=sys.stderr)
+                break
+            vals.append(v)
+    except BaseException as e:  # noqa: BLE001 - the user's generator raised after some yields
+        if _whole_task_fails(spec, e) or not vals:
+            raise
+        # as Ray: the values yielded before the error are returned; the rest hold the error
+        vals += [Failed((e, traceback.format_exc()))] * (nret - len(vals))
+        return vals
     if len(vals) < nret:
         try:
             raise ValueError(f"Task returned {len(vals)} objects, but num_returns={nret}.")
         except ValueError as e:
             vals += [Failed((e, traceback.format_exc()))] * (nret - len(vals))
     return vals
+
+
+def _whole_task_fails(spec, e):
+    """An error mid-generator that fails the whole call rather than its remaining values: a
+    retried one (retry_exceptions), a cancel, an exit."""
+    return retryable(spec, e) or isinstance(e, (exc.TaskCancelledError, KeyboardInterrupt, SystemExit))
+
+
+def _raise(e):
+    raise e
+
+
+class _RaiseOnGet:
+    """The error at the end of a dynamic generator's refs: stored as a value whose loading
+    raises it, so get() of that ref raises the task's error, as in Ray."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def __reduce__(self):
+        return (_raise, (self.error,))
 
 
 def rets(client, spec, ids, vals, ret):

@@ -129,3 +129,41 @@ def test_killed_actor_error_says_so_as_ray(ray):
     with pytest.raises(ray.exceptions.RayActorError) as e:
         ray.get(ref, timeout=60)
     assert "The actor is dead because it was killed by `ray.kill`" in str(e.value)
+
+
+def test_generator_error_after_some_yields(ray, tmp_path):
+    # Ray's generator guide: a generator task that raises after some yields keeps what it
+    # yielded; with a static num_returns the remaining returns raise the error, with "dynamic"
+    # one more ref after the yielded ones holds it. A retried error (retry_exceptions) reruns
+    # the whole task instead.
+    @ray.remote(max_retries=0)
+    def gen(n, fail):
+        for i in range(n):
+            yield i
+        if fail:
+            raise KeyError("boom")
+
+    r0, r1, r2 = gen.options(num_returns=3).remote(1, True)
+    assert ray.get(r0) == 0
+    for r in (r1, r2):
+        with pytest.raises(ray.exceptions.RayTaskError) as e:
+            ray.get(r, timeout=60)
+        assert isinstance(e.value.as_instanceof_cause(), KeyError)
+
+    refs = list(ray.get(gen.options(num_returns="dynamic").remote(2, True)))
+    assert len(refs) == 3 and ray.get(refs[:2]) == [0, 1]
+    with pytest.raises(ray.exceptions.RayTaskError):
+        ray.get(refs[2], timeout=60)
+    assert ray.get(list(ray.get(gen.options(num_returns="dynamic").remote(2, False)))) == [0, 1]
+
+    marker = tmp_path / "ran"
+
+    @ray.remote(max_retries=1, retry_exceptions=[KeyError])
+    def flaky(path):
+        yield "first"
+        if not os.path.exists(path):
+            open(path, "w").close()
+            raise KeyError("first run")
+        yield "second"
+
+    assert ray.get(list(ray.get(flaky.options(num_returns="dynamic").remote(str(marker))))) == ["first", "second"]
