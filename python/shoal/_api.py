@@ -365,10 +365,11 @@ class RemoteFunction:
         cl = _auto_init()
         opts = self._opts
         nret, mode, extra = _generator.task_fields(opts, self._function)  # generators, retries, max_calls
+        _conformance.check_pg_fit(opts, self._name, 1)  # fits a bundle, or ValueError as Ray (before the code is sent)
         extra.update(_task_placement(opts))
         renv = _runtime_env.resolve(opts.get("runtime_env"))  # _runtime_env.py; raises before anything is sent
-        fid, fnb = _fn_code(cl, code_holder, self._function)
-        data, argobj, deps, refs = _pack_args(cl, args, kwargs)
+        data, argobj, deps, refs = _pack_args(cl, args, kwargs)  # first: arguments that fail to pack send nothing
+        fid, fnb = _fn_code(cl, code_holder, self._function)  # the code counts as sent from here
         pg, bundle = _pg_of(opts)
         retries = opts.get("max_retries", 3)
         spec = {"task": cl.next_id(b"\0\0\0\0"), "kind": w.KIND_TASK, "fn": fid, "name": opts.get("name") or self._name,
@@ -545,10 +546,11 @@ class ActorClass:
                 return get_actor(name, namespace=ns)
             except ValueError:
                 pass
+        _conformance.check_pg_fit(opts, self._cls.__qualname__, 0)  # fits a bundle, or ValueError as Ray (before the code is sent)
         meta = self._meta()
         renv = _runtime_env.resolve(opts.get("runtime_env"))  # _runtime_env.py; raises before anything is sent
-        fid, fnb = _fn_code(cl, holder, self._cls)
-        data, argobj, deps, refs = _pack_args(cl, args, kwargs)
+        data, argobj, deps, refs = _pack_args(cl, args, kwargs)  # first: arguments that fail to pack send nothing
+        fid, fnb = _fn_code(cl, holder, self._cls)  # the code counts as sent from here
         pg, bundle = _pg_of(opts)
         aid = cl.next_id(b"\xff\xff\xff\xfe")
         restarts = opts.get("max_restarts") or 0

@@ -26,3 +26,31 @@ def actor_function_name(cls, method):
     if m is not None and inspect.iscoroutinefunction(m):
         return f"{getattr(m, '__module__', cls.__module__)}.{m.__qualname__}"
     return f"{cls.__module__}.{cls.__name__}.{method}"
+
+
+def check_pg_fit(opts, what, default_cpu):
+    """A task or actor placed in a placement group whose resource request fits none of its
+    bundles raises ValueError at .remote(), as Ray does (instead of waiting forever)."""
+    from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    strat = opts.get("scheduling_strategy")
+    pg = strat.placement_group if isinstance(strat, PlacementGroupSchedulingStrategy) else opts.get("placement_group")
+    bundles = getattr(pg, "bundle_specs", None)
+    if not bundles:
+        return
+    req = {}
+    if opts.get("num_cpus") is not None:
+        req["CPU"] = opts["num_cpus"]
+    elif default_cpu:
+        req["CPU"] = default_cpu
+    if opts.get("num_gpus") is not None:
+        req["GPU"] = opts["num_gpus"]
+    if opts.get("memory"):
+        req["memory"] = opts["memory"]
+    req.update(opts.get("resources") or {})
+    for b in bundles:
+        if all(b.get(k, 0) >= v for k, v in req.items()):
+            return
+    shown = [{k: float(v) for k, v in b.items()} for b in bundles]
+    raise ValueError(f"Cannot schedule {what} with the placement group because the resource request {req} "
+                     f"cannot fit into any bundles for the placement group, {shown}. Ask for less, or "
+                     "create the placement group with a bundle that holds the request.")

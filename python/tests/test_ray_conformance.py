@@ -167,3 +167,44 @@ def test_generator_error_after_some_yields(ray, tmp_path):
         yield "second"
 
     assert ray.get(list(ray.get(flaky.options(num_returns="dynamic").remote(str(marker))))) == ["first", "second"]
+
+
+def test_request_that_fits_no_bundle_is_refused(ray):
+    # Ray's placement group guide: a task or actor whose resources fit none of its placement
+    # group's bundles raises ValueError when submitted, naming the request and the bundles
+    from shoal.util.placement_group import placement_group, remove_placement_group
+    from shoal.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg = placement_group([{"CPU": 1}])
+    ray.get(pg.ready(), timeout=60)
+    strat = PlacementGroupSchedulingStrategy(placement_group=pg)
+
+    @ray.remote(num_cpus=1, num_gpus=8)
+    class Big:
+        pass
+
+    with pytest.raises(ValueError, match=r"resource request \{'CPU': 1, 'GPU': 8\} cannot fit into any bundles.*\[\{'CPU': 1\.0\}\]"):
+        Big.options(scheduling_strategy=strat).remote()
+
+    @ray.remote
+    def two():
+        return 2
+
+    with pytest.raises(ValueError, match="cannot fit into any bundles"):
+        two.options(num_cpus=2, scheduling_strategy=strat).remote()
+    assert ray.get(two.options(scheduling_strategy=strat).remote(), timeout=60) == 2  # 1 CPU fits
+    remove_placement_group(pg)
+
+
+def test_a_call_whose_arguments_fail_to_pack_leaves_the_function_usable(ray):
+    # a .remote() that raises (an argument that cannot be serialized) sends nothing; the next
+    # call of the same function runs (its code is sent with it)
+    import threading
+
+    @ray.remote
+    def ident(x):
+        return x
+
+    with pytest.raises(Exception):
+        ident.remote(threading.Lock())
+    assert ray.get(ident.remote(7), timeout=60) == 7
