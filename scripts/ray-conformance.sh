@@ -15,7 +15,9 @@
 #   SHOAL_SDK    the shoal Python package to test, default ROOT/python (an older checkout's python/,
 #                made with `git archive`, gives a before figure; the binary stays ROOT's)
 #   SKIP         test ids deselected on both sides, default test_generators.py::test_generator_oom
-#                (it pushes 10 GB through the object store: not on a shared machine)
+#                (it pushes 10 GB through the object store: not on a shared machine) and
+#                test_asyncio.py::test_asyncio_exit_actor (it hangs Ray 2.60 past pytest-timeout: its
+#                exit_actor() waits for a call that never ends, as Ray documents; Ray-internal anyway)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DIR=${1:?usage: scripts/ray-conformance.sh DIR-WITH-RAYS-TEST-FILES [FILE.py ...]}
@@ -26,7 +28,7 @@ SIDES=${SIDES:-ray shoal}
 OUT=${OUT:-/tmp/ray-conformance}
 TEST_TIMEOUT=${TEST_TIMEOUT:-120}
 SHOAL_SDK=${SHOAL_SDK:-$ROOT/python}
-SKIP=${SKIP-test_generators.py::test_generator_oom}
+SKIP=${SKIP-test_generators.py::test_generator_oom test_asyncio.py::test_asyncio_exit_actor}
 "$RAY_PYTHON" -c 'import ray, pytest, pytest_asyncio, pytest_timeout, msgpack, cloudpickle' 2>/dev/null || {
 	echo "ray-conformance: $RAY_PYTHON lacks ray, pytest, pytest-asyncio, pytest-timeout, msgpack or cloudpickle;" >&2
 	echo "  make one: python3 -m venv /tmp/rayvenv-conf && /tmp/rayvenv-conf/bin/pip install ray pytest pytest-asyncio pytest-timeout msgpack cloudpickle" >&2
