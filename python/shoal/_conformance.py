@@ -54,3 +54,14 @@ def check_pg_fit(opts, what, default_cpu):
     raise ValueError(f"Cannot schedule {what} with the placement group because the resource request {req} "
                      f"cannot fit into any bundles for the placement group, {shown}. Ask for less, or "
                      "create the placement group with a bundle that holds the request.")
+
+
+def actor_method(inst, name):
+    """The method an actor call runs, found on the actor's class as Ray does, so that an
+    instance attribute of the same name (self.flag = True next to def flag(self)) does not
+    hide it; what the class does not define (set on the instance) is taken from the instance."""
+    import types
+    m = inspect.getattr_static(type(inst), name, None)
+    if isinstance(m, types.FunctionType):
+        return types.MethodType(m, inst)
+    return getattr(inst, name)

@@ -52,8 +52,10 @@ def task_fields(opts, fn, is_actor_method=False):
     if nret is None:
         nret = "streaming" if fn is not None and (inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)) else 1
     fields = {}
-    # num_returns="streaming" or "dynamic" on a plain function is accepted here and fails when it
-    # runs (values(): the caller's get raises RayTaskError), as Ray 2.60's remote_function does
+    if nret in ("streaming", "dynamic") and fn is not None and not (
+            inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)):
+        raise ValueError(f"num_returns={nret!r} can only be used with generator functions (functions that use "
+                         f"'yield'). The decorated function is not a generator function.")
     if nret == "streaming":
         mode, spec_nret = GEN_STREAMING, 1
     elif nret == "dynamic":

@@ -208,3 +208,38 @@ def test_a_call_whose_arguments_fail_to_pack_leaves_the_function_usable(ray):
     with pytest.raises(Exception):
         ident.remote(threading.Lock())
     assert ray.get(ident.remote(7), timeout=60) == 7
+
+
+def test_actor_method_shadowed_by_an_attribute(ray):
+    # Ray runs an actor call with the method its class defines, even when __init__ set an
+    # instance attribute of the same name
+    @ray.remote
+    class Flag:
+        def __init__(self):
+            self.ready = True
+
+        def ready(self):
+            return "method"
+
+        @staticmethod
+        def static():
+            return "static"
+
+        @classmethod
+        def cls_name(cls):
+            return cls.__name__
+
+    a = Flag.remote()
+    assert ray.get(a.ready.remote(), timeout=60) == "method"
+    assert ray.get(a.static.remote(), timeout=60) == "static"
+    assert ray.get(a.cls_name.remote(), timeout=60) == "Flag"
+
+    @ray.remote
+    class AsyncFlag:
+        def __init__(self):
+            self.ready = False
+
+        async def ready(self):
+            return "async method"
+
+    assert ray.get(AsyncFlag.remote().ready.remote(), timeout=60) == "async method"
