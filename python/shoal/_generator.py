@@ -445,6 +445,8 @@ def _stream(client, spec, result, ret):
         except exc.TaskCancelledError:
             raise
         except BaseException as e:  # noqa: BLE001 - the user's generator raised: its next yield
+            if retryable(spec, e):
+                raise  # retry_exceptions: the call is retried; the agent skips the yields it has (genItem)
             client.send(w.GEN_ITEM, {"task": tid, "index": n, "ret": _error_ret(gen_id(tid, n), spec, e)})
             return n + 1
         client.send(w.GEN_ITEM, {"task": tid, "index": n, "ret": ret(client, gen_id(tid, n), v)})

@@ -243,3 +243,42 @@ def test_actor_method_shadowed_by_an_attribute(ray):
             return "async method"
 
     assert ray.get(AsyncFlag.remote().ready.remote(), timeout=60) == "async method"
+
+
+def test_streaming_generator_retried_on_retry_exceptions(ray, tmp_path):
+    # Ray's fault-tolerance guide: a streaming generator task that raises an exception listed in
+    # retry_exceptions is retried; the caller's stream goes on past the values it already has
+    marker = tmp_path / "failed_once"
+
+    @ray.remote(retry_exceptions=[ValueError], max_retries=3)
+    def gen(path):
+        for i in range(4):
+            if i == 2 and not os.path.exists(path):
+                open(path, "w").close()
+                raise ValueError("first attempt")
+            yield i
+
+    assert [ray.get(r, timeout=60) for r in gen.remote(str(marker))] == [0, 1, 2, 3]
+
+    @ray.remote(retry_exceptions=[ValueError], max_retries=1)
+    def always():
+        yield "kept"
+        raise ValueError("every attempt")
+
+    g = always.remote()
+    assert ray.get(next(g), timeout=60) == "kept"
+    with pytest.raises(ray.exceptions.RayTaskError):  # retries spent: the error ends the stream
+        ray.get(next(g), timeout=60)
+
+    @ray.remote(max_retries=3)  # not listed: reported at once as the next item, no retry
+    def unlisted(path):
+        yield 0
+        open(path, "a").write("x")
+        raise KeyError("not retried")
+
+    runs = tmp_path / "runs"
+    g = unlisted.remote(str(runs))
+    assert ray.get(next(g), timeout=60) == 0
+    with pytest.raises(ray.exceptions.RayTaskError):
+        ray.get(next(g), timeout=60)
+    assert runs.read_text() == "x"
