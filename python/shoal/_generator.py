@@ -436,14 +436,18 @@ def _stream(client, spec, result, ret):
     n = 0
     it = _items(result)
     while True:
-        if tid in _cancelled:
-            raise exc.TaskCancelledError(f"{spec.get('name', 'the generator')} was cancelled")
         try:
+            if tid in _cancelled:
+                raise exc.TaskCancelledError(f"{spec.get('name', 'the generator')} was cancelled")
             v = next(it)
         except StopIteration:
             return n
-        except exc.TaskCancelledError:
-            raise
+        except exc.TaskCancelledError as e:
+            # as Ray: the stream's next item raises the cancel, as a RayTaskError that is also a
+            # TaskCancelledError (as_instanceof_cause), and the stream ends after it
+            err = exc.RayTaskError(spec.get("name", ""), str(e), e, os.getpid())
+            client.send(w.GEN_ITEM, {"task": tid, "index": n, "ret": _error_ret(gen_id(tid, n), spec, err)})
+            return n + 1
         except BaseException as e:  # noqa: BLE001 - the user's generator raised: its next yield
             if retryable(spec, e):
                 raise  # retry_exceptions: the call is retried; the agent skips the yields it has (genItem)

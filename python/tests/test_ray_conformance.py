@@ -282,3 +282,25 @@ def test_streaming_generator_retried_on_retry_exceptions(ray, tmp_path):
     with pytest.raises(ray.exceptions.RayTaskError):
         ray.get(next(g), timeout=60)
     assert runs.read_text() == "x"
+
+
+def test_cancelled_streaming_generator_item_is_a_task_error(ray):
+    # ray.cancel of a running streaming generator: the next item raises an error that is both
+    # a RayTaskError and a TaskCancelledError and says "was cancelled"; the stream then ends
+    import time
+
+    @ray.remote
+    def slow():
+        for i in range(5):
+            time.sleep(0.5 if i == 0 else 30)
+            yield i
+
+    g = slow.remote()
+    assert ray.get(next(g), timeout=60) == 0
+    ray.cancel(g)
+    with pytest.raises(ray.exceptions.RayTaskError) as e:
+        ray.get(next(g), timeout=60)
+    assert isinstance(e.value, ray.exceptions.TaskCancelledError)
+    assert "was cancelled" in str(e.value)
+    with pytest.raises(StopIteration):
+        next(g)
