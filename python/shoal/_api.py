@@ -50,6 +50,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
     """Connect to the cluster in SHOAL_ADDRESS (or `address`), or start a local one-node cluster
     that lives as long as this process (or until shutdown())."""
     global _local_cluster, _namespace
+    _conformance.check_namespace(namespace, "init()")  # None or a non-empty str, as Ray, before all else
     with _lock:
         if C._client is not None:
             if ignore_reinit_error or C._client.role == "worker":
@@ -537,6 +538,7 @@ class ActorClass:
         opts = self._opts
         name = opts.get("name") or ""
         ns = opts.get("namespace")
+        _conformance.check_namespace(ns, f"{self._cls.__name__}.options()")  # None or a non-empty str, as Ray
         ns = _namespace if ns is None else ns
         if opts.get("lifetime") == "detached":
             from . import _connect
@@ -711,6 +713,7 @@ def cancel(object_ref, *, force=False, recursive=True):
 
 
 def get_actor(name, namespace=None):
+    _conformance.check_namespace(namespace, "get_actor()")  # None or a non-empty str, as Ray
     cl = _auto_init()
     if not name:
         raise ValueError("Please supply a non-empty value to get_actor")

@@ -65,3 +65,14 @@ def actor_method(inst, name):
     if isinstance(m, types.FunctionType):
         return types.MethodType(m, inst)
     return getattr(inst, name)
+
+
+def check_namespace(namespace, where):
+    """A namespace given to init(), an actor's options or get_actor() is None or a non-empty
+    string, as Ray checks: TypeError or ValueError before anything is sent."""
+    if namespace is None:
+        return
+    if not isinstance(namespace, str):
+        raise TypeError(f"{where}: namespace must be None or a string, not {type(namespace).__name__} ({namespace!r})")
+    if namespace == "":
+        raise ValueError(f'{where}: "" is not a valid namespace; pass None (or leave it out) for the default')

@@ -304,3 +304,26 @@ def test_cancelled_streaming_generator_item_is_a_task_error(ray):
     assert "was cancelled" in str(e.value)
     with pytest.raises(StopIteration):
         next(g)
+
+
+def test_namespace_must_be_a_non_empty_string(ray):
+    # Ray checks a namespace wherever one is given: not a string -> TypeError, "" -> ValueError,
+    # before anything is sent (shoal sent it, and the agent dropped the connection)
+    for bad, err in ((123, TypeError), ("", ValueError)):
+        with pytest.raises(err):
+            ray.init(namespace=bad)
+        with pytest.raises(err):
+            ray.get_actor("a", namespace=bad)
+
+    @ray.remote
+    class A:
+        def ping(self):
+            return "pong"
+
+    with pytest.raises(TypeError):
+        A.options(namespace=123).remote()
+    with pytest.raises(ValueError):
+        A.options(namespace="").remote()
+    a = A.options(name="in_other_ns", namespace="conformance_ns").remote()
+    assert ray.get(ray.get_actor("in_other_ns", namespace="conformance_ns").ping.remote(), timeout=60) == "pong"
+    ray.kill(a)
