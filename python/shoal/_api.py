@@ -545,7 +545,7 @@ class ActorClass:
             _connect.detached_actor(_local_cluster is not None)  # _connect.py
         if name and opts.get("get_if_exists"):
             try:
-                return get_actor(name, namespace=ns)
+                return get_actor(name, namespace=ns or None)
             except ValueError:
                 pass
         _conformance.check_pg_fit(opts, self._cls.__qualname__, 0)  # fits a bundle, or ValueError as Ray (before the code is sent)
@@ -568,7 +568,7 @@ class ActorClass:
             (ready,) = cl.submit(spec, 1, wait_ok=bool(name))
         except ValueError:
             if name and opts.get("get_if_exists"):
-                return get_actor(name, namespace=ns)  # another caller created it meanwhile
+                return get_actor(name, namespace=ns or None)  # another caller created it meanwhile
             raise
         if argobj is not None:
             cl._decref.add(argobj)
