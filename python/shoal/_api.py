@@ -50,6 +50,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
     """Connect to the cluster in SHOAL_ADDRESS (or `address`), or start a local one-node cluster
     that lives as long as this process (or until shutdown())."""
     global _local_cluster, _namespace
+    namespace, runtime_env = _conformance.apply_job_config(kwargs.pop("job_config", None), namespace, runtime_env)
     _conformance.check_namespace(namespace, "init()")  # None or a non-empty str, as Ray, before all else
     with _lock:
         if C._client is not None:

@@ -76,3 +76,18 @@ def check_namespace(namespace, where):
         raise TypeError(f"{where}: namespace must be None or a string, not {type(namespace).__name__} ({namespace!r})")
     if namespace == "":
         raise ValueError(f'{where}: "" is not a valid namespace; pass None (or leave it out) for the default')
+
+
+def apply_job_config(job_config, namespace, runtime_env):
+    """init(job_config=JobConfig(...)): its ray_namespace and runtime_env, unless init() was
+    given them itself (as Ray: the explicit argument wins)."""
+    if job_config is None:
+        return namespace, runtime_env
+    from .job_config import JobConfig
+    if not isinstance(job_config, JobConfig):
+        raise TypeError(f"init(job_config=...) takes a ray.job_config.JobConfig, not {type(job_config).__name__}")
+    if namespace is None:
+        namespace = job_config.ray_namespace
+    if runtime_env is None:
+        runtime_env = job_config.runtime_env
+    return namespace, runtime_env

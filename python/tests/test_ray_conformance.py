@@ -327,3 +327,25 @@ def test_namespace_must_be_a_non_empty_string(ray):
     a = A.options(name="in_other_ns", namespace="conformance_ns").remote()
     assert ray.get(ray.get_actor("in_other_ns", namespace="conformance_ns").ping.remote(), timeout=60) == "pong"
     ray.kill(a)
+
+
+def test_job_config_namespace_and_runtime_env():
+    # ray.job_config.JobConfig(ray_namespace=, runtime_env=) passed to init(job_config=) sets the
+    # job's namespace and runtime environment; Java options are refused with a clear error
+    from conftest import run_script
+    code = (
+        "import os, pytest, shoal as ray\n"
+        "from shoal.job_config import JobConfig\n"
+        "with pytest.raises(ValueError, match='Java'):\n"
+        "    JobConfig(jvm_options=['-Xmx1g'])\n"
+        "with pytest.raises(TypeError):\n"
+        "    ray.init(job_config={'ray_namespace': 'x'})\n"
+        "ray.init(job_config=JobConfig(ray_namespace='jc_ns', runtime_env={'env_vars': {'JC_VAR': 'set'}}))\n"
+        "assert ray.get_runtime_context().namespace == 'jc_ns'\n"
+        "@ray.remote\n"
+        "def env():\n"
+        "    return os.environ.get('JC_VAR'), ray.get_runtime_context().namespace\n"
+        "print(ray.get(env.remote(), timeout=60))\n")
+    r = run_script(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "('set', 'jc_ns')"
