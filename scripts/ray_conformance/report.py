@@ -14,7 +14,9 @@ import xml.etree.ElementTree as ET
 # reason class -> what in a test's source makes it internal
 INTERNAL = [
     ("private module", re.compile(r"ray\._private\.(?!test_utils)|ray\._raylet|ray\._common\.(?!test_utils)"
-                                  r"|ray\.worker\b|ray\.state\b|ray_constants|ray\.experimental\.state\b|ObjectRefStreamEndOfStreamError")),
+                                  r"|ray\.worker\b|ray\.state\b|ray_constants|ray\.experimental\.state\b|ObjectRefStreamEndOfStreamError"
+                                  # Ray's test helpers that drive its internals (a second driver, the error pubsub)
+                                  r"|run_string_as_driver|init_error_pubsub|get_error_message")),
     ("private attribute", re.compile(r"\._(?:pending_submits|on_completed|ray_actor_id|next_sync|next_async|actor_id\b)"
                                      r"|\bcore_worker\b|mocked_worker")),
     ("test-only knob", re.compile(r"RAY_testing_|RAY_max_direct_call|_system_config")),
