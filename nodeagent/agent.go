@@ -634,7 +634,7 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		}
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		if err := a.killActor(m.Actor, m.NoRestart, "killed by kill()"); err != nil {
+		if err := a.killActor(m.Actor, m.NoRestart, "The actor is dead because it was killed by `ray.kill` (shoal.kill)"); err != nil {
 			return err
 		}
 		return c.conn.Send(wire.TOK, f.Seq, nil)

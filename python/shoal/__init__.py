@@ -11,7 +11,7 @@ A Ray Core script runs with ``import shoal as ray``::
 
     print(ray.get([square.remote(i) for i in range(4)]))
 """
-from . import actor, exceptions, util  # noqa: F401
+from . import actor, exceptions, job_config, util  # noqa: F401
 from ._api import (ActorClass, ActorHandle, RemoteFunction, available_resources, cancel, cluster_resources, get,  # noqa: F401
                    get_actor, get_gpu_ids, get_runtime_context, init, is_initialized, kill, method, nodes, put, remote,
                    shutdown, wait)

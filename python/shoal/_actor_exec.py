@@ -257,6 +257,7 @@ class _Async:
         self.tasks = {}  # task id -> its asyncio task, for ray.cancel (TASK_CANCEL)
         from . import _generator
         _generator._on_cancel.append(self._cancel)
+        _generator.actor_loop = self.loop  # async generator methods step on this loop
         t = threading.Thread(target=self._main, name="shoal-actor-loop", daemon=True)
         t.start()
 
@@ -313,7 +314,12 @@ class _Async:
                     return value
                 if isinstance(err, asyncio.CancelledError):
                     err = exc.TaskCancelledError(f"{spec.get('name') or 'the call'} was cancelled")
-                W._execute(client, spec, run=result)
+                if inspect.isasyncgen(value):
+                    # an async generator method: its yields are reported from a thread while
+                    # each __anext__ runs here, on the actor's loop (_generator._items)
+                    await asyncio.get_running_loop().run_in_executor(None, lambda: W._execute(client, spec, run=result))
+                else:
+                    W._execute(client, spec, run=result)
         except asyncio.CancelledError:  # cancelled before it ran (waiting for its group's turn)
             def cancelled(_c, _s):
                 raise exc.TaskCancelledError(f"{spec.get('name') or 'the call'} was cancelled")

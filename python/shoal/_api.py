@@ -13,6 +13,7 @@ import cloudpickle
 
 from . import _actor_exec
 from . import _client as C
+from . import _conformance
 from . import _generator
 from . import _observe
 from . import _runtime_env
@@ -49,6 +50,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
     """Connect to the cluster in SHOAL_ADDRESS (or `address`), or start a local one-node cluster
     that lives as long as this process (or until shutdown())."""
     global _local_cluster, _namespace
+    namespace, runtime_env = _conformance.apply_job_config(kwargs.pop("job_config", None), namespace, runtime_env)
+    _conformance.check_namespace(namespace, "init()")  # None or a non-empty str, as Ray, before all else
     with _lock:
         if C._client is not None:
             if ignore_reinit_error or C._client.role == "worker":
@@ -327,6 +330,7 @@ def _task_resources(opts, default_cpu):
 class RemoteFunction:
     def __init__(self, fn, opts):
         _check_opts(opts, _TASK_OPTS, "remote functions")
+        _conformance.check_task_function(fn)  # async def is refused, as Ray does
         _generator.task_fields(opts, fn)  # num_returns and retry options checked as Ray does, at decoration
         self._function = fn
         self._opts = opts
@@ -363,10 +367,11 @@ class RemoteFunction:
         cl = _auto_init()
         opts = self._opts
         nret, mode, extra = _generator.task_fields(opts, self._function)  # generators, retries, max_calls
+        _conformance.check_pg_fit(opts, self._name, 1)  # fits a bundle, or ValueError as Ray (before the code is sent)
         extra.update(_task_placement(opts))
         renv = _runtime_env.resolve(opts.get("runtime_env"))  # _runtime_env.py; raises before anything is sent
-        fid, fnb = _fn_code(cl, code_holder, self._function)
-        data, argobj, deps, refs = _pack_args(cl, args, kwargs)
+        data, argobj, deps, refs = _pack_args(cl, args, kwargs)  # first: arguments that fail to pack send nothing
+        fid, fnb = _fn_code(cl, code_holder, self._function)  # the code counts as sent from here
         pg, bundle = _pg_of(opts)
         retries = opts.get("max_retries", 3)
         spec = {"task": cl.next_id(b"\0\0\0\0"), "kind": w.KIND_TASK, "fn": fid, "name": opts.get("name") or self._name,
@@ -534,19 +539,21 @@ class ActorClass:
         opts = self._opts
         name = opts.get("name") or ""
         ns = opts.get("namespace")
+        _conformance.check_namespace(ns, f"{self._cls.__name__}.options()")  # None or a non-empty str, as Ray
         ns = _namespace if ns is None else ns
         if opts.get("lifetime") == "detached":
             from . import _connect
             _connect.detached_actor(_local_cluster is not None)  # _connect.py
         if name and opts.get("get_if_exists"):
             try:
-                return get_actor(name, namespace=ns)
+                return get_actor(name, namespace=ns or None)
             except ValueError:
                 pass
+        _conformance.check_pg_fit(opts, self._cls.__qualname__, 0)  # fits a bundle, or ValueError as Ray (before the code is sent)
         meta = self._meta()
         renv = _runtime_env.resolve(opts.get("runtime_env"))  # _runtime_env.py; raises before anything is sent
-        fid, fnb = _fn_code(cl, holder, self._cls)
-        data, argobj, deps, refs = _pack_args(cl, args, kwargs)
+        data, argobj, deps, refs = _pack_args(cl, args, kwargs)  # first: arguments that fail to pack send nothing
+        fid, fnb = _fn_code(cl, holder, self._cls)  # the code counts as sent from here
         pg, bundle = _pg_of(opts)
         aid = cl.next_id(b"\xff\xff\xff\xfe")
         restarts = opts.get("max_restarts") or 0
@@ -562,7 +569,7 @@ class ActorClass:
             (ready,) = cl.submit(spec, 1, wait_ok=bool(name))
         except ValueError:
             if name and opts.get("get_if_exists"):
-                return get_actor(name, namespace=ns)  # another caller created it meanwhile
+                return get_actor(name, namespace=ns or None)  # another caller created it meanwhile
             raise
         if argobj is not None:
             cl._decref.add(argobj)
@@ -707,6 +714,7 @@ def cancel(object_ref, *, force=False, recursive=True):
 
 
 def get_actor(name, namespace=None):
+    _conformance.check_namespace(namespace, "get_actor()")  # None or a non-empty str, as Ray
     cl = _auto_init()
     if not name:
         raise ValueError("Please supply a non-empty value to get_actor")

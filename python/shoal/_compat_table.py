@@ -49,9 +49,10 @@ TABLE = [
     ("ray.actor.ActorMethod", S, ""),
     ("ray.actor.exit_actor", S, ""),
     ("ray.get_tpu_ids", L, "shoal discovers NVIDIA GPUs only"),
-    ("ray.job_config", L, "no JobConfig; pass namespace= to init()"),
-    ("ray.job_config.JobConfig", L, "no JobConfig; pass namespace= to init()"),
+    ("ray.job_config", S, ""),
+    ("ray.job_config.JobConfig", S, ""),
     ("ray.cluster_utils", S, ""),
+    ("ray.cloudpickle", S, ""),
     ("ray.cluster_utils.Cluster", S, ""),
     ("ray.dag", R, "Ray DAGs (.bind()) are not supported: call .remote()"),
     ("ray.experimental", L, "Ray's experimental APIs are not provided"),
@@ -150,7 +151,7 @@ TABLE = [
     ("init:include_dashboard", L, "accepted and not applied: `shoal dashboard` serves the dashboard"),
     ("init:dashboard_host", L, "accepted and not applied: `--dashboard-host` of shoal run/launch"),
     ("init:dashboard_port", L, "accepted and not applied"),
-    ("init:job_config", L, "accepted and not applied"),
+    ("init:job_config", S, ""),
     ("init:logging_level", L, "accepted and not applied: SHOAL_LOG_LEVEL sets the cluster's"),
     ("init:configure_logging", L, "accepted and not applied"),
     ("init:labels", S, ""),
@@ -215,6 +216,7 @@ TABLE = [
 # shoal.compat --run maps `import ray.X` to these; any other ray.X maps to shoal.X).
 MODULES = {
     "ray": "shoal",
+    "ray.cloudpickle": "cloudpickle",  # Ray's vendored cloudpickle: shoal serializes with cloudpickle too
 }
 
 

@@ -295,8 +295,25 @@ def _error_ret(oid, spec, e, tb=None):
     return {"id": oid, "fmt": w.FMT_ERROR, "data": data, "refs": [], "stored": False}
 
 
+actor_loop = None  # an async actor's event loop (_actor_exec._Async), where its async generators step
+
+
+def _on_loop(loop):
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
 def _items(result):
-    """A sync iterator over a generator's yields (an async generator is driven here)."""
+    """A sync iterator over a generator's yields (an async generator is driven here, or on the
+    async actor's loop when it runs in another thread)."""
+    if inspect.isasyncgen(result) and actor_loop is not None and actor_loop.is_running() and not _on_loop(actor_loop):
+        while True:
+            try:
+                yield asyncio.run_coroutine_threadsafe(result.__anext__(), actor_loop).result()
+            except StopAsyncIteration:
+                return
     if inspect.isasyncgen(result):
         loop = asyncio.new_event_loop()
         try:
@@ -326,7 +343,16 @@ def values(client, spec, result, ret):
             raise TypeError(f"{spec.get('name')} has num_returns='dynamic' but returned a {type(result).__name__}, "
                             "not a generator; use yield, or a static num_returns")
         from ._api import put
-        return [DynamicObjectRefGenerator([put(v) for v in _items(result)])]
+        refs = []
+        try:
+            for v in _items(result):
+                refs.append(put(v))
+        except BaseException as e:  # noqa: BLE001 - the user's generator raised after some yields
+            if _whole_task_fails(spec, e):
+                raise
+            # as Ray: the values yielded so far stay, and one more ref holds the error
+            refs.append(put(_RaiseOnGet(exc.RayTaskError(spec.get("name", ""), traceback.format_exc(), e, os.getpid()))))
+        return [DynamicObjectRefGenerator(refs)]
     if is_gen:
         return _static(spec, result, nret)
     if spec["kind"] == w.KIND_ACTOR_CREATE or nret == 1:
@@ -350,18 +376,46 @@ def _static(spec, result, nret):
     raise ValueError."""
     vals = []
     it = _items(result)
-    for v in it:
-        if len(vals) == nret:
-            print(f"{spec.get('name', 'task')}: Task returned more than num_returns={nret} objects; "
-                  "the values past them are dropped", file=sys.stderr)
-            break
-        vals.append(v)
+    try:
+        for v in it:
+            if len(vals) == nret:
+                print(f"{spec.get('name', 'task')}: Task returned more than num_returns={nret} objects; "
+                      "the values past them are dropped", file=sys.stderr)
+                break
+            vals.append(v)
+    except BaseException as e:  # noqa: BLE001 - the user's generator raised after some yields
+        if _whole_task_fails(spec, e) or not vals:
+            raise
+        # as Ray: the values yielded before the error are returned; the rest hold the error
+        vals += [Failed((e, traceback.format_exc()))] * (nret - len(vals))
+        return vals
     if len(vals) < nret:
         try:
             raise ValueError(f"Task returned {len(vals)} objects, but num_returns={nret}.")
         except ValueError as e:
             vals += [Failed((e, traceback.format_exc()))] * (nret - len(vals))
     return vals
+
+
+def _whole_task_fails(spec, e):
+    """An error mid-generator that fails the whole call rather than its remaining values: a
+    retried one (retry_exceptions), a cancel, an exit."""
+    return retryable(spec, e) or isinstance(e, (exc.TaskCancelledError, KeyboardInterrupt, SystemExit))
+
+
+def _raise(e):
+    raise e
+
+
+class _RaiseOnGet:
+    """The error at the end of a dynamic generator's refs: stored as a value whose loading
+    raises it, so get() of that ref raises the task's error, as in Ray."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def __reduce__(self):
+        return (_raise, (self.error,))
 
 
 def rets(client, spec, ids, vals, ret):
@@ -382,15 +436,21 @@ def _stream(client, spec, result, ret):
     n = 0
     it = _items(result)
     while True:
-        if tid in _cancelled:
-            raise exc.TaskCancelledError(f"{spec.get('name', 'the generator')} was cancelled")
         try:
+            if tid in _cancelled:
+                raise exc.TaskCancelledError(f"{spec.get('name', 'the generator')} was cancelled")
             v = next(it)
         except StopIteration:
             return n
-        except exc.TaskCancelledError:
-            raise
+        except exc.TaskCancelledError as e:
+            # as Ray: the stream's next item raises the cancel, as a RayTaskError that is also a
+            # TaskCancelledError (as_instanceof_cause), and the stream ends after it
+            err = exc.RayTaskError(spec.get("name", ""), str(e), e, os.getpid())
+            client.send(w.GEN_ITEM, {"task": tid, "index": n, "ret": _error_ret(gen_id(tid, n), spec, err)})
+            return n + 1
         except BaseException as e:  # noqa: BLE001 - the user's generator raised: its next yield
+            if retryable(spec, e):
+                raise  # retry_exceptions: the call is retried; the agent skips the yields it has (genItem)
             client.send(w.GEN_ITEM, {"task": tid, "index": n, "ret": _error_ret(gen_id(tid, n), spec, e)})
             return n + 1
         client.send(w.GEN_ITEM, {"task": tid, "index": n, "ret": ret(client, gen_id(tid, n), v)})

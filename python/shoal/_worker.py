@@ -10,6 +10,7 @@ import cloudpickle
 from . import _actor_exec
 from . import _api
 from . import _client as C
+from . import _conformance
 from . import _generator
 from . import _observe
 from . import _runtime_env
@@ -78,7 +79,7 @@ def _run(client, spec):
         return None
     if _actor is None:
         raise exc.RaySystemError("actor method sent to a worker that holds no actor")
-    return getattr(_actor, spec["method"])(*args, **kwargs)
+    return _conformance.actor_method(_actor, spec["method"])(*args, **kwargs)
 
 
 def _ret(client, oid, value):

@@ -10,6 +10,8 @@ import os
 import sys
 import warnings
 
+from . import _conformance
+
 _current = contextvars.ContextVar("shoal_current_task", default=None)
 _last = None         # the last task this process began (threads that do not share the context)
 _actor_spec = None   # the creation of the actor this worker holds, once it was created
@@ -163,13 +165,13 @@ class RuntimeContext:
         if t.get("kind") == 0:
             fn = _worker._fns.get(t.get("fn"))
             if fn is not None:
-                return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', t.get('name'))}"
+                return _conformance.task_function_name(fn)  # module.name, as Ray
             return t.get("name")
         cls = _worker._fns.get(_actor_spec.get("fn")) if _actor_spec else None
         if cls is None:
             return t.get("name")
         method = "__init__" if t.get("kind") == 1 else t.get("method")
-        return f"{cls.__module__}.{cls.__qualname__}.{method}"
+        return _conformance.actor_function_name(cls, method)
 
     def get_dashboard_url(self):
         """The address of the cluster's dashboard (host:port), or "" when the cluster records

@@ -208,7 +208,9 @@ def test_function_names_dashboard_and_deprecations(ray):
         def m(self):
             return ray.get_runtime_context().get_task_function_name()
 
-    assert ray.get(fname.remote(), timeout=60) == f"{__name__}.test_function_names_dashboard_and_deprecations.<locals>.fname"
+    # module.name, not the qualified name: what Ray 2.60 reports (its test_runtime_context.py passes
+    # so there; docs/ray-conformance.md)
+    assert ray.get(fname.remote(), timeout=60) == f"{__name__}.fname"
     assert ray.get(Fn.remote().m.remote(), timeout=60) == f"{__name__}.Fn.m"  # as Ray names a local class's
     ctx = ray.get_runtime_context()
     assert ctx.get_task_function_name() is None
