@@ -49,7 +49,7 @@ leftovers() {
 
 job objects "" all
 [[ $rc == 0 ]] || bad "objects job exit code" "rc=$rc" "$(tail -n 30 <<<"$out")"
-checks placement node2_300mib_to_driver concurrent_gets node3_consumes_driver_put node2_result_to_node3_task tcp_driver_gets_node2_array tcp_driver_too_large_refused \
+checks placement node2_300mib_to_driver concurrent_gets node3_consumes_driver_put node2_result_to_node3_task tcp_driver_gets_node2_array tcp_driver_gets_300mib_in_parts \
   node2_retry_after_worker_killed_mid_write
 leftovers objects
 
