@@ -18,6 +18,9 @@ type ObserveOptions struct {
 	// with ssh -L); DashboardPort its port (0: one the OS picks).
 	DashboardHost string
 	DashboardPort int
+	// NoDashboard serves no dashboard and no /metrics; the recorder records all the same
+	// (--dashboard=false).
+	NoDashboard bool
 	// ReportFile, when set, receives the end-of-job report as JSON; Quiet keeps it off stderr.
 	ReportFile string
 	Quiet      bool
@@ -53,7 +56,7 @@ func newRecorder(o ObserveOptions, stdout, stderr *os.File) *obs.Recorder {
 // kept in the session directory (0600, like the secret). A dashboard that cannot listen is
 // said at Warn; the cluster runs on without it.
 func (c *Cluster) startDashboard(o ObserveOptions) error {
-	if c.rec == nil {
+	if c.rec == nil || o.NoDashboard {
 		return nil
 	}
 	host := o.DashboardHost

@@ -24,6 +24,8 @@ func observeFlags() []cli.Flag {
 			Usage: "address the head's dashboard and /metrics listen on (default: loopback; reach it with ssh -L)"},
 		&cli.IntFlag{Name: "dashboard-port", Value: 0, EnvVars: []string{"SHOAL_DASHBOARD_PORT"},
 			Usage: "port of the dashboard (default 0: one the OS picks; `shoal dashboard` prints it)"},
+		&cli.BoolFlag{Name: "dashboard", Value: true, EnvVars: []string{"SHOAL_DASHBOARD"},
+			Usage: "serve the dashboard and /metrics; --dashboard=false records all the same (shoal timeline, logs, the report) but listens on no port (Ray's include_dashboard=False)"},
 		&cli.IntFlag{Name: "log-lines", Value: obs.DefaultMaxLogLines, EnvVars: []string{"SHOAL_LOG_LINES"},
 			Usage: "worker output lines each node's agent keeps of its own workers (the oldest go first; shoal logs reads them)"},
 		&cli.IntFlag{Name: "log-bytes", Value: obs.DefaultMaxLogBytes, EnvVars: []string{"SHOAL_LOG_BYTES"},
@@ -44,7 +46,8 @@ func reportFlags() []cli.Flag {
 // observeOptions reads observeFlags and reportFlags.
 func observeOptions(c *cli.Context) (launcher.ObserveOptions, error) {
 	o := launcher.ObserveOptions{DashboardHost: c.String("dashboard-host"), DashboardPort: c.Int("dashboard-port"),
-		ReportFile: c.String("report"), Quiet: c.Bool("quiet"), LogLines: c.Int("log-lines"), LogBytes: c.Int("log-bytes")}
+		ReportFile: c.String("report"), Quiet: c.Bool("quiet"), LogLines: c.Int("log-lines"), LogBytes: c.Int("log-bytes"),
+		NoDashboard: !c.Bool("dashboard")}
 	if o.LogLines < 1 || o.LogBytes < 1 {
 		return o, cli.Exit(fmt.Sprintf("--log-lines %d, --log-bytes %d: each node keeps at least one line; give both above 0", o.LogLines, o.LogBytes), 2)
 	}

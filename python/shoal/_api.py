@@ -52,6 +52,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
     global _local_cluster, _namespace
     namespace, runtime_env = _conformance.apply_job_config(kwargs.pop("job_config", None), namespace, runtime_env)
     _conformance.check_namespace(namespace, "init()")  # None or a non-empty str, as Ray, before all else
+    extra_args, extra_env, joining_only_ok = _init_extras(kwargs)
     with _lock:
         if C._client is not None:
             if ignore_reinit_error or C._client.role == "worker":
@@ -61,8 +62,12 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
             _namespace = namespace
         from . import _connect, _runtime_env
         address, secret = _connect.resolve(address, _shoal_binary)  # _connect.py
+        if address is not None and not joining_only_ok:
+            raise ValueError(f"init({', '.join(sorted(k for k in kwargs if k in _INIT_AT_START))}=...) sets up a cluster "
+                             f"init() starts; this driver joins the running one at {address}, which was set up where "
+                             "it started (shoal run/launch/up/serve flags); leave them out here")
         if address is None:
-            args = [_shoal_binary(), "serve", "--watch-stdin"]
+            args = [_shoal_binary(), "serve", "--watch-stdin", *extra_args]
             if num_cpus is not None:
                 args += ["--num-cpus", str(num_cpus)]
             if num_gpus is not None:
@@ -74,6 +79,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
             if labels:
                 args += ["--labels", json.dumps(labels)]  # node labels for label_selector
             env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_") or k in ("SHOAL_TMPDIR", "SHOAL_LOG_LEVEL", "SHOAL_STATE_DIR")}
+            env.update(extra_env)
             proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
             line = proc.stdout.readline()
             if not line:
@@ -92,6 +98,49 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
             shutdown()
             raise
         return _context()
+
+
+# Ray's other init() keywords: those that set up the cluster init() starts (applied to it;
+# refused when this driver joins a running cluster, whose set-up was made where it started),
+# those for this process, and values shoal refuses. Any other keyword is a TypeError, as a
+# misspelt one is in Ray: none is accepted and ignored.
+_INIT_AT_START = {"include_dashboard", "dashboard_host", "dashboard_port", "_temp_dir"}
+_LOG_LEVELS = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "WARN": "warn", "ERROR": "error", "CRITICAL": "error"}
+
+
+def _init_extras(kw):
+    """(serve args, env, joining ok) for init()'s keywords beyond shoal's own (docs/ray-conformance.md)."""
+    import logging
+    known = _INIT_AT_START | {"local_mode", "logging_level", "configure_logging", "_system_config"}
+    unknown = sorted(set(kw) - known)
+    if unknown:
+        raise TypeError(f"init() got an unexpected keyword argument {unknown[0]!r} (Ray's init() keywords that "
+                        "shoal knows are listed by `shoal compat`)")
+    if kw.get("local_mode"):
+        raise ValueError("init(local_mode=True) is not supported: tasks always run in worker processes "
+                         "(Ray deprecated local_mode too); debug a task by calling its function directly")
+    if kw.get("_system_config"):
+        raise ValueError("init(_system_config=...) is not supported: shoal's settings are the flags of shoal "
+                         "run/launch/serve and /etc/shoal/shoal.toml (`shoal config show`)")
+    args, env = [], {}
+    if kw.get("include_dashboard") is False:
+        args.append("--dashboard=false")
+    if kw.get("dashboard_host") is not None:
+        args += ["--dashboard-host", str(kw["dashboard_host"])]
+    if kw.get("dashboard_port") is not None:
+        args += ["--dashboard-port", str(int(kw["dashboard_port"]))]
+    if kw.get("_temp_dir") is not None:
+        env["SHOAL_TMPDIR"] = str(kw["_temp_dir"])
+    level = kw.get("logging_level", logging.INFO)
+    name = logging.getLevelName(level) if isinstance(level, int) else str(level).upper()
+    if name not in _LOG_LEVELS:
+        raise ValueError(f"init(logging_level={level!r}): use a logging level (logging.INFO, 'debug', ...)")
+    if "logging_level" in kw:
+        env["SHOAL_LOG_LEVEL"] = _LOG_LEVELS[name]  # the cluster's agents, when init() starts it
+    if kw.get("configure_logging", True):
+        logging.getLogger("shoal").setLevel(name)  # this process's shoal logger, as Ray sets ray's
+    joining_ok = not any(kw.get(k) is not None and not (k == "include_dashboard" and kw[k]) for k in _INIT_AT_START)
+    return args, env, joining_ok
 
 
 def _context():

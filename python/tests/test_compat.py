@@ -151,7 +151,7 @@ def test_options_of_decorators_options_calls_and_init():
         f = r.remote(lambda: 1)
     """)
     want = {
-        "ray.client": T.REFUSED, "init:num_cpus": T.SUPPORTED, "init:local_mode": T.LACKING, "init:address": T.SUPPORTED,
+        "ray.client": T.REFUSED, "init:num_cpus": T.SUPPORTED, "init:local_mode": T.REFUSED, "init:address": T.SUPPORTED,
         "task:num_returns=streaming": T.SUPPORTED, "task:max_retries": T.SUPPORTED,
         "actor:max_concurrency": T.SUPPORTED, "actor:lifetime=detached": T.SUPPORTED, "actor:max_restarts": T.SUPPORTED,
         "method:num_returns": T.SUPPORTED, "method:concurrency_group": T.SUPPORTED,
