@@ -539,14 +539,7 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 		}
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		o, err := a.store.Seal(m.ID, c.id)
-		if err != nil {
-			return err
-		}
-		if a.store.Lookup(m.ID) == o {
-			a.sealed(o)
-		}
-		return nil
+		return a.seal(m.ID, c.id)
 	case wire.TGet:
 		var m wire.Get
 		if err := f.Decode(&m); err != nil {

@@ -246,6 +246,19 @@ func tooLarge(id wire.ID, size int, with string) wire.Obj {
 
 // sealed is called when an object becomes readable: it answers waiters and releases tasks
 // whose dependencies are now all ready.
+// seal seals object id, written by the client whose connection is owner, and announces it
+// (sealed) unless it was replaced meanwhile. (a.mu held)
+func (a *Agent) seal(id wire.ID, owner uint64) error {
+	o, err := a.store.Seal(id, owner)
+	if err != nil {
+		return err
+	}
+	if a.store.Lookup(id) == o {
+		a.sealed(o)
+	}
+	return nil
+}
+
 func (a *Agent) sealed(o *objstore.Object) {
 	a.located(o)
 	a.wake(o.ID)

@@ -76,14 +76,7 @@ func (a *Agent) handleParts(c *client, f wire.Frame) error {
 		if !m.Last {
 			return nil
 		}
-		o, err := a.store.Seal(m.ID, c.id)
-		if err != nil {
-			return err
-		}
-		if a.store.Lookup(m.ID) == o {
-			a.sealed(o)
-		}
-		return nil
+		return a.seal(m.ID, c.id)
 	case wire.TReadPart:
 		var m wire.ReadPart
 		if err := f.Decode(&m); err != nil {
