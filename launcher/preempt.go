@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"syscall"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -18,9 +17,6 @@ import (
 // end the job step early, the batch script would exit, and Slurm would record the job as done
 // instead of queueing it again (PreemptMode=REQUEUE): the run would be lost. The driver
 // (`shoal train`) uses the grace time to have the gang checkpoint.
-// preemptAsk bounds the question to slurmctld that tells a preemption's SIGTERM from others.
-const preemptAsk = 2 * time.Second
-
 func preemptHold(log hclog.Logger, in <-chan os.Signal) <-chan os.Signal {
 	job := os.Getenv("SLURM_JOB_ID")
 	if job == "" {
@@ -34,12 +30,10 @@ func preemptHold(log hclog.Logger, in <-chan os.Signal) <-chan os.Signal {
 			// time, the one that ends the job; the second passes without a question to
 			// scontrol, which slurmctld, busy requeueing, may answer late.
 			if s == syscall.SIGTERM && !held {
-				// briefly: Slurm's SIGKILL follows a time limit's or scancel's SIGTERM after
-				// KillWait (seconds), and the teardown needs that time; a slurmctld too busy to
-				// answer within preemptAsk counts as no preemption
-				ctx, cancel := context.WithTimeout(context.Background(), preemptAsk)
-				j, err := slurm.ShowJob(ctx, job)
-				cancel()
+				// (not bounded below ShowJob's own 10 s: slurmctld, busy preempting, answers late,
+				// and a preemption taken for a cancel loses the run; a bound of 2 s did, on the
+				// test cluster)
+				j, err := slurm.ShowJob(context.Background(), job)
 				if err != nil {
 					log.Warn("SIGTERM: cannot tell a preemption from a cancel; leaving", "job_id", job, "error", err)
 				} else if j.Preempted() {
