@@ -516,31 +516,20 @@ def _fetch(obj_hex):
     return bytes(data)
 
 
-def _unpacked(pkg, kind):
-    """The directory that holds package pkg on this node: unpacked once, by its hash."""
+def _once(name, build):
+    """The directory `name` in this node's cache, made once: under a lock, build(tmp) fills a
+    fresh temporary directory, which is then renamed into place; a failed build leaves
+    nothing."""
     root = _cache_root()
-    d = os.path.join(root, f"{kind}-{pkg['hash']}")
+    d = os.path.join(root, name)
     if os.path.isdir(d):
         return d
     with _Locked(d + ".lock"):
         if os.path.isdir(d):
             return d
-        data = _fetch(pkg["obj"])
-        if hashlib.sha256(data).hexdigest() != pkg["hash"]:
-            raise RuntimeEnvSetupError(f"runtime_env package {pkg['hash'][:12]} arrived with other bytes than were packed")
-        tmp = tempfile.mkdtemp(prefix=f".{kind}-{pkg['hash'][:12]}-", dir=root)
+        tmp = tempfile.mkdtemp(prefix=f".{name[:40]}-", dir=root)
         try:
-            with zipfile.ZipFile(io.BytesIO(data)) as z:
-                for zi in z.infolist():
-                    name = zi.filename
-                    if name.startswith("/") or ".." in name.split("/"):
-                        raise RuntimeEnvSetupError(f"runtime_env package {pkg['hash'][:12]} holds an unsafe path {name!r}")
-                    if (zi.external_attr >> 16) & 0o170000 == stat.S_IFLNK:
-                        continue  # never links out of the cache
-                    z.extract(zi, tmp)
-                    mode = (zi.external_attr >> 16) & 0o777
-                    if mode and not name.endswith("/"):
-                        os.chmod(os.path.join(tmp, name), mode | 0o600)
+            build(tmp)
             os.rename(tmp, d)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -548,15 +537,28 @@ def _unpacked(pkg, kind):
     return d
 
 
+def _unpacked(pkg, kind):
+    """The directory that holds package pkg on this node: unpacked once, by its hash."""
+    def unpack(tmp):
+        data = _fetch(pkg["obj"])
+        if hashlib.sha256(data).hexdigest() != pkg["hash"]:
+            raise RuntimeEnvSetupError(f"runtime_env package {pkg['hash'][:12]} arrived with other bytes than were packed")
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            for zi in z.infolist():
+                name = zi.filename
+                if name.startswith("/") or ".." in name.split("/"):
+                    raise RuntimeEnvSetupError(f"runtime_env package {pkg['hash'][:12]} holds an unsafe path {name!r}")
+                if (zi.external_attr >> 16) & 0o170000 == stat.S_IFLNK:
+                    continue  # never links out of the cache
+                z.extract(zi, tmp)
+                mode = (zi.external_attr >> 16) & 0o777
+                if mode and not name.endswith("/"):
+                    os.chmod(os.path.join(tmp, name), mode | 0o600)
+    return _once(f"{kind}-{pkg['hash']}", unpack)
+
+
 def _pip_installed(spec, timeout):
-    root = _cache_root()
-    d = os.path.join(root, f"pip-{spec['hash']}")
-    if os.path.isdir(d):
-        return d
-    with _Locked(d + ".lock"):
-        if os.path.isdir(d):
-            return d
-        tmp = tempfile.mkdtemp(prefix=f".pip-{spec['hash'][:12]}-", dir=root)
+    def install(tmp):
         cmd = [sys.executable, "-m", "pip", "install", "--target", tmp, "--disable-pip-version-check", "--no-input"]
         if spec["no_index"]:
             cmd.append("--no-index")
@@ -566,19 +568,16 @@ def _pip_installed(spec, timeout):
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=None if timeout == -1 else timeout)
         except subprocess.TimeoutExpired:
-            shutil.rmtree(tmp, ignore_errors=True)
             raise RuntimeEnvSetupError(f"runtime_env['{spec['tool']}']: installing {spec['packages']} took longer than "
                                        f"{timeout}s (runtime_env['config']['setup_timeout_seconds'])") from None
         if r.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
             tail = (r.stderr or r.stdout).strip()[-2000:]
             hint = ("the node may not reach a package index: give a wheelhouse directory every node reaches with "
                     "pip_find_links (e.g. runtime_env={'pip': {'packages': [...], 'pip_find_links': '/shared/wheels'}}), "
                     "or install the packages in the cluster's Python")
             raise RuntimeEnvSetupError(f"runtime_env['{spec['tool']}']: pip could not install {spec['packages']} on "
                                        f"node {os.environ.get('SHOAL_NODE_ID', '?')}: {hint}. pip said:\n{tail}")
-        os.rename(tmp, d)
-    return d
+    return _once(f"pip-{spec['hash']}", install)
 
 
 def apply(spec):
