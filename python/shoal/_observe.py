@@ -134,33 +134,38 @@ def stop_printing():
 
 # ---------------------------------------------------------------- in a worker
 
-_marker = ""
+_mark = None  # (task id, actor id or None, name) of the task the worker runs; None: none yet
 
 
 class MarkedStream:
     """A worker's stdout or stderr: before the first write of each task it writes a marker line
     that tells its agent which task (and actor) the lines that follow belong to
-    (nodeagent/obs/logs.go); a task that prints nothing costs nothing."""
+    (nodeagent/obs/logs.go). The marker is made at that first write, not when the task starts,
+    so that a task that prints nothing costs one tuple (this is on the path of every task)."""
 
     def __init__(self, stream):
         self._stream = stream
-        self._marked = ""
+        self._marked = None
 
     def write(self, data):
-        m = _marker
+        m = _mark
         if m is not self._marked:
             self._marked = m
-            if m:
-                self._stream.write(m)
+            if m is not None:
+                self._stream.write(_marker_line(m))
         return self._stream.write(data)
 
     def __getattr__(self, k):
         return getattr(self._stream, k)
 
 
+def _marker_line(m):
+    task, actor, name = m
+    return "\x1eshoal-task %d %s %s %s\n" % (os.getpid(), bytes(task).hex(),
+                                             bytes(actor).hex() if actor else "-", name or "-")
+
+
 def mark_task(spec, actor_id):
     """Called by the worker before it runs spec."""
-    global _marker
-    actor = actor_id or spec.get("actor")
-    _marker = "\x1eshoal-task %d %s %s %s\n" % (os.getpid(), bytes(spec["task"]).hex(),
-                                                 bytes(actor).hex() if actor else "-", spec.get("name") or "-")
+    global _mark
+    _mark = (spec["task"], actor_id or spec.get("actor"), spec.get("name"))
