@@ -62,6 +62,18 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
             _namespace = namespace
         from . import _connect, _runtime_env
         address, secret = _connect.resolve(address, _shoal_binary)  # _connect.py
+        if address is not None:
+            # Ray: "When connecting to an existing cluster, num_cpus and num_gpus must not be
+            # provided" (and the same for resources, object_store_memory, labels): the cluster
+            # was sized where it started, and a value given here would be ignored
+            sized = [k for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus), ("resources", resources),
+                                    ("object_store_memory", object_store_memory), ("labels", labels)) if v is not None]
+            if sized:
+                raise ValueError(f"init({', '.join(f'{k}=' for k in sized)}...): this driver joins the running "
+                                 f"cluster at {address}, whose nodes were sized where it started; give these to "
+                                 "`shoal run`/`shoal launch`/`shoal serve` (--num-cpus, --num-gpus, --resources, "
+                                 "--object-store-memory, --labels), or run the script without SHOAL_ADDRESS and "
+                                 "address= for a local cluster of that size")
         if address is not None and not joining_only_ok:
             raise ValueError(f"init({', '.join(sorted(k for k in kwargs if k in _INIT_AT_START))}=...) sets up a cluster "
                              f"init() starts; this driver joins the running one at {address}, which was set up where "

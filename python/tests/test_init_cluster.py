@@ -205,3 +205,20 @@ def test_driver_over_tcp_moves_objects_larger_than_a_message_both_ways(tmp_path)
         assert "PUT True" in r.stdout and "BACK True" in r.stdout and "MADE 157286400" in r.stdout, r.stdout
     finally:
         subprocess.run([shoal_bin(), "down", "--cluster", info["id"]], env=env, timeout=60)
+
+
+def test_joining_driver_that_sizes_the_cluster_is_refused(tmp_path):
+    # Under `shoal run` the driver joins the cluster the command started; a size given to init()
+    # there could only be ignored, so it is refused, as Ray refuses it when connecting to a
+    # running cluster. Without sizes the same driver runs.
+    for kw, name in (("num_cpus=3", "num_cpus"), ("resources={'x': 1}", "resources"),
+                     ("object_store_memory=1 << 26", "object_store_memory")):
+        r = subprocess.run([shoal_bin(), "run", "--num-cpus", "1", "--", sys.executable, "-c",
+                            f"import shoal; shoal.init({kw})"],
+                           capture_output=True, text=True, timeout=60, env=_env(SHOAL_TMPDIR=str(tmp_path)))
+        assert r.returncode != 0, (kw, r.stdout, r.stderr[-2000:])
+        assert "ValueError" in r.stderr and f"{name}=" in r.stderr and "--num-cpus" in r.stderr, r.stderr[-2000:]
+    r = subprocess.run([shoal_bin(), "run", "--num-cpus", "1", "--", sys.executable, "-c",
+                        "import shoal; shoal.init(); print(shoal.cluster_resources()['CPU'])"],
+                       capture_output=True, text=True, timeout=60, env=_env(SHOAL_TMPDIR=str(tmp_path)))
+    assert r.returncode == 0 and r.stdout.split()[-1] == "1.0", (r.stdout, r.stderr[-2000:])
