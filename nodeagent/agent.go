@@ -759,7 +759,7 @@ func (a *Agent) info() *wire.InfoReply {
 			}
 		}
 		r.Nodes = append(r.Nodes, wire.NodeInfo{ID: n.id, Addr: n.addr, Alive: n.alive, Total: n.total, Available: av, GPUs: gpus,
-			Labels: nodeLabels(n)}) // taskfeatures.go
+			Labels: nodeLabels(n), IP: a.nodeIP(n)}) // taskfeatures.go, statelist.go
 		if n.alive {
 			total.Add(n.total)
 			avail.Add(av)

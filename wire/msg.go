@@ -324,6 +324,9 @@ type NodeInfo struct {
 	GPUs []GPU `msgpack:"gpus,omitempty" json:"gpus,omitempty"`
 	// Labels are the node's labels, ray.io/node-id included (docs/ray-tasks.md).
 	Labels map[string]string `msgpack:"labels,omitempty" json:"labels,omitempty"`
+	// IP is the address other nodes reach the node at (its listener's or transfer address's
+	// host; 127.0.0.1 for a cluster of this machine alone): ray.nodes()' NodeManagerAddress.
+	IP string `msgpack:"ip,omitempty" json:"ip,omitempty"`
 }
 
 // StoreStats describes a node's object store.

@@ -800,9 +800,7 @@ def available_resources():
 def nodes():
     out = []
     for n in _info()["nodes"]:
-        addr = n["addr"] or "127.0.0.1"
-        if addr.startswith("tcp:"):
-            addr = addr[4:].rsplit(":", 1)[0]
+        addr = n.get("ip") or "127.0.0.1"  # the node's own address, a member's as the head's
         out.append({"NodeID": n["id"], "Alive": n["alive"], "NodeManagerAddress": addr,
                     "NodeManagerHostname": n["id"], "Resources": dict(n["total"]), "alive": n["alive"],
                     "Labels": dict(n.get("labels") or {})})

@@ -50,6 +50,7 @@ row = [x for x in _client._client.request(43, {})["actors"] if x["id"] == aid][0
 print("ACTOR", ctx_node, env_node, listed.node_id, row["node"])
 nodes = state.list_nodes()
 print("NODES", sorted(n.node_id for n in nodes), sum(n.is_head_node for n in nodes), len({n.node_ip for n in nodes}), sorted((n.node_id, n.node_ip) for n in nodes))
+print("RAYNODES", sorted((n["NodeID"], n["NodeManagerAddress"]) for n in ray.nodes()) == sorted((n.node_id, n.node_ip) for n in nodes))
 PY
 printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 -c 2 --output=%s/context.out\nsrun shoal launch -- python3 %s/context.py\n' "$WORK" "$WORK" > "$WORK/context.sbatch"
 (cd "$ROOT/examples/slurm" && timeout 180 sbatch --wait "$WORK/context.sbatch" >/dev/null 2>&1); rc=$?
@@ -66,4 +67,7 @@ else bad "actor's node on a member" "$out"; fi
 if has "$out" "NODES \['node1', 'node2', 'node3'\] 1 3"; then
   ok "list_nodes: three nodes, one head, three addresses"
 else bad "list_nodes on 3 nodes" "$out"; fi
+if has "$out" "^RAYNODES True"; then
+  ok "ray.nodes(): each node's NodeManagerAddress is its own address, a member's as the head's"
+else bad "ray.nodes() addresses on 3 nodes" "$out"; fi
 finish
