@@ -18,8 +18,10 @@ import (
 )
 
 // Proto is the protocol version spoken by this build. Version 2: TLS on TCP, and a handshake
-// in which both proofs cover both nonces and the TLS channel binding.
-const Proto = 2
+// in which both proofs cover both nonces and the TLS channel binding. Version 3: the messages of
+// the Ray API's depth (actors' exit and cancel, generators, the state API, remote drivers' parts,
+// memory limits, per-node logs) and a member's node figures on its HEARTBEAT (NODE_STATS gone).
+const Proto = 3
 
 // MaxFrame is the largest frame payload accepted, in bytes.
 const MaxFrame = 256 << 20

@@ -11,7 +11,7 @@ import time
 
 import msgpack
 
-PROTO = 2
+PROTO = 3
 MAX_FRAME = 256 << 20
 PRE_AUTH_MAX = 16 << 10  # the largest frame read before the agent has proved it knows the secret
 HANDSHAKE_TIMEOUT = 10.0
