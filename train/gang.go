@@ -63,6 +63,10 @@ type Config struct {
 	// SpareNodes (--spare-nodes K) keeps standby ranks with warm spares on the K spare nodes
 	// (standby.go), which take a lost node's ranks; 0: none.
 	SpareNodes int
+	// GrowCheck is how often a gang with Replan that runs fewer ranks than Replan would give
+	// looks for nodes that joined (a YARN replacement container, `shoal join`), to grow back at
+	// the next checkpoint (grow.go); default 2 s.
+	GrowCheck time.Duration
 }
 
 // Result is how a gang ended.
@@ -78,6 +82,8 @@ type Result struct {
 	// ends the job (it is being preempted, or was requeued).
 	End  string
 	Hold bool
+	// Grow says the gang stopped at a checkpoint to restart on nodes that joined (grow.go).
+	Grow bool
 }
 
 // ErrPlacement wraps failures to place the gang.
@@ -103,6 +109,9 @@ type gang struct {
 	standbyPlaced []Placed
 	standbyPG     *client.PlacementGroup
 	standbyTried  bool
+	// failures are the restarts after a failure so far (--max-restarts counts them; a restart
+	// to grow does not)
+	failures int
 }
 
 // Run runs cfg.Ranks copies of cfg.Argv as one gang on the cluster c is connected to, and
@@ -139,6 +148,9 @@ func Run(ctx context.Context, log hclog.Logger, c *client.Client, cfg Config) (R
 	if cfg.CheckpointTimeout <= 0 {
 		cfg.CheckpointTimeout = time.Minute
 	}
+	if cfg.GrowCheck <= 0 {
+		cfg.GrowCheck = 2 * time.Second
+	}
 	g := &gang{c: c, cfg: cfg, log: log, signal: make(chan os.Signal, 4), ckpt: cfg.Checkpoint}
 	defer g.dropActors()
 	for attempt := 0; ; attempt++ {
@@ -146,20 +158,27 @@ func Run(ctx context.Context, log hclog.Logger, c *client.Client, cfg Config) (R
 		res.Restarts = attempt
 		res.Checkpoint = g.ckpt
 		g.endAttempt(res, err)
+		if err == nil && res.Grow {
+			if err := g.grow(); err != nil {
+				return res, err
+			}
+			continue
+		}
 		if err != nil || res.FailedRank < 0 || res.Code == 0 || res.Hold {
 			return res, err
 		}
-		if attempt >= cfg.MaxRestarts {
+		if g.failures >= cfg.MaxRestarts {
 			g.say("rank %d on %s failed (%s) and no restarts are left (%d of %d used); its last output:\n%s",
-				res.FailedRank, res.Node, how(res), attempt, cfg.MaxRestarts, indent(res.Tail))
+				res.FailedRank, res.Node, how(res), g.failures, cfg.MaxRestarts, indent(res.Tail))
 			return res, nil
 		}
+		g.failures++
 		from := "from the start"
 		if g.ckpt != "" {
 			from = "from checkpoint " + g.ckpt
 		}
 		g.say("rank %d on %s failed (%s); restarting the gang %s (restart %d of %d)",
-			res.FailedRank, res.Node, how(res), from, attempt+1, cfg.MaxRestarts)
+			res.FailedRank, res.Node, how(res), from, g.failures, cfg.MaxRestarts)
 		if g.pg == nil && cfg.Replan != nil { // a node was lost: place the gang on what is left
 			n, r, err := cfg.Replan()
 			if err != nil {
@@ -366,7 +385,7 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 		byActor[r.Actor] = r
 	}
 	warm := make([]bool, len(actors))
-	spare := attempt < g.cfg.MaxRestarts && len(g.cfg.Preload) > 0 // a spare only where a next attempt may come
+	spare := g.failures < g.cfg.MaxRestarts && len(g.cfg.Preload) > 0 // a spare only where a next attempt may come
 	if err := g.callAll(ctx, actors, &warm, "Start", func(i int) []any {
 		r := byActor[i]
 		env := append(Env(r, placed[i], w), g.cfg.Env...)
@@ -410,6 +429,7 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 	done := make([]bool, len(actors))
 	left := len(actors)
 	var sigCode int
+	looked := time.Now() // when the gang last looked for nodes to grow onto (grow.go)
 	sigs := g.cfg.Signals
 	for left > 0 {
 		wctx, cancel := context.WithTimeout(ctx, 2*g.cfg.Poll+time.Second)
@@ -467,7 +487,17 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 				g.pending = nil // checkpointed after the warning; the gang goes on
 				continue
 			}
+			if g.pending.reason == DueGrow && left == 0 && g.pending.ckptAt.IsZero() {
+				return Result{FailedRank: -1}, nil // the ranks ended by themselves: the run is done
+			}
 			return g.finishDue(actors, done), nil
+		}
+		if g.pending == nil && time.Since(looked) >= g.cfg.GrowCheck {
+			looked = time.Now()
+			if n := g.roomToGrow(placed); n > 0 {
+				g.say("elastic: the live nodes have room for %d ranks, %d run; asking for a checkpoint to restart on them", n, len(ranks))
+				g.due(actors, DueGrow, 0)
+			}
 		}
 	}
 	if fail.FailedRank < 0 {

@@ -35,6 +35,7 @@ const (
 	EndTimeLimit = "time-limit" // time-limit warning without --requeue: checkpointed, the gang went on
 	EndCancelled = "cancelled"  // scancel, a time limit reached, Ctrl-C
 	EndLost      = "lost"       // the attempt never started, or shoal train itself ended
+	EndGrown     = "grown"      // elastic: nodes joined; checkpointed, and restarted on more ranks
 )
 
 const historySchema = `

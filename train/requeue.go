@@ -32,6 +32,7 @@ import (
 const (
 	DueTimeLimit = 'T'
 	DuePreempted = 'P'
+	DueGrow      = 'G' // an elastic gang grows onto nodes that joined (grow.go)
 )
 
 // ignoreSignals makes this worker ignore sigs, so that the processes it starts inherit SIG_IGN
@@ -89,7 +90,7 @@ func (g *gang) due(actors []*client.Actor, reason int, passed syscall.Signal) {
 	if g.pending != nil && g.pending.reason == reason {
 		return
 	}
-	what := map[int]string{DueTimeLimit: "the time-limit warning", DuePreempted: "a preemption"}[reason]
+	what := map[int]string{DueTimeLimit: "the time-limit warning", DuePreempted: "a preemption", DueGrow: "nodes joined"}[reason]
 	g.say("%s: a checkpoint is due; asking every rank for one (up to %s)", what, g.cfg.CheckpointTimeout)
 	g.pending = &dueState{reason: reason, at: time.Now(), seq: g.rank0Seq}
 	sig := g.cfg.CheckpointSignal
@@ -174,6 +175,9 @@ func (g *gang) finishDue(actors []*client.Actor, done []bool) Result {
 	}
 	d := g.pending
 	switch {
+	case d.reason == DueGrow:
+		g.say("elastic: the gang is stopped with %s; it restarts on the nodes there are now", orStart(g.ckpt))
+		return Result{FailedRank: -1, End: EndGrown, Grow: true}
 	case d.reason == DuePreempted:
 		g.say("preempted: the gang is stopped with %s; holding the allocation until Slurm ends the job and queues it again", orStart(g.ckpt))
 		return Result{FailedRank: -1, Code: 128 + int(syscall.SIGTERM), End: EndPreempted, Hold: true}

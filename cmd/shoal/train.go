@@ -47,7 +47,7 @@ func trainCommand() *cli.Command {
 				Usage: "ranks per node: a number, gpu, cpu, or auto (the node's GPUs, else its CPUs)"},
 			&cli.StringFlag{Name: "nnodes", EnvVars: []string{"SHOAL_TRAIN_NNODES"},
 				Usage: "nodes to use: N, or MIN:MAX for an elastic gang that goes on with fewer nodes (at least MIN) when one " +
-					"is lost, ranks renumbered (default: every node of the cluster)"},
+					"is lost, ranks renumbered, and grows back (up to MAX) at a checkpoint when nodes join (default: every node of the cluster)"},
 			&cli.IntFlag{Name: "spare-nodes", EnvVars: []string{"SHOAL_TRAIN_SPARE_NODES"},
 				Usage: "nodes that run no rank but stand by: when a rank's node is lost, the gang restarts from its checkpoint " +
 					"with a spare in its place and the same world size; each spare holds warm standby ranks (--preload) made at start"},

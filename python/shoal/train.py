@@ -129,14 +129,14 @@ def get_checkpoint():
     return os.environ.get("SHOAL_TRAIN_CHECKPOINT") or None
 
 
-_DUE_REASONS = {ord("T"): "time_limit", ord("P"): "preemption"}
+_DUE_REASONS = {ord("T"): "time_limit", ord("P"): "preemption", ord("G"): "grow"}
 _due = None  # the reason of a checkpoint asked for and not yet reported
 
 
 def checkpoint_due():
     """Whether `shoal train` asks for a checkpoint now: None, or why ("time_limit": the job's
     time-limit warning, #SBATCH --signal=USR1@T; "preemption": Slurm preempts the job and ends it
-    after its GraceTime). Cheap enough to call every step (a non-blocking read of a pipe).
+    after its GraceTime; "grow": an elastic gang, --nnodes MIN:MAX, restarts on nodes that joined). Cheap enough to call every step (a non-blocking read of a pipe).
 
     Every rank learns it at about the same time, not at the same step: have the ranks agree
     (e.g. an all-reduce of the flag with MAX) before saving. Then report the checkpoint
