@@ -512,6 +512,16 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 			g.noteCheckpoint(st.Last) // what rank 0 reported since its last poll
 		}
 	}
+	if !lostNode && fail.Code > 128 {
+		// A rank killed by a signal may be the first sign of its node going away: a YARN
+		// container whose agent died is cleaned up by its NodeManager, which SIGTERMs the
+		// rank before its worker (whose actor still answered the stop) goes. Restarting on the
+		// same actors would spend a restart on a node about to be lost, so look again.
+		time.Sleep(nodeSettle)
+		for i := range g.goneNodes(placed) {
+			lostNode, lost[i] = true, true
+		}
+	}
 	// Slurm signals every process of the step at once: a rank may die of scancel's SIGTERM
 	// before this process sees its own; by now (every rank stopped) it has arrived.
 	for drained := false; !drained; {

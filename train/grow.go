@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"math"
+	"time"
 )
 
 // Growing an elastic gang back within an allocation (--nnodes MIN:MAX). A gang that shrank
@@ -59,6 +60,32 @@ func (g *gang) roomToGrow(placed []Placed) int {
 		return 0
 	}
 	return n
+}
+
+// nodeSettle is how long a gang whose rank was killed by a signal waits before it asks whether
+// the rank's node is still there (the head learns of an agent's death from its connection
+// closing, at once; a NodeManager's clean-up of the container's other processes takes longer).
+const nodeSettle = time.Second
+
+// goneNodes returns the actors (indexes into placed) whose node the head no longer has alive.
+func (g *gang) goneNodes(placed []Placed) map[int]bool {
+	nodes, err := g.c.Nodes()
+	if err != nil {
+		return nil
+	}
+	live := map[string]bool{}
+	for _, n := range nodes {
+		if n.Alive {
+			live[n.ID] = true
+		}
+	}
+	out := map[int]bool{}
+	for i, p := range placed {
+		if !live[p.Node] {
+			out[i] = true
+		}
+	}
+	return out
 }
 
 // grow places the next attempt on the nodes there are now, after an attempt stopped to grow.

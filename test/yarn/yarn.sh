@@ -285,6 +285,36 @@ else
   kill "$sub" 2>/dev/null
 fi
 
+# 4a. an elastic training gang (shoal train --nnodes 2:3) on the AM's node and 2 containers: a
+# container's agent is killed mid-training; YARN replaces the container, and the gang goes on
+# from its checkpoint on the replacement (or first on the 2 nodes left, then grows back to 3 when
+# the replacement joins: train/grow.go) and ends with one process's weights; nothing is left
+mkdir -p "$WORK/ck-grow"
+(cd "$WORK" && exec "$SHOAL" yarn submit --containers 2 --max-replacements 1 "${COMMON[@]}" \
+  -- "$SHOAL" train --nnodes 2:3 --nproc-per-node 1 --max-restarts 2 -- "$PY" "$ROOT/examples/train/elastic_numpy.py" \
+  --steps 400 --step-time 0.05 --ckpt-dir "$WORK/ck-grow" >"$WORK/grow.out" 2>"$WORK/grow.err") &
+sub=$!
+if wait_for 120 grep -q "3 ranks running (attempt 0)" "$WORK/grow.err" && wait_for 60 grep -q "^.*rank2\]: RESUME" "$WORK/grow.out"; then
+  app=$(app_of "$WORK/grow.err")
+  sleep 1
+  victim=$(grep -h "3 ranks running (attempt 0)" "$WORK/grow.err" | grep -o 'container_[0-9_]*' | tail -1)
+  pid=$(agent_pid "$victim")
+  [[ -n $pid ]] && kill -KILL "$pid"
+  wait "$sub"; rc=$?
+  wait_for 30 test "$(app_procs "$app")" = 0
+  out=$(cat "$WORK/grow.out"); err=$(cat "$WORK/grow.err")
+  last=$(grep "ranks running (attempt" <<<"$err" | tail -1)
+  if ((rc == 0)) && [[ -n $pid ]] && has "$last" "3 ranks running" && ! has "$last" "$victim" &&
+    has "$out" "FINAL world=3 steps=400 .* agree=True" && has "$err" "rank 2 on $victim failed" && [[ $(app_procs "$app") == 0 ]]; then
+    ok "shoal train --nnodes 2:3: $victim's agent killed mid-training, the gang goes on with 3 ranks on its replacement from the checkpoint, one process's weights, nothing left"
+  else
+    bad "elastic training across a replaced container (rc=$rc, agent pid '$pid')" "$err" "$(tail -5 <<<"$out")"
+  fi
+else
+  bad "elastic training: the gang never ran" "$(cat "$WORK/grow.err")"
+  kill "$sub" 2>/dev/null
+fi
+
 # 4b. containers the cluster cannot give: the join time-out fails the application, naming what joined
 out=$("$SHOAL" yarn submit --containers 3 --memory "${YARN_NM_MEMORY_MB}m" --am-memory 512m --join-timeout 5s -- true 2>&1); rc=$?
 app=$(grep -o 'application_[0-9]*_[0-9]*' <<<"$out" | head -1)
