@@ -512,13 +512,13 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 			g.noteCheckpoint(st.Last) // what rank 0 reported since its last poll
 		}
 	}
-	if !lostNode && fail.Code > 128 {
-		// A rank killed by a signal may be the first sign of its node going away: a YARN
-		// container whose agent died is cleaned up by its NodeManager, which SIGTERMs the
-		// rank before its worker (whose actor still answered the stop) goes. Restarting on the
-		// same actors would spend a restart on a node about to be lost, so look again.
-		time.Sleep(nodeSettle)
-		for i := range g.goneNodes(placed) {
+	if !lostNode {
+		// A rank that failed may be the first sign of its node going away: a YARN container
+		// whose agent died is cleaned up by its NodeManager, which SIGTERMs the rank while its
+		// worker (whose actor still answers the stop) lives on for a moment, and the head may
+		// not have seen the agent go yet. Restarting on the same actors would spend a restart
+		// on a node about to be lost, so ask the head which nodes are alive (grow.go).
+		for i := range g.goneNodes(placed, fail.Code == 128+int(syscall.SIGTERM)) {
 			lostNode, lost[i] = true, true
 		}
 	}

@@ -62,30 +62,36 @@ func (g *gang) roomToGrow(placed []Placed) int {
 	return n
 }
 
-// nodeSettle is how long a gang whose rank was killed by a signal waits before it asks whether
-// the rank's node is still there (the head learns of an agent's death from its connection
-// closing, at once; a NodeManager's clean-up of the container's other processes takes longer).
+// nodeSettle is how long a gang whose rank died of SIGTERM (not from shoal train: a
+// NodeManager cleaning up a container whose agent died) watches for the rank's node to be lost.
 const nodeSettle = time.Second
 
-// goneNodes returns the actors (indexes into placed) whose node the head no longer has alive.
-func (g *gang) goneNodes(placed []Placed) map[int]bool {
-	nodes, err := g.c.Nodes()
-	if err != nil {
-		return nil
-	}
-	live := map[string]bool{}
-	for _, n := range nodes {
-		if n.Alive {
-			live[n.ID] = true
+// goneNodes returns the actors (indexes into placed) whose node the head no longer has alive;
+// with settle, it asks again every 100 ms for up to nodeSettle until one is.
+func (g *gang) goneNodes(placed []Placed, settle bool) map[int]bool {
+	deadline := time.Now().Add(nodeSettle)
+	for {
+		nodes, err := g.c.Nodes()
+		if err != nil {
+			return nil
 		}
-	}
-	out := map[int]bool{}
-	for i, p := range placed {
-		if !live[p.Node] {
-			out[i] = true
+		live := map[string]bool{}
+		for _, n := range nodes {
+			if n.Alive {
+				live[n.ID] = true
+			}
 		}
+		out := map[int]bool{}
+		for i, p := range placed {
+			if !live[p.Node] {
+				out[i] = true
+			}
+		}
+		if len(out) > 0 || !settle || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return out
 }
 
 // grow places the next attempt on the nodes there are now, after an attempt stopped to grow.
