@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // The run's history for shoal.train.run (Python). Its driver is a Python process, so the
@@ -53,6 +54,7 @@ var endReasons = map[string]bool{EndCompleted: true, EndFailed: true, EndPreempt
 // StateServer applies requests to a History (nil: no state dir; every request is answered and
 // nothing is kept).
 type StateServer struct {
+	mu    sync.Mutex
 	h     *History
 	open  int64 // the attempt begun and not ended
 	ended bool
@@ -62,10 +64,16 @@ type StateServer struct {
 func NewStateServer(h *History) *StateServer { return &StateServer{h: h} }
 
 // Ended says whether an "end" request came.
-func (s *StateServer) Ended() bool { return s.ended }
+func (s *StateServer) Ended() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
+}
 
 // Handle applies one request line.
 func (s *StateServer) Handle(line []byte) StateReply {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var q StateRequest
 	if err := json.Unmarshal(line, &q); err != nil {
 		return StateReply{Error: fmt.Sprintf("%v: %v", ErrStateRequest, err)}
@@ -124,7 +132,7 @@ func (s *StateServer) apply(q *StateRequest) error {
 		if q.Reason == "" {
 			return fmt.Errorf("%w: end needs a reason", ErrStateRequest)
 		}
-		return s.Close(q.Reason)
+		return s.close(q.Reason)
 	default:
 		return fmt.Errorf("%w: unknown op %q", ErrStateRequest, q.Op)
 	}
@@ -140,6 +148,12 @@ func (s *StateServer) endOpen(reason string, code int, detail string) {
 
 // Close ends the open attempt (if any) and the allocation with reason, once.
 func (s *StateServer) Close(reason string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.close(reason)
+}
+
+func (s *StateServer) close(reason string) error {
 	if s.ended {
 		return nil
 	}
@@ -161,7 +175,7 @@ func (s *StateServer) ServeState(r io.Reader, w io.Writer, eofReason func() stri
 		if err := enc.Encode(s.Handle(sc.Bytes())); err != nil {
 			return err
 		}
-		if s.ended {
+		if s.Ended() {
 			return nil
 		}
 	}

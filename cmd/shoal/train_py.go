@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -80,12 +81,24 @@ func trainRunStateCommand() *cli.Command {
 			if err := json.NewEncoder(os.Stdout).Encode(hello); err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
-			err := train.NewStateServer(h).ServeState(os.Stdin, os.Stdout, func() string {
+			eof := func() string {
 				if termed.Load() {
 					return train.EndCancelled
 				}
 				return train.EndLost
-			})
+			}
+			srv := train.NewStateServer(h)
+			// its own session (shoal.train's Popen), so that the agent's kill of the controller's
+			// process group leaves it to record the end; it goes when its parent does
+			go func(ppid int) {
+				for range time.Tick(500 * time.Millisecond) {
+					if os.Getppid() != ppid {
+						srv.Close(eof())
+						os.Exit(0)
+					}
+				}
+			}(os.Getppid())
+			err := srv.ServeState(os.Stdin, os.Stdout, eof)
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
