@@ -156,6 +156,7 @@ class DriverState:
         self.checkpoint_timeout = checkpoint_timeout
         self.verbose = verbose
         self.due = None         # DUE_* once a handler decided a checkpoint is due
+        self.due_at = 0.0
         self.holding = False
         self.hold_began = 0.0
         self.hold_ended = False
@@ -209,10 +210,18 @@ class DriverState:
                 pass
         self._prev = {}
 
+    def _note(self, msg):
+        # from a handler: a raw write (print() may be in the middle of a write of its own)
+        if self.verbose:
+            try:
+                os.write(2, f"shoal.train: {msg}\n".encode())
+            except OSError:
+                pass
+
     def preempted(self):
         j = _job()
         if "error" in j:
-            self.say(f"SIGTERM: cannot tell a preemption from a cancel ({j['error']}); taking it for a cancel")
+            self._note(f"SIGTERM: cannot tell a preemption from a cancel ({j['error']}); taking it for a cancel")
             return False
         return bool(j.get("preempted"))
 
@@ -222,19 +231,29 @@ class DriverState:
         if self._busy:
             return
         self._busy = True
+        cancel = False
         try:
             if self.holding:
-                if time.monotonic() - self.hold_began >= 1.0 or not self.preempted():
+                # the end of the grace time, or the requeue's: but a copy of the preemption's
+                # own SIGTERM (within a second of it) is not
+                if self.due != DUE_PREEMPTED or time.monotonic() - self.due_at >= 1.0:
                     self.hold_ended = True
                 return
             if self.due == DUE_PREEMPTED:
                 return
             if self.preempted():
-                self.due = DUE_PREEMPTED
+                self.due, self.due_at = DUE_PREEMPTED, time.monotonic()
                 return
+            cancel = True
+        except Exception as e:  # noqa: BLE001 - a handler must not raise into the driver's code
+            self._note(f"SIGTERM: {type(e).__name__}: {e}; taking it for a cancel")
+            cancel = not self.holding
         finally:
             self._busy = False
-        # a cancel (scancel, the time limit itself, Ctrl-C's kin): as without run()'s handler
+        if not cancel:
+            return
+        # a cancel (scancel, the time limit itself): as without run()'s handler
+        self._note("SIGTERM: the job is not being preempted; ending the driver")
         prev = self._prev.get(signal.SIGTERM, signal.SIG_DFL)
         self.restore()
         if callable(prev):
@@ -244,7 +263,7 @@ class DriverState:
 
     def _on_warn(self, signum, frame):
         if not self.holding and self.due is None:
-            self.due = DUE_TIME_LIMIT
+            self.due, self.due_at = DUE_TIME_LIMIT, time.monotonic()
         prev = self._prev.get(signum)
         if callable(prev):
             prev(signum, frame)
@@ -256,11 +275,17 @@ class DriverState:
         if "error" in j:
             raise RuntimeError(f"scontrol requeue {self.job_id}: {j['error']}")
 
+    def begin_hold(self):
+        """From now on a SIGTERM ends the hold (but a copy of the preemption's own, within a
+        second of it)."""
+        self.holding, self.hold_began, self.hold_ended = True, time.monotonic(), False
+
     def hold(self):
         """Wait until Slurm ends the job: its SIGTERM (the end of the preemption's grace time,
         or the requeue's), or the job no longer RUNNING. A preempted job that ends within its
         grace time is recorded as done by Slurm instead of being queued again."""
-        self.holding, self.hold_began, self.hold_ended = True, time.monotonic(), False
+        if not self.holding:
+            self.begin_hold()
         last = time.monotonic()
         while not self.hold_ended:
             time.sleep(0.1)

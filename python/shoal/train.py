@@ -546,7 +546,12 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
     _api._auto_init()
     ignore = rs.ignored()
     history_env = rs.history_env() if rs.history_wanted else None
-    controller = _api.remote(_Controller).options(num_cpus=0).remote(history_env, ignore)
+    from .runtime_context import get_runtime_context
+    from .util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    here = get_runtime_context().get_node_id()  # the driver's node: it outlives the others in a job
+    controller = _api.remote(_Controller).options(
+        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True) if here else None,
+    ).remote(history_env, ignore)
     first_attempt = 0
     if history_env is not None:
         hello = _api.get(controller.hello.remote())
@@ -730,18 +735,23 @@ def _finish_due(rs, controller, recorded):
     if rs.due == ts.DUE_PREEMPTED:
         if recorded:
             _api.get(controller.end_attempt.remote(ts.END_PREEMPTED, 128 + signal.SIGTERM))
+        rs.begin_hold()
+        _api.get(controller.end.remote(ts.END_PREEMPTED))  # now: the members leave at the hold's end
         rs.say(f"preempted: the gang is stopped with {with_}; holding the allocation until Slurm ends the job "
                "and queues it again")
         rs.hold()
         return ts.END_PREEMPTED
+    rs.begin_hold()  # the requeue's SIGTERM may come before the lines below are done
     try:
         rs.requeue_job()
     except RuntimeError as e:
+        rs.holding = False
         if recorded:
             _api.get(controller.end_attempt.remote(ts.END_TIME_LIMIT, 1, str(e)))
         raise TrainingFailedError(f"shoal.train.run: time-limit warning: the gang is stopped with {with_}, but {e}") from None
     if recorded:
         _api.get(controller.end_attempt.remote(ts.END_REQUEUED, 0))
+    _api.get(controller.end.remote(ts.END_REQUEUED))
     rs.say(f"time-limit warning: the gang is stopped with {with_}; the job is requeued and resumes from it")
     rs.hold()
     return ts.END_REQUEUED
