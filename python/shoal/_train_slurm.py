@@ -219,7 +219,7 @@ class DriverState:
                 pass
 
     def preempted(self):
-        j = _job()
+        j = _job("--requeue=false")  # (not SHOAL_TRAIN_SLURM_JOB_REQUEUE from the environment)
         if "error" in j:
             self._note(f"SIGTERM: cannot tell a preemption from a cancel ({j['error']}); taking it for a cancel")
             return False
@@ -291,6 +291,6 @@ class DriverState:
             time.sleep(0.1)
             if time.monotonic() - last >= 2.0:
                 last = time.monotonic()
-                j = _job()
+                j = _job("--requeue=false")
                 if "error" not in j and j.get("state") != "RUNNING":
                     break
