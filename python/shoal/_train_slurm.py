@@ -96,15 +96,22 @@ class History:
         e = dict(os.environ)
         e.update(env)
         self._p = subprocess.Popen([_api._shoal_binary(), "train", "run-state"], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=None, text=True, env=e, bufsize=1,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e, bufsize=1,
                                    start_new_session=True)  # outlives the kill of the worker's group, to record the end
         line = self._p.stdout.readline()
         if not line:
+            err = self._p.stderr.read().strip()
             code = self._p.wait()
-            raise RuntimeError(f"shoal.train.run: the run's history could not be opened (shoal train run-state exited {code}; "
-                               "its error is above); give state_dir= a directory every allocation of the job can write")
+            raise RuntimeError(f"shoal.train.run: the run's history could not be opened ({err or f'shoal train run-state exited {code}'}); "
+                               "give state_dir= a directory every allocation of the job can write")
+        threading.Thread(target=self._relay, daemon=True).start()  # its later warnings, to the worker's log
         self.hello = json.loads(line)
         self._lock = threading.Lock()
+
+    def _relay(self):
+        for line in self._p.stderr:
+            sys.stderr.write(line)
+            sys.stderr.flush()
 
     def call(self, op, **kw):
         with self._lock:

@@ -585,3 +585,11 @@ def test_run_requeue_that_fails_and_a_sigterm_that_is_not_a_preemption(tmp_path)
     assert r.returncode == 128 + signal.SIGTERM, r.stderr + r.stdout
     assert "cannot tell a preemption from a cancel" in r.stderr and "OUT" not in r.stdout, r.stderr
     assert allocs[0]["end_reason"] == "cancelled" and allocs[0]["attempts"][0]["end_reason"] == "cancelled", allocs
+
+
+def test_run_names_a_state_dir_it_cannot_make():
+    r = run_script("import shoal, shoal.train as st\nshoal.init()\nst.run(lambda: 1, state_dir='/proc/nope/state')\n",
+                   "--num-cpus", "1")
+    assert r.returncode != 0
+    assert "the run's history could not be opened" in r.stderr and "/proc/nope/state" in r.stderr, r.stderr
+    assert "give state_dir= a directory every allocation of the job can write" in r.stderr, r.stderr
