@@ -74,7 +74,7 @@ func trainCommand() *cli.Command {
 			&cli.DurationFlag{Name: "spare-wait", Value: 30 * time.Second, EnvVars: []string{"SHOAL_TRAIN_SPARE_WAIT"},
 				Usage: "a warm spare starts once its node has an idle CPU, so that it does not slow starting ranks, or after this long"},
 		}, requeueFlags()...),
-		Subcommands: []*cli.Command{trainHistoryCommand(), {
+		Subcommands: []*cli.Command{trainHistoryCommand(), trainRunStateCommand(), trainSlurmJobCommand(), {
 			Name:   "nccl-env",
 			Hidden: true, // used by shoal.train in Python: the NCCL variables discovery picks on this node
 			Usage:  "print NCCL_SOCKET_IFNAME / NCCL_IB_HCA for this node as JSON",

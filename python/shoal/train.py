@@ -32,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from . import _api
@@ -215,34 +216,81 @@ def _wait_ack(fd):
 
 
 class _Controller:
-    """Records the gang's reports, on the driver's node; it outlives every attempt."""
+    """Records the gang's reports, on the driver's node; it outlives every attempt. With a run
+    history (history_env: in a Slurm job, or state_dir=), it keeps `shoal train run-state` open
+    and writes rank 0's checkpoints there before report() returns, and the attempts as the
+    driver says."""
 
-    def __init__(self):
+    def __init__(self, history_env=None, ignore=()):
+        from . import _train_slurm
+        _train_slurm.ignore_signals(ignore)
         self.checkpoint = None
         self.metrics = []
+        self.seq = 0  # rank 0's checkpoint reports
+        self.attempt_id = 0
+        self.history = _train_slurm.History(history_env) if history_env is not None else None
+        if self.history is not None:
+            self.checkpoint = self.history.hello.get("checkpoint") or None
+
+    def hello(self):
+        return self.history.hello if self.history is not None else {}
 
     def report(self, rank, metrics, checkpoint):
         if rank == 0:
             self.metrics.append(metrics)
             if checkpoint:
                 self.checkpoint = checkpoint
+                self.seq += 1
+                if self.history is not None and self.attempt_id:
+                    r = self.history.call("checkpoint", id=self.attempt_id, path=checkpoint, metrics=metrics)
+                    if r.get("error"):
+                        print(f"shoal.train: record checkpoint {checkpoint} in the run's history: {r['error']}",
+                              file=sys.stderr, flush=True)
         return True
 
     def state(self):
         return self.checkpoint, list(self.metrics)
 
+    def reports(self):
+        return self.seq
+
+    def begin_attempt(self, n, world_size, layout_desc, resumed_from):
+        if self.history is None:
+            return 0
+        r = self.history.call("attempt", attempt=n, world_size=world_size, layout=layout_desc,
+                              resumed_from=resumed_from or "")
+        self.attempt_id = r.get("id", 0)
+        return self.attempt_id
+
+    def end_attempt(self, reason, code, detail=""):
+        if self.history is not None and self.attempt_id:
+            self.history.call("end_attempt", id=self.attempt_id, reason=reason, code=code, detail=detail)
+        self.attempt_id = 0
+
+    def end(self, reason):
+        if self.history is not None:
+            self.history.close(reason)
+            self.history = None
+        return True
+
 
 class _Rank:
     """One worker of the gang."""
 
-    def __init__(self, controller):
+    def __init__(self, controller, ignore=()):
         global _controller
+        from . import _train_slurm
+        _train_slurm.ignore_signals(ignore)
         _controller = controller
         self._sock = None
+        # the due pipe: the driver writes a byte (through a task on this node) when a
+        # checkpoint is due; checkpoint_due() reads it (SHOAL_TRAIN_DUE_FD), as in `shoal train`
+        self._due_r, self._due_w = os.pipe()
+        os.set_blocking(self._due_r, False)
 
     def info(self, allowed):
         return {"node": os.environ.get("SHOAL_NODE_ID", ""), "gpus": _api.get_gpu_ids(), "nccl": _nccl_env(allowed),
-                "pid": os.getpid()}
+                "pid": os.getpid(), "due_fd": self._due_w}
 
     def reserve_port(self):
         # bound, never listening, SO_REUSEADDR: nobody else takes the port, and torch's
@@ -258,6 +306,7 @@ class _Rank:
         for k in _SCRUBBED:
             os.environ.pop(k, None)
         os.environ.update(env)
+        os.environ["SHOAL_TRAIN_DUE_FD"] = str(self._due_r)
         try:
             params = inspect.signature(fn).parameters
             takes_config = len(params) > 0
@@ -296,7 +345,12 @@ def _gang(res, strategy, least, most, placement_timeout, elastic_wait):
 
 
 def _signal(pid, sig):
-    """Runs in a worker's bundle, on its node: signal the worker's process."""
+    """Runs in a worker's bundle, on its node: signal the worker's process. False when it is
+    gone, or ignores sig (workers in a Slurm job ignore SIGTERM unless train_fn set a handler):
+    then there is nothing to wait for."""
+    from ._train_slurm import ignores
+    if ignores(pid, sig):
+        return False
     try:
         os.kill(pid, sig)
         return True
@@ -311,14 +365,22 @@ def _stop(actors, pg, pids, running, grace):
     from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
     if running and pg is not None and pids and grace > 0:
         sig = _api.remote(_signal)
-        for i, _ in running:
+        sent = []
+        for i, ref in running:
             try:
-                sig.options(num_cpus=0, scheduling_strategy=PlacementGroupSchedulingStrategy(
-                    pg, placement_group_bundle_index=i)).remote(pids[i], signal.SIGTERM)
+                sent.append((sig.options(num_cpus=0, scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    pg, placement_group_bundle_index=i)).remote(pids[i], signal.SIGTERM), ref))
             except Exception:  # noqa: BLE001 - its node may be gone; it is killed below
                 pass
+        t0 = time.monotonic()
         try:
-            _api.wait([ref for _, ref in running], num_returns=len(running), timeout=grace)
+            got = _api.get([s for s, _ in sent], timeout=grace) if sent else []
+            signalled = [ref for ok, (_, ref) in zip(got, sent) if ok]
+        except Exception:  # noqa: BLE001 - a node gone: wait for all of them
+            signalled = [ref for _, ref in running]
+        try:
+            if signalled:
+                _api.wait(signalled, num_returns=len(signalled), timeout=max(0.0, grace - (time.monotonic() - t0)))
         except Exception:  # noqa: BLE001 - the kill below ends them anyway
             pass
     for a in actors:
@@ -396,9 +458,25 @@ def _sizes(num_workers):
                      "for an elastic gang")
 
 
+def _describe(ranks):
+    """The layout as train.Describe writes it: "node1: ranks 0-1, node2: rank 2"."""
+    parts, i = [], 0
+    while i < len(ranks):
+        j = i
+        while j + 1 < len(ranks) and ranks[j + 1]["node"] == ranks[i]["node"]:
+            j += 1
+        parts.append(f"{ranks[i]['node']}: rank {i}" if i == j else f"{ranks[i]['node']}: ranks {i}-{j}")
+        i = j + 1
+    return ", ".join(parts)
+
+
+class _DueDone(Exception):
+    """The attempt ended because a checkpoint was due (a preemption, the time-limit warning)."""
+
+
 def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="PACK", max_failures=0, config=None,
         *, cuda_visible_devices="per-rank", allowed_interfaces=None, placement_timeout=60.0, stop_grace=5.0, verbose=True,
-        elastic_wait=5.0):
+        elastic_wait=5.0, requeue=False, state_dir=None, warn_signal="USR1", checkpoint_timeout=60.0, spare_nodes=0):
     """Run ``train_fn(config)`` (or ``train_fn()``) on ``num_workers`` workers placed as one
     gang, and return their return values in world-rank order.
 
@@ -417,9 +495,27 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
     stop_grace: when a worker fails, the others get SIGTERM (so a handler can save) and are
     killed after this many seconds, as `shoal train --stop-grace` does.
 
+    Across Slurm allocations, as `shoal train` (docs/training.md, "Across allocations"): in a
+    Slurm job (the driver under `srun shoal launch`), the workers ignore SIGTERM and
+    warn_signal ("USR1": #SBATCH --signal=USR1@T; None for none), and run() on the driver's
+    main thread takes them: the time-limit warning, or a preemption's SIGTERM (the job still
+    RUNNING with a PreemptTime), makes checkpoint_due() true in every worker; once rank 0 has
+    reported a checkpoint (or checkpoint_timeout seconds) the workers are stopped, and then
+    - for a preemption, run() holds the allocation until Slurm ends the job (which it queues
+      again) and raises SystemExit(143);
+    - for the warning with requeue=True, it requeues the job (scontrol requeue), holds until
+      Slurm ends this allocation and raises SystemExit(0); without requeue the gang goes on.
+    A SIGTERM that is not a preemption's (scancel) ends the driver as before. The run's history
+    (allocations, attempts, checkpoints, why each ended) is in state_dir (default in a Slurm
+    job: shoal-train-JOBID next to the job's output file, as `shoal train --state-dir`; outside
+    Slurm: none unless given), which `shoal train history --state-dir DIR` prints; the first
+    attempt in a new allocation resumes from its newest checkpoint (get_checkpoint()).
+    spare_nodes: only 0; spare nodes are `shoal train --spare-nodes K`'s (refused here).
+
     Raises TaskUnschedulableError when the cluster can never hold the gang, GetTimeoutError when
     it has no room within placement_timeout seconds, and TrainingFailedError (whose __cause__ is
     the failing worker's error) when no restart is left."""
+    from . import _train_slurm as ts
     from .util.placement_group import remove_placement_group
     from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -433,13 +529,47 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
     res = {k: float(v) for k, v in (resources_per_worker or {"CPU": 1}).items() if v}
     if not res:
         raise ValueError(f"resources_per_worker={resources_per_worker!r}: give at least one resource, e.g. {{'CPU': 1}}")
+    if spare_nodes not in (0, None):
+        raise ValueError(f"run(spare_nodes={spare_nodes!r}): spare nodes are not available in shoal.train.run; use "
+                         "`shoal train --spare-nodes K` (its standby ranks are warm processes of a command, which a "
+                         "Python function's workers are not), or num_workers=(min, max) to go on with fewer workers")
+    if not isinstance(checkpoint_timeout, (int, float)) or isinstance(checkpoint_timeout, bool) or checkpoint_timeout <= 0:
+        raise ValueError(f"run(checkpoint_timeout={checkpoint_timeout!r}): give seconds > 0")
+    warn = ts.parse_signal(warn_signal)
+    rs = ts.DriverState(bool(requeue), state_dir, warn, float(checkpoint_timeout), verbose)
+    if requeue and not rs.slurm:
+        raise ValueError("run(requeue=True): not in a Slurm job (SLURM_JOB_ID is not set); requeue needs a batch job "
+                         "(sbatch --requeue, the driver under `srun shoal launch`)")
+    if requeue and threading.current_thread() is not threading.main_thread():
+        raise ValueError("run(requeue=True): call run() from the driver's main thread (the time-limit warning and "
+                         "SIGTERM can only be handled there)")
     _api._auto_init()
-    controller = _api.remote(_Controller).options(num_cpus=0).remote()
+    ignore = rs.ignored()
+    history_env = rs.history_env() if rs.history_wanted else None
+    from .runtime_context import get_runtime_context
+    from .util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    here = get_runtime_context().get_node_id()  # the driver's node: it outlives the others in a job
+    controller = _api.remote(_Controller).options(
+        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True) if here else None,
+    ).remote(history_env, ignore)
+    first_attempt = 0
+    if history_env is not None:
+        hello = _api.get(controller.hello.remote())
+        first_attempt = int(hello.get("first_attempt") or 0)
+        if hello.get("state_dir"):
+            d, n = hello["state_dir"], int(hello.get("restart_count") or 0)
+            frm = f"checkpoint {hello['checkpoint']}" if hello.get("checkpoint") else "the start"
+            rs.say(f"run state in {d} (state_dir; `shoal train history --state-dir {d}`); allocation {n + 1} "
+                   f"(SLURM_RESTART_COUNT={n}), {first_attempt} earlier attempts; starting from {frm}")
     rank_cls = _api.remote(_Rank)
     run_id = f"shoal-{os.getpid()}-{int(time.time())}"
     pg = None
+    end = ts.END_LOST
+    rs.install()
     try:
         for attempt in range(max_failures + 1):
+            if rs.due == ts.DUE_PREEMPTED or (rs.due and rs.requeue):
+                raise _DueDone()  # before the gang ran again (after a failure): nothing to save
             if pg is None:
                 pg, num_workers = _gang(res, placement_strategy, least, most, placement_timeout, elastic_wait)
                 if verbose and least < most:
@@ -451,8 +581,8 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
                     resources={k: v for k, v in res.items() if k not in ("CPU", "GPU", "memory")} or None,
                     max_restarts=0,
                     scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i),
-                ).remote(controller))
-            lost, pids, running = False, None, []
+                ).remote(controller, ignore))
+            lost, pids, running, due = False, None, [], None
             try:
                 placed = _api.get([a.info.remote(allowed_interfaces) for a in actors])
                 pids = [p.get("pid") for p in placed]
@@ -470,12 +600,16 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
                          "max_restarts": max_failures, "cpus": res.get("CPU", 1), "gpu_mode": cuda_visible_devices,
                          "checkpoint": ckpt, "run_id": run_id}
                 by_actor = {r["actor"]: r for r in ranks}
+                if history_env is not None:  # before the workers start: their first report is its
+                    _api.get(controller.begin_attempt.remote(first_attempt + attempt, num_workers, _describe(ranks),
+                                                             ckpt or ""))
                 refs = [actors[i].run.remote(train_fn, config, _env(by_actor[i], placed[i], world))
                         for i in range(num_workers)]
                 rank_of = {ref: by_actor[i]["rank"] for i, ref in enumerate(refs)}
+                index_of = {ref: i for i, ref in enumerate(refs)}
                 results, pending, failure = {}, list(refs), None
                 while pending and failure is None:
-                    ready, pending = _api.wait(pending, num_returns=1)
+                    ready, pending = _api.wait(pending, num_returns=1, timeout=0.25 if rs.handled else None)
                     for ref in ready:
                         try:
                             results[rank_of[ref]] = _api.get(ref)
@@ -485,20 +619,44 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
                             failure = (rank_of[ref], e)
                         if failure:
                             break
-                if failure is None:
-                    return [results[r] for r in range(num_workers)]
-                index_of = {ref: i for i, ref in enumerate(refs)}
+                    if rs.due and (due is None or due["reason"] != rs.due):
+                        due = _ask_checkpoint(rs, controller, pg, placed, [index_of[r] for r in pending])
+                    if due is not None and _due_done(rs, controller, due, len(pending), stop_grace):
+                        if due["reason"] == ts.DUE_TIME_LIMIT and not rs.requeue:
+                            if pending:  # checkpointed after the warning; the gang goes on
+                                rs.due, due = None, None
+                            continue  # (or every worker returned after it: the run ends, below)
+                        running = [(index_of[ref], ref) for ref in pending]
+                        raise _DueDone()
+                stop_due = rs.due == ts.DUE_PREEMPTED or (rs.due is not None and rs.requeue)
                 running = [(index_of[ref], ref) for ref in pending]
+                if failure is None and (due is None or not stop_due):
+                    # every worker returned: done (a preemption that came as they did finds the
+                    # training over), or, after the warning's checkpoint without requeue, over
+                    reason = ts.END_COMPLETED if due is None else ts.END_TIME_LIMIT
+                    if history_env is not None:
+                        _api.get(controller.end_attempt.remote(reason, 0))
+                    end = reason
+                    return [results[r] for r in range(num_workers)]
+                if stop_due:
+                    # a worker ended (or all did) while a checkpoint was due: no restart in this
+                    # allocation; the next one resumes
+                    raise _DueDone()
             except (exc.RayActorError, exc.WorkerCrashedError) as e:
+                if rs.due:
+                    raise _DueDone() from None
                 failure, lost = (-1, e), True
             finally:
-                _stop(actors, pg, pids, running, stop_grace)
+                _stop(actors, pg, pids, running, 0 if rs.due else stop_grace)
             rank, err = failure
             who = f"worker of rank {rank}" if rank >= 0 else "a worker"
+            if history_env is not None:
+                _api.get(controller.end_attempt.remote(ts.END_FAILED, 1, f"{who}: {type(err).__name__}: {err}"[:2000]))
             if lost or num_workers < most:  # a node lost, or an elastic gang that may grow back
                 remove_placement_group(pg)
                 pg = None
             if attempt >= max_failures:
+                end = ts.END_FAILED
                 raise TrainingFailedError(f"shoal.train.run: {who} failed and no restarts are left "
                                           f"({attempt} of {max_failures} used): {err}", rank, attempt + 1) from err
             if verbose:
@@ -506,10 +664,94 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
                 frm = f"from checkpoint {ckpt}" if ckpt else "from the start"
                 print(f"shoal.train: {who} failed ({type(err).__name__}); restarting the gang {frm} "
                       f"(restart {attempt + 1} of {max_failures})", flush=True)
+    except _DueDone:
+        end = ts.END_PREEMPTED if rs.due == ts.DUE_PREEMPTED else ts.END_TIME_LIMIT
+        end = _finish_due(rs, controller, history_env is not None)
+        if end == ts.END_PREEMPTED:
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise SystemExit(0) from None
+    except BaseException:
+        if end == ts.END_LOST and rs.due is None:
+            end = ts.END_CANCELLED if sys.exc_info()[0] in (KeyboardInterrupt, SystemExit) else ts.END_LOST
+        raise
     finally:
+        rs.restore()
         if pg is not None:
             remove_placement_group(pg)
+        try:
+            if history_env is not None:
+                _api.get(controller.end.remote(end), timeout=30)
+        except Exception:  # noqa: BLE001 - the run-state process ends the allocation at EOF itself
+            pass
         try:
             _api.kill(controller)
         except Exception:  # noqa: BLE001
             pass
+
+
+def _ask_checkpoint(rs, controller, pg, placed, running):
+    """A checkpoint is due: note rank 0's reports so far and tell every running worker (a byte
+    on its due pipe, written by a task in its bundle)."""
+    from . import _train_slurm as ts
+    from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    reason = rs.due
+    rs.say(f"{ts._WHAT[reason]}: a checkpoint is due; asking every worker for one (up to {rs.checkpoint_timeout:g} s)")
+    seq = _api.get(controller.reports.remote())
+    note = _api.remote(ts.notify_due)
+    for i in running:
+        try:
+            note.options(num_cpus=0, scheduling_strategy=PlacementGroupSchedulingStrategy(
+                pg, placement_group_bundle_index=i)).remote(placed[i]["pid"], placed[i]["due_fd"], reason)
+        except Exception:  # noqa: BLE001 - its node may be gone; the attempt ends anyway
+            pass
+    return {"reason": reason, "at": time.monotonic(), "seq": seq, "ckpt_at": None}
+
+
+def _due_done(rs, controller, due, left, stop_grace):
+    """As train's dueDone: rank 0 reported a checkpoint since it was asked and every worker
+    returned or stop_grace passed since; or checkpoint_timeout passed."""
+    now = time.monotonic()
+    if due["ckpt_at"] is None and _api.get(controller.reports.remote()) > due["seq"]:
+        due["ckpt_at"] = now
+        ckpt, _ = _api.get(controller.state.remote())
+        rs.say(f"checkpoint {ckpt} reported {now - due['at']:.1f} s after it was asked for")
+    if due["ckpt_at"] is not None and (left == 0 or now - due["ckpt_at"] > stop_grace):
+        return True
+    if left == 0:
+        return True
+    if now - due["at"] > rs.checkpoint_timeout:
+        rs.say(f"no checkpoint reported within {rs.checkpoint_timeout:g} s of asking; going on with the last one")
+        return True
+    return False
+
+
+def _finish_due(rs, controller, recorded):
+    """The gang is stopped after a checkpoint was due: for a preemption, hold the allocation
+    until Slurm ends the job; for the warning with requeue, requeue the job and hold. Returns
+    the allocation's end reason."""
+    from . import _train_slurm as ts
+    ckpt, _ = _api.get(controller.state.remote())
+    with_ = f"the last one, {ckpt}" if ckpt else "no checkpoint (the next allocation starts from the start)"
+    if rs.due == ts.DUE_PREEMPTED:
+        if recorded:
+            _api.get(controller.end_attempt.remote(ts.END_PREEMPTED, 128 + signal.SIGTERM))
+        rs.begin_hold()
+        _api.get(controller.end.remote(ts.END_PREEMPTED))  # now: the members leave at the hold's end
+        rs.say(f"preempted: the gang is stopped with {with_}; holding the allocation until Slurm ends the job "
+               "and queues it again")
+        rs.hold()
+        return ts.END_PREEMPTED
+    rs.begin_hold()  # the requeue's SIGTERM may come before the lines below are done
+    try:
+        rs.requeue_job()
+    except RuntimeError as e:
+        rs.holding = False
+        if recorded:
+            _api.get(controller.end_attempt.remote(ts.END_TIME_LIMIT, 1, str(e)))
+        raise TrainingFailedError(f"shoal.train.run: time-limit warning: the gang is stopped with {with_}, but {e}") from None
+    if recorded:
+        _api.get(controller.end_attempt.remote(ts.END_REQUEUED, 0))
+    _api.get(controller.end.remote(ts.END_REQUEUED))
+    rs.say(f"time-limit warning: the gang is stopped with {with_}; the job is requeued and resumes from it")
+    rs.hold()
+    return ts.END_REQUEUED

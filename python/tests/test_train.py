@@ -2,6 +2,7 @@
 gets, results in rank order, restarts from the last reported checkpoint, the failing rank's exit
 code and output, signals, and gangs the cluster cannot hold. The 3-node versions are in
 test/slurm/train.sh."""
+import json
 import os
 import signal
 import subprocess
@@ -436,3 +437,159 @@ def test_run_refuses_bad_elastic_sizes():
     for bad in ((3, 2), (0, 2), (1, 2, 3), "2:3", True):
         with pytest.raises(ValueError, match="num_workers"):
             st.run(lambda: 1, num_workers=bad)
+
+
+def test_run_refuses_spare_nodes_and_requeue_outside_slurm(monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    with pytest.raises(ValueError, match="shoal train --spare-nodes K"):
+        st.run(lambda: 1, num_workers=2, spare_nodes=1)
+    with pytest.raises(ValueError, match=r"requeue=True\): not in a Slurm job"):
+        st.run(lambda: 1, requeue=True)
+    for bad in ("NOPE", "KILL", 1.5):
+        with pytest.raises(ValueError, match="warn_signal"):
+            st.run(lambda: 1, warn_signal=bad)
+    for bad in (0, -1, "60"):
+        with pytest.raises(ValueError, match="checkpoint_timeout"):
+            st.run(lambda: 1, checkpoint_timeout=bad)
+
+
+# a run whose attempt 0 fails after two checkpoints; the same driver again (a new allocation
+# of the job, as after a requeue) resumes from the newest one in the history
+HISTORY_RUN = r"""
+import json, os, sys, shoal, shoal.train as st
+d, ck = sys.argv[1], sys.argv[2]
+shoal.init()
+def fn(config):
+    c = st.get_context()
+    start = st.get_checkpoint()
+    first = json.load(open(start))["step"] if start else 0
+    for step in range(first, first + 6):
+        if c.world_rank == 0 and step % 2 == 1:
+            p = os.path.join(config["ck"], f"step{step}.json")
+            json.dump({"step": step}, open(p, "w"))
+            st.report({"step": step, "loss": 1.0 / (step + 1)}, checkpoint=p)
+        if config["fail"] and c.attempt == 0 and step == 3:
+            raise RuntimeError("boom")
+    return (c.attempt, first, start)
+out = st.run(fn, num_workers=2, max_failures=1, state_dir=d, config={"ck": ck, "fail": len(sys.argv) > 3})
+print("OUT", repr(out), flush=True)
+"""
+
+
+def test_run_history_in_state_dir_and_resume_in_a_new_allocation(tmp_path):
+    d, ck = tmp_path / "state", tmp_path / "ck"
+    ck.mkdir()
+    code = HISTORY_RUN.replace("sys.argv[1], sys.argv[2]", f"{str(d)!r}, {str(ck)!r}")
+    r = run_script(code.replace("len(sys.argv) > 3", "True"), "--num-cpus", "2")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert f"run state in {d} (state_dir" in r.stderr and "0 earlier attempts; starting from the start" in r.stderr, r.stderr
+    out = eval(r.stdout.split("OUT ", 1)[1])  # noqa: S307
+    assert out == [(1, 3, str(ck / "step3.json"))] * 2, out
+    # a new allocation: the newest checkpoint of the history, attempts numbered on
+    r = run_script(code.replace("len(sys.argv) > 3", "False"), "--num-cpus", "2")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert f"2 earlier attempts; starting from checkpoint {ck / 'step7.json'}" in r.stderr, r.stderr
+    out = eval(r.stdout.split("OUT ", 1)[1])  # noqa: S307
+    assert out == [(0, 7, str(ck / "step7.json"))] * 2, out
+    h = subprocess.run([shoal_bin(), "train", "history", "--state-dir", str(d), "--json"], capture_output=True, text=True)
+    assert h.returncode == 0, h.stderr
+    allocs = json.loads(h.stdout)
+    assert [a["end_reason"] for a in allocs] == ["completed", "completed"], allocs
+    a0, a1 = allocs[0]["attempts"], allocs[1]["attempts"]
+    assert [(a["attempt"], a["world_size"], a["end_reason"], a.get("resumed_from", "")) for a in a0 + a1] == [
+        (0, 2, "failed", ""), (1, 2, "completed", str(ck / "step3.json")), (2, 2, "completed", str(ck / "step7.json"))]
+    assert "RuntimeError: boom" in a0[0]["detail"] and a0[0]["layout"].endswith(": ranks 0-1")
+    assert [(c["step"], c["path"]) for c in a0[0]["checkpoints"]] == [(1, str(ck / "step1.json")), (3, str(ck / "step3.json"))]
+    assert [c["step"] for c in a0[1]["checkpoints"]] == [3, 5, 7] and [c["step"] for c in a1[0]["checkpoints"]] == [7, 9, 11]
+
+
+# in a Slurm job (SLURM_JOB_ID; no slurmctld here): the time-limit warning (USR1 to every process,
+# as --signal=USR1@T sends it) makes checkpoint_due() true in every worker, which survive it; rank
+# 0's checkpoint is in the history; without requeue the gang goes on. Then requeue=True, whose
+# `scontrol requeue` fails here, and a SIGTERM that is not a preemption, which ends the driver as before.
+WARN_RUN = r"""
+import json, os, signal, sys, threading, time, shoal, shoal.train as st
+d, ck, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+shoal.init()
+def fn(config):
+    c = st.get_context()
+    open(os.path.join(config["ck"], f"pid-{c.world_rank}"), "w").write(str(os.getpid()))
+    seen = None
+    for step in range(600):
+        due = st.checkpoint_due()
+        if due and seen is None:
+            seen = (step, due)
+            if c.world_rank == 0:
+                p = os.path.join(config["ck"], f"step{step}.json")
+                json.dump({"step": step}, open(p, "w"))
+                st.report({"step": step, "reason": due}, checkpoint=p)
+            if config["mode"] != "warn":
+                return seen
+        if seen and step > seen[0] + 30:  # past stop_grace: the gang goes on
+            return (seen[1], st.checkpoint_due(), os.getpid())
+        time.sleep(0.05)
+    return None
+def signal_all(sig):
+    pids = []
+    while len(pids) < 2:
+        pids = [int(open(os.path.join(ck, f)).read() or 0) for f in os.listdir(ck) if f.startswith("pid-")]
+        time.sleep(0.05)
+    time.sleep(0.3)
+    for p in os.listdir("/proc"):  # as Slurm: every process of the step (the run's history too)
+        try:
+            if p.isdigit() and b"run-state" in open(f"/proc/{p}/cmdline", "rb").read() \
+                    and b"SLURM_JOB_ID=424242" in open(f"/proc/{p}/environ", "rb").read():
+                pids.append(int(p))
+        except OSError:
+            pass
+    for p in pids + [os.getpid()]:
+        os.kill(p, sig)
+threading.Thread(target=signal_all, args=(signal.SIGTERM if mode == "term" else signal.SIGUSR1,), daemon=True).start()
+try:
+    out = st.run(fn, num_workers=2, state_dir=d, requeue=mode == "requeue", stop_grace=0.5, config={"ck": ck, "mode": mode})
+    print("OUT", repr(out), flush=True)
+except st.TrainingFailedError as e:
+    print("FAILED", e, flush=True)
+"""
+
+
+def _warn_run(tmp_path, mode):
+    d, ck = tmp_path / f"state-{mode}", tmp_path / f"ck-{mode}"
+    ck.mkdir()
+    code = WARN_RUN.replace("sys.argv[1], sys.argv[2], sys.argv[3]", f"{str(d)!r}, {str(ck)!r}, {mode!r}")
+    r = run_script(code, "--num-cpus", "2", env={"SLURM_JOB_ID": "424242", "SLURM_RESTART_COUNT": "0"})
+    h = subprocess.run([shoal_bin(), "train", "history", "--state-dir", str(d), "--json"], capture_output=True, text=True)
+    return r, json.loads(h.stdout) if h.returncode == 0 else h.stderr, ck
+
+
+def test_run_time_limit_warning_makes_a_checkpoint_due_in_every_worker(tmp_path):
+    r, allocs, ck = _warn_run(tmp_path, "warn")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "the time-limit warning: a checkpoint is due; asking every worker for one" in r.stderr, r.stderr
+    out = eval(r.stdout.split("OUT ", 1)[1])  # noqa: S307
+    # every worker saw it, survived USR1, and rank 0's report cleared it
+    assert [o[:2] for o in out] == [("time_limit", None), ("time_limit", "time_limit")], out
+    a = allocs[0]["attempts"][0]
+    assert allocs[0]["job_id"] == "424242" and allocs[0]["end_reason"] == "completed" and a["end_reason"] == "completed"
+    assert len(a["checkpoints"]) == 1 and a["checkpoints"][0]["metrics"]["reason"] == "time_limit", a
+
+
+def test_run_requeue_that_fails_and_a_sigterm_that_is_not_a_preemption(tmp_path):
+    r, allocs, ck = _warn_run(tmp_path, "requeue")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "FAILED shoal.train.run: time-limit warning: the gang is stopped with the last one, " in r.stdout, r.stdout
+    assert "scontrol requeue 424242" in r.stdout, r.stdout
+    a = allocs[0]["attempts"][0]
+    assert allocs[0]["end_reason"] == "time-limit" and a["end_reason"] == "time-limit" and a["checkpoints"][0]["step"] >= 0, allocs
+    r, allocs, ck = _warn_run(tmp_path, "term")
+    assert r.returncode == 128 + signal.SIGTERM, r.stderr + r.stdout
+    assert "cannot tell a preemption from a cancel" in r.stderr and "OUT" not in r.stdout, r.stderr
+    assert allocs[0]["end_reason"] == "cancelled" and allocs[0]["attempts"][0]["end_reason"] == "cancelled", allocs
+
+
+def test_run_names_a_state_dir_it_cannot_make():
+    r = run_script("import shoal, shoal.train as st\nshoal.init()\nst.run(lambda: 1, state_dir='/proc/nope/state')\n",
+                   "--num-cpus", "1")
+    assert r.returncode != 0
+    assert "the run's history could not be opened" in r.stderr and "/proc/nope/state" in r.stderr, r.stderr
+    assert "give state_dir= a directory every allocation of the job can write" in r.stderr, r.stderr

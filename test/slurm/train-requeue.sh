@@ -143,8 +143,8 @@ run() {
 }
 
 # ONLY=preempt, timelimit, elastic or spare runs one of the four
-if [[ ${ONLY:-preempt} == preempt ]]; then
 preempt() { sbatch -p urgent -N 3 --exclusive --output="$WORK/urgent.out" --wrap 'echo "URGENT ran on $SLURM_JOB_NODELIST"; sleep 2' >/dev/null; }
+if [[ ${ONLY:-preempt} == preempt ]]; then
 run preempt "#SBATCH -p preemptible" preempt
 ck=$(grep -o 'DUE rank=0 step=[0-9]*' <<<"$out" | sed 's/.*=//')
 if [[ -n $ck ]] && has "$out" "a preemption: a checkpoint is due" && [[ $(grep -c "DUE rank=[0-2] step=$ck" <<<"$out") == 3 ]] \
@@ -163,8 +163,8 @@ if left=$(clean "$out" "$jid"); then ok "nothing of either allocation is left on
 
 fi
 
-if [[ ${ONLY:-timelimit} == timelimit ]]; then
 warn() { sleep 0.5; scancel -s USR1 "$1"; }   # what --signal=USR1@T sends: USR1 to every process of the step
+if [[ ${ONLY:-timelimit} == timelimit ]]; then
 run timelimit "#SBATCH --time=10 --signal=USR1@60" warn
 ck=$(grep -o 'DUE rank=0 step=[0-9]*' <<<"$out" | sed 's/.*=//')
 if [[ -n $ck ]] && has "$out" "the time-limit warning: a checkpoint is due" && [[ $(grep -c "DUE rank=[0-2] step=$ck" <<<"$out") == 3 ]] \
@@ -175,6 +175,126 @@ if [[ -n $ck ]] && has "$out" "the time-limit warning: a checkpoint is due" && [
   ok "time-limit warning (USR1): every rank stops at step $ck with a checkpoint, shoal train requeues the job, it resumes there and ends with one process's weights ($(grep -o 'rel_diff=[^ ]*' <<<"$out"))"
 else bad "time-limit requeue" "checkpoint step=$ck" "$out" "$hist"; fi
 if left=$(clean "$out" "$jid"); then ok "nothing of either allocation is left on any node"; else bad "leftovers after the requeue" "$left"; fi
+fi
+
+# The same two with a Python driver, in one job: shoal.train.run(requeue=True) under `srun shoal
+# launch`, 3 workers (one a node) running the same DDP training as a function; allocation 1 is
+# preempted, allocation 2 gets the time-limit warning and requeues itself, allocation 3 finishes.
+# (No --signal in this job: with the cluster's preempt_send_user_signal, Slurm would preempt it
+# with that signal instead of SIGTERM, which run() would take for the warning.)
+if [[ ${ONLY:-py} == py ]]; then
+cat > "$WORK/ddp_pyrun.py" <<'PY'
+import os, sys, time
+import shoal, shoal.train as st
+
+steps, ckdir, step_time, state = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4]
+# allocation N waits at step holds[N] until its checkpoint is due (at most 120 s), so that the
+# trigger lands mid-run however slowly Slurm acts on it
+holds = [int(h) for h in sys.argv[5].split(",")]
+restart = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+
+def fn(config):
+    import torch, torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    D, B = 8, 24
+    def batch(step):
+        g = torch.Generator().manual_seed(1000 + step)
+        x = torch.randn(B, D, generator=g)
+        return x, x @ torch.arange(1.0, D + 1).unsqueeze(1) + 0.1 * torch.randn(B, 1, generator=g)
+    def fresh():
+        torch.manual_seed(0)
+        m = torch.nn.Linear(D, 1)
+        return m, torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    def step_on(model, opt, x, y):
+        opt.zero_grad()
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss.item()
+    dist.init_process_group("gloo", init_method="env://")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    model, opt = fresh()
+    start, ck = 0, st.get_checkpoint()
+    if ck:
+        s = torch.load(ck)
+        model.load_state_dict(s["model"]); opt.load_state_dict(s["opt"]); start = s["step"]
+    print(f"RESUME rank={rank} world={world} step={start} from={ck} restart={os.environ.get('SLURM_RESTART_COUNT', '0')} cid={os.environ['SHOAL_CLUSTER_ID']}", flush=True)
+    ddp, n = DDP(model), B // world
+    step, held = start, time.monotonic()
+    while step < steps:
+        due = torch.tensor([1 if st.checkpoint_due() else 0])
+        dist.all_reduce(due, op=dist.ReduceOp.MAX)   # every rank stops at the same step
+        if not due.item() and restart < len(holds) and step == holds[restart] and time.monotonic() - held < 120:
+            time.sleep(0.05)
+            continue
+        held = time.monotonic()
+        if due.item():
+            path = os.path.join(ckdir, f"step{step}.pt")
+            if rank == 0:
+                t = time.monotonic()
+                while not st.checkpoint_due() and time.monotonic() - t < 5:
+                    time.sleep(0.01)
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, path + ".tmp")
+                os.replace(path + ".tmp", path)
+                st.report({"step": step, "reason": st.checkpoint_due()}, checkpoint=path)
+            dist.barrier()
+            print(f"DUE rank={rank} step={step}", flush=True)
+            with open(os.path.join(ckdir, f"due-{restart}-{rank}"), "w") as f:  # (its output may be cut
+                f.write(str(step))                                             # by the allocation's end)
+            return ("due", step)
+        x, y = batch(step)
+        loss = step_on(ddp, opt, x[rank * n:(rank + 1) * n], y[rank * n:(rank + 1) * n])
+        if rank == 0 and step % 10 == 0:
+            print(f"STEP {step} loss={loss:.6f}", flush=True)
+        time.sleep(step_time)
+        step += 1
+    if rank == 0:
+        ref, ropt = fresh()
+        for step in range(steps):
+            step_on(ref, ropt, *batch(step))
+        diff = max((a - b).abs().max().item() for a, b in zip(model.parameters(), ref.parameters()))
+        scale = max(p.abs().max().item() for p in ref.parameters())
+        print(f"FINAL steps={steps} rel_diff={diff / scale:.2e} agree={diff / scale < 1e-5}", flush=True)
+    dist.barrier()
+    return ("done", start)
+
+shoal.init()
+print("DRIVER restart=" + os.environ.get("SLURM_RESTART_COUNT", "0") + " cid=" + os.environ["SHOAL_CLUSTER_ID"], flush=True)
+out = st.run(fn, num_workers=3, resources_per_worker={"CPU": 1}, placement_strategy="STRICT_SPREAD", requeue=True,
+             state_dir=state)
+print("RESULTS", out, flush=True)
+PY
+
+ck=$WORK/ck-py; st=$WORK/state-py; mkdir -p "$ck"
+printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --exclusive --requeue --open-mode=append --output=%s/py.out\n#SBATCH -p preemptible\necho "ALLOCATION restart=${SLURM_RESTART_COUNT:-0}"\nsrun shoal launch -- python3 %s 70 %s 0.1 %s 25,40\n' \
+  "$WORK" "$WORK/ddp_pyrun.py" "$ck" "$st" > "$WORK/py.sbatch"
+jid=$(sbatch --parsable "$WORK/py.sbatch")
+for _ in $(seq 1200); do grep -q "STEP 20 " "$WORK/py.out" 2>/dev/null && break; sleep 0.1; done
+preempt "$jid"
+for _ in $(seq 1200); do grep -q "STEP 30 " "$WORK/py.out" 2>/dev/null && break; sleep 0.1; done   # allocation 2's
+warn "$jid"
+for _ in $(seq 2400); do grep -q "^RESULTS" "$WORK/py.out" 2>/dev/null && break; sleep 0.1; done
+gone "$jid"
+out=$(cat "$WORK/py.out")
+hist=$(shoal train history --state-dir "$st" 2>&1)
+p1=$(cat "$ck"/due-0-0 2>/dev/null); p2=$(cat "$ck"/due-1-0 2>/dev/null)
+if [[ -n $p1 && -n $p2 && $(cat "$ck"/due-0-[0-2]) == "$p1$p1$p1" && $(cat "$ck"/due-1-[0-2]) == "$p2$p2$p2" ]] \
+   && has "$out" "a preemption: a checkpoint is due; asking every worker for one" \
+   && has "$out" "preempted: the gang is stopped with the last one, $ck/step$p1.pt; holding the allocation" \
+   && has "$out" "the time-limit warning: a checkpoint is due; asking every worker for one" \
+   && has "$out" "time-limit warning: the gang is stopped with the last one, $ck/step$p2.pt; the job is requeued and resumes from it" \
+   && has "$out" "ALLOCATION restart=2" && has "$out" "starting from checkpoint $ck/step$p2.pt" \
+   && [[ $(grep -c "RESUME rank=[0-2] world=3 step=$p1 from=$ck/step$p1.pt restart=1" <<<"$out") == 3 ]] \
+   && [[ $(grep -c "RESUME rank=[0-2] world=3 step=$p2 from=$ck/step$p2.pt restart=2" <<<"$out") == 3 ]] \
+   && has "$out" "FINAL steps=70 .* agree=True" && has "$out" "^RESULTS \[('done', $p2), ('done', $p2), ('done', $p2)\]" \
+   && has "$hist" "allocation 1: job $jid (restart 0) .*: preempted" && has "$hist" "attempt 0: 3 ranks .* from the start, .*: preempted" \
+   && has "$hist" "checkpoint step $p1: $ck/step$p1.pt .*\"reason\":\"preemption\"" \
+   && has "$hist" "allocation 2: job $jid (restart 1) .*: requeued" && has "$hist" "attempt 1: 3 ranks .* from $ck/step$p1.pt, .*: requeued" \
+   && has "$hist" "checkpoint step $p2: $ck/step$p2.pt .*\"reason\":\"time_limit\"" \
+   && has "$hist" "allocation 3: job $jid (restart 2) .*: completed" && has "$hist" "attempt 2: 3 ranks .* from $ck/step$p2.pt, .*: completed"; then
+  ok "shoal.train.run(requeue=True): preempted (every worker stops at step $p1 with a checkpoint, the allocation held), resumed; warned of its time limit (all stop at step $p2), requeued itself, resumed, and ends with one process's weights ($(grep -o 'rel_diff=[^ ]*' <<<"$out")); history preempted, requeued, completed"
+else bad "shoal.train.run across allocations" "due steps: $p1 $p2" "$out" "$hist"; fi
+if left=$(clean "$out" "$jid"); then ok "shoal.train.run: nothing of the three allocations is left on any node"; else bad "leftovers after shoal.train.run's allocations" "$left"; fi
 fi
 
 if [[ ${ONLY:-elastic} == elastic ]]; then
