@@ -47,8 +47,9 @@ type spawner struct {
 
 type proc struct {
 	cmd       *exec.Cmd
-	started   bool // cmd.Process is set (under the spawner's lock)
-	killLater bool // a kill asked for while it was launching
+	started   bool        // cmd.Process is set (under the spawner's lock)
+	killLater bool        // a kill asked for while it was launching
+	outs      []io.Writer // where its stdout and stderr go (told its pid once it runs)
 }
 
 // spawnSpec is one worker to start.
@@ -93,7 +94,7 @@ func (s *spawner) start(spec spawnSpec, exited func(why, stderr string, oom bool
 		cmd.Stderr = io.MultiWriter(stderr, tail)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	p := &proc{cmd: cmd}
+	p := &proc{cmd: cmd, outs: []io.Writer{stdout, stderr}}
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
@@ -131,6 +132,11 @@ func (s *spawner) launch(spec spawnSpec, p *proc, tail *tailBuf, exited func(why
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 	s.mu.Unlock()
+	for _, w := range p.outs {
+		if lw, ok := w.(interface{ SetPID(int) }); ok {
+			lw.SetPID(cmd.Process.Pid) // lines before any task marker name the worker's process (obs)
+		}
+	}
 	if len(spec.GPUs) > 0 {
 		setAffinity(s.log, cmd.Process.Pid, gpuCPUs(s.topo, s.cpus, spec.GPUs))
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoal-hpc/shoal/wire"
@@ -74,7 +75,8 @@ type LineWriter struct {
 	node, job, worker, stream string
 	sink                      func(Line)
 	buf                       []byte
-	pid                       int
+	pid                       int          // from the last marker line
+	proc                      atomic.Int64 // the worker process's (SetPID): lines before any marker
 	task, actor, name         string
 }
 
@@ -82,6 +84,10 @@ type LineWriter struct {
 func NewLineWriter(node, job, worker, stream string, sink func(Line)) *LineWriter {
 	return &LineWriter{node: node, job: job, worker: worker, stream: stream, sink: sink}
 }
+
+// SetPID gives the worker process's pid, once it runs: lines written before any task marker
+// (a Go worker's, a Python worker's start-up output) name it rather than pid 0.
+func (w *LineWriter) SetPID(pid int) { w.proc.Store(int64(pid)) }
 
 // Write takes whatever the worker wrote; whole lines go to the sink.
 func (w *LineWriter) Write(p []byte) (int, error) {
@@ -122,7 +128,11 @@ func (w *LineWriter) line(b []byte) {
 	if len(b) > MaxLine {
 		b = b[:MaxLine]
 	}
-	w.sink(Line{Time: time.Now(), Node: w.node, Job: w.job, Worker: w.worker, PID: w.pid, Stream: w.stream,
+	pid := w.pid
+	if pid == 0 {
+		pid = int(w.proc.Load())
+	}
+	w.sink(Line{Time: time.Now(), Node: w.node, Job: w.job, Worker: w.worker, PID: pid, Stream: w.stream,
 		Task: w.task, Actor: w.actor, Name: w.name, Text: string(b)})
 }
 

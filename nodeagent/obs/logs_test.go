@@ -11,6 +11,7 @@ const tid = "0123456789abcdef0123456700000000"
 func TestLineWriterSplitsAndAttributes(t *testing.T) {
 	r := NewRecorder()
 	w := NewLineWriter("n1", "j-0001", "j-0001-w3", "stdout", r.AddLog)
+	w.SetPID(7) // the worker process's: the lines before the first marker name it
 	in := "before\n" + MarkerPrefix + "42 " + tid + " - square\nsq one\nsq tw" + "o\r\n" + MarkerPrefix + "bad marker\nlast"
 	for _, chunk := range []string{in[:5], in[5:40], in[40:]} { // a pipe cuts anywhere
 		w.Write([]byte(chunk))
@@ -22,7 +23,7 @@ func TestLineWriterSplitsAndAttributes(t *testing.T) {
 		got = append(got, l.Prefix()+l.Text)
 	}
 	want := []string{
-		"(j-0001-w3 pid=0, node=n1) before",
+		"(j-0001-w3 pid=7, node=n1) before",
 		"(square pid=42, node=n1) sq one",
 		"(square pid=42, node=n1) sq two",
 		"(square pid=42, node=n1) " + MarkerPrefix + "bad marker",
