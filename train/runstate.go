@@ -49,7 +49,7 @@ type StateReply struct {
 var ErrStateRequest = errors.New("invalid run-state request")
 
 var endReasons = map[string]bool{EndCompleted: true, EndFailed: true, EndPreempted: true, EndRequeued: true,
-	EndTimeLimit: true, EndCancelled: true, EndLost: true}
+	EndTimeLimit: true, EndCancelled: true, EndLost: true, EndGrown: true}
 
 // StateServer applies requests to a History (nil: no state dir; every request is answered and
 // nothing is kept).

@@ -4,6 +4,8 @@ and grow back when one joins.
 
     shoal train --nnodes 2:4 --nproc-per-node 1 --max-restarts 3 -- python elastic_numpy.py --ckpt-dir ~/ck
 
+or from Python, shoal.train.run(elastic_numpy.train, num_workers=(2, 4), config={"ckpt_dir": ...}).
+
 Every rank holds the whole model (a linear regression trained with SGD and momentum), takes an
 equal slice of each step's fixed batch and averages its gradient with the others (allreduce),
 so every world size trains the same weights. A checkpoint is the whole model and the step:
@@ -52,15 +54,13 @@ def save(ckdir, step, w, v):
     return path
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--lr", type=float, default=0.01)
-    ap.add_argument("--momentum", type=float, default=0.9)
-    ap.add_argument("--ckpt-dir", required=True)
-    ap.add_argument("--ckpt-every", type=int, default=10)
-    ap.add_argument("--step-time", type=float, default=0.0, help="sleep per step, to make a run long enough to change")
-    a = ap.parse_args()
+def train(config):
+    """One worker's training (config: ckpt_dir, and optionally steps, lr, momentum, ckpt_every,
+    step_time). Returns, on rank 0 of the attempt that finishes, the world size and the relative
+    difference from one process's weights; None on the other ranks and when it stopped at a
+    checkpoint shoal asked for."""
+    steps, lr, mom = config.get("steps", 200), config.get("lr", 0.01), config.get("momentum", 0.9)
+    ckdir, every, step_time = config["ckpt_dir"], config.get("ckpt_every", 10), config.get("step_time", 0.0)
     ctx = st.get_context()
     rank, world = ctx.world_rank, ctx.world_size
     group = st.init_collective()
@@ -72,30 +72,44 @@ def main():
     print(f"RESUME rank={rank} world={world} step={start} from={ck}", flush=True)
     n = B // world
     due = np.zeros(1)
-    for step in range(start, a.steps):
-        due[0] = 1.0 if st.checkpoint_due() else 0.0
-        col.allreduce(due, group_name=group, op="max")  # every rank stops at the same step
-        if due[0]:
-            if rank == 0:
-                st.report({"step": step, "reason": st.checkpoint_due()}, checkpoint=save(a.ckpt_dir, step, w, v))
-            col.barrier(group_name=group)
-            print(f"DUE rank={rank} world={world} step={step}", flush=True)
-            col.destroy_group(group)
-            return
-        if rank == 0 and step > start and step % a.ckpt_every == 0:
-            st.report({"step": step}, checkpoint=save(a.ckpt_dir, step, w, v))
-        x, y = batch(step)
-        g = grad(w, x[rank * n:(rank + 1) * n], y[rank * n:(rank + 1) * n])
-        col.allreduce(g, group_name=group, op="avg")
-        v = a.momentum * v + g
-        w = w - a.lr * v
-        if a.step_time:
-            time.sleep(a.step_time)
-    if rank == 0:
-        ref = single_process(a.steps, a.lr, a.momentum)
+    try:
+        for step in range(start, steps):
+            due[0] = 1.0 if st.checkpoint_due() else 0.0
+            col.allreduce(due, group_name=group, op="max")  # every rank stops at the same step
+            if due[0]:
+                if rank == 0:
+                    st.report({"step": step, "reason": st.checkpoint_due()}, checkpoint=save(ckdir, step, w, v))
+                col.barrier(group_name=group)
+                print(f"DUE rank={rank} world={world} step={step}", flush=True)
+                return None
+            if rank == 0 and step > start and step % every == 0:
+                st.report({"step": step}, checkpoint=save(ckdir, step, w, v))
+            x, y = batch(step)
+            g = grad(w, x[rank * n:(rank + 1) * n], y[rank * n:(rank + 1) * n])
+            col.allreduce(g, group_name=group, op="avg")
+            v = mom * v + g
+            w = w - lr * v
+            if step_time:
+                time.sleep(step_time)
+        if rank != 0:
+            return None
+        ref = single_process(steps, lr, mom)
         rel = float(np.abs(w - ref).max() / np.abs(ref).max())
-        print(f"FINAL world={world} steps={a.steps} rel_diff={rel:.1e} agree={rel < 1e-9}", flush=True)
-    col.destroy_group(group)
+        print(f"FINAL world={world} steps={steps} rel_diff={rel:.1e} agree={rel < 1e-9}", flush=True)
+        return {"world": world, "rel_diff": rel}
+    finally:
+        col.destroy_group(group)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--momentum", type=float, default=0.9)
+    ap.add_argument("--ckpt-dir", required=True)
+    ap.add_argument("--ckpt-every", type=int, default=10)
+    ap.add_argument("--step-time", type=float, default=0.0, help="sleep per step, to make a run long enough to change")
+    train(vars(ap.parse_args()))
 
 
 if __name__ == "__main__":

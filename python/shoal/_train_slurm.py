@@ -20,10 +20,11 @@ from . import _api
 
 DUE_TIME_LIMIT = "T"
 DUE_PREEMPTED = "P"
+DUE_GROW = "G"  # an elastic gang restarts on room that came (train.py, as train/grow.go)
 # end reasons, as train/history.go records them
 END_COMPLETED, END_FAILED, END_PREEMPTED, END_REQUEUED = "completed", "failed", "preempted", "requeued"
-END_TIME_LIMIT, END_CANCELLED, END_LOST = "time-limit", "cancelled", "lost"
-_WHAT = {DUE_TIME_LIMIT: "the time-limit warning", DUE_PREEMPTED: "a preemption"}
+END_TIME_LIMIT, END_CANCELLED, END_LOST, END_GROWN = "time-limit", "cancelled", "lost", "grown"
+_WHAT = {DUE_TIME_LIMIT: "the time-limit warning", DUE_PREEMPTED: "a preemption", DUE_GROW: "room for more workers"}
 
 
 def parse_signal(name, arg="warn_signal"):

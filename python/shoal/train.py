@@ -470,6 +470,24 @@ def _describe(ranks):
     return ", ".join(parts)
 
 
+class _Grow(Exception):
+    """An elastic gang stopped at a checkpoint to restart on more workers."""
+
+
+GROW_CHECK = 2.0  # seconds between an elastic gang's looks for room to grow (train/grow.go's GrowCheck)
+
+
+def _room_to_grow(res, want):
+    """How many more workers of res (up to want) the cluster's live nodes have room for now."""
+    fit = 0
+    for n in _api._info()["nodes"]:
+        if not n.get("alive"):
+            continue
+        avail = n.get("available") or {}
+        fit += min(int(avail.get(k, 0.0) / v) for k, v in res.items())
+    return min(fit, want)
+
+
 class _DueDone(Exception):
     """The attempt ended because a checkpoint was due (a preemption, the time-limit warning)."""
 
@@ -483,9 +501,12 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
     num_workers=(min, max) makes the gang elastic, as `shoal train --nnodes MIN:MAX` (counted in
     workers here): each attempt (the first, and every restart) forms the largest gang from max
     down to min the cluster has room for, waiting elastic_wait seconds for each size above min
-    (placement_timeout for min), so a gang that lost a node restarts with fewer workers, and
-    grows back at a later restart when room has come back. The world size, ranks and
-    LOCAL_WORLD_SIZE are those of the attempt; train_fn reshards from the checkpoint.
+    (placement_timeout for min), so a gang that lost a node restarts with fewer workers; and a
+    gang that runs fewer than max grows back while it runs: when the cluster has room for more
+    workers (a node joined, resources freed), checkpoint_due() says "grow" in every worker, and
+    once rank 0 has reported a checkpoint the gang restarts larger from it (not counted against
+    max_failures). The world size, ranks and LOCAL_WORLD_SIZE are those of the attempt;
+    train_fn reshards from the checkpoint.
 
     resources_per_worker: each worker's bundle, e.g. {"GPU": 1, "CPU": 8} (default {"CPU": 1}).
     placement_strategy: PACK (default), SPREAD, STRICT_PACK or STRICT_SPREAD.
@@ -566,8 +587,10 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
     pg = None
     end = ts.END_LOST
     rs.install()
+    attempt, failures = -1, 0  # attempts so far, and restarts after a failure (a growth is none)
     try:
-        for attempt in range(max_failures + 1):
+        while True:
+            attempt += 1
             if rs.due == ts.DUE_PREEMPTED or (rs.due and rs.requeue):
                 raise _DueDone()  # before the gang ran again (after a failure): nothing to save
             if pg is None:
@@ -582,7 +605,7 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
                     max_restarts=0,
                     scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i),
                 ).remote(controller, ignore))
-            lost, pids, running, due = False, None, [], None
+            lost, pids, running, due, grow = False, None, [], None, None
             try:
                 placed = _api.get([a.info.remote(allowed_interfaces) for a in actors])
                 pids = [p.get("pid") for p in placed]
@@ -608,8 +631,10 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
                 rank_of = {ref: by_actor[i]["rank"] for i, ref in enumerate(refs)}
                 index_of = {ref: i for i, ref in enumerate(refs)}
                 results, pending, failure = {}, list(refs), None
+                looked = time.monotonic()
                 while pending and failure is None:
-                    ready, pending = _api.wait(pending, num_returns=1, timeout=0.25 if rs.handled else None)
+                    ready, pending = _api.wait(pending, num_returns=1,
+                                               timeout=0.25 if rs.handled or num_workers < most else None)
                     for ref in ready:
                         try:
                             results[rank_of[ref]] = _api.get(ref)
@@ -628,6 +653,20 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
                             continue  # (or every worker returned after it: the run ends, below)
                         running = [(index_of[ref], ref) for ref in pending]
                         raise _DueDone()
+                    if (due is None and grow is None and num_workers < most
+                            and time.monotonic() - looked >= GROW_CHECK):
+                        looked = time.monotonic()
+                        more = _room_to_grow(res, most - num_workers)
+                        if more > 0:
+                            rs.say(f"elastic: the cluster has room for {num_workers + more} workers, {num_workers} "
+                                   "run; asking for a checkpoint to restart on them")
+                            grow = _ask_checkpoint(rs, controller, pg, placed, [index_of[r] for r in pending],
+                                                   ts.DUE_GROW)
+                    if grow is not None and due is None and _due_done(rs, controller, grow, len(pending), stop_grace):
+                        if pending or grow["ckpt_at"] is not None:
+                            running = [(index_of[ref], ref) for ref in pending]
+                            raise _Grow()
+                        grow = None  # every worker returned before it checkpointed: the run is over
                 stop_due = rs.due == ts.DUE_PREEMPTED or (rs.due is not None and rs.requeue)
                 running = [(index_of[ref], ref) for ref in pending]
                 if failure is None and (due is None or not stop_due):
@@ -642,12 +681,22 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
                     # a worker ended (or all did) while a checkpoint was due: no restart in this
                     # allocation; the next one resumes
                     raise _DueDone()
+            except _Grow:
+                failure = None
             except (exc.RayActorError, exc.WorkerCrashedError) as e:
                 if rs.due:
                     raise _DueDone() from None
                 failure, lost = (-1, e), True
             finally:
                 _stop(actors, pg, pids, running, 0 if rs.due else stop_grace)
+            if failure is None:  # stopped to grow
+                if history_env is not None:
+                    _api.get(controller.end_attempt.remote(ts.END_GROWN, 0))
+                remove_placement_group(pg)
+                pg = None
+                ckpt, _ = _api.get(controller.state.remote())
+                rs.say(f"elastic: the gang is stopped with {ckpt or 'no checkpoint'}; it restarts on the room there is now")
+                continue
             rank, err = failure
             who = f"worker of rank {rank}" if rank >= 0 else "a worker"
             if history_env is not None:
@@ -655,15 +704,16 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
             if lost or num_workers < most:  # a node lost, or an elastic gang that may grow back
                 remove_placement_group(pg)
                 pg = None
-            if attempt >= max_failures:
+            if failures >= max_failures:
                 end = ts.END_FAILED
                 raise TrainingFailedError(f"shoal.train.run: {who} failed and no restarts are left "
-                                          f"({attempt} of {max_failures} used): {err}", rank, attempt + 1) from err
+                                          f"({failures} of {max_failures} used): {err}", rank, attempt + 1) from err
+            failures += 1
             if verbose:
                 ckpt, _ = _api.get(controller.state.remote())
                 frm = f"from checkpoint {ckpt}" if ckpt else "from the start"
                 print(f"shoal.train: {who} failed ({type(err).__name__}); restarting the gang {frm} "
-                      f"(restart {attempt + 1} of {max_failures})", flush=True)
+                      f"(restart {failures} of {max_failures})", flush=True)
     except _DueDone:
         end = ts.END_PREEMPTED if rs.due == ts.DUE_PREEMPTED else ts.END_TIME_LIMIT
         end = _finish_due(rs, controller, history_env is not None)
@@ -689,12 +739,12 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
             pass
 
 
-def _ask_checkpoint(rs, controller, pg, placed, running):
-    """A checkpoint is due: note rank 0's reports so far and tell every running worker (a byte
-    on its due pipe, written by a task in its bundle)."""
+def _ask_checkpoint(rs, controller, pg, placed, running, reason=None):
+    """A checkpoint is due (for rs.due, or reason): note rank 0's reports so far and tell every
+    running worker (a byte on its due pipe, written by a task in its bundle)."""
     from . import _train_slurm as ts
     from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
-    reason = rs.due
+    reason = reason or rs.due
     rs.say(f"{ts._WHAT[reason]}: a checkpoint is due; asking every worker for one (up to {rs.checkpoint_timeout:g} s)")
     seq = _api.get(controller.reports.remote())
     note = _api.remote(ts.notify_due)

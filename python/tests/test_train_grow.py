@@ -99,3 +99,57 @@ def test_elastic_gang_shrinks_when_a_node_is_lost_and_grows_back_when_one_joins(
         if proc is not None and proc.poll() is None:
             proc.kill()
         cluster.shutdown()
+
+
+def test_run_elastic_gang_grows_back_when_a_node_joins(tmp_path, capsys):
+    # shoal.train.run(num_workers=(2, 3)) on a head of 1 CPU and one node of 1 CPU: 2 workers;
+    # a node joins; the gang is asked for a checkpoint ("grow"), stops at one step and goes on
+    # there with 3 workers, ending with one process's weights; max_failures=0: a growth is no failure
+    os.environ.setdefault("SHOAL_BIN", shoal_bin())
+    for k in ("SHOAL_ADDRESS", "SHOAL_SECRET", "SHOAL_CLUSTER_ID", "SHOAL_CLUSTER_FILE"):
+        os.environ.pop(k, None)
+    examples = os.path.join(ROOT, "examples", "train")
+    old_path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = examples + os.pathsep + os.path.join(ROOT, "python") + (os.pathsep + old_path if old_path else "")
+    sys.path.insert(0, examples)
+    from shoal.cluster_utils import Cluster
+    import shoal
+    import shoal.train as st
+    import elastic_numpy
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        shoal.init(address=cluster.address)
+        ck, state = tmp_path / "ck", tmp_path / "state"
+        ck.mkdir()
+        joined = []
+
+        def join_later():  # once the 2-worker gang has made progress
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any(f.name.startswith("step") for f in ck.iterdir()):
+                time.sleep(0.1)
+            joined.append(cluster.add_node(num_cpus=1))
+        t = threading.Thread(target=join_later, daemon=True)
+        t.start()
+        out = st.run(elastic_numpy.train, num_workers=(2, 3), max_failures=0, state_dir=str(state),
+                     config={"ckpt_dir": str(ck), "steps": 240, "step_time": 0.05})
+        t.join(10)
+        err = capsys.readouterr().err
+        assert out[0] == {"world": 3, "rel_diff": out[0]["rel_diff"]} and out[0]["rel_diff"] < 1e-9, (out, err[-3000:])
+        assert out[1:] == [None, None], out
+        assert "elastic: the cluster has room for 3 workers, 2 run" in err, err[-3000:]
+        hist = subprocess.run([shoal_bin(), "train", "history", "--state-dir", str(state)], capture_output=True, text=True, timeout=30)
+        assert hist.returncode == 0, hist.stderr
+        assert "attempt 0: 2 ranks" in hist.stdout and ": grown" in hist.stdout, hist.stdout
+        step = hist.stdout.split('{"reason":"grow","step":')[1].split("}")[0]  # the checkpoint asked for
+        assert f"attempt 1: 3 ranks" in hist.stdout and f"from {ck}/step{step}.npz" in hist.stdout, hist.stdout
+        assert "completed (exit 0)" in hist.stdout.split("attempt 1:")[1], hist.stdout
+    finally:
+        sys.path.remove(examples)
+        if old_path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old_path
+        shoal.shutdown()
+        cluster.shutdown()
