@@ -430,6 +430,7 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 	left := len(actors)
 	var sigCode int
 	looked := time.Now() // when the gang last looked for nodes to grow onto (grow.go)
+	roomSeen := 0        // the ranks it found room for then
 	sigs := g.cfg.Signals
 	for left > 0 {
 		wctx, cancel := context.WithTimeout(ctx, 2*g.cfg.Poll+time.Second)
@@ -494,7 +495,10 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 		}
 		if g.pending == nil && time.Since(looked) >= g.cfg.GrowCheck {
 			looked = time.Now()
-			if n := g.roomToGrow(placed); n > 0 {
+			// room seen at two looks in a row: a moment's room is no reason to stop the gang
+			n := g.roomToGrow(placed)
+			n, roomSeen = min(n, roomSeen), n
+			if n > g.cfg.Ranks {
 				g.say("elastic: the live nodes have room for %d ranks, %d run; asking for a checkpoint to restart on them", n, len(ranks))
 				g.due(actors, DueGrow, 0)
 			}

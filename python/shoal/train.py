@@ -631,7 +631,7 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
                 rank_of = {ref: by_actor[i]["rank"] for i, ref in enumerate(refs)}
                 index_of = {ref: i for i, ref in enumerate(refs)}
                 results, pending, failure = {}, list(refs), None
-                looked = time.monotonic()
+                looked, seen = time.monotonic(), 0
                 while pending and failure is None:
                     ready, pending = _api.wait(pending, num_returns=1,
                                                timeout=0.25 if rs.handled or num_workers < most else None)
@@ -657,6 +657,9 @@ def run(train_fn, num_workers=1, resources_per_worker=None, placement_strategy="
                             and time.monotonic() - looked >= GROW_CHECK):
                         looked = time.monotonic()
                         more = _room_to_grow(res, most - num_workers)
+                        # room seen at two looks in a row: a moment's room (a task that ends) is no
+                        # reason to stop the gang
+                        seen, more = more, min(more, seen)
                         if more > 0:
                             rs.say(f"elastic: the cluster has room for {num_workers + more} workers, {num_workers} "
                                    "run; asking for a checkpoint to restart on them")
