@@ -403,19 +403,33 @@ def test_ray_terminate_lets_queued_calls_finish(ray, tmp_path):
     assert marker.read_text() == "5"
 
 
+class _Marked:
+    """An actor class whose graceful end (__ray_shutdown__) leaves a file behind: the tests of
+    how actors end make it remote with ray.remote(_Marked) and look for the file."""
+
+    def __init__(self, path):
+        self.path = path
+        self.n = 0
+
+    def ping(self):
+        return 1
+
+    def pid(self):
+        return os.getpid()
+
+    def add(self):
+        self.n += 1
+        return self.n
+
+    def __ray_shutdown__(self):
+        with open(self.path, "w") as f:
+            f.write("bye")
+
+
 def test_kill_does_not_call_ray_shutdown(ray, tmp_path):
     marker = tmp_path / "shutdown"
 
-    @ray.remote
-    class A:
-        def __init__(self, path):
-            self.path = path
-
-        def ping(self):
-            return 1
-
-        def __ray_shutdown__(self):
-            open(self.path, "w").write("x")
+    A = ray.remote(_Marked)
 
     a = A.remote(str(marker))
     ray.get(a.ping.remote())
@@ -431,16 +445,7 @@ def test_kill_does_not_call_ray_shutdown(ray, tmp_path):
 def test_actor_ends_with_its_last_handle(ray, tmp_path):
     marker = tmp_path / "gone"
 
-    @ray.remote
-    class A:
-        def __init__(self, path):
-            self.path = path
-
-        def pid(self):
-            return os.getpid()
-
-        def __ray_shutdown__(self):
-            open(self.path, "w").write("bye")
+    A = ray.remote(_Marked)
 
     a = A.remote(str(marker))
     pid = ray.get(a.pid.remote())
@@ -464,18 +469,7 @@ def _alive(pid):
 def test_handle_passed_to_a_task_keeps_the_actor(ray, tmp_path):
     marker = tmp_path / "gone"
 
-    @ray.remote
-    class A:
-        def __init__(self, path):
-            self.path = path
-            self.n = 0
-
-        def add(self):
-            self.n += 1
-            return self.n
-
-        def __ray_shutdown__(self):
-            open(self.path, "w").write("bye")
+    A = ray.remote(_Marked)
 
     @ray.remote
     class Holder:
@@ -503,18 +497,7 @@ def test_handle_passed_to_a_task_keeps_the_actor(ray, tmp_path):
 
 
 def test_handles_through_tasks(ray, tmp_path):
-    @ray.remote
-    class A:
-        def __init__(self, path):
-            self.path = path
-            self.n = 0
-
-        def add(self):
-            self.n += 1
-            return self.n
-
-        def __ray_shutdown__(self):
-            open(self.path, "w").write("bye")
+    A = ray.remote(_Marked)
 
     @ray.remote
     def use(h):
