@@ -273,15 +273,19 @@ run_one() {
   done
   local deadline=$DEADLINE outcome="" detail=""
   if [[ -n $STOPPED ]]; then
-    # a member stopped for good: its step's task never ends by itself (Slurm ends it at the
-    # time limit), so the driver's outcome is what counts; 20 s after it, the stopped agent is
-    # killed as Slurm at the time limit (or the node's administrator) would
-    wait_for $((deadline - (SECONDS - t_start))) eval 'job_gone "$jid" || logged "$W/out" "^DONE \|^ERROR "' &&
-      ! job_gone "$jid" && sleep 20
-    logged "$W/out" '^DONE \|^ERROR ' && echo "$((SECONDS - T0)) SIGKILL to the stopped agent $STOPPED" >>"$W/faults"
-    kill -KILL $STOPPED 2>/dev/null; kill -CONT $STOPPED 2>/dev/null; STOPPED=""
+    # a member stopped for good: once the driver is done, the head ends that node's task of
+    # the step (launcher/endlost.go), so the job ends within the heartbeat timeout + 20 s of the
+    # driver's end (documented); past that the run is slow, and the stopped agent is killed
+    wait_for $((deadline - (SECONDS - t_start))) eval 'job_gone "$jid" || logged "$W/out" "^DONE \|^ERROR "'
+    local t_done=$SECONDS
+    if ! wait_for $((${HB%s} + 20)) job_gone "$jid"; then
+      outcome=slow; detail="the job still ran $((SECONDS - t_done)) s after its driver ended, with a member stopped for good (documented: $((${HB%s} + 20)) s)"
+      echo "$((SECONDS - T0)) SIGKILL to the stopped agent $STOPPED (the job outlived its bound)" >>"$W/faults"
+      kill -KILL $STOPPED 2>/dev/null
+    fi
+    kill -CONT $STOPPED 2>/dev/null; STOPPED=""
   fi
-  wait_for $((deadline - (SECONDS - t_start))) job_gone "$jid" || { outcome=hang; detail="job $jid still running after ${deadline}s"; }
+  [[ -z $outcome ]] && { wait_for $((deadline - (SECONDS - t_start))) job_gone "$jid" || { outcome=hang; detail="job $jid still running after ${deadline}s"; }; }
   [[ $outcome == hang ]] && { scancel "$jid"; wait_for 60 job_gone "$jid"; }
   wait_for 90 job_gone "$jid"
   local secs=$((SECONDS - t_start)); T_GONE=$SECONDS
