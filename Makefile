@@ -75,10 +75,11 @@ test-train: build spank
 	flock /tmp/shoal-slurm.lock sh -c './test/slurm/train.sh; rc=$$?; ./test/slurm/train-requeue.sh || rc=1; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
 
 # chaos on the 3-node Slurm cluster (scripts/chaos.sh, docs/reliability.md): a fixed list of
-# seed:faults covering every fault kind once (~4 min); chaos.sh takes /tmp/shoal-slurm.lock itself,
+# seed:faults covering every fault kind, and the seeds of the long run's failures (2076, 2077)
+# (~4-5 min); chaos.sh takes /tmp/shoal-slurm.lock itself,
 # a few runs at a time, and takes the cluster down between. A run is replayed with
 # `scripts/chaos.sh --seeds SEED:FAULTS`.
-CHAOS_SEEDS ?= 101:kill-worker+loss,102:kill-actor+throttle,103:stop-agent+store-full,104:link-cut+spill-full,105:kill-agent+memhog,106:second-job+delay,107:stop-agent-nocont,108:scancel,109:timelimit
+CHAOS_SEEDS ?= 101:kill-worker+loss,102:kill-actor+throttle,103:stop-agent+store-full,104:link-cut+spill-full,105:kill-agent+memhog,106:second-job+delay,2076:stop-agent-nocont+loss,2077:link-cut,108:scancel,109:timelimit
 test-chaos: build spank
 	./scripts/chaos.sh --seeds $(CHAOS_SEEDS)
 

@@ -150,7 +150,11 @@ func Launch(ctx context.Context, log hclog.Logger, o LaunchOptions, env *slurm.E
 			}()
 		}
 	}
-	return launchHead(ctx, log, o, me, others, file, argv)
+	step := ""
+	if inStep {
+		step = env.StepID // a lost member's task is in the head's own step (endlost.go)
+	}
+	return launchHead(ctx, log, o, me, others, file, argv, env.JobID, step)
 }
 
 // startMembers runs `shoal launch` on the other nodes with srun, from the batch script: the
@@ -232,7 +236,7 @@ func nodeAddr(name string) string {
 	return "0.0.0.0"
 }
 
-func launchHead(ctx context.Context, log hclog.Logger, o LaunchOptions, me string, others []string, file string, argv []string) (int, error) {
+func launchHead(ctx context.Context, log hclog.Logger, o LaunchOptions, me string, others []string, file string, argv []string, job, step string) (int, error) {
 	if len(argv) == 0 {
 		return 2, errors.New("no command to run; usage: shoal launch [options] -- CMD ARGS...")
 	}
@@ -254,6 +258,15 @@ func launchHead(ctx context.Context, log hclog.Logger, o LaunchOptions, me strin
 		return 1, err
 	}
 	stopped := false
+	var lost []string
+	code := 1
+	defer func() { // last, after the teardown below: ending a task may end the whole step
+		hb := o.HeartbeatTimeout // an agent cut off gives its head up after this
+		if hb <= 0 {
+			hb = nodeagent.DefaultHeartbeatTimeout
+		}
+		endLostTasks(ctx, log, o.Progress, job, step, lost, hb, code)
+	}()
 	defer func() {
 		os.Remove(file) // first: Slurm's SIGKILL may follow its SIGTERM within KillWait
 		if !stopped {
@@ -281,7 +294,8 @@ func launchHead(ctx context.Context, log hclog.Logger, o LaunchOptions, me strin
 	// Every node has joined: nobody reads the rendezvous file again. Removing it now, not at
 	// teardown, means a head that Slurm SIGKILLs after KillWait leaves no file behind.
 	os.Remove(file)
-	code, err := runDriver(ctx, log, c, path, argv)
+	code, err = runDriver(ctx, log, c, path, argv)
+	lost = lostNodes(others, c.Agent().Nodes())                                 // before STOP: members that leave on it are not lost
 	if rerr := c.WriteReport(os.Stderr, o.Observe); rerr != nil && err == nil { // before the members leave
 		log.Error("end-of-job report", "error", rerr)
 	}

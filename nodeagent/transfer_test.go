@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -447,5 +448,63 @@ func BenchmarkPull(b *testing.B) {
 		n.member.store.free([]wire.ID{id})
 		c.Send(wire.TDecref, 0, &wire.IDs{IDs: []wire.ID{id}})
 		b.StartTimer()
+	}
+}
+
+// flakyProxy forwards TCP connections to target, closing the first drop of them at once, as a
+// lossy link whose handshakes time out or reset would.
+func flakyProxy(t *testing.T, target string, drop int) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for n := 0; ; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if n < drop {
+				c.Close()
+				continue
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { io.Copy(up, c); up.Close() }()
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestPullTriesAgainAfterAFailedConnection: the first connections to the holder fail (closed
+// at once); the pull tries again and gets the object, where it used to answer object_lost
+// (chaos seed 2076: packet loss on the holder's link).
+func TestPullTriesAgainAfterAFailedConnection(t *testing.T) {
+	n := startTwoNodes(t, 256<<20, 64<<20)
+	driver := n.dial(n.head.Addr())
+	store := n.dial(n.member.store.Addr())
+	data := randomBytes(3<<20 + 17)
+	id := randomID()
+	create(t, driver, id, data)
+	name, addr, _ := strings.Cut(n.head.XferAddr(), ":")
+	loc := name + ":" + flakyProxy(t, addr, 3)
+	var o wire.Obj
+	if err := store.Call(wire.TFetch, 10, &wire.Fetch{ID: id, Fmt: wire.FmtRaw, Size: int64(len(data)), Loc: loc}, &o); err != nil {
+		t.Fatal(err)
+	}
+	if o.Fmt == wire.FmtError {
+		t.Fatalf("a pull whose first connections failed answered %q; want the object, tried again", o.Data)
+	}
+	if got := readObj(t, o); !bytes.Equal(got, data) {
+		t.Fatal("the copy pulled on a second try differs from the original")
 	}
 }

@@ -6,21 +6,30 @@ Work, each part checked against a value computed here, never taken from the clus
   - actors with restarts whose state (a set of applied increments) survives a restart through a
     checkpoint file: after the run each actor holds exactly the increments sent to it;
   - objects of many sizes (0 B .. 24 MiB) put here and hashed by tasks on other nodes, and made by
-    tasks on other nodes and hashed here;
+    tasks on other nodes and hashed here; an object whose only copy was on a node lost since is
+    the documented ObjectLostError (shoal does not reconstruct it), and the part is made again;
   - with CHAOS_STORE_FULL=1: objects put until the store refuses one with ObjectStoreFullError
     (the documented error), then freed, and the work above goes on;
   - with CHAOS_MEMHOG=1: a task that allocates past its memory= request fails with
     OutOfMemoryError naming it, after its retries, while the rest finishes;
+  - a training gang (shoal.train.run, the Python form of a `shoal train` gang; CHAOS_GANG=0
+    leaves it out): 3 workers, SPREAD, data-parallel SGD on a least-squares problem with the
+    gradient summed over shoal.collective, rank 0 reporting a checkpoint every 25 of its 150 steps, and
+    max_failures=4: a worker killed or its node lost restarts the gang from its last checkpoint.
+    It runs alongside the rounds (a thread), so the faults reach it; its final weights must equal
+    those of the same steps in one process here (relative difference under 1e-9);
   - with CHAOS_FOREVER=1 (scancel, time limit): the work repeats until the job is ended.
 The chaos harness injects its faults from outside and writes pids of workers and actors'
 processes under CHAOS_DIR/pids so it can pick its victims. Output lines the harness reads:
   CLUSTER <id>, CHECK <part> ok|WRONG <detail>, EXPECTED <ErrorClass> <detail>,
+  GANG <attempts, restarts, checkpoint resumed from>,
   ERROR <ErrorClass>: <message> (an undocumented failure), DONE ok|wrong.
 """
 import hashlib
 import os
 import random
 import sys
+import threading
 import time
 
 import shoal
@@ -154,7 +163,32 @@ def actors(round_):
 SIZES = [0, 1, 1000, 100 << 10, 1 << 20, 5 << 20, 24 << 20]
 
 
+def lost_with_its_node(e):
+    """Whether e is the documented loss of an object whose only copy was on a node lost since:
+    an ObjectLostError (or a task's error caused by one) that names a lost node's address."""
+    cause = e if isinstance(e, shoal.exceptions.ObjectLostError) else getattr(e, "cause", None)
+    if not isinstance(cause, shoal.exceptions.ObjectLostError):
+        return False
+    msg = str(e)
+    return any(f"tcp:{n['NodeManagerAddress']}:" in msg for n in shoal.nodes() if not n["Alive"])
+
+
 def objects(pg, round_):
+    for attempt in range(3):
+        try:
+            objects_once(pg, round_)
+            if attempt:
+                say("OBJECTS made again", attempt, "time(s)")
+            return
+        except shoal.exceptions.RayError as e:
+            if not lost_with_its_node(e):
+                raise
+            say("EXPECTED ObjectLostError (its only copy was on a node lost since):",
+                str(e).replace("\n", " | ")[:200])
+    check(f"objects.{round_}", False, "3 attempts lost objects with their nodes")
+
+
+def objects_once(pg, round_):
     sizes = rng.sample(SIZES, 5)
     puts = [shoal.put(blob(n, f"put{round_}")) for n in sizes]
     strat = [PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=b % 3) for b in range(len(sizes))]
@@ -259,6 +293,99 @@ def collective(pg, round_):
     check(f"collective.{round_}", False, "5 attempts failed")
 
 
+# the training gang (CHAOS_GANG): least squares by full-batch gradient descent, the batch
+# sharded over the ranks, the gradient summed with shoal.collective's allreduce
+GANG = {"workers": 3, "n": 240, "d": 6, "lr": 0.02, "steps": 150, "every": 25, "step_time": 0.04}
+
+
+def gang_data():
+    r = random.Random(f"{SEED}-gang")
+    import numpy as np
+    x = np.array([[r.gauss(0, 1) for _ in range(GANG["d"])] for _ in range(GANG["n"])])
+    w = np.array([r.gauss(0, 1) for _ in range(GANG["d"])])
+    y = x @ w + np.array([r.gauss(0, 0.1) for _ in range(GANG["n"])])
+    return x, y
+
+
+def gang_step(w, x, y, n):
+    """The gradient of the mean squared error over n samples, from this shard (x, y)."""
+    return x.T @ (x @ w - y) * (2.0 / n)
+
+
+def gang_fn(cfg):
+    import numpy as np
+    import shoal.train as st
+    from shoal import collective as col
+    mark("actor")
+    ctx = st.get_context()
+    k, r = ctx.world_size, ctx.world_rank
+    x, y = gang_data()
+    per = GANG["n"] // k
+    xs, ys = x[r * per:(r + 1) * per], y[r * per:(r + 1) * per]
+    start, w = 0, np.zeros(GANG["d"])
+    ck = st.get_checkpoint()
+    if ck:
+        with np.load(ck) as z:
+            start, w = int(z["step"]), z["w"].copy()
+    group = st.init_collective(timeout=20)
+    try:
+        for step in range(start, GANG["steps"]):
+            g = gang_step(w, xs, ys, GANG["n"])
+            col.allreduce(g, group_name=group)
+            w = w - GANG["lr"] * g
+            time.sleep(GANG["step_time"])
+            if r == 0 and (step + 1) % GANG["every"] == 0 and step + 1 < GANG["steps"]:
+                path = os.path.join(cfg["dir"], f"ck-{ctx.attempt}-{step + 1}.npz")
+                np.savez(path + ".tmp.npz", step=step + 1, w=w)
+                os.replace(path + ".tmp.npz", path)
+                st.report({"step": step + 1}, checkpoint=path)
+    finally:
+        col.destroy_group(group)
+    return w.tolist(), ctx.attempt, start
+
+
+def gang():
+    """The gang under the run's faults; its weights are checked against one process's."""
+    import numpy as np
+    import shoal.train as st
+    d = os.path.join(W, "gang")
+    os.makedirs(d, exist_ok=True)
+    t0 = time.time()
+    got = st.run(gang_fn, num_workers=GANG["workers"], resources_per_worker={"CPU": 0.1}, placement_strategy="SPREAD",
+                 max_failures=4, config={"dir": d}, stop_grace=1.0)
+    x, y = gang_data()
+    w = np.zeros(GANG["d"])
+    for _ in range(GANG["steps"]):
+        w = w - GANG["lr"] * gang_step(w, x, y, GANG["n"])
+    attempt, start = got[0][1], got[0][2]
+    diff = max(float(np.max(np.abs(np.array(g[0]) - w)) / float(np.max(np.abs(w)))) for g in got)
+    say("GANG attempts", attempt + 1, "restarts", attempt, "last attempt from step", start, "of", GANG["steps"],
+        f"in {time.time() - t0:.1f} s; rel_diff {diff:.2e}")
+    check("gang", diff < 1e-9 and all(g[1] == attempt for g in got),
+          f"weights differ from one process's by {diff:.2e} (relative), attempts {[g[1] for g in got]}")
+
+
+def gang_thread():
+    """gang() in a thread; the thread's RayError (TrainingFailedError: no restart left) is
+    raised again in main."""
+    box = {}
+
+    def body():
+        try:
+            gang()
+        except BaseException as e:  # noqa: BLE001 - handed to main
+            box["error"] = e
+
+    t = threading.Thread(target=body, name="gang", daemon=True)
+    t.start()
+
+    def join():
+        t.join()
+        if "error" in box:
+            raise box["error"]
+    return join
+
+
 def main():
     shoal.init()
     say("CLUSTER", os.environ["SHOAL_CLUSTER_ID"])
@@ -266,6 +393,7 @@ def main():
     shoal.get(pg.ready(), timeout=TIMEOUT)
     say("STARTED")
     rounds = 10**9 if os.environ.get("CHAOS_FOREVER") == "1" else int(os.environ.get("CHAOS_ROUNDS", "4"))
+    join_gang = gang_thread() if os.environ.get("CHAOS_GANG", "1") == "1" else None
     for r in range(rounds):
         if os.environ.get("CHAOS_STORE_FULL") == "1" and r == 0:
             store_full()
@@ -277,6 +405,8 @@ def main():
         if os.environ.get("CHAOS_COLLECTIVE") == "1":
             collective(pg, r)
         say("ROUND", r, "done")
+    if join_gang:
+        join_gang()
     remove_placement_group(pg)
     say("DONE", "wrong" if wrong else "ok")
     return 3 if wrong else 0

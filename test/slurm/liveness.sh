@@ -6,7 +6,10 @@
 #   stop: node2's agent is SIGSTOPped; cut: node2's link is cut (its veth down: no FIN, no RST).
 # Either way the head logs node2 lost, the task that ran there is retried on another node and its
 # result reaches the driver; on the cut link node2's agent also gives its head up and exits; and
-# afterwards nothing of the cluster is left on any node.
+# afterwards nothing of the cluster is left on any node. A third job (stopnocont) never continues
+# node2's agent: once the driver is done, the head ends node2's task of the step (launcher/
+# endlost.go), so the job ends within the heartbeat timeout plus 20 s instead of its time limit,
+# and srun's exit status says a task ended badly.
 # Run it under `flock /tmp/shoal-slurm.lock` (make test-slurm does). Last line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -53,6 +56,7 @@ PY
 #!/bin/bash
 #SBATCH -N 3 --ntasks-per-node=1 --output=$W/out
 srun bash -c 'exec shoal launch --heartbeat-timeout $TIMEOUT -- python3 $W/driver.py 2>>$W/log.\$SLURMD_NODENAME'
+echo "srun exit=\$?"
 SB
   local jid
   jid=$(cd "$W" && sbatch --parsable "$W/job.sbatch") || { bad "$name: sbatch"; return; }
@@ -68,7 +72,7 @@ SB
   fi
   local t0=$SECONDS
   case $name in
-    stop) STOPPED=$pids; kill -STOP $pids ;;
+    stop|stopnocont) STOPPED=$pids; kill -STOP $pids ;;
     cut)  ip link set shoal-v2 down ;;
   esac
   if wait_for 60 logged "$W" log.node1 'node lost: no heartbeat from its agent.*node=node2'; then
@@ -99,6 +103,24 @@ SB
       else
         bad "stop: node2's agent after SIGCONT" "agent pids: $(shoal_pids "$jid" node2)" "$(tail -n 20 "$W/log.node2")"
       fi ;;
+    stopnocont)
+      # never continued: the head ends node2's task once the driver is done (SIGCONT and
+      # SIGTERM through the node's slurmstepd, SIGKILL 5 s later), and the job ends
+      local t1=$SECONDS
+      if wait_for 22 job_gone "$jid" && ! kill -0 $pids 2>/dev/null; then
+        ok "stopnocont: the job ended $((SECONDS - t1)) s after the driver's result, node2's stopped agent with it (bound: the heartbeat timeout + 20 s)"
+      else
+        bad "stopnocont: the job still ran $((SECONDS - t1)) s after the driver's result" "$(squeue -h -j "$jid")" "$(tail -n 20 "$W/out" "$W/log.node1")"
+      fi
+      kill -KILL $pids 2>/dev/null; kill -CONT $pids 2>/dev/null; STOPPED=""
+      # the head's stderr (log.node1 here) says what it did; srun's status is the ended task's
+      if has "$(cat "$W/log.node1")" "shoal: node(s) node2 were lost while the driver ran (it exited with code 0)" &&
+         has "$(cat "$W/log.node1")" "shoal: node2: the task of step [0-9]*\.0 still ran; ended it with SIG" &&
+         has "$(cat "$W/out")" "^srun exit=[1-9]" && has "$(cat "$W/out")" "node2: task 1: "; then
+        ok "stopnocont: the head says node2's task was ended ($(grep -m1 -o 'ended it with SIG[A-Z]*' "$W/log.node1")) and the driver's code was 0; srun names node2's task and exits $(sed -n 's/^srun exit=//p' "$W/out")"
+      else
+        bad "stopnocont: what the job says" "$(cat "$W/out")" "$(tail -n 5 "$W/log.node1")"
+      fi ;;
     cut)
       # the member notices the silent head by itself, stops its workers and exits with an error
       if wait_for 60 node2_agent_gone "$jid" && logged "$W" log.node2 "lost the head node; stopping this node's workers.*no answer from the head node's agent"; then
@@ -122,5 +144,6 @@ SB
 }
 
 case_ stop
+case_ stopnocont
 case_ cut
 finish
