@@ -35,6 +35,10 @@ const (
 	KindStartFailed = "worker_start_failed"
 	KindActorDied   = "actor_died"
 	KindObjectLost  = "object_lost"
+	// KindObjectFreed: every reference to the object was dropped (or its writer exited)
+	// before the get; errors.Is matches ErrObjectLost, as Ray's ObjectFreedError is an
+	// ObjectLostError.
+	KindObjectFreed = "object_freed"
 	KindStoreFull   = "store_full"
 	KindInfeasible  = "infeasible"
 	KindCancelled   = "cancelled"
@@ -54,6 +58,7 @@ var kindPrefix = map[string]string{
 	KindStartFailed: "worker could not start",
 	KindActorDied:   "actor died",
 	KindObjectLost:  "object lost",
+	KindObjectFreed: "object freed",
 	KindStoreFull:   "object store full",
 	KindInfeasible:  "task is infeasible",
 	KindCancelled:   "task cancelled",
@@ -74,7 +79,7 @@ func (e *TaskError) Is(target error) bool {
 		return target == ErrWorkerDied
 	case KindActorDied:
 		return target == ErrActorDied
-	case KindObjectLost:
+	case KindObjectLost, KindObjectFreed:
 		return target == ErrObjectLost
 	case KindStoreFull:
 		return target == ErrStoreFull

@@ -315,10 +315,10 @@ func (s *memberStore) fetch(conn *wire.Conn, cid, seq uint64, m *wire.Fetch) {
 			conn.Send(wire.TOK, seq, o.Obj())
 			return
 		}
-		msg := "object " + id.String() + " was freed while it was pulled to node " + s.node
+		kind, msg := "object_freed", "object "+id.String()+" was freed while it was pulled to node "+s.node
 		if p.err != nil {
-			msg = "could not pull object " + id.String() + " to node " + s.node + ": " + p.err.Error()
+			kind, msg = "object_lost", "could not pull object "+id.String()+" to node "+s.node+": "+p.err.Error()
 		}
-		conn.Send(wire.TOK, seq, wire.Obj{ID: id, Fmt: wire.FmtError, Data: errorData("object_lost", msg)})
+		conn.Send(wire.TOK, seq, wire.Obj{ID: id, Fmt: wire.FmtError, Data: errorData(kind, msg)})
 	}()
 }

@@ -31,7 +31,7 @@ func errorData(kind, msg string) []byte {
 }
 
 func lostObj(id wire.ID) wire.Obj {
-	return wire.Obj{ID: id, Fmt: wire.FmtError, Data: errorData("object_lost",
+	return wire.Obj{ID: id, Fmt: wire.FmtError, Data: errorData("object_freed",
 		"object "+id.String()+" was freed: every reference to it was dropped (or its owner exited) before this get")}
 }
 
@@ -265,7 +265,7 @@ func (a *Agent) sealed(o *objstore.Object) {
 }
 
 // unsealedGone is called for an object that its writer created and never sealed, dropped
-// when the writer's connection closed: its waiters get an object_lost answer and the tasks
+// when the writer's connection closed: its waiters get an object_freed answer and the tasks
 // that wait for it fail (their dependency reads as freed).
 func (a *Agent) unsealedGone(id wire.ID) { a.wake(id) }
 

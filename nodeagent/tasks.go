@@ -296,7 +296,7 @@ func (a *Agent) depsReady(t *task) {
 	for _, d := range deps {
 		o := a.store.Lookup(d)
 		if o == nil || o.Freed() {
-			a.fail(t, "object_lost", fmt.Sprintf("%s: argument %s was freed before the task ran", t.spec.Name, d))
+			a.fail(t, "object_freed", fmt.Sprintf("%s: argument %s was freed before the task ran", t.spec.Name, d))
 			a.afterFail(t)
 			return
 		}

@@ -151,7 +151,8 @@ _error_kinds = {
     "out_of_memory": exc.OutOfMemoryError,
     "worker_start_failed": exc.WorkerCrashedError,
     "actor_died": exc.ActorDiedError,
-    "object_lost": exc.ObjectFreedError,
+    "object_lost": exc.ObjectLostError,    # lost with its node, or a pull that failed
+    "object_freed": exc.ObjectFreedError,  # every reference dropped (or its writer exited)
     "store_full": exc.ObjectStoreFullError,
     "infeasible": exc.TaskUnschedulableError,
     "unschedulable": exc.TaskUnschedulableError,  # a hard node affinity to a node that is gone

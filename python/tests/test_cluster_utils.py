@@ -73,14 +73,25 @@ def test_remove_and_add_nodes_while_connected(cluster):
     class Pinned:
         def node(self):
             return ray.get_runtime_context().get_node_id()
+    @ray.remote(num_cpus=1)
+    def make(n):
+        return [ray.put(b"x" * n)]  # put by a worker of node a: in a's store, and no task makes it again
     actor = Pinned.options(resources={"gone": 1}).remote()
     assert ray.get(actor.node.remote()) == a.node_id
+    from shoal.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    on_a = NodeAffinitySchedulingStrategy(a.node_id, soft=False)  # (the actor holds a's CPU)
+    [blob] = ray.get(make.options(num_cpus=0, scheduling_strategy=on_a).remote(4 << 20))  # its only copy: a's store
     cluster.remove_node(a)
     assert a.node_id not in _alive(ray)
     assert "gone" not in ray.cluster_resources()
     # the actor died with its node
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(actor.node.remote(), timeout=30)
+    # an object whose only copy was on it is lost (Ray's ObjectLostError, not ObjectFreedError:
+    # a reference to it is still held)
+    with pytest.raises(ray.exceptions.ObjectLostError) as lost:
+        ray.get(blob, timeout=30)
+    assert not isinstance(lost.value, ray.exceptions.ObjectFreedError), lost.value
     # a task that needs the removed node's resource is infeasible: shoal fails it at once where
     # Ray would leave it pending for an autoscaler (README, "Differences from Ray")
     with pytest.raises(ray.exceptions.TaskUnschedulableError):

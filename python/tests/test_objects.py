@@ -47,7 +47,7 @@ def test_freed_object_get_is_a_clear_error(ray):
     del ref
     gc.collect()
     ray.get(ray.put(1))   # the DECREF has reached the agent now
-    with pytest.raises(ray.exceptions.ObjectLostError) as ei:
+    with pytest.raises(ray.exceptions.ObjectFreedError) as ei:  # an ObjectLostError, as in Ray
         ray.get(ray.ObjectRef(oid))
     assert "freed" in str(ei.value)
 
