@@ -109,7 +109,17 @@ if ! ip netns add shoal-chaos-probe 2>/dev/null; then NETEM=0; else
   ip netns exec shoal-chaos-probe tc qdisc add dev lo root netem delay 1ms 2>/dev/null || NETEM=0
   ip netns del shoal-chaos-probe
 fi
-((NETEM)) || echo "note: this kernel has no sch_netem (tc netem: 'Specified qdisc kind is unknown'): the delay fault is skipped; loss uses nftables' random drop and throttle uses tbf instead"
+# without it, the delay fault holds each packet of an iptables NFQUEUE rule in test/netdelay (the
+# xt NFQUEUE target and nfnetlink_queue are built into this kernel; sch_fq, for an EDT delay, is not)
+NETDELAY=""
+if ! ((NETEM)); then
+  if command -v iptables-legacy >/dev/null && go build -o "$WORKROOT/netdelay" ./test/netdelay; then
+    NETDELAY=$WORKROOT/netdelay
+    echo "note: this kernel has no sch_netem (tc netem: 'Specified qdisc kind is unknown'): the delay fault holds packets in test/netdelay (iptables NFQUEUE); loss uses nftables' random drop and throttle uses tbf"
+  else
+    echo "note: this kernel has no sch_netem, and iptables-legacy (scripts/deps.sh installs it) or go is missing: the delay fault is skipped"
+  fi
+fi
 
 wait_for() { local end=$((SECONDS + $1)); shift; until "$@"; do ((SECONDS < end)) || return 1; sleep 0.2; done; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -119,15 +129,23 @@ logged() { grep -q -- "$2" "$1" 2>/dev/null; }
 node_exec() { "$CLUSTER" exec "$@"; }
 veth_of() { echo "shoal-v${1#node}"; }   # the host side of node K's link
 
-STOPPED=""; CUT=""; NFT=""; TBF=""; MOUNTED=""
+STOPPED=""; CUT=""; NFT=""; TBF=""; MOUNTED=""; NFQ=""; NFQPID=""
+# the delay fault through NFQUEUE: the rule in NODE's namespace, and the delayer holding its packets
+nfq_rule() { node_exec "$2" iptables-legacy "$1" OUTPUT -o eth0 -j NFQUEUE --queue-num 7 --queue-bypass; }
+nfq_end() {
+  nfq_rule -D "$NFQ" 2>/dev/null
+  [[ -n $NFQPID ]] && { kill -TERM "$NFQPID" 2>/dev/null; wait "$NFQPID" 2>/dev/null; }
+  NFQ=""; NFQPID=""
+}
 restore_net() {
+  [[ -n $NFQ ]] && nfq_end
   [[ -n $STOPPED ]] && kill -CONT $STOPPED 2>/dev/null
   [[ -n $CUT ]] && ip link set "$(veth_of "$CUT")" up 2>/dev/null
   [[ -n $NFT ]] && node_exec "$NFT" nft delete table inet shoalchaos 2>/dev/null
   [[ -n $TBF ]] && node_exec "$TBF" tc qdisc del dev eth0 root 2>/dev/null
   local n
   for n in $MOUNTED; do node_exec "$n" umount -l "$n_spill" 2>/dev/null; done
-  STOPPED=""; CUT=""; NFT=""; TBF=""; MOUNTED=""
+  STOPPED=""; CUT=""; NFT=""; TBF=""; MOUNTED=""; NFQ=""; NFQPID=""
 }
 
 # alive_pids KIND DIR: pids of processes the driver marked (task or actor) that still run
@@ -189,7 +207,13 @@ NFT
       if ((NETEM)); then
         TBF=$node; node_exec "$node" tc qdisc add dev eth0 root netem delay "${p}ms" $((p / 4))ms
         echo "$t $f $node ${p}ms for ${d}s"; sleep "$d"; node_exec "$node" tc qdisc del dev eth0 root; TBF=""
-      else echo "$t $f skipped: no sch_netem in this kernel"; fi ;;
+      elif [[ -n $NETDELAY ]]; then
+        NFQ=$node; node_exec "$node" "$NETDELAY" --queue 7 --delay "${p}ms" 2>>"$W/netdelay.err" & NFQPID=$!
+        sleep 0.2  # bound to its queue before the rule sends it packets (--queue-bypass: none are lost meanwhile)
+        if nfq_rule -A "$node"; then echo "$t $f $node ${p}ms out (NFQUEUE) for ${d}s"; sleep "$d"
+        else echo "$t $f $node skipped: the NFQUEUE rule was refused"; fi
+        nfq_end
+      else echo "$t $f skipped: no sch_netem in this kernel, and no NFQUEUE delayer"; fi ;;
     throttle)
       pick node1 node2 node3; node=$PICKED; d=$((2 + RANDOM % 8)); p=$((1 + RANDOM % 20)); TBF=$node
       node_exec "$node" tc qdisc add dev eth0 root tbf rate "${p}mbit" burst 32kbit latency 500ms

@@ -15,6 +15,8 @@ APT_PKGS+=(libucx-dev ucx-utils)
 APT_PKGS+=(tcpdump)
 # scripts/chaos.sh: packet loss in a node's namespace (nft's random drop; this kernel has no sch_netem)
 APT_PKGS+=(nftables)
+# ... and a delayed link: iptables-legacy's NFQUEUE target hands packets to test/netdelay
+APT_PKGS+=(iptables)
 # the release (scripts/release.sh, docs/release.md): patchelf and nm for scripts/zig-cc.sh;
 # objdump and readelf for its check, which runs the aarch64 binary under qemu-user with Debian's
 # aarch64 glibc
