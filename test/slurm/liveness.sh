@@ -9,7 +9,8 @@
 # afterwards nothing of the cluster is left on any node. A third job (stopnocont) never continues
 # node2's agent: once the driver is done, the head ends node2's task of the step (launcher/
 # endlost.go), so the job ends within the heartbeat timeout plus 20 s instead of its time limit,
-# and srun's exit status says a task ended badly.
+# and srun's exit status says a task ended badly. A fourth (stopnocont-batch) is the same with
+# `shoal launch` run by the batch script, which starts the members' srun itself and ends it.
 # Run it under `flock /tmp/shoal-slurm.lock` (make test-slurm does). Last line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -52,12 +53,21 @@ def work(i):
 print("RESULT", sorted(shoal.get([work.remote(i) for i in range(3)])), flush=True)
 PY
   # each node's agent logs to a file of its own: a cut-off node's output cannot reach srun
-  cat > "$W/job.sbatch" <<SB
+  if [[ $name == stopnocont-batch ]]; then  # shoal launch from the batch script: it starts the members' srun itself
+    cat > "$W/job.sbatch" <<SB
+#!/bin/bash
+#SBATCH -N 3 --ntasks-per-node=1 --output=$W/out
+shoal launch --heartbeat-timeout $TIMEOUT -- python3 $W/driver.py 2>>$W/log.node1
+echo "launch exit=\$?"
+SB
+  else
+    cat > "$W/job.sbatch" <<SB
 #!/bin/bash
 #SBATCH -N 3 --ntasks-per-node=1 --output=$W/out
 srun bash -c 'exec shoal launch --heartbeat-timeout $TIMEOUT -- python3 $W/driver.py 2>>$W/log.\$SLURMD_NODENAME'
 echo "srun exit=\$?"
 SB
+  fi
   local jid
   jid=$(cd "$W" && sbatch --parsable "$W/job.sbatch") || { bad "$name: sbatch"; return; }
   if ! wait_for 120 started "$W"; then
@@ -72,7 +82,7 @@ SB
   fi
   local t0=$SECONDS
   case $name in
-    stop|stopnocont) STOPPED=$pids; kill -STOP $pids ;;
+    stop|stopnocont*) STOPPED=$pids; kill -STOP $pids ;;
     cut)  ip link set shoal-v2 down ;;
   esac
   if wait_for 60 logged "$W" log.node1 'node lost: no heartbeat from its agent.*node=node2'; then
@@ -121,6 +131,21 @@ SB
       else
         bad "stopnocont: what the job says" "$(cat "$W/out")" "$(tail -n 5 "$W/log.node1")"
       fi ;;
+    stopnocont-batch)
+      # shoal launch from the batch script started the members' srun itself, as its child: at
+      # teardown it ends its children (SIGTERM, SIGKILL 2 s later), and srun's step with them
+      local t1=$SECONDS
+      if wait_for 22 job_gone "$jid" && ! kill -0 $pids 2>/dev/null; then
+        ok "stopnocont-batch: the job ended $((SECONDS - t1)) s after the driver's result, node2's stopped agent with it (bound: the heartbeat timeout + 20 s)"
+      else
+        bad "stopnocont-batch: the job still ran $((SECONDS - t1)) s after the driver's result" "$(squeue -h -j "$jid")" "$(tail -n 20 "$W/out" "$W/log.node1")"
+      fi
+      kill -KILL $pids 2>/dev/null; kill -CONT $pids 2>/dev/null; STOPPED=""
+      if has "$(cat "$W/log.node1" "$W/out")" "STEP [0-9]*\.0 ON node2 CANCELLED" && has "$(cat "$W/out")" "^launch exit=0$"; then
+        ok "stopnocont-batch: the members' step is cancelled on node2, and shoal launch exits with the driver's code (0)"
+      else
+        bad "stopnocont-batch: what the job says" "$(cat "$W/out")" "$(tail -n 5 "$W/log.node1")"
+      fi ;;
     cut)
       # the member notices the silent head by itself, stops its workers and exits with an error
       if wait_for 60 node2_agent_gone "$jid" && logged "$W" log.node2 "lost the head node; stopping this node's workers.*no answer from the head node's agent"; then
@@ -145,5 +170,6 @@ SB
 
 case_ stop
 case_ stopnocont
+case_ stopnocont-batch
 case_ cut
 finish
