@@ -71,15 +71,9 @@ const nodeSettle = time.Second
 func (g *gang) goneNodes(placed []Placed, settle bool) map[int]bool {
 	deadline := time.Now().Add(nodeSettle)
 	for {
-		nodes, err := g.c.Nodes()
+		live, err := g.liveNodes()
 		if err != nil {
 			return nil
-		}
-		live := map[string]bool{}
-		for _, n := range nodes {
-			if n.Alive {
-				live[n.ID] = true
-			}
 		}
 		out := map[int]bool{}
 		for i, p := range placed {
@@ -105,4 +99,19 @@ func (g *gang) grow() error {
 	g.say("elastic: %d ranks instead of %d on the nodes there are now", n, g.cfg.Ranks)
 	g.cfg.Ranks, g.cfg.Resources = n, r
 	return nil
+}
+
+// liveNodes is the set of the cluster's nodes the head has alive.
+func (g *gang) liveNodes() (map[string]bool, error) {
+	nodes, err := g.c.Nodes()
+	if err != nil {
+		return nil, err
+	}
+	live := map[string]bool{}
+	for _, n := range nodes {
+		if n.Alive {
+			live[n.ID] = true
+		}
+	}
+	return live, nil
 }

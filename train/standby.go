@@ -199,15 +199,9 @@ func (g *gang) takeOver(lost []int) bool {
 	if len(g.standby) == 0 || len(lost) == 0 {
 		return false
 	}
-	nodes, err := g.c.Nodes()
+	live, err := g.liveNodes()
 	if err != nil {
 		return false
-	}
-	live := map[string]bool{}
-	for _, n := range nodes {
-		if n.Alive {
-			live[n.ID] = true
-		}
 	}
 	picks, ok := TakeOver(lost, g.placed, g.standbyPlaced, live)
 	if !ok {
