@@ -68,8 +68,8 @@ func TestUnsealedObjectsGoWithTheirWriter(t *testing.T) {
 			if got != nil {
 				select {
 				case g := <-got:
-					if g.Timeout || len(g.Objs) != 1 || g.Objs[0].Fmt != wire.FmtError || !bytes.Contains(g.Objs[0].Data, []byte("object_lost")) {
-						t.Fatalf("GET of an object whose writer went: %+v, want an object_lost error", g)
+					if g.Timeout || len(g.Objs) != 1 || g.Objs[0].Fmt != wire.FmtError || !bytes.Contains(g.Objs[0].Data, []byte("object_freed")) {
+						t.Fatalf("GET of an object whose writer went: %+v, want an object_freed error", g)
 					}
 				case <-time.After(10 * time.Second):
 					t.Fatal("GET of an object whose writer went is still waiting")

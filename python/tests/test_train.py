@@ -466,7 +466,9 @@ def fn(config):
     for step in range(first, first + 6):
         if c.world_rank == 0 and step % 2 == 1:
             p = os.path.join(config["ck"], f"step{step}.json")
-            json.dump({"step": step}, open(p, "w"))
+            with open(p + ".tmp", "w") as f:  # whole or not at all: the other rank may be reading
+                json.dump({"step": step}, f)  # the one it resumes from, which this rank writes again
+            os.replace(p + ".tmp", p)
             st.report({"step": step, "loss": 1.0 / (step + 1)}, checkpoint=p)
         if config["fail"] and c.attempt == 0 and step == 3:
             raise RuntimeError("boom")
