@@ -137,7 +137,9 @@ _due = None  # the reason of a checkpoint asked for and not yet reported
 def checkpoint_due():
     """Whether `shoal train` asks for a checkpoint now: None, or why ("time_limit": the job's
     time-limit warning, #SBATCH --signal=USR1@T; "preemption": Slurm preempts the job and ends it
-    after its GraceTime; "grow": an elastic gang, --nnodes MIN:MAX, restarts on nodes that joined). Cheap enough to call every step (a non-blocking read of a pipe).
+    after its GraceTime; "grow": an elastic gang, --nnodes MIN:MAX or num_workers=(min, max),
+    restarts on room that came, e.g. nodes that joined). Cheap enough to call every step (a
+    non-blocking read of a pipe).
 
     Every rank learns it at about the same time, not at the same step: have the ranks agree
     (e.g. an all-reduce of the flag with MAX) before saving. Then report the checkpoint
