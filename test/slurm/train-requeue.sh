@@ -28,18 +28,11 @@ if ! python3 -c "import torch" 2>/dev/null; then
 fi
 
 # A DDP run whose every step's batch is fixed by the step number, so that any split into
-# allocations trains the same weights as one process on the whole batch.
-cat > "$WORK/ddp_requeue.py" <<'PY'
-import os, sys, time
-import torch, torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel as DDP
-import shoal.train
+# allocations trains the same weights as one process on the whole batch. The model, the batches
+# and a step are shared by the script (ddp_requeue.py) and the shoal.train.run driver (ddp_pyrun.py).
+cat > "$WORK/ddp_model.py" <<'PY'
+import torch
 
-steps, ckdir, step_time = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-every = int(sys.argv[4]) if len(sys.argv) > 4 else 0   # a checkpoint every N steps too
-# the first allocation waits at this step until its checkpoint is due (at most 120 s), so that
-# the trigger (a preemption, a time-limit warning) lands mid-run however slowly Slurm acts on it
-hold = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 D, B = 8, 24
 
 def batch(step):
@@ -58,6 +51,19 @@ def step_on(model, opt, x, y):
     loss.backward()
     opt.step()
     return loss.item()
+PY
+cat > "$WORK/ddp_requeue.py" <<'PY'
+import os, sys, time
+import torch, torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+import shoal.train
+from ddp_model import B, batch, fresh, step_on
+
+steps, ckdir, step_time = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+every = int(sys.argv[4]) if len(sys.argv) > 4 else 0   # a checkpoint every N steps too
+# the first allocation waits at this step until its checkpoint is due (at most 120 s), so that
+# the trigger (a preemption, a time-limit warning) lands mid-run however slowly Slurm acts on it
+hold = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 
 dist.init_process_group("gloo", init_method="env://")
 rank, world = dist.get_rank(), dist.get_world_size()
@@ -193,24 +199,13 @@ steps, ckdir, step_time, state = int(sys.argv[1]), sys.argv[2], float(sys.argv[3
 holds = [int(h) for h in sys.argv[5].split(",")]
 restart = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
 
+here = os.path.dirname(os.path.abspath(__file__))  # where ddp_model.py is
+
 def fn(config):
     import torch, torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
-    D, B = 8, 24
-    def batch(step):
-        g = torch.Generator().manual_seed(1000 + step)
-        x = torch.randn(B, D, generator=g)
-        return x, x @ torch.arange(1.0, D + 1).unsqueeze(1) + 0.1 * torch.randn(B, 1, generator=g)
-    def fresh():
-        torch.manual_seed(0)
-        m = torch.nn.Linear(D, 1)
-        return m, torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
-    def step_on(model, opt, x, y):
-        opt.zero_grad()
-        loss = ((model(x) - y) ** 2).mean()
-        loss.backward()
-        opt.step()
-        return loss.item()
+    sys.path.insert(0, here)
+    from ddp_model import B, batch, fresh, step_on
     dist.init_process_group("gloo", init_method="env://")
     rank, world = dist.get_rank(), dist.get_world_size()
     model, opt = fresh()
