@@ -122,6 +122,11 @@ func trainSlurmJobCommand() *cli.Command {
 				return cli.Exit("not in a Slurm job (SLURM_JOB_ID is not set)", 2)
 			}
 			if c.Bool("requeue") {
+				// The requeue SIGTERMs every process of the job, this one and its scontrol
+				// among them, possibly before scontrol has exited with Slurm's answer: both
+				// ignore it (an ignored signal stays ignored across exec), as `shoal train`
+				// does while it requeues.
+				signal.Ignore(syscall.SIGTERM)
 				if err := slurm.Requeue(context.Background(), id); err != nil {
 					return cli.Exit(err.Error(), 1)
 				}
