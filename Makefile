@@ -55,7 +55,7 @@ bin/shoal_spank.so: slurm/spank/shoal_spank.c
 # a real 3-node Slurm 22.05 cluster (slurmctld + slurmd in network namespaces) on this machine;
 # the cluster is machine-wide, so every Slurm target holds /tmp/shoal-slurm.lock while it runs
 test-slurm: build spank
-	flock /tmp/shoal-slurm.lock sh -c './test/slurm/smoke.sh && ./test/slurm/launch.sh && ./test/slurm/head_state.sh && ./test/slurm/liveness.sh && ./test/slurm/core.sh && ./test/slurm/strategy.sh && ./test/slurm/remote_driver.sh && ./test/slurm/context.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
+	flock /tmp/shoal-slurm.lock sh -c './test/slurm/smoke.sh && ./test/slurm/launch.sh && ./test/slurm/head_state.sh && ./test/slurm/liveness.sh && ./test/slurm/core.sh && ./test/slurm/local.sh && ./test/slurm/strategy.sh && ./test/slurm/remote_driver.sh && ./test/slurm/context.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
 
 # objects between the nodes of the 3-node Slurm cluster (held under the lock)
 test-objects: build spank

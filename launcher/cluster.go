@@ -71,6 +71,9 @@ type Options struct {
 	// InsecureDataPlane moves objects and collectives between nodes in clear
 	// (--insecure-data-plane); workers and drivers get SHOAL_INSECURE_DATA_PLANE=1.
 	InsecureDataPlane bool
+	// NoLocalTasks: every task goes through the head node's agent, none is run by the member
+	// node whose worker submitted it (docs/architecture.md "Member-local scheduling").
+	NoLocalTasks bool
 	// MaxWorkersPerNode caps worker processes per node, actors included (0: the default,
 	// max(64, 4 x CPUs)).
 	MaxWorkersPerNode int
@@ -264,7 +267,7 @@ func Start(log hclog.Logger, o Options) (*Cluster, error) {
 		Scrub: o.Scrub, Stdout: stdout, Stderr: stderr, PrestartWorkers: int(min(res["CPU"], 4)),
 		GPUs: topo, CUDAIndex: o.CUDAIndex, CPUs: node.CPUs, Confine: c.conf, GPUMajors: majors,
 		InsecureDataPlane: o.InsecureDataPlane, WorkerEnv: dataPlaneEnv(o.InsecureDataPlane),
-		MaxWorkersPerNode: o.MaxWorkersPerNode, Labels: o.Labels,
+		MaxWorkersPerNode: o.MaxWorkersPerNode, Labels: o.Labels, NoLocalTasks: o.NoLocalTasks,
 		Heartbeat:             nodeagent.Heartbeat{Timeout: o.HeartbeatTimeout},
 		Observer:              c.rec,
 		MemoryMonitorInterval: o.MemoryMonitorInterval,

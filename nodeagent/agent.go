@@ -83,6 +83,8 @@ type Config struct {
 	// MaxWorkersPerNode caps worker processes per node, actors included (0: max(64, 4 x the
 	// node's CPUs)); see sched.Config.
 	MaxWorkersPerNode int
+	// NoLocalTasks: members do not run the plain tasks their own workers submit (local.go).
+	NoLocalTasks bool
 	// SendQueue bounds what each connection queues for its peer (zero: wire.DefaultLimits);
 	// a client that does not read is disconnected past it (sendqueue.go).
 	SendQueue wire.Limits
@@ -132,6 +134,7 @@ type Agent struct {
 	xfer     *xfer                       // serves and pulls objects (objremote.go)
 	live     *headLiveness               // members' heartbeats (heartbeat.go); nil: not checked
 	procs    *spawner                    // starts this node's workers, as a member's does
+	local2   localState                  // member-local scheduling (local.go)
 	holders  map[wire.ID]map[string]bool // nodes that may hold a copy of an object
 
 	// the scheduling core (core.go) and the shell's maps from its ids
@@ -472,6 +475,7 @@ func (a *Agent) disconnect(c *client) {
 		a.unsealedGone(id) // created on c and never sealed (objects.go)
 	}
 	if w := c.worker; w != nil {
+		a.localWorkerGone(w.id) // local.go
 		w.connGone = true
 		if !a.awaitExit(w) { // memmon.go: a memory-limited worker waits for its exit report
 			why := "its connection closed"
@@ -703,6 +707,8 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 			a.remoteWorkerExited(c, &m)
 		}
 		return nil
+	case wire.TExpect, wire.TLeaseRequest, wire.TLocalDone, wire.TBlock: // member-local scheduling (local.go)
+		return a.handleLocal(c, f)
 	case wire.TFetch, wire.TPutAt, wire.TNodeStore:
 		return a.handleObjXfer(c, f)
 	case wire.TPutPart, wire.TReadPart:

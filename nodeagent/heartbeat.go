@@ -129,7 +129,7 @@ func (l *liveness[K]) silent(now time.Time) map[K]time.Duration {
 // joinReply is the answer to a member's NODE_JOIN: the heartbeat figures it must keep.
 func (a *Agent) joinReply() *wire.NodeJoinReply {
 	h := a.cfg.Heartbeat.withDefaults()
-	return &wire.NodeJoinReply{HeartbeatMS: h.Period.Milliseconds(), TimeoutMS: h.Timeout.Milliseconds()}
+	return &wire.NodeJoinReply{HeartbeatMS: h.Period.Milliseconds(), TimeoutMS: h.Timeout.Milliseconds(), LocalTasks: !a.cfg.NoLocalTasks}
 }
 
 // heartbeat handles HEARTBEAT from a member: it is alive, its figures go to the recorder, and

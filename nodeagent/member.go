@@ -147,6 +147,10 @@ func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
 	}
 	m.procs = &spawner{log: log, scrub: cfg.Scrub, stdout: writer(m.stdout), stderr: writer(m.stderr), confine: cfg.Confine,
 		topo: cfg.Topology, cpus: cfg.CPUs, uvm: cfg.UVMMajor, extra: cfg.ExtraDevices}
+	if st != nil && reply.LocalTasks {
+		st.local = newMemberLocal(log.Named("local"), int(cfg.Resources["CPU"]),
+			func(t wire.Type, body any) error { return conn.Send(t, 0, body) }, st.useStored, m.procs.signal)
+	}
 	return m, nil
 }
 
@@ -241,6 +245,9 @@ func (m *Member) Close() error {
 	m.killAll()
 	err := m.conn.Close()
 	if m.store != nil {
+		if m.store.local != nil {
+			m.store.local.close()
+		}
 		m.store.close()
 	}
 	return err
@@ -260,13 +267,22 @@ func (m *Member) spawn(s *wire.Spawn) {
 	env := append(filterEnv(s.Env, "SHOAL_SECRET="), "SHOAL_SECRET="+m.cfg.Secret)
 	if m.store != nil {
 		env = append(env, "SHOAL_STORE_ADDRESS="+m.store.Addr())
+		if m.store.local != nil {
+			env = append(env, "SHOAL_LOCAL_TASKS=1") // its plain tasks go to this agent (memberlocal.go)
+		}
 	}
 	if m.cfg.Store != nil && m.cfg.Store.SessionDir != "" {
 		env = append(env, runtimeEnvDir(m.cfg.Store.SessionDir)) // runtime_env.go
 	}
 	worker := s.Worker
+	if m.store != nil && m.store.local != nil {
+		m.store.local.spawned(worker, s.Env)
+	}
 	out := func() (io.Writer, io.Writer) { return m.workerOutput(worker) } // obs: lines to the head (observe.go)
 	err := m.procs.start(spawnSpec{Worker: worker, Argv: s.Argv, Env: env, Cwd: s.Cwd, GPUs: s.GPUs, Output: out}, func(why, stderr string, oom bool) {
+		if m.store != nil && m.store.local != nil {
+			m.store.local.exited(worker)
+		}
 		m.conn.Send(wire.TWorkerExit, 0, &wire.WorkerExit{Worker: worker, Msg: why, Stderr: stderr, OOM: oom})
 	})
 	if errors.Is(err, errStopping) {

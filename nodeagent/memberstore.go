@@ -58,6 +58,8 @@ type memberStore struct {
 	conns   map[uint64]*wire.Conn
 	wg      sync.WaitGroup
 	once    sync.Once
+	// local runs the plain tasks this node's workers submit (memberlocal.go); nil: none
+	local *memberLocal
 }
 
 func newMemberStore(log hclog.Logger, secret, node, host string, cfg StoreConfig) (s *memberStore, err error) {
@@ -137,6 +139,19 @@ func (s *memberStore) doClose() {
 	}
 }
 
+// useStored maps object id, sealed here, for client cid (memberlocal.go's LOCAL_GET): a use
+// the client RELEASEs.
+func (s *memberStore) useStored(id wire.ID, cid uint64) (wire.Obj, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.store.Lookup(id)
+	if o == nil || o.State != objstore.Sealed || o.Freed() {
+		return wire.Obj{}, false
+	}
+	s.store.Use(o, cid)
+	return o.Obj(), true
+}
+
 // free drops the copies the head node's agent freed.
 func (s *memberStore) free(ids []wire.ID) {
 	s.mu.Lock()
@@ -201,13 +216,16 @@ func (s *memberStore) serveConn(nc net.Conn, ticket *wire.Ticket) {
 		delete(s.conns, id)
 		s.store.DropOwner(id)
 		s.mu.Unlock()
+		if s.local != nil {
+			s.local.closedConn(id)
+		}
 	}()
 	for {
 		f, err := conn.Read()
 		if err != nil {
 			return
 		}
-		if err := s.handle(conn, id, f); err != nil {
+		if err := s.handle(conn, id, au.WorkerID, f); err != nil {
 			conn.SendError(f.Seq, "bad_request", err.Error())
 			if errors.Is(err, wire.ErrCorruptFrame) {
 				return
@@ -216,8 +234,55 @@ func (s *memberStore) serveConn(nc net.Conn, ticket *wire.Ticket) {
 	}
 }
 
-func (s *memberStore) handle(conn *wire.Conn, cid uint64, f wire.Frame) error {
+func (s *memberStore) handle(conn *wire.Conn, cid uint64, worker string, f wire.Frame) error {
 	switch f.Type {
+	case wire.TLocalSubmit:
+		var m wire.Task
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		r := wire.LocalSubmitReply{Why: "this node runs no tasks of its own"}
+		if s.local != nil && worker != "" {
+			r = s.local.submit(cid, worker, &m)
+		}
+		return conn.Send(wire.TOK, f.Seq, &r)
+	case wire.TLeaseNext:
+		var m wire.LeaseNext
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		if s.local == nil || worker == "" {
+			return conn.Send(wire.TOK, f.Seq, &wire.LeaseEnd{End: true})
+		}
+		return s.local.next(conn, cid, f.Seq, worker, &m)
+	case wire.TLocalGet:
+		var m wire.LocalGet
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		if s.local == nil {
+			return conn.Send(wire.TOK, f.Seq, &wire.LocalGetReply{Objs: make([]wire.Obj, len(m.IDs))})
+		}
+		return s.local.get(conn, cid, f.Seq, &m)
+	case wire.TLocalCancel:
+		var m wire.LocalCancel
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		r := wire.LocalCancelReply{}
+		if s.local != nil {
+			r = s.local.cancel(&m)
+		}
+		return conn.Send(wire.TOK, f.Seq, &r)
+	case wire.TLocalForget:
+		var m wire.IDs
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		if s.local != nil {
+			s.local.forget(cid, m.IDs)
+		}
+		return nil
 	case wire.TCreate:
 		var m wire.Create
 		if err := f.Decode(&m); err != nil {

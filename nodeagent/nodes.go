@@ -195,6 +195,7 @@ func (a *Agent) memberLost(n *node) {
 		why = "its agent's connection closed"
 	}
 	a.feed(sched.NodeLost{Node: n.cid, Why: why})
+	a.localNodeLost(n) // local.go
 	for _, w := range a.workers {
 		if w.node == n {
 			a.endRemoteWorker(w, "its node "+n.id+" was lost")

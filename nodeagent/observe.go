@@ -28,7 +28,7 @@ import (
 // costs a nil check.
 func (a *Agent) observe(t *task, s obs.State, reason string) {
 	r := a.cfg.Observer
-	if r == nil {
+	if r == nil || t.spec.Kind == wire.KindLease { // a member's lease (local.go) is not the user's task
 		return
 	}
 	e := obs.Event{Task: t.spec.Task, Name: t.spec.Name, Kind: obs.Kind(t.spec.Kind), State: s,

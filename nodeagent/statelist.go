@@ -282,7 +282,9 @@ func (a *Agent) listTasks() []stateRow {
 func (a *Agent) liveTaskRows() ([]stateRow, []wire.ID) {
 	live := make([]*task, 0, len(a.tasks))
 	for _, t := range a.tasks {
-		live = append(live, t)
+		if t.spec.Kind != wire.KindLease { // a member's lease (local.go) is not the user's task
+			live = append(live, t)
+		}
 	}
 	sort.Slice(live, func(i, j int) bool { return live[i].spec.Task.String() < live[j].spec.Task.String() })
 	rows := make([]stateRow, 0, len(live))

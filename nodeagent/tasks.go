@@ -56,12 +56,14 @@ type worker struct {
 	actor   *actor
 	blocked bool
 	blockW  *waiter // the waiter that blocked it
-	dead    bool
-	killed  bool // the core asked for it to be killed and has forgotten it
-	fnsSent map[wire.ID]bool
-	gpus    []int    // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
-	node    *node    // the node it runs on
-	errTail *tailBuf // the end of its stderr, once it exited
+	// localBlock: it was blocked by its own BLOCK (waiting for tasks its member runs, local.go)
+	localBlock bool
+	dead       bool
+	killed     bool // the core asked for it to be killed and has forgotten it
+	fnsSent    map[wire.ID]bool
+	gpus       []int    // the GPUs this worker owns (CUDA_VISIBLE_DEVICES)
+	node       *node    // the node it runs on
+	errTail    *tailBuf // the end of its stderr, once it exited
 	// exitWhy is why its process exited, when that was seen before its connection closed
 	// (processExited): the connection's last frames (ACTOR_EXIT, DONE) are read first.
 	exitWhy  string
@@ -485,7 +487,7 @@ func (a *Agent) done(c *client, m *wire.Done) error {
 		a.observe(t, obs.Finished, "")
 	}
 	switch t.spec.Kind {
-	case wire.KindTask:
+	case wire.KindTask, wire.KindLease:
 		a.finish(t)
 		w.task = nil
 		t.worker = nil

@@ -15,4 +15,6 @@ const (
 type NodeJoinReply struct {
 	HeartbeatMS int64 `msgpack:"heartbeat_ms"`
 	TimeoutMS   int64 `msgpack:"timeout_ms"`
+	// LocalTasks: the member runs the plain tasks its own workers submit (wire/local.go).
+	LocalTasks bool `msgpack:"local_tasks,omitempty"`
 }

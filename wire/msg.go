@@ -274,6 +274,8 @@ type Ret struct {
 	Data   []byte `msgpack:"data"`
 	Refs   []ID   `msgpack:"refs"`
 	Stored bool   `msgpack:"stored"`
+	// Size is a stored value's size, for a task run by a member's agent (wire/local.go).
+	Size int64 `msgpack:"size,omitempty"`
 }
 
 // Done reports a finished task.

@@ -56,6 +56,8 @@ func clusterFlags() []cli.Flag {
 			Usage: "comma-separated network interfaces (names or globs) agents may use between nodes"},
 		&cli.BoolFlag{Name: "insecure-data-plane", EnvVars: []string{"SHOAL_INSECURE_DATA_PLANE"},
 			Usage: "move objects and collectives between nodes in clear (no TLS; UCX allowed) on a fabric you trust; every node must agree (docs/security.md)"},
+		&cli.BoolFlag{Name: "no-local-tasks", EnvVars: []string{"SHOAL_NO_LOCAL_TASKS"},
+			Usage: "send every task through the head node's agent: a member node does not run the plain tasks its own workers submit (docs/architecture.md)"},
 		&cli.IntFlag{Name: "max-workers-per-node", EnvVars: []string{"SHOAL_MAX_WORKERS_PER_NODE"},
 			Usage: "cap on worker processes per node, actors included; the head node's value applies to every node (default: max(64, 4 x the node's CPUs))"},
 		&cli.DurationFlag{Name: "memory-monitor-interval", Value: nodeagent.DefaultMemoryMonitorInterval, EnvVars: []string{"SHOAL_MEMORY_MONITOR_INTERVAL"},
@@ -78,7 +80,7 @@ func options(c *cli.Context) (launcher.Options, error) {
 		SpillDir: c.String("spill-dir"), TmpRoot: c.String("tmpdir"), Scrub: slurm.Scrub,
 		Confinement: c.String("gpu-confinement"), ShmRoot: c.String("object-store-dir"),
 		PortRange: c.String("port-range"), InsecureDataPlane: c.Bool("insecure-data-plane"),
-		MaxWorkersPerNode: c.Int("max-workers-per-node"), StateDir: c.String("state-dir"),
+		MaxWorkersPerNode: c.Int("max-workers-per-node"), NoLocalTasks: c.Bool("no-local-tasks"), StateDir: c.String("state-dir"),
 		ZeroCPUs: c.IsSet("num-cpus") && c.Float64("num-cpus") == 0}
 	if s := c.String("allowed-interfaces"); s != "" {
 		o.AllowedInterfaces = strings.Split(s, ",")

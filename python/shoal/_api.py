@@ -442,7 +442,7 @@ class RemoteFunction:
         if fnb is not None:
             spec["fnb"] = fnb
         _runtime_env.attach(spec, renv)
-        refs_out = cl.submit(spec, spec["nret"])
+        refs_out = cl.submit(spec, spec["nret"], code=code_holder._fnb)
         if argobj is not None:
             cl._decref.add(argobj)
         return _generator.wrap(cl, mode, nret, refs_out)
@@ -768,8 +768,11 @@ def cancel(object_ref, *, force=False, recursive=True):
         object_ref = object_ref._end  # a streaming generator: its task
     if not isinstance(object_ref, C.ObjectRef):
         raise TypeError(f"cancel() takes an ObjectRef returned by a task; got {type(object_ref).__name__}")
+    cl = _auto_init()
+    if cl._local_ids and cl.cancel_local(object_ref._id, force, recursive):
+        return  # a task its node's agent runs (docs/architecture.md "Member-local scheduling")
     try:
-        _auto_init().request(w.CANCEL, {"object": object_ref._id, "force": bool(force), "recursive": bool(recursive)})
+        cl.request(w.CANCEL, {"object": object_ref._id, "force": bool(force), "recursive": bool(recursive)})
     except ValueError as e:  # force=True on an actor call
         raise _generator.CancelArgumentError(str(e)) from None
 

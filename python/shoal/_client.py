@@ -133,8 +133,9 @@ def _rebuild_ref(oid):
 class _StoreConn:
     """A worker's connection to its own node's object store, on a node other than the head
     node (SHOAL_STORE_ADDRESS, docs/object-transfer.md): objects are created in and mapped from
-    that store, while everything else goes to the head node's agent. The store only answers
-    requests, one at a time."""
+    that store, and plain tasks submitted to it (member-local scheduling, docs/architecture.md),
+    while everything else goes to the head node's agent. The store answers requests; a posted
+    one (post) is answered later (answer), others wait for their answer at once."""
 
     def __init__(self, address, secret, worker_id):
         self.address = address
@@ -142,57 +143,87 @@ class _StoreConn:
         self.lock = threading.Lock()
         self.seq = 0
         self.releases = []  # uses to give back, sent before the next request
+        self.forgets = []   # member-local values this process no longer refers to (LOCAL_FORGET)
+        self.answers = {}   # seq -> (type, body) of answers not yet taken
 
-    def request(self, t, body):
-        with self.lock:
+    def _lost(self, e):
+        return exc.RaySystemError(f"lost the connection to this node's object store at {self.address}: {e}")
+
+    def _prefix(self):
+        parts = []
+        if self.releases:
+            rel, self.releases = self.releases, []
+            parts.append(w.encode(w.RELEASE, 0, {"ids": rel}))
+        if self.forgets:
+            fo, self.forgets = self.forgets, []
+            parts.append(w.encode(w.LOCAL_FORGET, 0, {"ids": fo}))
+        return parts
+
+    def _send(self, t, bodies):
+        """Send requests (the lock held); returns their seqs."""
+        parts = self._prefix()
+        seqs = []
+        for b in bodies:
             self.seq += 1
-            seq = self.seq
-            parts = []
-            if self.releases:
-                rel, self.releases = self.releases, []
-                parts.append(w.encode(w.RELEASE, 0, {"ids": rel}))
-            parts.append(w.encode(t, seq, body))
-            try:
-                self.conn.send(b"".join(parts))
-                while True:
-                    rt, rseq, rbody = self.conn.recv()
-                    if rseq == seq:
-                        break
-            except (OSError, w.ProtocolError) as e:
-                raise exc.RaySystemError(f"lost the connection to this node's object store at {self.address}: {e}")
+            seqs.append(self.seq)
+            parts.append(w.encode(t, self.seq, b))
+        try:
+            self.conn.send(b"".join(parts))
+        except (OSError, w.ProtocolError) as e:
+            raise self._lost(e)
+        return seqs
+
+    def _wait(self, seqs):
+        """Read until every seq is answered (the lock held)."""
+        try:
+            while not all(s in self.answers for s in seqs):
+                rt, rseq, rbody = self.conn.recv()
+                self.answers[rseq] = (rt, rbody)
+        except (OSError, w.ProtocolError) as e:
+            raise self._lost(e)
+
+    @staticmethod
+    def _body(a):
+        rt, rbody = a
         if rt == w.ERROR:
             raise _error_from(rbody)
         return rbody
+
+    def post(self, t, body):
+        """Send a request whose answer is taken later (answer); takes in answers that arrived."""
+        with self.lock:
+            (seq,) = self._send(t, [body])
+            try:
+                while True:
+                    f = self.conn.recv_nowait()
+                    if f is None:
+                        break
+                    self.answers[f[1]] = (f[0], f[2])
+            except (OSError, w.ProtocolError) as e:
+                raise self._lost(e)
+        return seq
+
+    def answer(self, seq):
+        with self.lock:
+            self._wait([seq])
+            a = self.answers.pop(seq)
+        return self._body(a)
+
+    def request(self, t, body):
+        with self.lock:
+            (seq,) = self._send(t, [body])
+            self._wait([seq])
+            a = self.answers.pop(seq)
+        return self._body(a)
 
     def request_many(self, t, bodies):
         """Send all requests at once and return their answers in order (the store answers
         them as they finish, so several objects are pulled at the same time)."""
         with self.lock:
-            seqs = []
-            parts = []
-            if self.releases:
-                rel, self.releases = self.releases, []
-                parts.append(w.encode(w.RELEASE, 0, {"ids": rel}))
-            for b in bodies:
-                self.seq += 1
-                seqs.append(self.seq)
-                parts.append(w.encode(t, self.seq, b))
-            got = {}
-            try:
-                self.conn.send(b"".join(parts))
-                while len(got) < len(seqs):
-                    rt, rseq, rbody = self.conn.recv()
-                    if rseq in seqs:
-                        got[rseq] = (rt, rbody)
-            except (OSError, w.ProtocolError) as e:
-                raise exc.RaySystemError(f"lost the connection to this node's object store at {self.address}: {e}")
-        out = []
-        for s in seqs:
-            rt, rbody = got[s]
-            if rt == w.ERROR:
-                raise _error_from(rbody)
-            out.append(rbody)
-        return out
+            seqs = self._send(t, bodies)
+            self._wait(seqs)
+            got = [self.answers.pop(s) for s in seqs]
+        return [self._body(a) for a in got]
 
     def released(self, oid):
         self.releases.append(oid)
@@ -200,9 +231,9 @@ class _StoreConn:
     def close(self):
         try:
             with self.lock:
-                if self.releases:
-                    self.conn.send(w.encode(w.RELEASE, 0, {"ids": self.releases}))
-                    self.releases = []
+                parts = self._prefix()
+                if parts:
+                    self.conn.send(b"".join(parts))
         except OSError:
             pass
         self.conn.close()
@@ -236,6 +267,7 @@ class Client:
         self._decref = set()
         self._release = []
         self._fns_sent = set()
+        self._fns_head = set()  # code the head node's agent has been sent (in a SUBMIT)
         self._arena = None
         self._populated = 0     # this process's arena mapping has page tables up to here
         self._closed = False
@@ -243,6 +275,12 @@ class Client:
         self.store = None
         if role == "worker" and os.environ.get("SHOAL_STORE_ADDRESS"):
             self.store = _StoreConn(os.environ["SHOAL_STORE_ADDRESS"], secret, worker_id)
+        # member-local scheduling (docs/architecture.md): plain tasks go to this node's agent
+        self._local_ok = self.store is not None and os.environ.get("SHOAL_LOCAL_TASKS") == "1"
+        self._fns_local = set()  # code this node's agent has
+        self._local_ids = set()  # return values of tasks it runs, still referred to here
+        self._local_out = []     # (seq, spec, rets) offered to it, not yet answered
+        self._local_lock = threading.RLock()
         self._arena_welcome = self.store.welcome if self.store else self.welcome
 
     # ---- ids
@@ -267,8 +305,15 @@ class Client:
             self.conn.send(b"".join(parts) if len(parts) > 1 else parts[0])
 
     def send(self, t, body, seq=0):
+        if self._local_out:
+            self._settle_local()
+        self._send_head(t, body, seq)
+
+    def _send_head(self, t, body, seq=0):
         if self._dead:
             raise self._dead
+        if t == w.SUBMIT and body.get("fnb"):
+            self._fns_head.add(body["fn"])
         data = w.encode(t, seq, body)
         with self._send_lock:
             self._flush_locked(data)
@@ -302,6 +347,8 @@ class Client:
                 self._cv.notify_all()
 
     def flush(self):
+        if self._local_out:
+            self._settle_local()
         with self._send_lock:
             self._flush_locked()
 
@@ -406,11 +453,14 @@ class Client:
             self._local[oid] = n
             return
         self._local.pop(oid, None)
+        if oid in self._local_ids:
+            self._local_ids.discard(oid)
+            self.store.forgets.append(oid)
         self._ready.pop(oid, None)
         self._put_cache_bytes -= self._put_cached.pop(oid, 0)
         self._pending.discard(oid)
         self._decref.add(oid)
-        if len(self._decref) >= 256:
+        if len(self._decref) >= 256 and not self._local_out:
             try:
                 if self._send_lock.acquire(blocking=False):
                     try:
@@ -425,8 +475,9 @@ class Client:
             self._release.append(oid)
 
     # ---- objects
-    def put_serialized(self, oid, ser, fmt=w.FMT_PYTHON):
-        """Store a serialized value under oid (the caller makes the ObjectRef)."""
+    def put_serialized(self, oid, ser, fmt=w.FMT_PYTHON, announce=True):
+        """Store a serialized value under oid (the caller makes the ObjectRef). announce=False:
+        a member-local task's value, which its node's agent announces (LEASE_NEXT)."""
         if self.store is not None and ser.size >= w.INLINE_MAX:
             # a worker on a member node: into this node's store, then tell the head where it is
             reply = self.store.request(w.CREATE, {"id": oid, "fmt": fmt, "size": ser.size, "refs": ser.refs})
@@ -434,6 +485,8 @@ class Client:
                 self._write(reply["path"], reply["offset"], ser)
             finally:
                 self.store.request(w.SEAL, {"id": oid})  # readable before the head hears of it
+            if not announce:
+                return
             self.send(w.PUT_AT, {"id": oid, "fmt": fmt, "size": ser.size, "refs": ser.refs, "loc": ""})
             self._ready[oid] = (fmt, None)
             return
@@ -616,6 +669,10 @@ class Client:
                 out[k] = _serial.decode(r[0], memoryview(r[1]))
             else:
                 need.append(k)
+        if self._local_out:
+            self._settle_local()
+        if need and self._local_ids:
+            need = self._get_local(ids, need, out, deadline, timeout)
         if need:
             tms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             reply = self.request(w.GET, {"ids": [ids[k] for k in need], "timeout_ms": tms})
@@ -641,6 +698,62 @@ class Client:
             if isinstance(v, _serial._Raise):
                 raise v.error
         return out
+
+    def _get_local(self, ids, need, out, deadline, timeout):
+        """Fill out[k] for the values in need that this node's agent ran and still keeps
+        (LOCAL_GET), waiting for them; returns what is left for the head node's agent. While it
+        waits, the head lends this worker's CPUs out (BLOCK), as it does during a GET."""
+        mine = [k for k in need if ids[k] in self._local_ids]
+        if not mine:
+            return need
+        blocked = False
+        try:
+            while mine:
+                if deadline is None:
+                    tms = 50 if blocked else 0
+                else:
+                    tms = min(50, max(0, int((deadline - time.monotonic()) * 1000))) if blocked else 0
+                r = self.store.request(w.LOCAL_GET, {"ids": [ids[k] for k in mine], "timeout_ms": tms})
+                pend = set(r.get("pending") or [])
+                got = []
+                for i, (k, o) in enumerate(zip(mine, r["objs"])):
+                    if i in pend or not o.get("id"):
+                        continue
+                    if o.get("path"):
+                        out[k] = _serial.decode(o["fmt"], self._read_stored(o["id"], o, self.store.released))
+                    else:
+                        data = o.get("data") or b""
+                        if len(data) < 65536 and o["id"] in self._local:
+                            self._ready[o["id"]] = (o["fmt"], data)
+                        out[k] = _serial.decode(o["fmt"], memoryview(data))
+                        self._local_ids.discard(o["id"])  # given once: the head has it from now on
+                    got.append(k)
+                gone = {k for i, (k, o) in enumerate(zip(mine, r["objs"])) if i not in pend and not o.get("id")}
+                mine = [k for i, k in enumerate(mine) if i in pend]
+                need = [k for k in need if k not in got]
+                # what is not kept here any more goes to the head (it has every value)
+                for k in gone:
+                    self._local_ids.discard(ids[k])
+                if not mine:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise exc.GetTimeoutError(f"get timed out after {timeout}s: {len(mine)} object(s) not ready")
+                if not blocked:
+                    self.send(w.BLOCK, {"on": True})
+                    blocked = True
+        finally:
+            if blocked:
+                self.send(w.BLOCK, {"on": False})
+        return need
+
+    def cancel_local(self, oid, force, recursive):
+        """Cancel a task this node's agent runs (LOCAL_CANCEL); False if it is not one."""
+        self._settle_local()
+        if oid not in self._local_ids:
+            return False
+        r = self.store.request(w.LOCAL_CANCEL, {"task": oid[:12] + b"\0\0\0\0", "force": bool(force),
+                                                "recursive": bool(recursive)})
+        return bool(r.get("known"))
 
     def is_ready_locally(self, oid):
         r = self._ready.get(oid)
@@ -671,7 +784,11 @@ class Client:
         return r, nr
 
     # ---- tasks
-    def submit(self, spec, nret, wait_ok=False):
+    def submit(self, spec, nret, wait_ok=False, code=None):
+        if self._local_ok and not wait_ok and _local_eligible(spec):
+            refs = self._submit_local(spec, nret, code)
+            if refs is not None:
+                return refs
         tid = spec["task"]
         rets = [tid[:12] + _counter_fmt.pack(i + 1) for i in range(nret)]
         for r in rets:
@@ -686,6 +803,57 @@ class Client:
         else:
             self.send(w.SUBMIT, spec)
         return [ObjectRef(r, self, _owned=True) for r in rets]
+
+    def _submit_local(self, spec, nret, code):
+        """Offer spec to this node's agent (LOCAL_SUBMIT, answered later: _settle_local); its
+        return refs, or None when it cannot be offered (the caller sends it to the head node's
+        agent, as before). The code goes to this node's agent once, and to the head with the
+        first task of the function that it gets (_settle_local)."""
+        fid = spec["fn"]
+        if spec.get("fnb"):
+            code = spec.pop("fnb")
+            self._fns_sent.discard(fid)  # not sent to the head after all
+        if code is None:
+            return None
+        body = spec
+        if fid not in self._fns_local:
+            body = dict(spec)
+            body["fnb"] = code
+            self._fns_local.add(fid)  # kept there whatever the answer
+        tid = spec["task"]
+        rets = [tid[:12] + _counter_fmt.pack(i + 1) for i in range(nret)]
+        with self._local_lock:
+            seq = self.store.post(w.LOCAL_SUBMIT, body)
+            self._local_out.append((seq, spec, rets, code))
+            for r in rets:
+                self._pending.add(r)
+                self._local_ids.add(r)
+        return [ObjectRef(r, self, _owned=True) for r in rets]
+
+    def _settle_local(self):
+        """Take this node's agent's answers to the tasks offered to it: EXPECT (one message)
+        for those it took, so the head keeps their references as after SUBMIT; SUBMIT to the
+        head for those it did not. Runs before anything else goes to the head, which must know
+        these ids first."""
+        if not self._local_out:
+            return
+        with self._local_lock:
+            out, self._local_out = self._local_out, []
+            took, spilled = [], []
+            for seq, spec, rets, code in out:
+                if self.store.answer(seq).get("local"):
+                    took.extend(rets)
+                else:
+                    if spec["fn"] not in self._fns_head:
+                        spec["fnb"] = code  # (a task sent after it may carry the code too)
+                        self._fns_sent.add(spec["fn"])
+                    spilled.append((spec, rets))
+            if took:
+                self._send_head(w.EXPECT, {"ids": took, "node": self.store.welcome["node"]})
+            for spec, rets in spilled:
+                for r in rets:
+                    self._local_ids.discard(r)
+                self._send_head(w.SUBMIT, spec)
 
     def close(self):
         if self._closed:
@@ -703,6 +871,24 @@ class Client:
                 self._arena.close()
             except Exception:
                 pass
+
+
+def _local_eligible(spec):
+    """Whether this node's agent may run spec (nodeagent/memberlocal.go, eligible): a plain task
+    of one CPU and one return value with no placement group, strategy, runtime environment,
+    object argument or task feature."""
+    if spec.get("kind") != w.KIND_TASK or spec.get("nret") != 1:
+        return False
+    if spec.get("deps") or spec.get("refs") or spec.get("argobj") or spec.get("renv"):
+        return False
+    if spec.get("pg") or spec.get("strategy") not in (None, "", "DEFAULT") or spec.get("labels"):
+        return False
+    if spec.get("gen") or spec.get("rexc") or spec.get("max_calls"):
+        return False
+    for k, v in (spec.get("res") or {}).items():
+        if v and (k != "CPU" or v != 1):
+            return False
+    return True
 
 
 def _error_from(body):

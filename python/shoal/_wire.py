@@ -32,9 +32,12 @@ OBSERVE, LOG = 46, 44  # recordings of the head node's agent; a member's worker 
 SHUTDOWN = 50
 PUT_PART, READ_PART = 51, 52  # objects in parts for clients without a store (nodeagent/remote_driver.go)
 FETCH, PUT_AT = 80, 81  # object transfer between nodes (docs/object-transfer.md)
+LOCAL_SUBMIT, LEASE_NEXT, EXPECT = 24, 25, 26  # member-local scheduling (wire/local.go, docs/architecture.md)
+LOCAL_GET, BLOCK, LOCAL_CANCEL, LOCAL_FORGET = 29, 36, 37, 38
 
 FMT_RAW, FMT_PYTHON, FMT_MSGPACK, FMT_ERROR = 0, 1, 2, 3
 KIND_TASK, KIND_ACTOR_CREATE, KIND_ACTOR_METHOD = 0, 1, 2
+KIND_LEASE = 3  # a worker leased to its node's agent, which sends it tasks (LEASE_NEXT)
 
 _hdr = struct.Struct(">I")
 

@@ -90,9 +90,45 @@ def _ret(client, oid, value):
     return {"id": oid, "stored": True}
 
 
-def _execute(client, spec, run=None):
+def _ret_local(client, oid, value):
+    """_ret for a task run by this node's agent: a stored value is announced by the agent."""
+    ser = _serial.serialize(value)
+    if ser.size < w.INLINE_MAX:
+        return {"id": oid, "fmt": w.FMT_PYTHON, "data": ser.to_bytes(), "refs": ser.refs, "stored": False}
+    client.put_serialized(oid, ser, announce=False)
+    return {"id": oid, "fmt": w.FMT_PYTHON, "refs": ser.refs, "stored": True, "size": ser.size}
+
+
+def _lease(client, spec):
+    """A lease (KIND_LEASE): this worker runs the tasks its node's agent sends it, each answer
+    going back with the request for the next, until the agent ends the lease; then its DONE
+    gives the worker back to the head node's agent."""
+    lid = spec["task"]
+    done = None
+    globals()["_leased"] = True
+    while True:
+        # what the task offered to this node's agent is settled first: the head must expect
+        # those values before it reads this task's (which may refer to them)
+        client._settle_local()
+        body = client.store.request(w.LEASE_NEXT, {"lease": lid, "done": done})
+        if body.get("end"):
+            break
+        done = _execute(client, body, local=True)
+    globals()["_leased"] = False
+    client.send(w.DONE, {"task": lid, "rets": [], "err": False})
+
+
+def _execute(client, spec, run=None, local=False):
     """Run spec (with run in place of _run: the actor runner's hook, _actor_exec.py) and send
-    its DONE."""
+    its DONE; local: a task from this node's agent, whose DONE body is returned instead."""
+    ret = _ret_local if local else _ret
+    out = []
+
+    def send(body):
+        if local:
+            out.append(body)
+        else:
+            client.send(w.DONE, body)
     tid = spec["task"]
     nret = spec["nret"]
     ids = [tid[:12] + (i + 1).to_bytes(4, "big") for i in range(nret)]
@@ -100,13 +136,13 @@ def _execute(client, spec, run=None):
     try:
         _generator.before_call(client, spec)  # a call cancelled before it ran
         result = (run or _run)(client, spec)
-        values = _generator.values(client, spec, result, _ret)  # generators (_generator.py)
-        rets = _generator.rets(client, spec, ids, values, _ret)
-        client.send(w.DONE, {"task": tid, "rets": rets, "err": False, **more})
+        values = _generator.values(client, spec, result, ret)  # generators (_generator.py)
+        rets = _generator.rets(client, spec, ids, values, ret)
+        send({"task": tid, "rets": rets, "err": False, **more})
     except exc.TaskCancelledError as e:
         data = _serial.error_data("cancelled", str(e) or f"{spec.get('name', '')} was cancelled", None)
         rets = [{"id": i, "fmt": w.FMT_ERROR, "data": data, "refs": [], "stored": False} for i in ids]
-        client.send(w.DONE, {"task": tid, "rets": rets, "err": True, **more})
+        send({"task": tid, "rets": rets, "err": True, **more})
     except _actor_exec.ActorExit:
         raise  # exit_actor(): no DONE; the caller sees the actor's death (_actor_exec.end)
     except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
@@ -121,9 +157,11 @@ def _execute(client, spec, run=None):
         rets = [{"id": i, "fmt": w.FMT_ERROR, "data": data, "refs": [], "stored": False} for i in ids]
         if _generator.retryable(spec, e):  # retry_exceptions
             more["retry"] = True
-        client.send(w.DONE, {"task": tid, "rets": rets, "err": True, **more})
+        send({"task": tid, "rets": rets, "err": True, **more})
     finally:
         globals()["current_task"] = None
+    if local:
+        return out[0] if out else None
     return bool(more.get("exit"))
 
 
@@ -154,6 +192,9 @@ def main():
         while True:
             client.pump(lambda: bool(client._execq))
             spec = client._execq.pop(0)
+            if spec.get("kind") == w.KIND_LEASE:
+                _lease(client, spec)
+                continue
             if _actor_exec.dispatch(client, spec):
                 continue  # an actor call, run by the actor's runner (_actor_exec.py)
             if _execute(client, spec):  # max_calls reached: leave, a new worker takes over

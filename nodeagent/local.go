@@ -1,0 +1,263 @@
+package nodeagent
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/shoal-hpc/shoal/nodeagent/obs"
+	"github.com/shoal-hpc/shoal/sched"
+	"github.com/shoal-hpc/shoal/wire"
+)
+
+// Member-local scheduling, the head node's side (docs/architecture.md "Member-local
+// scheduling"). A member runs the plain tasks its own workers submit on workers this agent
+// leased to it; this agent stays the only one that hands out a node's resources and the one
+// that keeps every object's references:
+//
+//	member ──LEASE_REQUEST{job, n}──> head: n lease tasks (one CPU each, hard affinity to the
+//	  member's node) through the core ──Run──> EXEC{kind lease} to a worker there, which then
+//	  asks its member for tasks (LEASE_NEXT) until the member ends the lease; its DONE frees it
+//	submitter ──EXPECT{ids, node}──> head: the return values are expected, owned by the submitter
+//	member ──LOCAL_DONE{rets}──> head: they are sealed (inline here, or in the member's store)
+//
+// EXPECT and LOCAL_DONE travel on different connections, so a value can arrive before it is
+// expected: it waits in early until its EXPECT comes, or its submitter or node goes.
+
+type earlyRet struct {
+	ret  wire.LocalRet
+	node *node
+}
+
+// localState is the head's side of member-local tasks (a.mu held for all of it).
+type localState struct {
+	wait   map[wire.ID]*node // expected return values, and the node that will send each
+	early  map[wire.ID]earlyRet
+	leases uint32 // lease task ids issued
+	prefix []byte
+	tasks  uint64 // tasks members ran locally (their LOCAL_DONE counts)
+}
+
+func (a *Agent) localInit() {
+	if a.local2.wait == nil {
+		a.local2.wait = map[wire.ID]*node{}
+		a.local2.early = map[wire.ID]earlyRet{}
+		a.local2.prefix = newPrefix()
+	}
+}
+
+// handleLocal serves EXPECT (from a worker), LEASE_REQUEST and LOCAL_DONE (from a member).
+func (a *Agent) handleLocal(c *client, f wire.Frame) error {
+	switch f.Type {
+	case wire.TExpect:
+		var m wire.Expect
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if c.job == nil || c.worker == nil {
+			return fmt.Errorf("EXPECT from a connection that is not a worker")
+		}
+		a.localInit()
+		nd := a.nodeByName(m.Node)
+		for _, id := range m.IDs {
+			a.store.Expect(id, c.id)
+			if e, ok := a.local2.early[id]; ok {
+				delete(a.local2.early, id)
+				a.localFill(e.ret, e.node)
+				continue
+			}
+			if nd == nil || !nd.alive {
+				a.localLost(id, fmt.Sprintf("node %s, which was to run the task, is not in the cluster (lost)", m.Node))
+				continue
+			}
+			a.local2.wait[id] = nd
+		}
+		return nil
+	case wire.TBlock:
+		var m wire.Block
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		w := c.worker
+		if w == nil {
+			return fmt.Errorf("BLOCK from a connection that is not a worker")
+		}
+		if m.On {
+			if a.blockWorker(w) {
+				w.localBlock = true
+			}
+		} else if w.localBlock {
+			w.localBlock = false
+			if w.blockW == nil {
+				a.unblockWorker(w)
+			}
+		}
+		return nil
+	case wire.TLeaseRequest:
+		var m wire.LeaseRequest
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if c.member == nil {
+			return fmt.Errorf("LEASE_REQUEST from a connection that is not a member agent")
+		}
+		if m.N < 0 || m.N > 1024 {
+			return fmt.Errorf("LEASE_REQUEST for %d workers: at most 1024 at a time", m.N)
+		}
+		j := a.jobs[m.Job]
+		if j == nil || j.ended {
+			return nil // the job ended meanwhile: its member-local work goes with it
+		}
+		a.localInit()
+		for i := 0; i < m.N; i++ {
+			a.submitLease(c.member, j)
+		}
+		return nil
+	case wire.TLocalDone:
+		var m wire.LocalDone
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if c.member == nil {
+			return fmt.Errorf("LOCAL_DONE from a connection that is not a member agent")
+		}
+		a.localInit()
+		a.local2.tasks += uint64(len(m.Tasks))
+		a.observeLocal(c.member, m.Tasks)
+		for _, r := range m.Rets {
+			if nd, ok := a.local2.wait[r.ID]; ok && nd == c.member {
+				delete(a.local2.wait, r.ID)
+				a.localFill(r, c.member)
+				continue
+			}
+			a.local2.early[r.ID] = earlyRet{ret: r, node: c.member}
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: unknown message type %d", wire.ErrCorruptFrame, f.Type)
+}
+
+// observeLocal records tasks that member nd ran, as if this agent had run them.
+func (a *Agent) observeLocal(nd *node, ts []wire.LocalTask) {
+	r := a.cfg.Observer
+	if r == nil {
+		return
+	}
+	for _, t := range ts {
+		e := obs.Event{Task: t.Task, Name: t.Name, Kind: obs.Kind(wire.KindTask), Job: t.Job, Attempt: t.Attempt}
+		e.State = obs.Submitted
+		r.TaskEvent(e)
+		if t.Attempt > 0 { // its member ran it again after its worker died
+			e.State = obs.Retrying
+			r.TaskEvent(e)
+		}
+		e.State, e.Node, e.Worker, e.CPU = obs.Running, nd.id, t.Worker, 1
+		r.TaskEvent(e)
+		e.CPU = 0
+		if t.Failed != "" {
+			e.State, e.Reason = obs.Failed, t.Failed
+		} else {
+			e.State = obs.Finished
+		}
+		r.TaskEvent(e)
+	}
+}
+
+// localWorkerGone drops what arrived for worker id's EXPECT, which will not come now.
+func (a *Agent) localWorkerGone(id string) {
+	for oid, e := range a.local2.early {
+		if e.ret.Owner == id {
+			delete(a.local2.early, oid)
+			if e.ret.Stored {
+				a.freeAt(e.node.loc, oid)
+			}
+		}
+	}
+}
+
+// localFill seals a member-local task's return value r, sent by node nd.
+func (a *Agent) localFill(r wire.LocalRet, nd *node) {
+	if r.Refs == nil {
+		r.Refs = []wire.ID{}
+	}
+	// r may hold references to values whose EXPECT, sent on their submitter's connection, has
+	// not arrived yet: they get an entry now, which r's pin keeps and the EXPECT then owns
+	for _, ref := range r.Refs {
+		if a.store.Lookup(ref) == nil {
+			a.store.Expect(ref, 0)
+			if e, ok := a.local2.early[ref]; ok {
+				delete(a.local2.early, ref)
+				a.localFill(e.ret, e.node)
+			}
+		}
+	}
+	if !r.Stored {
+		if err := a.storeBytes(r.ID, r.Fmt, r.Data, r.Refs, 0); err != nil {
+			a.log.Warn("store a member-local task's return value", "object", r.ID.String(), "node", nd.id, "error", err)
+		}
+		return
+	}
+	o := a.store.PutRemote(r.ID, r.Fmt, r.Size, r.Refs, 0, nd.loc)
+	if o == nil {
+		a.freeAt(nd.loc, r.ID) // nobody wants it any more
+		return
+	}
+	a.addHolder(r.ID, nd.loc)
+	a.sealed(o)
+}
+
+// localLost seals an expected member-local return value as lost.
+func (a *Agent) localLost(id wire.ID, why string) {
+	if o := a.store.SetError(id, errorData("worker_died", "the task of object "+id.String()+" ran on another node's agent: "+why)); o != nil {
+		a.sealed(o)
+	}
+}
+
+// localNodeLost fails what node n was to send, and drops what it sent early (memberLost).
+func (a *Agent) localNodeLost(n *node) {
+	for id, nd := range a.local2.wait {
+		if nd == n {
+			delete(a.local2.wait, id)
+			a.localLost(id, "node "+n.id+" was lost before the task's value reached the head node")
+		}
+	}
+	for id, e := range a.local2.early {
+		if e.node == n {
+			delete(a.local2.early, id)
+		}
+	}
+}
+
+// submitLease makes a lease task of job j on member node nd and hands it to the core.
+func (a *Agent) submitLease(nd *node, j *job) {
+	a.local2.leases++
+	var id wire.ID
+	copy(id[:8], a.local2.prefix)
+	binary.BigEndian.PutUint32(id[8:12], a.local2.leases)
+	res := sched.Resources{"CPU": 1}
+	t := &task{spec: &wire.Task{Task: id, Kind: wire.KindLease, Name: "shoal::lease", Lang: j.lang,
+		Res: map[string]float64{"CPU": 1}}, owner: nd.member, job: j, res: res}
+	a.tasks[id] = t
+	a.nextTask++
+	t.cid = sched.TaskID(a.nextTask)
+	a.coreTasks[t.cid] = t
+	a.feed(sched.Submitted{Task: t.cid, Job: j.cid, Name: t.spec.Name, Res: res, Bundle: -1, Origin: nd.cid,
+		Policy: &sched.Policy{Affinity: true, Node: nd.cid, NodeName: nd.id}})
+}
+
+// nodeByName is the node named name, nil if none.
+func (a *Agent) nodeByName(name string) *node {
+	for _, n := range a.nodes {
+		if n.id == name {
+			return n
+		}
+	}
+	return nil
+}
