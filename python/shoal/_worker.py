@@ -105,7 +105,6 @@ def _lease(client, spec):
     gives the worker back to the head node's agent."""
     lid = spec["task"]
     done = None
-    globals()["_leased"] = True
     while True:
         # what the task offered to this node's agent is settled first: the head must expect
         # those values before it reads this task's (which may refer to them)
@@ -114,7 +113,6 @@ def _lease(client, spec):
         if body.get("end"):
             break
         done = _execute(client, body, local=True)
-    globals()["_leased"] = False
     client.send(w.DONE, {"task": lid, "rets": [], "err": False})
 
 
