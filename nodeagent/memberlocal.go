@@ -271,7 +271,7 @@ func (l *memberLocal) next(conn *wire.Conn, cid, seq uint64, worker string, m *w
 		if m.Done.Task != t.spec.Task || len(m.Done.Rets) != 1 || m.Done.Rets[0].ID != t.spec.Task.WithIndex(1) {
 			return fmt.Errorf("LEASE_NEXT answers task %s, but task %s (one return value) was running", m.Done.Task, t.spec.Task)
 		}
-		le.running, t.lease = nil, nil
+		le.running = nil
 		d := time.Since(t.started)
 		if est, ok := l.est[t.spec.Fn]; ok {
 			l.est[t.spec.Fn] = (4*est + d) / 5
@@ -284,6 +284,7 @@ func (l *memberLocal) next(conn *wire.Conn, cid, seq uint64, worker string, m *w
 			why = "raised"
 		}
 		l.finish(t, wire.LocalRet{ID: r.ID, Fmt: r.Fmt, Data: r.Data, Refs: r.Refs, Stored: r.Stored, Size: r.Size}, why)
+		t.lease = nil
 	}
 	le.seq = seq
 	j := le.job

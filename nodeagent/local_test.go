@@ -1,0 +1,183 @@
+package nodeagent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/shoal-hpc/shoal/sched"
+	"github.com/shoal-hpc/shoal/wire"
+)
+
+// TestHeadSideOfLocalTasks: the head node's agent's side of member-local scheduling
+// (local.go), with the test playing the member node and its workers. A lease request becomes a
+// lease task on a worker of that node; a value the member sends is found by a GET after its
+// EXPECT, also when it arrived first; a value still expected when its node is lost fails; the
+// lease's DONE frees its CPU.
+func TestHeadSideOfLocalTasks(t *testing.T) {
+	dir := t.TempDir()
+	a, err := New(hclog.NewNullLogger(), nil, Config{ClusterID: "0123456789ab", Secret: spawnSecret, NodeID: "head",
+		SessionDir: dir, StoreDir: filepath.Join(dir, "store"), SpillDir: filepath.Join(dir, "spill"),
+		Resources: sched.Resources{"CPU": 1}, ObjectStoreMemory: 64 << 20, ListenTCP: "127.0.0.1:0",
+		Heartbeat: Heartbeat{Timeout: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	member, _, err := wire.Dial(a.TCPAddr(), spawnSecret, wire.Auth{Role: "member", PID: os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer member.Close()
+	var jr wire.NodeJoinReply
+	if err := member.Call(wire.TNodeJoin, 1, &wire.NodeJoin{Node: "m1", Addr: "127.0.0.1",
+		Resources: map[string]float64{"CPU": 2, "on_m1": 1}}, &jr); err != nil {
+		t.Fatal(err)
+	}
+	if !jr.LocalTasks {
+		t.Fatal("NODE_JOIN's answer does not tell the member to run its workers' tasks")
+	}
+	member.Net().SetReadDeadline(time.Now().Add(30 * time.Second))
+	spawned := func() (string, string) {
+		t.Helper()
+		for {
+			f, err := member.Read()
+			if err != nil {
+				t.Fatalf("no SPAWN: %v", err)
+			}
+			if f.Type == wire.TSpawn {
+				var s wire.Spawn
+				f.Decode(&s)
+				for _, e := range s.Env {
+					if j, ok := strings.CutPrefix(e, "SHOAL_JOB_ID="); ok {
+						return s.Worker, j
+					}
+				}
+				t.Fatal("SPAWN without SHOAL_JOB_ID")
+			}
+		}
+	}
+	asWorker := func(id string) *wire.Conn {
+		t.Helper()
+		c, _, err := wire.Dial(a.TCPAddr(), spawnSecret, wire.Auth{Role: "worker", Lang: "go", PID: os.Getpid(), WorkerID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.Net().SetReadDeadline(time.Now().Add(30 * time.Second))
+		return c
+	}
+	readType := func(c *wire.Conn, typ wire.Type, seq uint64, v any) {
+		t.Helper()
+		for {
+			f, err := c.Read()
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if f.Type == typ && (seq == 0 || f.Seq == seq) {
+				if err := f.Decode(v); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+		}
+	}
+	// a task of the driver's on m1: the test becomes its worker, the submitter
+	driver, tid := dialDriver(t, a)
+	if err := driver.Send(wire.TSubmit, 0, &wire.Task{Task: tid.WithIndex(0), Kind: wire.KindTask, Name: "f", Lang: "go", Nret: 1,
+		Res: map[string]float64{"CPU": 1, "on_m1": 1}, Bundle: -1, Deps: []wire.ID{}, Refs: []wire.ID{}}); err != nil {
+		t.Fatal(err)
+	}
+	wid, job := spawned()
+	w := asWorker(wid)
+	var x wire.Task
+	readType(w, wire.TExec, 0, &x)
+
+	// the member asks for a lease: a second worker there gets a lease task
+	member.Send(wire.TLeaseRequest, 0, &wire.LeaseRequest{Job: job, N: 1})
+	lid, _ := spawned()
+	lw := asWorker(lid)
+	var lease wire.Task
+	readType(lw, wire.TExec, 0, &lease)
+	if lease.Kind != wire.KindLease || lease.Name != "shoal::lease" || lease.Res["CPU"] != 1 {
+		t.Fatalf("lease task %+v", lease)
+	}
+	a.mu.Lock()
+	avail := a.core.Avail(a.nodeByName("m1").cid)["CPU"]
+	a.mu.Unlock()
+	if avail != 0 {
+		t.Fatalf("m1 has %g CPUs free with a task and a lease on its 2", avail)
+	}
+
+	val := func(n uint32) wire.ID { return wire.ID{7, 7, 7, 7, 7, 7, 7, 7, 0, 0, 0, byte(n), 0, 0, 0, 1} }
+	get := func(id wire.ID, seq uint64) wire.Obj {
+		t.Helper()
+		w.Send(wire.TGet, seq, &wire.Get{IDs: []wire.ID{id}, TimeoutMS: 10000})
+		var r wire.GetReply
+		readType(w, wire.TOK, seq, &r)
+		if r.Timeout || len(r.Objs) != 1 {
+			t.Fatalf("GET %s: %+v", id, r)
+		}
+		return r.Objs[0]
+	}
+	// expected, then sent
+	w.Send(wire.TExpect, 0, &wire.Expect{IDs: []wire.ID{val(1)}, Node: "m1"})
+	member.Send(wire.TLocalDone, 0, &wire.LocalDone{Rets: []wire.LocalRet{{ID: val(1), Fmt: wire.FmtRaw, Data: []byte("one"), Owner: wid}},
+		Tasks: []wire.LocalTask{{Task: val(1).WithIndex(0), Name: "g", Job: job, Worker: lid}}})
+	if o := get(val(1), 11); string(o.Data) != "one" {
+		t.Fatalf("value sent after its EXPECT: %+v", o)
+	}
+	// sent first (another connection), then expected
+	member.Send(wire.TLocalDone, 0, &wire.LocalDone{Rets: []wire.LocalRet{{ID: val(2), Fmt: wire.FmtRaw, Data: []byte("two"), Owner: wid}}})
+	time.Sleep(50 * time.Millisecond)
+	w.Send(wire.TExpect, 0, &wire.Expect{IDs: []wire.ID{val(2)}, Node: "m1"})
+	if o := get(val(2), 12); string(o.Data) != "two" {
+		t.Fatalf("value sent before its EXPECT: %+v", o)
+	}
+	// the worker waits for its member (BLOCK): its CPU is lent out meanwhile
+	w.Send(wire.TBlock, 0, &wire.Block{On: true})
+	w.Send(wire.TGet, 13, &wire.Get{IDs: []wire.ID{val(1)}, TimeoutMS: 1000}) // a round trip: BLOCK was handled
+	var gr wire.GetReply
+	readType(w, wire.TOK, 13, &gr)
+	a.mu.Lock()
+	avail = a.core.Avail(a.nodeByName("m1").cid)["CPU"]
+	a.mu.Unlock()
+	if avail != 1 {
+		t.Fatalf("m1 has %g CPUs free while its task's worker waits for member-local tasks, want 1", avail)
+	}
+	w.Send(wire.TBlock, 0, &wire.Block{On: false})
+	// the lease ends
+	lw.Send(wire.TDone, 0, &wire.Done{Task: lease.Task, Rets: []wire.Ret{}})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a.mu.Lock()
+		avail = a.core.Avail(a.nodeByName("m1").cid)["CPU"]
+		a.mu.Unlock()
+		if avail == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("m1 has %g CPUs free after the lease's DONE, want 1", avail)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// expected, and its node goes: the driver (whose worker's id it has) gets the error
+	w.Send(wire.TExpect, 0, &wire.Expect{IDs: []wire.ID{val(3)}, Node: "m1"})
+	w.Send(wire.TIncref, 0, &wire.IDs{IDs: []wire.ID{}}) // (ordering: the EXPECT is read before the member goes)
+	time.Sleep(50 * time.Millisecond)
+	driver.Send(wire.TIncref, 0, &wire.IDs{IDs: []wire.ID{val(3)}})
+	member.Close()
+	driver.Send(wire.TGet, 21, &wire.Get{IDs: []wire.ID{val(3)}, TimeoutMS: 10000})
+	driver.Net().SetReadDeadline(time.Now().Add(30 * time.Second))
+	readType(driver, wire.TOK, 21, &gr)
+	if len(gr.Objs) != 1 || gr.Objs[0].Fmt != wire.FmtError || !strings.Contains(string(gr.Objs[0].Data), "node m1 was lost") {
+		t.Fatalf("a value its lost node was to send: %+v", gr)
+	}
+}

@@ -1,0 +1,406 @@
+package nodeagent
+
+import (
+	"net"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/shoal-hpc/shoal/wire"
+)
+
+// Table tests of member-local scheduling's member side (memberlocal.go): no processes; the
+// head is a recorder of what is sent to it, each worker's store connection a pipe.
+
+type toHead struct {
+	mu     sync.Mutex
+	leases []wire.LeaseRequest
+	dones  []wire.LocalDone
+}
+
+func (h *toHead) send(t wire.Type, body any) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch t {
+	case wire.TLeaseRequest:
+		h.leases = append(h.leases, *body.(*wire.LeaseRequest))
+	case wire.TLocalDone:
+		h.dones = append(h.dones, *body.(*wire.LocalDone))
+	}
+	return nil
+}
+
+func (h *toHead) leased() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, l := range h.leases {
+		n += l.N
+	}
+	return n
+}
+
+func (h *toHead) done() []wire.LocalDone {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]wire.LocalDone(nil), h.dones...)
+}
+
+type sig struct {
+	worker string
+	sig    syscall.Signal
+}
+
+type localFixture struct {
+	t      *testing.T
+	l      *memberLocal
+	head   *toHead
+	mu     sync.Mutex
+	sigs   []sig
+	stored map[wire.ID]bool
+}
+
+func newLocalFixture(t *testing.T, cpus int) *localFixture {
+	f := &localFixture{t: t, head: &toHead{}, stored: map[wire.ID]bool{}}
+	f.l = newMemberLocal(hclog.NewNullLogger(), cpus, f.head.send, func(id wire.ID, cid uint64) (wire.Obj, bool) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if !f.stored[id] {
+			return wire.Obj{}, false
+		}
+		return wire.Obj{ID: id, Fmt: wire.FmtPython, Path: "/dev/shm/x", Size: 1 << 20}, true
+	}, func(w string, s syscall.Signal) {
+		f.mu.Lock()
+		f.sigs = append(f.sigs, sig{w, s})
+		f.mu.Unlock()
+	})
+	for _, w := range []string{"sub", "l1", "l2", "l3"} {
+		f.l.spawned(w, []string{"SHOAL_NODE_ID=m1", "SHOAL_JOB_ID=job1"})
+	}
+	return f
+}
+
+// peer is a worker's end of its store connection: the agent's answers arrive on frames.
+type peer struct {
+	conn   *wire.Conn
+	frames chan wire.Frame
+}
+
+func newPeer(t *testing.T) *peer {
+	agent, mine := net.Pipe()
+	p := &peer{conn: wire.NewConn(agent), frames: make(chan wire.Frame, 64)}
+	go func() {
+		for {
+			fr, err := wire.ReadFrame(mine)
+			if err != nil {
+				close(p.frames)
+				return
+			}
+			p.frames <- fr
+		}
+	}()
+	t.Cleanup(func() { agent.Close(); mine.Close() })
+	return p
+}
+
+func (p *peer) next(t *testing.T) wire.Frame {
+	t.Helper()
+	select {
+	case fr, ok := <-p.frames:
+		if !ok {
+			t.Fatal("connection closed")
+		}
+		return fr
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer in 5 s")
+	}
+	return wire.Frame{}
+}
+
+func (p *peer) none(t *testing.T) {
+	t.Helper()
+	select {
+	case fr := <-p.frames:
+		t.Fatalf("unexpected frame type %d seq %d", fr.Type, fr.Seq)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func (p *peer) exec(t *testing.T, seq uint64) wire.Task {
+	t.Helper()
+	fr := p.next(t)
+	if fr.Type != wire.TExec || fr.Seq != seq {
+		t.Fatalf("got frame %d seq %d, want EXEC for seq %d", fr.Type, fr.Seq, seq)
+	}
+	var s wire.Task
+	if err := fr.Decode(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func taskID(n byte) wire.ID { return wire.ID{1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, n} }
+
+func plain(n byte) *wire.Task {
+	return &wire.Task{Task: taskID(n), Kind: wire.KindTask, Fn: wire.ID{9}, Name: "f", Nret: 1, Res: map[string]float64{"CPU": 1}, Retries: 1}
+}
+
+func withCode(s *wire.Task) *wire.Task { s.Fnb = []byte("code"); return s }
+
+func doneOf(s wire.Task, data string) *wire.Done {
+	return &wire.Done{Task: s.Task, Rets: []wire.Ret{{ID: s.Task.WithIndex(1), Fmt: wire.FmtPython, Data: []byte(data)}}}
+}
+
+func TestEligible(t *testing.T) {
+	cases := []struct {
+		name string
+		mod  func(*wire.Task)
+		why  string
+	}{
+		{"plain", func(*wire.Task) {}, ""},
+		{"no resources named", func(s *wire.Task) { s.Res = nil }, ""},
+		{"actor", func(s *wire.Task) { s.Kind = wire.KindActorCreate }, "not a plain task"},
+		{"placement group", func(s *wire.Task) { s.PG = wire.ID{1} }, "a scheduling strategy"},
+		{"spread", func(s *wire.Task) { s.Strategy = "SPREAD" }, "a scheduling strategy"},
+		{"labels", func(s *wire.Task) { s.Selector = []wire.LabelReq{{Key: "a"}} }, "a scheduling strategy"},
+		{"runtime env", func(s *wire.Task) { s.Renv = []byte("{}") }, "a runtime environment"},
+		{"object argument", func(s *wire.Task) { s.Deps = []wire.ID{{1}} }, "object arguments"},
+		{"nested ref", func(s *wire.Task) { s.Refs = []wire.ID{{1}} }, "object arguments"},
+		{"two returns", func(s *wire.Task) { s.Nret = 2 }, "a task feature"},
+		{"generator", func(s *wire.Task) { s.Gen = 1 }, "a task feature"},
+		{"retry exceptions", func(s *wire.Task) { s.RetryExc = true }, "a task feature"},
+		{"two CPUs", func(s *wire.Task) { s.Res = map[string]float64{"CPU": 2} }, "resources other than one CPU"},
+		{"a GPU", func(s *wire.Task) { s.Res = map[string]float64{"CPU": 1, "GPU": 1} }, "resources other than one CPU"},
+	}
+	for _, c := range cases {
+		s := plain(1)
+		c.mod(s)
+		if got := eligible(s); got != c.why {
+			t.Errorf("%s: eligible = %q, want %q", c.name, got, c.why)
+		}
+	}
+}
+
+// Tasks queue for their job, leases are asked for within the node's CPUs, a lease runs them
+// in order (the code sent once), and each value goes to the head and to its submitter's get.
+func TestLocalRunsOnLeases(t *testing.T) {
+	f := newLocalFixture(t, 2)
+	sub := newPeer(t)
+	if r := f.l.submit(1, "sub", plain(1)); r.Local || r.Why != "its code is not here" {
+		t.Fatalf("a task whose code never came: %+v", r)
+	}
+	for n := byte(1); n <= 3; n++ {
+		s := plain(n)
+		if n == 1 {
+			s = withCode(s)
+		}
+		if r := f.l.submit(1, "sub", s); !r.Local {
+			t.Fatalf("task %d refused: %s", n, r.Why)
+		}
+	}
+	if f.head.leased() != 2 {
+		t.Fatalf("asked for %d leases for 3 queued tasks on 2 CPUs, want 2", f.head.leased())
+	}
+	if r := f.l.submit(1, "stranger", plain(9)); r.Local {
+		t.Fatal("took a task from a worker this node did not start")
+	}
+	le := newPeer(t)
+	if err := f.l.next(le.conn, 2, 10, "l1", &wire.LeaseNext{Lease: wire.ID{0xAA}}); err != nil {
+		t.Fatal(err)
+	}
+	s1 := le.exec(t, 10)
+	if s1.Task != taskID(1) || string(s1.Fnb) != "code" || s1.Attempt != 0 {
+		t.Fatalf("first task %+v", s1)
+	}
+	if err := f.l.next(le.conn, 2, 11, "l1", &wire.LeaseNext{Lease: wire.ID{0xAA}, Done: doneOf(s1, "v1")}); err != nil {
+		t.Fatal(err)
+	}
+	if s2 := le.exec(t, 11); s2.Task != taskID(2) || s2.Fnb != nil {
+		t.Fatalf("second task %+v (the code goes once per lease)", s2)
+	}
+	d := f.head.done()
+	if len(d) != 1 || d[0].Rets[0].ID != taskID(1).WithIndex(1) || string(d[0].Rets[0].Data) != "v1" || d[0].Rets[0].Owner != "sub" ||
+		len(d[0].Tasks) != 1 || d[0].Tasks[0].Worker != "l1" || d[0].Tasks[0].Job != "job1" {
+		t.Fatalf("to the head: %+v", d)
+	}
+	// the submitter's get: the value once (then the head has it), a running task pending
+	if err := f.l.get(sub.conn, 1, 20, &wire.LocalGet{IDs: []wire.ID{taskID(1).WithIndex(1), taskID(2).WithIndex(1), taskID(8).WithIndex(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	var g wire.LocalGetReply
+	fr := sub.next(t)
+	if err := fr.Decode(&g); err != nil || fr.Seq != 20 {
+		t.Fatal(fr.Seq, err)
+	}
+	if string(g.Objs[0].Data) != "v1" || !g.Objs[1].ID.IsZero() || !g.Objs[2].ID.IsZero() || len(g.Pending) != 1 || g.Pending[0] != 1 {
+		t.Fatalf("get: %+v", g)
+	}
+	f.l.get(sub.conn, 1, 21, &wire.LocalGet{IDs: []wire.ID{taskID(1).WithIndex(1)}})
+	g = wire.LocalGetReply{}
+	sub.next(t).Decode(&g)
+	if !g.Objs[0].ID.IsZero() {
+		t.Fatal("a value given once was given again (the head has it from then on)")
+	}
+}
+
+// A get with a timeout waits for the value; a get that times out says what is pending.
+func TestLocalGetWaits(t *testing.T) {
+	f := newLocalFixture(t, 1)
+	sub, le := newPeer(t), newPeer(t)
+	f.l.submit(1, "sub", withCode(plain(1)))
+	f.l.next(le.conn, 2, 1, "l1", &wire.LeaseNext{Lease: wire.ID{0xAA}})
+	s1 := le.exec(t, 1)
+	f.l.get(sub.conn, 1, 5, &wire.LocalGet{IDs: []wire.ID{taskID(1).WithIndex(1)}, TimeoutMS: 30})
+	var g wire.LocalGetReply
+	g = wire.LocalGetReply{}
+	sub.next(t).Decode(&g)
+	if len(g.Pending) != 1 {
+		t.Fatalf("timed-out get: %+v", g)
+	}
+	f.l.get(sub.conn, 1, 6, &wire.LocalGet{IDs: []wire.ID{taskID(1).WithIndex(1)}, TimeoutMS: -1})
+	sub.none(t)
+	f.l.next(le.conn, 2, 2, "l1", &wire.LeaseNext{Lease: wire.ID{0xAA}, Done: doneOf(s1, "v")})
+	fr := sub.next(t)
+	g = wire.LocalGetReply{}
+	fr.Decode(&g)
+	if fr.Seq != 6 || string(g.Objs[0].Data) != "v" || len(g.Pending) != 0 {
+		t.Fatalf("waiting get: seq %d %+v", fr.Seq, g)
+	}
+	// a stored value is mapped from the store each time
+	s2 := plain(2)
+	f.l.submit(1, "sub", s2)
+	le.exec(t, 2)
+	f.mu.Lock()
+	f.stored[taskID(2).WithIndex(1)] = true
+	f.mu.Unlock()
+	f.l.next(le.conn, 2, 3, "l1", &wire.LeaseNext{Lease: wire.ID{0xAA}, Done: &wire.Done{Task: taskID(2),
+		Rets: []wire.Ret{{ID: taskID(2).WithIndex(1), Fmt: wire.FmtPython, Stored: true, Size: 1 << 20}}}})
+	for seq := uint64(7); seq <= 8; seq++ {
+		f.l.get(sub.conn, 1, seq, &wire.LocalGet{IDs: []wire.ID{taskID(2).WithIndex(1)}})
+		g = wire.LocalGetReply{}
+		sub.next(t).Decode(&g)
+		if g.Objs[0].Path != "/dev/shm/x" {
+			t.Fatalf("stored value, get %d: %+v", seq, g)
+		}
+	}
+	d := f.head.done()
+	if r := d[len(d)-1].Rets[0]; !r.Stored || r.Size != 1<<20 {
+		t.Fatalf("the head is told of a stored value as %+v", r)
+	}
+	f.l.forget(1, []wire.ID{taskID(2).WithIndex(1)})
+	f.l.get(sub.conn, 1, 9, &wire.LocalGet{IDs: []wire.ID{taskID(2).WithIndex(1)}})
+	g = wire.LocalGetReply{}
+	sub.next(t).Decode(&g)
+	if !g.Objs[0].ID.IsZero() {
+		t.Fatal("a value its submitter forgot was still given")
+	}
+}
+
+// Past the wait a function's known time allows (or, before it is known, a few per CPU), a
+// task is answered "spill": the head may run it elsewhere.
+func TestLocalSpill(t *testing.T) {
+	f := newLocalFixture(t, 2)
+	f.l.submit(1, "sub", withCode(plain(1)))
+	for n := byte(2); n <= 8; n++ {
+		if r := f.l.submit(1, "sub", plain(n)); !r.Local {
+			t.Fatalf("task %d of an unknown time spilled: %s", n, r.Why)
+		}
+	}
+	if r := f.l.submit(1, "sub", plain(9)); r.Local || r.Why != "this node's share is taken" {
+		t.Fatalf("the 9th task of an unknown time on 2 CPUs: %+v", r)
+	}
+	g := newLocalFixture(t, 2)
+	g.l.est[wire.ID{9}] = 40 * time.Millisecond
+	g.l.submit(1, "sub", withCode(plain(1))) // waits 40 ms / 2 CPUs
+	g.l.submit(1, "sub", plain(2))           // 80 / 2
+	if r := g.l.submit(1, "sub", plain(3)); r.Local {
+		t.Fatal("a task that would wait 60 ms here was taken")
+	}
+	if r := g.l.submit(1, "sub", plain(1)); r.Local || r.Why != "a task of that id is here already" {
+		t.Fatalf("a second task of the same id: %+v", r)
+	}
+}
+
+// A worker that dies with a task runs it again (max_retries) on another lease, then fails it;
+// the submitter's end drops its queued tasks.
+func TestLocalWorkerDies(t *testing.T) {
+	f := newLocalFixture(t, 1)
+	f.l.submit(1, "sub", withCode(plain(1)))
+	f.l.submit(1, "sub", plain(2))
+	a := newPeer(t)
+	f.l.next(a.conn, 2, 1, "l1", &wire.LeaseNext{Lease: wire.ID{0xA}})
+	a.exec(t, 1)
+	f.l.closedConn(2)
+	if f.head.leased() != 2 {
+		t.Fatalf("leases asked after the lease's worker died: %d, want 2", f.head.leased())
+	}
+	b := newPeer(t)
+	f.l.next(b.conn, 3, 1, "l2", &wire.LeaseNext{Lease: wire.ID{0xB}})
+	if s := b.exec(t, 1); s.Task != taskID(1) || s.Attempt != 1 {
+		t.Fatalf("after the death: %+v, want task 1's second attempt", s)
+	}
+	f.l.closedConn(3)
+	d := f.head.done()
+	if len(d) != 1 || d[0].Rets[0].Fmt != wire.FmtError || d[0].Tasks[0].Failed != "worker_died" || d[0].Tasks[0].Attempt != 1 {
+		t.Fatalf("after max_retries: %+v", d)
+	}
+	f.l.closedConn(1) // the submitter
+	if len(f.l.jobs["job1"].queue) != 0 || len(f.l.tasks) != 0 {
+		t.Fatal("the tasks of a submitter that left are still queued")
+	}
+}
+
+// cancel: a queued task fails at once; a running one gets SIGINT (its worker answers) or,
+// with force, SIGKILL and fails without a retry; recursive reaches what it submitted here.
+func TestLocalCancel(t *testing.T) {
+	f := newLocalFixture(t, 1)
+	f.l.submit(1, "sub", withCode(plain(1)))
+	f.l.submit(1, "sub", plain(2))
+	if r := f.l.cancel(&wire.LocalCancel{Task: taskID(2)}); !r.Known {
+		t.Fatal("a queued task is unknown to cancel")
+	}
+	if d := f.head.done(); len(d) != 1 || d[0].Tasks[0].Failed != "cancelled" || d[0].Rets[0].ID != taskID(2).WithIndex(1) {
+		t.Fatalf("queued cancel: %+v", d)
+	}
+	le := newPeer(t)
+	f.l.next(le.conn, 2, 1, "l1", &wire.LeaseNext{Lease: wire.ID{0xA}})
+	le.exec(t, 1)
+	// the running task submitted one of its own here (its lease's connection)
+	f.l.submit(2, "l1", plain(3))
+	f.l.cancel(&wire.LocalCancel{Task: taskID(1), Recursive: true})
+	f.mu.Lock()
+	if len(f.sigs) != 1 || f.sigs[0] != (sig{"l1", syscall.SIGINT}) {
+		t.Fatalf("signals: %+v", f.sigs)
+	}
+	f.mu.Unlock()
+	if d := f.head.done(); len(d) != 2 || d[1].Rets[0].ID != taskID(3).WithIndex(1) || d[1].Tasks[0].Failed != "cancelled" {
+		t.Fatalf("recursive cancel of the running task's own: %+v", d)
+	}
+	f.l.cancel(&wire.LocalCancel{Task: taskID(1), Force: true})
+	f.l.closedConn(2)
+	d := f.head.done()
+	if last := d[len(d)-1]; last.Tasks[0].Task != taskID(1) || last.Tasks[0].Failed != "cancelled" {
+		t.Fatalf("force cancel: %+v (a retry would have been queued instead)", last)
+	}
+	if r := f.l.cancel(&wire.LocalCancel{Task: taskID(7)}); r.Known {
+		t.Fatal("a task never submitted here is known to cancel")
+	}
+}
+
+// A lease with nothing to do goes back to the head after leaseIdle.
+func TestLocalIdleLeaseEnds(t *testing.T) {
+	f := newLocalFixture(t, 1)
+	le := newPeer(t)
+	f.l.next(le.conn, 2, 4, "l1", &wire.LeaseNext{Lease: wire.ID{0xA}})
+	fr := le.next(t)
+	var e wire.LeaseEnd
+	if fr.Seq != 4 || fr.Type != wire.TOK || fr.Decode(&e) != nil || !e.End {
+		t.Fatalf("idle lease: frame %d seq %d %+v", fr.Type, fr.Seq, e)
+	}
+	if f.l.jobs["job1"].held != 0 || len(f.l.leases) != 0 {
+		t.Fatal("an ended lease is still held")
+	}
+}
