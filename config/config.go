@@ -52,6 +52,9 @@ type File struct {
 		// HeartbeatTimeout: how long a node may stay silent before it is lost
 		// (--heartbeat-timeout), a Go duration such as "5s".
 		HeartbeatTimeout *string `toml:"heartbeat_timeout"`
+		// LocalTasks: member nodes run the plain tasks their own workers submit (default
+		// true; false is --no-local-tasks, docs/architecture.md "Member-local scheduling").
+		LocalTasks *bool `toml:"local_tasks"`
 	} `toml:"cluster"`
 	// DataPlane is the traffic of objects and collectives between nodes.
 	DataPlane struct {
@@ -156,6 +159,9 @@ func (f *File) Values() map[string]string {
 	putS("heartbeat-timeout", f.Cluster.HeartbeatTimeout)
 	putS("log-level", f.Log.Level)
 	putS("log-format", f.Log.Format)
+	if p := f.Cluster.LocalTasks; p != nil {
+		v["no-local-tasks"] = strconv.FormatBool(!*p)
+	}
 	if p := f.DataPlane.Insecure; p != nil {
 		v["insecure-data-plane"] = strconv.FormatBool(*p)
 	}

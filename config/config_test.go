@@ -15,7 +15,7 @@ func TestExampleFileParses(t *testing.T) {
 	}
 	v := f.Values()
 	if v["object-store-memory"] != "8g" || v["gpu-confinement"] != "auto" || v["port-range"] != "30000-30999" ||
-		v["state-dir"] != "/var/lib/shoal/history" || v["heartbeat-timeout"] != "5s" {
+		v["state-dir"] != "/var/lib/shoal/history" || v["heartbeat-timeout"] != "5s" || v["no-local-tasks"] != "false" {
 		t.Fatalf("values %v", v)
 	}
 }
