@@ -8,7 +8,7 @@ export SHOAL_BIN := $(CURDIR)/bin/shoal
 VERSION   := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' python/shoal/__init__.py)
 COMMIT    := $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD -- || c=$$c-dirty; echo $$c; })
 
-.PHONY: all build spank deps test test-obs test-security test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma test-chaos chaos-long chaos-load release test-release bench-ucx bench-core-sim bench-head-scale demo fuzz bench clean
+.PHONY: all build spank deps test test-obs test-security test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma test-chaos chaos-long chaos-load release test-release bench-ucx bench-core-sim bench-head-scale bench-local demo fuzz bench clean
 
 all: build
 
@@ -152,6 +152,10 @@ bench-core-sim:
 # tiny tasks from one driver on 1, 3 and 9 Slurm test nodes: tasks/s and the head's CPU per task
 bench-head-scale: build spank
 	./scripts/bench-head-scale.sh
+
+# member-local scheduling against every task through the head, on 3 and 9 Slurm test nodes
+bench-local: build spank
+	./scripts/bench-local.sh
 
 clean:
 	rm -rf bin python/shoal/bin dist
