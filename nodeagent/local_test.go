@@ -19,28 +19,8 @@ import (
 // EXPECT, also when it arrived first; a value still expected when its node is lost fails; the
 // lease's DONE frees its CPU.
 func TestHeadSideOfLocalTasks(t *testing.T) {
-	dir := t.TempDir()
-	a, err := New(hclog.NewNullLogger(), nil, Config{ClusterID: "0123456789ab", Secret: spawnSecret, NodeID: "head",
-		SessionDir: dir, StoreDir: filepath.Join(dir, "store"), SpillDir: filepath.Join(dir, "spill"),
-		Resources: sched.Resources{"CPU": 1}, ObjectStoreMemory: 64 << 20, ListenTCP: "127.0.0.1:0",
-		Heartbeat: Heartbeat{Timeout: time.Hour}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	member, _, err := wire.Dial(a.TCPAddr(), spawnSecret, wire.Auth{Role: "member", PID: os.Getpid()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer member.Close()
-	var jr wire.NodeJoinReply
-	if err := member.Call(wire.TNodeJoin, 1, &wire.NodeJoin{Node: "m1", Addr: "127.0.0.1",
-		Resources: map[string]float64{"CPU": 2, "on_m1": 1}}, &jr); err != nil {
-		t.Fatal(err)
-	}
+	a := startTestHead(t, func(c *Config) { c.Heartbeat = Heartbeat{Timeout: time.Hour} })
+	member, jr := joinTestMember(t, a, "m1", map[string]float64{"CPU": 2, "on_m1": 1})
 	if !jr.LocalTasks {
 		t.Fatal("NODE_JOIN's answer does not tell the member to run its workers' tasks")
 	}
@@ -180,4 +160,40 @@ func TestHeadSideOfLocalTasks(t *testing.T) {
 	if len(gr.Objs) != 1 || gr.Objs[0].Fmt != wire.FmtError || !strings.Contains(string(gr.Objs[0].Data), "node m1 was lost") {
 		t.Fatalf("a value its lost node was to send: %+v", gr)
 	}
+}
+
+// startTestHead starts a head node's agent of one CPU for a test (mod changes its Config).
+func startTestHead(t *testing.T, mod func(*Config)) *Agent {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := Config{ClusterID: "0123456789ab", Secret: spawnSecret, NodeID: "head",
+		SessionDir: dir, StoreDir: filepath.Join(dir, "store"), SpillDir: filepath.Join(dir, "spill"),
+		Resources: sched.Resources{"CPU": 1}, ObjectStoreMemory: 64 << 20, ListenTCP: "127.0.0.1:0"}
+	if mod != nil {
+		mod(&cfg)
+	}
+	a, err := New(hclog.NewNullLogger(), nil, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// joinTestMember joins node to a as a member agent offering res; the test plays that agent.
+func joinTestMember(t *testing.T, a *Agent, node string, res map[string]float64) (*wire.Conn, wire.NodeJoinReply) {
+	t.Helper()
+	member, _, err := wire.Dial(a.TCPAddr(), spawnSecret, wire.Auth{Role: "member", PID: os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { member.Close() })
+	var jr wire.NodeJoinReply
+	if err := member.Call(wire.TNodeJoin, 1, &wire.NodeJoin{Node: node, Addr: "127.0.0.1", Resources: res}, &jr); err != nil {
+		t.Fatal(err)
+	}
+	return member, jr
 }

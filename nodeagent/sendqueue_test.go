@@ -208,28 +208,9 @@ func TestUnauthenticatedQueuesNothing(t *testing.T) {
 // once the worker reads again, every call reaches it in order and its result the driver. The
 // test plays the member node (it gets the SPAWN) and the worker process.
 func TestActorCallsWaitForABusyWorker(t *testing.T) {
-	dir := t.TempDir()
 	lim := wire.Limits{Bytes: 16 << 20, Frames: 100000}
-	a, err := New(hclog.NewNullLogger(), nil, Config{ClusterID: "0123456789ab", Secret: spawnSecret, NodeID: "head",
-		SessionDir: dir, StoreDir: filepath.Join(dir, "store"), SpillDir: filepath.Join(dir, "spill"),
-		Resources: sched.Resources{"CPU": 1}, ObjectStoreMemory: 64 << 20, ListenTCP: "127.0.0.1:0", SendQueue: lim,
-		Heartbeat: Heartbeat{Timeout: time.Hour}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	member, _, err := wire.Dial(a.TCPAddr(), spawnSecret, wire.Auth{Role: "member", PID: os.Getpid()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer member.Close()
-	if err := member.Call(wire.TNodeJoin, 1, &wire.NodeJoin{Node: "m1", Addr: "127.0.0.1",
-		Resources: map[string]float64{"CPU": 1, "on_m1": 1}}, &wire.NodeJoinReply{}); err != nil {
-		t.Fatal(err)
-	}
+	a := startTestHead(t, func(c *Config) { c.SendQueue, c.Heartbeat = lim, Heartbeat{Timeout: time.Hour} })
+	member, _ := joinTestMember(t, a, "m1", map[string]float64{"CPU": 1, "on_m1": 1})
 	driver, prefix := dialDriver(t, a)
 	id := func(c uint32) wire.ID {
 		var x wire.ID

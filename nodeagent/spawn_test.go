@@ -10,7 +10,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/shoal-hpc/shoal/sched"
 	"github.com/shoal-hpc/shoal/wire"
 )
 
@@ -19,27 +18,8 @@ const spawnSecret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789a
 // TestSpawnCarriesNoSecret: the head node's agent asks a member (here a test playing one, over
 // TLS) to start a worker; the SPAWN names the worker and the head's address but not the secret.
 func TestSpawnCarriesNoSecret(t *testing.T) {
-	dir := t.TempDir()
-	a, err := New(hclog.NewNullLogger(), nil, Config{ClusterID: "0123456789ab", Secret: spawnSecret, NodeID: "head",
-		SessionDir: dir, StoreDir: filepath.Join(dir, "store"), SpillDir: filepath.Join(dir, "spill"),
-		Resources: sched.Resources{"CPU": 1}, ObjectStoreMemory: 1 << 20, ListenTCP: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-
-	member, _, err := wire.Dial(a.TCPAddr(), spawnSecret, wire.Auth{Role: "member", PID: os.Getpid()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer member.Close()
-	if err := member.Call(wire.TNodeJoin, 1, &wire.NodeJoin{Node: "m1", Addr: "127.0.0.1",
-		Resources: map[string]float64{"CPU": 1, "only_m1": 1}}, nil); err != nil {
-		t.Fatal(err)
-	}
+	a := startTestHead(t, func(c *Config) { c.ObjectStoreMemory = 1 << 20 })
+	member, _ := joinTestMember(t, a, "m1", map[string]float64{"CPU": 1, "only_m1": 1})
 
 	driver, w, err := wire.Dial(a.Addr(), spawnSecret, wire.Auth{Role: "driver", Lang: "go", PID: os.Getpid(), Exe: "/bin/true", Path: []string{}})
 	if err != nil {
