@@ -56,6 +56,16 @@ func sampleBodies() map[Type]any {
 		TGenItem:    &GenItem{Task: id, Index: 3, Ret: Ret{ID: id, Fmt: FmtPython, Data: []byte("x")}},
 		TTaskCancel: &TaskCancel{Task: id},
 		TMemLimit:   &MemLimit{Worker: "j1-w1", Bytes: 64 << 20, Task: "hog", IntervalMs: 250},
+		// member-local scheduling (local.go)
+		TLocalSubmit:  task,
+		TLeaseNext:    &LeaseNext{Lease: id, Done: &Done{Task: id, Rets: []Ret{{ID: id, Fmt: FmtPython, Stored: true, Size: 1 << 20}}}},
+		TExpect:       &Expect{IDs: []ID{id}, Node: "n2"},
+		TLeaseRequest: &LeaseRequest{Job: "0123abcd-0001", N: 2},
+		TLocalDone:    &LocalDone{Rets: []LocalRet{{ID: id, Fmt: FmtPython, Data: []byte("v"), Owner: "j1-w1"}}, Tasks: []LocalTask{{Task: id, Name: "f", Job: "j", Worker: "j1-w2", Failed: "raised"}}},
+		TLocalGet:     &LocalGet{IDs: []ID{id}, TimeoutMS: 50},
+		TBlock:        &Block{On: true},
+		TLocalCancel:  &LocalCancel{Task: id, Force: true, Recursive: true},
+		TLocalForget:  &IDs{IDs: []ID{id}},
 	}
 }
 

@@ -494,6 +494,24 @@ func Body(t Type) any {
 		return &TaskCancel{}
 	case TMemLimit:
 		return &MemLimit{}
+	case TLocalSubmit:
+		return &Task{}
+	case TLeaseNext:
+		return &LeaseNext{}
+	case TExpect:
+		return &Expect{}
+	case TLeaseRequest:
+		return &LeaseRequest{}
+	case TLocalDone:
+		return &LocalDone{}
+	case TLocalGet:
+		return &LocalGet{}
+	case TBlock:
+		return &Block{}
+	case TLocalCancel:
+		return &LocalCancel{}
+	case TLocalForget:
+		return &IDs{}
 	}
 	return nil
 }
