@@ -106,6 +106,7 @@ type memberLocal struct {
 	results  map[wire.ID]*localResult  // values kept for their submitters
 	retained int64
 	waiters  map[wire.ID][]*localWaiter
+	gone     map[uint64]bool // store connections that closed (their late tasks are dropped)
 	closed   bool
 }
 
@@ -114,7 +115,7 @@ func newMemberLocal(log hclog.Logger, cpus int, send func(wire.Type, any) error,
 	return &memberLocal{log: log, send: send, stored: stored, signal: signal, cpus: max(cpus, 1),
 		jobs: map[string]*localJob{}, workers: map[string]string{}, leases: map[wire.ID]*lease{},
 		fns: map[wire.ID][]byte{}, est: map[wire.ID]time.Duration{}, tasks: map[wire.ID]*localTask{},
-		results: map[wire.ID]*localResult{}, waiters: map[wire.ID][]*localWaiter{}}
+		results: map[wire.ID]*localResult{}, waiters: map[wire.ID][]*localWaiter{}, gone: map[uint64]bool{}}
 }
 
 // spawned notes the job of a worker this node starts (its SPAWN's SHOAL_JOB_ID).
@@ -488,6 +489,7 @@ func (l *memberLocal) dropIdle(le *lease) {
 func (l *memberLocal) closedConn(cid uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.gone[cid] = true
 	for id, le := range l.leases {
 		if le.cid != cid {
 			continue
@@ -503,6 +505,8 @@ func (l *memberLocal) closedConn(cid uint64) {
 			switch {
 			case t.cancelled:
 				l.failTask(t, "cancelled", t.spec.Name+" was cancelled (force=True): its worker was killed")
+			case l.gone[t.submitter]:
+				delete(l.tasks, t.spec.Task.WithIndex(1)) // nobody to run it for
 			case t.spec.Retries < 0 || t.tries <= t.spec.Retries:
 				t.lease = nil
 				t.job.queue = append([]*localTask{t}, t.job.queue...)
@@ -527,6 +531,11 @@ func (l *memberLocal) closedConn(cid uint64) {
 			j.queue[i] = nil
 		}
 		j.queue = kept
+	}
+	for id, j := range l.jobs {
+		if len(j.queue) == 0 && len(j.idle) == 0 && j.held == 0 && j.requested == 0 {
+			delete(l.jobs, id)
+		}
 	}
 	for id, r := range l.results {
 		if r.submitter == cid {

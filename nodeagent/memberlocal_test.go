@@ -348,8 +348,18 @@ func TestLocalWorkerDies(t *testing.T) {
 		t.Fatalf("after max_retries: %+v", d)
 	}
 	f.l.closedConn(1) // the submitter
-	if len(f.l.jobs["job1"].queue) != 0 || len(f.l.tasks) != 0 {
+	if j := f.l.jobs["job1"]; j != nil && len(j.queue) != 0 || len(f.l.tasks) != 0 {
 		t.Fatal("the tasks of a submitter that left are still queued")
+	}
+	// a task whose submitter left before its worker died is not run again (the job ends)
+	f.l.submit(4, "sub", plain(5))
+	c := newPeer(t)
+	f.l.next(c.conn, 5, 1, "l3", &wire.LeaseNext{Lease: wire.ID{0xC}})
+	c.exec(t, 1)
+	f.l.closedConn(4)
+	f.l.closedConn(5)
+	if len(f.l.tasks) != 0 || len(f.l.jobs) != 0 {
+		t.Fatalf("after its submitter and its worker left: %d tasks, %d jobs kept", len(f.l.tasks), len(f.l.jobs))
 	}
 }
 
