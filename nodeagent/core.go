@@ -87,6 +87,9 @@ func (a *Agent) act(x sched.Action) {
 		}
 		t.worker, t.gpus, t.node = w, x.GPUs, w.node
 		t.spec.Attempt = x.Attempt
+		if t.spec.Kind == wire.KindLease {
+			a.leaseRan(t) // local.go
+		}
 		a.limitMemory(t, w) // memmon.go
 		if t.spec.Kind == wire.KindActorCreate {
 			ac := t.actor

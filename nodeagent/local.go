@@ -31,6 +31,7 @@ type earlyRet struct {
 // localState is the head's side of member-local tasks (a.mu held for all of it).
 type localState struct {
 	wait   map[wire.ID]*node // expected return values, and the node that will send each
+	asked  map[*node][]*task // lease tasks not yet given a worker, by node
 	early  map[wire.ID]earlyRet
 	leases uint32 // lease task ids issued
 	prefix []byte
@@ -40,6 +41,7 @@ type localState struct {
 func (a *Agent) localInit() {
 	if a.local2.wait == nil {
 		a.local2.wait = map[wire.ID]*node{}
+		a.local2.asked = map[*node][]*task{}
 		a.local2.early = map[wire.ID]earlyRet{}
 		a.local2.prefix = newPrefix()
 	}
@@ -106,8 +108,8 @@ func (a *Agent) handleLocal(c *client, f wire.Frame) error {
 		if c.member == nil {
 			return fmt.Errorf("LEASE_REQUEST from a connection that is not a member agent")
 		}
-		if m.N < 0 || m.N > 1024 {
-			return fmt.Errorf("LEASE_REQUEST for %d workers: at most 1024 at a time", m.N)
+		if m.N < 0 || m.N > 1024 || m.Drop < 0 {
+			return fmt.Errorf("LEASE_REQUEST for %d workers (drop %d): at most 1024 at a time, none negative", m.N, m.Drop)
 		}
 		j := a.jobs[m.Job]
 		if j == nil || j.ended {
@@ -116,6 +118,9 @@ func (a *Agent) handleLocal(c *client, f wire.Frame) error {
 		a.localInit()
 		for i := 0; i < m.N; i++ {
 			a.submitLease(c.member, j)
+		}
+		if m.Drop > 0 {
+			a.dropLeases(c.member, j, m.Drop)
 		}
 		return nil
 	case wire.TLocalDone:
@@ -222,6 +227,7 @@ func (a *Agent) localLost(id wire.ID, why string) {
 
 // localNodeLost fails what node n was to send, and drops what it sent early (memberLost).
 func (a *Agent) localNodeLost(n *node) {
+	delete(a.local2.asked, n)
 	for id, nd := range a.local2.wait {
 		if nd == n {
 			delete(a.local2.wait, id)
@@ -248,8 +254,43 @@ func (a *Agent) submitLease(nd *node, j *job) {
 	a.nextTask++
 	t.cid = sched.TaskID(a.nextTask)
 	a.coreTasks[t.cid] = t
+	a.local2.asked[nd] = append(a.local2.asked[nd], t)
 	a.feed(sched.Submitted{Task: t.cid, Job: j.cid, Name: t.spec.Name, Res: res, Bundle: -1, Origin: nd.cid,
 		Policy: &sched.Policy{Affinity: true, Node: nd.cid, NodeName: nd.id}})
+}
+
+// leaseRan notes that lease task t got its worker (core.go, Run).
+func (a *Agent) leaseRan(t *task) {
+	nd := t.owner.member
+	q := a.local2.asked[nd]
+	for i, x := range q {
+		if x == t {
+			a.local2.asked[nd] = append(q[:i], q[i+1:]...)
+			break
+		}
+	}
+	if len(a.local2.asked[nd]) == 0 {
+		delete(a.local2.asked, nd)
+	}
+}
+
+// dropLeases cancels up to n of job j's lease tasks for node nd that have no worker yet, the
+// newest first: the member's queue emptied before they came.
+func (a *Agent) dropLeases(nd *node, j *job, n int) {
+	q := a.local2.asked[nd]
+	for i := len(q) - 1; i >= 0 && n > 0; i-- {
+		t := q[i]
+		if t.job != j || t.worker != nil {
+			continue
+		}
+		n--
+		q = append(q[:i], q[i+1:]...)
+		a.feed(sched.Cancel{Task: t.cid})
+	}
+	a.local2.asked[nd] = q
+	if len(q) == 0 {
+		delete(a.local2.asked, nd)
+	}
 }
 
 // nodeByName is the node named name, nil if none.

@@ -95,6 +95,28 @@ func TestHeadSideOfLocalTasks(t *testing.T) {
 	if avail != 0 {
 		t.Fatalf("m1 has %g CPUs free with a task and a lease on its 2", avail)
 	}
+	// a lease asked for on a full node, then dropped (the member's queue emptied): it never
+	// takes the CPU the first lease gives back below
+	asked := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			a.mu.Lock()
+			n := len(a.local2.asked[a.nodeByName("m1")])
+			a.mu.Unlock()
+			if n == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d leases wait for m1, want %d", n, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	member.Send(wire.TLeaseRequest, 0, &wire.LeaseRequest{Job: job, N: 1})
+	asked(1)
+	member.Send(wire.TLeaseRequest, 0, &wire.LeaseRequest{Job: job, Drop: 1})
+	asked(0)
 
 	val := func(n uint32) wire.ID { return wire.ID{7, 7, 7, 7, 7, 7, 7, 7, 0, 0, 0, byte(n), 0, 0, 0, 1} }
 	get := func(id wire.ID, seq uint64) wire.Obj {

@@ -28,7 +28,7 @@ import (
 // leaseIdle is how long a lease with no work is kept before it goes back to the head: long
 // enough for a loop of submit-and-get, short enough that the CPU is back for the head's own
 // placements (a large argument's node) at once.
-const leaseIdle = 20 * time.Millisecond
+const leaseIdle = 5 * time.Millisecond
 
 // spillAfter: a task that would wait longer than this here (its queue's length times its
 // function's mean time here, over the node's CPUs) goes to the head, which may run it on
@@ -298,6 +298,10 @@ func (l *memberLocal) next(conn *wire.Conn, cid, seq uint64, worker string, m *w
 	}
 	j.idle = append(j.idle, le)
 	le.timer = time.AfterFunc(leaseIdle, func() { l.idleEnd(le) })
+	if j.requested > 0 { // leases asked for and not given yet are not needed now
+		l.send(wire.TLeaseRequest, &wire.LeaseRequest{Job: j.id, Drop: j.requested})
+		j.requested = 0
+	}
 	return nil
 }
 

@@ -17,7 +17,8 @@ const (
 	// SUBMIT.
 	TExpect Type = 26
 	// TLeaseRequest (member -> head node's agent, one-way): lease N more workers of job Job on
-	// this node, each with the resources of one CPU.
+	// this node, each with the resources of one CPU; or (Drop) no longer lease up to Drop of
+	// those asked for and not yet given.
 	TLeaseRequest Type = 27
 	// TLocalDone (member -> head node's agent, one-way): return values of tasks run on this
 	// node, inline or in this node's store.
@@ -55,8 +56,9 @@ type Expect struct {
 
 // LeaseRequest is the body of TLeaseRequest.
 type LeaseRequest struct {
-	Job string `msgpack:"job"`
-	N   int    `msgpack:"n"`
+	Job  string `msgpack:"job"`
+	N    int    `msgpack:"n"`
+	Drop int    `msgpack:"drop,omitempty"`
 }
 
 // LocalRet is one return value in LocalDone: inline (Data), or Size bytes in the sending
