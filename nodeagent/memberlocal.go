@@ -39,6 +39,14 @@ const (
 	queueMax     = 100_000 // per job, whatever the estimate
 )
 
+// The values and records of finished tasks go to the head in batches: at most doneBatch at a
+// time, and none waits longer than doneWait (other readers than the submitter see a value at
+// the head that much later; the submitter gets it here at once).
+const (
+	doneBatch = 64
+	doneWait  = time.Millisecond
+)
+
 // retainMax bounds the bytes of inline values kept for their submitters' LOCAL_GET; past it a
 // value is only at the head, where the submitter's get finds it.
 const retainMax = 64 << 20
@@ -107,6 +115,8 @@ type memberLocal struct {
 	retained int64
 	waiters  map[wire.ID][]*localWaiter
 	gone     map[uint64]bool // store connections that closed (their late tasks are dropped)
+	out      wire.LocalDone  // the next LOCAL_DONE
+	outTimer *time.Timer     // flushes out after doneWait (nil: none armed)
 	closed   bool
 }
 
@@ -310,8 +320,18 @@ func (l *memberLocal) next(conn *wire.Conn, cid, seq uint64, worker string, m *w
 func (l *memberLocal) finish(t *localTask, r wire.LocalRet, why string) {
 	delete(l.tasks, r.ID)
 	r.Owner = t.owner
-	l.send(wire.TLocalDone, &wire.LocalDone{Rets: []wire.LocalRet{r},
-		Tasks: []wire.LocalTask{{Task: t.spec.Task, Name: t.spec.Name, Job: t.job.id, Worker: workerOf(t), Attempt: t.tries - 1, Failed: why}}})
+	l.out.Rets = append(l.out.Rets, r)
+	l.out.Tasks = append(l.out.Tasks, wire.LocalTask{Task: t.spec.Task, Name: t.spec.Name, Job: t.job.id, Worker: workerOf(t), Attempt: t.tries - 1, Failed: why})
+	if len(l.out.Rets) >= doneBatch {
+		l.flushDone()
+	} else if l.outTimer == nil {
+		l.outTimer = time.AfterFunc(doneWait, func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.outTimer = nil
+			l.flushDone()
+		})
+	}
 	if r.Stored || l.retained+int64(len(r.Data)) <= retainMax {
 		l.results[r.ID] = &localResult{ret: r, submitter: t.submitter}
 		l.retained += int64(len(r.Data))
@@ -321,6 +341,19 @@ func (l *memberLocal) finish(t *localTask, r wire.LocalRet, why string) {
 	for _, w := range ws {
 		l.answer(w, false)
 	}
+}
+
+// flushDone sends the batch of finished tasks to the head (l.mu held).
+func (l *memberLocal) flushDone() {
+	if len(l.out.Rets) == 0 {
+		return
+	}
+	if l.outTimer != nil {
+		l.outTimer.Stop()
+		l.outTimer = nil
+	}
+	l.send(wire.TLocalDone, &wire.LocalDone{Rets: l.out.Rets, Tasks: l.out.Tasks})
+	l.out = wire.LocalDone{}
 }
 
 func workerOf(t *localTask) string {
@@ -566,6 +599,7 @@ func (l *memberLocal) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.closed = true
+	l.flushDone()
 	for _, le := range l.leases {
 		if le.timer != nil {
 			le.timer.Stop()

@@ -83,6 +83,20 @@ func newLocalFixture(t *testing.T, cpus int) *localFixture {
 	return f
 }
 
+// done flushes the member's batch and returns what went to the head, one LOCAL_DONE per task.
+func (f *localFixture) done() []wire.LocalDone {
+	f.l.mu.Lock()
+	f.l.flushDone()
+	f.l.mu.Unlock()
+	var out []wire.LocalDone
+	for _, d := range f.head.done() {
+		for i := range d.Rets {
+			out = append(out, wire.LocalDone{Rets: d.Rets[i : i+1], Tasks: d.Tasks[i : i+1]})
+		}
+	}
+	return out
+}
+
 // peer is a worker's end of its store connection: the agent's answers arrive on frames.
 type peer struct {
 	conn   *wire.Conn
@@ -221,7 +235,7 @@ func TestLocalRunsOnLeases(t *testing.T) {
 	if s2 := le.exec(t, 11); s2.Task != taskID(2) || s2.Fnb != nil {
 		t.Fatalf("second task %+v (the code goes once per lease)", s2)
 	}
-	d := f.head.done()
+	d := f.done()
 	if len(d) != 1 || d[0].Rets[0].ID != taskID(1).WithIndex(1) || string(d[0].Rets[0].Data) != "v1" || d[0].Rets[0].Owner != "sub" ||
 		len(d[0].Tasks) != 1 || d[0].Tasks[0].Worker != "l1" || d[0].Tasks[0].Job != "job1" {
 		t.Fatalf("to the head: %+v", d)
@@ -286,7 +300,7 @@ func TestLocalGetWaits(t *testing.T) {
 			t.Fatalf("stored value, get %d: %+v", seq, g)
 		}
 	}
-	d := f.head.done()
+	d := f.done()
 	if r := d[len(d)-1].Rets[0]; !r.Stored || r.Size != 1<<20 {
 		t.Fatalf("the head is told of a stored value as %+v", r)
 	}
@@ -343,7 +357,7 @@ func TestLocalWorkerDies(t *testing.T) {
 		t.Fatalf("after the death: %+v, want task 1's second attempt", s)
 	}
 	f.l.closedConn(3)
-	d := f.head.done()
+	d := f.done()
 	if len(d) != 1 || d[0].Rets[0].Fmt != wire.FmtError || d[0].Tasks[0].Failed != "worker_died" || d[0].Tasks[0].Attempt != 1 {
 		t.Fatalf("after max_retries: %+v", d)
 	}
@@ -372,7 +386,7 @@ func TestLocalCancel(t *testing.T) {
 	if r := f.l.cancel(&wire.LocalCancel{Task: taskID(2)}); !r.Known {
 		t.Fatal("a queued task is unknown to cancel")
 	}
-	if d := f.head.done(); len(d) != 1 || d[0].Tasks[0].Failed != "cancelled" || d[0].Rets[0].ID != taskID(2).WithIndex(1) {
+	if d := f.done(); len(d) != 1 || d[0].Tasks[0].Failed != "cancelled" || d[0].Rets[0].ID != taskID(2).WithIndex(1) {
 		t.Fatalf("queued cancel: %+v", d)
 	}
 	le := newPeer(t)
@@ -386,12 +400,12 @@ func TestLocalCancel(t *testing.T) {
 		t.Fatalf("signals: %+v", f.sigs)
 	}
 	f.mu.Unlock()
-	if d := f.head.done(); len(d) != 2 || d[1].Rets[0].ID != taskID(3).WithIndex(1) || d[1].Tasks[0].Failed != "cancelled" {
+	if d := f.done(); len(d) != 2 || d[1].Rets[0].ID != taskID(3).WithIndex(1) || d[1].Tasks[0].Failed != "cancelled" {
 		t.Fatalf("recursive cancel of the running task's own: %+v", d)
 	}
 	f.l.cancel(&wire.LocalCancel{Task: taskID(1), Force: true})
 	f.l.closedConn(2)
-	d := f.head.done()
+	d := f.done()
 	if last := d[len(d)-1]; last.Tasks[0].Task != taskID(1) || last.Tasks[0].Failed != "cancelled" {
 		t.Fatalf("force cancel: %+v (a retry would have been queued instead)", last)
 	}
