@@ -20,7 +20,8 @@
 #                  and exit; runs nothing
 #
 # Environment: CHAOS_COLLECTIVE=0 leaves the collective group out of the driver's work, and
-# CHAOS_GANG=0 its training gang (shoal.train.run, 3 workers, max_failures=4).
+# CHAOS_GANG=0 its training gang (shoal.train.run, 3 workers, max_failures=4), and CHAOS_NESTED=0
+# its tasks that submit one-CPU tasks on their own node (member-local scheduling).
 #
 # Outcomes: ok (finished with correct results), expected (failed with the documented error of
 # its fault: ObjectStoreFullError, OutOfMemoryError, or the job ended by scancel / its time
@@ -232,7 +233,7 @@ submit() {
   cat >"$W/job.sbatch" <<SB
 #!/bin/bash
 #SBATCH -N 3 --ntasks-per-node=1 -c 1 --output=$W/out $sopts
-export CHAOS_DIR=$W CHAOS_SEED=$SEED CHAOS_COLLECTIVE=${CHAOS_COLLECTIVE:-1} CHAOS_GANG=${CHAOS_GANG:-1} $env
+export CHAOS_DIR=$W CHAOS_SEED=$SEED CHAOS_COLLECTIVE=${CHAOS_COLLECTIVE:-1} CHAOS_GANG=${CHAOS_GANG:-1} CHAOS_NESTED=${CHAOS_NESTED:-1} $env
 srun bash -c 'exec shoal launch --num-cpus 2 --quiet --tmpdir $WORKROOT/tmp --heartbeat-timeout $HB $lopts -- python3 $ROOT/test/slurm/chaos_driver.py 2>>$W/log.\$SLURMD_NODENAME'
 SB
   (cd "$W" && sbatch --parsable "$W/job.sbatch")
@@ -336,6 +337,7 @@ run_one() {
     has "$res" "^EXPECTED " && detail=$(grep -m2 '^EXPECTED ' <<<"$res" | cut -c1-160 | tr '\n' ';')
     has "$res" "^GANG " && detail+="$(grep -m1 '^GANG ' <<<"$res" | cut -c1-120);$(grep -m2 -o '^shoal.train: .* failed ([A-Za-z]*)' <<<"$res" | cut -c14-90 | tr '\n' ';')"
     [[ ${CHAOS_GANG:-1} == 1 ]] && ! has "$res" "^CHECK gang ok" && { outcome=error; detail="no checked result of the training gang: ${detail}"; }
+    [[ ${CHAOS_NESTED:-1} == 1 ]] && ! has "$res" "^CHECK nested.0 ok" && { outcome=error; detail="no checked result of the nested tasks: ${detail}"; }
     for f in "${FL[@]}"; do
       case $f in
         store-full|spill-full) has "$res" "^CHECK store_full ok\|^EXPECTED ObjectStoreFullError" || { outcome=error; detail="the store never filled: ${detail}"; } ;;

@@ -125,6 +125,27 @@ def fanout(pg, n, round_):
     check(f"tasks.{round_}", got == want, f"{n} squares: {sum(a != b for a, b in zip(got, want))} differ")
 
 
+@shoal.remote(max_retries=-1)
+def leaf(i):
+    mark("task")
+    return i * 3
+
+
+@shoal.remote(num_cpus=0.25, max_retries=-1)
+def nest(k):
+    # one-CPU plain tasks submitted on this node: its agent runs them (member-local scheduling)
+    return sum(shoal.get([leaf.remote(i) for i in range(k)], timeout=TIMEOUT))
+
+
+def nested(pg, round_):
+    k = 8
+    refs = [nest.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=b)).remote(k)
+            for b in range(3)]
+    got = shoal.get(refs, timeout=TIMEOUT)
+    want = 3 * sum(range(k))
+    check(f"nested.{round_}", got == [want] * 3, f"sums {got}, want {want} each")
+
+
 def actors(round_):
     """Three actors (max_restarts=-1, max_task_retries=-1) get increments; each must end holding
     exactly the increments sent to it (they are idempotent: a call run again after a restart
@@ -400,6 +421,8 @@ def main():
         if os.environ.get("CHAOS_MEMHOG") == "1" and r == 0:
             memhog()
         fanout(pg, 60, r)
+        if os.environ.get("CHAOS_NESTED", "1") == "1":
+            nested(pg, r)
         actors(r)
         objects(pg, r)
         if os.environ.get("CHAOS_COLLECTIVE") == "1":
