@@ -125,6 +125,9 @@ func (a *Agent) act(x sched.Action) {
 		}
 	case sched.Interrupt:
 		if w := a.coreWorkers[x.Worker]; w != nil {
+			if t := a.coreTasks[x.Task]; t != nil && t.spec.Kind == wire.KindTask {
+				t.cancelled = true // its DONE ends it as cancelled even if the SIGINT came too early (doneHook)
+			}
 			w.signal(syscall.SIGINT)
 		}
 	case sched.ActorRestarting:

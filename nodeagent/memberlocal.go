@@ -294,6 +294,12 @@ func (l *memberLocal) next(conn *wire.Conn, cid, seq uint64, worker string, m *w
 		if m.Done.Err {
 			why = "raised"
 		}
+		if t.cancelled && !m.Done.Err {
+			// cancel() interrupted it, but the SIGINT came before the task began: it ends as
+			// cancelled all the same
+			r = wire.Ret{ID: r.ID, Fmt: wire.FmtError, Data: errorData("cancelled", t.spec.Name+" was cancelled")}
+			why = "cancelled"
+		}
 		l.finish(t, wire.LocalRet{ID: r.ID, Fmt: r.Fmt, Data: r.Data, Refs: r.Refs, Stored: r.Stored, Size: r.Size}, why)
 		t.lease = nil
 	}

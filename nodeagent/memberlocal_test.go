@@ -412,6 +412,18 @@ func TestLocalCancel(t *testing.T) {
 	if r := f.l.cancel(&wire.LocalCancel{Task: taskID(7)}); r.Known {
 		t.Fatal("a task never submitted here is known to cancel")
 	}
+	// a task interrupted before it began (the worker ignored the SIGINT) that then answers
+	// with its value ends as cancelled all the same
+	f.l.submit(1, "sub", plain(4))
+	le2 := newPeer(t)
+	f.l.next(le2.conn, 6, 1, "l2", &wire.LeaseNext{Lease: wire.ID{0xB}})
+	s4 := le2.exec(t, 1)
+	f.l.cancel(&wire.LocalCancel{Task: taskID(4)})
+	f.l.next(le2.conn, 6, 2, "l2", &wire.LeaseNext{Lease: wire.ID{0xB}, Done: doneOf(s4, "finished anyway")})
+	d = f.done()
+	if last := d[len(d)-1]; last.Tasks[0].Task != taskID(4) || last.Tasks[0].Failed != "cancelled" || last.Rets[0].Fmt != wire.FmtError {
+		t.Fatalf("a missed interrupt: %+v", last)
+	}
 }
 
 // A lease with nothing to do goes back to the head after leaseIdle.

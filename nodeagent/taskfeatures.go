@@ -153,6 +153,16 @@ func (a *Agent) genEnd(t *task) {
 func (a *Agent) doneHook(w *worker, t *task, m *wire.Done) bool {
 	switch t.spec.Kind {
 	case wire.KindTask:
+		if t.cancelled && !m.Err && t.spec.Gen == wire.GenNone {
+			// cancel() interrupted it, but the SIGINT came before the task began (the worker
+			// ignores one while idle): it ends as cancelled all the same, as it would have
+			data := errorData("cancelled", t.spec.Name+" was cancelled")
+			for i := range m.Rets {
+				m.Rets[i] = wire.Ret{ID: m.Rets[i].ID, Fmt: wire.FmtError, Data: data, Refs: []wire.ID{}}
+			}
+			m.Err, m.Retry = true, false
+			return false
+		}
 		if m.Retry && t.cid != 0 && a.core.CanRetry(t.cid) {
 			w.task = nil
 			t.worker = nil
