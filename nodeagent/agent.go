@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -135,6 +136,7 @@ type Agent struct {
 	live     *headLiveness               // members' heartbeats (heartbeat.go); nil: not checked
 	procs    *spawner                    // starts this node's workers, as a member's does
 	local2   localState                  // member-local scheduling (local.go)
+	freeCPU  atomic.Uint64               // free CPUs of all nodes at the last look (local.go, lookFree), float64 bits
 	holders  map[wire.ID]map[string]bool // nodes that may hold a copy of an object
 
 	// the scheduling core (core.go) and the shell's maps from its ids

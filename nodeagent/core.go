@@ -54,6 +54,7 @@ func (a *Agent) feed(ev sched.Event) {
 func (a *Agent) tick() {
 	t := time.NewTicker(tickEvery)
 	defer t.Stop()
+	n := 0
 	for {
 		select {
 		case <-a.quit:
@@ -63,6 +64,9 @@ func (a *Agent) tick() {
 		a.mu.Lock()
 		if !a.closed {
 			a.feed(sched.Tick{Now: time.Since(a.started).Milliseconds()})
+			if n++; n%4 == 0 {
+				a.lookFree() // local.go
+			}
 		}
 		a.mu.Unlock()
 	}

@@ -153,7 +153,10 @@ func (a *Agent) heartbeat(c *client, f wire.Frame) error {
 	if f.Seq == 0 {
 		return nil
 	}
-	return c.conn.Send(wire.THeartbeat, f.Seq, nil)
+	if n == nil {
+		return c.conn.Send(wire.THeartbeat, f.Seq, nil)
+	}
+	return c.conn.Send(wire.THeartbeat, f.Seq, &wire.HeartbeatReply{FreeElsewhere: a.freeElsewhere(n)})
 }
 
 // headLiveness is the head agent's record of its members' heartbeats.

@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/shoal-hpc/shoal/nodeagent/obs"
 	"github.com/shoal-hpc/shoal/sched"
@@ -118,6 +119,9 @@ func (a *Agent) handleLocal(c *client, f wire.Frame) error {
 		a.localInit()
 		for i := 0; i < m.N; i++ {
 			a.submitLease(c.member, j)
+		}
+		if m.N > 0 { // the member's queue grows: a fresh view for its next choices
+			c.conn.Send(wire.THeartbeat, 0, &wire.HeartbeatReply{FreeElsewhere: a.freeElsewhere(c.member)})
 		}
 		if m.Drop > 0 {
 			a.dropLeases(c.member, j, m.Drop)
@@ -291,6 +295,26 @@ func (a *Agent) dropLeases(nd *node, j *job, n int) {
 	if len(q) == 0 {
 		delete(a.local2.asked, nd)
 	}
+}
+
+// lookFree records every node's free CPUs and their sum, for the members' choice between
+// running a task and spilling it (heartbeat answers; a.mu held).
+func (a *Agent) lookFree() {
+	total := 0.0
+	for _, n := range a.nodes {
+		f := 0.0
+		if n.alive {
+			f = max(a.core.Avail(n.cid)["CPU"], 0)
+		}
+		n.freeCPU.Store(math.Float64bits(f))
+		total += f
+	}
+	a.freeCPU.Store(math.Float64bits(total))
+}
+
+// freeElsewhere is the free CPUs on nodes other than n at the last look (no lock).
+func (a *Agent) freeElsewhere(n *node) float64 {
+	return max(math.Float64frombits(a.freeCPU.Load())-math.Float64frombits(n.freeCPU.Load()), 0)
 }
 
 // nodeByName is the node named name, nil if none.

@@ -170,6 +170,15 @@ func TestHeadSideOfLocalTasks(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// the head's answer to a heartbeat says how many CPUs are free on the other nodes (its own
+	// one, at its last look)
+	time.Sleep(300 * time.Millisecond)
+	member.Send(wire.THeartbeat, 77, &wire.NodeStats{})
+	var hb wire.HeartbeatReply
+	readType(member, wire.THeartbeat, 77, &hb)
+	if hb.FreeElsewhere != 1 {
+		t.Fatalf("free CPUs elsewhere in the heartbeat's answer: %g, want 1 (the head node's)", hb.FreeElsewhere)
+	}
 	// expected, and its node goes: the driver (whose worker's id it has) gets the error
 	w.Send(wire.TExpect, 0, &wire.Expect{IDs: []wire.ID{val(3)}, Node: "m1"})
 	w.Send(wire.TIncref, 0, &wire.IDs{IDs: []wire.ID{}}) // (ordering: the EXPECT is read before the member goes)

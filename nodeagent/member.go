@@ -202,6 +202,14 @@ func (m *Member) Run() (int, error) {
 			if m.store != nil {
 				m.store.free(ids.IDs)
 			}
+		case wire.THeartbeat:
+			if len(f.Body) > 0 && m.store != nil && m.store.local != nil {
+				var r wire.HeartbeatReply
+				if err := f.Decode(&r); err != nil {
+					return 1, err
+				}
+				m.store.local.setElsewhere(r.FreeElsewhere)
+			}
 		case wire.TLogQuery, wire.TLogConfig: // obs: nodelogs.go
 			if err := m.handleLogs(f); err != nil {
 				return 1, err

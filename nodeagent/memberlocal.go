@@ -32,9 +32,12 @@ const leaseIdle = 5 * time.Millisecond
 
 // spillAfter: a task that would wait longer than this here (its queue's length times its
 // function's mean time here, over the node's CPUs) goes to the head, which may run it on
-// another node. Before a function's time is known, at most queueUnknown tasks per CPU wait.
+// another node, when the head's last word says another node has a free CPU; past spillAlways
+// it goes whatever the word (the others may have room by the time it would start here).
+// Before a function's time is known, at most queueUnknown tasks per CPU wait.
 const (
 	spillAfter   = 50 * time.Millisecond
+	spillAlways  = 2 * time.Second
 	queueUnknown = 4
 	queueMax     = 100_000 // per job, whatever the estimate
 )
@@ -115,6 +118,9 @@ type memberLocal struct {
 	retained int64
 	waiters  map[wire.ID][]*localWaiter
 	gone     map[uint64]bool // store connections that closed (their late tasks are dropped)
+	// elsewhere is the free CPUs on the other nodes in the head's last word (HEARTBEAT's
+	// answer); negative: no word yet
+	elsewhere float64
 	out      wire.LocalDone  // the next LOCAL_DONE
 	outTimer *time.Timer     // flushes out after doneWait (nil: none armed)
 	closed   bool
@@ -125,7 +131,7 @@ func newMemberLocal(log hclog.Logger, cpus int, send func(wire.Type, any) error,
 	return &memberLocal{log: log, send: send, stored: stored, signal: signal, cpus: max(cpus, 1),
 		jobs: map[string]*localJob{}, workers: map[string]string{}, leases: map[wire.ID]*lease{},
 		fns: map[wire.ID][]byte{}, est: map[wire.ID]time.Duration{}, tasks: map[wire.ID]*localTask{},
-		results: map[wire.ID]*localResult{}, waiters: map[wire.ID][]*localWaiter{}, gone: map[uint64]bool{}}
+		results: map[wire.ID]*localResult{}, waiters: map[wire.ID][]*localWaiter{}, gone: map[uint64]bool{}, elsewhere: -1}
 }
 
 // spawned notes the job of a worker this node starts (its SPAWN's SHOAL_JOB_ID).
@@ -203,8 +209,10 @@ func (l *memberLocal) submit(cid uint64, worker string, s *wire.Task) wire.Local
 	}
 	j := l.job(jid)
 	if len(j.idle) == 0 {
+		room := l.elsewhere < 0 || l.elsewhere >= 1 // another node could start it sooner
 		if est, ok := l.est[s.Fn]; ok {
-			if time.Duration(len(j.queue)+1)*est/time.Duration(l.cpus) > spillAfter || len(j.queue) >= queueMax {
+			wait := time.Duration(len(j.queue)+1) * est / time.Duration(l.cpus)
+			if wait > spillAlways || room && wait > spillAfter || len(j.queue) >= queueMax {
 				return wire.LocalSubmitReply{Why: "it would wait here longer than on another node"}
 			}
 		} else if len(j.queue) >= queueUnknown*l.cpus {
@@ -222,6 +230,13 @@ func (l *memberLocal) submit(cid uint64, worker string, s *wire.Task) wire.Local
 	j.queue = append(j.queue, t)
 	l.askLeases(j)
 	return wire.LocalSubmitReply{Local: true}
+}
+
+// setElsewhere records the head's word on the free CPUs of the other nodes.
+func (l *memberLocal) setElsewhere(free float64) {
+	l.mu.Lock()
+	l.elsewhere = free
+	l.mu.Unlock()
 }
 
 // askLeases asks the head for as many more leases as j's queue needs, within the node's CPUs.

@@ -336,6 +336,23 @@ func TestLocalSpill(t *testing.T) {
 	if r := g.l.submit(1, "sub", plain(1)); r.Local || r.Why != "a task of that id is here already" {
 		t.Fatalf("a second task of the same id: %+v", r)
 	}
+	// no CPU free elsewhere (the head's word): it waits here, up to spillAlways
+	h := newLocalFixture(t, 2)
+	h.l.est[wire.ID{9}] = 400 * time.Millisecond
+	h.l.setElsewhere(0)
+	h.l.submit(1, "sub", withCode(plain(1)))
+	for n := byte(2); n <= 10; n++ { // up to 10 x 400 ms / 2 CPUs = 2 s
+		if r := h.l.submit(1, "sub", plain(n)); !r.Local {
+			t.Fatalf("task %d spilled with no CPU free elsewhere: %s", n, r.Why)
+		}
+	}
+	if r := h.l.submit(1, "sub", plain(11)); r.Local {
+		t.Fatal("a task that would wait 2.2 s here was taken")
+	}
+	h.l.setElsewhere(1.5)
+	if r := h.l.submit(1, "sub", plain(12)); r.Local {
+		t.Fatal("with a CPU free elsewhere, a task that would wait here was taken")
+	}
 }
 
 // A worker that dies with a task runs it again (max_retries) on another lease, then fails it;

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoal-hpc/shoal/head"
@@ -43,6 +44,8 @@ type node struct {
 	// lostWhy, when set before memberLost, says why the node is lost (heartbeat.go); empty:
 	// its agent's connection closed.
 	lostWhy string
+	// freeCPU is its free CPUs at the head's last look (local.go, lookFree), float64 bits
+	freeCPU atomic.Uint64
 }
 
 // workerEnv is what every worker of j needs to reach this agent from node nd. The secret is

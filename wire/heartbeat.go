@@ -18,3 +18,10 @@ type NodeJoinReply struct {
 	// LocalTasks: the member runs the plain tasks its own workers submit (wire/local.go).
 	LocalTasks bool `msgpack:"local_tasks,omitempty"`
 }
+
+// HeartbeatReply is the head's answer to a member's HEARTBEAT (and, with seq 0, a word it
+// sends a member that asked for leases): how many CPUs are free on the other nodes, as of its
+// last look (every 200 ms), for the member's choice to run a task or spill it (wire/local.go).
+type HeartbeatReply struct {
+	FreeElsewhere float64 `msgpack:"free_elsewhere"`
+}
