@@ -478,6 +478,7 @@ func (a *Agent) disconnect(c *client) {
 	}
 	if w := c.worker; w != nil {
 		a.localWorkerGone(w.id) // local.go
+		a.localClientGone(c)
 		w.connGone = true
 		if !a.awaitExit(w) { // memmon.go: a memory-limited worker waits for its exit report
 			why := "its connection closed"

@@ -24,6 +24,11 @@ import (
 // EXPECT and LOCAL_DONE travel on different connections, so a value can arrive before it is
 // expected: it waits in early until its EXPECT comes, or its submitter or node goes.
 
+type expected struct {
+	node  *node
+	owner uint64 // the client that sent the EXPECT
+}
+
 type earlyRet struct {
 	ret  wire.LocalRet
 	node *node
@@ -31,7 +36,7 @@ type earlyRet struct {
 
 // localState is the head's side of member-local tasks (a.mu held for all of it).
 type localState struct {
-	wait   map[wire.ID]*node // expected return values, and the node that will send each
+	wait   map[wire.ID]expected // expected return values: the node that will send each, and who expects it
 	asked  map[*node][]*task // lease tasks not yet given a worker, by node
 	early  map[wire.ID]earlyRet
 	leases uint32 // lease task ids issued
@@ -41,7 +46,7 @@ type localState struct {
 
 func (a *Agent) localInit() {
 	if a.local2.wait == nil {
-		a.local2.wait = map[wire.ID]*node{}
+		a.local2.wait = map[wire.ID]expected{}
 		a.local2.asked = map[*node][]*task{}
 		a.local2.early = map[wire.ID]earlyRet{}
 		a.local2.prefix = newPrefix()
@@ -74,7 +79,7 @@ func (a *Agent) handleLocal(c *client, f wire.Frame) error {
 				a.localLost(id, fmt.Sprintf("node %s, which was to run the task, is not in the cluster (lost)", m.Node))
 				continue
 			}
-			a.local2.wait[id] = nd
+			a.local2.wait[id] = expected{node: nd, owner: c.id}
 		}
 		return nil
 	case wire.TBlock:
@@ -141,7 +146,7 @@ func (a *Agent) handleLocal(c *client, f wire.Frame) error {
 		a.local2.tasks += uint64(len(m.Tasks))
 		a.observeLocal(c.member, m.Tasks)
 		for _, r := range m.Rets {
-			if nd, ok := a.local2.wait[r.ID]; ok && nd == c.member {
+			if e, ok := a.local2.wait[r.ID]; ok && e.node == c.member {
 				delete(a.local2.wait, r.ID)
 				a.localFill(r, c.member)
 				continue
@@ -176,6 +181,16 @@ func (a *Agent) observeLocal(nd *node, ts []wire.LocalTask) {
 			e.State = obs.Finished
 		}
 		r.TaskEvent(e)
+	}
+}
+
+// localClientGone forgets the values client c expected (their member drops the tasks of a
+// submitter that left; the references went with c).
+func (a *Agent) localClientGone(c *client) {
+	for id, e := range a.local2.wait {
+		if e.owner == c.id {
+			delete(a.local2.wait, id)
+		}
 	}
 }
 
@@ -232,8 +247,8 @@ func (a *Agent) localLost(id wire.ID, why string) {
 // localNodeLost fails what node n was to send, and drops what it sent early (memberLost).
 func (a *Agent) localNodeLost(n *node) {
 	delete(a.local2.asked, n)
-	for id, nd := range a.local2.wait {
-		if nd == n {
+	for id, e := range a.local2.wait {
+		if e.node == n {
 			delete(a.local2.wait, id)
 			a.localLost(id, "node "+n.id+" was lost before the task's value reached the head node")
 		}

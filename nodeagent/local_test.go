@@ -179,6 +179,24 @@ func TestHeadSideOfLocalTasks(t *testing.T) {
 	if hb.FreeElsewhere != 1 {
 		t.Fatalf("free CPUs elsewhere in the heartbeat's answer: %g, want 1 (the head node's)", hb.FreeElsewhere)
 	}
+	// a worker that expected a value and left: the head forgets the expectation
+	lw.Send(wire.TExpect, 0, &wire.Expect{IDs: []wire.ID{val(9)}, Node: "m1"})
+	lw.Send(wire.TGet, 31, &wire.Get{IDs: []wire.ID{}, TimeoutMS: 0}) // a round trip: the EXPECT was read
+	readType(lw, wire.TOK, 31, &gr)
+	lw.Close()
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		a.mu.Lock()
+		_, still := a.local2.wait[val(9)]
+		a.mu.Unlock()
+		if !still {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the head still expects a value for a worker that left")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	// expected, and its node goes: the driver (whose worker's id it has) gets the error
 	w.Send(wire.TExpect, 0, &wire.Expect{IDs: []wire.ID{val(3)}, Node: "m1"})
 	w.Send(wire.TIncref, 0, &wire.IDs{IDs: []wire.ID{}}) // (ordering: the EXPECT is read before the member goes)

@@ -437,6 +437,21 @@ func (l *memberLocal) answer(w *localWaiter, now bool) {
 		return
 	}
 	w.done = true
+	for _, i := range pending { // a get that timed out: its ids' lists let it go (the SDK asks again)
+		id := w.ids[i]
+		ws := l.waiters[id]
+		kept := ws[:0]
+		for _, x := range ws {
+			if x != w {
+				kept = append(kept, x)
+			}
+		}
+		if len(kept) == 0 {
+			delete(l.waiters, id)
+		} else {
+			l.waiters[id] = kept
+		}
+	}
 	objs := make([]wire.Obj, len(w.ids))
 	for i, id := range w.ids {
 		r := l.results[id]

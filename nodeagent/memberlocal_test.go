@@ -274,6 +274,12 @@ func TestLocalGetWaits(t *testing.T) {
 	if len(g.Pending) != 1 {
 		t.Fatalf("timed-out get: %+v", g)
 	}
+	f.l.mu.Lock()
+	kept := len(f.l.waiters[taskID(1).WithIndex(1)])
+	f.l.mu.Unlock()
+	if kept != 0 {
+		t.Fatalf("a get that timed out is still kept as a waiter (%d): the SDK's 50 ms slices would pile up", kept)
+	}
 	f.l.get(sub.conn, 1, 6, &wire.LocalGet{IDs: []wire.ID{taskID(1).WithIndex(1)}, TimeoutMS: -1})
 	sub.none(t)
 	f.l.next(le.conn, 2, 2, "l1", &wire.LeaseNext{Lease: wire.ID{0xAA}, Done: doneOf(s1, "v")})
