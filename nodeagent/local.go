@@ -37,7 +37,7 @@ type earlyRet struct {
 // localState is the head's side of member-local tasks (a.mu held for all of it).
 type localState struct {
 	wait   map[wire.ID]expected // expected return values: the node that will send each, and who expects it
-	asked  map[*node][]*task // lease tasks not yet given a worker, by node
+	asked  map[*node][]*task    // lease tasks not yet given a worker, by node
 	early  map[wire.ID]earlyRet
 	leases uint32 // lease task ids issued
 	prefix []byte

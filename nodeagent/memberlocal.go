@@ -121,9 +121,9 @@ type memberLocal struct {
 	// elsewhere is the free CPUs on the other nodes in the head's last word (HEARTBEAT's
 	// answer); negative: no word yet
 	elsewhere float64
-	out      wire.LocalDone  // the next LOCAL_DONE
-	outTimer *time.Timer     // flushes out after doneWait (nil: none armed)
-	closed   bool
+	out       wire.LocalDone // the next LOCAL_DONE
+	outTimer  *time.Timer    // flushes out after doneWait (nil: none armed)
+	closed    bool
 }
 
 func newMemberLocal(log hclog.Logger, cpus int, send func(wire.Type, any) error,
