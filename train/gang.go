@@ -429,6 +429,7 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 	done := make([]bool, len(actors))
 	left := len(actors)
 	var sigCode int
+	var failExited, failSeen int64 // when the failed rank exited, and when its failure was seen
 	looked := time.Now() // when the gang last looked for nodes to grow onto (grow.go)
 	roomSeen := 0        // the ranks it found room for then
 	sigs := g.cfg.Signals
@@ -469,6 +470,7 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 				left--
 				if st.Code != 0 {
 					fail = Result{Code: st.Code, FailedRank: r.Rank, Node: r.Node, Tail: st.Tail}
+					failExited, failSeen = st.ExitedMs, time.Now().UnixMilli()
 					break
 				}
 				continue
@@ -511,6 +513,15 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 		if st == nil {
 			lostNode, lost[i] = true, true // its actor did not answer: start the next attempt with new ones
 			continue
+		}
+		// the rank whose failure came first to be seen may not be the first that failed: one
+		// killed on another node is seen after the ranks that lost their connections to it
+		// (a collective's "peer closed the connection"); the cause is the one that exited first,
+		// before the failure was seen (the others exited when stopAll stopped them)
+		if failExited > 0 && st.Done && st.Code != 0 && st.ExitedMs > 0 && st.ExitedMs < failExited && st.ExitedMs <= failSeen {
+			r := byActor[i]
+			fail = Result{Code: st.Code, FailedRank: r.Rank, Node: r.Node, Tail: st.Tail}
+			failExited = st.ExitedMs
 		}
 		if byActor[i].Rank == 0 && st.Last != nil && st.Last.Seq > g.rank0Seq {
 			g.noteCheckpoint(st.Last) // what rank 0 reported since its last poll

@@ -48,6 +48,9 @@ type Status struct {
 	Reports int     `msgpack:"reports"`
 	Last    *Report `msgpack:"last"` // the last report with a checkpoint
 	Warm    bool    `msgpack:"warm"` // the process was this actor's warm spare (spare.go)
+	// ExitedMs is when the process exited (Unix ms, its node's clock; 0 while it runs): of
+	// ranks that fail at once, the first one is the cause (gang.go)
+	ExitedMs int64 `msgpack:"exited_ms,omitempty"`
 }
 
 // StartSpec is the rank process to start.
@@ -419,10 +422,11 @@ func (r *RankActor) attach(p *proc, prefix string) {
 		go func() { defer wg.Done(); copyOutput(p.op, prefix, t) }()
 		go func() { defer wg.Done(); r.readReports(p) }()
 		<-p.waited
+		exited := time.Now().UnixMilli()
 		wg.Wait()
 		p.closeParent()
 		r.mu.Lock()
-		r.status.Done = true
+		r.status.Done, r.status.ExitedMs = true, exited
 		r.status.Code, r.status.Signal = exitCode(p.werr, p.cmd.ProcessState)
 		r.mu.Unlock()
 		close(ex)
