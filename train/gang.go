@@ -430,8 +430,8 @@ func (g *gang) attempt(ctx context.Context, attempt int) (Result, error) {
 	left := len(actors)
 	var sigCode int
 	var failExited, failSeen int64 // when the failed rank exited, and when its failure was seen
-	looked := time.Now() // when the gang last looked for nodes to grow onto (grow.go)
-	roomSeen := 0        // the ranks it found room for then
+	looked := time.Now()           // when the gang last looked for nodes to grow onto (grow.go)
+	roomSeen := 0                  // the ranks it found room for then
 	sigs := g.cfg.Signals
 	for left > 0 {
 		wctx, cancel := context.WithTimeout(ctx, 2*g.cfg.Poll+time.Second)
