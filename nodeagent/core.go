@@ -110,6 +110,9 @@ func (a *Agent) act(x sched.Action) {
 		}
 		delete(a.coreTasks, x.Task)
 		a.detach(t)
+		if t.spec.Kind == wire.KindLease {
+			a.leaseFailed(t, x.Kind, x.Msg) // local.go
+		}
 		a.fail(t, x.Kind, x.Msg)
 		if t.spec.Kind == wire.KindActorCreate && t.actor != nil {
 			a.actorDead(t.actor, x.Msg) // an actor that can never be placed

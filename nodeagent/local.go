@@ -293,6 +293,27 @@ func (a *Agent) leaseRan(t *task) {
 	}
 }
 
+// leaseFailed tells lease task t's member that it failed before it got a worker (it will
+// not come: the member's queue must not wait for it). A lease that ran (its worker died: the
+// member saw that) or that the member dropped is not told of.
+func (a *Agent) leaseFailed(t *task, kind, msg string) {
+	nd := t.owner.member
+	q, found := a.local2.asked[nd], false
+	for i, x := range q {
+		if x == t {
+			a.local2.asked[nd], found = append(q[:i], q[i+1:]...), true
+			break
+		}
+	}
+	if len(a.local2.asked[nd]) == 0 {
+		delete(a.local2.asked, nd)
+	}
+	if !found || t.cancelled || nd.member == nil {
+		return
+	}
+	nd.member.conn.Send(wire.TLeaseFailed, 0, &wire.LeaseFailed{Job: t.job.id, Kind: kind, Msg: msg})
+}
+
 // dropLeases cancels up to n of job j's lease tasks for node nd that have no worker yet, the
 // newest first: the member's queue emptied before they came.
 func (a *Agent) dropLeases(nd *node, j *job, n int) {
@@ -304,6 +325,7 @@ func (a *Agent) dropLeases(nd *node, j *job, n int) {
 		}
 		n--
 		q = append(q[:i], q[i+1:]...)
+		t.cancelled = true // not a failure to tell the member of (leaseFailed)
 		a.feed(sched.Cancel{Task: t.cid})
 	}
 	a.local2.asked[nd] = q

@@ -147,7 +147,7 @@ func Join(log hclog.Logger, cfg MemberConfig) (*Member, error) {
 	}
 	m.procs = &spawner{log: log, scrub: cfg.Scrub, stdout: writer(m.stdout), stderr: writer(m.stderr), confine: cfg.Confine,
 		topo: cfg.Topology, cpus: cfg.CPUs, uvm: cfg.UVMMajor, extra: cfg.ExtraDevices}
-	if st != nil && reply.LocalTasks {
+	if st != nil && reply.LocalTasks && cfg.Resources["CPU"] >= 1 { // (a lease is one CPU)
 		st.local = newMemberLocal(log.Named("local"), int(cfg.Resources["CPU"]),
 			func(t wire.Type, body any) error { return conn.Send(t, 0, body) }, st.useStored, m.procs.signal)
 	}
@@ -201,6 +201,14 @@ func (m *Member) Run() (int, error) {
 			}
 			if m.store != nil {
 				m.store.free(ids.IDs)
+			}
+		case wire.TLeaseFailed:
+			var lf wire.LeaseFailed
+			if err := f.Decode(&lf); err != nil {
+				return 1, err
+			}
+			if m.store != nil && m.store.local != nil {
+				m.store.local.leaseFailed(&lf)
 			}
 		case wire.THeartbeat:
 			if len(f.Body) > 0 && m.store != nil && m.store.local != nil {

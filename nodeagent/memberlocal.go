@@ -232,6 +232,29 @@ func (l *memberLocal) submit(cid uint64, worker string, s *wire.Task) wire.Local
 	return wire.LocalSubmitReply{Local: true}
 }
 
+// leaseFailed handles LEASE_FAILED: a lease asked for will not come. When no other lease of the
+// job is held or asked for, its queued tasks cannot run here: they fail with the lease's error
+// (a worker that cannot start fails its tasks the same way through the head).
+func (l *memberLocal) leaseFailed(m *wire.LeaseFailed) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	j := l.jobs[m.Job]
+	if j == nil {
+		return
+	}
+	if j.requested > 0 {
+		j.requested--
+	}
+	if j.held > 0 || j.requested > 0 {
+		return
+	}
+	q := j.queue
+	j.queue = nil
+	for _, t := range q {
+		l.failTask(t, m.Kind, t.spec.Name+": no worker could be leased on this node to run it: "+m.Msg)
+	}
+}
+
 // setElsewhere records the head's word on the free CPUs of the other nodes.
 func (l *memberLocal) setElsewhere(free float64) {
 	l.mu.Lock()

@@ -463,3 +463,26 @@ func TestLocalIdleLeaseEnds(t *testing.T) {
 		t.Fatal("an ended lease is still held")
 	}
 }
+
+// A lease that fails before it gets a worker (the head's LEASE_FAILED): while another lease is
+// held or asked for, the queue waits for it; when none is, the queued tasks fail with the
+// lease's error instead of waiting for ever.
+func TestLocalLeaseFails(t *testing.T) {
+	f := newLocalFixture(t, 2)
+	f.l.submit(1, "sub", withCode(plain(1)))
+	f.l.submit(1, "sub", plain(2))
+	if f.head.leased() != 2 {
+		t.Fatalf("leases asked: %d, want 2", f.head.leased())
+	}
+	lf := &wire.LeaseFailed{Job: "job1", Kind: "worker_start_failed", Msg: "3 worker processes in a row failed to start"}
+	f.l.leaseFailed(lf)
+	if d := f.done(); len(d) != 0 {
+		t.Fatalf("tasks failed while another lease was still asked for: %+v", d)
+	}
+	f.l.leaseFailed(lf)
+	d := f.done()
+	if len(d) != 2 || d[0].Tasks[0].Failed != "worker_start_failed" || d[1].Rets[0].Fmt != wire.FmtError || len(f.l.tasks) != 0 {
+		t.Fatalf("after every lease failed: %+v", d)
+	}
+	f.l.leaseFailed(&wire.LeaseFailed{Job: "nobody"}) // a job with nothing here
+}

@@ -66,6 +66,7 @@ func sampleBodies() map[Type]any {
 		TBlock:        &Block{On: true},
 		TLocalCancel:  &LocalCancel{Task: id, Force: true, Recursive: true},
 		TLocalForget:  &IDs{IDs: []ID{id}},
+		TLeaseFailed:  &LeaseFailed{Job: "0123abcd-0001", Kind: "worker_start_failed", Msg: "3 worker processes in a row failed to start"},
 	}
 }
 

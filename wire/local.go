@@ -106,7 +106,17 @@ const (
 	// TLocalForget (worker -> its member's store socket, one-way): this worker holds no more
 	// references to these values (IDs): its node's agent need not keep them for it.
 	TLocalForget Type = 38
+	// TLeaseFailed (head node's agent -> member, one-way): a lease it asked for failed before
+	// it got a worker (its workers cannot start there, say): LeaseFailed.
+	TLeaseFailed Type = 39
 )
+
+// LeaseFailed is the body of TLeaseFailed: Kind and Msg are the error the lease failed with.
+type LeaseFailed struct {
+	Job  string `msgpack:"job"`
+	Kind string `msgpack:"kind"`
+	Msg  string `msgpack:"msg"`
+}
 
 // LocalGet is the body of TLocalGet.
 type LocalGet struct {

@@ -512,6 +512,8 @@ func Body(t Type) any {
 		return &LocalCancel{}
 	case TLocalForget:
 		return &IDs{}
+	case TLeaseFailed:
+		return &LeaseFailed{}
 	}
 	return nil
 }
