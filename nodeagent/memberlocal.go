@@ -221,13 +221,8 @@ func (l *memberLocal) submit(cid uint64, worker string, s *wire.Task) wire.Local
 	}
 	t := &localTask{spec: s, submitter: cid, owner: worker, job: j}
 	l.tasks[rid] = t
-	if len(j.idle) > 0 {
-		le := j.idle[len(j.idle)-1]
-		j.idle = j.idle[:len(j.idle)-1]
-		l.run(le, t)
-		return wire.LocalSubmitReply{Local: true}
-	}
-	j.queue = append(j.queue, t)
+	j.queue = append(j.queue, t) // (an idle lease means an empty queue: it runs at once)
+	l.dispatch(j)
 	l.askLeases(j)
 	return wire.LocalSubmitReply{Local: true}
 }
