@@ -376,6 +376,14 @@ func writeMemberRecord(sessionDir string, in Info) error {
 
 func launchMember(ctx context.Context, log hclog.Logger, o LaunchOptions, me, file string) (int, error) {
 	deadline := time.Now().Add(o.JoinTimeout)
+	// this user's base directory (the member's session directory goes in it) is checked
+	// before the wait: one squatted by another user fails every node at once, naming it,
+	// and not only the first node while the others wait for a head that never starts
+	if b, err := privdir.Base(tmpRootOf(o.TmpRoot)); err == nil {
+		b.Close()
+	} else if errors.Is(err, privdir.ErrNotPrivate) {
+		return 1, err
+	}
 	var r rendezvous
 	for {
 		b, err := readRendezvous(file)

@@ -33,7 +33,10 @@ vjob() {
 }
 mine() { find "$1" -mindepth 1 -user "$VICTIM" 2>/dev/null | head -5; }
 # vjob_watch NAME BODY PATH...: vjob, while PATHs are watched for files of the victim's (the
-# driver sleeps, so that a cluster that did start is seen while it runs); sets $seen too
+# driver sleeps, so that a cluster that did start is seen while it runs); sets $seen too. $out
+# is the job's output with NAME.<task>.out: each srun writes its tasks' output there (srun -o,
+# written by each node's slurmstepd), since srun's own forwarding can drop the last lines of a
+# task whose exit makes --kill-on-bad-exit end the step)
 vjob_watch() {
   local name=$1 body=$2; shift 2
   vjob "$name" "$body" &
@@ -44,16 +47,16 @@ vjob_watch() {
     sleep 0.2
   done
   wait "$j"
-  out=$(cat "$WORK/$name.out" 2>/dev/null)
+  out=$(cat "$WORK/$name".*out 2>/dev/null)
   grep -q '^rc=0$' "$WORK/$name.rc" 2>/dev/null && rc=0 || rc=1
 }
 
 # --- 1. /tmp/shoal-<victim uid> made first by the intruder (shared /tmp of the test nodes)
 rm -rf "$BASE"
 as_intruder mkdir -m 0777 "$BASE"; as_intruder chmod 0777 "$BASE"
-vjob_watch base 'srun --kill-on-bad-exit=1 shoal launch --join-timeout 30s -- sleep 3' "$BASE"
+vjob_watch base 'srun --kill-on-bad-exit=1 -o '"$WORK"'/base.%t.out shoal launch --join-timeout 30s -- sleep 3' "$BASE"
 if ((rc != 0)) && has "$out" "refusing to use $BASE" && has "$out" "$INTRUDER (uid $INTRUDER_UID)"; then
-  ok "squatted base: every node's launch refuses it, naming the path and the intruder"
+  ok "squatted base: every node's launch refuses it, naming the path and the intruder ($(grep -c "refusing to use $BASE" <<<"$out") of 3 nodes said so)"
 else
   bad "squatted base: the job ran in the intruder's directory" "rc=$rc" "$out"
 fi
@@ -72,7 +75,7 @@ as_intruder bash -c 'end=$((SECONDS + 90)); while ((SECONDS < end)) && [[ ! -e $
   done
 done' squat "$VICTIM" "$WORK/squatted" "$WORK/before" &
 WATCH=$!
-vjob_watch store 'srun --kill-on-bad-exit=1 shoal launch --join-timeout 30s -- sleep 3' /dev/shm
+vjob_watch store 'srun --kill-on-bad-exit=1 -o '"$WORK"'/store.%t.out shoal launch --join-timeout 30s -- sleep 3' /dev/shm
 squat=$(head -1 "$WORK/squatted" 2>/dev/null)
 if [[ -z $squat ]]; then
   bad "store squat: the intruder did not get in first (the race was lost; rerun)" "$out"
