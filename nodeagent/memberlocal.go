@@ -2,6 +2,7 @@ package nodeagent
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -457,13 +458,7 @@ func (l *memberLocal) answer(w *localWaiter, now bool) {
 	w.done = true
 	for _, i := range pending { // a get that timed out: its ids' lists let it go (the SDK asks again)
 		id := w.ids[i]
-		ws := l.waiters[id]
-		kept := ws[:0]
-		for _, x := range ws {
-			if x != w {
-				kept = append(kept, x)
-			}
-		}
+		kept := slices.DeleteFunc(l.waiters[id], func(x *localWaiter) bool { return x == w })
 		if len(kept) == 0 {
 			delete(l.waiters, id)
 		} else {
@@ -565,13 +560,7 @@ func (l *memberLocal) idleEnd(le *lease) {
 }
 
 func (l *memberLocal) dropIdle(le *lease) {
-	j := le.job
-	for i, x := range j.idle {
-		if x == le {
-			j.idle = append(j.idle[:i], j.idle[i+1:]...)
-			return
-		}
-	}
+	le.job.idle = slices.DeleteFunc(le.job.idle, func(x *lease) bool { return x == le })
 }
 
 // closedConn handles the end of store connection cid: a lease of it is gone (its task runs
@@ -610,18 +599,12 @@ func (l *memberLocal) closedConn(cid uint64) {
 		l.dispatch(le.job)
 	}
 	for _, j := range l.jobs {
-		kept := j.queue[:0]
-		for _, t := range j.queue {
-			if t.submitter != cid {
-				kept = append(kept, t)
-			} else {
+		j.queue = slices.DeleteFunc(j.queue, func(t *localTask) bool {
+			if t.submitter == cid {
 				delete(l.tasks, t.spec.Task.WithIndex(1))
 			}
-		}
-		for i := len(kept); i < len(j.queue); i++ {
-			j.queue[i] = nil
-		}
-		j.queue = kept
+			return t.submitter == cid
+		})
 	}
 	for id, j := range l.jobs {
 		if len(j.queue) == 0 && len(j.idle) == 0 && j.held == 0 && j.requested == 0 {

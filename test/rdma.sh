@@ -45,7 +45,11 @@ check "transports --json: a node without RDMA uses tcp" \
   eval 'python3 -c "import json,sys; r=json.loads(sys.argv[1]); assert r[\"inter_node\"][\"backend\"]==\"tcp\", r" "$out"'
 
 if "$SHOAL" transports | grep -q "^ucx   available"; then
-  out=$(SHOAL_INSECURE_DATA_PLANE=1 SHOAL_UCX=on UCX_TLS=tcp,shm "$SHOAL" bench allreduce --np 3 --min-bytes 16 --max-bytes 1MiB --step-factor 16 --transport ucx 2>&1); rc=$?
+  # UCX_TLS=tcp: the stand-in for a NIC between nodes, which is all shoal uses UCX for (ranks
+  # on one node meet over shoal's own shm transport). With UCX's shm transports also listed,
+  # 3 runs of 20 on this 2-core machine under a parallel `make test` failed with UCX reporting
+  # "Endpoint timeout" on a live peer; 0 of 18 with tcp alone.
+  out=$(SHOAL_INSECURE_DATA_PLANE=1 SHOAL_UCX=on UCX_TLS=tcp "$SHOAL" bench allreduce --np 3 --min-bytes 16 --max-bytes 1MiB --step-factor 16 --transport ucx 2>&1); rc=$?
   check "bench allreduce: 3 rank processes run collectives over the ucx backend (insecure data plane)" \
     eval '[ $rc -eq 0 ] && has "$out" "^ *1048576 "'
   out=$(SHOAL_UCX=on "$SHOAL" bench allreduce --np 2 --max-bytes 4 --transport ucx 2>&1); rc=$?

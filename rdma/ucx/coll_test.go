@@ -90,7 +90,7 @@ func TestCollectiveOverUCX(t *testing.T) {
 		t.Skipf("UCX is not installed: %v", err)
 	}
 	t.Setenv("SHOAL_UCX", "on")
-	t.Setenv("UCX_TLS", "tcp,shm")
+	t.Setenv("UCX_TLS", "tcp") // as between nodes; with shm listed UCX can report a live peer lost under load (test/rdma.sh)
 	const n, elems = 3, 1 << 18
 	world(t, n, "ucx", func(g *coll.Group) error {
 		buf := make([]byte, 4*elems)
