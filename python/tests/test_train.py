@@ -470,7 +470,10 @@ def fn(config):
                 json.dump({"step": step}, f)  # the one it resumes from, which this rank writes again
             os.replace(p + ".tmp", p)
             st.report({"step": step, "loss": 1.0 / (step + 1)}, checkpoint=p)
-        if config["fail"] and c.attempt == 0 and step == 3:
+        # rank 0 fails, after its report of step 3 returned (report() waits for the driver to
+        # take it): had rank 1 failed too, its failure could end the attempt before that report
+        # arrived (seen under load), and the resume would be from step 1
+        if config["fail"] and c.attempt == 0 and step == 3 and c.world_rank == 0:
             raise RuntimeError("boom")
     return (c.attempt, first, start)
 out = st.run(fn, num_workers=2, max_failures=1, state_dir=d, config={"ck": ck, "fail": len(sys.argv) > 3})
