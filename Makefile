@@ -8,7 +8,7 @@ export SHOAL_BIN := $(CURDIR)/bin/shoal
 VERSION   := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' python/shoal/__init__.py)
 COMMIT    := $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD -- || c=$$c-dirty; echo $$c; })
 
-.PHONY: all build spank deps test test-obs test-security test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-rdma test-chaos chaos-long chaos-load release test-release bench-ucx bench-core-sim bench-head-scale bench-local demo fuzz bench clean
+.PHONY: all build spank deps test test-obs test-security test-go test-python test-e2e test-slurm test-objects test-yarn test-train test-coll test-coll-nodes test-rdma test-chaos chaos-long chaos-load release test-release bench-ucx bench-core-sim bench-head-scale bench-local demo fuzz bench clean
 
 all: build
 
@@ -20,7 +20,7 @@ build:
 deps:
 	./scripts/deps.sh
 
-test: deps build test-go test-python test-e2e test-obs test-security test-slurm test-objects test-yarn test-train test-coll test-rdma test-chaos test-release
+test: deps build test-go test-python test-e2e test-obs test-security test-slurm test-objects test-yarn test-train test-coll-nodes test-rdma test-chaos test-release
 
 test-go:
 	$(GO) vet ./...
@@ -66,6 +66,10 @@ test-objects: build spank
 test-coll: build spank
 	$(GO) test -count=1 ./rdma/...
 	PYTHONPATH=$(CURDIR)/python $(PYTHON) -m pytest -q python/tests/test_collective.py
+	@$(MAKE) --no-print-directory test-coll-nodes
+
+# the part of test-coll that test-go and test-python do not already run (what `make test` runs)
+test-coll-nodes: build spank
 	flock /tmp/shoal-slurm.lock sh -c './test/slurm/collective.sh; rc=$$?; ./scripts/slurm-cluster.sh down >/dev/null 2>&1; exit $$rc'
 
 # shoal train / shoal.train on the 3-node Slurm cluster: rank layout and environment, GPUs,
