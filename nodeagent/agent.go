@@ -710,7 +710,7 @@ func (a *Agent) handle(c *client, f wire.Frame) error {
 			a.remoteWorkerExited(c, &m)
 		}
 		return nil
-	case wire.TExpect, wire.TLeaseRequest, wire.TLocalDone, wire.TBlock: // member-local scheduling (local.go)
+	case wire.TExpect, wire.TLeaseRequest, wire.TLocalDone, wire.TLocalSpill, wire.TBlock: // member-local scheduling (local.go)
 		return a.handleLocal(c, f)
 	case wire.TFetch, wire.TPutAt, wire.TNodeStore:
 		return a.handleObjXfer(c, f)

@@ -257,6 +257,9 @@ func (a *Agent) clusterTotal() sched.Resources {
 // cancel handles CANCEL for the task that returns m.Object.
 func (a *Agent) cancel(c *client, m *wire.Cancel) error {
 	t := a.tasks[m.Object.WithIndex(0)]
+	if t == nil {
+		a.localCancel(c, m) // a member-local task handed back to this agent on the way (local.go)
+	}
 	if t == nil || t.finished {
 		return nil // finished already: nothing to cancel, as in Ray
 	}

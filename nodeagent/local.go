@@ -27,6 +27,9 @@ import (
 type expected struct {
 	node  *node
 	owner uint64 // the client that sent the EXPECT
+	// cancel is a CANCEL of the task that came while its member was handing it back
+	// (LOCAL_SPILL on its way): it is cancelled when it arrives
+	cancel *wire.Cancel
 }
 
 type earlyRet struct {
@@ -53,7 +56,8 @@ func (a *Agent) localInit() {
 	}
 }
 
-// handleLocal serves EXPECT (from a worker), LEASE_REQUEST and LOCAL_DONE (from a member).
+// handleLocal serves EXPECT and BLOCK (from a worker), LEASE_REQUEST, LOCAL_DONE and
+// LOCAL_SPILL (from a member).
 func (a *Agent) handleLocal(c *client, f wire.Frame) error {
 	switch f.Type {
 	case wire.TExpect:
@@ -154,8 +158,69 @@ func (a *Agent) handleLocal(c *client, f wire.Frame) error {
 			a.local2.early[r.ID] = earlyRet{ret: r, node: c.member}
 		}
 		return nil
+	case wire.TLocalSpill:
+		var m wire.LocalSpill
+		if err := f.Decode(&m); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if c.member == nil {
+			return fmt.Errorf("LOCAL_SPILL from a connection that is not a member agent")
+		}
+		a.localInit()
+		for i := range m.Tasks {
+			a.localSpilled(c.member, &m.Tasks[i])
+		}
+		return nil
 	}
 	return fmt.Errorf("%w: unknown message type %d", wire.ErrCorruptFrame, f.Type)
+}
+
+// localSpilled takes task s, which member nd had queued and hands back: it runs as if its
+// submitter had sent SUBMIT, which holds its value's reference already (EXPECT). A task that
+// is not one nd was to run (its submitter left, or nd was lost meanwhile) is dropped.
+func (a *Agent) localSpilled(nd *node, s *wire.Task) {
+	rid := s.Task.WithIndex(1)
+	e, ok := a.local2.wait[rid]
+	if !ok || e.node != nd || s.Nret != 1 || s.Kind != wire.KindTask {
+		return
+	}
+	delete(a.local2.wait, rid)
+	owner := a.conns[e.owner]
+	if owner == nil || owner.job == nil || owner.job.ended || owner.worker == nil {
+		return
+	}
+	if e.cancel != nil {
+		a.localCancelled(rid, s.Name)
+		return
+	}
+	s.Attempt = 0
+	if err := a.submitTask(owner, s, false); err != nil {
+		a.log.Warn("a task handed back by its member", "task", s.Name, "node", nd.id, "error", err)
+		if o := a.store.SetError(rid, errorData("infeasible", err.Error())); o != nil {
+			a.sealed(o)
+		}
+	}
+}
+
+// localCancelled seals expected value id as its task's cancellation.
+func (a *Agent) localCancelled(id wire.ID, name string) {
+	if o := a.store.SetError(id, errorData("cancelled", name+" was cancelled before it ran")); o != nil {
+		a.sealed(o)
+	}
+}
+
+// localCancel notes CANCEL m of a task whose value is expected from a member: the member did
+// not know it (the SDK asks it first), so it is on its way back here (LOCAL_SPILL) or done.
+func (a *Agent) localCancel(c *client, m *wire.Cancel) {
+	rid := m.Object.WithIndex(1)
+	if e, ok := a.local2.wait[rid]; ok {
+		if o := a.conns[e.owner]; o != nil && o.job != nil && o.job == c.job {
+			e.cancel = m
+			a.local2.wait[rid] = e
+		}
+	}
 }
 
 // observeLocal records tasks that member nd ran, as if this agent had run them.
@@ -347,6 +412,19 @@ func (a *Agent) lookFree() {
 		total += f
 	}
 	a.freeCPU.Store(math.Float64bits(total))
+	// a member told at its last heartbeat that no other node had a free CPU may hold a queue
+	// of up to spillAlways: it hears at once that one has, so that it hands the queue's tail
+	// back (LOCAL_SPILL) without waiting for its next heartbeat's answer
+	for _, n := range a.nodes {
+		if n.member == nil || !n.alive {
+			continue
+		}
+		fe := a.freeElsewhere(n)
+		if fe >= 1 && n.freeWas < 1 {
+			n.member.conn.Send(wire.THeartbeat, 0, &wire.HeartbeatReply{FreeElsewhere: fe})
+		}
+		n.freeWas = fe
+	}
 }
 
 // freeElsewhere is the free CPUs on nodes other than n at the last look (no lock).

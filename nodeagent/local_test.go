@@ -170,6 +170,55 @@ func TestHeadSideOfLocalTasks(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// a task the member had queued and hands back (LOCAL_SPILL) runs as its submitter's, here on
+	// the job's idle worker of m1 (its strategy); the submitter's EXPECT is its one reference
+	w.Send(wire.TExpect, 0, &wire.Expect{IDs: []wire.ID{val(4), val(5)}, Node: "m1"})
+	w.Send(wire.TGet, 14, &wire.Get{IDs: []wire.ID{}, TimeoutMS: 0}) // a round trip: the EXPECT was read
+	readType(w, wire.TOK, 14, &gr)
+	back := wire.Task{Task: val(4).WithIndex(0), Kind: wire.KindTask, Name: "h", Lang: "go", Fn: wire.ID{9}, Fnb: []byte("code"), Nret: 1,
+		Res: map[string]float64{"CPU": 1}, Bundle: -1, Strategy: "NODE_AFFINITY", Node: "m1", Deps: []wire.ID{}, Refs: []wire.ID{}}
+	stranger := back
+	stranger.Task = val(6).WithIndex(0) // never EXPECTed: not the member's to hand back
+	member.Send(wire.TLocalSpill, 0, &wire.LocalSpill{Job: job, Tasks: []wire.Task{back, stranger}})
+	var h wire.Task
+	readType(lw, wire.TExec, 0, &h)
+	if h.Task != back.Task || string(h.Fnb) != "code" {
+		t.Fatalf("the task handed back ran as %+v", h)
+	}
+	lw.Send(wire.TDone, 0, &wire.Done{Task: h.Task, Rets: []wire.Ret{{ID: val(4), Fmt: wire.FmtRaw, Data: []byte("four")}}})
+	if o := get(val(4), 15); string(o.Data) != "four" {
+		t.Fatalf("value of a task handed back: %+v", o)
+	}
+	a.mu.Lock()
+	_, still := a.local2.wait[val(4)]
+	_, ran := a.tasks[val(6).WithIndex(0)]
+	a.mu.Unlock()
+	if still || ran {
+		t.Fatalf("after LOCAL_SPILL: still expected from m1 %v, the stranger taken %v", still, ran)
+	}
+	w.Send(wire.TDecref, 0, &wire.IDs{IDs: []wire.ID{val(4)}})
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		a.mu.Lock()
+		o := a.store.Lookup(val(4))
+		a.mu.Unlock()
+		if o == nil || o.Freed() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the value of a task handed back outlived its submitter's one reference (counted twice)")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// cancelled while on its way back (the member no longer knew it): it never runs
+	w.Send(wire.TCancel, 16, &wire.Cancel{Object: val(5).WithIndex(0)})
+	readType(w, wire.TOK, 16, &gr)
+	five := back
+	five.Task = val(5).WithIndex(0)
+	member.Send(wire.TLocalSpill, 0, &wire.LocalSpill{Job: job, Tasks: []wire.Task{five}})
+	if o := get(val(5), 17); o.Fmt != wire.FmtError || !strings.Contains(string(o.Data), "cancelled") {
+		t.Fatalf("a task cancelled on its way back: %+v", o)
+	}
 	// the head's answer to a heartbeat says how many CPUs are free on the other nodes (its own
 	// one, at its last look)
 	time.Sleep(300 * time.Millisecond)

@@ -122,8 +122,9 @@ type memberLocal struct {
 	// elsewhere is the free CPUs on the other nodes in the head's last word (HEARTBEAT's
 	// answer); negative: no word yet
 	elsewhere float64
-	out       wire.LocalDone // the next LOCAL_DONE
-	outTimer  *time.Timer    // flushes out after doneWait (nil: none armed)
+	fnsHead   map[wire.ID]bool // functions whose code went to the head in a LOCAL_SPILL
+	out       wire.LocalDone   // the next LOCAL_DONE
+	outTimer  *time.Timer      // flushes out after doneWait (nil: none armed)
 	closed    bool
 }
 
@@ -132,7 +133,8 @@ func newMemberLocal(log hclog.Logger, cpus int, send func(wire.Type, any) error,
 	return &memberLocal{log: log, send: send, stored: stored, signal: signal, cpus: max(cpus, 1),
 		jobs: map[string]*localJob{}, workers: map[string]string{}, leases: map[wire.ID]*lease{},
 		fns: map[wire.ID][]byte{}, est: map[wire.ID]time.Duration{}, tasks: map[wire.ID]*localTask{},
-		results: map[wire.ID]*localResult{}, waiters: map[wire.ID][]*localWaiter{}, gone: map[uint64]bool{}, elsewhere: -1}
+		results: map[wire.ID]*localResult{}, waiters: map[wire.ID][]*localWaiter{}, gone: map[uint64]bool{}, elsewhere: -1,
+		fnsHead: map[wire.ID]bool{}}
 }
 
 // spawned notes the job of a worker this node starts (its SPAWN's SHOAL_JOB_ID).
@@ -251,11 +253,61 @@ func (l *memberLocal) leaseFailed(m *wire.LeaseFailed) {
 	}
 }
 
-// setElsewhere records the head's word on the free CPUs of the other nodes.
+// setElsewhere records the head's word on the free CPUs of the other nodes, and hands back
+// what would now wait here longer than there (reoffer).
 func (l *memberLocal) setElsewhere(free float64) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.elsewhere = free
-	l.mu.Unlock()
+	l.reoffer()
+}
+
+// reoffer hands the tail of each job's queue back to the head (LOCAL_SPILL) while another
+// node has a free CPU and that tail would wait here longer than spillAfter: a task queued
+// while every node was busy (up to spillAlways of waiting) need not wait here once others
+// free up. At most as many tasks go as the head counts free CPUs elsewhere, the newest
+// first; a task already tried here (a retry) or of a function whose time is not known stays.
+// The submitter's LOCAL_GET then answers "not here" for them, and it asks the head (l.mu held).
+func (l *memberLocal) reoffer() {
+	budget := int(l.elsewhere)
+	if budget < 1 || l.closed {
+		return
+	}
+	for _, j := range l.jobs {
+		var back []wire.Task
+		for budget > 0 && len(j.queue) > 0 {
+			t := j.queue[len(j.queue)-1]
+			est, ok := l.est[t.spec.Fn]
+			if !ok || t.tries > 0 || t.cancelled || time.Duration(len(j.queue))*est/time.Duration(l.cpus) <= spillAfter {
+				break
+			}
+			j.queue[len(j.queue)-1] = nil
+			j.queue = j.queue[:len(j.queue)-1]
+			rid := t.spec.Task.WithIndex(1)
+			delete(l.tasks, rid)
+			spec := *t.spec
+			if !l.fnsHead[spec.Fn] {
+				spec.Fnb = l.fns[spec.Fn]
+				l.fnsHead[spec.Fn] = true
+			}
+			back = append(back, spec)
+			budget--
+			for _, w := range l.waiters[rid] { // a LOCAL_GET waiting for it: it is at the head now
+				l.answer(w, false)
+			}
+			delete(l.waiters, rid)
+		}
+		if len(back) == 0 {
+			continue
+		}
+		if err := l.send(wire.TLocalSpill, &wire.LocalSpill{Job: j.id, Tasks: back}); err != nil {
+			l.log.Debug("hand tasks back to the head", "error", err)
+		}
+		if extra := j.requested - len(j.queue); extra > 0 { // leases asked for them: not needed now
+			l.send(wire.TLeaseRequest, &wire.LeaseRequest{Job: j.id, Drop: extra})
+			j.requested -= extra
+		}
+	}
 }
 
 // askLeases asks the head for as many more leases as j's queue needs, within the node's CPUs.

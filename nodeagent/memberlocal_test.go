@@ -19,6 +19,7 @@ type toHead struct {
 	mu     sync.Mutex
 	leases []wire.LeaseRequest
 	dones  []wire.LocalDone
+	spills []wire.LocalSpill
 }
 
 func (h *toHead) send(t wire.Type, body any) error {
@@ -29,6 +30,8 @@ func (h *toHead) send(t wire.Type, body any) error {
 		h.leases = append(h.leases, *body.(*wire.LeaseRequest))
 	case wire.TLocalDone:
 		h.dones = append(h.dones, *body.(*wire.LocalDone))
+	case wire.TLocalSpill:
+		h.spills = append(h.spills, *body.(*wire.LocalSpill))
 	}
 	return nil
 }
@@ -358,6 +361,72 @@ func TestLocalSpill(t *testing.T) {
 	h.l.setElsewhere(1.5)
 	if r := h.l.submit(1, "sub", plain(12)); r.Local {
 		t.Fatal("with a CPU free elsewhere, a task that would wait here was taken")
+	}
+}
+
+// Tasks queued while no other node had a free CPU go back to the head (LOCAL_SPILL) when the
+// head says some have: the newest first, as many as those CPUs, while the rest would still wait
+// longer than spillAfter; the code goes once; a get waiting for one is told "not here".
+func TestLocalReoffer(t *testing.T) {
+	f := newLocalFixture(t, 2)
+	sub := newPeer(t)
+	f.l.est[wire.ID{9}] = 400 * time.Millisecond
+	f.l.setElsewhere(0)
+	f.l.submit(1, "sub", withCode(plain(1)))
+	for n := byte(2); n <= 10; n++ {
+		if r := f.l.submit(1, "sub", plain(n)); !r.Local {
+			t.Fatalf("task %d spilled with no CPU free elsewhere: %s", n, r.Why)
+		}
+	}
+	f.l.get(sub.conn, 1, 5, &wire.LocalGet{IDs: []wire.ID{taskID(10).WithIndex(1)}, TimeoutMS: -1})
+	f.l.get(sub.conn, 1, 6, &wire.LocalGet{IDs: []wire.ID{taskID(1).WithIndex(1), taskID(9).WithIndex(1)}, TimeoutMS: -1})
+	sub.none(t)
+	spilled := func() []wire.LocalSpill {
+		f.head.mu.Lock()
+		defer f.head.mu.Unlock()
+		return append([]wire.LocalSpill(nil), f.head.spills...)
+	}
+	f.l.setElsewhere(3)
+	sp := spilled()
+	if len(sp) != 1 || sp[0].Job != "job1" || len(sp[0].Tasks) != 3 || sp[0].Tasks[0].Task != taskID(10) || sp[0].Tasks[2].Task != taskID(8) ||
+		string(sp[0].Tasks[0].Fnb) != "code" || sp[0].Tasks[1].Fnb != nil {
+		t.Fatalf("3 CPUs free elsewhere, 10 tasks of 400 ms queued on 2 CPUs: handed back %+v", sp)
+	}
+	fr := sub.next(t)
+	var g wire.LocalGetReply
+	fr.Decode(&g)
+	if fr.Seq != 5 || !g.Objs[0].ID.IsZero() || len(g.Pending) != 0 {
+		t.Fatalf("a get waiting for a task handed back: seq %d %+v (want \"not here\": the SDK asks the head)", fr.Seq, g)
+	}
+	sub.none(t) // the get for 1 and 9 still waits for 1
+	f.l.setElsewhere(3)
+	sp = spilled()
+	if len(sp) != 2 || len(sp[1].Tasks) != 3 || sp[1].Tasks[0].Task != taskID(7) || sp[1].Tasks[0].Fnb != nil {
+		t.Fatalf("second word of 3 free CPUs: %+v", sp[1:])
+	}
+	// 4 left: 4 x 400 ms / 2 CPUs is still more than spillAfter, but none is free elsewhere
+	f.l.setElsewhere(0.5)
+	if len(spilled()) != 2 {
+		t.Fatal("handed tasks back with no whole CPU free elsewhere")
+	}
+	f.l.mu.Lock()
+	q := len(f.l.jobs["job1"].queue)
+	f.l.mu.Unlock()
+	if q != 4 {
+		t.Fatalf("%d tasks queued, want 4", q)
+	}
+	// a short queue stays: 3 x 10 ms / 2 CPUs is under spillAfter
+	h := newLocalFixture(t, 2)
+	h.l.est[wire.ID{9}] = 10 * time.Millisecond
+	h.l.submit(1, "sub", withCode(plain(1)))
+	h.l.submit(1, "sub", plain(2))
+	h.l.submit(1, "sub", plain(3))
+	h.l.setElsewhere(8)
+	h.head.mu.Lock()
+	n := len(h.head.spills)
+	h.head.mu.Unlock()
+	if n != 0 {
+		t.Fatal("handed back tasks that would start here within spillAfter")
 	}
 }
 

@@ -46,6 +46,8 @@ type node struct {
 	lostWhy string
 	// freeCPU is its free CPUs at the head's last look (local.go, lookFree), float64 bits
 	freeCPU atomic.Uint64
+	// freeWas is the free CPUs on the other nodes at the look before (lookFree; a.mu held)
+	freeWas float64
 }
 
 // workerEnv is what every worker of j needs to reach this agent from node nd. The secret is

@@ -201,6 +201,12 @@ func (a *Agent) endJob(j *job, reason string) {
 
 // submit handles SUBMIT.
 func (a *Agent) submit(c *client, m *wire.Task) error {
+	return a.submitTask(c, m, true)
+}
+
+// submitTask takes task m of client c; expect false: c holds its return values' references
+// already (an EXPECTed member-local task that its member handed back, local.go).
+func (a *Agent) submitTask(c *client, m *wire.Task, expect bool) error {
 	if c.job == nil || c.job.ended {
 		return fmt.Errorf("this connection (role %s) cannot submit tasks", c.role)
 	}
@@ -224,7 +230,7 @@ func (a *Agent) submit(c *client, m *wire.Task) error {
 		}
 	}
 	t := &task{spec: m, owner: c, job: c.job, res: res}
-	for i := 0; i < m.Nret; i++ {
+	for i := 0; expect && i < m.Nret; i++ {
 		a.store.Expect(m.Task.WithIndex(uint32(i+1)), c.id)
 	}
 	a.genExpect(t) // taskfeatures.go

@@ -109,7 +109,19 @@ const (
 	// TLeaseFailed (head node's agent -> member, one-way): a lease it asked for failed before
 	// it got a worker (its workers cannot start there, say): LeaseFailed.
 	TLeaseFailed Type = 39
+	// TLocalSpill (member -> head node's agent, one-way): tasks that its workers submitted to
+	// it and that it had queued, handed back because another node has free CPUs and they
+	// would wait here longer (LocalSpill). The head runs them as if their submitter had sent
+	// SUBMIT; their values no longer come in LOCAL_DONE.
+	TLocalSpill Type = 49
 )
+
+// LocalSpill is the body of TLocalSpill: queued tasks of job Job, each as its submitter sent
+// it (the code of a function in Fnb the first time it goes to the head).
+type LocalSpill struct {
+	Job   string `msgpack:"job"`
+	Tasks []Task `msgpack:"tasks"`
+}
 
 // LeaseFailed is the body of TLeaseFailed: Kind and Msg are the error the lease failed with.
 type LeaseFailed struct {

@@ -514,6 +514,8 @@ func Body(t Type) any {
 		return &IDs{}
 	case TLeaseFailed:
 		return &LeaseFailed{}
+	case TLocalSpill:
+		return &LocalSpill{}
 	}
 	return nil
 }
