@@ -6,7 +6,8 @@
 # submit-and-get on a member goes on, and on the head node it waits; a worker that dies is run
 # again there (max_retries) or fails the task; errors, cancel (queued, running, force), large
 # values in the member's store, and references that leave the submitter all behave as through
-# the head. Then the same program with --no-local-tasks: nothing goes on while the head is
+# the head; a queue that built up on a member while the other nodes were busy moves to them
+# when they free up. Then the same program with --no-local-tasks: nothing goes on while the head is
 # stopped. Last line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -164,6 +165,34 @@ def bigs():
 
 lens, brefs, lrefs = ray.get(bigs.options(scheduling_strategy=on(1)).remote(), timeout=120)
 print("BIG", lens, [ray.get(r)[0] for r in brefs], sum(r[1] for r in ray.get(lrefs)))
+
+# a queue that built up on node2 while the other nodes' free CPUs were taken: when they free up,
+# its member hands its tail back to the head, which runs it there
+from shoal.util.scheduling_strategies import NodeAffinitySchedulingStrategy as NA
+
+
+@ray.remote(num_cpus=1)
+def hold(s):
+    time.sleep(s)
+
+
+@ray.remote
+def step(i):
+    time.sleep(0.25)
+    return os.environ["SHOAL_NODE_ID"]
+
+
+@ray.remote(num_cpus=1)
+def backlog(n):
+    time.sleep(0.5)
+    ray.get(step.remote(-1))  # its time is known here from now on
+    return [ray.get(r) for r in [step.remote(i) for i in range(n)]]
+
+
+holds = [hold.options(scheduling_strategy=NA(n)).remote(2.5) for n in ("node1", "node3")]
+where = ray.get(backlog.options(scheduling_strategy=on(1)).remote(12), timeout=120)
+ray.get(holds)
+print("BACKLOG", len(where), "on node2", where.count("node2"), "elsewhere", len(where) - where.count("node2"))
 PY
 
 run() { # NAME LAUNCH_ARGS SCRIPT_ARGS
@@ -191,7 +220,10 @@ else bad "cancel of member-local tasks" "$out"; fi
 if has "$out" "BIG \[1048576, 1048576, 1048576, 1048576, 1048576, 1048576, 1048576, 1048576\] \[0, 1, 2, 3, 4, 5, 6, 7\] 10"; then
   ok "1 MiB values stay in the member's store; their refs and others returned to the driver resolve"
 else bad "large values and refs that leave the submitter" "$out"; fi
-if has "$out" "tasks 7234 (5 failed, 1 retried)"; then
+if grep -Eq "^BACKLOG 12 on node2 [0-9]+ elsewhere [1-9]" <<<"$out"; then
+  ok "tasks queued on a member while the other nodes were busy move to them when they free up ($(grep -o 'elsewhere [0-9]*' <<<"$out") of 12)"
+else bad "a member's queue handed back to the head" "$(grep BACKLOG <<<"$out")"; fi
+if has "$out" "tasks 7250 (5 failed, 1 retried)"; then
   ok "the job report counts the tasks members ran, their failures and retries"
 else bad "job report of member-local tasks" "$(grep 'job report' <<<"$out")"; fi
 
