@@ -43,6 +43,7 @@ need=()
 for p in "${PIP_PKGS[@]}"; do
   "$PY" -c "import $p" 2>/dev/null || need+=("$p")
 done
+"$PY" -c "import xdist" 2>/dev/null || need+=(pytest-xdist) # make test-python's two workers
 if ((${#need[@]})); then
   echo "deps: installing Python packages: ${need[*]}"
   "$PY" -m pip install -q "${need[@]}"

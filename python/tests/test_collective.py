@@ -156,6 +156,7 @@ refs = [r.loop.remote(i, n) for i, r in enumerate(ranks)]
 time.sleep(2)
 shoal.kill(ranks[1])
 out = shoal.get([refs[0], refs[2]], timeout=120)
+print(os.environ["SHOAL_CLUSTER_ID"])
 print(json.dumps(out))
 '''
 
@@ -166,8 +167,9 @@ def test_a_killed_rank_fails_the_others():
     out = json.loads(p.stdout.strip().splitlines()[-1])
     for r in out:
         assert "aborted" in r["error"], r
-    leftovers = [f for f in os.listdir("/dev/shm") if "-ring-" in f]
-    assert leftovers == [], leftovers
+    cluster = p.stdout.strip().splitlines()[-2]  # its ring files only: other tests may run beside it (pytest -n)
+    leftovers = [f for f in os.listdir("/dev/shm") if f.startswith(f"shoal-{cluster}-ring-")]
+    assert len(cluster) == 12 and leftovers == [], (cluster, leftovers)
 
 
 def test_init_group_outside_a_cluster_says_what_to_do():
