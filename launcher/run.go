@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,7 +52,9 @@ func Run(ctx context.Context, log hclog.Logger, o Options, argv []string) (int, 
 }
 
 // runDriver runs argv (path resolved) with the cluster in its environment, forwarding signals,
-// and returns its exit code.
+// and returns its exit code. The driver gets SIGTERM should this process die (SIGKILL, the OOM
+// killer): its cluster went with it, and a driver left running would hold the allocation (a
+// Slurm step ends when its processes do) until its own end or the job's time limit.
 func runDriver(ctx context.Context, log hclog.Logger, c *Cluster, path string, argv []string) (int, error) {
 	cmd := exec.Command(path, argv[1:]...)
 	cmd.Args = argv
@@ -60,12 +63,22 @@ func runDriver(ctx context.Context, log hclog.Logger, c *Cluster, path string, a
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
-	if err := cmd.Start(); err != nil {
+	// Pdeathsig fires when the thread that started the child ends: it is started from a locked
+	// thread that lives until the child has been waited for
+	started, waited := make(chan error, 1), make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			waited <- cmd.Wait()
+		}
+	}()
+	if err := <-started; err != nil {
 		return 127, fmt.Errorf("start %q: %w", argv[0], err)
 	}
 	log.Debug("driver started", "pid", cmd.Process.Pid, "cluster", c.ID)
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
 	for {
 		select {
 		case s := <-sigs:

@@ -88,6 +88,16 @@ kill -INT $spid; wait $spid; rc=$?
 check "run: SIGINT ends the run with 130" test $rc -eq 130
 check "run: nothing left after SIGINT" leftovers "$(cat "$SHOAL_TMPDIR/int.out")"
 
+# 3b. shoal run SIGKILLed (the OOM killer): its driver gets SIGTERM (it would otherwise sleep on
+# with no cluster, holding a Slurm step), its workers go too
+"$SHOAL" run -- "$PY" -c 'import os,time,shoal; shoal.init(); print(os.getpid(), flush=True); time.sleep(60)' > "$SHOAL_TMPDIR/kill.out" &
+spid=$!
+for _ in $(seq 100); do [ -s "$SHOAL_TMPDIR/kill.out" ] && break; sleep 0.1; done
+dpid=$(cat "$SHOAL_TMPDIR/kill.out")
+kill -KILL $spid; wait $spid 2>/dev/null
+for _ in $(seq 100); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
+check "run: a SIGKILLed shoal run takes its driver with it (SIGTERM)" eval '[ -n "$dpid" ] && ! kill -0 "$dpid" 2>/dev/null'
+
 # 4. up / status / down
 eval "$("$SHOAL" up --num-cpus 3 2>/dev/null)"; id1=$SHOAL_CLUSTER_ID
 check "up: prints the cluster's environment" test -n "$id1" -a -n "$SHOAL_ADDRESS"

@@ -264,8 +264,9 @@ if [[ -n $cid ]] && has "$out" "driver got USR1" && has "$out" "DUE TO TIME LIMI
   ok "--signal=USR1@T reaches the driver; the time limit ends the job and leaves nothing"
 else bad "time limit" "cluster=$cid left=$left" "$out"; fi
 
-# the admin's epilog: a job whose head node's shoal was killed leaves an object store, a session
-# directory, a rendezvous file and an escaped daemon; `shoal admin epilog` removes exactly those, on
+# the admin's epilog: a job whose head node's shoal was killed (its driver goes with it) leaves an
+# object store, a session directory, a rendezvous file and an escaped daemon (stdio detached, so
+# that Slurm does not wait for its output); `shoal admin epilog` removes exactly those, on
 # every node. Twice: from slurm.conf's Epilog (epilog.d/shoal), and from the SPANK plugin's job
 # epilog alone (no Epilog hook; the job uses the default rendezvous directory, as the plugin does).
 hook=${SHOAL_SLURM_DIR:-/tmp/shoal-slurm}/epilog.d/shoal
@@ -280,7 +281,7 @@ for via in Epilog SPANK; do
   printf '#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 --output=%s/epi-%s.out\n%s\nsrun shoal launch -- python3 -c "
 import os, subprocess, time, shoal
 shoal.init()
-subprocess.Popen([\\"setsid\\", \\"sleep\\", \\"600\\"])
+subprocess.Popen([\\"setsid\\", \\"sleep\\", \\"600\\"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print(\\"EPI\\", os.environ[\\"SHOAL_CLUSTER_ID\\"], flush=True)
 time.sleep(600)"\n' "$WORK" "$via" "$setrdv" > "$WORK/epi.sbatch"
   jid=$(cd "$ROOT/examples/slurm" && sbatch --parsable "$WORK/epi.sbatch")
@@ -289,7 +290,8 @@ time.sleep(600)"\n' "$WORK" "$via" "$setrdv" > "$WORK/epi.sbatch"
   for p in $(shoal_pids "$jid" node1); do kill -9 "$p"; done  # the agent, not srun
   # the killed head's store; the members' (shoal-<cid>-nodeN) go as their agents lose the head
   before=$(ls /dev/shm | grep -cx "shoal-$cid")
-  for _ in $(seq 300); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && break; sleep 0.1; done
+  # the head's driver ends with its agent (SIGTERM, runDriver's Pdeathsig), and so does the job
+  ended=0; for _ in $(seq 300); do [[ -z $(squeue -h -j "$jid" 2>/dev/null) ]] && { ended=1; break; }; sleep 0.1; done
   left=1
   end=$((SECONDS + 30)); while ((SECONDS < end)); do  # Slurm runs the epilog after the job's steps are gone
     n=$(live_procs "$cid")
@@ -298,9 +300,9 @@ time.sleep(600)"\n' "$WORK" "$via" "$setrdv" > "$WORK/epi.sbatch"
     sleep 0.1
   done
   rm -f "$hook"
-  if [[ -n $cid && $before == 1 && $left == 0 ]] && { [[ $via == SPANK ]] || grep -q "job $jid" "$WORK/epilog.log"; }; then
-    ok "shoal admin epilog ($via) removes what a killed job left on every node"
-  else bad "epilog via $via" "cluster=$cid shm-before=$before left=$left" "$(cat "$WORK/epilog.log" 2>/dev/null)" "$(ls /dev/shm /tmp/shoal-0 "$rdv" 2>/dev/null)" \
+  if [[ -n $cid && $before == 1 && $left == 0 && $ended == 1 ]] && { [[ $via == SPANK ]] || grep -q "job $jid" "$WORK/epilog.log"; }; then
+    ok "shoal admin epilog ($via) removes what a killed job left on every node (the job ended with its head node's agent)"
+  else bad "epilog via $via" "cluster=$cid shm-before=$before left=$left job-ended=$ended" "$(cat "$WORK/epilog.log" 2>/dev/null)" "$(ls /dev/shm /tmp/shoal-0 "$rdv" 2>/dev/null)" \
     "$(grep -l "SHOAL_CLUSTER_ID=$cid" /proc/[0-9]*/environ 2>/dev/null | while read -r e; do p=${e%/environ}; echo "${p#/proc/}: $(tr '\0' ' ' < "$p/cmdline")"; done)"
     "$ROOT/bin/shoal" admin epilog --job "$jid" --uid "$(id -u)" --tmpdir /tmp --rendezvous-dir "$rdv" >/dev/null
   fi
