@@ -236,7 +236,7 @@ MessageTimeout=10
 SlurmdTimeout=30
 InactiveLimit=0
 MinJobAge=5
-SchedulerParameters=batch_sched_delay=0,sched_interval=2
+SchedulerParameters=batch_sched_delay=0,sched_interval=2,bf_interval=1
 MailProg=/bin/true
 # Preemption by partition priority; a preempted job is requeued (see the partitions below).
 PreemptType=preempt/partition_prio

@@ -21,9 +21,11 @@ job() {
 
 # a time limit with --signal=USR1: the driver gets USR1 first (to checkpoint), then the limit ends
 # the job cleanly; submitted first since Slurm enforces limits only every few tens of seconds
+# (--oversubscribe: a job that does not share keeps the other jobs that do, such as the two
+# below, off its nodes until it ends)
 cat > "$WORK/limit.sbatch" <<SB
 #!/bin/bash
-#SBATCH -N 3 --ntasks-per-node=1 --time=1 --signal=USR1@50 --output=$WORK/limit.out
+#SBATCH -N 3 --ntasks-per-node=1 --time=1 --signal=USR1@50 --oversubscribe --output=$WORK/limit.out
 srun shoal launch -- python3 -c "
 import os, signal, time, shoal
 shoal.init()
