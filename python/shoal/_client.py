@@ -141,6 +141,8 @@ class _StoreConn:
         self.address = address
         self.conn, _, self.welcome = w.connect(address, secret, "worker", worker_id=worker_id)
         self.lock = threading.Lock()
+        self.cv = threading.Condition(self.lock)
+        self.reading = False  # a thread reads the connection, the lock released (_wait)
         self.seq = 0
         self.releases = []  # uses to give back, sent before the next request
         self.forgets = []   # member-local values this process no longer refers to (LOCAL_FORGET)
@@ -174,13 +176,25 @@ class _StoreConn:
         return seqs
 
     def _wait(self, seqs):
-        """Read until every seq is answered (the lock held)."""
-        try:
-            while not all(s in self.answers for s in seqs):
+        """Wait until every seq is answered (the lock held). One thread at a time reads the
+        connection, with the lock released, and files what it reads for whoever waits for it:
+        a LOCAL_GET that waits up to 50 ms for a task keeps no other thread of this process
+        (a threaded actor's) from its own requests meanwhile."""
+        while not all(s in self.answers for s in seqs):
+            if self.reading:
+                self.cv.wait()
+                continue
+            self.reading = True
+            self.lock.release()
+            try:
                 rt, rseq, rbody = self.conn.recv()
-                self.answers[rseq] = (rt, rbody)
-        except (OSError, w.ProtocolError) as e:
-            raise self._lost(e)
+            except (OSError, w.ProtocolError) as e:
+                raise self._lost(e)
+            finally:
+                self.lock.acquire()
+                self.reading = False
+                self.cv.notify_all()
+            self.answers[rseq] = (rt, rbody)
 
     @staticmethod
     def _body(a):
@@ -194,7 +208,7 @@ class _StoreConn:
         with self.lock:
             (seq,) = self._send(t, [body])
             try:
-                while True:
+                while not self.reading:  # (another thread reading takes them in)
                     f = self.conn.recv_nowait()
                     if f is None:
                         break

@@ -166,6 +166,22 @@ def bigs():
 lens, brefs, lrefs = ray.get(bigs.options(scheduling_strategy=on(1)).remote(), timeout=120)
 print("BIG", lens, [ray.get(r)[0] for r in brefs], sum(r[1] for r in ray.get(lrefs)))
 
+# a threaded actor on a member whose threads each submit and get tasks at the same time: they
+# share the worker's one connection to its node's agent (one thread reads it at a time)
+@ray.remote(num_cpus=1, max_concurrency=4)
+class Threads:
+    def run(self, k, nap):
+        return sum(r[1] for r in ray.get([leaf.remote(i, nap) for i in range(k)])), os.environ["SHOAL_NODE_ID"]
+
+    def loop(self, k):
+        return sum(ray.get(leaf.remote(i))[1] for i in range(k))
+
+
+th = Threads.options(scheduling_strategy=on(1)).remote()
+out = ray.get([th.run.remote(50, 0.01) for _ in range(3)] + [th.loop.remote(50)], timeout=120)
+print("THREADS", out[:3], out[3])
+ray.kill(th)
+
 # a queue that built up on node2 while the other nodes' free CPUs were taken: when they free up,
 # its member hands its tail back to the head, which runs it there
 from shoal.util.scheduling_strategies import NodeAffinitySchedulingStrategy as NA
@@ -220,10 +236,13 @@ else bad "cancel of member-local tasks" "$out"; fi
 if has "$out" "BIG \[1048576, 1048576, 1048576, 1048576, 1048576, 1048576, 1048576, 1048576\] \[0, 1, 2, 3, 4, 5, 6, 7\] 10"; then
   ok "1 MiB values stay in the member's store; their refs and others returned to the driver resolve"
 else bad "large values and refs that leave the submitter" "$out"; fi
+if has "$out" "THREADS \[(1225, 'node2'), (1225, 'node2'), (1225, 'node2')\] 1225"; then
+  ok "the threads of a threaded actor on a member submit and get tasks at the same time, with the right values"
+else bad "a threaded actor's concurrent gets on a member" "$(grep THREADS <<<"$out")"; fi
 if grep -Eq "^BACKLOG 12 on node2 [0-9]+ elsewhere [1-9]" <<<"$out"; then
   ok "tasks queued on a member while the other nodes were busy move to them when they free up ($(grep -o 'elsewhere [0-9]*' <<<"$out") of 12)"
 else bad "a member's queue handed back to the head" "$(grep BACKLOG <<<"$out")"; fi
-if has "$out" "tasks 7250 (5 failed, 1 retried)"; then
+if has "$out" "tasks 7450 (5 failed, 1 retried)"; then
   ok "the job report counts the tasks members ran, their failures and retries"
 else bad "job report of member-local tasks" "$(grep 'job report' <<<"$out")"; fi
 
