@@ -311,10 +311,32 @@ class _RayAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         if mod is None:
             status, note = _verdict(name, T.lookup())
             raise ModuleNotFoundError(f"No module named {name!r}: shoal does not provide it ({status}: {note})", name=name)
+        if target is not None:
+            _alias_children(name, target)
         return mod
 
     def exec_module(self, module):
         pass
+
+
+def _alias_children(name, target):
+    """Enter the submodules of target that are loaded already into sys.modules under ray's
+    name. The import system sets a module it loads as an attribute of its parent, which here
+    is shoal's own package: `import ray.util.placement_group` would replace the function
+    shoal.util.placement_group with its module (for `from ray.util import placement_group`
+    too). A name already in sys.modules is not loaded again, so nothing is replaced, as in
+    Ray, whose ray.util imports that module before it binds the function."""
+    pre = target + "."
+    for k, m in list(sys.modules.items()):
+        if not k.startswith(pre) or "." in k[len(pre):] or m is None:
+            continue
+        rn = name + "." + k[len(pre):]
+        if rn in sys.modules or T.MODULES.get(rn, "shoal" + rn[3:]) != k:
+            continue
+        if _verdict(rn, T.lookup())[0] in (T.REFUSED, T.LACKING):
+            continue
+        sys.modules[rn] = m
+        _alias_children(rn, k)  # (not loaded through this finder: its children are not either)
 
 
 def _synthesized(name):

@@ -255,6 +255,25 @@ def test_run_maps_import_ray_to_shoal(tmp_path):
     assert "supported  ray.init" in r.stderr  # the check goes to stderr with --run
 
 
+def test_importing_a_submodule_keeps_the_function_of_its_name(tmp_path):
+    # `import ray.util.placement_group` (a library does it) used to replace the function
+    # shoal.util.placement_group with its module: `from ray.util import placement_group` then
+    # gave a module, as did shoal's own `from shoal.util import placement_group`. As in Ray, the
+    # name stays the function.
+    script = write(tmp_path, "job.py", """
+        import ray.util.placement_group
+        import ray.util.scheduling_strategies
+        from ray.util import placement_group
+        from ray.util.placement_group import placement_group as again
+        import shoal.util
+        print("NAMES", type(placement_group).__name__, placement_group is again, type(shoal.util.placement_group).__name__,
+              ray.util.scheduling_strategies.PlacementGroupSchedulingStrategy.__name__)
+    """)
+    r = subprocess.run([shoal_bin(), "compat", "--run", script], capture_output=True, text=True, env=env(), timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "NAMES function True function PlacementGroupSchedulingStrategy" in r.stdout, r.stdout
+
+
 def test_options_of_other_libraries_are_not_rays():
     v = verdicts("""
         import ray
