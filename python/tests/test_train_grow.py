@@ -132,8 +132,10 @@ def test_run_elastic_gang_grows_back_when_a_node_joins(tmp_path, capsys):
             joined.append(cluster.add_node(num_cpus=1))
         t = threading.Thread(target=join_later, daemon=True)
         t.start()
+        # 400 steps of 50 ms: room for the node's start, the controller's look (every 2 s), the
+        # grow checkpoint and 3 workers' start before the end, also beside another pytest worker
         out = st.run(elastic_numpy.train, num_workers=(2, 3), max_failures=0, state_dir=str(state),
-                     config={"ckpt_dir": str(ck), "steps": 240, "step_time": 0.05})
+                     config={"ckpt_dir": str(ck), "steps": 400, "step_time": 0.05})
         t.join(10)
         err = capsys.readouterr().err
         assert out[0] == {"world": 3, "rel_diff": out[0]["rel_diff"]} and out[0]["rel_diff"] < 1e-9, (out, err[-3000:])
