@@ -416,7 +416,7 @@ func (a *Agent) lookFree() {
 	// of up to spillAlways: it hears at once that one has, so that it hands the queue's tail
 	// back (LOCAL_SPILL) without waiting for its next heartbeat's answer
 	for _, n := range a.nodes {
-		if n.member == nil || !n.alive {
+		if n.member == nil || !n.alive || a.cfg.NoLocalTasks {
 			continue
 		}
 		fe := a.freeElsewhere(n)
