@@ -37,12 +37,20 @@ type earlyRet struct {
 	node *node
 }
 
+// earlySpill is a task handed back (LOCAL_SPILL) before its submitter's EXPECT came (the two
+// travel on different connections): it runs when the EXPECT comes.
+type earlySpill struct {
+	spec  wire.Task
+	owner string // the worker that submitted it
+}
+
 // localState is the head's side of member-local tasks (a.mu held for all of it).
 type localState struct {
 	wait   map[wire.ID]expected // expected return values: the node that will send each, and who expects it
 	asked  map[*node][]*task    // lease tasks not yet given a worker, by node
 	early  map[wire.ID]earlyRet
-	leases uint32 // lease task ids issued
+	spills map[wire.ID]earlySpill // by return value id
+	leases uint32                 // lease task ids issued
 	prefix []byte
 	tasks  uint64 // tasks members ran locally (their LOCAL_DONE counts)
 }
@@ -52,6 +60,7 @@ func (a *Agent) localInit() {
 		a.local2.wait = map[wire.ID]expected{}
 		a.local2.asked = map[*node][]*task{}
 		a.local2.early = map[wire.ID]earlyRet{}
+		a.local2.spills = map[wire.ID]earlySpill{}
 		a.local2.prefix = newPrefix()
 	}
 }
@@ -77,6 +86,11 @@ func (a *Agent) handleLocal(c *client, f wire.Frame) error {
 			if e, ok := a.local2.early[id]; ok {
 				delete(a.local2.early, id)
 				a.localFill(e.ret, e.node)
+				continue
+			}
+			if sp, ok := a.local2.spills[id]; ok { // handed back before this EXPECT came
+				delete(a.local2.spills, id)
+				a.runSpilled(c, &sp.spec, nd)
 				continue
 			}
 			if nd == nil || !nd.alive {
@@ -169,36 +183,58 @@ func (a *Agent) handleLocal(c *client, f wire.Frame) error {
 			return fmt.Errorf("LOCAL_SPILL from a connection that is not a member agent")
 		}
 		a.localInit()
+		if len(m.Owners) != len(m.Tasks) {
+			return fmt.Errorf("LOCAL_SPILL of %d tasks names %d owners", len(m.Tasks), len(m.Owners))
+		}
 		for i := range m.Tasks {
-			a.localSpilled(c.member, &m.Tasks[i])
+			a.localSpilled(c.member, &m.Tasks[i], m.Owners[i])
 		}
 		return nil
 	}
 	return fmt.Errorf("%w: unknown message type %d", wire.ErrCorruptFrame, f.Type)
 }
 
-// localSpilled takes task s, which member nd had queued and hands back: it runs as if its
-// submitter had sent SUBMIT, which holds its value's reference already (EXPECT). A task that
-// is not one nd was to run (its submitter left, or nd was lost meanwhile) is dropped.
-func (a *Agent) localSpilled(nd *node, s *wire.Task) {
+// localSpilled takes task s, which member nd had queued and hands back (owner submitted it):
+// it runs as if its submitter had sent SUBMIT, which holds its value's reference already
+// (EXPECT). Before that EXPECT it waits for it; a task that is not one nd was to run (its
+// submitter left, or nd was lost meanwhile) is dropped.
+func (a *Agent) localSpilled(nd *node, s *wire.Task, owner string) {
 	rid := s.Task.WithIndex(1)
+	if s.Nret != 1 || s.Kind != wire.KindTask {
+		return
+	}
 	e, ok := a.local2.wait[rid]
-	if !ok || e.node != nd || s.Nret != 1 || s.Kind != wire.KindTask {
+	if !ok {
+		if a.store.Lookup(rid) == nil && a.workers[owner] != nil { // its EXPECT is on the way
+			a.local2.spills[rid] = earlySpill{spec: *s, owner: owner}
+		}
+		return
+	}
+	if e.node != nd {
 		return
 	}
 	delete(a.local2.wait, rid)
-	owner := a.conns[e.owner]
-	if owner == nil || owner.job == nil || owner.job.ended || owner.worker == nil {
+	c := a.conns[e.owner]
+	if c == nil {
 		return
 	}
 	if e.cancel != nil {
 		a.localCancelled(rid, s.Name)
 		return
 	}
+	a.runSpilled(c, s, nd)
+}
+
+// runSpilled submits task s, handed back by member nd, as client c's (its EXPECT holds the
+// reference).
+func (a *Agent) runSpilled(c *client, s *wire.Task, nd *node) {
+	if c.job == nil || c.job.ended || c.worker == nil {
+		return
+	}
 	s.Attempt = 0
-	if err := a.submitTask(owner, s, false); err != nil {
+	if err := a.submitTask(c, s, false); err != nil {
 		a.log.Warn("a task handed back by its member", "task", s.Name, "node", nd.id, "error", err)
-		if o := a.store.SetError(rid, errorData("infeasible", err.Error())); o != nil {
+		if o := a.store.SetError(s.Task.WithIndex(1), errorData("infeasible", err.Error())); o != nil {
 			a.sealed(o)
 		}
 	}
@@ -261,6 +297,11 @@ func (a *Agent) localClientGone(c *client) {
 
 // localWorkerGone drops what arrived for worker id's EXPECT, which will not come now.
 func (a *Agent) localWorkerGone(id string) {
+	for rid, sp := range a.local2.spills {
+		if sp.owner == id {
+			delete(a.local2.spills, rid)
+		}
+	}
 	for oid, e := range a.local2.early {
 		if e.ret.Owner == id {
 			delete(a.local2.early, oid)

@@ -179,7 +179,7 @@ func TestHeadSideOfLocalTasks(t *testing.T) {
 		Res: map[string]float64{"CPU": 1}, Bundle: -1, Strategy: "NODE_AFFINITY", Node: "m1", Deps: []wire.ID{}, Refs: []wire.ID{}}
 	stranger := back
 	stranger.Task = val(6).WithIndex(0) // never EXPECTed: not the member's to hand back
-	member.Send(wire.TLocalSpill, 0, &wire.LocalSpill{Job: job, Tasks: []wire.Task{back, stranger}})
+	member.Send(wire.TLocalSpill, 0, &wire.LocalSpill{Job: job, Tasks: []wire.Task{back, stranger}, Owners: []string{wid, wid}})
 	var h wire.Task
 	readType(lw, wire.TExec, 0, &h)
 	if h.Task != back.Task || string(h.Fnb) != "code" {
@@ -215,9 +215,26 @@ func TestHeadSideOfLocalTasks(t *testing.T) {
 	readType(w, wire.TOK, 16, &gr)
 	five := back
 	five.Task = val(5).WithIndex(0)
-	member.Send(wire.TLocalSpill, 0, &wire.LocalSpill{Job: job, Tasks: []wire.Task{five}})
+	member.Send(wire.TLocalSpill, 0, &wire.LocalSpill{Job: job, Tasks: []wire.Task{five}, Owners: []string{wid}})
 	if o := get(val(5), 17); o.Fmt != wire.FmtError || !strings.Contains(string(o.Data), "cancelled") {
 		t.Fatalf("a task cancelled on its way back: %+v", o)
+	}
+	// handed back before its submitter's EXPECT reached the head (another connection): it runs
+	// when the EXPECT comes
+	seven := back
+	seven.Task = val(7).WithIndex(0)
+	member.Send(wire.TLocalSpill, 0, &wire.LocalSpill{Job: job, Tasks: []wire.Task{seven}, Owners: []string{wid}})
+	member.Send(wire.THeartbeat, 78, &wire.NodeStats{}) // a round trip: the LOCAL_SPILL was read
+	var hb0 wire.HeartbeatReply
+	readType(member, wire.THeartbeat, 78, &hb0)
+	w.Send(wire.TExpect, 0, &wire.Expect{IDs: []wire.ID{val(7)}, Node: "m1"})
+	readType(lw, wire.TExec, 0, &h)
+	if h.Task != seven.Task {
+		t.Fatalf("the task handed back before its EXPECT ran as %+v", h)
+	}
+	lw.Send(wire.TDone, 0, &wire.Done{Task: h.Task, Rets: []wire.Ret{{ID: val(7), Fmt: wire.FmtRaw, Data: []byte("seven")}}})
+	if o := get(val(7), 18); string(o.Data) != "seven" {
+		t.Fatalf("value of a task handed back before its EXPECT: %+v", o)
 	}
 	// the head's answer to a heartbeat says how many CPUs are free on the other nodes (its own
 	// one, at its last look)

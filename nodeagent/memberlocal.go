@@ -275,6 +275,7 @@ func (l *memberLocal) reoffer() {
 	}
 	for _, j := range l.jobs {
 		var back []wire.Task
+		var owners []string
 		for budget > 0 && len(j.queue) > 0 {
 			t := j.queue[len(j.queue)-1]
 			est, ok := l.est[t.spec.Fn]
@@ -290,7 +291,7 @@ func (l *memberLocal) reoffer() {
 				spec.Fnb = l.fns[spec.Fn]
 				l.fnsHead[spec.Fn] = true
 			}
-			back = append(back, spec)
+			back, owners = append(back, spec), append(owners, t.owner)
 			budget--
 			for _, w := range l.waiters[rid] { // a LOCAL_GET waiting for it: it is at the head now
 				l.answer(w, false)
@@ -300,7 +301,7 @@ func (l *memberLocal) reoffer() {
 		if len(back) == 0 {
 			continue
 		}
-		if err := l.send(wire.TLocalSpill, &wire.LocalSpill{Job: j.id, Tasks: back}); err != nil {
+		if err := l.send(wire.TLocalSpill, &wire.LocalSpill{Job: j.id, Tasks: back, Owners: owners}); err != nil {
 			l.log.Debug("hand tasks back to the head", "error", err)
 		}
 		if extra := j.requested - len(j.queue); extra > 0 { // leases asked for them: not needed now

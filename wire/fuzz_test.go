@@ -67,7 +67,7 @@ func sampleBodies() map[Type]any {
 		TLocalCancel:  &LocalCancel{Task: id, Force: true, Recursive: true},
 		TLocalForget:  &IDs{IDs: []ID{id}},
 		TLeaseFailed:  &LeaseFailed{Job: "0123abcd-0001", Kind: "worker_start_failed", Msg: "3 worker processes in a row failed to start"},
-		TLocalSpill:   &LocalSpill{Job: "0123abcd-0001", Tasks: []Task{*task}},
+		TLocalSpill:   &LocalSpill{Job: "0123abcd-0001", Tasks: []Task{*task}, Owners: []string{"j1-w1"}},
 	}
 }
 

@@ -117,10 +117,12 @@ const (
 )
 
 // LocalSpill is the body of TLocalSpill: queued tasks of job Job, each as its submitter sent
-// it (the code of a function in Fnb the first time it goes to the head).
+// it (the code of a function in Fnb the first time it goes to the head), and Owners[i] the
+// worker that submitted Tasks[i].
 type LocalSpill struct {
-	Job   string `msgpack:"job"`
-	Tasks []Task `msgpack:"tasks"`
+	Job    string   `msgpack:"job"`
+	Tasks  []Task   `msgpack:"tasks"`
+	Owners []string `msgpack:"owners"`
 }
 
 // LeaseFailed is the body of TLeaseFailed: Kind and Msg are the error the lease failed with.
