@@ -205,7 +205,7 @@ func (a *Agent) localSpilled(nd *node, s *wire.Task, owner string) {
 	}
 	e, ok := a.local2.wait[rid]
 	if !ok {
-		if a.store.Lookup(rid) == nil && a.workers[owner] != nil { // its EXPECT is on the way
+		if a.workers[owner] != nil { // its EXPECT is on the way (dropped if the worker exits first)
 			a.local2.spills[rid] = earlySpill{spec: *s, owner: owner}
 		}
 		return
