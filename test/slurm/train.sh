@@ -75,7 +75,7 @@ else bad "numpy FSDP convergence" "rc=$rc" "$out"; fi
 spares() {
   local e n=0
   for e in /proc/[0-9]*/environ; do
-    tr '\0' '\n' < "${e%/environ}/cmdline" 2>/dev/null | grep -q '<shoal train spare>' || continue
+    { tr '\0' '\n' < "${e%/environ}/cmdline"; } 2>/dev/null | grep -q '<shoal train spare>' || continue  # (a process may be gone)
     { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qx "${2:-SHOAL_CLUSTER_ID}=$1" && n=$((n + 1))
   done
   echo "$n"
